@@ -1,0 +1,9 @@
+//! signet: sign container images on push, verify them at Kubernetes admission.
+//!
+//! The library holds every piece; `src/main.rs` only parses flags and calls it.
+//! Dependency direction: admission, signer, controller -> policy -> signature, crypto, reference, crd;
+//! `registry` is used by admission, signer and the CLI. `policy` never touches the network.
+#![forbid(unsafe_code)]
+
+pub mod crypto;
+pub mod reference;
