@@ -44,7 +44,9 @@ impl ImageRef {
             return Err(invalid("repository name must be lowercase".into()));
         }
         let digest = match parsed.digest() {
-            Some(d) => Some(normalise_digest(d).ok_or_else(|| invalid(format!("bad digest {d:?}")))?),
+            Some(d) => {
+                Some(normalise_digest(d).ok_or_else(|| invalid(format!("bad digest {d:?}")))?)
+            }
             None => None,
         };
         Ok(ImageRef {
@@ -153,9 +155,17 @@ impl ImageRef {
                 t.clone(),
                 d.clone(),
             ),
-            (_, Some(d)) => Reference::with_digest(self.registry.clone(), self.repository.clone(), d.clone()),
-            (Some(t), None) => Reference::with_tag(self.registry.clone(), self.repository.clone(), t.clone()),
-            (None, None) => Reference::with_tag(self.registry.clone(), self.repository.clone(), "latest".into()),
+            (_, Some(d)) => {
+                Reference::with_digest(self.registry.clone(), self.repository.clone(), d.clone())
+            }
+            (Some(t), None) => {
+                Reference::with_tag(self.registry.clone(), self.repository.clone(), t.clone())
+            }
+            (None, None) => Reference::with_tag(
+                self.registry.clone(),
+                self.repository.clone(),
+                "latest".into(),
+            ),
         }
     }
 }
@@ -186,7 +196,8 @@ pub fn normalise_digest(digest: &str) -> Option<String> {
         "sha512" => 128,
         _ => return None,
     };
-    (hex.len() == len && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| digest.to_ascii_lowercase())
+    (hex.len() == len && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| digest.to_ascii_lowercase())
 }
 
 /// A compiled image glob over normalised references.
@@ -268,7 +279,8 @@ impl Glob {
 
     /// Whether the glob covers this image (repository, or repository with tag).
     pub fn matches_image(&self, image: &ImageRef) -> bool {
-        self.matches(&image.repo_path()) || (image.tag.is_some() && self.matches(&image.repo_with_tag()))
+        self.matches(&image.repo_path())
+            || (image.tag.is_some() && self.matches(&image.repo_with_tag()))
     }
 
     /// Whether the glob matches exactly this text.
@@ -340,13 +352,25 @@ mod tests {
         assert_eq!(parsed("nginx"), "docker.io/library/nginx:latest");
         assert_eq!(parsed("nginx:1.25"), "docker.io/library/nginx:1.25");
         assert_eq!(parsed("bitnami/redis"), "docker.io/bitnami/redis:latest");
-        assert_eq!(parsed("index.docker.io/library/nginx"), "docker.io/library/nginx:latest");
+        assert_eq!(
+            parsed("index.docker.io/library/nginx"),
+            "docker.io/library/nginx:latest"
+        );
         assert_eq!(parsed("localhost/app"), "localhost/app:latest");
         assert_eq!(parsed("localhost:5000/a/b:v1"), "localhost:5000/a/b:v1");
-        assert_eq!(parsed("registry.example.com/prod/app:v1"), "registry.example.com/prod/app:v1");
+        assert_eq!(
+            parsed("registry.example.com/prod/app:v1"),
+            "registry.example.com/prod/app:v1"
+        );
         let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(parsed(&format!("127.0.0.1:5000/app@{d}")), format!("127.0.0.1:5000/app@{d}"));
-        assert_eq!(parsed(&format!("app:v2@{d}")), format!("docker.io/library/app:v2@{d}"));
+        assert_eq!(
+            parsed(&format!("127.0.0.1:5000/app@{d}")),
+            format!("127.0.0.1:5000/app@{d}")
+        );
+        assert_eq!(
+            parsed(&format!("app:v2@{d}")),
+            format!("docker.io/library/app:v2@{d}")
+        );
     }
 
     #[test]
@@ -362,25 +386,60 @@ mod tests {
     fn exact_parse_keeps_tag_absent() {
         assert_eq!(ImageRef::parse_exact("r.io/a/b").unwrap().tag(), None);
         assert_eq!(ImageRef::parse_exact("r.io:5000/a/b").unwrap().tag(), None);
-        assert_eq!(ImageRef::parse_exact("r.io:5000/a/b:v1").unwrap().tag(), Some("v1"));
+        assert_eq!(
+            ImageRef::parse_exact("r.io:5000/a/b:v1").unwrap().tag(),
+            Some("v1")
+        );
     }
 
     #[test]
     fn rejects_malformed_references() {
-        for bad in ["", " nginx", "UPPER/case", "app:", "app@sha256:abc", "a//b", "app:tag with space", "http://x/y"] {
+        for bad in [
+            "",
+            " nginx",
+            "UPPER/case",
+            "app:",
+            "app@sha256:abc",
+            "a//b",
+            "app:tag with space",
+            "http://x/y",
+        ] {
             let err = ImageRef::parse(bad).unwrap_err();
-            assert!(err.to_string().starts_with("invalid image reference"), "{bad}: {err}");
+            assert!(
+                err.to_string().starts_with("invalid image reference"),
+                "{bad}: {err}"
+            );
         }
     }
 
     #[test]
     fn glob_semantics() {
         let cases = [
-            ("registry.example.com/prod/**", "registry.example.com/prod/app:v1", true),
-            ("registry.example.com/prod/**", "registry.example.com/prod/team/app:v1", true),
-            ("registry.example.com/prod/**", "registry.example.com/production/app:v1", false),
-            ("registry.example.com/prod/*", "registry.example.com/prod/app:v1", true),
-            ("registry.example.com/prod/*", "registry.example.com/prod/team/app:v1", false),
+            (
+                "registry.example.com/prod/**",
+                "registry.example.com/prod/app:v1",
+                true,
+            ),
+            (
+                "registry.example.com/prod/**",
+                "registry.example.com/prod/team/app:v1",
+                true,
+            ),
+            (
+                "registry.example.com/prod/**",
+                "registry.example.com/production/app:v1",
+                false,
+            ),
+            (
+                "registry.example.com/prod/*",
+                "registry.example.com/prod/app:v1",
+                true,
+            ),
+            (
+                "registry.example.com/prod/*",
+                "registry.example.com/prod/team/app:v1",
+                false,
+            ),
             ("docker.io/library/*", "nginx", true),
             ("docker.io/library/*", "bitnami/redis", false),
             ("ghcr.io/org/app:v*", "ghcr.io/org/app:v1.2", true),
@@ -398,7 +457,12 @@ mod tests {
 
     #[test]
     fn glob_prefix_and_errors() {
-        assert_eq!(Glob::new("registry.example.com/prod/**").unwrap().literal_prefix(), "registry.example.com/prod/");
+        assert_eq!(
+            Glob::new("registry.example.com/prod/**")
+                .unwrap()
+                .literal_prefix(),
+            "registry.example.com/prod/"
+        );
         assert!(Glob::new("").is_err());
         assert!(Glob::new("a b").is_err());
         assert!(Glob::new("a/***").is_err());

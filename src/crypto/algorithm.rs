@@ -63,7 +63,9 @@ impl fmt::Display for Algorithm {
 
 /// The text is not one of the algorithm names.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown algorithm {0:?} (expected one of RSA_PSS_SHA_256, RSA_PKCS1_SHA_256, ECDSA_P256_SHA_256, ECDSA_P384_SHA_384, ED25519)")]
+#[error(
+    "unknown algorithm {0:?} (expected one of RSA_PSS_SHA_256, RSA_PKCS1_SHA_256, ECDSA_P256_SHA_256, ECDSA_P384_SHA_384, ED25519)"
+)]
 pub struct UnknownAlgorithm(pub String);
 
 impl FromStr for Algorithm {
@@ -89,7 +91,10 @@ mod tests {
             assert_eq!(a.as_str().parse::<Algorithm>().unwrap(), a);
             assert_eq!(serde_json::to_string(&a).unwrap(), format!("\"{a}\""));
         }
-        assert_eq!("rsa-pss-sha-256".parse::<Algorithm>().unwrap(), Algorithm::RsaPssSha256);
+        assert_eq!(
+            "rsa-pss-sha-256".parse::<Algorithm>().unwrap(),
+            Algorithm::RsaPssSha256
+        );
         assert!("RSA_PSS_SHA_512".parse::<Algorithm>().is_err());
     }
 }

@@ -45,7 +45,9 @@ fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return None;
         }
-        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         (len, &rest[n..])
     };
     if rest.len() < len {
@@ -93,7 +95,11 @@ fn encode_len(len: usize, out: &mut Vec<u8>) {
     if len < 0x80 {
         out.push(len as u8);
     } else {
-        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend(bytes);
     }
@@ -125,14 +131,22 @@ pub(crate) struct PemBlock {
 
 /// Decodes the first PEM block of the text; `None` when there is none or its base64 is broken.
 pub(crate) fn pem_decode(text: &str) -> Option<PemBlock> {
-    let mut lines = text.lines().map(str::trim).skip_while(|l| !l.starts_with("-----BEGIN "));
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("-----BEGIN "));
     let begin = lines.next()?;
-    let label = begin.strip_prefix("-----BEGIN ")?.strip_suffix("-----")?.to_string();
+    let label = begin
+        .strip_prefix("-----BEGIN ")?
+        .strip_suffix("-----")?
+        .to_string();
     let end = format!("-----END {label}-----");
     let mut b64 = String::new();
     for line in lines {
         if line == end {
-            let der = base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()).ok()?;
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .ok()?;
             return Some(PemBlock { label, der });
         }
         if line.contains(':') {

@@ -17,7 +17,10 @@ pub enum CryptoError {
     #[error("malformed key: {0}")]
     MalformedKey(String),
     #[error("the key is {key}, which cannot verify {algorithm}")]
-    AlgorithmMismatch { key: &'static str, algorithm: Algorithm },
+    AlgorithmMismatch {
+        key: &'static str,
+        algorithm: Algorithm,
+    },
     #[error("signature does not verify")]
     BadSignature,
     #[error("signing failed: {0}")]

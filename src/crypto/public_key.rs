@@ -44,8 +44,10 @@ fn verification_algorithm(algorithm: Algorithm) -> &'static dyn VerificationAlgo
 fn kind_fits(kind: KeyKind, algorithm: Algorithm) -> bool {
     matches!(
         (kind, algorithm),
-        (KeyKind::Rsa, Algorithm::RsaPssSha256 | Algorithm::RsaPkcs1Sha256)
-            | (KeyKind::EcP256, Algorithm::EcdsaP256Sha256)
+        (
+            KeyKind::Rsa,
+            Algorithm::RsaPssSha256 | Algorithm::RsaPkcs1Sha256
+        ) | (KeyKind::EcP256, Algorithm::EcdsaP256Sha256)
             | (KeyKind::EcP384, Algorithm::EcdsaP384Sha384)
             | (KeyKind::Ed25519, Algorithm::Ed25519)
     )
@@ -62,7 +64,9 @@ impl PublicKey {
             "PUBLIC KEY" => Self::from_spki_der(&block.der, algorithm),
             "RSA PUBLIC KEY" => {
                 if !der::is_pkcs1_rsa_public_key(&block.der) {
-                    return Err(CryptoError::MalformedKey("RSA PUBLIC KEY is not a PKCS#1 RSAPublicKey".into()));
+                    return Err(CryptoError::MalformedKey(
+                        "RSA PUBLIC KEY is not a PKCS#1 RSAPublicKey".into(),
+                    ));
                 }
                 Self::from_spki_der(&der::rsa_pkcs1_to_spki(&block.der), algorithm)
             }
@@ -138,9 +142,15 @@ mod tests {
         let key = PublicKey::from_pem(&pem, Algorithm::EcdsaP256Sha256).unwrap();
         let sig = kp.sign(&SystemRandom::new(), b"payload").unwrap();
         key.verify(b"payload", sig.as_ref()).unwrap();
-        assert_eq!(key.verify(b"payloaD", sig.as_ref()), Err(CryptoError::BadSignature));
+        assert_eq!(
+            key.verify(b"payloaD", sig.as_ref()),
+            Err(CryptoError::BadSignature)
+        );
         assert!(key.fingerprint().starts_with("sha256:") && key.fingerprint().len() == 71);
-        assert_eq!(PublicKey::from_pem(&key.to_pem(), Algorithm::EcdsaP256Sha256).unwrap(), key);
+        assert_eq!(
+            PublicKey::from_pem(&key.to_pem(), Algorithm::EcdsaP256Sha256).unwrap(),
+            key
+        );
     }
 
     #[test]
@@ -154,28 +164,46 @@ mod tests {
         let b = PublicKey::from_pem(&pkcs1_pem, Algorithm::RsaPssSha256).unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
         let mut sig = vec![0; kp.public_modulus_len()];
-        kp.sign(&lc::RSA_PSS_SHA256, &SystemRandom::new(), b"m", &mut sig).unwrap();
+        kp.sign(&lc::RSA_PSS_SHA256, &SystemRandom::new(), b"m", &mut sig)
+            .unwrap();
         b.verify(b"m", &sig).unwrap();
         // The same key declared PKCS#1 v1.5 does not accept a PSS signature.
         let pkcs1_decl = PublicKey::from_pem(&spki_pem, Algorithm::RsaPkcs1Sha256).unwrap();
-        assert_eq!(pkcs1_decl.verify(b"m", &sig), Err(CryptoError::BadSignature));
+        assert_eq!(
+            pkcs1_decl.verify(b"m", &sig),
+            Err(CryptoError::BadSignature)
+        );
     }
 
     #[test]
     fn key_type_contradicting_algorithm_is_named() {
         let (_, pem) = ec_p256();
         let err = PublicKey::from_pem(&pem, Algorithm::RsaPssSha256).unwrap_err();
-        assert_eq!(err.to_string(), "the key is an EC P-256 key, which cannot verify RSA_PSS_SHA_256");
+        assert_eq!(
+            err.to_string(),
+            "the key is an EC P-256 key, which cannot verify RSA_PSS_SHA_256"
+        );
         let err = PublicKey::from_pem(&pem, Algorithm::EcdsaP384Sha384).unwrap_err();
         assert!(err.to_string().contains("EC P-256"), "{err}");
     }
 
     #[test]
     fn garbage_is_rejected_with_a_reason() {
-        assert_eq!(PublicKey::from_pem("hello", Algorithm::Ed25519), Err(CryptoError::NotPem));
+        assert_eq!(
+            PublicKey::from_pem("hello", Algorithm::Ed25519),
+            Err(CryptoError::NotPem)
+        );
         let pem = der::pem_encode("PUBLIC KEY", b"garbage");
-        assert!(matches!(PublicKey::from_pem(&pem, Algorithm::Ed25519), Err(CryptoError::MalformedKey(_))));
+        assert!(matches!(
+            PublicKey::from_pem(&pem, Algorithm::Ed25519),
+            Err(CryptoError::MalformedKey(_))
+        ));
         let pem = der::pem_encode("PRIVATE KEY", b"garbage");
-        assert!(PublicKey::from_pem(&pem, Algorithm::Ed25519).unwrap_err().to_string().contains("PRIVATE KEY"));
+        assert!(
+            PublicKey::from_pem(&pem, Algorithm::Ed25519)
+                .unwrap_err()
+                .to_string()
+                .contains("PRIVATE KEY")
+        );
     }
 }

@@ -1,0 +1,119 @@
+//! Whether one stored signature counts for an image: the rules of DESIGN.md in one place, shared by
+//! `signet verify` and the policy engine.
+//!
+//! A signature counts only when it verifies under one of the trusted keys (with that key's
+//! algorithm), its payload names the resolved digest and a known type, and, for `Default`, the
+//! payload's identity names the workload's repository and tag (a digest-only workload needs the
+//! same repository). `Simple` binds the digest only, so images copied between registries keep
+//! their signatures.
+
+use std::fmt;
+
+use super::payload::{ATOMIC_TYPE, COSIGN_TYPE, Payload, SignatureType, parse_payload};
+use crate::crypto::PublicKey;
+use crate::reference::ImageRef;
+
+/// A signature as fetched: the payload bytes and the raw signature over exactly those bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSignature {
+    pub payload: Vec<u8>,
+    /// `None` when the layer carried no (or no base64) signature annotation.
+    pub signature: Option<Vec<u8>>,
+}
+
+/// Why a stored signature does not count. Each reads as the end of a sentence about the signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// The layer has no signature annotation.
+    Unsigned,
+    /// No trusted key verifies the signature.
+    UntrustedKey,
+    /// The signature verifies but the payload is not simple-signing JSON.
+    MalformedPayload(String),
+    /// Unknown `critical.type`.
+    UnknownType(String),
+    /// The payload names another digest (a signature copied from another image).
+    OtherDigest(String),
+    /// The identity names another repository.
+    OtherRepository(String),
+    /// `Default`: the identity does not bind the workload's tag.
+    TagNotBound { tag: String, signed: String },
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::Unsigned => write!(f, "layer carries no signature"),
+            Rejection::UntrustedKey => write!(f, "not signed by a trusted key"),
+            Rejection::MalformedPayload(why) => write!(f, "malformed payload: {why}"),
+            Rejection::UnknownType(t) => write!(f, "unknown payload type {t:?}"),
+            Rejection::OtherDigest(d) => write!(f, "signature for another digest ({d})"),
+            Rejection::OtherRepository(r) => write!(f, "signature for another repository ({r})"),
+            Rejection::TagNotBound { tag, signed } => {
+                write!(f, "tag {tag:?} not bound: the signature names {signed}")
+            }
+        }
+    }
+}
+
+/// A signature that counts: which key verified it, and its claims.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    /// Index into the key list passed to [`check_signature`].
+    pub key_index: usize,
+    pub payload: Payload,
+}
+
+/// Checks one stored signature for `image` (as the workload or user wrote it) resolved to `digest`.
+pub fn check_signature(
+    stored: &StoredSignature,
+    image: &ImageRef,
+    digest: &str,
+    signature_type: SignatureType,
+    keys: &[PublicKey],
+) -> Result<Accepted, Rejection> {
+    let signature = stored.signature.as_deref().ok_or(Rejection::Unsigned)?;
+    // Verify before reading any claim: an unsigned claim means nothing.
+    let key_index = keys
+        .iter()
+        .position(|k| k.verify(&stored.payload, signature).is_ok())
+        .ok_or(Rejection::UntrustedKey)?;
+    let payload =
+        parse_payload(&stored.payload).map_err(|e| Rejection::MalformedPayload(e.to_string()))?;
+    check_claims(&payload, image, digest, signature_type)?;
+    Ok(Accepted { key_index, payload })
+}
+
+/// The claim checks alone (digest, type, identity), for a payload already known to be signed.
+pub fn check_claims(
+    payload: &Payload,
+    image: &ImageRef,
+    digest: &str,
+    signature_type: SignatureType,
+) -> Result<(), Rejection> {
+    if payload.kind != COSIGN_TYPE && payload.kind != ATOMIC_TYPE {
+        return Err(Rejection::UnknownType(payload.kind.clone()));
+    }
+    if !payload.manifest_digest.eq_ignore_ascii_case(digest) {
+        return Err(Rejection::OtherDigest(payload.manifest_digest.clone()));
+    }
+    if signature_type == SignatureType::Simple {
+        return Ok(());
+    }
+    let signed = ImageRef::parse_exact(&payload.docker_reference).map_err(|_| {
+        Rejection::MalformedPayload(format!(
+            "bad docker-reference {:?}",
+            payload.docker_reference
+        ))
+    })?;
+    if signed.repo_path() != image.repo_path() {
+        return Err(Rejection::OtherRepository(signed.repo_path()));
+    }
+    match image.tag() {
+        Some(tag) if signed.tag() != Some(tag) => Err(Rejection::TagNotBound {
+            tag: tag.to_string(),
+            signed: payload.docker_reference.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
