@@ -2,10 +2,18 @@
 
 mod algorithm;
 pub(crate) mod der;
+mod file_key;
+mod keygen;
+mod pkcs11;
 mod public_key;
+mod signing;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
+pub use file_key::FileKey;
+pub use keygen::{GeneratedKey, generate_key_pair, write_key_pair};
+pub use pkcs11::{DEFAULT_PKCS11_MODULE, Pkcs11Key, Pkcs11Uri, TokenKey, generate_on_token};
 pub use public_key::PublicKey;
+pub use signing::{SigningKey, open_signing_key};
 
 /// Errors of the crypto layer: keys that cannot be read or used, signatures that do not verify.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -27,4 +35,13 @@ pub enum CryptoError {
     SigningFailed(String),
     #[error("key store: {0}")]
     KeyStore(String),
+    /// A private key (file or token object) of a type that cannot sign with the algorithm asked for.
+    #[error("{source_name} holds {key}, which cannot sign {algorithm}")]
+    SigningAlgorithmMismatch {
+        /// Where the key is: `key file /etc/signet/release.key`,
+        /// `PKCS#11 private key labelled "x" on token "t"`.
+        source_name: String,
+        key: &'static str,
+        algorithm: Algorithm,
+    },
 }
