@@ -6,5 +6,8 @@
 #![forbid(unsafe_code)]
 
 pub mod crypto;
+pub mod image_signing;
+pub mod image_verification;
 pub mod reference;
+pub mod registry;
 pub mod signature;

@@ -1,0 +1,539 @@
+//! The registry client: construction, credentials per request, and the one request path every
+//! operation goes through (authentication on challenge, capped body reads, error mapping).
+//!
+//! All HTTP goes through one reqwest client built once; per-request credentials are a cheap
+//! overlay (`with_credentials`) that shares it, its connection pool and the token cache.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE,
+};
+use reqwest::{Method, StatusCode};
+use url::Url;
+
+use super::auth::{
+    Challenge, TokenCache, TokenKey, TokenRequest, basic_header, fetch_token, parse_challenges,
+};
+use super::credentials::{Credential, DockerConfig};
+use super::error::{RegistryError, body_detail};
+use super::transport::{SchemePolicy, base_url, http_client, same_origin};
+
+/// Error bodies are read this far for their message, no further.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// How the client reaches registries.
+#[derive(Clone, Debug)]
+pub struct RegistryOptions {
+    /// A docker `config.json` with credentials; when absent, `$DOCKER_CONFIG/config.json` is
+    /// used if `DOCKER_CONFIG` is set and the file exists.
+    pub config_file: Option<PathBuf>,
+    /// Extra PEM CA bundles trusted in addition to the system roots.
+    pub ca_files: Vec<PathBuf>,
+    /// Registries (`host` or `host:port`) spoken to over plain HTTP. Loopback hosts always are.
+    pub insecure: Vec<String>,
+    /// Bound on each HTTP request, connection and body included.
+    pub timeout: Duration,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            config_file: None,
+            ca_files: Vec::new(),
+            insecure: Vec::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// An OCI distribution client. Cheap to clone; clones share connections and tokens.
+#[derive(Clone)]
+pub struct RegistryClient {
+    pub(crate) shared: Arc<Shared>,
+    /// Looked up in order: per-request overlays first, the configured file last.
+    credentials: Arc<Vec<Arc<DockerConfig>>>,
+}
+
+pub(crate) struct Shared {
+    http: reqwest::Client,
+    schemes: SchemePolicy,
+    timeout: Duration,
+    tokens: TokenCache,
+    /// The last challenge seen per registry, so that later requests authenticate up front
+    /// instead of collecting a 401 first (which would also send push bodies twice).
+    challenges: Mutex<HashMap<String, Challenge>>,
+}
+
+impl fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("timeout", &self.shared.timeout)
+            .field("credential_sets", &self.credentials.len())
+            .finish()
+    }
+}
+
+/// What a request needs permission for: decides the token scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    Pull,
+    Push,
+    Catalog,
+}
+
+/// One request to a registry.
+pub(crate) struct Call<'a> {
+    pub(crate) registry: &'a str,
+    pub(crate) repository: &'a str,
+    pub(crate) access: Access,
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) accept: Option<&'a str>,
+    pub(crate) content_type: Option<&'a str>,
+    pub(crate) body: Option<Bytes>,
+}
+
+impl Call<'_> {
+    fn scope(&self) -> String {
+        match self.access {
+            Access::Pull => format!("repository:{}:pull", self.repository),
+            Access::Push => format!("repository:{}:pull,push", self.repository),
+            Access::Catalog => "registry:catalog:*".to_string(),
+        }
+    }
+
+    /// What was refused, for `Unauthorized` messages.
+    fn target(&self) -> String {
+        match self.access {
+            Access::Pull => format!("pull of {}", self.repository),
+            Access::Push => format!("push to {}", self.repository),
+            Access::Catalog => "the catalog".to_string(),
+        }
+    }
+}
+
+impl RegistryClient {
+    /// Builds the client: TLS (system roots plus `ca_files`), the plain-HTTP policy, and the
+    /// credentials from `config_file` or `$DOCKER_CONFIG/config.json`.
+    pub fn new(options: &RegistryOptions) -> Result<Self, RegistryError> {
+        let docker_config_dir = std::env::var_os("DOCKER_CONFIG").map(PathBuf::from);
+        let credentials =
+            DockerConfig::load(options.config_file.as_deref(), docker_config_dir.as_deref())?;
+        Self::with_config(options, credentials)
+    }
+
+    /// Builds the client with exactly these credentials; `options.config_file` and
+    /// `$DOCKER_CONFIG` are not read.
+    pub fn with_config(
+        options: &RegistryOptions,
+        credentials: DockerConfig,
+    ) -> Result<Self, RegistryError> {
+        let shared = Shared {
+            http: http_client(&options.ca_files, options.timeout)?,
+            schemes: SchemePolicy::new(&options.insecure)?,
+            timeout: options.timeout,
+            tokens: TokenCache::default(),
+            challenges: Mutex::new(HashMap::new()),
+        };
+        Ok(RegistryClient {
+            shared: Arc::new(shared),
+            credentials: Arc::new(vec![Arc::new(credentials)]),
+        })
+    }
+
+    /// A client that tries `extra` before this client's credentials (e.g. a pod's
+    /// imagePullSecrets). Shares the connection pool, TLS configuration and token cache; tokens
+    /// stay separate per credential, so one request's secret never serves another's.
+    pub fn with_credentials(&self, extra: &DockerConfig) -> Self {
+        if extra.is_empty() {
+            return self.clone();
+        }
+        let mut layers = Vec::with_capacity(self.credentials.len() + 1);
+        layers.push(Arc::new(extra.clone()));
+        layers.extend(self.credentials.iter().cloned());
+        RegistryClient {
+            shared: Arc::clone(&self.shared),
+            credentials: Arc::new(layers),
+        }
+    }
+
+    fn credential(&self, registry: &str) -> Option<&Credential> {
+        self.credentials
+            .iter()
+            .find_map(|layer| layer.find(registry))
+    }
+
+    /// `scheme://api-host/` for a registry.
+    pub(crate) fn base_url(&self, registry: &str) -> Result<Url, RegistryError> {
+        base_url(&self.shared.schemes, registry)
+    }
+
+    /// `base/v2/<path>`.
+    pub(crate) fn v2_url(&self, registry: &str, path: &str) -> Result<Url, RegistryError> {
+        self.base_url(registry)?
+            .join(&format!("v2/{path}"))
+            .map_err(|e| RegistryError::InvalidRequest {
+                host: registry.to_string(),
+                reason: format!("bad path {path:?}: {e}"),
+            })
+    }
+
+    fn known_challenge(&self, registry: &str) -> Option<Challenge> {
+        let challenges = self
+            .shared
+            .challenges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        challenges.get(registry).cloned()
+    }
+
+    fn remember_challenge(&self, registry: &str, challenge: &Challenge) {
+        let mut challenges = self
+            .shared
+            .challenges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        challenges.insert(registry.to_string(), challenge.clone());
+    }
+
+    /// Sends a request, authenticating as the registry asks: with a known challenge up front,
+    /// else after the first 401 (then once more). Requests that leave the registry's origin
+    /// (an upload `Location` on object storage) carry no credentials.
+    pub(crate) async fn send(&self, call: &Call<'_>) -> Result<reqwest::Response, RegistryError> {
+        let base = self.base_url(call.registry)?;
+        let on_registry = same_origin(&call.url, &base);
+        let credential = self.credential(call.registry);
+        let key = TokenKey {
+            identity: credential.map_or_else(|| "anonymous".to_string(), Credential::fingerprint),
+            registry: call.registry.to_string(),
+            scope: call.scope(),
+        };
+        let first_auth = match self.known_challenge(call.registry) {
+            Some(challenge) if on_registry => {
+                self.authorization(call, &challenge, credential, &key)
+                    .await?
+            }
+            _ => None,
+        };
+        let response = self.send_once(call, first_auth.as_deref()).await?;
+        if response.status() != StatusCode::UNAUTHORIZED || !on_registry {
+            return Ok(response);
+        }
+        let headers = response.headers().get_all(WWW_AUTHENTICATE);
+        let Some(challenge) = parse_challenges(headers.iter().filter_map(|v| v.to_str().ok()))
+        else {
+            return Ok(response);
+        };
+        self.remember_challenge(call.registry, &challenge);
+        // A token that was just refused (revoked, or expired early) must not be offered again.
+        self.shared.tokens.remove(&key);
+        let retry_auth = self
+            .authorization(call, &challenge, credential, &key)
+            .await?;
+        if retry_auth.is_none() || retry_auth == first_auth {
+            return Ok(response);
+        }
+        self.send_once(call, retry_auth.as_deref()).await
+    }
+
+    /// The `Authorization` value answering `challenge`, fetching a token when needed.
+    async fn authorization(
+        &self,
+        call: &Call<'_>,
+        challenge: &Challenge,
+        credential: Option<&Credential>,
+        key: &TokenKey,
+    ) -> Result<Option<String>, RegistryError> {
+        let (realm, service) = match challenge {
+            Challenge::Basic => {
+                return Ok(match credential {
+                    Some(Credential::Basic { username, password }) => {
+                        Some(basic_header(username, password))
+                    }
+                    _ => None,
+                });
+            }
+            Challenge::Bearer { realm, service } => (realm, service),
+        };
+        if let Some(Credential::RegistryToken { token }) = credential {
+            return Ok(Some(format!("Bearer {token}")));
+        }
+        if let Some(token) = self.shared.tokens.get(key) {
+            return Ok(Some(format!("Bearer {token}")));
+        }
+        let target = call.target();
+        let realm_url = Url::parse(realm).map_err(|e| {
+            RegistryError::bad_response(
+                call.registry,
+                &target,
+                format!("token realm {realm:?} is not a URL: {e}"),
+            )
+        })?;
+        let realm_ok = realm_url.scheme() == "https"
+            || (realm_url.scheme() == "http"
+                && self.shared.schemes.url_allows_plain_http(&realm_url));
+        if !realm_ok {
+            return Err(RegistryError::bad_response(
+                call.registry,
+                &target,
+                format!("token realm {realm_url} is not HTTPS; no credentials are sent there"),
+            ));
+        }
+        let token = fetch_token(TokenRequest {
+            http: &self.shared.http,
+            registry: call.registry,
+            realm: &realm_url,
+            service: service.as_deref(),
+            scope: &key.scope,
+            credential,
+            timeout: self.shared.timeout,
+            target: &target,
+        })
+        .await?;
+        let header = format!("Bearer {}", token.value);
+        self.shared.tokens.insert(key.clone(), token);
+        Ok(Some(header))
+    }
+
+    async fn send_once(
+        &self,
+        call: &Call<'_>,
+        authorization: Option<&str>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut request = self
+            .shared
+            .http
+            .request(call.method.clone(), call.url.clone());
+        if let Some(accept) = call.accept {
+            request = request.header(ACCEPT, accept);
+        }
+        if let Some(content_type) = call.content_type {
+            request = request.header(CONTENT_TYPE, content_type);
+        }
+        if let Some(value) = authorization {
+            let mut value =
+                HeaderValue::from_str(value).map_err(|_| RegistryError::Unauthorized {
+                    host: call.registry.to_string(),
+                    target: call.target(),
+                    detail: "credential or token holds characters not allowed in an HTTP header"
+                        .into(),
+                })?;
+            // Keeps the value out of any Debug output of the request.
+            value.set_sensitive(true);
+            request = request.header(AUTHORIZATION, value);
+        }
+        request = match &call.body {
+            Some(body) => request.body(body.clone()),
+            None if call.method == Method::POST || call.method == Method::PUT => {
+                request.header(CONTENT_LENGTH, 0)
+            }
+            None => request,
+        };
+        request
+            .send()
+            .await
+            .map_err(|e| RegistryError::transport(call.registry, &e, self.shared.timeout))
+    }
+
+    /// Reads a body, refusing it past `limit` bytes: first by `Content-Length`, then while
+    /// reading, so that no more than `limit` bytes are ever buffered.
+    pub(crate) async fn read_body(
+        &self,
+        registry: &str,
+        what: &str,
+        mut response: reqwest::Response,
+        limit: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let announced = response.content_length();
+        if announced.is_some_and(|len| len > limit as u64) {
+            return Err(RegistryError::too_large(registry, what, limit));
+        }
+        let capacity = announced.map_or(0, |len| usize::try_from(len).unwrap_or(limit).min(limit));
+        let mut body = Vec::with_capacity(capacity);
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| RegistryError::transport(registry, &e, self.shared.timeout))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(RegistryError::too_large(registry, what, limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// Reads what can be read of an error body (best effort: its absence is not a new error).
+    pub(crate) async fn error_body(&self, registry: &str, response: reqwest::Response) -> Vec<u8> {
+        self.read_body(registry, "error body", response, MAX_ERROR_BODY_BYTES)
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The error for an unsuccessful answer: 401/403 unauthorized, 404 not found, else a bad
+    /// response with the status and the first bytes of the body.
+    pub(crate) async fn failure(
+        &self,
+        call: &Call<'_>,
+        what: &str,
+        response: reqwest::Response,
+    ) -> RegistryError {
+        let status = response.status();
+        let body = self.error_body(call.registry, response).await;
+        status_error(call, what, status, &body)
+    }
+}
+
+/// Maps a non-success status and its (possibly empty) body to an error.
+pub(crate) fn status_error(
+    call: &Call<'_>,
+    what: &str,
+    status: StatusCode,
+    body: &[u8],
+) -> RegistryError {
+    let host = call.registry.to_string();
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            let reason = if body.is_empty() {
+                if status == StatusCode::UNAUTHORIZED {
+                    "authentication required"
+                } else {
+                    "access denied"
+                }
+                .to_string()
+            } else {
+                body_detail(body)
+            };
+            RegistryError::Unauthorized {
+                host,
+                target: call.target(),
+                detail: format!("HTTP {}: {reason}", status.as_u16()),
+            }
+        }
+        StatusCode::NOT_FOUND => RegistryError::NotFound {
+            host,
+            what: what.to_string(),
+        },
+        other => RegistryError::bad_response(
+            call.registry,
+            what,
+            format!("HTTP {}: {}", other.as_u16(), body_detail(body)),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(access: Access) -> Call<'static> {
+        Call {
+            registry: "registry.example.com",
+            repository: "prod/app",
+            access,
+            method: Method::GET,
+            url: Url::parse("https://registry.example.com/v2/prod/app/tags/list").unwrap(),
+            accept: None,
+            content_type: None,
+            body: None,
+        }
+    }
+
+    #[test]
+    fn scopes_follow_the_docker_token_spec() {
+        assert_eq!(call(Access::Pull).scope(), "repository:prod/app:pull");
+        assert_eq!(call(Access::Push).scope(), "repository:prod/app:pull,push");
+        assert_eq!(call(Access::Catalog).scope(), "registry:catalog:*");
+    }
+
+    #[test]
+    fn statuses_map_to_error_kinds() {
+        let c = call(Access::Pull);
+        let e = status_error(&c, "tag list of prod/app", StatusCode::UNAUTHORIZED, b"");
+        assert_eq!(
+            e.to_string(),
+            "registry registry.example.com refused access to pull of prod/app: HTTP 401: authentication required"
+        );
+        let e = status_error(
+            &c,
+            "tag list of prod/app",
+            StatusCode::FORBIDDEN,
+            br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#,
+        );
+        assert!(
+            e.to_string()
+                .ends_with("HTTP 403: requested access to the resource is denied (DENIED)"),
+            "{e}"
+        );
+        let e = status_error(&c, "manifest prod/app:v1", StatusCode::NOT_FOUND, b"");
+        assert_eq!(
+            e.to_string(),
+            "registry registry.example.com: manifest prod/app:v1 not found"
+        );
+        let e = status_error(
+            &c,
+            "manifest prod/app:v1",
+            StatusCode::BAD_GATEWAY,
+            b"<html>\nbad gateway\n</html>",
+        );
+        assert_eq!(
+            e.to_string(),
+            "registry registry.example.com: unexpected response to manifest prod/app:v1: HTTP 502: <html> bad gateway </html>"
+        );
+    }
+
+    #[test]
+    fn client_is_send_sync_and_cheap_to_clone() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        check::<RegistryClient>();
+    }
+
+    #[test]
+    fn per_request_credentials_come_first_and_share_the_transport() {
+        let mut base = DockerConfig::new();
+        base.insert(
+            "r.example",
+            Credential::Basic {
+                username: "base".into(),
+                password: "p".into(),
+            },
+        );
+        base.insert(
+            "only-base.example",
+            Credential::Basic {
+                username: "base".into(),
+                password: "p".into(),
+            },
+        );
+        let client = RegistryClient::with_config(&RegistryOptions::default(), base).unwrap();
+        let mut extra = DockerConfig::new();
+        extra.insert(
+            "r.example",
+            Credential::Basic {
+                username: "pod".into(),
+                password: "q".into(),
+            },
+        );
+        let per_request = client.with_credentials(&extra);
+        assert!(Arc::ptr_eq(&client.shared, &per_request.shared));
+        let user = |c: &RegistryClient, host: &str| match c.credential(host) {
+            Some(Credential::Basic { username, .. }) => Some(username.clone()),
+            _ => None,
+        };
+        assert_eq!(user(&per_request, "r.example").as_deref(), Some("pod"));
+        assert_eq!(
+            user(&per_request, "only-base.example").as_deref(),
+            Some("base")
+        );
+        assert_eq!(user(&client, "r.example").as_deref(), Some("base"));
+        assert_eq!(user(&per_request, "none.example"), None);
+        let debug = format!("{per_request:?}");
+        assert!(!debug.contains("pod") && !debug.contains("base"), "{debug}");
+    }
+}

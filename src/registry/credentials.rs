@@ -1,0 +1,419 @@
+//! Registry credentials: docker `config.json` parsing and docker's host matching.
+//!
+//! The same parser reads `--registry-config`, `$DOCKER_CONFIG/config.json` and (later) the
+//! `.dockerconfigjson` / `.dockercfg` payloads of Kubernetes `imagePullSecrets`, so it accepts
+//! both the `{"auths": {...}}` layout and the older flat map of hosts.
+//! Credential helpers (`credsStore`, `credHelpers`) run external programs and are not supported.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use serde::Deserialize;
+
+use super::error::RegistryError;
+
+/// The key docker writes for Docker Hub credentials.
+pub const DOCKER_HUB_CONFIG_KEY: &str = "https://index.docker.io/v1/";
+
+/// Host names that all mean Docker Hub.
+const DOCKER_HUB_HOSTS: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+
+/// One registry's credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// User name and password (or personal access token): HTTP Basic, or sent to the token service.
+    Basic { username: String, password: String },
+    /// An OAuth2 refresh token (`identitytoken`), exchanged at the token service for access tokens.
+    IdentityToken { token: String },
+    /// A ready bearer token for the registry itself (`registrytoken`).
+    RegistryToken { token: String },
+}
+
+impl Credential {
+    /// A stable identity for cache keys: credentials never appear in keys, only this hash.
+    pub(crate) fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        match self {
+            Credential::Basic { username, password } => {
+                hasher.update(b"basic\0");
+                hasher.update(username.as_bytes());
+                hasher.update(b"\0");
+                hasher.update(password.as_bytes());
+            }
+            Credential::IdentityToken { token } => {
+                hasher.update(b"identity\0");
+                hasher.update(token.as_bytes());
+            }
+            Credential::RegistryToken { token } => {
+                hasher.update(b"registry\0");
+                hasher.update(token.as_bytes());
+            }
+        }
+        hex::encode(&hasher.finalize()[..16])
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credential::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            Credential::IdentityToken { .. } => f.write_str("IdentityToken(<redacted>)"),
+            Credential::RegistryToken { .. } => f.write_str("RegistryToken(<redacted>)"),
+        }
+    }
+}
+
+/// Credentials per registry, as in a docker `config.json`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct DockerConfig {
+    /// Keys as written in the file (`https://index.docker.io/v1/`, `ghcr.io`, `http://host:5000`).
+    entries: BTreeMap<String, Credential>,
+}
+
+impl fmt::Debug for DockerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DockerConfig")
+            .field("registries", &self.entries.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct AuthEntry {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    identitytoken: Option<String>,
+    #[serde(default)]
+    registrytoken: Option<String>,
+}
+
+impl DockerConfig {
+    /// An empty set: every registry is accessed anonymously.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses a docker `config.json` (`{"auths": {...}}`) or a legacy `.dockercfg` (a flat map
+    /// from registry to entry). `source` names the input in error messages.
+    pub fn from_json(bytes: &[u8], source: &str) -> Result<Self, RegistryError> {
+        let invalid = |reason: String| {
+            RegistryError::invalid_config(format!("docker config {source}"), reason)
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
+        let serde_json::Value::Object(top) = value else {
+            return Err(invalid("not a JSON object".into()));
+        };
+        let auths = match top.get("auths") {
+            Some(serde_json::Value::Object(auths)) => auths.clone(),
+            Some(serde_json::Value::Null) => serde_json::Map::new(),
+            Some(_) => return Err(invalid("`auths` is not an object".into())),
+            // Legacy `.dockercfg`: hosts at top level. A new-style file with only
+            // `credsStore` and friends has no host keys that look like entries.
+            None => top
+                .into_iter()
+                .filter(|(_, v)| v.is_object())
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "credHelpers" | "proxies" | "plugins" | "HttpHeaders"
+                    )
+                })
+                .collect(),
+        };
+        let mut entries = BTreeMap::new();
+        for (key, raw) in auths {
+            let entry: AuthEntry =
+                serde_json::from_value(raw).map_err(|e| invalid(format!("entry {key:?}: {e}")))?;
+            if let Some(credential) = entry_credential(entry)
+                .map_err(|reason| invalid(format!("entry {key:?}: {reason}")))?
+            {
+                entries.insert(key, credential);
+            }
+        }
+        Ok(DockerConfig { entries })
+    }
+
+    /// Reads and parses a docker `config.json` file.
+    pub fn from_file(path: &Path) -> Result<Self, RegistryError> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            RegistryError::invalid_config(
+                format!("docker config {}", path.display()),
+                e.to_string(),
+            )
+        })?;
+        Self::from_json(&bytes, &path.display().to_string())
+    }
+
+    /// Loads the credentials the client starts with: `config_file` when given (it must exist),
+    /// else `<docker_config_dir>/config.json` when `$DOCKER_CONFIG` is set and the file exists,
+    /// else none. The environment is passed in so that this stays testable.
+    pub fn load(
+        config_file: Option<&Path>,
+        docker_config_dir: Option<&Path>,
+    ) -> Result<Self, RegistryError> {
+        if let Some(path) = config_file {
+            return Self::from_file(path);
+        }
+        if let Some(dir) = docker_config_dir {
+            let path: PathBuf = dir.join("config.json");
+            if path.is_file() {
+                return Self::from_file(&path);
+            }
+            tracing::debug!(path = %path.display(), "DOCKER_CONFIG has no config.json; registries are accessed anonymously");
+        }
+        Ok(Self::default())
+    }
+
+    /// Adds or replaces the credentials for `registry` (a host, `host:port` or docker-style key).
+    pub fn insert(&mut self, registry: &str, credential: Credential) {
+        self.entries.insert(registry.to_string(), credential);
+    }
+
+    /// True when no registry has credentials.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The credentials for `registry` (a normalised host such as `docker.io` or
+    /// `127.0.0.1:5000`), matched as docker does: the exact key first (Docker Hub:
+    /// `https://index.docker.io/v1/`), then any key whose host part equals the registry.
+    pub fn find(&self, registry: &str) -> Option<&Credential> {
+        let wanted = registry.to_ascii_lowercase();
+        let hub = DOCKER_HUB_HOSTS.contains(&wanted.as_str());
+        let exact = if hub { DOCKER_HUB_CONFIG_KEY } else { registry };
+        if let Some(c) = self.entries.get(exact) {
+            return Some(c);
+        }
+        self.entries.iter().find_map(|(key, c)| {
+            let host = key_host(key);
+            let matches = if hub {
+                DOCKER_HUB_HOSTS.contains(&host.as_str())
+            } else {
+                host == wanted
+            };
+            matches.then_some(c)
+        })
+    }
+}
+
+/// The host part of a config key, as docker's `ConvertToHostname`: the scheme and any path
+/// are dropped (`https://index.docker.io/v1/` -> `index.docker.io`).
+pub(crate) fn key_host(key: &str) -> String {
+    let rest = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    rest.split('/').next().unwrap_or(rest).to_ascii_lowercase()
+}
+
+/// The credential an entry holds, `None` for an entry with nothing usable (e.g. only `email`).
+fn entry_credential(entry: AuthEntry) -> Result<Option<Credential>, String> {
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    if let Some(token) = non_empty(entry.registrytoken) {
+        return Ok(Some(Credential::RegistryToken { token }));
+    }
+    if let Some(token) = non_empty(entry.identitytoken) {
+        return Ok(Some(Credential::IdentityToken { token }));
+    }
+    if let Some(encoded) = non_empty(entry.auth) {
+        let encoded = encoded.trim();
+        let decoded = STANDARD
+            .decode(encoded)
+            .or_else(|_| STANDARD_NO_PAD.decode(encoded.trim_end_matches('=')))
+            .map_err(|_| "`auth` is not base64".to_string())?;
+        let text = String::from_utf8(decoded).map_err(|_| "`auth` is not UTF-8".to_string())?;
+        let (username, password) = text
+            .split_once(':')
+            .ok_or_else(|| "`auth` is not base64 of user:password".to_string())?;
+        return Ok(Some(Credential::Basic {
+            username: username.to_string(),
+            password: password.to_string(),
+        }));
+    }
+    match (non_empty(entry.username), entry.password) {
+        (Some(username), Some(password)) => Ok(Some(Credential::Basic { username, password })),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(u: &str, p: &str) -> Credential {
+        Credential::Basic {
+            username: u.into(),
+            password: p.into(),
+        }
+    }
+
+    #[test]
+    fn parses_auth_username_password_and_tokens() {
+        let json = br#"{
+            "auths": {
+                "https://index.docker.io/v1/": {"auth": "aHViOnMzY3JldA=="},
+                "ghcr.io": {"username": "octo", "password": "ghp_x"},
+                "registry.example.com": {"auth": "dXNlcjpwYTpzcw", "identitytoken": "refresh-me"},
+                "quay.io": {"registrytoken": "bearer-x"},
+                "empty.example.com": {"email": "a@b.c"}
+            },
+            "credsStore": "desktop"
+        }"#;
+        let cfg = DockerConfig::from_json(json, "test").unwrap();
+        assert_eq!(cfg.find("docker.io"), Some(&basic("hub", "s3cret")));
+        assert_eq!(cfg.find("ghcr.io"), Some(&basic("octo", "ghp_x")));
+        assert_eq!(
+            cfg.find("registry.example.com"),
+            Some(&Credential::IdentityToken {
+                token: "refresh-me".into()
+            })
+        );
+        assert_eq!(
+            cfg.find("quay.io"),
+            Some(&Credential::RegistryToken {
+                token: "bearer-x".into()
+            })
+        );
+        assert_eq!(cfg.find("empty.example.com"), None);
+        assert_eq!(cfg.find("other.example.com"), None);
+    }
+
+    #[test]
+    fn password_may_contain_colons_and_padding_is_optional() {
+        // "user:pa:ss" without padding.
+        let cfg =
+            DockerConfig::from_json(br#"{"auths":{"r.example":{"auth":"dXNlcjpwYTpzcw"}}}"#, "t")
+                .unwrap();
+        assert_eq!(cfg.find("r.example"), Some(&basic("user", "pa:ss")));
+    }
+
+    #[test]
+    fn legacy_dockercfg_layout_is_accepted() {
+        let cfg = DockerConfig::from_json(br#"{"registry.example.com:5000":{"auth":"YTpi"}}"#, "t")
+            .unwrap();
+        assert_eq!(
+            cfg.find("registry.example.com:5000"),
+            Some(&basic("a", "b"))
+        );
+    }
+
+    #[test]
+    fn host_matching_follows_docker() {
+        let mut cfg = DockerConfig::new();
+        cfg.insert("http://registry.example.com:5000/v2/", basic("port", "p"));
+        cfg.insert("Registry.Example.com", basic("noport", "p"));
+        cfg.insert("index.docker.io", basic("hub-host", "p"));
+        assert_eq!(
+            cfg.find("registry.example.com:5000"),
+            Some(&basic("port", "p"))
+        );
+        assert_eq!(
+            cfg.find("registry.example.com"),
+            Some(&basic("noport", "p"))
+        );
+        // A key without a port does not cover other ports, as in docker.
+        assert_eq!(cfg.find("registry.example.com:6000"), None);
+        assert_eq!(cfg.find("docker.io"), Some(&basic("hub-host", "p")));
+        // The canonical Docker Hub key wins over aliases.
+        cfg.insert(DOCKER_HUB_CONFIG_KEY, basic("hub", "p"));
+        assert_eq!(cfg.find("docker.io"), Some(&basic("hub", "p")));
+        assert_eq!(key_host("https://index.docker.io/v1/"), "index.docker.io");
+    }
+
+    #[test]
+    fn invalid_files_are_errors_that_do_not_echo_secrets() {
+        let err = DockerConfig::from_json(
+            br#"{"auths":{"r.example":{"auth":"!!!c2VjcmV0"}}}"#,
+            "/etc/cfg.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/etc/cfg.json") && err.contains("r.example"),
+            "{err}"
+        );
+        assert!(!err.contains("c2VjcmV0"), "{err}");
+        let err = DockerConfig::from_json(b"[1]", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a JSON object"), "{err}");
+        let err = DockerConfig::from_json(br#"{"auths":{"r":{"auth":"bm9jb2xvbg=="}}}"#, "x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("user:password"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let mut cfg = DockerConfig::new();
+        cfg.insert("r.example", basic("alice", "hunter2"));
+        cfg.insert(
+            "t.example",
+            Credential::IdentityToken {
+                token: "tok-123".into(),
+            },
+        );
+        let text = format!(
+            "{cfg:?} {:?} {:?}",
+            cfg.find("r.example"),
+            cfg.find("t.example")
+        );
+        assert!(
+            !text.contains("hunter2") && !text.contains("tok-123"),
+            "{text}"
+        );
+        assert!(text.contains("alice"));
+    }
+
+    #[test]
+    fn load_prefers_the_explicit_file_then_docker_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let explicit = dir.path().join("explicit.json");
+        std::fs::write(&explicit, br#"{"auths":{"a.example":{"auth":"YTpi"}}}"#).unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            br#"{"auths":{"b.example":{"auth":"YTpi"}}}"#,
+        )
+        .unwrap();
+
+        let cfg = DockerConfig::load(Some(&explicit), Some(dir.path())).unwrap();
+        assert!(cfg.find("a.example").is_some() && cfg.find("b.example").is_none());
+        let cfg = DockerConfig::load(None, Some(dir.path())).unwrap();
+        assert!(cfg.find("b.example").is_some());
+        let empty = tempfile::tempdir().unwrap();
+        assert!(
+            DockerConfig::load(None, Some(empty.path()))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(DockerConfig::load(None, None).unwrap().is_empty());
+        let missing = dir.path().join("missing.json");
+        let err = DockerConfig::load(Some(&missing), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.json"), "{err}");
+    }
+
+    #[test]
+    fn fingerprints_differ_per_secret() {
+        assert_ne!(basic("a", "b").fingerprint(), basic("a", "c").fingerprint());
+        assert_eq!(basic("a", "b").fingerprint(), basic("a", "b").fingerprint());
+        let fp = basic("alice", "hunter2").fingerprint();
+        assert_eq!(fp.len(), 32);
+        assert!(!fp.contains("hunter2") && !fp.contains("alice"));
+    }
+}

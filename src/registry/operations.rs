@@ -1,0 +1,669 @@
+//! The registry operations signet needs: resolve, fetch and push manifests and blobs, and list
+//! tags and repositories (following pagination).
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, LINK, LOCATION};
+use reqwest::{Method, StatusCode};
+use url::Url;
+
+use super::client::{Access, Call, RegistryClient, status_error};
+use super::error::{RegistryError, body_has_code};
+use super::transport::same_origin;
+use super::{
+    DEFAULT_PAGE_SIZE, FetchedManifest, MANIFEST_MEDIA_TYPES, MAX_LIST_PAGE_BYTES,
+    MAX_MANIFEST_BYTES, digest_with, sha256_digest,
+};
+use crate::reference::{ImageRef, normalise_digest};
+
+/// Bound on pages followed, against a registry whose links go round in circles.
+const MAX_PAGES: usize = 10_000;
+
+/// Error codes that mean "no such manifest" whatever the status code says.
+const MANIFEST_MISSING_CODES: [&str; 2] = ["MANIFEST_UNKNOWN", "NAME_UNKNOWN"];
+
+/// `repository:tag` or `repository@digest`: how errors name a manifest (the host is already in
+/// the message).
+fn manifest_label(image: &ImageRef) -> String {
+    match (image.digest(), image.tag()) {
+        (Some(d), _) => format!("manifest {}@{d}", image.repository()),
+        (None, Some(t)) => format!("manifest {}:{t}", image.repository()),
+        (None, None) => format!("manifest {}:latest", image.repository()),
+    }
+}
+
+/// The path component naming the manifest: the digest when there is one, else the tag.
+fn manifest_reference(image: &ImageRef) -> &str {
+    image.digest().or(image.tag()).unwrap_or("latest")
+}
+
+fn accept_manifests() -> String {
+    MANIFEST_MEDIA_TYPES.join(", ")
+}
+
+/// `Docker-Content-Digest`, normalised; a malformed value is a bad response.
+fn announced_digest(
+    headers: &HeaderMap,
+    registry: &str,
+    what: &str,
+) -> Result<Option<String>, RegistryError> {
+    let Some(value) = headers.get("docker-content-digest") else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    normalise_digest(text).map(Some).ok_or_else(|| {
+        RegistryError::bad_response(
+            registry,
+            what,
+            format!("Docker-Content-Digest {text:?} is not a digest"),
+        )
+    })
+}
+
+/// The algorithm part of a normalised digest.
+fn algorithm(digest: &str) -> &str {
+    digest.split_once(':').map_or("sha256", |(alg, _)| alg)
+}
+
+impl RegistryClient {
+    fn manifest_call<'a>(
+        &self,
+        image: &'a ImageRef,
+        method: Method,
+        accept: &'a str,
+    ) -> Result<Call<'a>, RegistryError> {
+        let url = self.v2_url(
+            image.registry(),
+            &format!(
+                "{}/manifests/{}",
+                image.repository(),
+                manifest_reference(image)
+            ),
+        )?;
+        Ok(Call {
+            registry: image.registry(),
+            repository: image.repository(),
+            access: Access::Pull,
+            method,
+            url,
+            accept: Some(accept),
+            content_type: None,
+            body: None,
+        })
+    }
+
+    /// The digest of the manifest `image` names: one HEAD accepting every OCI and Docker
+    /// manifest and index type, and a GET (hashing the body) if the registry sends no
+    /// `Docker-Content-Digest`. For a reference that already names a digest, this confirms that
+    /// the manifest exists and that the registry agrees on the digest.
+    pub async fn resolve_digest(&self, image: &ImageRef) -> Result<String, RegistryError> {
+        let what = manifest_label(image);
+        let accept = accept_manifests();
+        let call = self.manifest_call(image, Method::HEAD, &accept)?;
+        let response = self.send(&call).await?;
+        if !response.status().is_success() {
+            return Err(self.failure(&call, &what, response).await);
+        }
+        let digest = match announced_digest(response.headers(), image.registry(), &what)? {
+            Some(d) => d,
+            None => match self.fetch_manifest(image).await? {
+                Some(fetched) => fetched.digest,
+                None => {
+                    return Err(RegistryError::NotFound {
+                        host: image.registry().to_string(),
+                        what,
+                    });
+                }
+            },
+        };
+        if let Some(expected) = image.digest()
+            && digest != expected
+        {
+            return Err(RegistryError::DigestMismatch {
+                host: image.registry().to_string(),
+                what,
+                expected: expected.to_string(),
+                actual: digest,
+            });
+        }
+        Ok(digest)
+    }
+
+    /// Fetches the manifest `image` names (by digest when it has one, else by tag); `None` when
+    /// the registry does not have it. Bodies over [`MAX_MANIFEST_BYTES`] are refused unread. The
+    /// body must hash to the requested digest, or for a tag to the announced
+    /// `Docker-Content-Digest`; otherwise [`RegistryError::DigestMismatch`].
+    pub async fn fetch_manifest(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Option<FetchedManifest>, RegistryError> {
+        let what = manifest_label(image);
+        let accept = accept_manifests();
+        let call = self.manifest_call(image, Method::GET, &accept)?;
+        let response = self.send(&call).await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let body = self.error_body(image.registry(), response).await;
+            if body_has_code(&body, &MANIFEST_MISSING_CODES) {
+                return Ok(None);
+            }
+            return Err(status_error(&call, &what, status, &body));
+        }
+        let announced = announced_digest(response.headers(), image.registry(), &what)?;
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+            .unwrap_or_default();
+        let bytes = self
+            .read_body(image.registry(), &what, response, MAX_MANIFEST_BYTES)
+            .await?;
+
+        let expected = image.digest().map(str::to_string).or(announced);
+        let digest = match expected {
+            Some(expected) => {
+                let actual = digest_with(algorithm(&expected), &bytes)
+                    .unwrap_or_else(|| sha256_digest(&bytes));
+                if actual != expected {
+                    return Err(RegistryError::DigestMismatch {
+                        host: image.registry().to_string(),
+                        what,
+                        expected,
+                        actual,
+                    });
+                }
+                expected
+            }
+            None => sha256_digest(&bytes),
+        };
+        let media_type = if content_type.is_empty() || !content_type.starts_with("application/vnd.")
+        {
+            embedded_media_type(&bytes).unwrap_or(content_type)
+        } else {
+            content_type
+        };
+        Ok(Some(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        }))
+    }
+
+    /// Fetches a blob of `repo` (its registry and repository; tag and digest are ignored),
+    /// refusing it past `limit` bytes without buffering more, and checking that it hashes to
+    /// `digest`.
+    pub async fn fetch_blob(
+        &self,
+        repo: &ImageRef,
+        digest: &str,
+        limit: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let digest = normalise_digest(digest).ok_or_else(|| RegistryError::InvalidRequest {
+            host: repo.registry().to_string(),
+            reason: format!("{digest:?} is not a digest"),
+        })?;
+        let what = format!("blob {}@{digest}", repo.repository());
+        let url = self.v2_url(
+            repo.registry(),
+            &format!("{}/blobs/{digest}", repo.repository()),
+        )?;
+        let call = Call {
+            registry: repo.registry(),
+            repository: repo.repository(),
+            access: Access::Pull,
+            method: Method::GET,
+            url,
+            accept: None,
+            content_type: None,
+            body: None,
+        };
+        let response = self.send(&call).await?;
+        if !response.status().is_success() {
+            return Err(self.failure(&call, &what, response).await);
+        }
+        let bytes = self
+            .read_body(repo.registry(), &what, response, limit)
+            .await?;
+        let actual =
+            digest_with(algorithm(&digest), &bytes).unwrap_or_else(|| sha256_digest(&bytes));
+        if actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                host: repo.registry().to_string(),
+                what,
+                expected: digest,
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Uploads a blob to `repo` unless the registry already has it (POST then PUT, the
+    /// monolithic upload every registry supports). Returns its `sha256:` digest.
+    pub async fn push_blob(&self, repo: &ImageRef, data: &[u8]) -> Result<String, RegistryError> {
+        let digest = sha256_digest(data);
+        let what = format!("blob {}@{digest}", repo.repository());
+        let registry = repo.registry();
+        let push_call = |method: Method, url: Url| Call {
+            registry,
+            repository: repo.repository(),
+            // Push scope from the first request on, so that one token serves all three.
+            access: Access::Push,
+            method,
+            url,
+            accept: None,
+            content_type: None,
+            body: None,
+        };
+
+        let exists = push_call(
+            Method::HEAD,
+            self.v2_url(registry, &format!("{}/blobs/{digest}", repo.repository()))?,
+        );
+        let response = self.send(&exists).await?;
+        match response.status() {
+            s if s.is_success() => return Ok(digest),
+            StatusCode::NOT_FOUND => {}
+            _ => return Err(self.failure(&exists, &what, response).await),
+        }
+
+        let start = push_call(
+            Method::POST,
+            self.v2_url(registry, &format!("{}/blobs/uploads/", repo.repository()))?,
+        );
+        let response = self.send(&start).await?;
+        if !response.status().is_success() {
+            return Err(self
+                .failure(&start, &format!("upload of {what}"), response)
+                .await);
+        }
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                RegistryError::bad_response(
+                    registry,
+                    &format!("upload of {what}"),
+                    "no Location header",
+                )
+            })?;
+        let mut upload_url = response.url().join(location).map_err(|e| {
+            RegistryError::bad_response(
+                registry,
+                &format!("upload of {what}"),
+                format!("bad Location {location:?}: {e}"),
+            )
+        })?;
+        upload_url.query_pairs_mut().append_pair("digest", &digest);
+
+        let mut put = push_call(Method::PUT, upload_url);
+        put.content_type = Some("application/octet-stream");
+        put.body = Some(Bytes::copy_from_slice(data));
+        let response = self.send(&put).await?;
+        if !response.status().is_success() {
+            return Err(self
+                .failure(&put, &format!("upload of {what}"), response)
+                .await);
+        }
+        if let Some(announced) = announced_digest(response.headers(), registry, &what)?
+            && announced != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                host: registry.to_string(),
+                what,
+                expected: digest,
+                actual: announced,
+            });
+        }
+        Ok(digest)
+    }
+
+    /// Uploads a manifest under the tag of `image`, or under its digest when it names no tag.
+    /// When `image` names a digest, `bytes` must hash to it. Returns the manifest's digest.
+    pub async fn push_manifest(
+        &self,
+        image: &ImageRef,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<String, RegistryError> {
+        let what = manifest_label(image);
+        let registry = image.registry();
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(RegistryError::too_large(
+                registry,
+                &what,
+                MAX_MANIFEST_BYTES,
+            ));
+        }
+        let algorithm = image.digest().map_or("sha256", algorithm);
+        let digest = digest_with(algorithm, bytes).unwrap_or_else(|| sha256_digest(bytes));
+        if let Some(expected) = image.digest()
+            && expected != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                host: registry.to_string(),
+                what,
+                expected: expected.to_string(),
+                actual: digest,
+            });
+        }
+        let reference = image.tag().unwrap_or(&digest);
+        let url = self.v2_url(
+            registry,
+            &format!("{}/manifests/{reference}", image.repository()),
+        )?;
+        let call = Call {
+            registry,
+            repository: image.repository(),
+            access: Access::Push,
+            method: Method::PUT,
+            url,
+            accept: None,
+            content_type: Some(media_type),
+            body: Some(Bytes::copy_from_slice(bytes)),
+        };
+        let response = self.send(&call).await?;
+        if !response.status().is_success() {
+            return Err(self.failure(&call, &what, response).await);
+        }
+        if let Some(announced) = announced_digest(response.headers(), registry, &what)?
+            && algorithm_of_same_kind(&announced, &digest)
+            && announced != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                host: registry.to_string(),
+                what,
+                expected: digest,
+                actual: announced,
+            });
+        }
+        Ok(digest)
+    }
+
+    /// Every tag of the repository of `repo`, following pagination.
+    pub async fn list_tags(&self, repo: &ImageRef) -> Result<Vec<String>, RegistryError> {
+        self.list_tags_paged(repo, DEFAULT_PAGE_SIZE).await
+    }
+
+    /// [`RegistryClient::list_tags`] asking for `page_size` tags per request.
+    pub async fn list_tags_paged(
+        &self,
+        repo: &ImageRef,
+        page_size: usize,
+    ) -> Result<Vec<String>, RegistryError> {
+        let listing = Listing {
+            registry: repo.registry(),
+            repository: repo.repository(),
+            access: Access::Pull,
+            path: format!("{}/tags/list", repo.repository()),
+            field: "tags",
+            what: format!("tag list of {}", repo.repository()),
+        };
+        self.list_all(&listing, page_size).await
+    }
+
+    /// Every repository of `registry` (a host such as `127.0.0.1:5000`), following pagination.
+    pub async fn catalog(&self, registry: &str) -> Result<Vec<String>, RegistryError> {
+        self.catalog_paged(registry, DEFAULT_PAGE_SIZE).await
+    }
+
+    /// [`RegistryClient::catalog`] asking for `page_size` repositories per request.
+    pub async fn catalog_paged(
+        &self,
+        registry: &str,
+        page_size: usize,
+    ) -> Result<Vec<String>, RegistryError> {
+        let listing = Listing {
+            registry,
+            repository: "",
+            access: Access::Catalog,
+            path: "_catalog".to_string(),
+            field: "repositories",
+            what: "catalog".to_string(),
+        };
+        self.list_all(&listing, page_size).await
+    }
+
+    /// Follows `Link: <...>; rel="next"`; without one, a full page continues with
+    /// `last=<last item>`. Stops when a page brings nothing new.
+    async fn list_all(
+        &self,
+        listing: &Listing<'_>,
+        page_size: usize,
+    ) -> Result<Vec<String>, RegistryError> {
+        let page_size = page_size.max(1);
+        let base = self.base_url(listing.registry)?;
+        let first = self.v2_url(listing.registry, &listing.path)?;
+        let page_url = |last: Option<&str>| {
+            let mut url = first.clone();
+            {
+                let mut query = url.query_pairs_mut();
+                query.append_pair("n", &page_size.to_string());
+                if let Some(last) = last {
+                    query.append_pair("last", last);
+                }
+            }
+            url
+        };
+        let mut url = page_url(None);
+        let mut items: Vec<String> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        for _ in 0..MAX_PAGES {
+            let call = Call {
+                registry: listing.registry,
+                repository: listing.repository,
+                access: listing.access,
+                method: Method::GET,
+                url: url.clone(),
+                accept: Some("application/json"),
+                content_type: None,
+                body: None,
+            };
+            let response = self.send(&call).await?;
+            if !response.status().is_success() {
+                return Err(self.failure(&call, &listing.what, response).await);
+            }
+            let next = next_link(response.headers(), response.url());
+            let body = self
+                .read_body(
+                    listing.registry,
+                    &listing.what,
+                    response,
+                    MAX_LIST_PAGE_BYTES,
+                )
+                .await?;
+            let page = names(&body, listing.field).map_err(|reason| {
+                RegistryError::bad_response(listing.registry, &listing.what, reason)
+            })?;
+            let page_len = page.len();
+            let mut new_items = 0;
+            for item in page {
+                if seen.insert(item.clone()) {
+                    items.push(item);
+                    new_items += 1;
+                }
+            }
+            if new_items == 0 {
+                return Ok(items);
+            }
+            url = match next {
+                Some(next) if same_origin(&next, &base) => next,
+                Some(next) => {
+                    return Err(RegistryError::bad_response(
+                        listing.registry,
+                        &listing.what,
+                        format!("next-page link {next} leaves the registry"),
+                    ));
+                }
+                None if page_len >= page_size => page_url(items.last().map(String::as_str)),
+                None => return Ok(items),
+            };
+        }
+        Err(RegistryError::bad_response(
+            listing.registry,
+            &listing.what,
+            format!("more than {MAX_PAGES} pages"),
+        ))
+    }
+}
+
+/// One paginated listing (tags of a repository, or the catalog).
+struct Listing<'a> {
+    registry: &'a str,
+    repository: &'a str,
+    access: Access,
+    path: String,
+    field: &'static str,
+    what: String,
+}
+
+/// True when two digests use the same algorithm (only those can be compared).
+fn algorithm_of_same_kind(a: &str, b: &str) -> bool {
+    algorithm(a) == algorithm(b)
+}
+
+/// The `mediaType` a manifest declares in its own JSON.
+fn embedded_media_type(bytes: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    value.get("mediaType")?.as_str().map(str::to_string)
+}
+
+/// The string array `field` of a listing page; `null` or absent means empty.
+fn names(body: &[u8], field: &str) -> Result<Vec<String>, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    match value.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::Array(entries)) => entries
+            .iter()
+            .map(|e| {
+                e.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("`{field}` holds a non-string"))
+            })
+            .collect(),
+        Some(_) => Err(format!("`{field}` is not an array")),
+    }
+}
+
+/// The `rel="next"` target of a `Link` header, resolved against the URL it came with.
+fn next_link(headers: &HeaderMap, current: &Url) -> Option<Url> {
+    for value in headers.get_all(LINK) {
+        let Ok(text) = value.to_str() else { continue };
+        for link in text.split(',') {
+            let mut parts = link.split(';');
+            let target = parts.next()?.trim();
+            let Some(target) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
+                continue;
+            };
+            let is_next = parts.any(|p| {
+                let p = p.trim();
+                p.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("rel")
+                        && v.trim()
+                            .trim_matches('"')
+                            .split_whitespace()
+                            .any(|r| r.eq_ignore_ascii_case("next"))
+                })
+            });
+            if is_next {
+                return current.join(target).ok();
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn link_header_next_is_resolved_against_the_request() {
+        let current = Url::parse("http://127.0.0.1:5000/v2/_catalog?n=2").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            LINK,
+            HeaderValue::from_static(r#"</v2/_catalog?last=b&n=2>; rel="next""#),
+        );
+        assert_eq!(
+            next_link(&headers, &current).unwrap().as_str(),
+            "http://127.0.0.1:5000/v2/_catalog?last=b&n=2"
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            LINK,
+            HeaderValue::from_static(r#"<https://r.example/v2/x?p=1>; rel="prev", <https://r.example/v2/x?p=3>; rel=next"#),
+        );
+        assert_eq!(
+            next_link(&headers, &current).unwrap().as_str(),
+            "https://r.example/v2/x?p=3"
+        );
+        assert_eq!(next_link(&HeaderMap::new(), &current), None);
+    }
+
+    #[test]
+    fn listing_pages_accept_null_and_reject_garbage() {
+        assert_eq!(
+            names(br#"{"name":"a","tags":["v1","v2"]}"#, "tags").unwrap(),
+            ["v1", "v2"]
+        );
+        assert!(
+            names(br#"{"name":"a","tags":null}"#, "tags")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            names(br#"{"tags":"v1"}"#, "tags")
+                .unwrap_err()
+                .contains("not an array")
+        );
+        assert!(names(b"<html>", "tags").unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn manifests_are_named_by_digest_first() {
+        let tagged = ImageRef::parse("127.0.0.1:5000/app:v1").unwrap();
+        assert_eq!(manifest_label(&tagged), "manifest app:v1");
+        assert_eq!(manifest_reference(&tagged), "v1");
+        let d = format!("sha256:{}", "a".repeat(64));
+        let pinned = tagged.with_digest(&d);
+        assert_eq!(manifest_label(&pinned), format!("manifest app@{d}"));
+        assert_eq!(manifest_reference(&pinned), d);
+    }
+
+    #[test]
+    fn announced_digest_must_be_well_formed() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(announced_digest(&headers, "r", "m").unwrap(), None);
+        let d = format!("sha256:{}", "A".repeat(64));
+        headers.insert("docker-content-digest", HeaderValue::from_str(&d).unwrap());
+        assert_eq!(
+            announced_digest(&headers, "r", "m").unwrap(),
+            Some(d.to_ascii_lowercase())
+        );
+        headers.insert("docker-content-digest", HeaderValue::from_static("md5:abc"));
+        let err = announced_digest(&headers, "r", "m")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("md5:abc"), "{err}");
+    }
+
+    #[test]
+    fn embedded_media_type_is_read_from_the_manifest() {
+        assert_eq!(
+            embedded_media_type(
+                br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"}"#
+            )
+            .as_deref(),
+            Some("application/vnd.oci.image.index.v1+json")
+        );
+        assert_eq!(embedded_media_type(b"{}"), None);
+    }
+}
