@@ -1,1 +1,276 @@
-fn main() {}
+//! The `signet` command: parses flags, calls the library, maps errors to exit codes
+//! (0 success, 1 verification failed, 2 usage, input or I/O error).
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use signet::crypto::{self, Algorithm, PublicKey};
+use signet::reference::ImageRef;
+use signet::registry::{RegistryClient, RegistryOptions, SignatureStore};
+use signet::signature::SignatureType;
+
+#[derive(Parser)]
+#[command(
+    name = "signet",
+    version,
+    about = "Sign container images on push, verify them at admission"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct GlobalArgs {
+    /// Docker config.json with registry credentials (default: $DOCKER_CONFIG/config.json).
+    #[arg(long, global = true, env = "SIGNET_REGISTRY_CONFIG")]
+    registry_config: Option<PathBuf>,
+    /// Extra CA bundle (PEM) trusted for registries; repeatable.
+    #[arg(long, global = true, env = "SIGNET_REGISTRY_CA", value_delimiter = ',')]
+    registry_ca: Vec<PathBuf>,
+    /// Registry (host or host:port) reached over plain HTTP; loopback registries always are. Repeatable.
+    #[arg(
+        long,
+        global = true,
+        env = "SIGNET_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    insecure_registry: Vec<String>,
+    /// Timeout of one registry request, in seconds.
+    #[arg(
+        long,
+        global = true,
+        env = "SIGNET_REGISTRY_TIMEOUT",
+        default_value_t = 10
+    )]
+    registry_timeout: u64,
+    /// Log format.
+    #[arg(long, global = true, env = "SIGNET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, global = true, env = "SIGNET_LOG", default_value = "warn")]
+    log: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TypeArg {
+    Default,
+    Simple,
+}
+
+impl From<TypeArg> for SignatureType {
+    fn from(t: TypeArg) -> Self {
+        match t {
+            TypeArg::Default => SignatureType::Default,
+            TypeArg::Simple => SignatureType::Simple,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub (SPKI PEM).
+    Keygen {
+        /// Signature algorithm the key is for.
+        #[arg(long, env = "SIGNET_ALGORITHM")]
+        algorithm: Algorithm,
+        /// Output prefix.
+        #[arg(long, env = "SIGNET_KEYGEN_OUTPUT")]
+        output: PathBuf,
+        /// RSA modulus size (2048, 3072, 4096); default 3072.
+        #[arg(long, env = "SIGNET_KEYGEN_BITS")]
+        bits: Option<u32>,
+    },
+    /// Sign the digest an image resolves to and push the signature next to it.
+    Sign {
+        /// Image reference (tag or digest).
+        image: String,
+        /// Signing key: file:PATH (PKCS#8 PEM) or a pkcs11: URI.
+        #[arg(long, env = "SIGNET_KEY")]
+        key: String,
+        /// Signature algorithm.
+        #[arg(long, env = "SIGNET_ALGORITHM")]
+        algorithm: Algorithm,
+        /// Key id shown in verdicts (default: file name or token object label).
+        #[arg(long, env = "SIGNET_KEY_ID")]
+        key_id: Option<String>,
+        /// default: bind digest and tag; simple: the digest only.
+        #[arg(long = "type", env = "SIGNET_SIGNATURE_TYPE", value_enum, default_value_t = TypeArg::Default)]
+        signature_type: TypeArg,
+        /// Extra claims for the payload's `optional` section, as key=value; repeatable.
+        #[arg(
+            long = "annotation",
+            short = 'a',
+            env = "SIGNET_ANNOTATIONS",
+            value_delimiter = ','
+        )]
+        annotations: Vec<String>,
+    },
+    /// Verify an image's signatures: exit 0 when a valid one exists, 1 when none does.
+    Verify {
+        /// Image reference (tag or digest).
+        image: String,
+        /// Public key (PEM: SPKI or PKCS#1).
+        #[arg(long, env = "SIGNET_PUBLIC_KEY")]
+        key: PathBuf,
+        /// Signature algorithm of the key.
+        #[arg(long, env = "SIGNET_ALGORITHM")]
+        algorithm: Algorithm,
+        /// default: the signature must bind the tag too; simple: the digest only.
+        #[arg(long = "type", env = "SIGNET_SIGNATURE_TYPE", value_enum, default_value_t = TypeArg::Default)]
+        signature_type: TypeArg,
+        /// Output format.
+        #[arg(long, env = "SIGNET_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+}
+
+fn init_logging(global: &GlobalArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match global.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn signature_store(global: &GlobalArgs) -> anyhow::Result<SignatureStore> {
+    let options = RegistryOptions {
+        config_file: global.registry_config.clone(),
+        ca_files: global.registry_ca.clone(),
+        insecure: global.insecure_registry.clone(),
+        timeout: Duration::from_secs(global.registry_timeout.max(1)),
+    };
+    Ok(SignatureStore::new(RegistryClient::new(&options)?))
+}
+
+fn parse_annotations(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("annotation {p:?} is not key=value"),
+        })
+        .collect()
+}
+
+/// Runs the command; `Ok(false)` means "ran fine, but verification failed" (exit 1).
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    match cli.command {
+        Command::Keygen {
+            algorithm,
+            output,
+            bits,
+        } => {
+            let key = crypto::generate_key_pair(algorithm, bits)?;
+            let (private, public) = crypto::write_key_pair(&output, &key)?;
+            println!(
+                "private key: {}\npublic key: {}",
+                private.display(),
+                public.display()
+            );
+            Ok(true)
+        }
+        Command::Sign {
+            image,
+            key,
+            algorithm,
+            key_id,
+            signature_type,
+            annotations,
+        } => {
+            let image = ImageRef::parse(&image)?;
+            let annotations = parse_annotations(&annotations)?;
+            let key = crypto::open_signing_key(&key, algorithm, key_id.as_deref())?;
+            let store = signature_store(&cli.global)?;
+            let signed = signet::image_signing::sign_image(
+                &store,
+                &image,
+                key.as_ref(),
+                signature_type.into(),
+                &annotations,
+            )
+            .await?;
+            let note = match signed.outcome {
+                signet::registry::AppendOutcome::Added => "",
+                signet::registry::AppendOutcome::AlreadyPresent => " (already present)",
+            };
+            println!("{}\n{}{note}", signed.digest, signed.signature_ref);
+            Ok(true)
+        }
+        Command::Verify {
+            image,
+            key,
+            algorithm,
+            signature_type,
+            output,
+        } => {
+            let image = ImageRef::parse(&image)?;
+            let pem = std::fs::read_to_string(&key)
+                .with_context(|| format!("cannot read public key {}", key.display()))?;
+            let public = PublicKey::from_pem(&pem, algorithm)
+                .with_context(|| format!("public key {}", key.display()))?;
+            let store = signature_store(&cli.global)?;
+            let verdict = signet::image_verification::verify_with_keys(
+                &store,
+                &image,
+                signature_type.into(),
+                &[public],
+            )
+            .await?;
+            match output {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&verdict)?),
+                OutputFormat::Text => print!("{}", verdict.to_text()),
+            }
+            Ok(verdict.verified)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // kube and reqwest both reach rustls; one process-wide provider avoids a panic at client build.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

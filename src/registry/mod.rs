@@ -12,12 +12,14 @@
 
 mod auth;
 mod client;
+mod cosign;
 mod credentials;
 mod error;
 mod operations;
 mod transport;
 
 pub use client::{RegistryClient, RegistryOptions};
+pub use cosign::{AppendOutcome, MAX_SIGNATURE_BLOB, MAX_SIGNATURE_LAYERS, SignatureStore};
 pub use credentials::{Credential, DOCKER_HUB_CONFIG_KEY, DockerConfig};
 pub use error::RegistryError;
 pub use transport::MAX_REDIRECTS;

@@ -52,6 +52,16 @@ fn check(
         .map_err(|r| r.to_string())
 }
 
+/// name, stored signature, workload reference, resolved digest, type, expected key index or reason.
+type Case<'a> = (
+    &'a str,
+    StoredSignature,
+    &'a str,
+    &'a str,
+    SignatureType,
+    Result<usize, &'a str>,
+);
+
 #[test]
 fn signature_rule_table() {
     use SignatureType::{Default, Simple};
@@ -59,14 +69,7 @@ fn signature_rule_table() {
     let other = Signer::new();
     let keys = [release.public()];
     let digest_ref = format!("r.io/prod/app@{D1}");
-    let cases: Vec<(
-        &str,
-        StoredSignature,
-        &str,
-        &str,
-        SignatureType,
-        Result<usize, &str>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "default ok",
             release.sign_image("r.io/prod/app:v1", D1, Default),

@@ -1,0 +1,106 @@
+//! Verifying one image against one set of keys: resolve, fetch its signatures, check each.
+//! Used by `signet verify --key`; the policy engine does the same for attestors.
+
+use serde::Serialize;
+
+use crate::crypto::PublicKey;
+use crate::reference::ImageRef;
+use crate::registry::{RegistryError, SignatureStore};
+use crate::signature::{SignatureType, check_signature};
+
+/// The verdict for one image and one key set, with the fate of every signature found.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyVerification {
+    pub image: String,
+    pub digest: String,
+    pub verified: bool,
+    pub signatures: Vec<SignatureFinding>,
+}
+
+/// What became of one stored signature.
+#[derive(Clone, Debug, Serialize)]
+pub struct SignatureFinding {
+    /// Position in the `.sig` manifest, from 1.
+    pub index: usize,
+    pub valid: bool,
+    /// The fingerprint of the key that verified it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The signed identity, when valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Why it does not count, when invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Resolves `image`, fetches its signatures and checks each against `keys`.
+pub async fn verify_with_keys(
+    store: &SignatureStore,
+    image: &ImageRef,
+    signature_type: SignatureType,
+    keys: &[PublicKey],
+) -> Result<KeyVerification, RegistryError> {
+    let digest = store.client().resolve_digest(image).await?;
+    let stored = store.fetch_signatures(image, &digest).await?;
+    let signatures: Vec<SignatureFinding> = stored
+        .iter()
+        .enumerate()
+        .map(
+            |(i, s)| match check_signature(s, image, &digest, signature_type, keys) {
+                Ok(accepted) => SignatureFinding {
+                    index: i + 1,
+                    valid: true,
+                    key: keys
+                        .get(accepted.key_index)
+                        .map(|k| k.fingerprint().to_string()),
+                    identity: Some(accepted.payload.docker_reference),
+                    reason: None,
+                },
+                Err(rejection) => SignatureFinding {
+                    index: i + 1,
+                    valid: false,
+                    key: None,
+                    identity: None,
+                    reason: Some(rejection.to_string()),
+                },
+            },
+        )
+        .collect();
+    Ok(KeyVerification {
+        image: image.to_string(),
+        digest,
+        verified: signatures.iter().any(|s| s.valid),
+        signatures,
+    })
+}
+
+impl KeyVerification {
+    /// A human report: one line when verified; otherwise why each signature failed.
+    pub fn to_text(&self) -> String {
+        let head = format!("{} ({})", self.image, self.digest);
+        if let Some(ok) = self.signatures.iter().find(|s| s.valid) {
+            return format!(
+                "verified: {head}: signature {} by key {} for {}\n",
+                ok.index,
+                ok.key.as_deref().unwrap_or("?"),
+                ok.identity.as_deref().unwrap_or("?")
+            );
+        }
+        if self.signatures.is_empty() {
+            return format!("not verified: {head}: no signature\n");
+        }
+        let mut out = format!(
+            "not verified: {head}: no valid signature among {}\n",
+            self.signatures.len()
+        );
+        for s in &self.signatures {
+            out.push_str(&format!(
+                "  signature {}: {}\n",
+                s.index,
+                s.reason.as_deref().unwrap_or("?")
+            ));
+        }
+        out
+    }
+}
