@@ -87,9 +87,27 @@ impl From<TypeArg> for SignatureType {
     }
 }
 
+/// Where `keygen` creates a key on a PKCS#11 token instead of in a file.
+#[derive(Args)]
+struct Pkcs11KeygenArgs {
+    /// Label of the PKCS#11 token to create the key on (the key never leaves it).
+    #[arg(long, env = "SIGNET_PKCS11_TOKEN")]
+    pkcs11_token: Option<String>,
+    /// Label of the key objects to create.
+    #[arg(long, env = "SIGNET_PKCS11_OBJECT", requires = "pkcs11_token")]
+    pkcs11_object: Option<String>,
+    /// PKCS#11 module.
+    #[arg(long, env = "SIGNET_PKCS11_MODULE", default_value = crypto::DEFAULT_PKCS11_MODULE)]
+    pkcs11_module: PathBuf,
+    /// File holding the token's user PIN (or set SIGNET_PKCS11_PIN).
+    #[arg(long, env = "SIGNET_PKCS11_PIN_FILE")]
+    pkcs11_pin_file: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Generate a key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub (SPKI PEM).
+    /// Generate a key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub (SPKI PEM); with
+    /// --pkcs11-token, a non-extractable key on a PKCS#11 token and PREFIX.pub.
     Keygen {
         /// Signature algorithm the key is for.
         #[arg(long, env = "SIGNET_ALGORITHM")]
@@ -100,6 +118,8 @@ enum Command {
         /// RSA modulus size (2048, 3072, 4096); default 3072.
         #[arg(long, env = "SIGNET_KEYGEN_BITS")]
         bits: Option<u32>,
+        #[command(flatten)]
+        pkcs11: Pkcs11KeygenArgs,
     },
     /// Sign the digest an image resolves to and push the signature next to it.
     Sign {
@@ -177,6 +197,45 @@ fn parse_annotations(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String
         .collect()
 }
 
+fn keygen_on_token(
+    algorithm: Algorithm,
+    output: &std::path::Path,
+    token: &str,
+    args: &Pkcs11KeygenArgs,
+) -> anyhow::Result<()> {
+    let object = args
+        .pkcs11_object
+        .as_deref()
+        .context("--pkcs11-object names the key to create on the token")?;
+    let pin = match (&args.pkcs11_pin_file, std::env::var("SIGNET_PKCS11_PIN")) {
+        (Some(file), _) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read PIN file {}", file.display()))?
+            .trim_end_matches(['\r', '\n'])
+            .to_string(),
+        (None, Ok(pin)) => pin,
+        (None, Err(_)) => {
+            bail!("the token's PIN is needed: --pkcs11-pin-file FILE or SIGNET_PKCS11_PIN")
+        }
+    };
+    let key = crypto::generate_on_token(&args.pkcs11_module, token, &pin, object, algorithm)?;
+    let public = output.with_extension("pub");
+    write_new_file(&public, key.public_key.to_pem().as_bytes())?;
+    println!("key: {}\npublic key: {}", key.uri, public.display());
+    Ok(())
+}
+
+/// Writes a file that must not exist yet.
+fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// Runs the command; `Ok(false)` means "ran fine, but verification failed" (exit 1).
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
@@ -184,7 +243,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             algorithm,
             output,
             bits,
+            pkcs11,
         } => {
+            if let Some(token) = &pkcs11.pkcs11_token {
+                return keygen_on_token(algorithm, &output, token, &pkcs11).map(|()| true);
+            }
             let key = crypto::generate_key_pair(algorithm, bits)?;
             let (private, public) = crypto::write_key_pair(&output, &key)?;
             println!(
