@@ -1,14 +1,24 @@
-//! Just enough DER and PEM to recognise public keys: which key type an SPKI holds, and wrapping a
-//! PKCS#1 RSA key into an SPKI (the fingerprint is always taken over SPKI DER).
+//! Just enough DER and PEM for keys: reading and writing DER elements, which key type an SPKI or
+//! PKCS#8 key holds, building SubjectPublicKeyInfo (the fingerprint is always taken over SPKI DER),
+//! and PEM armour. The one DER toolkit of the crate: the signing side (PKCS#8 and SEC 1 headers,
+//! ECDSA signatures, PKCS#11 key attributes) uses it too.
 
 use base64::Engine;
 
-const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-const OID_RSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
-const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
-const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+use super::Algorithm;
+
+pub(crate) const TAG_INTEGER: u8 = 0x02;
+pub(crate) const TAG_BIT_STRING: u8 = 0x03;
+pub(crate) const TAG_OCTET_STRING: u8 = 0x04;
+pub(crate) const TAG_OID: u8 = 0x06;
+pub(crate) const TAG_SEQUENCE: u8 = 0x30;
+
+pub(crate) const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+pub(crate) const OID_RSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
+pub(crate) const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+pub(crate) const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+pub(crate) const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+pub(crate) const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
 
 /// The kind of key an SPKI holds, as far as algorithm checks care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,10 +42,24 @@ impl KeyKind {
             KeyKind::Unknown => "a key of an unknown type",
         }
     }
+
+    /// Whether a key of this kind can sign and verify with `algorithm`: RSA keys serve both RSA
+    /// paddings, each EC curve its own ECDSA algorithm, Ed25519 keys Ed25519.
+    pub(crate) fn fits(self, algorithm: Algorithm) -> bool {
+        matches!(
+            (self, algorithm),
+            (
+                KeyKind::Rsa,
+                Algorithm::RsaPssSha256 | Algorithm::RsaPkcs1Sha256
+            ) | (KeyKind::EcP256, Algorithm::EcdsaP256Sha256)
+                | (KeyKind::EcP384, Algorithm::EcdsaP384Sha384)
+                | (KeyKind::Ed25519, Algorithm::Ed25519)
+        )
+    }
 }
 
-/// One DER element: tag, and the content bytes; returns the rest of the input after it.
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+/// One DER element: `(tag, content, rest)`; `None` when truncated or not DER-length encoded.
+pub(crate) fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {
@@ -58,40 +82,57 @@ fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// Identifies the key type of a DER SubjectPublicKeyInfo; `None` when it is not an SPKI at all.
 pub(crate) fn spki_kind(spki: &[u8]) -> Option<KeyKind> {
-    let (0x30, body, []) = element(spki)? else {
+    let (TAG_SEQUENCE, body, []) = element(spki)? else {
         return None;
     };
-    let (0x30, alg_id, rest) = element(body)? else {
+    let (TAG_SEQUENCE, alg_id, rest) = element(body)? else {
         return None;
     };
-    let (0x03, _bits, []) = element(rest)? else {
+    let (TAG_BIT_STRING, _bits, []) = element(rest)? else {
         return None;
     };
-    let (0x06, oid, params) = element(alg_id)? else {
+    algorithm_identifier_kind(alg_id)
+}
+
+/// The key type an AlgorithmIdentifier (SEQUENCE content: OID, then parameters) names, as SPKI
+/// and PKCS#8 both carry it; `None` when it does not start with an OID.
+pub(crate) fn algorithm_identifier_kind(alg_id: &[u8]) -> Option<KeyKind> {
+    let (TAG_OID, oid, params) = element(alg_id)? else {
         return None;
-    };
-    let curve = || match element(params) {
-        Some((0x06, c, _)) if c == OID_P256 => KeyKind::EcP256,
-        Some((0x06, c, _)) if c == OID_P384 => KeyKind::EcP384,
-        _ => KeyKind::EcOther,
     };
     Some(match oid {
         o if o == OID_RSA || o == OID_RSA_PSS => KeyKind::Rsa,
-        o if o == OID_EC => curve(),
+        o if o == OID_EC => curve_kind(params),
         o if o == OID_ED25519 => KeyKind::Ed25519,
         _ => KeyKind::Unknown,
     })
 }
 
-/// Whether the bytes are one DER SEQUENCE of two INTEGERs (a PKCS#1 RSAPublicKey).
-pub(crate) fn is_pkcs1_rsa_public_key(der: &[u8]) -> bool {
-    let Some((0x30, body, [])) = element(der) else {
-        return false;
-    };
-    matches!(element(body), Some((0x02, _, rest)) if matches!(element(rest), Some((0x02, _, []))))
+/// The curve named by an encoded OID parameter (what follows the id-ecPublicKey OID, or the
+/// `[0] parameters` of a SEC 1 key).
+pub(crate) fn curve_kind(params: &[u8]) -> KeyKind {
+    match element(params) {
+        Some((TAG_OID, c, _)) if c == OID_P256 => KeyKind::EcP256,
+        Some((TAG_OID, c, _)) if c == OID_P384 => KeyKind::EcP384,
+        _ => KeyKind::EcOther,
+    }
 }
 
-fn encode_len(len: usize, out: &mut Vec<u8>) {
+/// Whether the bytes are one DER SEQUENCE of two INTEGERs (a PKCS#1 RSAPublicKey).
+pub(crate) fn is_pkcs1_rsa_public_key(der: &[u8]) -> bool {
+    let Some((TAG_SEQUENCE, body, [])) = element(der) else {
+        return false;
+    };
+    matches!(
+        element(body),
+        Some((TAG_INTEGER, _, rest)) if matches!(element(rest), Some((TAG_INTEGER, _, [])))
+    )
+}
+
+/// Encodes one element: tag, definite length, content.
+pub(crate) fn encode(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
     if len < 0x80 {
         out.push(len as u8);
     } else {
@@ -103,24 +144,47 @@ fn encode_len(len: usize, out: &mut Vec<u8>) {
         out.push(0x80 | bytes.len() as u8);
         out.extend(bytes);
     }
-}
-
-fn encode(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    encode_len(content.len(), &mut out);
     out.extend_from_slice(content);
     out
 }
 
-/// Wraps a PKCS#1 RSAPublicKey into a SubjectPublicKeyInfo with rsaEncryption.
+/// Encodes an unsigned big-endian integer as a DER INTEGER (minimal, positive).
+pub(crate) fn unsigned_integer(be: &[u8]) -> Vec<u8> {
+    let trimmed = match be.iter().position(|b| *b != 0) {
+        Some(i) => &be[i..],
+        None => &[0u8][..],
+    };
+    let mut content = Vec::with_capacity(trimmed.len() + 1);
+    if trimmed[0] & 0x80 != 0 {
+        content.push(0);
+    }
+    content.extend_from_slice(trimmed);
+    encode(TAG_INTEGER, &content)
+}
+
+/// A SEQUENCE of already-encoded elements.
+pub(crate) fn sequence(parts: &[&[u8]]) -> Vec<u8> {
+    encode(TAG_SEQUENCE, &parts.concat())
+}
+
+/// A SubjectPublicKeyInfo: the AlgorithmIdentifier with `alg_id` as its content (OID and
+/// parameters, already encoded), and `public_key` as the BIT STRING.
+pub(crate) fn spki(alg_id: &[u8], public_key: &[u8]) -> Vec<u8> {
+    let mut bits = Vec::with_capacity(public_key.len() + 1);
+    // No unused bits: keys are whole bytes.
+    bits.push(0);
+    bits.extend_from_slice(public_key);
+    sequence(&[
+        &encode(TAG_SEQUENCE, alg_id),
+        &encode(TAG_BIT_STRING, &bits),
+    ])
+}
+
+/// Wraps a PKCS#1 RSAPublicKey into a SubjectPublicKeyInfo with rsaEncryption (NULL parameters).
 pub(crate) fn rsa_pkcs1_to_spki(pkcs1: &[u8]) -> Vec<u8> {
-    let mut alg_id = encode(0x06, OID_RSA);
+    let mut alg_id = encode(TAG_OID, OID_RSA);
     alg_id.extend([0x05, 0x00]);
-    let mut bits = vec![0u8];
-    bits.extend_from_slice(pkcs1);
-    let mut body = encode(0x30, &alg_id);
-    body.extend(encode(0x03, &bits));
-    encode(0x30, &body)
+    spki(&alg_id, pkcs1)
 }
 
 /// A decoded PEM block: its label (`PUBLIC KEY`) and DER bytes.
@@ -191,5 +255,16 @@ mod tests {
         assert_eq!(spki_kind(&[0x30, 0x82, 0xff]), None);
         assert_eq!(spki_kind(&[]), None);
         assert!(!is_pkcs1_rsa_public_key(&[0x30, 0x03, 0x02, 0x01, 0x01]));
+    }
+
+    #[test]
+    fn der_integers_are_minimal_and_positive() {
+        assert_eq!(unsigned_integer(&[0, 0, 0x7f]), vec![0x02, 0x01, 0x7f]);
+        assert_eq!(unsigned_integer(&[0, 0x80]), vec![0x02, 0x02, 0x00, 0x80]);
+        assert_eq!(unsigned_integer(&[0, 0]), vec![0x02, 0x01, 0x00]);
+        let long = encode(TAG_OCTET_STRING, &[7; 300]);
+        assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
+        let (tag, content, rest) = element(&long).unwrap();
+        assert_eq!((tag, content.len(), rest.len()), (TAG_OCTET_STRING, 300, 0));
     }
 }

@@ -11,7 +11,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self as lc, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 
 use super::der::{self, KeyKind};
-use super::signing::{SigningKey, asn1, check_key_fits};
+use super::signing::{SigningKey, check_key_fits};
 use super::{Algorithm, CryptoError, PublicKey};
 
 /// A private key held in memory, read from a PEM file.
@@ -209,53 +209,36 @@ fn classify_pem(pem: &str, source: &str) -> Result<Encoding, CryptoError> {
     }
 }
 
+/// The content of a `SEQUENCE { INTEGER version, ... }` after the version: how PKCS#8
+/// PrivateKeyInfo and SEC 1 ECPrivateKey both begin.
+fn after_version(encoded: &[u8]) -> Option<&[u8]> {
+    let (der::TAG_SEQUENCE, body, _) = der::element(encoded)? else {
+        return None;
+    };
+    let (der::TAG_INTEGER, _version, rest) = der::element(body)? else {
+        return None;
+    };
+    Some(rest)
+}
+
 /// The key type a PKCS#8 PrivateKeyInfo declares in its algorithm identifier.
-fn pkcs8_kind(der: &[u8]) -> KeyKind {
+fn pkcs8_kind(pkcs8: &[u8]) -> KeyKind {
     let kind = || -> Option<KeyKind> {
-        let (asn1::TAG_SEQUENCE, body, _) = asn1::element(der)? else {
+        let (der::TAG_SEQUENCE, alg_id, _) = der::element(after_version(pkcs8)?)? else {
             return None;
         };
-        let (asn1::TAG_INTEGER, _version, rest) = asn1::element(body)? else {
-            return None;
-        };
-        let (asn1::TAG_SEQUENCE, alg_id, _) = asn1::element(rest)? else {
-            return None;
-        };
-        let (asn1::TAG_OID, oid, params) = asn1::element(alg_id)? else {
-            return None;
-        };
-        Some(match oid {
-            o if o == asn1::OID_RSA || o == asn1::OID_RSA_PSS => KeyKind::Rsa,
-            o if o == asn1::OID_EC => curve_kind(params),
-            o if o == asn1::OID_ED25519 => KeyKind::Ed25519,
-            _ => KeyKind::Unknown,
-        })
+        der::algorithm_identifier_kind(alg_id)
     };
     kind().unwrap_or(KeyKind::Unknown)
 }
 
-/// The curve named by an encoded OID parameter.
-fn curve_kind(params: &[u8]) -> KeyKind {
-    match asn1::element(params) {
-        Some((asn1::TAG_OID, c, _)) if c == asn1::OID_P256 => KeyKind::EcP256,
-        Some((asn1::TAG_OID, c, _)) if c == asn1::OID_P384 => KeyKind::EcP384,
-        _ => KeyKind::EcOther,
-    }
-}
-
 /// The curve of a SEC 1 ECPrivateKey, when its optional `[0] parameters` names one.
-fn sec1_kind(der: &[u8]) -> Option<KeyKind> {
-    let (asn1::TAG_SEQUENCE, body, _) = asn1::element(der)? else {
+fn sec1_kind(sec1: &[u8]) -> Option<KeyKind> {
+    let (der::TAG_OCTET_STRING, _private, rest) = der::element(after_version(sec1)?)? else {
         return None;
     };
-    let (asn1::TAG_INTEGER, _version, rest) = asn1::element(body)? else {
-        return None;
-    };
-    let (asn1::TAG_OCTET_STRING, _private, rest) = asn1::element(rest)? else {
-        return None;
-    };
-    match asn1::element(rest)? {
-        (0xa0, params, _) => Some(curve_kind(params)),
+    match der::element(rest)? {
+        (0xa0, params, _) => Some(der::curve_kind(params)),
         _ => None,
     }
 }
@@ -400,10 +383,10 @@ mod tests {
         let kp = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
         let pkcs1: aws_lc_rs::encoding::Pkcs8V1Der = kp.as_der().unwrap();
         // Extract the RSAPrivateKey from the PKCS#8 wrapper (the OCTET STRING after the AlgorithmIdentifier).
-        let (_, body, _) = asn1::element(pkcs1.as_ref()).unwrap();
-        let (_, _, rest) = asn1::element(body).unwrap();
-        let (_, _, rest) = asn1::element(rest).unwrap();
-        let (_, rsa_private_key, _) = asn1::element(rest).unwrap();
+        let (_, body, _) = der::element(pkcs1.as_ref()).unwrap();
+        let (_, _, rest) = der::element(body).unwrap();
+        let (_, _, rest) = der::element(rest).unwrap();
+        let (_, rsa_private_key, _) = der::element(rest).unwrap();
         round_trip(
             &der::pem_encode("RSA PRIVATE KEY", rsa_private_key),
             Algorithm::RsaPkcs1Sha256,

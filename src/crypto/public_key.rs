@@ -4,7 +4,7 @@ use std::fmt;
 
 use aws_lc_rs::signature::{self as lc, ParsedPublicKey, VerificationAlgorithm};
 
-use super::der::{self, KeyKind};
+use super::der;
 use super::{Algorithm, CryptoError};
 
 /// A public key bound to the one algorithm it verifies with, parsed once.
@@ -41,18 +41,6 @@ fn verification_algorithm(algorithm: Algorithm) -> &'static dyn VerificationAlgo
     }
 }
 
-fn kind_fits(kind: KeyKind, algorithm: Algorithm) -> bool {
-    matches!(
-        (kind, algorithm),
-        (
-            KeyKind::Rsa,
-            Algorithm::RsaPssSha256 | Algorithm::RsaPkcs1Sha256
-        ) | (KeyKind::EcP256, Algorithm::EcdsaP256Sha256)
-            | (KeyKind::EcP384, Algorithm::EcdsaP384Sha384)
-            | (KeyKind::Ed25519, Algorithm::Ed25519)
-    )
-}
-
 impl PublicKey {
     /// Parses a PEM public key (`PUBLIC KEY` SPKI, or `RSA PUBLIC KEY` PKCS#1) for `algorithm`.
     ///
@@ -78,7 +66,7 @@ impl PublicKey {
     pub fn from_spki_der(spki: &[u8], algorithm: Algorithm) -> Result<Self, CryptoError> {
         let kind = der::spki_kind(spki)
             .ok_or_else(|| CryptoError::MalformedKey("not a DER SubjectPublicKeyInfo".into()))?;
-        if !kind_fits(kind, algorithm) {
+        if !kind.fits(algorithm) {
             return Err(CryptoError::AlgorithmMismatch {
                 key: kind.describe(),
                 algorithm,

@@ -71,16 +71,7 @@ pub(super) fn check_key_fits(
     algorithm: Algorithm,
     source: &str,
 ) -> Result<(), CryptoError> {
-    let fits = matches!(
-        (kind, algorithm),
-        (
-            KeyKind::Rsa,
-            Algorithm::RsaPssSha256 | Algorithm::RsaPkcs1Sha256
-        ) | (KeyKind::EcP256, Algorithm::EcdsaP256Sha256)
-            | (KeyKind::EcP384, Algorithm::EcdsaP384Sha384)
-            | (KeyKind::Ed25519, Algorithm::Ed25519)
-    );
-    if fits {
+    if kind.fits(algorithm) {
         Ok(())
     } else {
         Err(CryptoError::SigningAlgorithmMismatch {
@@ -124,83 +115,6 @@ fn file_uri_path(uri: &str) -> Result<&str, CryptoError> {
         return Err(CryptoError::KeyStore("file: URI has no path".into()));
     }
     Ok(path)
-}
-
-/// Minimal DER reading and writing for the signing side (PKCS#8 headers, RSA public keys, ECDSA
-/// signatures, EC SubjectPublicKeyInfo).
-pub(super) mod asn1 {
-    pub const TAG_INTEGER: u8 = 0x02;
-    pub const TAG_BIT_STRING: u8 = 0x03;
-    pub const TAG_OCTET_STRING: u8 = 0x04;
-    pub const TAG_OID: u8 = 0x06;
-    pub const TAG_SEQUENCE: u8 = 0x30;
-
-    pub const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-    pub const OID_RSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
-    pub const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-    pub const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-    pub const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
-    pub const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
-
-    /// One DER element: `(tag, content, rest)`; `None` when truncated or not DER-length encoded.
-    pub fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, rest) = input.split_first()?;
-        let (&first, rest) = rest.split_first()?;
-        let (len, rest) = if first < 0x80 {
-            (usize::from(first), rest)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let len = rest[..n]
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-            (len, &rest[n..])
-        };
-        if rest.len() < len {
-            return None;
-        }
-        Some((tag, &rest[..len], &rest[len..]))
-    }
-
-    /// Encodes one element.
-    pub fn encode(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        let len = content.len();
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes: Vec<u8> = len
-                .to_be_bytes()
-                .into_iter()
-                .skip_while(|b| *b == 0)
-                .collect();
-            out.push(0x80 | bytes.len() as u8);
-            out.extend(bytes);
-        }
-        out.extend_from_slice(content);
-        out
-    }
-
-    /// Encodes an unsigned big-endian integer as a DER INTEGER (minimal, positive).
-    pub fn unsigned_integer(be: &[u8]) -> Vec<u8> {
-        let trimmed = match be.iter().position(|b| *b != 0) {
-            Some(i) => &be[i..],
-            None => &[0u8][..],
-        };
-        let mut content = Vec::with_capacity(trimmed.len() + 1);
-        if trimmed[0] & 0x80 != 0 {
-            content.push(0);
-        }
-        content.extend_from_slice(trimmed);
-        encode(TAG_INTEGER, &content)
-    }
-
-    /// A SEQUENCE of already-encoded elements.
-    pub fn sequence(parts: &[&[u8]]) -> Vec<u8> {
-        encode(TAG_SEQUENCE, &parts.concat())
-    }
 }
 
 #[cfg(test)]
@@ -258,26 +172,6 @@ mod tests {
         assert!(
             err.to_string().contains("/nonexistent/dir/other.key"),
             "{err}"
-        );
-    }
-
-    #[test]
-    fn der_integers_are_minimal_and_positive() {
-        assert_eq!(
-            asn1::unsigned_integer(&[0, 0, 0x7f]),
-            vec![0x02, 0x01, 0x7f]
-        );
-        assert_eq!(
-            asn1::unsigned_integer(&[0, 0x80]),
-            vec![0x02, 0x02, 0x00, 0x80]
-        );
-        assert_eq!(asn1::unsigned_integer(&[0, 0]), vec![0x02, 0x01, 0x00]);
-        let long = asn1::encode(asn1::TAG_OCTET_STRING, &[7; 300]);
-        assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
-        let (tag, content, rest) = asn1::element(&long).unwrap();
-        assert_eq!(
-            (tag, content.len(), rest.len()),
-            (asn1::TAG_OCTET_STRING, 300, 0)
         );
     }
 }
