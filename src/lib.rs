@@ -5,6 +5,7 @@
 //! `registry` is used by admission, signer and the CLI. `policy` never touches the network.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod crypto;
 pub mod image_signing;
 pub mod image_verification;
