@@ -23,3 +23,4 @@ bench:
 
 generate:
 	$(CARGO) run --quiet -- crd > crds/signet.dev.yaml
+	cp crds/signet.dev.yaml charts/signet/crds/signet.dev.yaml
