@@ -5,6 +5,8 @@
 //! `registry` is used by admission, signer and the CLI. `policy` never touches the network.
 #![forbid(unsafe_code)]
 
+pub mod crd;
 pub mod crypto;
+pub mod policy;
 pub mod reference;
 pub mod signature;
