@@ -6,9 +6,12 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod controller;
+pub mod crd;
 pub mod crypto;
 pub mod image_signing;
 pub mod image_verification;
+pub mod policy;
 pub mod reference;
 pub mod registry;
 pub mod signature;

@@ -146,6 +146,9 @@ enum Command {
         )]
         annotations: Vec<String>,
     },
+    /// Print the CustomResourceDefinitions (Attestor, VerificationPolicy, ClusterVerificationPolicy,
+    /// SigningRule) as YAML, for `kubectl apply -f -`.
+    Crd,
     /// Verify an image's signatures: exit 0 when a valid one exists, 1 when none does.
     Verify {
         /// Image reference (tag or digest).
@@ -282,6 +285,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 signet::registry::AppendOutcome::AlreadyPresent => " (already present)",
             };
             println!("{}\n{}{note}", signed.digest, signed.signature_ref);
+            Ok(true)
+        }
+        Command::Crd => {
+            print!("{}", signet::crd::render_all_crds()?);
             Ok(true)
         }
         Command::Verify {

@@ -78,8 +78,12 @@ pub fn check_signature(
         .iter()
         .position(|k| k.verify(&stored.payload, signature).is_ok())
         .ok_or(Rejection::UntrustedKey)?;
-    let payload =
-        parse_payload(&stored.payload).map_err(|e| Rejection::MalformedPayload(e.to_string()))?;
+    let payload = parse_payload(&stored.payload).map_err(|e| {
+        Rejection::MalformedPayload(match e {
+            crate::signature::SignatureError::MalformedPayload(why) => why,
+            other => other.to_string(),
+        })
+    })?;
     check_claims(&payload, image, digest, signature_type)?;
     Ok(Accepted { key_index, payload })
 }

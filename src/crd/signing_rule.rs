@@ -1,0 +1,66 @@
+//! SigningRule (cluster-scoped), read by the signer: which pushed repositories it signs, and with
+//! which key.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Trigger;
+use super::status::ResourceStatus;
+use crate::crypto::Algorithm;
+use crate::signature::SignatureType;
+
+/// Signs the images pushed to the repositories in `scope` with one key.
+// kube's printcolumn(...) lists repeat `type_ = "string"`, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "signet.dev",
+    version = "v1alpha1",
+    kind = "SigningRule",
+    shortname = "sr",
+    status = "ResourceStatus",
+    derive = "PartialEq",
+    doc = "Signs the images pushed to the repositories in scope with one key.",
+    printcolumn(name = "Key", type_ = "string", json_path = ".spec.key.id"),
+    printcolumn(name = "Trigger", type_ = "string", json_path = ".spec.trigger"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningRuleSpec {
+    /// Repository globs (registry host + path, `registry.example.com/prod/**`) whose pushes are signed.
+    #[schemars(length(min = 1))]
+    pub scope: Vec<String>,
+    /// The signing key.
+    pub key: SigningKeyRef,
+    /// The algorithm the key signs with.
+    pub algorithm: Algorithm,
+    /// `Default`: sign the digest and the pushed tag; `Simple`: the digest only.
+    #[serde(default)]
+    pub signature_type: SignatureType,
+    /// `Automatic`: sign on every push event; `Manual`: only by `signet sign` or the API.
+    #[serde(default)]
+    pub trigger: Trigger,
+}
+
+/// Where the signing key lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKeyRef {
+    /// `file:/path/key.pem` or an RFC 7512 `pkcs11:` URI.
+    #[serde(rename = "ref")]
+    #[schemars(length(min = 1))]
+    pub reference: String,
+    /// Free text naming the key (e.g. the KMS key id), matching the Attestor key's `id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}

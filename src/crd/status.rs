@@ -1,0 +1,52 @@
+//! Status types shared by the signet resources: the Ready condition and the observed generation.
+//!
+//! The controller writes these; the engine (`crate::policy`) produces the values they carry.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::Algorithm;
+
+/// Condition type every signet resource carries.
+pub const READY_CONDITION: &str = "Ready";
+
+/// Status of a VerificationPolicy, ClusterVerificationPolicy or SigningRule.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceStatus {
+    /// `metadata.generation` of the spec these conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` (True, or False with reason AttestorNotFound, InvalidKey or InvalidSpec).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Status of an Attestor: the Ready condition and the keys as parsed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestorStatus {
+    /// `metadata.generation` of the spec these conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` (True, or False with reason InvalidKey or InvalidSpec).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The keys that parsed, in spec order, with their fingerprints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyStatus>,
+}
+
+/// One parsed attestor key, as reported in the Attestor's status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyStatus {
+    /// The key's `id` from the spec, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The algorithm the key verifies with.
+    pub algorithm: Algorithm,
+    /// `sha256:<hex of the SubjectPublicKeyInfo DER>`.
+    pub fingerprint: String,
+}

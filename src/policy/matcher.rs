@@ -1,0 +1,148 @@
+//! Glob matching on the hot path. [`Glob::matches`] is general (a table over tokens × text, with
+//! allocations); most policy globs have one of three simple shapes after their literal prefix,
+//! which are decided here with a comparison or a scan. Anything else falls back to the general
+//! matcher, so the semantics stay those of [`Glob`] (a test checks the two agree).
+
+use crate::reference::{Glob, ImageRef};
+
+/// The forms of an image that globs are matched against, built once per image.
+pub(crate) struct ImageTexts {
+    /// `registry/repository`.
+    pub(crate) repository: String,
+    /// `registry/repository:tag`, when the reference names a tag.
+    pub(crate) tagged: Option<String>,
+}
+
+impl ImageTexts {
+    pub(crate) fn new(image: &ImageRef) -> Self {
+        ImageTexts {
+            repository: image.repo_path(),
+            tagged: image.tag().map(|_| image.repo_with_tag()),
+        }
+    }
+
+    /// The longest form: every other form is a prefix of it.
+    pub(crate) fn longest(&self) -> &str {
+        self.tagged.as_deref().unwrap_or(&self.repository)
+    }
+
+    fn each(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.repository.as_str()).chain(self.tagged.as_deref())
+    }
+}
+
+/// What follows the literal prefix of a glob.
+#[derive(Clone, Debug)]
+enum Rest {
+    /// Nothing: the glob is a literal.
+    Nothing,
+    /// `**`: anything.
+    Anything,
+    /// `*`: anything without `/`.
+    OneSegment,
+    /// Any other pattern: the glob made of the rest alone, matched against the text after the
+    /// prefix (the same answer, since the prefix's literal tokens consume exactly the prefix).
+    Pattern(Glob),
+    /// The rest did not compile on its own (cannot happen for a valid glob): ask the whole glob.
+    Whole,
+}
+
+/// A compiled glob with its literal prefix and the shape of the rest.
+#[derive(Clone, Debug)]
+pub(crate) struct ImageGlob {
+    glob: Glob,
+    prefix: String,
+    rest: Rest,
+}
+
+impl ImageGlob {
+    pub(crate) fn new(glob: Glob) -> Self {
+        let prefix = glob.literal_prefix();
+        // The prefix is the glob's leading literal characters, so it is a prefix of its text.
+        let rest = match glob.as_str().get(prefix.len()..) {
+            Some("") => Rest::Nothing,
+            Some("**") => Rest::Anything,
+            Some("*") => Rest::OneSegment,
+            Some(rest) => Glob::new(rest).map_or(Rest::Whole, Rest::Pattern),
+            None => Rest::Whole,
+        };
+        ImageGlob { glob, prefix, rest }
+    }
+
+    /// The text before the first wildcard (the index key).
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Whether the glob covers the image: the same answer as [`Glob::matches_image`].
+    pub(crate) fn matches(&self, texts: &ImageTexts) -> bool {
+        texts.each().any(|text| self.matches_text(text))
+    }
+
+    fn matches_text(&self, text: &str) -> bool {
+        let Some(after) = text.strip_prefix(self.prefix.as_str()) else {
+            return false;
+        };
+        match &self.rest {
+            Rest::Nothing => after.is_empty(),
+            Rest::Anything => true,
+            Rest::OneSegment => !after.contains('/'),
+            Rest::Pattern(rest) => rest.matches(after),
+            Rest::Whole => self.glob.matches(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agrees_with_the_general_matcher() {
+        let globs = [
+            "registry.example.com/prod/**",
+            "registry.example.com/prod/*",
+            "registry.example.com/prod/app",
+            "registry.example.com/prod/app:v1",
+            "registry.example.com/prod/app:*",
+            "registry.example.com/prod/app*",
+            "registry.example.com/prod/a?p",
+            "registry.example.com/**/app",
+            "docker.io/library/*",
+            "ghcr.io/org/app:v*",
+            "*.example.com/**",
+            "**",
+            "*",
+            "r.io/x/*/y/**",
+        ];
+        let images = [
+            "registry.example.com/prod/app:v1",
+            "registry.example.com/prod/app",
+            "registry.example.com/prod/app2:v1",
+            "registry.example.com/prod/team/app:v1",
+            "registry.example.com/production/app:v1",
+            "registry.example.com/prod/app@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+            "nginx",
+            "nginx:1.25",
+            "bitnami/redis:7",
+            "ghcr.io/org/app:v1.2",
+            "ghcr.io/org/app:latest",
+            "example.com/x/y",
+            "r.io/x/a/y/b:v1",
+            "r.io/x/a/b/y:v1",
+            "localhost:5000/app:v1",
+        ];
+        for glob in globs {
+            let compiled = Glob::new(glob).unwrap();
+            let fast = ImageGlob::new(compiled.clone());
+            for image in images {
+                let image = ImageRef::parse(image).unwrap();
+                assert_eq!(
+                    fast.matches(&ImageTexts::new(&image)),
+                    compiled.matches_image(&image),
+                    "{glob} vs {image}"
+                );
+            }
+        }
+    }
+}
