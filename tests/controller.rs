@@ -40,6 +40,8 @@ struct Inner {
     watchers: HashMap<String, Vec<WatchSender>>,
     lists: HashMap<String, usize>,
     patches: Vec<RecordedPatch>,
+    /// The one Lease leader election uses.
+    lease: Option<Value>,
 }
 
 #[derive(Clone)]
@@ -103,6 +105,9 @@ impl FakeApi {
         let path = request.uri().path().to_string();
         let query = request.uri().query().unwrap_or("").to_string();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        if segments.contains(&"leases") {
+            return self.answer_lease(request).await;
+        }
         if request.method() == http::Method::PATCH && segments.last() == Some(&"status") {
             let content_type = request
                 .headers()
@@ -151,6 +156,46 @@ impl FakeApi {
             "items": items,
         });
         json_response(200, &list)
+    }
+
+    /// GET, create and patch (apply or strategic: both merge `spec`, null removes) of the Lease.
+    async fn answer_lease(
+        &self,
+        request: Request<kube::client::Body>,
+    ) -> Response<axum::body::Body> {
+        let method = request.method().clone();
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let mut inner = self.lock();
+        if method == http::Method::POST {
+            let mut lease: Value = serde_json::from_slice(&bytes).unwrap();
+            lease["metadata"]["resourceVersion"] = json!("1");
+            inner.lease = Some(lease.clone());
+            return json_response(201, &lease);
+        }
+        let Some(lease) = inner.lease.as_mut() else {
+            return json_response(404, &status_body(404, "NotFound"));
+        };
+        if method == http::Method::PATCH {
+            let patch: Value = serde_json::from_slice(&bytes).unwrap();
+            if let Some(fields) = patch["spec"].as_object() {
+                for (key, value) in fields {
+                    if value.is_null() {
+                        if let Some(spec) = lease["spec"].as_object_mut() {
+                            spec.remove(key);
+                        }
+                    } else {
+                        lease["spec"][key] = value.clone();
+                    }
+                }
+            }
+        }
+        json_response(200, lease)
+    }
+
+    fn lease_holder(&self) -> Option<String> {
+        self.lock().lease.as_ref()?["spec"]["holderIdentity"]
+            .as_str()
+            .map(str::to_string)
     }
 
     fn open_watch(&self, plural: &str) -> Response<axum::body::Body> {
@@ -569,4 +614,51 @@ async fn deleting_an_attestor_makes_its_policies_not_ready() {
         "spec.attestors: attestor \"release\" not found"
     );
     assert!(state.snapshot().generation() > before);
+}
+
+#[tokio::test]
+async fn only_the_lease_holder_writes_status() {
+    let (client, api) = FakeApi::start();
+    base_world(&api);
+    // Another replica holds the Lease and renewed it just now, for 2 seconds.
+    let now = serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    ))
+    .unwrap();
+    api.lock().lease = Some(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "signet-controller", "namespace": "signet", "resourceVersion": "1"},
+        "spec": {"holderIdentity": "replica-b", "renewTime": now, "acquireTime": now,
+                 "leaseDurationSeconds": 2, "leaseTransitions": 0},
+    }));
+    let (publisher, state) = policy_channel(EngineOptions::default());
+    let election = signet::controller::LeaderElection {
+        lease_namespace: "signet".into(),
+        lease_name: "signet-controller".into(),
+        identity: "replica-a".into(),
+    };
+    let _task = tokio::spawn(async move {
+        let result =
+            run_controller(client, EngineOptions::default(), publisher, Some(election)).await;
+        panic!("the controller stopped: {result:?}");
+    });
+    eventually("ready", || state.is_ready().then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        state.snapshot().generation(),
+        1,
+        "followers publish snapshots too"
+    );
+    assert!(api.patches().is_empty(), "a follower writes no status");
+    assert_eq!(api.lease_holder().as_deref(), Some("replica-b"));
+
+    // replica-b stops renewing: once its Lease expires, replica-a takes it and writes status.
+    let patches = eventually("status written by the new holder", || {
+        let patches = api.patches();
+        (patches.len() >= 2).then_some(patches)
+    })
+    .await;
+    assert_eq!(api.lease_holder().as_deref(), Some("replica-a"));
+    assert!(patch_for(&patches, "/attestors/release/status").is_some());
+    assert!(patch_for(&patches, "/clusterverificationpolicies/prod/status").is_some());
 }

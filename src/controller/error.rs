@@ -1,5 +1,5 @@
 //! Errors of the controller layer: the policy folder (what file, which document, which field) and
-//! the cluster (the Kubernetes API, leader election).
+//! the cluster (leader election, watches).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -51,9 +51,6 @@ pub enum ControllerError {
         dir: PathBuf,
         problems: Vec<FileProblem>,
     },
-    /// A Kubernetes API call failed (status writes, leader election set-up).
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
     /// The Lease that elects the status writer could not be managed.
     #[error("leader election on Lease {lease}: {source}")]
     LeaderElection {
