@@ -18,9 +18,6 @@ use crate::policy::{ObjectKind, ObjectStatus};
 /// The field manager signet's status writes are owned by.
 pub const FIELD_MANAGER: &str = "signet";
 
-/// The condition reason of a Ready object (the engine's not-Ready reasons name the others).
-const READY_REASON: &str = "Ready";
-
 /// Read access to the objects whose status is written.
 pub(crate) struct StatusStores {
     pub(crate) attestors: Store<Attestor>,
@@ -55,11 +52,7 @@ fn ready_condition(status: &ObjectStatus, previous: &[Condition], now: &Time) ->
         Some(c) if c.status == new_status => c.last_transition_time.clone(),
         _ => now.clone(),
     };
-    let mut condition = status.ready_condition(time);
-    if status.ready {
-        condition.reason = READY_REASON.to_string();
-    }
-    condition
+    status.ready_condition(time)
 }
 
 /// The writes that bring the objects' statuses to what `statuses` say; objects already there
