@@ -180,8 +180,9 @@ impl Admission {
         self.policy.is_ready()
     }
 
-    /// Verdicts cached now (approximate: moka counts lazily).
-    pub fn cached_verdicts(&self) -> u64 {
+    /// Verdicts cached now (after applying pending cache maintenance).
+    pub async fn cached_verdicts(&self) -> u64 {
+        self.verdicts.run_pending_tasks().await;
         self.verdicts.entry_count()
     }
 
