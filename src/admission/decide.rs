@@ -234,8 +234,7 @@ impl Admission {
         if self
             .settings
             .exempt_namespaces
-            .iter()
-            .any(|ns| *ns == workload.namespace)
+            .contains(&workload.namespace)
         {
             set_audit(&mut answer, AUDIT_RESULT, "exempt-namespace");
             return (answer, AdmissionResult::Allowed);

@@ -10,13 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_server::Handle;
+use futures::StreamExt as _;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
@@ -28,6 +28,11 @@ use super::tls::{Tls, TlsError, TlsSource};
 /// Largest AdmissionReview body read. The API server stores objects of at most ~1.5 MiB (etcd's
 /// limit) and caps requests at 3 MiB, so nothing legitimate is larger.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// An oversized body is read and discarded up to this size before the 413 is sent: a client
+/// still sending when the server closes would get a connection reset instead of the answer.
+/// Past this, the connection is cut.
+const MAX_DRAINED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -57,41 +62,52 @@ pub fn router(admission: Arc<Admission>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(admission)
 }
 
-async fn validate(
-    State(admission): State<Arc<Admission>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn validate(State(admission): State<Arc<Admission>>, body: Body) -> Response {
     answer(&admission, body, Endpoint::Validate).await
 }
 
-async fn mutate(
-    State(admission): State<Arc<Admission>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn mutate(State(admission): State<Arc<Admission>>, body: Body) -> Response {
     answer(&admission, body, Endpoint::Mutate).await
 }
 
-async fn answer(
-    admission: &Admission,
-    body: Result<Bytes, BytesRejection>,
-    endpoint: Endpoint,
-) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            let error = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ReviewError::TooLarge {
-                    limit: MAX_BODY_BYTES,
-                }
-            } else {
-                ReviewError::NotJson(format!("cannot read the body: {rejection}"))
-            };
-            return error_response(rejection.status(), &error.to_string());
+/// The body, at most [`MAX_BODY_BYTES`]; an oversized one is drained (up to
+/// [`MAX_DRAINED_BYTES`]) so that the client reads the 413.
+async fn read_body(body: Body) -> Result<Bytes, (StatusCode, ReviewError)> {
+    let mut stream = body.into_data_stream();
+    let mut collected: Vec<u8> = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                ReviewError::NotJson(format!("cannot read the body: {e}")),
+            )
+        })?;
+        seen = seen.saturating_add(chunk.len());
+        if seen <= MAX_BODY_BYTES {
+            collected.extend_from_slice(&chunk);
+        } else if seen > MAX_DRAINED_BYTES {
+            break;
         }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ReviewError::TooLarge {
+                limit: MAX_BODY_BYTES,
+            },
+        ));
+    }
+    Ok(Bytes::from(collected))
+}
+
+async fn answer(admission: &Admission, body: Body, endpoint: Endpoint) -> Response {
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err((status, error)) => return error_response(status, &error.to_string()),
     };
     let span = tracing::info_span!("admission", endpoint = ?endpoint, uid = tracing::field::Empty);
     let result = admission
@@ -178,8 +194,13 @@ impl WebhookServer {
         let admission = Arc::new(admission);
         let app = router(Arc::clone(&admission));
         let handle = Handle::new();
-        let server = axum_server::from_tcp_rustls(listener, tls.config)
+        // TCP_NODELAY: answers are small and latency-bound; without it, Nagle's algorithm holds
+        // the last segment of a response until the client's delayed ACK.
+        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.config)
+            .acceptor(axum_server::accept::NoDelayAcceptor::new());
+        let server = axum_server::from_tcp(listener)
             .map_err(|source| ServerError::Bind { addr, source })?
+            .acceptor(acceptor)
             .handle(handle.clone());
         let task = tokio::spawn(server.serve(app.into_make_service()));
         tracing::info!(%addr, "webhook listening (HTTPS)");
