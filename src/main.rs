@@ -204,6 +204,8 @@ enum Command {
         #[arg(long, env = "SIGNET_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// Serve the admission webhook (HTTPS): POST /validate and /mutate, GET /healthz, /readyz, /metrics.
+    Webhook(signet::admission::WebhookArgs),
 }
 
 fn init_logging(global: &GlobalArgs) {
@@ -382,6 +384,16 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 OutputFormat::Text => print!("{}", verdict.to_text()),
             }
             Ok(verdict.verified)
+        }
+        Command::Webhook(args) => {
+            let registry = RegistryOptions {
+                config_file: cli.global.registry_config.clone(),
+                ca_files: cli.global.registry_ca.clone(),
+                insecure: cli.global.insecure_registry.clone(),
+                timeout: Duration::from_secs(cli.global.registry_timeout.max(1)),
+            };
+            signet::admission::run_webhook(args, registry).await?;
+            Ok(true)
         }
     }
 }

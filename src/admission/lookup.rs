@@ -1,0 +1,339 @@
+//! Registry I/O for admission: tag -> digest and (repository, digest) -> signatures, behind
+//! bounded caches, with one lookup in flight per key across all requests.
+//!
+//! Why not `moka::future::Cache::try_get_with` for the coalescing: it runs the load inside the
+//! first caller's future, so when that request hits its deadline and is dropped, the load is
+//! cancelled and the next caller starts it again. Here each load runs in its own task: a request
+//! that gives up stops waiting, the load finishes, fills the caches, and later requests find the
+//! answer. The moka caches only store answers (with a TTL) and failures (with a shorter one).
+//!
+//! Answers are shared across requests whatever their credentials (a digest and its signatures
+//! are the same for everyone who may pull them); failures and loads in flight are keyed by the
+//! credential used as well, so one pod's wrong secret never fails another pod's lookup.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, Shared};
+use moka::future::Cache;
+
+use super::metrics::{CacheName, Metrics, RegistryOperation, RegistryOutcome};
+use crate::reference::ImageRef;
+use crate::registry::{DockerConfig, RegistryClient, RegistryError, SignatureStore};
+use crate::signature::StoredSignature;
+
+/// How long answers and failures are kept.
+#[derive(Clone, Copy, Debug)]
+pub struct LookupTimings {
+    /// tag -> digest: short, tags move.
+    pub digest_ttl: Duration,
+    /// (repository, digest) -> signatures: short, an image may be signed just after its first
+    /// admission attempt (the signer works on push events, in parallel with deployments).
+    pub signatures_ttl: Duration,
+    /// A registry failure is answered from memory this long, so a dead registry costs one
+    /// timeout per key and period rather than one per request.
+    pub failure_ttl: Duration,
+}
+
+impl Default for LookupTimings {
+    fn default() -> Self {
+        LookupTimings {
+            digest_ttl: Duration::from_secs(30),
+            signatures_ttl: Duration::from_secs(30),
+            failure_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Signatures as fetched, shared between requests.
+pub type Signatures = Arc<Vec<StoredSignature>>;
+
+type Flight<V> = Shared<BoxFuture<'static, Result<V, Arc<str>>>>;
+
+/// Loads in flight, one per key. Each runs in a spawned task and removes itself when done, after
+/// its answer is in the caches.
+struct Flights<V> {
+    running: Mutex<HashMap<String, Flight<V>>>,
+}
+
+impl<V: Clone + Send + Sync + 'static> Flights<V> {
+    fn new() -> Arc<Self> {
+        Arc::new(Flights {
+            running: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Joins the load for `key`, or starts `load` as its task.
+    fn join_or_start<F>(self: &Arc<Self>, key: String, load: impl FnOnce() -> F) -> Flight<V>
+    where
+        F: Future<Output = Result<V, Arc<str>>> + Send + 'static,
+    {
+        // A poisoned lock only means another thread panicked while inserting; the map is
+        // still consistent (each operation is a single insert or remove).
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(flight) = running.get(&key) {
+            return flight.clone();
+        }
+        let flights = Arc::clone(self);
+        let task_key = key.clone();
+        let work = load();
+        // The task's removal waits for this lock, so it cannot run before the insert below.
+        let task = tokio::spawn(async move {
+            let result = work.await;
+            flights
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&task_key);
+            result
+        });
+        let flight = async move {
+            task.await
+                .unwrap_or_else(|e| Err(Arc::from(format!("registry lookup task failed: {e}"))))
+        }
+        .boxed()
+        .shared();
+        running.insert(key, flight.clone());
+        flight
+    }
+}
+
+/// The registry client a request uses: the webhook's own credentials, with the workload's pull
+/// secrets tried first.
+#[derive(Clone)]
+pub struct RequestRegistry {
+    client: RegistryClient,
+    /// The pull-secret configs, in the order they are tried.
+    secrets: Arc<Vec<DockerConfig>>,
+}
+
+impl RequestRegistry {
+    /// A client trying `secrets` in order, then `base`'s own credentials.
+    pub fn new(base: &RegistryClient, secrets: Vec<DockerConfig>) -> Self {
+        // `with_credentials` puts its argument first, so the last secret is layered first.
+        let client = secrets.iter().rev().fold(base.clone(), |client, config| {
+            client.with_credentials(config)
+        });
+        RequestRegistry {
+            client,
+            secrets: Arc::new(secrets),
+        }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &RegistryClient {
+        &self.client
+    }
+
+    /// Which credential this request uses for `registry`: a hash, or `-` for the webhook's own.
+    fn credential_id(&self, registry: &str) -> String {
+        self.secrets
+            .iter()
+            .find_map(|config| config.find(registry))
+            .map_or_else(|| "-".to_string(), |c| c.fingerprint())
+    }
+}
+
+/// Cached, coalesced registry lookups.
+pub struct Lookups {
+    digests: Cache<String, Arc<str>>,
+    signatures: Cache<String, Signatures>,
+    failures: Cache<String, Arc<str>>,
+    digest_flights: Arc<Flights<Arc<str>>>,
+    signature_flights: Arc<Flights<Signatures>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Lookups {
+    /// Caches holding at most `capacity` entries each.
+    pub fn new(capacity: u64, timings: LookupTimings, metrics: Arc<Metrics>) -> Self {
+        Lookups {
+            digests: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(timings.digest_ttl)
+                .build(),
+            signatures: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(timings.signatures_ttl)
+                .build(),
+            failures: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(timings.failure_ttl)
+                .build(),
+            digest_flights: Flights::new(),
+            signature_flights: Flights::new(),
+            metrics,
+        }
+    }
+
+    /// The digest `image` names, or the one its tag resolves to now.
+    pub async fn digest(
+        &self,
+        image: &ImageRef,
+        registry: &RequestRegistry,
+    ) -> Result<Arc<str>, Arc<str>> {
+        if let Some(digest) = image.digest() {
+            return Ok(Arc::from(digest));
+        }
+        let key = image.repo_with_tag();
+        if let Some(digest) = self.digests.get(&key).await {
+            self.metrics.cache(CacheName::Digest, true);
+            return Ok(digest);
+        }
+        self.metrics.cache(CacheName::Digest, false);
+        let flight_key = format!("{}|{key}", registry.credential_id(image.registry()));
+        if let Some(reason) = self.recent_failure(&flight_key).await {
+            return Err(reason);
+        }
+        let flight = self.digest_flights.join_or_start(flight_key.clone(), || {
+            let client = registry.client().clone();
+            let image = image.clone();
+            let digests = self.digests.clone();
+            let failures = self.failures.clone();
+            let metrics = Arc::clone(&self.metrics);
+            async move {
+                let result = measured(&metrics, RegistryOperation::Resolve, async {
+                    client.resolve_digest(&image).await
+                })
+                .await;
+                match result {
+                    Ok(digest) => {
+                        let digest: Arc<str> = Arc::from(digest);
+                        digests.insert(key, Arc::clone(&digest)).await;
+                        Ok(digest)
+                    }
+                    Err(e) => {
+                        let reason: Arc<str> = Arc::from(e.to_string());
+                        failures.insert(flight_key, Arc::clone(&reason)).await;
+                        Err(reason)
+                    }
+                }
+            }
+        });
+        flight.await
+    }
+
+    /// The signatures stored for `digest` in `image`'s repository (empty when there are none).
+    pub async fn signatures(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        registry: &RequestRegistry,
+    ) -> Result<Signatures, Arc<str>> {
+        let key = format!("{}/{}@{digest}", image.registry(), image.repository());
+        if let Some(found) = self.signatures.get(&key).await {
+            self.metrics.cache(CacheName::Signatures, true);
+            return Ok(found);
+        }
+        self.metrics.cache(CacheName::Signatures, false);
+        let flight_key = format!("{}|{key}", registry.credential_id(image.registry()));
+        if let Some(reason) = self.recent_failure(&flight_key).await {
+            return Err(reason);
+        }
+        let flight = self
+            .signature_flights
+            .join_or_start(flight_key.clone(), || {
+                let store = SignatureStore::new(registry.client().clone());
+                let image = image.clone();
+                let digest = digest.to_string();
+                let cache = self.signatures.clone();
+                let failures = self.failures.clone();
+                let metrics = Arc::clone(&self.metrics);
+                async move {
+                    let result = measured(&metrics, RegistryOperation::Signatures, async {
+                        store.fetch_signatures(&image, &digest).await
+                    })
+                    .await;
+                    match result {
+                        Ok(found) => {
+                            let found = Arc::new(found);
+                            cache.insert(key, Arc::clone(&found)).await;
+                            Ok(found)
+                        }
+                        Err(e) => {
+                            let reason: Arc<str> = Arc::from(e.to_string());
+                            failures.insert(flight_key, Arc::clone(&reason)).await;
+                            Err(reason)
+                        }
+                    }
+                }
+            });
+        flight.await
+    }
+
+    async fn recent_failure(&self, flight_key: &str) -> Option<Arc<str>> {
+        let failure = self.failures.get(flight_key).await;
+        if failure.is_some() {
+            self.metrics.cache(CacheName::Failure, true);
+        }
+        failure
+    }
+}
+
+/// Runs one registry operation, counting it in flight and recording its outcome and latency.
+async fn measured<T>(
+    metrics: &Metrics,
+    operation: RegistryOperation,
+    work: impl Future<Output = Result<T, RegistryError>>,
+) -> Result<T, RegistryError> {
+    metrics.lookups_in_flight(1);
+    let started = Instant::now();
+    let result = work.await;
+    let outcome = match &result {
+        Ok(_) => RegistryOutcome::Success,
+        Err(RegistryError::Unreachable { .. }) => RegistryOutcome::Unreachable,
+        Err(_) => RegistryOutcome::Error,
+    };
+    metrics.registry_request(operation, outcome, started.elapsed().as_secs_f64());
+    metrics.lookups_in_flight(-1);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn concurrent_joins_share_one_load() {
+        let flights: Arc<Flights<u32>> = Flights::new();
+        let started = Arc::new(AtomicUsize::new(0));
+        let mut waiters = Vec::new();
+        for _ in 0..50 {
+            let started = Arc::clone(&started);
+            waiters.push(flights.join_or_start("k".into(), move || async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(7)
+            }));
+        }
+        for waiter in waiters {
+            assert_eq!(waiter.await.ok(), Some(7));
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_load_outlives_the_caller_that_started_it() {
+        let flights: Arc<Flights<u32>> = Flights::new();
+        let first = flights.join_or_start("k".into(), || async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(1)
+        });
+        // The first caller gives up at once.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), first)
+                .await
+                .is_err()
+        );
+        // A second caller joins the same load instead of starting a new one.
+        let second = flights.join_or_start("k".into(), || async { Ok(2) });
+        assert_eq!(second.await.ok(), Some(1));
+        // Once done, the key is free again.
+        let third = flights.join_or_start("k".into(), || async { Ok(3) });
+        assert_eq!(third.await.ok(), Some(3));
+    }
+}

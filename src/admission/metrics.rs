@@ -1,0 +1,239 @@
+//! The webhook's Prometheus metrics: admissions by result, decision latency, registry lookups by
+//! outcome and latency, cache hits and misses, lookups in flight. Served at `/metrics`.
+
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// What an admission request ended in.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum AdmissionResult {
+    /// Every image passed (or nothing to check: other kinds, no-match allow, exempt namespace).
+    Allowed,
+    /// At least one image failed an `Enforce` policy.
+    Denied,
+    /// Allowed, but a `DryRun` policy failed.
+    Dryrun,
+    /// Admitted by the breakglass annotation.
+    Breakglass,
+    /// The request could not be read (not an AdmissionReview, unreadable workload).
+    Error,
+}
+
+/// Which route answered.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Endpoint {
+    /// `POST /validate`: decides.
+    Validate,
+    /// `POST /mutate`: pins verified digests, never denies.
+    Mutate,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdmissionLabels {
+    endpoint: Endpoint,
+    result: AdmissionResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: Endpoint,
+}
+
+/// One registry operation of a lookup.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum RegistryOperation {
+    /// Tag to digest.
+    Resolve,
+    /// The `.sig` manifest and its payload blobs.
+    Signatures,
+}
+
+/// How a registry operation ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum RegistryOutcome {
+    /// An answer was used (including "no signatures").
+    Success,
+    /// The registry could not be reached or did not answer in time.
+    Unreachable,
+    /// The registry answered with an error or content that failed its checks.
+    Error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RegistryLabels {
+    operation: RegistryOperation,
+    outcome: RegistryOutcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: RegistryOperation,
+}
+
+/// The caches whose hits are counted.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum CacheName {
+    /// (image, digest, namespace, snapshot generation) -> verdict.
+    Verdict,
+    /// tag -> digest.
+    Digest,
+    /// (repository, digest) -> signatures.
+    Signatures,
+    /// Recent registry failures.
+    Failure,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: CacheName,
+}
+
+/// Every metric the webhook exports, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    admissions: Family<AdmissionLabels, Counter>,
+    latency: Family<EndpointLabels, Histogram>,
+    registry_requests: Family<RegistryLabels, Counter>,
+    registry_latency: Family<OperationLabels, Histogram>,
+    cache_hits: Family<CacheLabels, Counter>,
+    cache_misses: Family<CacheLabels, Counter>,
+    in_flight: Gauge<i64, AtomicI64>,
+    events_dropped: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric (prefix `signet_webhook_`).
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("signet_webhook");
+        let admissions = Family::<AdmissionLabels, Counter>::default();
+        registry.register(
+            "admissions",
+            "Admission reviews answered, by endpoint and result",
+            admissions.clone(),
+        );
+        // 0.25 ms .. ~8 s: cached answers take well under a millisecond, cold ones a few
+        // registry round trips, and the deadline caps everything at 8 s by default.
+        let latency = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.00025, 2.0, 16))
+        });
+        registry.register(
+            "admission_duration_seconds",
+            "Time from request received to answer ready",
+            latency.clone(),
+        );
+        let registry_requests = Family::<RegistryLabels, Counter>::default();
+        registry.register(
+            "registry_requests",
+            "Registry operations (resolve, signatures) by outcome",
+            registry_requests.clone(),
+        );
+        let registry_latency = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 14))
+        });
+        registry.register(
+            "registry_request_duration_seconds",
+            "Duration of registry operations",
+            registry_latency.clone(),
+        );
+        let cache_hits = Family::<CacheLabels, Counter>::default();
+        registry.register("cache_hits", "Cache hits by cache", cache_hits.clone());
+        let cache_misses = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_misses",
+            "Cache misses by cache",
+            cache_misses.clone(),
+        );
+        let in_flight = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "lookups_in_flight",
+            "Registry lookups (per repository and digest or tag) running now",
+            in_flight.clone(),
+        );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_suppressed",
+            "Kubernetes events not posted because of the rate limit",
+            events_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            admissions,
+            latency,
+            registry_requests,
+            registry_latency,
+            cache_hits,
+            cache_misses,
+            in_flight,
+            events_dropped,
+        }
+    }
+
+    /// Counts one answered review and its latency.
+    pub fn admission(&self, endpoint: Endpoint, result: AdmissionResult, seconds: f64) {
+        self.admissions
+            .get_or_create(&AdmissionLabels { endpoint, result })
+            .inc();
+        self.latency
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(seconds);
+    }
+
+    /// Counts one registry operation.
+    pub fn registry_request(
+        &self,
+        operation: RegistryOperation,
+        outcome: RegistryOutcome,
+        seconds: f64,
+    ) {
+        self.registry_requests
+            .get_or_create(&RegistryLabels { operation, outcome })
+            .inc();
+        self.registry_latency
+            .get_or_create(&OperationLabels { operation })
+            .observe(seconds);
+    }
+
+    /// Counts a cache hit (`true`) or miss.
+    pub fn cache(&self, cache: CacheName, hit: bool) {
+        let family = if hit {
+            &self.cache_hits
+        } else {
+            &self.cache_misses
+        };
+        family.get_or_create(&CacheLabels { cache }).inc();
+    }
+
+    /// A lookup started (`+1`) or ended (`-1`).
+    pub fn lookups_in_flight(&self, delta: i64) {
+        self.in_flight.inc_by(delta);
+    }
+
+    /// The number of lookups running now.
+    pub fn lookups_in_flight_now(&self) -> i64 {
+        self.in_flight.get()
+    }
+
+    /// An event was not posted because the same one was posted recently.
+    pub fn event_suppressed(&self) {
+        self.events_dropped.inc();
+    }
+
+    /// The text exposition format, for `/metrics`.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(4096);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,254 @@
+//! AdmissionReview on the wire: reading the request body, writing the response.
+//!
+//! Requests are read with kube's types. Responses are written with signet's own, because kube's
+//! `AdmissionResponse` serialises `patch` as an array of numbers, where the API server expects a
+//! `[]byte`, i.e. a base64 string (`"patch": "W3sib3AiOi...", "patchType": "JSONPatch"`); and
+//! because an allowed answer should carry no `status` at all.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use serde::Serialize;
+
+/// The only AdmissionReview version served (`admissionReviewVersions: ["v1"]`).
+pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
+/// The kind of request and response bodies.
+pub const ADMISSION_KIND: &str = "AdmissionReview";
+
+/// Why a body is not an AdmissionReview that can be answered. Such requests get HTTP 400 (413
+/// for a body over the limit) with this one-line message: without a readable `uid`, no
+/// AdmissionReview answer can be written.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReviewError {
+    /// Not JSON at all.
+    #[error("request body is not JSON: {0}")]
+    NotJson(String),
+    /// JSON, but not in the shape of an AdmissionReview.
+    #[error("request body is not an AdmissionReview: {0}")]
+    NotAReview(String),
+    /// An AdmissionReview of another version (v1beta1).
+    #[error("AdmissionReview apiVersion {0:?} is not supported: send admission.k8s.io/v1")]
+    WrongApiVersion(String),
+    /// An AdmissionReview without `request`.
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+    /// An AdmissionReview whose request has an empty `uid`.
+    #[error("AdmissionReview request has an empty uid")]
+    NoUid,
+    /// The body exceeds the limit.
+    #[error("request body is larger than the {limit}-byte limit")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+}
+
+/// Reads an AdmissionReview v1 body and returns its request.
+pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ReviewError::NotAReview(e.to_string()),
+            _ => ReviewError::NotJson(e.to_string()),
+        })?;
+    if review.types.kind != ADMISSION_KIND {
+        return Err(ReviewError::NotAReview(format!(
+            "kind is {:?}, expected {ADMISSION_KIND}",
+            review.types.kind
+        )));
+    }
+    if review.types.api_version != ADMISSION_API_VERSION {
+        return Err(ReviewError::WrongApiVersion(review.types.api_version));
+    }
+    let request = review.request.ok_or(ReviewError::NoRequest)?;
+    if request.uid.is_empty() {
+        return Err(ReviewError::NoUid);
+    }
+    Ok(request)
+}
+
+/// The answer to one AdmissionReview.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// The request's uid, echoed.
+    pub uid: String,
+    /// Whether the object is admitted.
+    pub allowed: bool,
+    /// When denied: why (shown to the user by kubectl).
+    pub message: Option<String>,
+    /// Admission warnings (DryRun failures, breakglass).
+    pub warnings: Vec<String>,
+    /// Audit annotations (the API server prefixes the keys with the webhook's name).
+    pub audit_annotations: BTreeMap<String, String>,
+    /// RFC 6902 operations (`/mutate` only); empty for none.
+    pub patch: Vec<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    audit_annotations: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    code: u16,
+    reason: &'static str,
+    message: &'a str,
+}
+
+impl Answer {
+    /// The AdmissionReview v1 response body.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let patch = if self.patch.is_empty() {
+            None
+        } else {
+            Some(STANDARD.encode(serde_json::to_vec(&self.patch)?))
+        };
+        let status = (!self.allowed).then(|| StatusOut {
+            code: 403,
+            reason: "Forbidden",
+            message: self.message.as_deref().unwrap_or("denied by signet"),
+        });
+        serde_json::to_vec(&ReviewOut {
+            api_version: ADMISSION_API_VERSION,
+            kind: ADMISSION_KIND,
+            response: ResponseOut {
+                uid: &self.uid,
+                allowed: self.allowed,
+                status,
+                patch_type: patch.as_ref().map(|_| "JSONPatch"),
+                patch,
+                audit_annotations: &self.audit_annotations,
+                warnings: &self.warnings,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn body(value: Value) -> Vec<u8> {
+        serde_json::to_vec(&value).unwrap_or_default()
+    }
+
+    fn minimal_review(api_version: &str) -> Value {
+        json!({
+            "apiVersion": api_version,
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "operation": "CREATE",
+                "userInfo": {"username": "me"},
+                "namespace": "shop",
+                "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}
+            }
+        })
+    }
+
+    #[test]
+    fn reads_a_v1_review() {
+        let request = parse_review(&body(minimal_review(ADMISSION_API_VERSION)));
+        assert_eq!(request.map(|r| r.uid).ok().as_deref(), Some("u-1"));
+    }
+
+    #[test]
+    fn malformed_bodies_get_one_line_reasons() {
+        assert!(matches!(
+            parse_review(b"{not json"),
+            Err(ReviewError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_review(&body(json!({"apiVersion": 3}))),
+            Err(ReviewError::NotAReview(_))
+        ));
+        assert_eq!(
+            parse_review(&body(minimal_review("admission.k8s.io/v1beta1"))).err(),
+            Some(ReviewError::WrongApiVersion(
+                "admission.k8s.io/v1beta1".to_string()
+            ))
+        );
+        assert_eq!(
+            parse_review(&body(
+                json!({"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview"})
+            ))
+            .err(),
+            Some(ReviewError::NoRequest)
+        );
+        let mut no_uid = minimal_review(ADMISSION_API_VERSION);
+        no_uid["request"]["uid"] = json!("");
+        assert_eq!(parse_review(&body(no_uid)).err(), Some(ReviewError::NoUid));
+        for error in [
+            ReviewError::NotJson("x".into()),
+            ReviewError::NoRequest,
+            ReviewError::TooLarge { limit: 3 },
+        ] {
+            assert!(!error.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn denial_carries_status_and_patch_is_base64_json_patch() {
+        let denied = Answer {
+            uid: "u-2".into(),
+            allowed: false,
+            message: Some("no".into()),
+            ..Answer::default()
+        };
+        let out: Value =
+            serde_json::from_slice(&denied.to_json().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(
+            out,
+            json!({
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "response": {"uid": "u-2", "allowed": false,
+                             "status": {"code": 403, "reason": "Forbidden", "message": "no"}}
+            })
+        );
+
+        let op =
+            json!({"op": "replace", "path": "/spec/containers/0/image", "value": "a@sha256:00"});
+        let patched = Answer {
+            uid: "u-3".into(),
+            allowed: true,
+            patch: vec![op.clone()],
+            ..Answer::default()
+        };
+        let out: Value =
+            serde_json::from_slice(&patched.to_json().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(out["response"]["patchType"], json!("JSONPatch"));
+        assert!(out["response"].get("status").is_none());
+        let decoded = STANDARD
+            .decode(out["response"]["patch"].as_str().unwrap_or_default())
+            .unwrap_or_default();
+        let ops: Value = serde_json::from_slice(&decoded).unwrap_or_default();
+        assert_eq!(ops, json!([op]));
+    }
+}

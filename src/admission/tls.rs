@@ -1,0 +1,243 @@
+//! The webhook's TLS: a certificate and key from files, reloaded when they change on disk
+//! (cert-manager rotates them in the mounted Secret), or a self-signed pair for local runs.
+//!
+//! The files are polled rather than watched with inotify: a Secret volume updates through a
+//! symlink swap that file watchers see in confusing ways, and a read of two small files every
+//! few seconds costs nothing. A change is applied only when both files parse and the key
+//! matches the certificate; otherwise the old certificate stays in use (a rotation caught
+//! half-written is retried on the next poll).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::tls_rustls::RustlsConfig;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::Digest as _;
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The certificate file holds no PEM certificate.
+    #[error("{path}: no PEM certificate found")]
+    NoCertificate { path: PathBuf },
+    /// The key file holds no PEM private key.
+    #[error("{path}: no PEM private key found ({reason})")]
+    NoKey { path: PathBuf, reason: String },
+    /// rustls refused the pair (key does not match the certificate, unsupported key).
+    #[error("certificate {cert} and key {key} cannot be used: {reason}")]
+    Rejected {
+        cert: PathBuf,
+        key: PathBuf,
+        reason: String,
+    },
+    /// rcgen could not make the self-signed certificate.
+    #[error("cannot generate a self-signed certificate: {0}")]
+    SelfSigned(String),
+}
+
+/// Where the certificate comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsSource {
+    /// PEM files, polled for changes every `reload_interval`.
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+        reload_interval: Duration,
+    },
+    /// A certificate generated at start for `localhost`, `127.0.0.1` and `::1` (`--tls-self-signed`).
+    SelfSigned,
+}
+
+/// A server config for a certificate chain and key in PEM, with HTTP/1.1 and HTTP/2 by ALPN.
+pub fn server_config_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .filter_map(Result::ok)
+        .collect();
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: cert_path.to_path_buf(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::NoKey {
+        path: key_path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let rejected = |reason: String| TlsError::Rejected {
+        cert: cert_path.to_path_buf(),
+        key: key_path.to_path_buf(),
+        reason,
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| rejected(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| rejected(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A self-signed certificate and key (PEM) for `localhost`, `127.0.0.1` and `::1`.
+pub fn self_signed_pem() -> Result<(String, String), TlsError> {
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let certified = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
+}
+
+/// Reads both files; `Err` names the file that failed.
+fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    Ok((read(cert)?, read(key)?))
+}
+
+fn fingerprint(cert: &[u8], key: &[u8]) -> [u8; 32] {
+    let mut hasher = sha2::Sha256::new();
+    hasher.update((cert.len() as u64).to_be_bytes());
+    hasher.update(cert);
+    hasher.update(key);
+    hasher.finalize().into()
+}
+
+/// The live TLS configuration and, for files, the task that reloads it.
+pub struct Tls {
+    /// What axum-server serves; `reload_from_config` swaps it for new connections.
+    pub config: RustlsConfig,
+}
+
+impl Tls {
+    /// Loads the certificate; for files, spawns the reload task (it ends with the runtime).
+    pub fn start(source: &TlsSource) -> Result<Self, TlsError> {
+        match source {
+            TlsSource::SelfSigned => {
+                let (cert, key) = self_signed_pem()?;
+                let config = server_config_from_pem(
+                    cert.as_bytes(),
+                    key.as_bytes(),
+                    Path::new("<self-signed>"),
+                    Path::new("<self-signed>"),
+                )?;
+                Ok(Tls {
+                    config: RustlsConfig::from_config(config),
+                })
+            }
+            TlsSource::Files {
+                cert,
+                key,
+                reload_interval,
+            } => {
+                let (cert_pem, key_pem) = read_pair(cert, key)?;
+                let config = server_config_from_pem(&cert_pem, &key_pem, cert, key)?;
+                let rustls_config = RustlsConfig::from_config(config);
+                tokio::spawn(reload_on_change(
+                    rustls_config.clone(),
+                    cert.clone(),
+                    key.clone(),
+                    *reload_interval,
+                    fingerprint(&cert_pem, &key_pem),
+                ));
+                Ok(Tls {
+                    config: rustls_config,
+                })
+            }
+        }
+    }
+}
+
+/// Polls the files; installs a new configuration when their contents change and parse.
+async fn reload_on_change(
+    config: RustlsConfig,
+    cert: PathBuf,
+    key: PathBuf,
+    interval: Duration,
+    mut current: [u8; 32],
+) {
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(50)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let (cert_pem, key_pem) = match read_pair(&cert, &key) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS files unreadable; keeping the current certificate");
+                continue;
+            }
+        };
+        let seen = fingerprint(&cert_pem, &key_pem);
+        if seen == current {
+            continue;
+        }
+        match server_config_from_pem(&cert_pem, &key_pem, &cert, &key) {
+            Ok(new_config) => {
+                config.reload_from_config(new_config);
+                current = seen;
+                tracing::info!(cert = %cert.display(), "TLS certificate reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "new TLS files not usable yet; keeping the current certificate");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_pair_makes_a_server_config() {
+        let (cert, key) = self_signed_pem().unwrap_or_default();
+        let config = server_config_from_pem(
+            cert.as_bytes(),
+            key.as_bytes(),
+            Path::new("c"),
+            Path::new("k"),
+        );
+        assert!(config.is_ok(), "{:?}", config.err());
+    }
+
+    #[test]
+    fn mismatched_or_missing_pem_is_named() {
+        let (cert, _) = self_signed_pem().unwrap_or_default();
+        let (_, other_key) = self_signed_pem().unwrap_or_default();
+        let err = server_config_from_pem(
+            cert.as_bytes(),
+            other_key.as_bytes(),
+            Path::new("tls.crt"),
+            Path::new("tls.key"),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("tls.crt") && err.contains("tls.key"), "{err}");
+        let err = server_config_from_pem(b"", b"", Path::new("tls.crt"), Path::new("tls.key"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(err, "tls.crt: no PEM certificate found");
+    }
+}
