@@ -10,10 +10,9 @@ use clap::{ArgAction, Args, ValueEnum};
 
 use super::decide::{Admission, DecisionSettings};
 use super::metrics::Metrics;
-use super::policy_feed::{PolicyDirError, load_policy_dir};
 use super::server::{ServerError, WebhookServer};
 use super::tls::TlsSource;
-use crate::controller::policy_channel;
+use crate::controller::{self, ControllerError, LeaderElection, policy_channel};
 use crate::policy::{EngineOptions, NoMatch};
 use crate::registry::{RegistryClient, RegistryError, RegistryOptions};
 
@@ -29,9 +28,9 @@ pub enum WebhookError {
     /// No Kubernetes client (cluster mode needs one).
     #[error("cannot reach the Kubernetes API (use --policy-dir to run without a cluster): {0}")]
     Kube(String),
-    /// The policy folder could not be loaded.
+    /// The policy folder could not be loaded, or the controller stopped.
     #[error(transparent)]
-    PolicyDir(#[from] PolicyDirError),
+    Policy(#[from] ControllerError),
     /// The server failed.
     #[error(transparent)]
     Server(#[from] ServerError),
@@ -172,30 +171,50 @@ pub async fn run_webhook(
         },
     };
     let (publisher, state) = policy_channel(options);
-    let kube: Option<kube::Client> = match &args.policy_dir {
+    // One writer feeds the picture: the folder watcher, or the controller on the cluster.
+    let (kube, mut policy_source) = match &args.policy_dir {
         Some(dir) => {
             // Without a cluster: events go to the log, credentials only from --registry-config.
-            load_policy_dir(dir, options, &publisher)?;
-            None
+            // Load once here so that a bad folder stops the start with the file and field named.
+            controller::load_policy_dir(dir)?;
+            let watcher = controller::watch_policy_dir(dir.clone(), options, publisher);
+            (None, tokio::spawn(watcher))
         }
         None => {
-            // Cluster mode needs `controller::run_controller` to feed `publisher`; until it is
-            // merged, fail at start rather than serve an empty (allow-all) picture.
-            return Err(WebhookError::Config(format!(
-                "reading policies from the cluster needs the controller, which this build does \
-                 not include yet; run with --policy-dir (leader election: {})",
-                args.leader_election
-            )));
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| WebhookError::Kube(e.to_string()))?;
+            let election = args.leader_election.then(|| LeaderElection {
+                lease_namespace: own_namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".to_string()),
+                lease_name: "signet-controller".to_string(),
+                identity: std::env::var("POD_NAME")
+                    .or_else(|_| std::env::var("HOSTNAME"))
+                    .unwrap_or_else(|_| format!("signet-{}", std::process::id())),
+            });
+            let controller =
+                controller::run_controller(client.clone(), options, publisher, election);
+            (Some(client), tokio::spawn(controller))
         }
     };
     let metrics = Arc::new(Metrics::new());
     let admission = Admission::new(state, registry_client, kube, settings, metrics);
     let server = WebhookServer::start(args.listen, &tls, admission).await?;
-    shutdown_signal().await;
+    let stopped = tokio::select! {
+        () = shutdown_signal() => Ok(()),
+        ended = &mut policy_source => match ended {
+            // A webhook whose picture can no longer change must not keep deciding.
+            Ok(Ok(())) => Err(WebhookError::Config("the policy source stopped".into())),
+            Ok(Err(e)) => Err(WebhookError::Policy(e)),
+            Err(e) => Err(WebhookError::Config(format!("the policy source failed: {e}"))),
+        },
+    };
     tracing::info!("shutting down");
     server.shutdown(Duration::from_secs(5));
     server.wait().await?;
-    Ok(())
+    policy_source.abort();
+    stopped
 }
 
 /// SIGTERM (Kubernetes) or Ctrl-C.

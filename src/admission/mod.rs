@@ -12,7 +12,6 @@ pub mod images;
 pub mod lookup;
 pub mod metrics;
 pub mod patch;
-pub mod policy_feed;
 pub mod pull_secrets;
 pub mod review;
 pub mod server;
