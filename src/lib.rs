@@ -15,3 +15,4 @@ pub mod policy;
 pub mod reference;
 pub mod registry;
 pub mod signature;
+pub mod signer;
