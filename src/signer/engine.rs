@@ -316,11 +316,18 @@ impl Signer {
                     return;
                 };
                 match signer.ensure_signed_once(&identity, &digest, &rules).await {
-                    Ok(again) if !again.added.is_empty() => tracing::info!(
-                        image = %identity.with_digest(&digest),
-                        added = ?again.added,
-                        "recheck restored signatures another writer had overwritten"
-                    ),
+                    Ok(again) if !again.added.is_empty() => {
+                        signer
+                            .inner
+                            .metrics
+                            .recheck_restored
+                            .inc_by(again.added.len() as u64);
+                        tracing::info!(
+                            image = %identity.with_digest(&digest),
+                            added = ?again.added,
+                            "recheck restored signatures another writer had overwritten"
+                        );
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(
                         image = %identity.with_digest(&digest),
@@ -425,6 +432,7 @@ impl Signer {
                     .collect();
                 return Ok((added_rules, present));
             }
+            self.inner.metrics.overwritten.inc();
             tracing::info!(
                 image = %identity.with_digest(digest),
                 "another writer replaced the signature manifest; checking again"

@@ -27,6 +27,10 @@ pub struct Metrics {
     pub skipped: Family<Reason, Counter>,
     /// Images that could not be signed, by reason (`registry`, `key`, `internal`).
     pub failed: Family<Reason, Counter>,
+    /// Signature manifests found replaced by another writer right after a write (then redone).
+    pub overwritten: Counter,
+    /// Signatures a delayed recheck had to restore.
+    pub recheck_restored: Counter,
     /// From receiving an event to its signatures being in the registry.
     pub signing_latency: Histogram,
     /// Reconcile passes run.
@@ -57,6 +61,8 @@ impl Metrics {
             already_signed: Counter::default(),
             skipped: Family::default(),
             failed: Family::default(),
+            overwritten: Counter::default(),
+            recheck_restored: Counter::default(),
             signing_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             reconcile_runs: Counter::default(),
             reconcile_missing: Counter::default(),
@@ -88,6 +94,16 @@ impl Metrics {
             "failed",
             "Images that could not be signed, by reason",
             m.failed.clone(),
+        );
+        registry.register(
+            "overwritten",
+            "Signature manifests replaced by another writer right after a write",
+            m.overwritten.clone(),
+        );
+        registry.register(
+            "recheck_restored",
+            "Signatures a delayed recheck restored",
+            m.recheck_restored.clone(),
         );
         registry.register(
             "signing_latency_seconds",
