@@ -500,9 +500,9 @@ async fn sign_one(
     })
     .await
     .map_err(|e| SignerError::Internal(format!("signing task failed: {e}")))?;
-    let signature_bytes = signature_bytes.map_err(|source| SignerError::Signing {
+    let signature_bytes = signature_bytes.map_err(|cause| SignerError::Signing {
         rule: rule_name,
-        source,
+        cause,
     })?;
     let layer = Descriptor::for_signature(&payload, &signature_bytes, &Default::default());
     Ok(NewSignature { payload, layer })

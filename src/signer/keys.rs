@@ -33,11 +33,11 @@ impl KeyCache {
         if let Some(key) = keys.get(&spec) {
             return Ok(Arc::clone(key));
         }
-        let key = open_signing_key(&spec.0, spec.1, spec.2.as_deref()).map_err(|source| {
+        let key = open_signing_key(&spec.0, spec.1, spec.2.as_deref()).map_err(|cause| {
             SignerError::Key {
                 rule: rule.name.clone(),
                 reference: redact_reference(&spec.0),
-                source,
+                cause,
             }
         })?;
         keys.insert(spec, Arc::clone(&key));

@@ -47,15 +47,16 @@ pub enum SignerError {
     #[error("policy folder: {0}")]
     Policy(String),
     /// A rule's key cannot be opened (missing file, wrong PIN, missing token...).
-    #[error("SigningRule {rule:?}: cannot open key {reference}: {source}")]
+    // `cause`, not `source`: the message already ends with it, and a chained source would print it twice.
+    #[error("SigningRule {rule:?}: cannot open key {reference}: {cause}")]
     Key {
         rule: String,
         reference: String,
-        source: CryptoError,
+        cause: CryptoError,
     },
     /// The key refused to sign.
-    #[error("SigningRule {rule:?}: signing failed: {source}")]
-    Signing { rule: String, source: CryptoError },
+    #[error("SigningRule {rule:?}: signing failed: {cause}")]
+    Signing { rule: String, cause: CryptoError },
     /// The registry failed (after retries).
     #[error(transparent)]
     Registry(RegistryError),
