@@ -265,6 +265,39 @@ async fn bad_input_is_answered_and_never_crashes() {
     assert_eq!(status, 200, "{answer}");
     assert!(answer.contains("manifest_gone"), "{answer}");
 
+    // A referrer (a manifest with a `subject`, such as an attached SBOM): not an image to sign.
+    let parts = support::build_test_image("bad-1");
+    let referrer = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": parts.config_digest, "size": parts.config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": parts.layer_digest, "size": parts.layer.len()}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": parts.manifest.len()},
+    }))
+    .unwrap();
+    let pushed = store()
+        .client()
+        .push_manifest(
+            &common::image(&registry, "prod/app:sbom"),
+            &referrer,
+            OCI_MANIFEST,
+        )
+        .await
+        .unwrap();
+    let (status, answer) = post_events(
+        &url,
+        Some(TOKEN),
+        push_event(&host, "prod/app", Some("sbom"), &pushed, OCI_MANIFEST),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("referrer"), "{answer}");
+    assert_eq!(
+        signature_count(&registry, "prod/app:sbom", &pushed).await,
+        0
+    );
+
     // A push by digest: the Default rule cannot bind a tag and skips; the Simple rule signs.
     let (status, answer) = post_events(
         &url,

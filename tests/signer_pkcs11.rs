@@ -242,7 +242,11 @@ async fn a_token_key_signs_pushes_and_bad_keys_stop_the_signer_at_start() {
                 && last.contains(expected),
             "{err}"
         );
-        assert_eq!(last.matches("key store:").count(), 1, "the cause is said once: {err}");
+        assert_eq!(
+            last.matches("key store:").count(),
+            1,
+            "the cause is said once: {err}"
+        );
         assert!(!err.contains("9999") && !err.contains("1234"), "{err}");
     }
 }

@@ -271,25 +271,12 @@ impl Signer {
         digest: &str,
         rules: &[Arc<CompiledRule>],
     ) -> EventOutcome {
-        let pinned = identity.with_digest(digest);
-        let manifest = self
-            .with_retries(|| async {
-                self.inner
-                    .client
-                    .fetch_manifest(&pinned)
-                    .await
-                    .map_err(SignerError::from)
-            })
-            .await;
-        match manifest {
-            Ok(None) => return EventOutcome::NothingToSign("manifest_gone"),
-            Ok(Some(m)) if is_referrer(&m.bytes) => return EventOutcome::NothingToSign("referrer"),
-            Ok(Some(_)) => {}
-            Err(e) if e.is_not_found() => return EventOutcome::NothingToSign("manifest_gone"),
-            Err(e) => return EventOutcome::Failed(e),
-        }
-        match self.ensure_signed(identity, digest, rules).await {
-            Ok(ensured) => EventOutcome::Signed(ensured),
+        match self
+            .ensure_signed_checked(identity, digest, rules, true)
+            .await
+        {
+            Ok(Ok(ensured)) => EventOutcome::Signed(ensured),
+            Ok(Err(why)) => EventOutcome::NothingToSign(why),
             Err(e) if e.is_not_found() => EventOutcome::NothingToSign("manifest_gone"),
             Err(e) => EventOutcome::Failed(e),
         }
@@ -304,7 +291,28 @@ impl Signer {
         digest: &str,
         rules: &[Arc<CompiledRule>],
     ) -> Result<Ensured, SignerError> {
-        let ensured = self.ensure_signed_once(identity, digest, rules).await?;
+        self.ensure_signed_checked(identity, digest, rules, false)
+            .await
+            // Without the manifest check there is no "nothing to sign".
+            .map(|r| r.unwrap_or_default())
+    }
+
+    /// [`Signer::ensure_signed`], checking first (when `check_manifest`) that the manifest still
+    /// exists and is not a referrer: `Ok(Err(reason))` when there is nothing to sign.
+    async fn ensure_signed_checked(
+        &self,
+        identity: &ImageRef,
+        digest: &str,
+        rules: &[Arc<CompiledRule>],
+        check_manifest: bool,
+    ) -> Result<Result<Ensured, &'static str>, SignerError> {
+        let ensured = match self
+            .ensure_signed_once(identity, digest, rules, check_manifest)
+            .await?
+        {
+            Ok(e) => e,
+            Err(why) => return Ok(Err(why)),
+        };
         if !ensured.added.is_empty()
             && let Some(delay) = self.inner.options.recheck_after
         {
@@ -315,8 +323,11 @@ impl Signer {
                 let Ok(_worker) = signer.inner.workers.acquire().await else {
                     return;
                 };
-                match signer.ensure_signed_once(&identity, &digest, &rules).await {
-                    Ok(again) if !again.added.is_empty() => {
+                match signer
+                    .ensure_signed_once(&identity, &digest, &rules, false)
+                    .await
+                {
+                    Ok(Ok(again)) if !again.added.is_empty() => {
                         signer
                             .inner
                             .metrics
@@ -337,16 +348,17 @@ impl Signer {
                 }
             });
         }
-        Ok(ensured)
+        Ok(Ok(ensured))
     }
 
-    /// [`Signer::ensure_signed`] without the recheck.
+    /// [`Signer::ensure_signed_checked`] without the recheck.
     async fn ensure_signed_once(
         &self,
         identity: &ImageRef,
         digest: &str,
         rules: &[Arc<CompiledRule>],
-    ) -> Result<Ensured, SignerError> {
+        check_manifest: bool,
+    ) -> Result<Result<Ensured, &'static str>, SignerError> {
         let mut ensured = Ensured::default();
         let mut keyed = Vec::with_capacity(rules.len());
         for rule in rules {
@@ -362,38 +374,62 @@ impl Signer {
                     .push((rule.name.clone(), "default_needs_tag".into()));
                 continue;
             }
-            keyed.push((Arc::clone(rule), self.inner.keys.key_for_async(rule).await?));
+            let key = match self.inner.keys.cached(rule) {
+                Some(key) => key,
+                None => self.inner.keys.key_for_async(rule).await?,
+            };
+            keyed.push((Arc::clone(rule), key));
         }
         if keyed.is_empty() {
-            return Ok(ensured);
+            return Ok(Ok(ensured));
         }
         let lock = self.lock_for(&format!("{}@{digest}", identity.repo_path()));
-        let (added, present) = self
+        let appended = self
             .with_retries(|| async {
                 let _guard = lock.lock().await;
-                self.check_and_append(identity, digest, &keyed).await
+                self.check_and_append(identity, digest, &keyed, check_manifest)
+                    .await
             })
             .await?;
+        let (added, present) = match appended {
+            Ok(done) => done,
+            Err(why) => return Ok(Err(why)),
+        };
         let metrics = &self.inner.metrics;
         metrics.signed.inc_by(added.len() as u64);
         metrics.already_signed.inc_by(present.len() as u64);
         ensured.added = added;
         ensured.present = present;
-        Ok(ensured)
+        Ok(Ok(ensured))
     }
 
     /// One locked read-check-sign-write cycle (redone while another writer replaces the manifest).
-    /// Returns the rules signed now and the rules found signed.
+    /// Returns the rules signed now and the rules found signed, or why there is nothing to sign
+    /// (checked, when `check_manifest`, alongside the first read of the signatures).
     async fn check_and_append(
         &self,
         identity: &ImageRef,
         digest: &str,
         keyed: &[(Arc<CompiledRule>, Arc<dyn SigningKey>)],
-    ) -> Result<(Vec<String>, Vec<String>), SignerError> {
+        check_manifest: bool,
+    ) -> Result<Result<(Vec<String>, Vec<String>), &'static str>, SignerError> {
         let client = &self.inner.client;
         let mut added_rules: Vec<String> = Vec::new();
-        for _ in 0..WRITE_ATTEMPTS {
-            let existing = store::read_existing(client, identity, digest).await?;
+        for attempt in 0..WRITE_ATTEMPTS {
+            let existing = if check_manifest && attempt == 0 {
+                let pinned = identity.with_digest(digest);
+                let (existing, manifest) = tokio::try_join!(
+                    store::read_existing(client, identity, digest),
+                    client.fetch_manifest(&pinned),
+                )?;
+                match manifest {
+                    None => return Ok(Err("manifest_gone")),
+                    Some(m) if is_referrer(&m.bytes) => return Ok(Err("referrer")),
+                    Some(_) => existing,
+                }
+            } else {
+                store::read_existing(client, identity, digest).await?
+            };
             let missing: Vec<_> = keyed
                 .iter()
                 .filter(|(rule, key)| {
@@ -406,7 +442,7 @@ impl Signer {
                     .map(|(r, _)| r.name.clone())
                     .filter(|n| !added_rules.contains(n))
                     .collect();
-                return Ok((added_rules, present));
+                return Ok(Ok((added_rules, present)));
             }
             let mut new = Vec::with_capacity(missing.len());
             for (rule, key) in &missing {
@@ -430,7 +466,7 @@ impl Signer {
                     .map(|(r, _)| r.name.clone())
                     .filter(|n| !added_rules.contains(n))
                     .collect();
-                return Ok((added_rules, present));
+                return Ok(Ok((added_rules, present)));
             }
             self.inner.metrics.overwritten.inc();
             tracing::info!(

@@ -44,6 +44,17 @@ impl KeyCache {
         Ok(key)
     }
 
+    /// The key of `rule` if it is already open (never blocks on opening).
+    pub fn cached(&self, rule: &CompiledRule) -> Option<Arc<dyn SigningKey>> {
+        let spec = (
+            rule.key.reference.clone(),
+            rule.algorithm,
+            rule.key.id.clone(),
+        );
+        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.get(&spec).cloned()
+    }
+
     /// [`KeyCache::key_for`] off the async runtime's threads.
     pub async fn key_for_async(
         self: &Arc<Self>,

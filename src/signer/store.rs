@@ -126,17 +126,19 @@ pub async fn write_signatures(
 ) -> Result<(), RegistryError> {
     let repo = image.with_tag("latest");
     let mut layers = existing.to_vec();
-    for new in added {
-        client.push_blob(&repo, &new.payload).await?;
-        layers.push(new.layer.clone());
-    }
+    layers.extend(added.iter().map(|n| n.layer.clone()));
     let built =
         signature::build_signature_manifest(&layers).map_err(|e| RegistryError::BadResponse {
             host: image.registry().to_string(),
             what: "signature manifest".into(),
             detail: e.to_string(),
         })?;
-    client.push_blob(&repo, &built.config).await?;
+    // The blobs are independent: upload them at once, the manifest only after all of them.
+    let blobs = added
+        .iter()
+        .map(|n| n.payload.as_slice())
+        .chain(std::iter::once(built.config.as_slice()));
+    try_join_all(blobs.map(|blob| client.push_blob(&repo, blob))).await?;
     client
         .push_manifest(
             &sig_tag_ref(image, digest)?,
