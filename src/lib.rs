@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod image_signing;
 pub mod image_verification;
 pub mod policy;
+pub mod policy_verification;
 pub mod reference;
 pub mod registry;
 pub mod signature;

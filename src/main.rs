@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use signet::crypto::{self, Algorithm, PublicKey};
+use signet::policy::{EngineOptions, NoMatch};
 use signet::reference::ImageRef;
 use signet::registry::{RegistryClient, RegistryOptions, SignatureStore};
 use signet::signature::SignatureType;
@@ -70,6 +71,21 @@ enum LogFormat {
 enum OutputFormat {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum NoMatchArg {
+    Allow,
+    Deny,
+}
+
+impl From<NoMatchArg> for NoMatch {
+    fn from(n: NoMatchArg) -> Self {
+        match n {
+            NoMatchArg::Allow => NoMatch::Allow,
+            NoMatchArg::Deny => NoMatch::Deny,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -161,16 +177,38 @@ enum Command {
     /// Sign images on push: receive registry notifications (POST /events), sign under the
     /// SigningRules that cover them, reconcile periodically.
     Signer(SignerArgs),
-    /// Verify an image's signatures: exit 0 when a valid one exists, 1 when none does.
+    /// Verify an image's signatures: with --key, exit 0 when a valid one exists, 1 when none does;
+    /// with --policy-dir, judge it as admission would: exit 0 allowed, 1 denied, 2 when the
+    /// registry could not be asked or the folder is invalid.
     Verify {
         /// Image reference (tag or digest).
         image: String,
         /// Public key (PEM: SPKI or PKCS#1).
-        #[arg(long, env = "SIGNET_PUBLIC_KEY")]
-        key: PathBuf,
+        #[arg(
+            long,
+            env = "SIGNET_PUBLIC_KEY",
+            required_unless_present = "policy_dir",
+            conflicts_with = "policy_dir"
+        )]
+        key: Option<PathBuf>,
         /// Signature algorithm of the key.
-        #[arg(long, env = "SIGNET_ALGORITHM")]
-        algorithm: Algorithm,
+        #[arg(long, env = "SIGNET_ALGORITHM", required_unless_present = "policy_dir")]
+        algorithm: Option<Algorithm>,
+        /// Folder of policy YAML (Attestors, policies, Namespaces): verify against every policy
+        /// that governs the image in --namespace.
+        #[arg(long, env = "SIGNET_POLICY_DIR")]
+        policy_dir: Option<PathBuf>,
+        /// Namespace the image would run in (with --policy-dir).
+        #[arg(
+            long,
+            env = "SIGNET_NAMESPACE",
+            default_value = "default",
+            requires = "policy_dir"
+        )]
+        namespace: String,
+        /// What happens to an image no policy matches (with --policy-dir).
+        #[arg(long, env = "SIGNET_NO_MATCH", value_enum, default_value_t = NoMatchArg::Allow)]
+        no_match: NoMatchArg,
         /// default: the signature must bind the tag too; simple: the digest only.
         #[arg(long = "type", env = "SIGNET_SIGNATURE_TYPE", value_enum, default_value_t = TypeArg::Default)]
         signature_type: TypeArg,
@@ -408,10 +446,38 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             image,
             key,
             algorithm,
+            policy_dir,
+            namespace,
+            no_match,
             signature_type,
             output,
         } => {
             let image = ImageRef::parse(&image)?;
+            if let Some(dir) = policy_dir {
+                let store = signature_store(&cli.global)?;
+                let options = EngineOptions {
+                    no_match: no_match.into(),
+                };
+                let verification = signet::policy_verification::verify_with_policy_dir(
+                    &store, &dir, options, &namespace, &image,
+                )
+                .await?;
+                match output {
+                    OutputFormat::Json => {
+                        println!("{}", serde_json::to_string_pretty(&verification)?)
+                    }
+                    OutputFormat::Text => print!("{}", verification.to_text()),
+                }
+                if let (Some(reason), false) =
+                    (&verification.lookup_error, verification.verdict.allowed)
+                {
+                    bail!("registry look-up failed: {reason}");
+                }
+                return Ok(verification.verdict.allowed);
+            }
+            let (Some(key), Some(algorithm)) = (key, algorithm) else {
+                bail!("--key and --algorithm are needed without --policy-dir");
+            };
             let pem = std::fs::read_to_string(&key)
                 .with_context(|| format!("cannot read public key {}", key.display()))?;
             let public = PublicKey::from_pem(&pem, algorithm)

@@ -227,7 +227,7 @@ impl ObjectStatus {
             status: if self.ready { "True" } else { "False" }.to_string(),
             reason: self
                 .reason
-                .map_or("Compiled", NotReadyReason::as_str)
+                .map_or("Ready", NotReadyReason::as_str)
                 .to_string(),
             message: self
                 .message

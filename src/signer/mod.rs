@@ -6,8 +6,10 @@
 //!   (repository, digest), with retries;
 //! - [`reconcile`]: the periodic scan (and `signet sign --backfill`);
 //! - [`server`]: `POST /events`, health, readiness and metrics over HTTP(S);
-//! - `keys`, `store`, `metrics`, `policy_dir`: opened keys, `.sig` reads and writes, Prometheus
-//!   counters, SigningRules from a folder.
+//! - `keys`, `store`, `metrics`: opened keys, `.sig` reads and writes, Prometheus counters.
+//!
+//! SigningRules come from the controller's [`PolicyState`]: a policy folder
+//! (`controller::watch_policy_dir`) or the cluster (`controller::run_controller`).
 //!
 //! [`run`] puts them together for `signet signer`; [`backfill`] is `signet sign --backfill`.
 
@@ -15,7 +17,6 @@ pub mod engine;
 pub mod event;
 mod keys;
 mod metrics;
-mod policy_dir;
 pub mod reconcile;
 pub mod rules;
 pub mod server;
@@ -28,12 +29,15 @@ use std::time::Duration;
 pub use engine::{Ensured, EventOutcome, RetryPolicy, Signer, SignerOptions};
 pub use keys::redact_reference;
 pub use metrics::Metrics;
-pub use policy_dir::{load_signing_rules, watch_signing_rules};
 pub use reconcile::{ReconcileReport, RuleSelection, reconcile, reconcile_loop};
 pub use rules::AddressMap;
 pub use server::{BearerToken, ServerHandle, router, serve};
 
+use crate::controller::{
+    self, ControllerError, LeaderElection, PolicyState, load_policy_dir, policy_channel,
+};
 use crate::crypto::CryptoError;
+use crate::policy::EngineOptions;
 use crate::registry::{RegistryClient, RegistryError, RegistryOptions, SignatureStore};
 
 /// Errors of the signer. Each message is one line and names what was wrong; none carries a token
@@ -138,23 +142,95 @@ pub fn parse_duration(text: &str) -> Result<Duration, SignerError> {
     }
 }
 
-fn policy_state(policy_dir: Option<&Path>) -> Result<crate::controller::PolicyState, SignerError> {
-    match policy_dir {
-        Some(dir) => watch_signing_rules(dir),
-        None => Err(SignerError::Config(
-            "reading SigningRules from the cluster is not wired in this build yet: pass --policy-dir".into(),
-        )),
+/// The Lease the controller's status writer is elected with (shared with the webhook).
+const CONTROLLER_LEASE: &str = "signet-controller";
+
+impl From<ControllerError> for SignerError {
+    fn from(e: ControllerError) -> Self {
+        SignerError::Policy(e.to_string())
     }
 }
 
-/// Runs `signet signer` until SIGTERM or Ctrl-C: opens every rule's key (a bad key is an error
-/// here), serves the routes, and reconciles at start and every `reconcile_interval`.
+type PolicySource = tokio::task::JoinHandle<Result<(), ControllerError>>;
+
+/// Starts the policy source: the folder (checked now, then watched) or the cluster (with leader
+/// election on the controller's Lease, so that one replica, webhook or signer, writes status).
+async fn start_policy_source(
+    policy_dir: Option<&Path>,
+) -> Result<(PolicyState, PolicySource), SignerError> {
+    let options = EngineOptions::default();
+    let (publisher, state) = policy_channel(options);
+    let task = match policy_dir {
+        Some(dir) => {
+            // An invalid folder is an error at start, naming the file and the field.
+            load_policy_dir(dir)?;
+            tokio::spawn(controller::watch_policy_dir(
+                dir.to_path_buf(),
+                options,
+                publisher,
+            ))
+        }
+        None => {
+            let (Ok(namespace), Ok(identity)) =
+                (std::env::var("POD_NAMESPACE"), std::env::var("POD_NAME"))
+            else {
+                return Err(SignerError::Config(
+                    "reading SigningRules from the cluster needs POD_NAMESPACE and POD_NAME (leader election for status writes); outside a pod, pass --policy-dir".into(),
+                ));
+            };
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| SignerError::Config(format!("Kubernetes client: {e}")))?;
+            let election = LeaderElection {
+                lease_namespace: namespace,
+                lease_name: CONTROLLER_LEASE.to_string(),
+                identity,
+            };
+            tokio::spawn(controller::run_controller(
+                client,
+                options,
+                publisher,
+                Some(election),
+            ))
+        }
+    };
+    Ok((state, task))
+}
+
+fn source_ended(r: Result<Result<(), ControllerError>, tokio::task::JoinError>) -> SignerError {
+    match r {
+        Ok(Ok(())) => SignerError::Policy("the policy source stopped".into()),
+        Ok(Err(e)) => e.into(),
+        Err(e) => SignerError::Internal(format!("policy source task: {e}")),
+    }
+}
+
+/// Waits until the policy source has published (ready), or fails with its error.
+async fn wait_for_policy(
+    state: &PolicyState,
+    source: &mut PolicySource,
+) -> Result<(), SignerError> {
+    while !state.is_ready() {
+        if source.is_finished() {
+            return Err(source_ended(source.await));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Runs `signet signer` until SIGTERM or Ctrl-C: starts the policy source, serves the routes
+/// (`/readyz` answers 503 until the policy has synced), opens every rule's key once the rules are
+/// known (a bad key is an error here), and reconciles at start and every `reconcile_interval`.
 pub async fn run(config: SignerConfig) -> Result<(), SignerError> {
     let token = BearerToken::from_file(&config.token_file)?;
     let client = RegistryClient::new(&config.registry)?;
-    let policy = policy_state(config.policy_dir.as_deref())?;
-    let signer = Signer::new(SignatureStore::new(client), policy, config.options.clone());
-    signer.open_keys().await?;
+    let (policy, mut source) = start_policy_source(config.policy_dir.as_deref()).await?;
+    let signer = Signer::new(
+        SignatureStore::new(client),
+        policy.clone(),
+        config.options.clone(),
+    );
     let tls = match &config.tls {
         Some((cert, key)) => {
             let rustls =
@@ -168,16 +244,27 @@ pub async fn run(config: SignerConfig) -> Result<(), SignerError> {
         .map_err(|e| SignerError::Config(format!("cannot listen on {}: {e}", config.listen)))?;
     let handle = serve(listener, router(signer.clone(), token), tls)?;
     tracing::info!(listen = %handle.local_addr(), tls = config.tls.is_some(), "signer listening");
+    let started = async {
+        wait_for_policy(&policy, &mut source).await?;
+        signer.open_keys().await
+    };
+    if let Err(e) = started.await {
+        source.abort();
+        handle.shutdown().await;
+        return Err(e);
+    }
     let interval = (!config.reconcile_interval.is_zero()).then_some(config.reconcile_interval);
     let reconciler = tokio::spawn(reconcile_loop(signer, interval));
     let result = tokio::select! {
         r = handle_wait(&handle) => r,
+        r = &mut source => Err(source_ended(r)),
         () = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())
         }
     };
     reconciler.abort();
+    source.abort();
     handle.shutdown().await;
     result
 }
@@ -225,13 +312,9 @@ pub async fn backfill(
     registry: &RegistryOptions,
     options: SignerOptions,
 ) -> Result<ReconcileReport, SignerError> {
-    let rules = load_signing_rules(policy_dir)?;
-    let compiled = crate::policy::compile(
-        &crate::policy::PolicyInputs::default(),
-        1,
-        crate::policy::EngineOptions::default(),
-    );
-    let policy = crate::controller::PolicyState::fixed(compiled.snapshot, rules);
+    let loaded = load_policy_dir(policy_dir)?;
+    let compiled = crate::policy::compile(&loaded.inputs, 1, EngineOptions::default());
+    let policy = PolicyState::fixed(compiled.snapshot, loaded.signing_rules);
     let client = RegistryClient::new(registry)?;
     let options = SignerOptions {
         // A one-shot run exits before a delayed recheck would fire.

@@ -1,0 +1,148 @@
+//! Verifying one image against a whole policy set, as admission would: find the policies that
+//! govern it in a namespace, look it up in the registry (only when one does), and evaluate.
+//! Used by `signet verify --policy-dir`.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::controller::{ControllerError, load_policy_dir};
+use crate::crd::Mode;
+use crate::policy::{self, EngineOptions, ImageVerdict, Lookup, Snapshot};
+use crate::reference::ImageRef;
+use crate::registry::SignatureStore;
+
+/// Errors that prevent a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyVerificationError {
+    /// The policy folder is unreadable or invalid.
+    #[error(transparent)]
+    PolicyDir(#[from] ControllerError),
+}
+
+/// The verdict for one image, and whether it rests on a failed registry look-up.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyVerification {
+    /// The namespace the image was judged for.
+    pub namespace: String,
+    /// What the engine decided, policy by policy.
+    #[serde(flatten)]
+    pub verdict: ImageVerdict,
+    /// Why the registry could not be asked (the verdict then fails every matching policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookup_error: Option<String>,
+}
+
+/// Judges `image` in `namespace` under `snapshot`. The registry is asked only when a policy
+/// governs the image; a registry failure becomes a failing [`Lookup::Failed`] (fail closed),
+/// recorded in `lookup_error`.
+pub async fn verify_with_policies(
+    store: &SignatureStore,
+    snapshot: &Snapshot,
+    namespace: &str,
+    image: &ImageRef,
+) -> PolicyVerification {
+    let mut lookup_error = None;
+    let lookup = if snapshot.matching_policies(namespace, image).is_empty() {
+        // No policy governs it: the no-match flag decides, the signatures do not matter.
+        Lookup::Found {
+            digest: image.digest().unwrap_or_default().to_string(),
+            signatures: Vec::new(),
+        }
+    } else {
+        match look_up(store, image).await {
+            Ok(found) => found,
+            Err(reason) => {
+                lookup_error = Some(reason.clone());
+                Lookup::Failed { reason }
+            }
+        }
+    };
+    let mut verdict = snapshot.evaluate(namespace, image, &lookup);
+    if verdict.policies.is_empty() && image.digest().is_none() {
+        verdict.digest = None;
+    }
+    PolicyVerification {
+        namespace: namespace.to_string(),
+        verdict,
+        lookup_error,
+    }
+}
+
+/// Loads the policy folder, compiles it with `options`, and judges `image` in `namespace`.
+pub async fn verify_with_policy_dir(
+    store: &SignatureStore,
+    dir: &Path,
+    options: EngineOptions,
+    namespace: &str,
+    image: &ImageRef,
+) -> Result<PolicyVerification, PolicyVerificationError> {
+    let loaded = load_policy_dir(dir)?;
+    let snapshot = policy::compile(&loaded.inputs, 1, options).snapshot;
+    Ok(verify_with_policies(store, &snapshot, namespace, image).await)
+}
+
+async fn look_up(store: &SignatureStore, image: &ImageRef) -> Result<Lookup, String> {
+    let digest = store
+        .client()
+        .resolve_digest(image)
+        .await
+        .map_err(|e| e.to_string())?;
+    let signatures = store
+        .fetch_signatures(image, &digest)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Lookup::Found { digest, signatures })
+}
+
+impl PolicyVerification {
+    /// A human report: `allowed:` / `denied:` with the image and digest, then one line per
+    /// governing policy saying whether it passed and why.
+    pub fn to_text(&self) -> String {
+        let verdict = &self.verdict;
+        let word = match (verdict.allowed, verdict.dry_run) {
+            (true, false) => "allowed",
+            (true, true) => "allowed (DryRun failures)",
+            (false, _) => "denied",
+        };
+        let subject = match &verdict.digest {
+            Some(d) => format!("{} ({d})", verdict.image),
+            None => verdict.image.clone(),
+        };
+        let mut out = format!("{word}: {subject} in namespace {}\n", self.namespace);
+        if verdict.policies.is_empty() {
+            let decision = if verdict.allowed {
+                "allowed by --no-match=allow"
+            } else {
+                "denied by --no-match=deny"
+            };
+            out.push_str(&format!("  no policy matches ({decision})\n"));
+        }
+        for p in &verdict.policies {
+            let outcome = if p.passed {
+                let by: Vec<String> = p
+                    .attestors
+                    .iter()
+                    .filter_map(|a| {
+                        a.verified_by_key
+                            .as_ref()
+                            .map(|k| format!("{} (key {k})", a.name))
+                    })
+                    .collect();
+                format!("passed: signed by {}", by.join(", "))
+            } else {
+                let enforced = match p.mode {
+                    Mode::Enforce => "failed",
+                    Mode::DryRun => "failed, not enforced",
+                };
+                format!("{enforced}: {}", p.reason.as_deref().unwrap_or("?"))
+            };
+            out.push_str(&format!(
+                "  policy {} ({:?}, {}): {outcome}\n",
+                p.policy, p.kind, p.mode
+            ));
+        }
+        out
+    }
+}
