@@ -16,3 +16,4 @@ pub mod policy_verification;
 pub mod reference;
 pub mod registry;
 pub mod signature;
+pub mod signer;

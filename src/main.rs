@@ -137,16 +137,25 @@ enum Command {
         #[command(flatten)]
         pkcs11: Pkcs11KeygenArgs,
     },
-    /// Sign the digest an image resolves to and push the signature next to it.
+    /// Sign the digest an image resolves to and push the signature next to it; with --backfill,
+    /// sign every image the folder's Automatic SigningRules cover that lacks their signature.
     Sign {
         /// Image reference (tag or digest).
-        image: String,
+        #[arg(required_unless_present = "backfill")]
+        image: Option<String>,
         /// Signing key: file:PATH (PKCS#8 PEM) or a pkcs11: URI.
-        #[arg(long, env = "SIGNET_KEY")]
-        key: String,
+        #[arg(long, env = "SIGNET_KEY", required_unless_present = "backfill")]
+        key: Option<String>,
         /// Signature algorithm.
-        #[arg(long, env = "SIGNET_ALGORITHM")]
-        algorithm: Algorithm,
+        #[arg(long, env = "SIGNET_ALGORITHM", required_unless_present = "backfill")]
+        algorithm: Option<Algorithm>,
+        /// Sign what the SigningRules of --policy-dir cover (list repositories and tags) instead of
+        /// one image.
+        #[arg(long, requires = "policy_dir", conflicts_with_all = ["image", "key", "algorithm"])]
+        backfill: bool,
+        /// Folder of SigningRule YAML documents (with --backfill).
+        #[arg(long, env = "SIGNET_POLICY_DIR")]
+        policy_dir: Option<PathBuf>,
         /// Key id shown in verdicts (default: file name or token object label).
         #[arg(long, env = "SIGNET_KEY_ID")]
         key_id: Option<String>,
@@ -165,6 +174,9 @@ enum Command {
     /// Print the CustomResourceDefinitions (Attestor, VerificationPolicy, ClusterVerificationPolicy,
     /// SigningRule) as YAML, for `kubectl apply -f -`.
     Crd,
+    /// Sign images on push: receive registry notifications (POST /events), sign under the
+    /// SigningRules that cover them, reconcile periodically.
+    Signer(SignerArgs),
     /// Verify an image's signatures: with --key, exit 0 when a valid one exists, 1 when none does;
     /// with --policy-dir, judge it as admission would: exit 0 allowed, 1 denied, 2 when the
     /// registry could not be asked or the folder is invalid.
@@ -208,6 +220,74 @@ enum Command {
     Webhook(signet::admission::WebhookArgs),
 }
 
+/// Flags of `signet signer`.
+#[derive(Args)]
+struct SignerArgs {
+    /// Address to listen on (default 0.0.0.0:8443, or 0.0.0.0:8080 with --plain-http).
+    #[arg(long, env = "SIGNET_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// File holding the bearer token registries send.
+    #[arg(long, env = "SIGNET_TOKEN_FILE")]
+    token_file: PathBuf,
+    /// TLS certificate (PEM), reloaded when the file changes.
+    #[arg(
+        long,
+        env = "SIGNET_TLS_CERT",
+        requires = "tls_key",
+        required_unless_present = "plain_http"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "SIGNET_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (no TLS).
+    #[arg(long, env = "SIGNET_PLAIN_HTTP", conflicts_with_all = ["tls_cert", "tls_key"])]
+    plain_http: bool,
+    /// Folder of SigningRule YAML documents (absent: read them from the cluster).
+    #[arg(long, env = "SIGNET_POLICY_DIR")]
+    policy_dir: Option<PathBuf>,
+    /// Between two reconcile passes (e.g. 30s, 5m, 1h; 0 = only at start).
+    #[arg(long, env = "SIGNET_RECONCILE_INTERVAL", default_value = "5m")]
+    reconcile_interval: String,
+    /// Images signed at once.
+    #[arg(long, env = "SIGNET_WORKERS", default_value_t = 16)]
+    workers: usize,
+    /// EVENT_HOST=SCOPE_HOST: the registry host events name -> the host scopes and signatures use;
+    /// repeatable.
+    #[arg(
+        long = "registry-alias",
+        env = "SIGNET_REGISTRY_ALIASES",
+        value_delimiter = ','
+    )]
+    registry_aliases: Vec<String>,
+}
+
+fn signer_config(
+    args: SignerArgs,
+    global: &GlobalArgs,
+) -> anyhow::Result<signet::signer::SignerConfig> {
+    let default_port = if args.plain_http { 8080 } else { 8443 };
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) if !args.plain_http => Some((cert, key)),
+        _ => None,
+    };
+    Ok(signet::signer::SignerConfig {
+        listen: args
+            .listen
+            .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], default_port))),
+        token_file: args.token_file,
+        tls,
+        policy_dir: args.policy_dir,
+        reconcile_interval: signet::signer::parse_duration(&args.reconcile_interval)?,
+        options: signet::signer::SignerOptions {
+            workers: args.workers.max(1),
+            aliases: signet::signer::AddressMap::parse(&args.registry_aliases)?,
+            ..Default::default()
+        },
+        registry: registry_options(global),
+    })
+}
+
 fn init_logging(global: &GlobalArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -220,14 +300,19 @@ fn init_logging(global: &GlobalArgs) {
     }
 }
 
-fn signature_store(global: &GlobalArgs) -> anyhow::Result<SignatureStore> {
-    let options = RegistryOptions {
+fn registry_options(global: &GlobalArgs) -> RegistryOptions {
+    RegistryOptions {
         config_file: global.registry_config.clone(),
         ca_files: global.registry_ca.clone(),
         insecure: global.insecure_registry.clone(),
         timeout: Duration::from_secs(global.registry_timeout.max(1)),
-    };
-    Ok(SignatureStore::new(RegistryClient::new(&options)?))
+    }
+}
+
+fn signature_store(global: &GlobalArgs) -> anyhow::Result<SignatureStore> {
+    Ok(SignatureStore::new(RegistryClient::new(
+        &registry_options(global),
+    )?))
 }
 
 fn parse_annotations(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -301,12 +386,33 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::Sign {
-            image,
-            key,
-            algorithm,
+            backfill: true,
+            policy_dir: Some(dir),
+            ..
+        } => {
+            let report = signet::signer::backfill(
+                &dir,
+                &registry_options(&cli.global),
+                signet::signer::SignerOptions::default(),
+            )
+            .await?;
+            println!("{}", report.summary());
+            for failure in &report.failures {
+                eprintln!("failed: {failure}");
+            }
+            if !report.failures.is_empty() {
+                bail!("backfill left {} failures", report.failures.len());
+            }
+            Ok(true)
+        }
+        Command::Sign {
+            image: Some(image),
+            key: Some(key),
+            algorithm: Some(algorithm),
             key_id,
             signature_type,
             annotations,
+            ..
         } => {
             let image = ImageRef::parse(&image)?;
             let annotations = parse_annotations(&annotations)?;
@@ -325,6 +431,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 signet::registry::AppendOutcome::AlreadyPresent => " (already present)",
             };
             println!("{}\n{}{note}", signed.digest, signed.signature_ref);
+            Ok(true)
+        }
+        Command::Sign { .. } => {
+            bail!("sign needs IMAGE, --key and --algorithm, or --backfill --policy-dir DIR")
+        }
+        Command::Signer(args) => {
+            signet::signer::run(signer_config(args, &cli.global)?).await?;
             Ok(true)
         }
         Command::Crd => {

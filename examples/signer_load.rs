@@ -1,0 +1,518 @@
+//! Load generator for `signet signer`: push -> signature readable, with Debian's `docker-registry`
+//! notifying an in-process signer, as deployed.
+//!
+//! ```text
+//! cargo run --release --example signer_load -- [--key file|pkcs11] [--images 400] [--concurrency 16]
+//! ```
+//!
+//! 1. latency: images pushed one at a time; for each, the time from the manifest PUT's answer to
+//!    the `.sig` tag answering (polled every 2 ms): p50, p95, max;
+//! 2. throughput: `--images` pushed by `--concurrency` pushers at once; images/s from the first
+//!    push to the last signature readable, and push -> signature p50/p95 under that load.
+//!
+//! `--storage inmemory` (default) keeps the registry's storage in memory, so that the figures are
+//! the signer's and not the disk's (the filesystem driver fsyncs every blob and link it writes:
+//! about 10 ms each on a virtual disk); `--storage disk` measures with a temporary folder.
+//!
+//! `--deliver registry` (default): the registry notifies the signer, one event at a time (its
+//! notification queue is sequential), so throughput is bounded by 1 / (time per event).
+//! `--deliver direct`: each pusher POSTs its push event itself and waits for the answer, as several
+//! registry replicas (each with its own queue) would: the signer's own capacity.
+//!
+//! `--key file` signs with an ECDSA P-256 key file; `--key pkcs11` with an ECDSA P-256 key on a
+//! SoftHSM2 token created in a temporary folder (the process re-runs itself with `SOFTHSM2_CONF`).
+//! Needs the Debian packages `docker-registry` (and `softhsm2` for pkcs11).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use signet::controller::PolicyState;
+use signet::crd::{SigningKeyRef, SigningRule, SigningRuleSpec, Trigger};
+use signet::crypto::Algorithm;
+use signet::reference::ImageRef;
+use signet::registry::{RegistryClient, RegistryOptions, SignatureStore, sha256_digest};
+use signet::signature::SignatureType;
+use signet::signer::{self, BearerToken, Signer, SignerOptions};
+
+const TOKEN: &str = "load-token";
+const REGISTRY: &str = "/usr/bin/docker-registry";
+
+struct Args {
+    key: String,
+    images: usize,
+    concurrency: usize,
+    sequential: usize,
+    storage: String,
+    direct: bool,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut parsed = Args {
+        key: "file".into(),
+        images: 400,
+        concurrency: 16,
+        sequential: 50,
+        storage: "inmemory".into(),
+        direct: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--key" => parsed.key = value()?,
+            "--images" => parsed.images = value()?.parse()?,
+            "--concurrency" => parsed.concurrency = value()?.parse()?,
+            "--sequential" => parsed.sequential = value()?.parse()?,
+            "--storage" => parsed.storage = value()?,
+            "--deliver" => parsed.direct = value()? == "direct",
+            // `cargo bench`/`cargo run` may pass this through.
+            "--bench" => {}
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(parsed)
+}
+
+/// The registry child, killed on drop (its storage folder goes with it).
+struct RegistryProcess {
+    child: Child,
+    _storage: tempfile::TempDir,
+}
+
+impl Drop for RegistryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts `docker-registry` on a loopback port, notifying `events_url`.
+fn start_registry(
+    events_url: Option<&str>,
+    storage: &str,
+) -> anyhow::Result<(RegistryProcess, String)> {
+    if !Path::new(REGISTRY).exists() {
+        bail!("{REGISTRY} not found: install the Debian package docker-registry");
+    }
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let storage = match storage {
+        "inmemory" => "inmemory: {}".to_string(),
+        "disk" => format!(
+            "filesystem:\n    rootdirectory: {}",
+            dir.path().join("storage").display()
+        ),
+        other => bail!("--storage inmemory|disk, not {other}"),
+    };
+    let notifications = match events_url {
+        Some(url) => format!(
+            "notifications:\n  endpoints:\n    - name: signet\n      url: {url}\n      \
+             headers:\n        Authorization: [\"Bearer {TOKEN}\"]\n      timeout: 5s\n      \
+             threshold: 3\n      backoff: 1s\n      ignoredmediatypes:\n        - application/octet-stream\n"
+        ),
+        None => String::new(),
+    };
+    let config = format!(
+        "version: 0.1\n\
+         log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+         storage:\n  {storage}\n\
+         http:\n  addr: 127.0.0.1:{port}\n  secret: load\n{notifications}",
+    );
+    let config_path = dir.path().join("config.yml");
+    std::fs::write(&config_path, config)?;
+    let log = std::fs::File::create(dir.path().join("registry.log"))?;
+    let child = Command::new(REGISTRY)
+        .arg("serve")
+        .arg(&config_path)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let process = RegistryProcess {
+        child,
+        _storage: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("docker-registry did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((process, format!("127.0.0.1:{port}")))
+}
+
+/// A SoftHSM2 token in a temporary folder; returns the config path.
+fn softhsm_token(dir: &Path) -> anyhow::Result<PathBuf> {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens)?;
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            tokens.display()
+        ),
+    )?;
+    let init = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "load",
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .context("softhsm2-util (Debian package softhsm2)")?;
+    if !init.status.success() {
+        bail!("softhsm2-util: {}", String::from_utf8_lossy(&init.stderr));
+    }
+    Ok(conf)
+}
+
+/// The key reference to sign with.
+fn key_reference(kind: &str, dir: &Path) -> anyhow::Result<String> {
+    match kind {
+        "file" => {
+            let key = signet::crypto::generate_key_pair(Algorithm::EcdsaP256Sha256, None)?;
+            let (private, _) = signet::crypto::write_key_pair(&dir.join("load"), &key)?;
+            Ok(format!("file:{}", private.display()))
+        }
+        "pkcs11" => {
+            let pin = dir.join("pin");
+            std::fs::write(&pin, "1234\n")?;
+            signet::crypto::generate_on_token(
+                Path::new(signet::crypto::DEFAULT_PKCS11_MODULE),
+                "load",
+                "1234",
+                "load",
+                Algorithm::EcdsaP256Sha256,
+            )?;
+            Ok(format!(
+                "pkcs11:token=load;object=load?pin-source=file:{}",
+                pin.display()
+            ))
+        }
+        other => bail!("--key file|pkcs11, not {other}"),
+    }
+}
+
+/// Pushes a tiny unique image (config, one layer, OCI manifest) as `repo:v1`; returns its digest.
+async fn push_image(
+    client: &RegistryClient,
+    host: &str,
+    repo: &str,
+    seed: usize,
+) -> anyhow::Result<String> {
+    let image = ImageRef::parse(&format!("{host}/{repo}:v1"))?;
+    let layer = format!("layer {seed} {}", "x".repeat(64)).into_bytes();
+    let layer_digest = sha256_digest(&layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    }))?;
+    let config_digest = sha256_digest(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+    }))?;
+    let (a, b) = tokio::join!(
+        client.push_blob(&image, &layer),
+        client.push_blob(&image, &config)
+    );
+    a?;
+    b?;
+    Ok(client
+        .push_manifest(
+            &image,
+            &manifest,
+            "application/vnd.oci.image.manifest.v1+json",
+        )
+        .await?)
+}
+
+/// Waits until the `.sig` tag of `digest` answers; the time it took.
+async fn wait_signed(
+    client: &RegistryClient,
+    host: &str,
+    repo: &str,
+    digest: &str,
+    poll: Duration,
+) -> anyhow::Result<Instant> {
+    let tag = signet::signature::signature_tag(digest)?;
+    let sig = ImageRef::parse(&format!("{host}/{repo}:{tag}"))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match client.resolve_digest(&sig).await {
+            Ok(_) => return Ok(Instant::now()),
+            Err(e) if e.is_not_found() => {}
+            // A registry under load sometimes answers a HEAD with 500: poll again.
+            Err(e) => eprintln!("poll {repo}: {e}"),
+        }
+        if Instant::now() > deadline {
+            bail!("{repo}@{digest} not signed within 120 s");
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// POSTs the push event of `repo:v1` as the registry would, and checks the answer is 2xx.
+async fn deliver(url: &str, host: &str, repo: &str, digest: &str) -> anyhow::Result<()> {
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let http = HTTP.get_or_init(|| {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .build()
+            .expect("HTTP client")
+    });
+    let body = serde_json::json!({"events": [{
+        "action": "push",
+        "target": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "repository": repo, "tag": "v1",
+            "url": format!("http://{host}/v2/{repo}/manifests/{digest}"),
+        },
+        "request": {"host": host, "method": "PUT"},
+    }]});
+    let response = http
+        .post(url)
+        .bearer_auth(TOKEN)
+        .header("Content-Type", signer::event::EVENTS_MEDIA_TYPE)
+        .body(body.to_string())
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!(
+            "event for {repo}: {} {}",
+            response.status(),
+            response.text().await?
+        );
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = key_reference(&args.key, dir.path())?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let events_url = format!("http://{}/events", listener.local_addr()?);
+    let (_registry, host) =
+        start_registry((!args.direct).then_some(events_url.as_str()), &args.storage)?;
+    let rule = SigningRule::new(
+        "load",
+        SigningRuleSpec {
+            scope: vec![format!("{host}/load/**")],
+            key: SigningKeyRef {
+                reference: key,
+                id: None,
+            },
+            algorithm: Algorithm::EcdsaP256Sha256,
+            signature_type: SignatureType::Default,
+            trigger: Trigger::Automatic,
+        },
+    );
+    let compiled = signet::policy::compile(&Default::default(), 1, Default::default());
+    let client = RegistryClient::new(&RegistryOptions::default())?;
+    let signer = Signer::new(
+        SignatureStore::new(client.clone()),
+        PolicyState::fixed(compiled.snapshot, vec![rule]),
+        SignerOptions::default(),
+    );
+    signer.open_keys().await?;
+    let server = signer::serve(
+        listener,
+        signer::router(signer.clone(), BearerToken::new(TOKEN)?),
+        None,
+    )?;
+
+    // Warm-up: connections, tokens, the registry's first writes.
+    for i in 0..5 {
+        let repo = format!("load/warm{i}");
+        let digest = push_image(&client, &host, &repo, 1_000_000 + i).await?;
+        if args.direct {
+            deliver(&events_url, &host, &repo, &digest).await?;
+        }
+        wait_signed(&client, &host, &repo, &digest, Duration::from_millis(2)).await?;
+    }
+
+    let mut latencies = Vec::with_capacity(args.sequential);
+    for i in 0..args.sequential {
+        let repo = format!("load/seq{i}");
+        let digest = push_image(&client, &host, &repo, 2_000_000 + i).await?;
+        let pushed = Instant::now();
+        if args.direct {
+            deliver(&events_url, &host, &repo, &digest).await?;
+        }
+        let signed = wait_signed(&client, &host, &repo, &digest, Duration::from_millis(2)).await?;
+        latencies.push(signed - pushed);
+    }
+    latencies.sort();
+    println!(
+        "key {}, registry storage {}: one at a time ({} images): push -> signature readable p50 {}, p95 {}, max {}",
+        args.key,
+        args.storage,
+        latencies.len(),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.95)),
+        ms(*latencies.last().unwrap_or(&Duration::ZERO)),
+    );
+
+    let metrics = signer.metrics().encode();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    println!(
+        "  signer's own time per event (received -> signed): mean {}",
+        ms(Duration::from_secs_f64(
+            value("signet_signer_signing_latency_seconds_sum")
+                / value("signet_signer_signing_latency_seconds_count").max(1.0)
+        ))
+    );
+    if args.images == 0 {
+        server.shutdown().await;
+        return Ok(());
+    }
+    let start = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (pushed_tx, mut pushed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut pushers = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let (client, host, next, pushed_tx) = (
+            client.clone(),
+            host.clone(),
+            Arc::clone(&next),
+            pushed_tx.clone(),
+        );
+        let direct = args.direct.then(|| events_url.clone());
+        let total = args.images;
+        pushers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let repo = format!("load/burst{i}");
+                let digest = push_image(&client, &host, &repo, i).await?;
+                let pushed = Instant::now();
+                if let Some(url) = &direct {
+                    deliver(url, &host, &repo, &digest).await?;
+                }
+                let _ = pushed_tx.send((repo, digest, pushed));
+            }
+        }));
+    }
+    drop(pushed_tx);
+    // One scanner, one request at a time, so that watching adds almost no load: it walks the images
+    // not yet seen signed, over and over; an image counts as signed when the scan first sees it.
+    let mut outstanding: Vec<(String, String, Instant)> = Vec::new();
+    let mut timings: Vec<(Instant, Instant)> = Vec::new();
+    let mut pushing = true;
+    while pushing || !outstanding.is_empty() {
+        loop {
+            match pushed_rx.try_recv() {
+                Ok(item) => outstanding.push(item),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    pushing = false;
+                    break;
+                }
+            }
+        }
+        let mut still = Vec::with_capacity(outstanding.len());
+        for (repo, digest, pushed) in outstanding {
+            let tag = signet::signature::signature_tag(&digest)?;
+            let sig = ImageRef::parse(&format!("{host}/{repo}:{tag}"))?;
+            match client.resolve_digest(&sig).await {
+                Ok(_) => timings.push((pushed, Instant::now())),
+                Err(_) => still.push((repo, digest, pushed)),
+            }
+        }
+        outstanding = still;
+        if Instant::now() - start > Duration::from_secs(300) {
+            bail!("{} images not signed after 300 s", outstanding.len());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for pusher in pushers {
+        pusher.await??;
+    }
+    let last_signed = timings.iter().map(|(_, s)| *s).max().unwrap_or(start);
+    let elapsed = last_signed - start;
+    let mut under_load: Vec<Duration> = timings.iter().map(|(p, s)| *s - *p).collect();
+    under_load.sort();
+    println!(
+        "key {}, delivery {}: burst of {} images by {} pushers: {:.0} images/s (first push to last signature, {:.2} s); push -> signature p50 {}, p95 {}",
+        args.key,
+        if args.direct { "direct" } else { "registry" },
+        args.images,
+        args.concurrency,
+        args.images as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        ms(percentile(&under_load, 0.5)),
+        ms(percentile(&under_load, 0.95)),
+    );
+    let metrics = signer.metrics().encode();
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("signet_signer_signed_total")
+            || l.starts_with("signet_signer_failed_total")
+            || l.starts_with("signet_signer_overwritten_total")
+    }) {
+        println!("  {line}");
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let args = args()?;
+    if args.key == "pkcs11" && std::env::var_os("SOFTHSM2_CONF").is_none() {
+        // The token must be configured before the module loads: run again with it set.
+        let dir = tempfile::tempdir()?;
+        let conf = softhsm_token(dir.path())?;
+        let status = Command::new(std::env::current_exe()?)
+            .args(std::env::args().skip(1))
+            .env("SOFTHSM2_CONF", conf)
+            .stdin(Stdio::null())
+            .status()?;
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}

@@ -1,0 +1,551 @@
+//! The signer proper: for a pushed image and the rules that cover it, make sure the registry holds
+//! exactly one signature per rule.
+//!
+//! Idempotence: within one process, everything for one (repository, digest) runs under one lock:
+//! read the `.sig` manifest and its payloads, skip every rule already satisfied (a signature that
+//! verifies under the rule's key and names the rule's identity), sign the others, write the
+//! manifest back once, re-read it. Repeated events find the signatures there and add nothing.
+//!
+//! Between instances (or with any other writer) the registry is the only shared state, and a
+//! manifest PUT replaces the tag: two instances that read the same old manifest both write, and
+//! the last write wins. That can *lose* a layer, never duplicate one, since a writer adds a layer
+//! only for a rule it found unsatisfied in what it read, and a rule's signatures are equivalent.
+//! A lost layer is repaired by (1) re-reading right after the write and redoing the
+//! read-check-write when the new layers are gone, (2) a recheck of the same image
+//! `recheck_after` later (default 2 s), after any concurrent writer has finished, and (3) the
+//! periodic reconcile, as a last resort.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use crate::controller::PolicyState;
+use crate::crd::{SigningRule, Trigger};
+use crate::crypto::SigningKey;
+use crate::reference::ImageRef;
+use crate::registry::{RegistryClient, RegistryError, SignatureStore};
+use crate::signature::{self, Descriptor, SignatureType};
+
+use super::SignerError;
+use super::event::{Classified, EnvelopeError, Ignored, PushedManifest, is_referrer, parse_events};
+use super::keys::KeyCache;
+use super::metrics::Metrics;
+use super::rules::{AddressMap, CompiledRule, RuleSet};
+use super::store::{self, NewSignature};
+
+/// How many times the read-check-write cycle is redone when another writer replaced the manifest.
+const WRITE_ATTEMPTS: usize = 4;
+
+/// Retries of registry operations that failed for a reason that may pass.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all (at least 1).
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled after each failure.
+    pub initial_backoff: Duration,
+    /// Longest wait between two attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// How the signer behaves.
+#[derive(Clone, Debug)]
+pub struct SignerOptions {
+    /// Images signed at once (events beyond wait for a worker).
+    pub workers: usize,
+    /// Event host -> scope host.
+    pub aliases: AddressMap,
+    /// Retries on registry errors.
+    pub retry: RetryPolicy,
+    /// When set, an image that got new signatures is checked again this long after, to repair a
+    /// concurrent writer's overwrite (see the module documentation).
+    pub recheck_after: Option<Duration>,
+}
+
+impl Default for SignerOptions {
+    fn default() -> Self {
+        SignerOptions {
+            workers: 16,
+            aliases: AddressMap::default(),
+            retry: RetryPolicy::default(),
+            recheck_after: Some(Duration::from_secs(2)),
+        }
+    }
+}
+
+/// What handling one event did.
+#[derive(Debug)]
+pub enum EventOutcome {
+    /// Not a push to sign.
+    Ignored(Ignored),
+    /// A push no Automatic rule covers (`manual` when only Manual rules do).
+    OutOfScope { manual: bool },
+    /// The manifest is gone (deleted since the push) or is a referrer artifact: nothing to sign.
+    NothingToSign(&'static str),
+    /// The covering rules are satisfied.
+    Signed(Ensured),
+    /// Signing failed; the registry should send the event again.
+    Failed(SignerError),
+}
+
+/// What [`Signer::ensure_signed`] did, rule by rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ensured {
+    /// Rules whose signature was added.
+    pub added: Vec<String>,
+    /// Rules whose signature was already there.
+    pub present: Vec<String>,
+    /// Rules not applied, with the reason (a `Default` rule and a push without a tag).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// The signer: cheap to clone, shared by the HTTP handlers and the reconcile loop.
+#[derive(Clone)]
+pub struct Signer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: RegistryClient,
+    policy: PolicyState,
+    rules: Mutex<(Arc<Vec<SigningRule>>, Arc<RuleSet>)>,
+    keys: Arc<KeyCache>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    workers: Arc<Semaphore>,
+    options: SignerOptions,
+    metrics: Metrics,
+}
+
+impl Signer {
+    /// A signer over `store`'s registry client, reading its rules from `policy`.
+    pub fn new(store: SignatureStore, policy: PolicyState, options: SignerOptions) -> Self {
+        let source = policy.signing_rules();
+        let compiled = Arc::new(RuleSet::compile(&source));
+        Signer {
+            inner: Arc::new(Inner {
+                client: store.client().clone(),
+                policy,
+                rules: Mutex::new((source, compiled)),
+                keys: Arc::default(),
+                locks: Mutex::default(),
+                workers: Arc::new(Semaphore::new(options.workers.max(1))),
+                options,
+                metrics: Metrics::new(),
+            }),
+        }
+    }
+
+    /// Opens the key of every current rule, so that a wrong PIN, a missing token or a missing
+    /// key file is an error at start rather than at the first push.
+    pub async fn open_keys(&self) -> Result<(), SignerError> {
+        let rules = self.rules();
+        for rule in rules.all() {
+            self.inner.keys.key_for_async(rule).await?;
+        }
+        Ok(())
+    }
+
+    /// The rules of the latest published picture, compiled (recompiled only when it changed).
+    pub fn rules(&self) -> Arc<RuleSet> {
+        let latest = self.inner.policy.signing_rules();
+        let mut cached = self.inner.rules.lock().unwrap_or_else(|p| p.into_inner());
+        if !Arc::ptr_eq(&cached.0, &latest) {
+            *cached = (Arc::clone(&latest), Arc::new(RuleSet::compile(&latest)));
+        }
+        Arc::clone(&cached.1)
+    }
+
+    /// Whether the policy source has synced (what `/readyz` reports).
+    pub fn is_ready(&self) -> bool {
+        self.inner.policy.is_ready()
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The registry client the signer uses.
+    pub fn client(&self) -> &RegistryClient {
+        &self.inner.client
+    }
+
+    /// The options the signer was built with.
+    pub fn options(&self) -> &SignerOptions {
+        &self.inner.options
+    }
+
+    /// Handles one notification body: every event in it, concurrently (bounded by the workers).
+    pub async fn handle_notification(
+        &self,
+        body: &[u8],
+    ) -> Result<Vec<EventOutcome>, EnvelopeError> {
+        let events = parse_events(body)?;
+        let received = Instant::now();
+        let handled = events.into_iter().map(|event| async move {
+            self.inner.metrics.events_received.inc();
+            match event {
+                Classified::Ignore(why) => {
+                    tracing::debug!(reason = %why, "event ignored");
+                    self.inner.metrics.ignored(why.label());
+                    EventOutcome::Ignored(why)
+                }
+                Classified::Sign(push) => self.handle_push(&push, received).await,
+            }
+        });
+        Ok(futures::future::join_all(handled).await)
+    }
+
+    /// Signs one pushed manifest under every Automatic rule that covers it.
+    pub async fn handle_push(&self, push: &PushedManifest, received: Instant) -> EventOutcome {
+        let metrics = &self.inner.metrics;
+        let host = self.inner.options.aliases.scope_host(&push.host);
+        // With the digest in the text, a push without a tag stays without one (no `latest`).
+        let identity = match ImageRef::from_parts(
+            &host,
+            &push.repository,
+            push.tag.as_deref(),
+            Some(&push.digest),
+        ) {
+            Ok(i) => i,
+            Err(e) => {
+                let why = Ignored::Malformed(e.to_string());
+                metrics.ignored(why.label());
+                return EventOutcome::Ignored(why);
+            }
+        };
+        let rules = self.rules();
+        let covering = rules.covering(&identity, Trigger::Automatic);
+        if covering.is_empty() {
+            let manual = rules.any_covers(&identity);
+            metrics.ignored(if manual {
+                "manual_rule"
+            } else {
+                "out_of_scope"
+            });
+            return EventOutcome::OutOfScope { manual };
+        }
+        let _worker = match self.inner.workers.acquire().await {
+            Ok(permit) => permit,
+            Err(_) => {
+                return EventOutcome::Failed(SignerError::Internal("worker pool closed".into()));
+            }
+        };
+        let outcome = self.sign_pushed(&identity, &push.digest, &covering).await;
+        match &outcome {
+            EventOutcome::Signed(ensured) => {
+                metrics
+                    .signing_latency
+                    .observe(received.elapsed().as_secs_f64());
+                tracing::info!(
+                    image = %identity.with_digest(&push.digest),
+                    added = ?ensured.added,
+                    present = ?ensured.present,
+                    "signed"
+                );
+            }
+            EventOutcome::Failed(e) => {
+                metrics.failure(e.metric_reason());
+                tracing::warn!(image = %identity.with_digest(&push.digest), error = %e, "signing failed");
+            }
+            EventOutcome::NothingToSign(why) => metrics.ignored(why),
+            _ => {}
+        }
+        outcome
+    }
+
+    async fn sign_pushed(
+        &self,
+        identity: &ImageRef,
+        digest: &str,
+        rules: &[Arc<CompiledRule>],
+    ) -> EventOutcome {
+        match self
+            .ensure_signed_checked(identity, digest, rules, true)
+            .await
+        {
+            Ok(Ok(ensured)) => EventOutcome::Signed(ensured),
+            Ok(Err(why)) => EventOutcome::NothingToSign(why),
+            Err(e) if e.is_not_found() => EventOutcome::NothingToSign("manifest_gone"),
+            Err(e) => EventOutcome::Failed(e),
+        }
+    }
+
+    /// Makes sure `identity` (scope host, repository, and the tag when there is one) at `digest`
+    /// holds one signature per rule, retrying registry errors with backoff; schedules a recheck
+    /// when it added any.
+    pub async fn ensure_signed(
+        &self,
+        identity: &ImageRef,
+        digest: &str,
+        rules: &[Arc<CompiledRule>],
+    ) -> Result<Ensured, SignerError> {
+        self.ensure_signed_checked(identity, digest, rules, false)
+            .await
+            // Without the manifest check there is no "nothing to sign".
+            .map(|r| r.unwrap_or_default())
+    }
+
+    /// [`Signer::ensure_signed`], checking first (when `check_manifest`) that the manifest still
+    /// exists and is not a referrer: `Ok(Err(reason))` when there is nothing to sign.
+    async fn ensure_signed_checked(
+        &self,
+        identity: &ImageRef,
+        digest: &str,
+        rules: &[Arc<CompiledRule>],
+        check_manifest: bool,
+    ) -> Result<Result<Ensured, &'static str>, SignerError> {
+        let ensured = match self
+            .ensure_signed_once(identity, digest, rules, check_manifest)
+            .await?
+        {
+            Ok(e) => e,
+            Err(why) => return Ok(Err(why)),
+        };
+        if !ensured.added.is_empty()
+            && let Some(delay) = self.inner.options.recheck_after
+        {
+            let signer = self.clone();
+            let (identity, digest, rules) = (identity.clone(), digest.to_string(), rules.to_vec());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let Ok(_worker) = signer.inner.workers.acquire().await else {
+                    return;
+                };
+                match signer
+                    .ensure_signed_once(&identity, &digest, &rules, false)
+                    .await
+                {
+                    Ok(Ok(again)) if !again.added.is_empty() => {
+                        signer
+                            .inner
+                            .metrics
+                            .recheck_restored
+                            .inc_by(again.added.len() as u64);
+                        tracing::info!(
+                            image = %identity.with_digest(&digest),
+                            added = ?again.added,
+                            "recheck restored signatures another writer had overwritten"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        image = %identity.with_digest(&digest),
+                        error = %e,
+                        "recheck failed; the next reconcile covers it"
+                    ),
+                }
+            });
+        }
+        Ok(Ok(ensured))
+    }
+
+    /// [`Signer::ensure_signed_checked`] without the recheck.
+    async fn ensure_signed_once(
+        &self,
+        identity: &ImageRef,
+        digest: &str,
+        rules: &[Arc<CompiledRule>],
+        check_manifest: bool,
+    ) -> Result<Result<Ensured, &'static str>, SignerError> {
+        let mut ensured = Ensured::default();
+        let mut keyed = Vec::with_capacity(rules.len());
+        for rule in rules {
+            if rule.signature_type == SignatureType::Default && identity.tag().is_none() {
+                self.inner.metrics.skip("default_needs_tag");
+                tracing::warn!(
+                    rule = %rule.name,
+                    image = %identity.with_digest(digest),
+                    "pushed by digest without a tag: a Default rule binds a tag, so it does not sign"
+                );
+                ensured
+                    .skipped
+                    .push((rule.name.clone(), "default_needs_tag".into()));
+                continue;
+            }
+            let key = match self.inner.keys.cached(rule) {
+                Some(key) => key,
+                None => self.inner.keys.key_for_async(rule).await?,
+            };
+            keyed.push((Arc::clone(rule), key));
+        }
+        if keyed.is_empty() {
+            return Ok(Ok(ensured));
+        }
+        let lock = self.lock_for(&format!("{}@{digest}", identity.repo_path()));
+        let appended = self
+            .with_retries(|| async {
+                let _guard = lock.lock().await;
+                self.check_and_append(identity, digest, &keyed, check_manifest)
+                    .await
+            })
+            .await?;
+        let (added, present) = match appended {
+            Ok(done) => done,
+            Err(why) => return Ok(Err(why)),
+        };
+        let metrics = &self.inner.metrics;
+        metrics.signed.inc_by(added.len() as u64);
+        metrics.already_signed.inc_by(present.len() as u64);
+        ensured.added = added;
+        ensured.present = present;
+        Ok(Ok(ensured))
+    }
+
+    /// One locked read-check-sign-write cycle (redone while another writer replaces the manifest).
+    /// Returns the rules signed now and the rules found signed, or why there is nothing to sign
+    /// (checked, when `check_manifest`, alongside the first read of the signatures).
+    async fn check_and_append(
+        &self,
+        identity: &ImageRef,
+        digest: &str,
+        keyed: &[(Arc<CompiledRule>, Arc<dyn SigningKey>)],
+        check_manifest: bool,
+    ) -> Result<Result<(Vec<String>, Vec<String>), &'static str>, SignerError> {
+        let client = &self.inner.client;
+        let mut added_rules: Vec<String> = Vec::new();
+        for attempt in 0..WRITE_ATTEMPTS {
+            let existing = if check_manifest && attempt == 0 {
+                let pinned = identity.with_digest(digest);
+                let (existing, manifest) = tokio::try_join!(
+                    store::read_existing(client, identity, digest),
+                    client.fetch_manifest(&pinned),
+                )?;
+                match manifest {
+                    None => return Ok(Err("manifest_gone")),
+                    Some(m) if is_referrer(&m.bytes) => return Ok(Err("referrer")),
+                    Some(_) => existing,
+                }
+            } else {
+                store::read_existing(client, identity, digest).await?
+            };
+            let missing: Vec<_> = keyed
+                .iter()
+                .filter(|(rule, key)| {
+                    !existing.satisfies(identity, digest, rule.signature_type, key.public_key())
+                })
+                .collect();
+            if missing.is_empty() {
+                let present = keyed
+                    .iter()
+                    .map(|(r, _)| r.name.clone())
+                    .filter(|n| !added_rules.contains(n))
+                    .collect();
+                return Ok(Ok((added_rules, present)));
+            }
+            let mut new = Vec::with_capacity(missing.len());
+            for (rule, key) in &missing {
+                new.push(sign_one(identity, digest, rule, key).await?);
+            }
+            store::write_signatures(client, identity, digest, &existing.layers, &new).await?;
+            for (rule, _) in &missing {
+                if !added_rules.contains(&rule.name) {
+                    added_rules.push(rule.name.clone());
+                }
+            }
+            let written: Vec<Descriptor> = new.into_iter().map(|n| n.layer).collect();
+            let after = store::read_layers(client, identity, digest).await?;
+            let after = store::ExistingSignatures {
+                layers: after,
+                signatures: Vec::new(),
+            };
+            if after.contains_all(&written) {
+                let present = keyed
+                    .iter()
+                    .map(|(r, _)| r.name.clone())
+                    .filter(|n| !added_rules.contains(n))
+                    .collect();
+                return Ok(Ok((added_rules, present)));
+            }
+            self.inner.metrics.overwritten.inc();
+            tracing::info!(
+                image = %identity.with_digest(digest),
+                "another writer replaced the signature manifest; checking again"
+            );
+        }
+        Err(SignerError::Contended(
+            identity.with_digest(digest).to_string(),
+        ))
+    }
+
+    /// Runs `op`, retrying with backoff while it fails with a retryable error.
+    async fn with_retries<T, F, Fut>(&self, mut op: F) -> Result<T, SignerError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SignerError>>,
+    {
+        let policy = self.inner.options.retry;
+        let mut backoff = policy.initial_backoff;
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() && attempt < policy.attempts.max(1) => {
+                    tracing::debug!(error = %e, attempt, "registry error; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(policy.max_backoff);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.len() > 10_000 {
+            // Forget locks nobody holds, so the map stays bounded in a long-running signer.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        Arc::clone(locks.entry(key.to_string()).or_default())
+    }
+
+    /// Waits for a worker (reconcile shares the pool with events).
+    pub(crate) async fn worker(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.inner.workers.acquire().await.ok()
+    }
+}
+
+/// Builds and signs the payload of `rule` for `identity` at `digest`, off the async threads (a
+/// PKCS#11 signature is a blocking call to the token).
+async fn sign_one(
+    identity: &ImageRef,
+    digest: &str,
+    rule: &CompiledRule,
+    key: &Arc<dyn SigningKey>,
+) -> Result<NewSignature, SignerError> {
+    let payload =
+        signature::build_payload(identity, digest, rule.signature_type, &Default::default())
+            .map_err(|e| SignerError::Internal(e.to_string()))?;
+    let key = Arc::clone(key);
+    let rule_name = rule.name.clone();
+    let (payload, signature_bytes) = tokio::task::spawn_blocking(move || {
+        let signature_bytes = key.sign(&payload);
+        (payload, signature_bytes)
+    })
+    .await
+    .map_err(|e| SignerError::Internal(format!("signing task failed: {e}")))?;
+    let signature_bytes = signature_bytes.map_err(|cause| SignerError::Signing {
+        rule: rule_name,
+        cause,
+    })?;
+    let layer = Descriptor::for_signature(&payload, &signature_bytes, &Default::default());
+    Ok(NewSignature { payload, layer })
+}
+
+impl From<RegistryError> for SignerError {
+    fn from(e: RegistryError) -> Self {
+        SignerError::Registry(e)
+    }
+}

@@ -1,0 +1,291 @@
+//! Helpers shared by the signer integration tests: keys on disk, rules, an in-process signer on a
+//! loopback listener, signature counting, `signet verify`, event bodies.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::Registry;
+use signet::controller::PolicyState;
+use signet::crd::{SigningKeyRef, SigningRule, SigningRuleSpec, Trigger};
+use signet::crypto::Algorithm;
+use signet::policy::{self, EngineOptions, PolicyInputs};
+use signet::reference::ImageRef;
+use signet::registry::{RegistryClient, RegistryOptions, SignatureStore};
+use signet::signature::SignatureType;
+use signet::signer::{self, BearerToken, ServerHandle, Signer, SignerOptions};
+
+pub const TOKEN: &str = "test-notification-token";
+
+/// A key pair written to disk.
+pub struct TestKey {
+    pub private: PathBuf,
+    pub public: PathBuf,
+    pub algorithm: Algorithm,
+}
+
+pub fn key(dir: &Path, name: &str, algorithm: Algorithm) -> TestKey {
+    let bits = algorithm.is_rsa().then_some(2048);
+    let generated = signet::crypto::generate_key_pair(algorithm, bits).unwrap();
+    let (private, public) = signet::crypto::write_key_pair(&dir.join(name), &generated).unwrap();
+    TestKey {
+        private,
+        public,
+        algorithm,
+    }
+}
+
+pub fn rule(
+    name: &str,
+    scope: &[String],
+    key: &TestKey,
+    kind: SignatureType,
+    trigger: Trigger,
+) -> SigningRule {
+    SigningRule::new(
+        name,
+        SigningRuleSpec {
+            scope: scope.to_vec(),
+            key: SigningKeyRef {
+                reference: format!("file:{}", key.private.display()),
+                id: Some(name.to_string()),
+            },
+            algorithm: key.algorithm,
+            signature_type: kind,
+            trigger,
+        },
+    )
+}
+
+pub fn fixed_policy(rules: Vec<SigningRule>) -> PolicyState {
+    let compiled = policy::compile(&PolicyInputs::default(), 1, EngineOptions::default());
+    PolicyState::fixed(compiled.snapshot, rules)
+}
+
+pub fn store() -> SignatureStore {
+    SignatureStore::new(RegistryClient::new(&RegistryOptions::default()).unwrap())
+}
+
+/// A signer serving on a loopback listener, with its reconcile loop.
+pub struct RunningSigner {
+    pub signer: Signer,
+    server: Option<ServerHandle>,
+    reconciler: tokio::task::JoinHandle<()>,
+}
+
+impl RunningSigner {
+    pub async fn start(
+        listener: std::net::TcpListener,
+        rules: Vec<SigningRule>,
+        reconcile_every: Option<Duration>,
+    ) -> Self {
+        let signer = Signer::new(store(), fixed_policy(rules), SignerOptions::default());
+        signer.open_keys().await.unwrap();
+        let app = signer::router(signer.clone(), BearerToken::new(TOKEN).unwrap());
+        let server = signer::serve(listener, app, None).unwrap();
+        let reconciler = tokio::spawn(signer::reconcile_loop(signer.clone(), reconcile_every));
+        RunningSigner {
+            signer,
+            server: Some(server),
+            reconciler,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "http://{}/events",
+            self.server.as_ref().unwrap().local_addr()
+        )
+    }
+
+    pub async fn stop(mut self) {
+        self.reconciler.abort();
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+
+    pub fn metrics(&self) -> String {
+        self.signer.metrics().encode()
+    }
+}
+
+pub fn loopback_listener() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap()
+}
+
+pub fn image(registry: &Registry, repo_tag: &str) -> ImageRef {
+    ImageRef::parse(&format!("{}/{repo_tag}", registry.host())).unwrap()
+}
+
+pub async fn signature_count(registry: &Registry, repo_tag: &str, digest: &str) -> usize {
+    store()
+        .fetch_signatures(&image(registry, repo_tag), digest)
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Polls until `count` images reach `expected` signatures each, or fails after `limit`.
+pub async fn wait_for_signatures(
+    registry: &Registry,
+    images: &[(String, String)],
+    expected: usize,
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut short = Vec::new();
+        for (repo_tag, digest) in images {
+            let n = signature_count(registry, repo_tag, digest).await;
+            if n < expected {
+                short.push(format!("{repo_tag}: {n}"));
+            }
+        }
+        if short.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {limit:?}, images short of {expected} signatures: {short:?}\nregistry log tail:\n{}",
+            tail(&registry.log())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// `signet verify` with the rule's public key, algorithm and type: its exit code.
+pub fn signet_verify(image: &str, key: &TestKey, kind: SignatureType) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_signet"))
+        .args(["verify", image, "--key"])
+        .arg(&key.public)
+        .args(["--algorithm", &key.algorithm.to_string()])
+        .args(["--type", &kind.to_string().to_ascii_lowercase()])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+pub fn http() -> reqwest::Client {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap()
+}
+
+/// POSTs a notification body; returns the status and body.
+pub async fn post_events(url: &str, token: Option<&str>, body: String) -> (u16, String) {
+    let mut request = http()
+        .post(url)
+        .header("Content-Type", signer::event::EVENTS_MEDIA_TYPE)
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// A push event as `docker-registry` sends it (shape of the reference sample).
+pub fn push_event(
+    host: &str,
+    repository: &str,
+    tag: Option<&str>,
+    digest: &str,
+    media_type: &str,
+) -> String {
+    let mut target = serde_json::json!({
+        "mediaType": media_type,
+        "size": 401,
+        "digest": digest,
+        "length": 401,
+        "repository": repository,
+        "url": format!("http://{host}/v2/{repository}/manifests/{digest}"),
+    });
+    if let Some(tag) = tag {
+        target["tag"] = serde_json::json!(tag);
+    }
+    serde_json::json!({"events": [{
+        "id": "0f0e0d0c-0000-4000-8000-000000000001",
+        "timestamp": "2026-11-28T15:17:33.683408072Z",
+        "action": "push",
+        "target": target,
+        "request": {"id": "r1", "addr": "127.0.0.1:41432", "host": host, "method": "PUT", "useragent": "test"},
+        "actor": {},
+        "source": {"addr": "vm:5000", "instanceID": "i1"},
+    }]})
+    .to_string()
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// For each key, how many stored signatures of `repo_tag` at `digest` verify under it (any
+/// identity): "exactly one per rule" means all ones.
+pub async fn signatures_per_key(
+    registry: &Registry,
+    repo_tag: &str,
+    digest: &str,
+    keys: &[&TestKey],
+) -> Vec<usize> {
+    let stored = store()
+        .fetch_signatures(&image(registry, repo_tag), digest)
+        .await
+        .unwrap();
+    keys.iter()
+        .map(|k| {
+            let pem = std::fs::read_to_string(&k.public).unwrap();
+            let public = signet::crypto::PublicKey::from_pem(&pem, k.algorithm).unwrap();
+            stored
+                .iter()
+                .filter(|s| {
+                    s.signature
+                        .as_deref()
+                        .is_some_and(|sig| public.verify(&s.payload, sig).is_ok())
+                })
+                .count()
+        })
+        .collect()
+}
+
+/// Writes a policy folder holding these rules as YAML.
+pub fn policy_dir(dir: &Path, rules: &[SigningRule]) -> PathBuf {
+    let folder = dir.join("policies");
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut text = String::new();
+    for rule in rules {
+        let mut value = serde_json::to_value(rule).unwrap();
+        value["apiVersion"] = serde_json::json!("signet.dev/v1alpha1");
+        value["kind"] = serde_json::json!("SigningRule");
+        text.push_str("---\n");
+        text.push_str(&serde_yaml_ng::to_string(&value).unwrap());
+    }
+    std::fs::write(folder.join("rules.yaml"), text).unwrap();
+    folder
+}

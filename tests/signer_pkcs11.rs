@@ -1,0 +1,252 @@
+//! `signet signer` with a `pkcs11:` SigningRule on SoftHSM2 (token in a temporary folder through
+//! `SOFTHSM2_CONF`): a push notified by `docker-registry` is signed on the token and `signet
+//! verify` accepts it; a wrong PIN, a missing token or a missing key file stop the signer at start
+//! with one clear line.
+
+#[path = "signer_common/mod.rs"]
+mod common;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use signet::crd::{SigningKeyRef, SigningRule, SigningRuleSpec, Trigger};
+use signet::crypto::Algorithm;
+use signet::signature::SignatureType;
+use support::Registry;
+
+fn require(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success());
+    assert!(
+        matches!(found, Ok(true)),
+        "{tool} is missing: install the Debian package {package}"
+    );
+}
+
+/// A SoftHSM2 token `signet` (user PIN 1234) in `dir`; returns the config file and the PIN file.
+fn token(dir: &Path) -> (PathBuf, PathBuf) {
+    require("softhsm2-util", "softhsm2");
+    let tokens = dir.join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let init = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "signet",
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let pin = dir.join("pin");
+    std::fs::write(&pin, "1234\n").unwrap();
+    (conf, pin)
+}
+
+fn token_rule(name: &str, scope: String, uri: String, algorithm: Algorithm) -> SigningRule {
+    SigningRule::new(
+        name,
+        SigningRuleSpec {
+            scope: vec![scope],
+            key: SigningKeyRef {
+                reference: uri,
+                id: None,
+            },
+            algorithm,
+            signature_type: SignatureType::Default,
+            trigger: Trigger::Automatic,
+        },
+    )
+}
+
+fn start_signer(conf: &Path, dir: &Path, policies: &Path, port: u16) -> Child {
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_signet"))
+        .args([
+            "signer",
+            "--plain-http",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--policy-dir")
+        .arg(policies)
+        .args(["--reconcile-interval", "0", "--log", "info"])
+        .env("SOFTHSM2_CONF", conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a process that must exit on its own; returns its exit code and stderr.
+fn exit_of(mut child: Child) -> (i32, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the signer did not stop on a bad key");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_key_signs_pushes_and_bad_keys_stop_the_signer_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conf, pin) = token(dir.path());
+    let prefix = dir.path().join("hsm-release");
+    let keygen = Command::new(env!("CARGO_BIN_EXE_signet"))
+        .args(["keygen", "--algorithm", "RSA_PSS_SHA_256", "--output"])
+        .arg(&prefix)
+        .args([
+            "--pkcs11-token",
+            "signet",
+            "--pkcs11-object",
+            "release",
+            "--pkcs11-pin-file",
+        ])
+        .arg(&pin)
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(
+        keygen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
+    let public = TestKey {
+        private: PathBuf::new(),
+        public: prefix.with_extension("pub"),
+        algorithm: Algorithm::RsaPssSha256,
+    };
+
+    let port = support::closed_port();
+    let registry =
+        Registry::start_with_notifications(&format!("http://127.0.0.1:{port}/events"), TOKEN);
+    let host = registry.host();
+    let uri = |token: &str, pin: &str| {
+        format!("pkcs11:token={token};object=release?pin-source=file:{pin}")
+    };
+    let policies = policy_dir(
+        dir.path(),
+        &[token_rule(
+            "hsm",
+            format!("{host}/hsm/**"),
+            uri("signet", &pin.display().to_string()),
+            Algorithm::RsaPssSha256,
+        )],
+    );
+    let mut signer = start_signer(&conf, dir.path(), &policies, port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the signer did not listen");
+        assert!(
+            signer.try_wait().unwrap().is_none(),
+            "the signer exited: {:?}",
+            signer.wait_with_output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let digest = registry.push_test_image("hsm/app", "v1", "hsm").await;
+    wait_for_signatures(
+        &registry,
+        &[("hsm/app:v1".into(), digest.clone())],
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    let (code, out) = signet_verify(
+        &format!("{host}/hsm/app:v1"),
+        &public,
+        SignatureType::Default,
+    );
+    assert_eq!(code, 0, "{out}");
+    let _ = signer.kill();
+    let _ = signer.wait();
+
+    // Keys that cannot be used are one clear line at start, exit 2, and never show the PIN.
+    let wrong_pin = dir.path().join("wrong-pin");
+    std::fs::write(&wrong_pin, "9999\n").unwrap();
+    let broken = [
+        (uri("signet", &wrong_pin.display().to_string()), "pin"),
+        (
+            uri("no-such-token", &pin.display().to_string()),
+            "no-such-token",
+        ),
+        (
+            format!("file:{}", dir.path().join("missing.key").display()),
+            "missing.key",
+        ),
+    ];
+    for (i, (reference, expected)) in broken.into_iter().enumerate() {
+        let folder = dir.path().join(format!("broken-{i}"));
+        std::fs::create_dir(&folder).unwrap();
+        let policies = policy_dir(
+            &folder,
+            &[token_rule(
+                "hsm",
+                format!("{host}/hsm/**"),
+                reference,
+                Algorithm::RsaPssSha256,
+            )],
+        );
+        let (code, err) = exit_of(start_signer(
+            &conf,
+            &folder,
+            &policies,
+            support::closed_port(),
+        ));
+        assert_eq!(code, 2, "{err}");
+        let last = err.lines().last().unwrap_or_default().to_lowercase();
+        assert!(
+            last.starts_with("error: ")
+                && last.contains("signingrule \"hsm\"")
+                && last.contains(expected),
+            "{err}"
+        );
+        assert_eq!(
+            last.matches("key store:").count(),
+            1,
+            "the cause is said once: {err}"
+        );
+        assert!(!err.contains("9999") && !err.contains("1234"), "{err}");
+    }
+}
