@@ -12,7 +12,7 @@ use futures::channel::mpsc;
 use http::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use signet::controller::{PolicyState, policy_channel, run_controller};
+use signet::controller::{PolicyState, StatusWrites, policy_channel, run_controller};
 use signet::crypto::{Algorithm, generate_key_pair};
 use signet::policy::EngineOptions;
 use signet::reference::ImageRef;
@@ -340,7 +340,13 @@ fn base_world(api: &FakeApi) {
 fn start(client: kube::Client) -> (PolicyState, tokio::task::JoinHandle<()>) {
     let (publisher, state) = policy_channel(EngineOptions::default());
     let task = tokio::spawn(async move {
-        let result = run_controller(client, EngineOptions::default(), publisher, None).await;
+        let result = run_controller(
+            client,
+            EngineOptions::default(),
+            publisher,
+            StatusWrites::Always,
+        )
+        .await;
         panic!("the controller stopped: {result:?}");
     });
     (state, task)
@@ -638,8 +644,13 @@ async fn only_the_lease_holder_writes_status() {
         identity: "replica-a".into(),
     };
     let _task = tokio::spawn(async move {
-        let result =
-            run_controller(client, EngineOptions::default(), publisher, Some(election)).await;
+        let result = run_controller(
+            client,
+            EngineOptions::default(),
+            publisher,
+            StatusWrites::WhenLeader(election),
+        )
+        .await;
         panic!("the controller stopped: {result:?}");
     });
     eventually("ready", || state.is_ready().then_some(())).await;

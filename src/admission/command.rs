@@ -12,7 +12,7 @@ use super::decide::{Admission, DecisionSettings};
 use super::metrics::Metrics;
 use super::server::{ServerError, WebhookServer};
 use super::tls::TlsSource;
-use crate::controller::{self, ControllerError, LeaderElection, policy_channel};
+use crate::controller::{self, ControllerError, LeaderElection, StatusWrites, policy_channel};
 use crate::policy::{EngineOptions, NoMatch};
 use crate::registry::{RegistryClient, RegistryError, RegistryOptions};
 
@@ -184,15 +184,19 @@ pub async fn run_webhook(
             let client = kube::Client::try_default()
                 .await
                 .map_err(|e| WebhookError::Kube(e.to_string()))?;
-            let election = args.leader_election.then(|| LeaderElection {
-                lease_namespace: own_namespace
-                    .clone()
-                    .unwrap_or_else(|| "default".to_string()),
-                lease_name: "signet-controller".to_string(),
-                identity: std::env::var("POD_NAME")
-                    .or_else(|_| std::env::var("HOSTNAME"))
-                    .unwrap_or_else(|_| format!("signet-{}", std::process::id())),
-            });
+            let election = if !args.leader_election {
+                StatusWrites::Always
+            } else {
+                StatusWrites::WhenLeader(LeaderElection {
+                    lease_namespace: own_namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".to_string()),
+                    lease_name: "signet-controller".to_string(),
+                    identity: std::env::var("POD_NAME")
+                        .or_else(|_| std::env::var("HOSTNAME"))
+                        .unwrap_or_else(|_| format!("signet-{}", std::process::id())),
+                })
+            };
             let controller =
                 controller::run_controller(client.clone(), options, publisher, election);
             (Some(client), tokio::spawn(controller))

@@ -150,22 +150,33 @@ fn owned<K: Clone>(items: Vec<std::sync::Arc<K>>) -> Vec<K> {
     items.into_iter().map(|item| (*item).clone()).collect()
 }
 
-/// Who writes status: everyone (no election) or the Lease holder.
+/// Which replicas write the resources' status.
+#[derive(Clone, Debug)]
+pub enum StatusWrites {
+    /// This process only reads (the signer: its RBAC has no status or Lease rights).
+    Never,
+    /// This process writes (a single replica, or tests).
+    Always,
+    /// Only the holder of this Lease writes.
+    WhenLeader(LeaderElection),
+}
+
+/// Who writes status: no one, everyone (no election) or the Lease holder.
 struct Leadership {
     changes: Option<watch::Receiver<bool>>,
     is_leader: bool,
 }
 
 impl Leadership {
-    async fn start(
-        client: &Client,
-        election: Option<LeaderElection>,
-    ) -> Result<Self, ControllerError> {
-        let Some(election) = election else {
-            return Ok(Leadership {
-                changes: None,
-                is_leader: true,
-            });
+    async fn start(client: &Client, writes: StatusWrites) -> Result<Self, ControllerError> {
+        let election = match writes {
+            StatusWrites::Never | StatusWrites::Always => {
+                return Ok(Leadership {
+                    changes: None,
+                    is_leader: matches!(writes, StatusWrites::Always),
+                });
+            }
+            StatusWrites::WhenLeader(election) => election,
         };
         let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
             .with_namespace(&election.lease_namespace)
@@ -202,13 +213,13 @@ impl Leadership {
 }
 
 /// Watches the cluster and keeps `publisher` current; writes status when this replica is the
-/// leader (always, when `leader_election` is `None`). Returns only on an error: leader election
+/// leader, as `status_writes` says. Returns only on an error: leader election
 /// that cannot start, or a watch stream that ends.
 pub async fn run_controller(
     client: Client,
     options: EngineOptions,
     publisher: PolicyPublisher,
-    leader_election: Option<LeaderElection>,
+    status_writes: StatusWrites,
 ) -> Result<(), ControllerError> {
     let (attestors, attestor_events) = watch_all::<Attestor>(&client, Source::Attestors);
     let (policies, policy_events) =
@@ -236,7 +247,7 @@ pub async fn run_controller(
         signing_rule_events,
         namespace_events,
     ]);
-    let mut leadership = Leadership::start(&client, leader_election).await?;
+    let mut leadership = Leadership::start(&client, status_writes).await?;
 
     let mut synced = [false; SOURCES];
     let mut dirty = false;

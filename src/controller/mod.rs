@@ -7,7 +7,7 @@ mod policy_dir;
 mod state;
 mod status;
 
-pub use cluster::{DEBOUNCE, LeaderElection, STATUS_RETRY, run_controller};
+pub use cluster::{DEBOUNCE, LeaderElection, STATUS_RETRY, StatusWrites, run_controller};
 pub use error::{ControllerError, FileProblem};
 pub use policy_dir::{
     DEFAULT_NAMESPACE, LoadedDir, POLL_INTERVAL, load_policy_dir, watch_policy_dir,

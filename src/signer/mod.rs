@@ -34,7 +34,7 @@ pub use rules::AddressMap;
 pub use server::{BearerToken, ServerHandle, router, serve};
 
 use crate::controller::{
-    self, ControllerError, LeaderElection, PolicyState, load_policy_dir, policy_channel,
+    self, ControllerError, PolicyState, StatusWrites, load_policy_dir, policy_channel,
 };
 use crate::crypto::CryptoError;
 use crate::policy::EngineOptions;
@@ -142,9 +142,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, SignerError> {
     }
 }
 
-/// The Lease the controller's status writer is elected with (shared with the webhook).
-const CONTROLLER_LEASE: &str = "signet-controller";
-
 impl From<ControllerError> for SignerError {
     fn from(e: ControllerError) -> Self {
         SignerError::Policy(e.to_string())
@@ -171,26 +168,15 @@ async fn start_policy_source(
             ))
         }
         None => {
-            let (Ok(namespace), Ok(identity)) =
-                (std::env::var("POD_NAMESPACE"), std::env::var("POD_NAME"))
-            else {
-                return Err(SignerError::Config(
-                    "reading SigningRules from the cluster needs POD_NAMESPACE and POD_NAME (leader election for status writes); outside a pod, pass --policy-dir".into(),
-                ));
-            };
             let client = kube::Client::try_default()
                 .await
                 .map_err(|e| SignerError::Config(format!("Kubernetes client: {e}")))?;
-            let election = LeaderElection {
-                lease_namespace: namespace,
-                lease_name: CONTROLLER_LEASE.to_string(),
-                identity,
-            };
+            // The signer only reads the resources; the webhook's controller writes their status.
             tokio::spawn(controller::run_controller(
                 client,
                 options,
                 publisher,
-                Some(election),
+                StatusWrites::Never,
             ))
         }
     };
