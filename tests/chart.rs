@@ -720,8 +720,10 @@ fn rbac_grants_exactly_the_least_privileges() {
         - {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [create]}
         - {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, update, patch],
            resourceNames: [signet-controller]}"#;
-    let expected_signer =
-        "[{apiGroups: [signet.dev], resources: [signingrules], verbs: [get, list, watch]}]";
+    let expected_signer = r#"
+        - {apiGroups: [signet.dev], verbs: [get, list, watch],
+           resources: [attestors, verificationpolicies, clusterverificationpolicies, signingrules]}
+        - {apiGroups: [""], resources: [namespaces], verbs: [get, list, watch]}"#;
     let signer = render_optimistically(&template("signer-rbac.yaml"));
     for (documents, kind, expected) in [
         (&webhook, "ClusterRole", expected_cluster_role),
