@@ -10,8 +10,7 @@ run:
 	$(CARGO) run --quiet -- $(ARGS)
 
 test:
-	./scripts/test-deps.sh
-	$(CARGO) test --all-targets
+	./scripts/test.sh
 
 lint:
 	$(CARGO) fmt --check
