@@ -297,6 +297,25 @@ fn registry_requests(registry: &support::Registry) -> usize {
         .count()
 }
 
+/// The `/validate` decision-time histogram: (upper bound in seconds, cumulative count).
+fn decision_buckets(metrics: &str) -> Vec<(f64, f64)> {
+    let prefix = "signet_webhook_admission_duration_seconds_bucket{";
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix) && l.contains("endpoint=\"Validate\""))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, count))
+        })
+        .collect()
+}
+
 /// Registry-side time (sum of `http.response.duration`) over the log lines from `from` on.
 fn registry_busy(registry: &support::Registry, from: usize) -> (usize, Duration) {
     let log = registry.log();
@@ -473,6 +492,7 @@ async fn main() {
     .await;
     assert!(warm.iter().all(|ok| *ok), "warm-up failed");
     let count = options.rate * options.seconds;
+    let buckets_before = decision_buckets(&webhook.metrics().await);
     let cpu_before = webhook.cpu_seconds();
     let interval = Duration::from_secs_f64(1.0 / options.rate as f64);
     // In-flight requests are capped so that the client keeps a fixed set of keep-alive
@@ -525,6 +545,30 @@ async fn main() {
         100.0 * cpu / stats.wall.as_secs_f64()
     );
     let metrics = webhook.metrics().await;
+    let buckets_after = decision_buckets(&metrics);
+    let in_run: Vec<(f64, f64)> = buckets_after
+        .iter()
+        .map(|(le, n)| {
+            let before = buckets_before
+                .iter()
+                .find(|(b, _)| b == le)
+                .map_or(0.0, |(_, n)| *n);
+            (*le, n - before)
+        })
+        .collect();
+    let total = in_run.last().map_or(0.0, |(_, n)| *n);
+    let bound = |p: f64| {
+        in_run
+            .iter()
+            .find(|(_, n)| *n >= p * total)
+            .map_or(f64::INFINITY, |(le, _)| *le)
+    };
+    println!(
+        "  server-side decision time (AdmissionReview parse + decision, histogram buckets): \
+         p50 <= {:.2} ms, p99 <= {:.2} ms",
+        1000.0 * bound(0.5),
+        1000.0 * bound(0.99)
+    );
     let server_side = |suffix: &str| {
         webhook_harness::metric(
             &metrics,
