@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use kube::core::DynamicObject;
 use kube::core::admission::AdmissionRequest;
-use moka::Expiry;
-use moka::future::Cache;
 use sha2::Digest as _;
 use tokio::sync::{OnceCell, Semaphore};
 
@@ -26,6 +24,7 @@ use super::metrics::{AdmissionResult, CacheName, Endpoint, Metrics};
 use super::patch::pin_patch;
 use super::pull_secrets::PullSecrets;
 use super::review::{Answer, ReviewError, parse_review};
+use super::verdict_cache::ExpiringMap;
 use crate::controller::PolicyState;
 use crate::policy::{ImageVerdict, Lookup, Snapshot};
 use crate::reference::ImageRef;
@@ -45,6 +44,11 @@ const MAX_AUDIT_VALUE: usize = 2048;
 const ALLOWED_VERDICT_TTL: Duration = Duration::from_secs(600);
 /// How long a failing verdict is reused: short, the image may be signed in a moment.
 const FAILED_VERDICT_TTL: Duration = Duration::from_secs(10);
+/// Parsed references kept (parsing is pure, so they never go stale; the bound is for memory).
+const PARSED_REFERENCES: usize = 10_000;
+/// Parsing a reference (a regex over the whole string) was a fifth of the webhook's CPU time
+/// per cached request: workloads repeat the same few references, so they are parsed once.
+const PARSED_REFERENCE_TTL: Duration = Duration::from_secs(3600);
 
 /// The decision settings (flags).
 #[derive(Clone, Debug)]
@@ -80,7 +84,7 @@ impl Default for DecisionSettings {
 }
 
 /// What the engine said about one image, kept small: 100,000 of them must fit in a few MiB.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct CachedVerdict {
     allowed: bool,
     /// Every governing policy passed (the digest may be pinned).
@@ -104,22 +108,32 @@ impl CachedVerdict {
     }
 }
 
-/// Allowed verdicts live long, failing ones briefly.
-struct VerdictExpiry;
-
-impl Expiry<[u8; 16], Arc<CachedVerdict>> for VerdictExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &[u8; 16],
-        value: &Arc<CachedVerdict>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(if value.verified {
+impl CachedVerdict {
+    /// Allowed verdicts live long, failing ones briefly.
+    fn ttl(&self) -> Duration {
+        if self.verified {
             ALLOWED_VERDICT_TTL
         } else {
             FAILED_VERDICT_TTL
-        })
+        }
     }
+
+    /// The verdict of an image that verified without warnings: nearly every cached verdict is
+    /// this one, so they all share one allocation.
+    fn plain_verified() -> Self {
+        CachedVerdict {
+            allowed: true,
+            verified: true,
+            denial: None,
+            warnings: Box::new([]),
+        }
+    }
+}
+
+/// A reference parsed once: the parsed form and its normalised text (part of the verdict key).
+struct ParsedImage {
+    image: ImageRef,
+    normalised: Box<str>,
 }
 
 /// The outcome for one distinct image of a request.
@@ -135,7 +149,10 @@ pub struct Admission {
     policy: PolicyState,
     registry: RegistryClient,
     lookups: Lookups,
-    verdicts: Cache<[u8; 16], Arc<CachedVerdict>>,
+    verdicts: ExpiringMap<[u8; 16], Arc<CachedVerdict>>,
+    /// Shared by every cached [`CachedVerdict::plain_verified`].
+    plain_verified: Arc<CachedVerdict>,
+    references: ExpiringMap<Box<str>, Arc<ParsedImage>>,
     pull_secrets: Option<PullSecrets>,
     events: EventSink,
     metrics: Arc<Metrics>,
@@ -158,10 +175,9 @@ impl Admission {
             policy,
             registry,
             lookups: Lookups::new(settings.cache_size, settings.timings, Arc::clone(&metrics)),
-            verdicts: Cache::builder()
-                .max_capacity(settings.cache_size)
-                .expire_after(VerdictExpiry)
-                .build(),
+            verdicts: ExpiringMap::new(usize::try_from(settings.cache_size).unwrap_or(usize::MAX)),
+            plain_verified: Arc::new(CachedVerdict::plain_verified()),
+            references: ExpiringMap::new(PARSED_REFERENCES),
             pull_secrets: kube.clone().map(PullSecrets::new),
             events: EventSink::new(kube, instance, Arc::clone(&metrics)),
             permits: Semaphore::new(settings.max_in_progress.max(1)),
@@ -180,10 +196,29 @@ impl Admission {
         self.policy.is_ready()
     }
 
-    /// Verdicts cached now (after applying pending cache maintenance).
+    /// Verdicts cached now (expired ones not counted).
     pub async fn cached_verdicts(&self) -> u64 {
-        self.verdicts.run_pending_tasks().await;
-        self.verdicts.entry_count()
+        self.verdicts.live_entries()
+    }
+
+    /// `written` parsed, from the parsed-reference cache when it is there.
+    fn parse_reference(&self, written: &str) -> Result<Arc<ParsedImage>, String> {
+        let hint = reference_shard(written);
+        if let Some(parsed) = self.references.get(hint, written) {
+            return Ok(parsed);
+        }
+        let image = ImageRef::parse(written).map_err(|e| e.to_string())?;
+        let parsed = Arc::new(ParsedImage {
+            normalised: image.to_string().into_boxed_str(),
+            image,
+        });
+        self.references.insert(
+            hint,
+            Box::from(written),
+            Arc::clone(&parsed),
+            PARSED_REFERENCE_TTL,
+        );
+        Ok(parsed)
     }
 
     /// Answers one AdmissionReview body. `Err` when it is not one (HTTP 400).
@@ -371,13 +406,13 @@ impl Admission {
         &self,
         written: &str,
         workload: &Workload,
-        snapshot: &Snapshot,
+        snapshot: &Arc<Snapshot>,
         registry: &OnceCell<RequestRegistry>,
         deadline: tokio::time::Instant,
     ) -> ImageOutcome {
         let namespace = workload.namespace.as_str();
-        let image = match ImageRef::parse(written) {
-            Ok(image) => image,
+        let parsed = match self.parse_reference(written) {
+            Ok(parsed) => parsed,
             Err(e) => {
                 return ImageOutcome {
                     written: written.to_string(),
@@ -391,11 +426,12 @@ impl Admission {
                 };
             }
         };
-        if snapshot.matching_policies(namespace, &image).is_empty() {
+        let image = &parsed.image;
+        if snapshot.matching_policies(namespace, image).is_empty() {
             // No registry access for images no policy governs: the engine applies --no-match.
             let verdict = snapshot.evaluate(
                 namespace,
-                &image,
+                image,
                 &Lookup::Failed {
                     reason: "not looked up".to_string(),
                 },
@@ -406,9 +442,11 @@ impl Admission {
                 verdict: Arc::new(CachedVerdict::of(&verdict)),
             };
         }
-        let looked_up =
-            tokio::time::timeout_at(deadline, self.look_up(&image, workload, snapshot, registry))
-                .await;
+        let looked_up = tokio::time::timeout_at(
+            deadline,
+            self.look_up(&parsed, workload, snapshot, registry),
+        )
+        .await;
         let (digest, lookup) = match looked_up {
             Ok(Looked::Cached(digest, verdict)) => {
                 return ImageOutcome {
@@ -441,12 +479,19 @@ impl Admission {
                 },
             ),
         };
-        let verdict = Arc::new(CachedVerdict::of(
-            &snapshot.evaluate(namespace, &image, &lookup),
-        ));
-        if let (Some(digest), Lookup::Found { .. }) = (&digest, &lookup) {
-            let key = verdict_key(snapshot.generation(), namespace, &image, digest);
-            self.verdicts.insert(key, Arc::clone(&verdict)).await;
+        let found = matches!(lookup, Lookup::Found { .. });
+        let verdict = self
+            .evaluate(written, snapshot, namespace, &parsed, lookup)
+            .await;
+        let verdict = if verdict == *self.plain_verified {
+            Arc::clone(&self.plain_verified)
+        } else {
+            Arc::new(verdict)
+        };
+        if let (Some(digest), true) = (&digest, found) {
+            let key = verdict_key_of(snapshot.generation(), namespace, &parsed.normalised, digest);
+            self.verdicts
+                .insert(key[0], key, Arc::clone(&verdict), verdict.ttl());
         }
         ImageOutcome {
             written: written.to_string(),
@@ -455,10 +500,43 @@ impl Admission {
         }
     }
 
+    /// The engine's verdict on `lookup`. Signature checks are CPU work (~0.1 ms each), so with
+    /// signatures to check it runs as its own task: a pod's images then verify in parallel on
+    /// the runtime's workers instead of one after another on the request's task. Not on the
+    /// blocking pool: a burst of cold admissions there grows one thread (and malloc arena) per
+    /// image, which cost 10 MiB of resident memory in the load test.
+    async fn evaluate(
+        &self,
+        written: &str,
+        snapshot: &Arc<Snapshot>,
+        namespace: &str,
+        parsed: &Arc<ParsedImage>,
+        lookup: Lookup,
+    ) -> CachedVerdict {
+        let has_signatures =
+            matches!(&lookup, Lookup::Found { signatures, .. } if !signatures.is_empty());
+        if !has_signatures {
+            return CachedVerdict::of(&snapshot.evaluate(namespace, &parsed.image, &lookup));
+        }
+        let snapshot = Arc::clone(snapshot);
+        let namespace = namespace.to_string();
+        let parsed = Arc::clone(parsed);
+        let checked = tokio::spawn(async move {
+            CachedVerdict::of(&snapshot.evaluate(&namespace, &parsed.image, &lookup))
+        })
+        .await;
+        checked.unwrap_or_else(|e| CachedVerdict {
+            allowed: false,
+            verified: false,
+            denial: Some(format!("{written}: signature check failed: {e}").into_boxed_str()),
+            warnings: Box::new([]),
+        })
+    }
+
     /// Digest, then a cached verdict or the signatures.
     async fn look_up(
         &self,
-        image: &ImageRef,
+        parsed: &ParsedImage,
         workload: &Workload,
         snapshot: &Snapshot,
         registry: &OnceCell<RequestRegistry>,
@@ -466,12 +544,18 @@ impl Admission {
         let registry = registry
             .get_or_init(|| self.request_registry(workload))
             .await;
+        let image = &parsed.image;
         let digest = match self.lookups.digest(image, registry).await {
             Ok(digest) => digest,
             Err(reason) => return Looked::Failed(reason),
         };
-        let key = verdict_key(snapshot.generation(), &workload.namespace, image, &digest);
-        if let Some(verdict) = self.verdicts.get(&key).await {
+        let key = verdict_key_of(
+            snapshot.generation(),
+            &workload.namespace,
+            &parsed.normalised,
+            &digest,
+        );
+        if let Some(verdict) = self.verdicts.get(key[0], &key) {
             self.metrics.cache(CacheName::Verdict, true);
             return Looked::Cached(digest, verdict);
         }
@@ -505,13 +589,20 @@ enum Looked {
     Failed(Arc<str>),
 }
 
+/// The key of a verdict from the reference itself (tests; requests use [`verdict_key_of`]).
+#[cfg(test)]
+fn verdict_key(generation: u64, namespace: &str, image: &ImageRef, digest: &str) -> [u8; 16] {
+    verdict_key_of(generation, namespace, &image.to_string(), digest)
+}
+
 /// 128 bits of SHA-256 over what a verdict depends on: snapshot generation, namespace (policies
 /// differ per namespace), the normalised reference (a `Default` signature binds the tag) and
 /// the digest. A fixed-size key keeps 100,000 cached verdicts small.
-fn verdict_key(generation: u64, namespace: &str, image: &ImageRef, digest: &str) -> [u8; 16] {
+/// The normalised reference text is kept with the parsed reference, so it is not rebuilt.
+fn verdict_key_of(generation: u64, namespace: &str, normalised: &str, digest: &str) -> [u8; 16] {
     let mut hasher = sha2::Sha256::new();
     hasher.update(generation.to_be_bytes());
-    for part in [namespace, &image.to_string(), digest] {
+    for part in [namespace, normalised, digest] {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
@@ -519,6 +610,13 @@ fn verdict_key(generation: u64, namespace: &str, image: &ImageRef, digest: &str)
     let mut key = [0u8; 16];
     key.copy_from_slice(&full[..16]);
     key
+}
+
+/// A shard hint for a reference: cheap, and the same for the same text.
+fn reference_shard(written: &str) -> u8 {
+    written
+        .bytes()
+        .fold(written.len() as u8, |acc, b| acc.rotate_left(3) ^ b)
 }
 
 fn api_version_of(request: &AdmissionRequest<DynamicObject>) -> String {

@@ -195,6 +195,11 @@ impl Lookups {
             let failures = self.failures.clone();
             let metrics = Arc::clone(&self.metrics);
             async move {
+                // A load that finished between this request's cache miss and its join has
+                // already filled the cache (it does so before leaving the flights): use that.
+                if let Some(digest) = digests.get(&key).await {
+                    return Ok(digest);
+                }
                 let result = measured(&metrics, RegistryOperation::Resolve, async {
                     client.resolve_digest(&image).await
                 })
@@ -243,6 +248,10 @@ impl Lookups {
                 let failures = self.failures.clone();
                 let metrics = Arc::clone(&self.metrics);
                 async move {
+                    // As for digests: a load that just finished has filled the cache.
+                    if let Some(found) = cache.get(&key).await {
+                        return Ok(found);
+                    }
                     let result = measured(&metrics, RegistryOperation::Signatures, async {
                         store.fetch_signatures(&image, &digest).await
                     })

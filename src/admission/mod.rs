@@ -16,6 +16,7 @@ pub mod pull_secrets;
 pub mod review;
 pub mod server;
 pub mod tls;
+pub mod verdict_cache;
 
 pub use command::{WebhookArgs, WebhookError, run_webhook};
 pub use decide::{Admission, BREAKGLASS_ANNOTATION, DecisionSettings};

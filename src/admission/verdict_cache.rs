@@ -1,0 +1,163 @@
+//! A compact, bounded, expiring map for cached verdicts and parsed references.
+//!
+//! Why not moka here: its per-entry bookkeeping (entry info, access and write deques, timer
+//! wheel node for per-entry expiry) costs a few hundred bytes per entry, so 100,000 verdicts of
+//! 16-byte keys cost tens of MiB, and every `get` records a read in its policy channels. A
+//! verdict needs none of that: keys are uniform hashes, entries expire on a coarse clock, and
+//! first-in-first-out eviction is good enough under a TTL of minutes. Here an entry is its key,
+//! its value and a 64-bit deadline in the map, plus its key again in the eviction queue.
+//!
+//! Expired entries are not removed when met; they read as absent and are overwritten in place
+//! or evicted in turn, which keeps the queue and the map in step (each key once in each).
+
+use std::borrow::Borrow;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Shards, so that concurrent requests rarely wait for the same lock.
+const SHARDS: usize = 16;
+
+struct Stored<V> {
+    value: V,
+    /// Milliseconds since the cache's epoch after which the entry reads as absent.
+    expires_ms: u64,
+}
+
+struct Shard<K, V> {
+    entries: HashMap<K, Stored<V>>,
+    /// Keys in insertion order; the front is evicted first.
+    order: VecDeque<K>,
+}
+
+/// A bounded map whose entries expire, sharded by a caller-provided shard hint.
+pub struct ExpiringMap<K, V> {
+    shards: Box<[Mutex<Shard<K, V>>]>,
+    capacity_per_shard: usize,
+    epoch: Instant,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> ExpiringMap<K, V> {
+    /// A map holding at most about `capacity` entries (rounded up to a multiple of the shards).
+    pub fn new(capacity: usize) -> Self {
+        let capacity_per_shard = capacity.div_ceil(SHARDS).max(1);
+        ExpiringMap {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        entries: HashMap::new(),
+                        order: VecDeque::new(),
+                    })
+                })
+                .collect(),
+            capacity_per_shard,
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn shard(&self, hint: u8) -> std::sync::MutexGuard<'_, Shard<K, V>> {
+        // A poisoned lock only means a panic while holding it; each operation leaves the map
+        // and queue consistent before anything that could panic, so the data is usable.
+        self.shards[usize::from(hint) % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live value for `key`, if any. `hint` picks the shard and must be the same for a key
+    /// on every call (a byte of its hash).
+    pub fn get<Q>(&self, hint: u8, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let now = self.now_ms();
+        let shard = self.shard(hint);
+        shard
+            .entries
+            .get(key)
+            .filter(|stored| stored.expires_ms > now)
+            .map(|stored| stored.value.clone())
+    }
+
+    /// Stores `value` for `key` for `ttl`, evicting the oldest entry of the shard when full.
+    pub fn insert(&self, hint: u8, key: K, value: V, ttl: Duration) {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let expires_ms = self.now_ms().saturating_add(ttl_ms);
+        let mut shard = self.shard(hint);
+        if let Some(stored) = shard.entries.get_mut(&key) {
+            *stored = Stored { value, expires_ms };
+            return;
+        }
+        while shard.entries.len() >= self.capacity_per_shard {
+            let Some(oldest) = shard.order.pop_front() else {
+                break;
+            };
+            shard.entries.remove(&oldest);
+        }
+        shard.order.push_back(key.clone());
+        shard.entries.insert(key, Stored { value, expires_ms });
+    }
+
+    /// Live entries now (expired ones not counted).
+    pub fn live_entries(&self) -> u64 {
+        let now = self.now_ms();
+        self.shards
+            .iter()
+            .map(|shard| {
+                let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+                shard
+                    .entries
+                    .values()
+                    .filter(|stored| stored.expires_ms > now)
+                    .count() as u64
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_expire_after_their_own_ttl() {
+        let map: ExpiringMap<u32, &str> = ExpiringMap::new(100);
+        map.insert(0, 1, "long", Duration::from_secs(60));
+        map.insert(1, 2, "short", Duration::from_millis(20));
+        assert_eq!(map.get(0, &1), Some("long"));
+        assert_eq!(map.get(1, &2), Some("short"));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(map.get(0, &1), Some("long"));
+        assert_eq!(map.get(1, &2), None);
+        assert_eq!(map.live_entries(), 1);
+    }
+
+    #[test]
+    fn the_oldest_entry_goes_when_the_map_is_full() {
+        // 16 shards of one entry each: all keys on shard 0 compete for one slot.
+        let map: ExpiringMap<u32, u32> = ExpiringMap::new(16);
+        map.insert(0, 1, 10, Duration::from_secs(60));
+        map.insert(0, 2, 20, Duration::from_secs(60));
+        assert_eq!(map.get(0, &1), None);
+        assert_eq!(map.get(0, &2), Some(20));
+        // Another shard is unaffected.
+        map.insert(5, 3, 30, Duration::from_secs(60));
+        assert_eq!(map.get(0, &2), Some(20));
+        assert_eq!(map.live_entries(), 2);
+    }
+
+    #[test]
+    fn reinserting_a_key_replaces_it_without_growing() {
+        let map: ExpiringMap<u32, u32> = ExpiringMap::new(32);
+        for value in 0..10 {
+            map.insert(3, 7, value, Duration::from_secs(60));
+        }
+        assert_eq!(map.get(3, &7), Some(9));
+        assert_eq!(map.live_entries(), 1);
+    }
+}
