@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, ValueEnum};
 
 use super::decide::{Admission, DecisionSettings};
+use super::lookup::LookupTimings;
 use super::metrics::Metrics;
 use super::server::{ServerError, WebhookServer};
 use super::tls::TlsSource;
@@ -80,9 +81,34 @@ pub struct WebhookArgs {
         value_delimiter = ','
     )]
     pub exempt_namespaces: Vec<String>,
-    /// Honour the signet.dev/breakglass annotation.
-    #[arg(long, env = "SIGNET_BREAKGLASS", default_value_t = true, action = ArgAction::Set)]
+    /// Honour the signet.dev/breakglass annotation, for requesters a SubjectAccessReview allows
+    /// (verb `use` on `breakglass.signet.dev`) or in --breakglass-groups. Off by default.
+    #[arg(long, env = "SIGNET_BREAKGLASS", default_value_t = false, action = ArgAction::Set)]
     pub breakglass: bool,
+    /// Groups whose members may break glass without a SubjectAccessReview; repeatable.
+    #[arg(
+        long = "breakglass-groups",
+        env = "SIGNET_BREAKGLASS_GROUPS",
+        value_delimiter = ','
+    )]
+    pub breakglass_groups: Vec<String>,
+    /// Read the pod's and its service account's imagePullSecrets (in the request's namespace)
+    /// to reach private registries. Off by default: the webhook then needs no access to Secrets.
+    #[arg(long, env = "SIGNET_PULL_SECRETS", default_value_t = false, action = ArgAction::Set)]
+    pub pull_secrets: bool,
+    /// How long fetched signatures, and the verdicts that allowed an image, are reused: a deleted
+    /// signature stops admitting within this time.
+    #[arg(long, env = "SIGNET_SIGNATURE_CACHE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub signature_cache_ttl: Duration,
+    /// PEM CA certificates: clients (the API server) must present a certificate issued by one.
+    #[arg(long, env = "SIGNET_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// The webhook's pod name, reported as the source of events.
+    #[arg(long, env = "POD_NAME", default_value = "signet-webhook")]
+    pub pod_name: String,
+    /// The webhook's own namespace: always exempt, and where the Lease lives.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
     /// Pin verified digests in /mutate.
     #[arg(long, env = "SIGNET_MUTATE", default_value_t = true, action = ArgAction::Set)]
     pub mutate: bool,
@@ -94,7 +120,7 @@ pub struct WebhookArgs {
     pub leader_election: bool,
 }
 
-/// `8s`, `500ms`, `2m`, or plain seconds.
+/// `500ms`, `8s`, `2m`, `1h`, or plain seconds; a value that overflows is refused.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
@@ -103,13 +129,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     let value: u64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 8s, 500ms, 2m)"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(value)),
-        "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value * 60)),
-        _ => Err(format!("{text:?}: unknown unit {unit:?} (use ms, s or m)")),
-    }
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 8s, 2m, 1h)"))?;
+    let seconds_per = match unit {
+        "ms" => return Ok(Duration::from_millis(value)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    value
+        .checked_mul(seconds_per)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long a duration"))
 }
 
 impl WebhookArgs {
@@ -119,6 +154,7 @@ impl WebhookArgs {
                 cert: cert.clone(),
                 key: key.clone(),
                 reload_interval: self.tls_reload_interval,
+                client_ca: self.client_ca.clone(),
             }),
             (None, None, true) => Ok(TlsSource::SelfSigned),
             _ => Err(WebhookError::Config(
@@ -127,8 +163,9 @@ impl WebhookArgs {
         }
     }
 
-    /// The decision settings these flags give; `own_namespace` is POD_NAMESPACE.
-    pub fn decision_settings(&self, own_namespace: Option<&str>) -> DecisionSettings {
+    /// The decision settings these flags give.
+    pub fn decision_settings(&self) -> DecisionSettings {
+        let own_namespace = self.pod_namespace.as_deref();
         let mut exempt = if self.exempt_namespaces.is_empty() {
             vec!["kube-system".to_string()]
         } else {
@@ -143,8 +180,15 @@ impl WebhookArgs {
             deadline: self.deadline,
             exempt_namespaces: exempt,
             breakglass: self.breakglass,
+            breakglass_groups: self.breakglass_groups.clone(),
             mutate: self.mutate,
+            pull_secrets: self.pull_secrets,
             cache_size: self.cache_size.max(1),
+            timings: LookupTimings {
+                signatures_ttl: self.signature_cache_ttl,
+                ..LookupTimings::default()
+            },
+            instance: self.pod_name.clone(),
             ..DecisionSettings::default()
         }
     }
@@ -160,8 +204,8 @@ pub async fn run_webhook(
         return Err(WebhookError::Config("--deadline must be above zero".into()));
     }
     let tls = args.tls_source()?;
-    let own_namespace = std::env::var("POD_NAMESPACE").ok();
-    let settings = args.decision_settings(own_namespace.as_deref());
+    let own_namespace = args.pod_namespace.clone();
+    let settings = args.decision_settings();
     registry.timeout = registry.timeout.min(args.deadline);
     let registry_client = RegistryClient::new(&registry)?;
     let options = EngineOptions {
@@ -192,9 +236,7 @@ pub async fn run_webhook(
                         .clone()
                         .unwrap_or_else(|| "default".to_string()),
                     lease_name: "signet-controller".to_string(),
-                    identity: std::env::var("POD_NAME")
-                        .or_else(|_| std::env::var("HOSTNAME"))
-                        .unwrap_or_else(|_| format!("signet-{}", std::process::id())),
+                    identity: format!("{}-{}", args.pod_name, std::process::id()),
                 })
             };
             let controller =
@@ -266,7 +308,13 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("8h").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("8d").is_err());
+        let overflow = parse_duration("18446744073709551615h");
+        assert_eq!(
+            overflow,
+            Err("\"18446744073709551615h\" is too long a duration".to_string())
+        );
         assert!(parse_duration("soon").is_err());
     }
 
@@ -276,7 +324,11 @@ mod tests {
             "webhook",
             "--tls-self-signed",
             "--breakglass",
-            "false",
+            "true",
+            "--breakglass-groups",
+            "oncall,sre",
+            "--pod-namespace",
+            "signet-system",
             "--exempt-namespace",
             "a,b",
             "--deadline",
@@ -285,8 +337,10 @@ mod tests {
         let Ok(cli) = cli else {
             panic!("{:?}", cli.err());
         };
-        let settings = cli.args.decision_settings(Some("signet-system"));
-        assert!(!settings.breakglass);
+        let settings = cli.args.decision_settings();
+        assert!(settings.breakglass);
+        assert_eq!(settings.breakglass_groups, ["oncall", "sre"]);
+        assert!(!settings.pull_secrets);
         assert!(settings.mutate);
         assert_eq!(settings.deadline, Duration::from_secs(2));
         assert_eq!(settings.exempt_namespaces, ["a", "b", "signet-system"]);
@@ -296,9 +350,12 @@ mod tests {
         let Some(defaults) = defaults else {
             panic!("defaults parse");
         };
+        let default_settings = defaults.decision_settings();
+        assert_eq!(default_settings.exempt_namespaces, ["kube-system"]);
+        assert!(!default_settings.breakglass, "breakglass is off by default");
         assert_eq!(
-            defaults.decision_settings(None).exempt_namespaces,
-            ["kube-system"]
+            default_settings.timings.signatures_ttl,
+            Duration::from_secs(30)
         );
         assert!(defaults.tls_source().is_err());
     }

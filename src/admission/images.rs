@@ -100,6 +100,10 @@ pub struct Workload {
     /// The object's own `metadata.annotations` (for a Deployment: the Deployment's, not the pod
     /// template's), where the breakglass annotation is read.
     pub annotations: BTreeMap<String, String>,
+    /// The annotations of the templates between the object and its pod spec (a CronJob's job
+    /// template, then the pod template), outer first; empty for a Pod. They become the
+    /// annotations of the objects a controller creates, so breakglass is read here too.
+    pub template_annotations: BTreeMap<String, String>,
     /// RFC 6901 pointer to the pod spec in the object (`/spec/template/spec`).
     pub pod_spec_pointer: String,
     /// Names of the pod spec's `imagePullSecrets`, deduplicated, in order.
@@ -192,7 +196,7 @@ pub fn workload_of(
     if !matches!(request.operation, Operation::Create | Operation::Update) {
         return Ok(None);
     }
-    let Some((_, _, pod_spec_path)) = HANDLED_KINDS
+    let Some((_, _, spec_keys)) = HANDLED_KINDS
         .iter()
         .find(|(group, kind, _)| *group == request.kind.group && *kind == request.kind.kind)
     else {
@@ -215,10 +219,11 @@ pub fn workload_of(
             kind: request.kind.kind.clone(),
         })?;
 
-    let (pod_spec, pod_spec_path) = pod_spec_of(&object.data, pod_spec_path)?;
+    let (pod_spec, pod_spec_path) = pod_spec_of(&object.data, spec_keys)?;
     let images = images_of(pod_spec, &pod_spec_path)?;
     let image_pull_secrets = pull_secrets_of(pod_spec, &pod_spec_path)?;
     let service_account = service_account_of(pod_spec, &pod_spec_path)?;
+    let template_annotations = template_annotations_of(&object.data, spec_keys);
 
     Ok(Some(Workload {
         kind: request.kind.kind.clone(),
@@ -226,10 +231,33 @@ pub fn workload_of(
         name: name_of(request, object),
         images,
         annotations: object.metadata.annotations.clone().unwrap_or_default(),
+        template_annotations,
         pod_spec_pointer: pod_spec_path.pointer,
         image_pull_secrets,
         service_account: Some(service_account),
     }))
+}
+
+/// The string annotations of every `metadata` met on the way to the pod spec (below the root,
+/// whose metadata the object carries apart), outer first; an inner value wins on the same key.
+/// Fields of the wrong type are skipped: the images, not these, decide whether the object reads.
+fn template_annotations_of(data: &Value, path: &[&str]) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    let mut node = data;
+    for key in path {
+        let Some(child) = node.get(*key) else { break };
+        node = child;
+        if let Some(Value::Object(annotations)) =
+            node.get("metadata").and_then(|m| m.get("annotations"))
+        {
+            for (name, value) in annotations {
+                if let Value::String(text) = value {
+                    found.insert(name.clone(), text.clone());
+                }
+            }
+        }
+    }
+    found
 }
 
 /// The images of a workload, each once, in the order they first appear.

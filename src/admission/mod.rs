@@ -5,10 +5,13 @@
 //! Without a cluster (`--policy-dir`), events go to the log and registry credentials come only
 //! from `--registry-config`; with one, pull secrets are read and events posted through the API.
 
+pub mod breakglass;
 pub mod command;
+mod compose;
 pub mod decide;
 pub mod events;
 pub mod images;
+mod judge;
 pub mod lookup;
 pub mod metrics;
 pub mod patch;

@@ -65,6 +65,7 @@ mod tests {
                 })
                 .collect(),
             annotations: BTreeMap::new(),
+            template_annotations: BTreeMap::new(),
             pod_spec_pointer: "/spec".into(),
             image_pull_secrets: vec![],
             service_account: Some("default".into()),

@@ -40,6 +40,9 @@ pub enum TlsError {
         reason: String,
     },
     /// rcgen could not make the self-signed certificate.
+    /// The client CA file holds no usable certificate.
+    #[error("{path}: no usable CA certificate for client authentication ({reason})")]
+    ClientCa { path: PathBuf, reason: String },
     #[error("cannot generate a self-signed certificate: {0}")]
     SelfSigned(String),
 }
@@ -52,17 +55,57 @@ pub enum TlsSource {
         cert: PathBuf,
         key: PathBuf,
         reload_interval: Duration,
+        /// PEM CA certificates that API server client certificates must chain to; `None`: no
+        /// client authentication. Re-read with the certificate.
+        client_ca: Option<PathBuf>,
     },
     /// A certificate generated at start for `localhost`, `127.0.0.1` and `::1` (`--tls-self-signed`).
     SelfSigned,
 }
 
-/// A server config for a certificate chain and key in PEM, with HTTP/1.1 and HTTP/2 by ALPN.
+/// Client CA certificates in PEM and the file they came from.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientCa<'a> {
+    /// The PEM text.
+    pub pem: &'a [u8],
+    /// Where it was read (for messages).
+    pub path: &'a Path,
+}
+
+/// A verifier that requires a client certificate chaining to one of `ca`'s certificates.
+fn client_verifier(
+    ca: ClientCa<'_>,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let invalid = |reason: String| TlsError::ClientCa {
+        path: ca.path.to_path_buf(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.pem) {
+        let cert = cert.map_err(|e| invalid(e.to_string()))?;
+        roots.add(cert).map_err(|e| invalid(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid("no PEM certificate found".into()));
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::clone(provider),
+    )
+    .build()
+    .map_err(|e| invalid(e.to_string()))
+}
+
+/// A server config for a certificate chain and key in PEM, with HTTP/1.1 and HTTP/2 by ALPN;
+/// with `client_ca`, clients must present a certificate issued by it (the API server's
+/// AdmissionConfiguration kubeconfig gives it one).
 pub fn server_config_from_pem(
     cert_pem: &[u8],
     key_pem: &[u8],
     cert_path: &Path,
     key_path: &Path,
+    client_ca: Option<ClientCa<'_>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .filter_map(Result::ok)
@@ -82,10 +125,14 @@ pub fn server_config_from_pem(
         reason,
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| rejected(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| rejected(e.to_string()))?;
+    let builder = match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(client_verifier(ca, &provider)?),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| rejected(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -105,22 +152,50 @@ pub fn self_signed_pem() -> Result<(String, String), TlsError> {
 }
 
 /// Reads both files; `Err` names the file that failed.
-fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| TlsError::Read {
-            path: path.to_path_buf(),
-            source,
-        })
-    };
-    Ok((read(cert)?, read(key)?))
+/// The certificate, key and (optional) client CA files, as read together.
+struct TlsFiles {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
 }
 
-fn fingerprint(cert: &[u8], key: &[u8]) -> [u8; 32] {
-    let mut hasher = sha2::Sha256::new();
-    hasher.update((cert.len() as u64).to_be_bytes());
-    hasher.update(cert);
-    hasher.update(key);
-    hasher.finalize().into()
+impl TlsFiles {
+    fn read(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, TlsError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| TlsError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        Ok(TlsFiles {
+            cert: read(cert)?,
+            key: read(key)?,
+            client_ca: client_ca.map(read).transpose()?,
+        })
+    }
+
+    fn fingerprint(&self) -> [u8; 32] {
+        let mut hasher = sha2::Sha256::new();
+        for part in [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()] {
+            let part = part.map_or(&[][..], Vec::as_slice);
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+        hasher.finalize().into()
+    }
+
+    fn server_config(
+        &self,
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let ca = match (&self.client_ca, client_ca) {
+            (Some(pem), Some(path)) => Some(ClientCa { pem, path }),
+            _ => None,
+        };
+        server_config_from_pem(&self.cert, &self.key, cert, key, ca)
+    }
 }
 
 /// The live TLS configuration and, for files, the task that reloads it.
@@ -140,6 +215,7 @@ impl Tls {
                     key.as_bytes(),
                     Path::new("<self-signed>"),
                     Path::new("<self-signed>"),
+                    None,
                 )?;
                 Ok(Tls {
                     config: RustlsConfig::from_config(config),
@@ -149,16 +225,16 @@ impl Tls {
                 cert,
                 key,
                 reload_interval,
+                client_ca,
             } => {
-                let (cert_pem, key_pem) = read_pair(cert, key)?;
-                let config = server_config_from_pem(&cert_pem, &key_pem, cert, key)?;
+                let files = TlsFiles::read(cert, key, client_ca.as_deref())?;
+                let config = files.server_config(cert, key, client_ca.as_deref())?;
                 let rustls_config = RustlsConfig::from_config(config);
                 tokio::spawn(reload_on_change(
                     rustls_config.clone(),
-                    cert.clone(),
-                    key.clone(),
+                    source.clone(),
                     *reload_interval,
-                    fingerprint(&cert_pem, &key_pem),
+                    files.fingerprint(),
                 ));
                 Ok(Tls {
                     config: rustls_config,
@@ -171,27 +247,35 @@ impl Tls {
 /// Polls the files; installs a new configuration when their contents change and parse.
 async fn reload_on_change(
     config: RustlsConfig,
-    cert: PathBuf,
-    key: PathBuf,
+    source: TlsSource,
     interval: Duration,
     mut current: [u8; 32],
 ) {
+    let TlsSource::Files {
+        cert,
+        key,
+        client_ca,
+        ..
+    } = source
+    else {
+        return;
+    };
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(50)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let (cert_pem, key_pem) = match read_pair(&cert, &key) {
-            Ok(pair) => pair,
+        let files = match TlsFiles::read(&cert, &key, client_ca.as_deref()) {
+            Ok(files) => files,
             Err(e) => {
                 tracing::warn!(error = %e, "TLS files unreadable; keeping the current certificate");
                 continue;
             }
         };
-        let seen = fingerprint(&cert_pem, &key_pem);
+        let seen = files.fingerprint();
         if seen == current {
             continue;
         }
-        match server_config_from_pem(&cert_pem, &key_pem, &cert, &key) {
+        match files.server_config(&cert, &key, client_ca.as_deref()) {
             Ok(new_config) => {
                 config.reload_from_config(new_config);
                 current = seen;
@@ -216,6 +300,7 @@ mod tests {
             key.as_bytes(),
             Path::new("c"),
             Path::new("k"),
+            None,
         );
         assert!(config.is_ok(), "{:?}", config.err());
     }
@@ -229,15 +314,17 @@ mod tests {
             other_key.as_bytes(),
             Path::new("tls.crt"),
             Path::new("tls.key"),
+            None,
         )
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
         assert!(err.contains("tls.crt") && err.contains("tls.key"), "{err}");
-        let err = server_config_from_pem(b"", b"", Path::new("tls.crt"), Path::new("tls.key"))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err =
+            server_config_from_pem(b"", b"", Path::new("tls.crt"), Path::new("tls.key"), None)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
         assert_eq!(err, "tls.crt: no PEM certificate found");
     }
 }

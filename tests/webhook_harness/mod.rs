@@ -270,6 +270,7 @@ impl TestWebhook {
             cert,
             key,
             reload_interval: Duration::from_millis(100),
+            client_ca: None,
         };
         let server = WebhookServer::start("127.0.0.1:0".parse().expect("addr"), &tls, admission)
             .await
@@ -338,10 +339,16 @@ impl TestWebhook {
     }
 }
 
-/// Settings for tests: short deadline unless given.
+/// The group of the fixtures' `kubernetes-admin`, allowed to break glass by [`settings`].
+pub const ADMIN_GROUP: &str = "kubeadm:cluster-admins";
+
+/// Settings for tests: the given deadline; breakglass on for [`ADMIN_GROUP`]; pull secrets read.
 pub fn settings(deadline: Duration) -> DecisionSettings {
     DecisionSettings {
         deadline,
+        breakglass: true,
+        breakglass_groups: vec![ADMIN_GROUP.to_string()],
+        pull_secrets: true,
         ..DecisionSettings::default()
     }
 }

@@ -1,0 +1,462 @@
+//! The per-image judge of admission: parse the reference (cached), ask the engine whether any
+//! policy governs it (no registry call when none does), look the digest and signatures up
+//! (coalesced and cached in [`super::lookup`]), evaluate, and keep the verdict.
+//!
+//! Verdicts are cached by (snapshot generation, namespace, normalised reference, digest). An
+//! allowed verdict lives as long as the signature cache (`--signature-cache-ttl`), so deleting a
+//! signature matters within that time; a failing one lives at most [`FAILED_VERDICT_TTL`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use sha2::Digest as _;
+use tokio::sync::OnceCell;
+
+use super::images::{Workload, distinct_images};
+use super::lookup::{LookupTimings, Lookups, RequestRegistry};
+use super::metrics::{CacheName, Metrics};
+use super::pull_secrets::PullSecrets;
+use super::verdict_cache::ExpiringMap;
+use crate::controller::PolicyState;
+use crate::policy::{ImageVerdict, Lookup, Snapshot};
+use crate::reference::ImageRef;
+use crate::registry::RegistryClient;
+
+/// How long a failing verdict is reused at most: short, the image may be signed in a moment.
+const FAILED_VERDICT_TTL: Duration = Duration::from_secs(10);
+/// Parsed references kept (parsing is pure, so they never go stale; the bound is for memory).
+const PARSED_REFERENCES: usize = 10_000;
+/// Workloads repeat the same few references, so each is parsed once an hour at most.
+const PARSED_REFERENCE_TTL: Duration = Duration::from_secs(3600);
+
+/// What the engine said about one image, kept small: 100,000 of them must fit in a few MiB.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct CachedVerdict {
+    /// The image may run: every governing `Enforce` policy passed (or none governs and
+    /// `--no-match` allows).
+    pub allowed: bool,
+    /// Governed, and every `Enforce` policy passed: `/mutate` pins the digest, whatever `DryRun`
+    /// policies say (pinning must not depend on a policy that is only being tried out).
+    pub pinnable: bool,
+    /// Governed, and every policy passed, `DryRun` ones included (the audit's verified images).
+    pub verified: bool,
+    /// The one-line denial, when not allowed.
+    pub denial: Option<Box<str>>,
+    /// One line per failing `DryRun` policy.
+    pub warnings: Box<[Box<str>]>,
+}
+
+impl CachedVerdict {
+    pub(crate) fn of(verdict: &ImageVerdict) -> Self {
+        CachedVerdict {
+            allowed: verdict.allowed,
+            pinnable: verdict.allowed && !verdict.policies.is_empty(),
+            verified: verdict.allowed && !verdict.dry_run && !verdict.policies.is_empty(),
+            denial: verdict.denial_message().map(String::into_boxed_str),
+            warnings: verdict
+                .warnings()
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
+        }
+    }
+}
+
+impl CachedVerdict {
+    /// Allowed verdicts live as long as the signatures they were judged from; failing ones
+    /// briefly.
+    fn ttl(&self, timings: &LookupTimings) -> Duration {
+        if self.allowed {
+            timings.signatures_ttl
+        } else {
+            FAILED_VERDICT_TTL.min(timings.signatures_ttl)
+        }
+    }
+
+    /// A verdict that denies with `denial`.
+    pub fn denied(denial: String) -> Self {
+        CachedVerdict {
+            allowed: false,
+            pinnable: false,
+            verified: false,
+            denial: Some(denial.into_boxed_str()),
+            warnings: Box::new([]),
+        }
+    }
+
+    /// The verdict of an image that verified without warnings: nearly every cached verdict is
+    /// this one, so they all share one allocation.
+    pub(crate) fn plain_verified() -> Self {
+        CachedVerdict {
+            allowed: true,
+            pinnable: true,
+            verified: true,
+            denial: None,
+            warnings: Box::new([]),
+        }
+    }
+}
+
+/// A reference parsed once: the parsed form and its normalised text (part of the verdict key).
+pub(crate) struct ParsedImage {
+    image: ImageRef,
+    normalised: Box<str>,
+}
+
+/// The outcome for one distinct image of a request.
+#[derive(Clone, Debug)]
+pub(crate) struct ImageOutcome {
+    /// The image as the workload writes it.
+    pub written: String,
+    /// The digest judged (resolved, or named by the reference).
+    pub digest: Option<Arc<str>>,
+    /// What the engine said.
+    pub verdict: Arc<CachedVerdict>,
+}
+
+/// Judges images: everything a verdict needs, shared by all requests.
+pub(crate) struct Judge {
+    policy: PolicyState,
+    registry: RegistryClient,
+    lookups: Lookups,
+    timings: LookupTimings,
+    verdicts: ExpiringMap<[u8; 16], Arc<CachedVerdict>>,
+    /// Shared by every cached [`CachedVerdict::plain_verified`].
+    plain_verified: Arc<CachedVerdict>,
+    references: ExpiringMap<Box<str>, Arc<ParsedImage>>,
+    pull_secrets: Option<PullSecrets>,
+    metrics: Arc<Metrics>,
+    /// The request deadline, named in the reason of a lookup that ran out of time.
+    deadline: Duration,
+}
+
+impl Judge {
+    /// A judge reading `policy`, looking images up through `registry` (with pull secrets read
+    /// through `pull_secrets`, when given).
+    pub fn new(
+        policy: PolicyState,
+        registry: RegistryClient,
+        pull_secrets: Option<PullSecrets>,
+        cache_size: u64,
+        timings: LookupTimings,
+        deadline: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Judge {
+            policy,
+            registry,
+            lookups: Lookups::new(cache_size, timings, Arc::clone(&metrics)),
+            timings,
+            verdicts: ExpiringMap::new(usize::try_from(cache_size).unwrap_or(usize::MAX)),
+            plain_verified: Arc::new(CachedVerdict::plain_verified()),
+            references: ExpiringMap::new(PARSED_REFERENCES),
+            pull_secrets,
+            metrics,
+            deadline,
+        }
+    }
+
+    /// Whether the policy picture has synced.
+    pub fn is_ready(&self) -> bool {
+        self.policy.is_ready()
+    }
+
+    /// Verdicts cached now (expired ones not counted).
+    pub fn cached_verdicts(&self) -> u64 {
+        self.verdicts.live_entries()
+    }
+
+    /// `written` parsed, from the parsed-reference cache when it is there.
+    fn parse_reference(&self, written: &str) -> Result<Arc<ParsedImage>, String> {
+        let hint = reference_shard(written);
+        if let Some(parsed) = self.references.get(hint, written) {
+            return Ok(parsed);
+        }
+        let image = ImageRef::parse(written).map_err(|e| e.to_string())?;
+        let parsed = Arc::new(ParsedImage {
+            normalised: image.to_string().into_boxed_str(),
+            image,
+        });
+        self.references.insert(
+            hint,
+            Box::from(written),
+            Arc::clone(&parsed),
+            PARSED_REFERENCE_TTL,
+        );
+        Ok(parsed)
+    }
+
+    /// Judges every distinct image of `workload` at once.
+    pub async fn judge_images(
+        &self,
+        workload: &Workload,
+        deadline: tokio::time::Instant,
+    ) -> Vec<ImageOutcome> {
+        let snapshot = self.policy.snapshot();
+        // Credentials are read (through the API) only if some image needs the registry, and
+        // then once for all of them.
+        let registry = OnceCell::new();
+        let images = distinct_images(workload);
+        let judged = images
+            .iter()
+            .map(|written| self.judge_image(written, workload, &snapshot, &registry, deadline));
+        join_all(judged).await
+    }
+
+    async fn judge_image(
+        &self,
+        written: &str,
+        workload: &Workload,
+        snapshot: &Arc<Snapshot>,
+        registry: &OnceCell<RequestRegistry>,
+        deadline: tokio::time::Instant,
+    ) -> ImageOutcome {
+        let namespace = workload.namespace.as_str();
+        let parsed = match self.parse_reference(written) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                return ImageOutcome {
+                    written: written.to_string(),
+                    digest: None,
+                    verdict: Arc::new(CachedVerdict::denied(format!("{written}: {e}"))),
+                };
+            }
+        };
+        let image = &parsed.image;
+        if snapshot.matching_policies(namespace, image).is_empty() {
+            // No registry access for images no policy governs: the engine applies --no-match.
+            let verdict = snapshot.evaluate(
+                namespace,
+                image,
+                &Lookup::Failed {
+                    reason: "not looked up".to_string(),
+                },
+            );
+            return ImageOutcome {
+                written: written.to_string(),
+                digest: None,
+                verdict: Arc::new(CachedVerdict::of(&verdict)),
+            };
+        }
+        let looked_up = tokio::time::timeout_at(
+            deadline,
+            self.look_up(&parsed, workload, snapshot, registry),
+        )
+        .await;
+        let (digest, lookup) = match looked_up {
+            Ok(Looked::Cached(digest, verdict)) => {
+                return ImageOutcome {
+                    written: written.to_string(),
+                    digest: Some(digest),
+                    verdict,
+                };
+            }
+            Ok(Looked::Fetched(digest, signatures)) => (
+                Some(Arc::clone(&digest)),
+                Lookup::Found {
+                    digest: digest.to_string(),
+                    signatures: signatures.to_vec(),
+                },
+            ),
+            Ok(Looked::Failed(reason)) => (
+                None,
+                Lookup::Failed {
+                    reason: reason.to_string(),
+                },
+            ),
+            Err(_elapsed) => (
+                None,
+                Lookup::Failed {
+                    reason: format!(
+                        "registry {} did not answer within {}",
+                        image.registry(),
+                        super::decide::format_duration(self.deadline)
+                    ),
+                },
+            ),
+        };
+        let found = matches!(lookup, Lookup::Found { .. });
+        let verdict = self
+            .evaluate(written, snapshot, namespace, &parsed, lookup)
+            .await;
+        let verdict = if verdict == *self.plain_verified {
+            Arc::clone(&self.plain_verified)
+        } else {
+            Arc::new(verdict)
+        };
+        if let (Some(digest), true) = (&digest, found) {
+            let key = verdict_key_of(snapshot.generation(), namespace, &parsed.normalised, digest);
+            self.verdicts.insert(
+                key[0],
+                key,
+                Arc::clone(&verdict),
+                verdict.ttl(&self.timings),
+            );
+        }
+        ImageOutcome {
+            written: written.to_string(),
+            digest: digest.or_else(|| image.digest().map(Arc::from)),
+            verdict,
+        }
+    }
+
+    /// The engine's verdict on `lookup`. Signature checks are CPU work (~0.1 ms each), so with
+    /// signatures to check it runs as its own task: a pod's images then verify in parallel on
+    /// the runtime's workers instead of one after another on the request's task. Not on the
+    /// blocking pool: a burst of cold admissions there grows one thread (and malloc arena) per
+    /// image, which cost 10 MiB of resident memory in the load test.
+    async fn evaluate(
+        &self,
+        written: &str,
+        snapshot: &Arc<Snapshot>,
+        namespace: &str,
+        parsed: &Arc<ParsedImage>,
+        lookup: Lookup,
+    ) -> CachedVerdict {
+        let has_signatures =
+            matches!(&lookup, Lookup::Found { signatures, .. } if !signatures.is_empty());
+        if !has_signatures {
+            return CachedVerdict::of(&snapshot.evaluate(namespace, &parsed.image, &lookup));
+        }
+        let snapshot = Arc::clone(snapshot);
+        let namespace = namespace.to_string();
+        let parsed = Arc::clone(parsed);
+        let checked = tokio::spawn(async move {
+            CachedVerdict::of(&snapshot.evaluate(&namespace, &parsed.image, &lookup))
+        })
+        .await;
+        checked.unwrap_or_else(|e| {
+            CachedVerdict::denied(format!("{written}: signature check failed: {e}"))
+        })
+    }
+
+    /// Digest, then a cached verdict or the signatures.
+    async fn look_up(
+        &self,
+        parsed: &ParsedImage,
+        workload: &Workload,
+        snapshot: &Snapshot,
+        registry: &OnceCell<RequestRegistry>,
+    ) -> Looked {
+        let registry = registry
+            .get_or_init(|| self.request_registry(workload))
+            .await;
+        let image = &parsed.image;
+        let digest = match self.lookups.digest(image, registry).await {
+            Ok(digest) => digest,
+            Err(reason) => return Looked::Failed(reason),
+        };
+        let key = verdict_key_of(
+            snapshot.generation(),
+            &workload.namespace,
+            &parsed.normalised,
+            &digest,
+        );
+        if let Some(verdict) = self.verdicts.get(key[0], &key) {
+            self.metrics.cache(CacheName::Verdict, true);
+            return Looked::Cached(digest, verdict);
+        }
+        self.metrics.cache(CacheName::Verdict, false);
+        match self.lookups.signatures(image, &digest, registry).await {
+            Ok(signatures) => Looked::Fetched(digest, signatures),
+            Err(reason) => Looked::Failed(reason),
+        }
+    }
+
+    async fn request_registry(&self, workload: &Workload) -> RequestRegistry {
+        let secrets = match &self.pull_secrets {
+            Some(reader) => {
+                reader
+                    .credentials(
+                        &workload.namespace,
+                        &workload.image_pull_secrets,
+                        workload.service_account.as_deref(),
+                    )
+                    .await
+            }
+            None => Vec::new(),
+        };
+        RequestRegistry::new(&self.registry, secrets)
+    }
+}
+
+enum Looked {
+    Cached(Arc<str>, Arc<CachedVerdict>),
+    Fetched(Arc<str>, super::lookup::Signatures),
+    Failed(Arc<str>),
+}
+
+/// The key of a verdict from the reference itself (tests; requests use [`verdict_key_of`]).
+#[cfg(test)]
+fn verdict_key(generation: u64, namespace: &str, image: &ImageRef, digest: &str) -> [u8; 16] {
+    verdict_key_of(generation, namespace, &image.to_string(), digest)
+}
+
+/// 128 bits of SHA-256 over what a verdict depends on: snapshot generation, namespace (policies
+/// differ per namespace), the normalised reference (a `Default` signature binds the tag) and
+/// the digest. A fixed-size key keeps 100,000 cached verdicts small.
+/// The normalised reference text is kept with the parsed reference, so it is not rebuilt.
+fn verdict_key_of(generation: u64, namespace: &str, normalised: &str, digest: &str) -> [u8; 16] {
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(generation.to_be_bytes());
+    for part in [namespace, normalised, digest] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let full = hasher.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&full[..16]);
+    key
+}
+
+/// A shard hint for a reference: cheap, and the same for the same text.
+fn reference_shard(written: &str) -> u8 {
+    written
+        .bytes()
+        .fold(written.len() as u8, |acc, b| acc.rotate_left(3) ^ b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_keys_separate_namespace_tag_digest_and_generation() {
+        let a = ImageRef::parse("r.example/app:v1").ok();
+        let b = ImageRef::parse("r.example/app:v2").ok();
+        let (Some(a), Some(b)) = (a, b) else {
+            panic!("test references parse");
+        };
+        let base = verdict_key(1, "ns", &a, "sha256:1");
+        assert_ne!(base, verdict_key(2, "ns", &a, "sha256:1"));
+        assert_ne!(base, verdict_key(1, "other", &a, "sha256:1"));
+        assert_ne!(base, verdict_key(1, "ns", &b, "sha256:1"));
+        assert_ne!(base, verdict_key(1, "ns", &a, "sha256:2"));
+        assert_eq!(base, verdict_key(1, "ns", &a, "sha256:1"));
+    }
+
+    #[test]
+    fn allowed_verdicts_live_as_long_as_the_signatures() {
+        let timings = LookupTimings {
+            signatures_ttl: Duration::from_secs(30),
+            ..LookupTimings::default()
+        };
+        assert_eq!(
+            CachedVerdict::plain_verified().ttl(&timings),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            CachedVerdict::denied("no".into()).ttl(&timings),
+            FAILED_VERDICT_TTL
+        );
+        let short = LookupTimings {
+            signatures_ttl: Duration::from_secs(2),
+            ..timings
+        };
+        assert_eq!(
+            CachedVerdict::denied("no".into()).ttl(&short),
+            Duration::from_secs(2)
+        );
+    }
+}
