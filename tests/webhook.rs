@@ -6,7 +6,7 @@ mod support;
 mod webhook_harness;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -17,8 +17,8 @@ use signet::policy::{EngineOptions, NoMatch};
 
 use support::{CorruptingProxy, ProxyAuth};
 use webhook_harness::{
-    SignedRegistry, TestCa, TestWebhook, fixture, metric, policy_state, policy_state_simple,
-    settings, signed_registry, uid_of,
+    MockApi, SignedRegistry, TestCa, TestWebhook, fixture, metric, policy_state,
+    policy_state_simple, settings, signed_registry, uid_of,
 };
 
 const DEADLINE: Duration = Duration::from_secs(8);
@@ -550,72 +550,6 @@ async fn identical_cold_admissions_share_one_set_of_registry_lookups() {
     // and its one payload blob.
     let lines = proxy.request_lines();
     assert_eq!(lines.len(), 6, "{lines:#?}");
-}
-
-/// A mocked Kubernetes API: serves service accounts and secrets from a table, accepts events,
-/// records every request as `METHOD path` with its body.
-struct MockApi {
-    requests: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl MockApi {
-    fn start(objects: BTreeMap<String, Value>) -> (kube::Client, MockApi) {
-        use http::{Request, Response};
-        use kube::client::Body;
-        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let requests: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
-        let log = Arc::clone(&requests);
-        tokio::spawn(async move {
-            let mut handle = Box::pin(handle);
-            while let Some((request, send)) = handle.next_request().await {
-                let line = format!("{} {}", request.method(), request.uri().path());
-                let bytes = request
-                    .into_body()
-                    .collect_bytes()
-                    .await
-                    .unwrap_or_default();
-                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                log.lock().expect("log").push((line.clone(), body.clone()));
-                let (status, answer) = if line.starts_with("POST ") {
-                    (201, body)
-                } else if let Some(object) = objects.get(&line) {
-                    (200, object.clone())
-                } else {
-                    (
-                        404,
-                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                 "reason": "NotFound", "code": 404, "message": "not found"}),
-                    )
-                };
-                let response = Response::builder()
-                    .status(status)
-                    .header("Content-Type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&answer).unwrap_or_default()))
-                    .expect("response");
-                send.send_response(response);
-            }
-        });
-        (kube::Client::new(service, "default"), MockApi { requests })
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.requests
-            .lock()
-            .expect("log")
-            .iter()
-            .map(|(l, _)| l.clone())
-            .collect()
-    }
-
-    fn posted(&self, prefix: &str) -> Vec<Value> {
-        self.requests
-            .lock()
-            .expect("log")
-            .iter()
-            .filter(|(l, _)| l.starts_with(prefix))
-            .map(|(_, b)| b.clone())
-            .collect()
-    }
 }
 
 fn docker_secret(name: &str, registry: &str, user: &str, password: &str) -> Value {

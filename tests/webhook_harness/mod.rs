@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
 use signet::admission::{Admission, DecisionSettings, Metrics, TlsSource, WebhookServer};
 use signet::controller::PolicyState;
 use signet::crypto::{Algorithm, FileKey, generate_key_pair};
@@ -151,8 +153,25 @@ fn policy_state_typed(
     no_match: NoMatch,
     signature_type: &str,
 ) -> PolicyState {
+    policy_state_of(&policy_yaml(host, public_key_pem, signature_type), no_match)
+}
+
+/// The attestor document `name` holding one ECDSA P-256 key.
+pub fn attestor_yaml(name: &str, public_key_pem: &str) -> String {
+    let key = public_key_pem
+        .lines()
+        .map(|l| format!("      {l}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!(
+        "apiVersion: signet.dev/v1alpha1\nkind: Attestor\nmetadata:\n  name: {name}\nspec:\n  keys:\n  \
+         - id: {name}-key\n    algorithm: ECDSA_P256_SHA_256\n    publicKey: |\n{key}\n"
+    )
+}
+
+/// A policy picture compiled from YAML documents (Attestors and policies), checked ready.
+pub fn policy_state_of(yaml: &str, no_match: NoMatch) -> PolicyState {
     let mut inputs = PolicyInputs::default();
-    let yaml = policy_yaml(host, public_key_pem, signature_type);
     for document in serde_yaml_ng::Deserializer::from_str(&yaml) {
         let value: serde_yaml_ng::Value =
             serde::Deserialize::deserialize(document).expect("policy YAML");
@@ -166,6 +185,15 @@ fn policy_state_typed(
             Some("VerificationPolicy") => inputs
                 .policies
                 .push(serde_yaml_ng::from_value(value).expect("VerificationPolicy")),
+            Some("Namespace") => {
+                let name = value["metadata"]["name"]
+                    .as_str()
+                    .expect("name")
+                    .to_string();
+                let labels = serde_yaml_ng::from_value(value["metadata"]["labels"].clone())
+                    .unwrap_or_default();
+                inputs.namespaces.insert(name, labels);
+            }
             other => panic!("unexpected kind {other:?}"),
         }
     }
@@ -379,4 +407,85 @@ pub fn metric(text: &str, line_prefix: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// A mocked Kubernetes API: serves service accounts and secrets from a table, accepts events,
+/// records every request as `METHOD path` with its body.
+pub struct MockApi {
+    requests: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl MockApi {
+    pub fn start(objects: BTreeMap<String, Value>) -> (kube::Client, MockApi) {
+        Self::start_with(objects, Vec::new())
+    }
+
+    /// Also answers SubjectAccessReviews: allowed for the users in `allowed_users`.
+    pub fn start_with(
+        objects: BTreeMap<String, Value>,
+        allowed_users: Vec<String>,
+    ) -> (kube::Client, MockApi) {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let requests: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let log = Arc::clone(&requests);
+        tokio::spawn(async move {
+            let mut handle = Box::pin(handle);
+            while let Some((request, send)) = handle.next_request().await {
+                let line = format!("{} {}", request.method(), request.uri().path());
+                let bytes = request
+                    .into_body()
+                    .collect_bytes()
+                    .await
+                    .unwrap_or_default();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                log.lock().expect("log").push((line.clone(), body.clone()));
+                let (status, answer) =
+                    if line == "POST /apis/authorization.k8s.io/v1/subjectaccessreviews" {
+                        let user = body["spec"]["user"].as_str().unwrap_or_default();
+                        let allowed = allowed_users.iter().any(|u| u == user);
+                        let mut answer = body.clone();
+                        answer["status"] = json!({"allowed": allowed});
+                        (201, answer)
+                    } else if line.starts_with("POST ") {
+                        (201, body)
+                    } else if let Some(object) = objects.get(&line) {
+                        (200, object.clone())
+                    } else {
+                        (
+                            404,
+                            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                 "reason": "NotFound", "code": 404, "message": "not found"}),
+                        )
+                    };
+                let response = Response::builder()
+                    .status(status)
+                    .header("Content-Type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&answer).unwrap_or_default()))
+                    .expect("response");
+                send.send_response(response);
+            }
+        });
+        (kube::Client::new(service, "default"), MockApi { requests })
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .expect("log")
+            .iter()
+            .map(|(l, _)| l.clone())
+            .collect()
+    }
+
+    pub fn posted(&self, prefix: &str) -> Vec<Value> {
+        self.requests
+            .lock()
+            .expect("log")
+            .iter()
+            .filter(|(l, _)| l.starts_with(prefix))
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
 }
