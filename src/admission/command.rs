@@ -11,7 +11,7 @@ use clap::{ArgAction, Args, ValueEnum};
 use super::decide::{Admission, DecisionSettings};
 use super::lookup::LookupTimings;
 use super::metrics::Metrics;
-use super::server::{ServerError, WebhookServer};
+use super::server::{ServerError, WebhookServer, serve_ops};
 use super::tls::TlsSource;
 use crate::controller::{self, ControllerError, LeaderElection, StatusWrites, policy_channel};
 use crate::policy::{EngineOptions, NoMatch};
@@ -100,6 +100,10 @@ pub struct WebhookArgs {
     /// signature stops admitting within this time.
     #[arg(long, env = "SIGNET_SIGNATURE_CACHE_TTL", default_value = "30s", value_parser = parse_duration)]
     pub signature_cache_ttl: Duration,
+    /// Also serve /healthz, /readyz and /metrics over plain HTTP on this address (needed with
+    /// --client-ca: probes and Prometheus carry no client certificate).
+    #[arg(long, env = "SIGNET_OPS_LISTEN")]
+    pub ops_listen: Option<SocketAddr>,
     /// PEM CA certificates: clients (the API server) must present a certificate issued by one.
     #[arg(long, env = "SIGNET_CLIENT_CA", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
@@ -247,6 +251,10 @@ pub async fn run_webhook(
     let metrics = Arc::new(Metrics::new());
     let admission = Admission::new(state, registry_client, kube, settings, metrics);
     let server = WebhookServer::start(args.listen, &tls, admission).await?;
+    let ops = match args.ops_listen {
+        Some(listen) => Some(serve_ops(listen, Arc::clone(server.admission())).await?.1),
+        None => None,
+    };
     let stopped = tokio::select! {
         () = shutdown_signal() => Ok(()),
         ended = &mut policy_source => match ended {
@@ -260,6 +268,9 @@ pub async fn run_webhook(
     server.shutdown(Duration::from_secs(5));
     server.wait().await?;
     policy_source.abort();
+    if let Some(ops) = ops {
+        ops.abort();
+    }
     stopped
 }
 

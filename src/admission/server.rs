@@ -65,6 +65,38 @@ pub fn router(admission: Arc<Admission>) -> Router {
         .with_state(admission)
 }
 
+/// The probe and metrics routes alone, for the plain-HTTP operations port (`--ops-listen`):
+/// kubelet probes and Prometheus present no client certificate, so with `--client-ca` they
+/// cannot use the admission port.
+pub fn ops_router(admission: Arc<Admission>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(admission)
+}
+
+/// Serves [`ops_router`] over plain HTTP on `listen` until the task is dropped or aborted.
+pub async fn serve_ops(
+    listen: SocketAddr,
+    admission: Arc<Admission>,
+) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>), ServerError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: listen,
+        source,
+    })?;
+    let app = ops_router(admission);
+    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    tracing::info!(%addr, "probes and metrics listening (HTTP)");
+    Ok((addr, task))
+}
+
 async fn validate(State(admission): State<Arc<Admission>>, body: Body) -> Response {
     answer(&admission, body, Endpoint::Validate).await
 }
