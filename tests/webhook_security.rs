@@ -434,3 +434,83 @@ async fn with_a_client_ca_only_the_api_server_is_answered() {
         "{text}"
     );
 }
+
+/// A pod fixture moved into `namespace`.
+fn in_namespace(body: Vec<u8>, namespace: &str) -> Vec<u8> {
+    let mut value: Value = serde_json::from_slice(&body).expect("fixture JSON");
+    value["request"]["namespace"] = json!(namespace);
+    value["request"]["object"]["metadata"]["namespace"] = json!(namespace);
+    serde_json::to_vec(&value).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_the_picture_has_not_seen_is_read_before_its_selector_is_judged() {
+    let setup = signed_registry().await;
+    let host = setup.host();
+    // Only namespaces labelled env=prod must run signed `legacy/` images. The picture knows no
+    // namespace yet (as right after `kubectl apply` of a namespace and a pod together).
+    let yaml = format!(
+        "{}---\napiVersion: signet.dev/v1alpha1\nkind: ClusterVerificationPolicy\n\
+         metadata:\n  name: prod-namespaces\nspec:\n  images: [\"{host}/legacy/**\"]\n  \
+         attestors: [release]\n  namespaceSelector:\n    matchLabels: {{env: prod}}\n",
+        attestor_yaml("release", &setup.public_key_pem),
+    );
+    let objects = BTreeMap::from([(
+        "GET /api/v1/namespaces/fresh".to_string(),
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "fresh", "labels": {"env": "prod"}}}),
+    )]);
+    let (client, api) = MockApi::start(objects);
+    let state = policy_state_of(&yaml, NoMatch::Allow);
+    let webhook = TestWebhook::start(state, settings(DEADLINE), Some(client)).await;
+    // The unsigned legacy image in the new prod namespace: denied, not waved through.
+    let body = in_namespace(
+        fixture("replicationcontroller-create.json", &host, None),
+        "fresh",
+    );
+    let response = webhook.review("/validate", body).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(
+        response["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("policy prod-namespaces")),
+        "{response}"
+    );
+    assert!(
+        api.lines()
+            .iter()
+            .any(|l| l == "GET /api/v1/namespaces/fresh"),
+        "{:?}",
+        api.lines()
+    );
+    // A namespace without the label is not governed by it.
+    let body = in_namespace(
+        fixture("replicationcontroller-create.json", &host, None),
+        "scratch",
+    );
+    let response = webhook.review("/validate", body).await;
+    assert_eq!(response["allowed"], true, "{response}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_namespace_that_cannot_be_read_is_denied() {
+    let setup = signed_registry().await;
+    let host = setup.host();
+    let state = policy_state(&host, &setup.public_key_pem, NoMatch::Allow);
+    let objects = BTreeMap::from([(
+        "GET /api/v1/namespaces/ghost".to_string(),
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+               "code": 403, "message": "forbidden"}),
+    )]);
+    let (client, _api) = MockApi::start(objects);
+    let webhook = TestWebhook::start(state, settings(DEADLINE), Some(client)).await;
+    let body = in_namespace(fixture("pod-create.json", &host, None), "ghost");
+    let response = webhook.review("/validate", body).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(
+        response["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("namespace ghost is not known to signet yet")),
+        "{response}"
+    );
+}

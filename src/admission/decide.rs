@@ -22,6 +22,7 @@ use super::images::{Workload, workload_of};
 use super::judge::Judge;
 use super::lookup::LookupTimings;
 use super::metrics::{AdmissionResult, Endpoint, Metrics};
+use super::namespaces::NamespaceReader;
 use super::pull_secrets::PullSecrets;
 use super::review::{Answer, ReviewError, parse_review};
 use crate::controller::PolicyState;
@@ -100,6 +101,7 @@ impl Admission {
                 policy,
                 registry,
                 pull_secrets,
+                kube.clone().map(NamespaceReader::new),
                 settings.cache_size,
                 settings.timings,
                 settings.deadline,

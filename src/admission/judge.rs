@@ -16,10 +16,11 @@ use tokio::sync::OnceCell;
 use super::images::{Workload, distinct_images};
 use super::lookup::{LookupTimings, Lookups, RequestRegistry};
 use super::metrics::{CacheName, Metrics};
+use super::namespaces::{Labels, NamespaceReader};
 use super::pull_secrets::PullSecrets;
 use super::verdict_cache::ExpiringMap;
 use crate::controller::PolicyState;
-use crate::policy::{ImageVerdict, Lookup, Snapshot};
+use crate::policy::{Governing, ImageVerdict, Lookup, Snapshot};
 use crate::reference::ImageRef;
 use crate::registry::RegistryClient;
 
@@ -126,6 +127,8 @@ pub(crate) struct Judge {
     plain_verified: Arc<CachedVerdict>,
     references: ExpiringMap<Box<str>, Arc<ParsedImage>>,
     pull_secrets: Option<PullSecrets>,
+    /// Reads the labels of namespaces the picture has not seen yet (cluster mode).
+    namespaces: Option<NamespaceReader>,
     metrics: Arc<Metrics>,
     /// The request deadline, named in the reason of a lookup that ran out of time.
     deadline: Duration,
@@ -138,6 +141,7 @@ impl Judge {
         policy: PolicyState,
         registry: RegistryClient,
         pull_secrets: Option<PullSecrets>,
+        namespaces: Option<NamespaceReader>,
         cache_size: u64,
         timings: LookupTimings,
         deadline: Duration,
@@ -152,6 +156,7 @@ impl Judge {
             plain_verified: Arc::new(CachedVerdict::plain_verified()),
             references: ExpiringMap::new(PARSED_REFERENCES),
             pull_secrets,
+            namespaces,
             metrics,
             deadline,
         }
@@ -194,14 +199,50 @@ impl Judge {
         deadline: tokio::time::Instant,
     ) -> Vec<ImageOutcome> {
         let snapshot = self.policy.snapshot();
+        let images = distinct_images(workload);
+        let labels = match self
+            .unknown_namespace_labels(&snapshot, &workload.namespace)
+            .await
+        {
+            Ok(labels) => labels,
+            Err(reason) => {
+                let denied = Arc::new(CachedVerdict::denied(reason));
+                return images
+                    .into_iter()
+                    .map(|written| ImageOutcome {
+                        written,
+                        digest: None,
+                        verdict: Arc::clone(&denied),
+                    })
+                    .collect();
+            }
+        };
         // Credentials are read (through the API) only if some image needs the registry, and
         // then once for all of them.
         let registry = OnceCell::new();
-        let images = distinct_images(workload);
-        let judged = images
-            .iter()
-            .map(|written| self.judge_image(written, workload, &snapshot, &registry, deadline));
+        let judged = images.iter().map(|written| {
+            let governing = |image: &ImageRef| match &labels {
+                Some(labels) => snapshot.governing_in(&workload.namespace, labels, image),
+                None => snapshot.governing(&workload.namespace, image),
+            };
+            self.judge_image(written, workload, &snapshot, governing, &registry, deadline)
+        });
         join_all(judged).await
+    }
+
+    /// `None` when the picture knows the namespace (or there is no API to ask); else its labels
+    /// as the API gives them now.
+    async fn unknown_namespace_labels(
+        &self,
+        snapshot: &Snapshot,
+        namespace: &str,
+    ) -> Result<Option<Arc<Labels>>, String> {
+        match &self.namespaces {
+            Some(reader) if !snapshot.knows_namespace(namespace) => {
+                reader.labels(namespace).await.map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     async fn judge_image(
@@ -209,6 +250,7 @@ impl Judge {
         written: &str,
         workload: &Workload,
         snapshot: &Arc<Snapshot>,
+        governing: impl Fn(&ImageRef) -> Governing,
         registry: &OnceCell<RequestRegistry>,
         deadline: tokio::time::Instant,
     ) -> ImageOutcome {
@@ -224,10 +266,11 @@ impl Judge {
             }
         };
         let image = &parsed.image;
-        if snapshot.matching_policies(namespace, image).is_empty() {
+        let governing = governing(image);
+        if governing.is_empty() {
             // No registry access for images no policy governs: the engine applies --no-match.
-            let verdict = snapshot.evaluate(
-                namespace,
+            let verdict = snapshot.evaluate_governed(
+                &governing,
                 image,
                 &Lookup::Failed {
                     reason: "not looked up".to_string(),
@@ -278,7 +321,7 @@ impl Judge {
         };
         let found = matches!(lookup, Lookup::Found { .. });
         let verdict = self
-            .evaluate(written, snapshot, namespace, &parsed, lookup)
+            .evaluate(written, snapshot, governing, &parsed, lookup)
             .await;
         let verdict = if verdict == *self.plain_verified {
             Arc::clone(&self.plain_verified)
@@ -310,20 +353,23 @@ impl Judge {
         &self,
         written: &str,
         snapshot: &Arc<Snapshot>,
-        namespace: &str,
+        governing: Governing,
         parsed: &Arc<ParsedImage>,
         lookup: Lookup,
     ) -> CachedVerdict {
         let has_signatures =
             matches!(&lookup, Lookup::Found { signatures, .. } if !signatures.is_empty());
         if !has_signatures {
-            return CachedVerdict::of(&snapshot.evaluate(namespace, &parsed.image, &lookup));
+            return CachedVerdict::of(&snapshot.evaluate_governed(
+                &governing,
+                &parsed.image,
+                &lookup,
+            ));
         }
         let snapshot = Arc::clone(snapshot);
-        let namespace = namespace.to_string();
         let parsed = Arc::clone(parsed);
         let checked = tokio::spawn(async move {
-            CachedVerdict::of(&snapshot.evaluate(&namespace, &parsed.image, &lookup))
+            CachedVerdict::of(&snapshot.evaluate_governed(&governing, &parsed.image, &lookup))
         })
         .await;
         checked.unwrap_or_else(|e| {

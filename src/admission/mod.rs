@@ -14,6 +14,7 @@ pub mod images;
 mod judge;
 pub mod lookup;
 pub mod metrics;
+pub mod namespaces;
 pub mod patch;
 pub mod pull_secrets;
 pub mod review;

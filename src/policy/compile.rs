@@ -161,7 +161,50 @@ impl Snapshot {
             .collect()
     }
 
+    /// Whether the picture holds `namespace` (and so its labels). In cluster mode a namespace
+    /// created a moment ago may not be there yet: its labels must then be read before any
+    /// `namespaceSelector` is judged, or a pod in it would escape the selected policies.
+    pub fn knows_namespace(&self, namespace: &str) -> bool {
+        self.namespaces.contains_key(namespace)
+    }
+
+    /// The policies that govern `image` in `namespace`, with the picture's labels for it.
+    pub fn governing(&self, namespace: &str, image: &ImageRef) -> Governing {
+        self.governing_with(namespace, self.namespaces.get(namespace), image)
+    }
+
+    /// [`Snapshot::governing`] with `labels` read from elsewhere (the API) for a namespace the
+    /// picture does not know yet.
+    pub fn governing_in(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        image: &ImageRef,
+    ) -> Governing {
+        self.governing_with(namespace, Some(labels), image)
+    }
+
+    fn governing_with(
+        &self,
+        namespace: &str,
+        labels: Option<&BTreeMap<String, String>>,
+        image: &ImageRef,
+    ) -> Governing {
+        Governing {
+            indices: self.matching_with(namespace, labels, image),
+        }
+    }
+
     pub(crate) fn matching_indices(&self, namespace: &str, image: &ImageRef) -> Vec<usize> {
+        self.matching_with(namespace, self.namespaces.get(namespace), image)
+    }
+
+    fn matching_with(
+        &self,
+        namespace: &str,
+        labels: Option<&BTreeMap<String, String>>,
+        image: &ImageRef,
+    ) -> Vec<usize> {
         let texts = ImageTexts::new(image);
         let mut found = Vec::new();
         let mut visit = |slot: GlobSlot| {
@@ -182,13 +225,26 @@ impl Snapshot {
         }
         found.sort_unstable();
         found.dedup();
-        let labels = self.namespaces.get(namespace);
         found.retain(|&i| {
             self.policies
                 .get(i)
                 .is_some_and(|p| p.governs(&texts, labels))
         });
         found
+    }
+}
+
+/// The policies that govern one image in one namespace, from one snapshot: what
+/// [`Snapshot::evaluate_governed`] judges. Empty means no registry look-up is needed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Governing {
+    pub(crate) indices: Vec<usize>,
+}
+
+impl Governing {
+    /// No policy governs the image (the no-match flag decides).
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Evaluating one image: matching policies, one signature pass per (attestor, signature type),
 //! and the combination into a verdict with reasons.
 
-use super::compile::{CompiledAttestor, CompiledPolicy, Snapshot};
+use super::compile::{CompiledAttestor, CompiledPolicy, Governing, Snapshot};
 use super::verdict::{AttestorOutcome, ImageVerdict, PolicyOutcome};
 use super::{Lookup, NoMatch};
 use crate::crd::Mode;
@@ -145,7 +145,18 @@ impl Snapshot {
     /// When the reference names a digest, the caller resolves it to that same digest; a
     /// different one fails every matching policy (fail closed).
     pub fn evaluate(&self, namespace: &str, image: &ImageRef, lookup: &Lookup) -> ImageVerdict {
-        let matched = self.matching_indices(namespace, image);
+        self.evaluate_governed(&self.governing(namespace, image), image, lookup)
+    }
+
+    /// Judges `image` under the policies `governing` found in this same snapshot (the judge
+    /// holds one `Arc<Snapshot>` for both calls).
+    pub fn evaluate_governed(
+        &self,
+        governing: &Governing,
+        image: &ImageRef,
+        lookup: &Lookup,
+    ) -> ImageVerdict {
+        let matched = &governing.indices;
         let (digest, evidence) = match lookup {
             Lookup::Found { digest, .. }
                 if image
@@ -185,7 +196,7 @@ impl Snapshot {
             evidence: &evidence,
             done: Vec::new(),
         };
-        for policy in matched.into_iter().filter_map(|i| self.policies.get(i)) {
+        for policy in matched.iter().filter_map(|&i| self.policies.get(i)) {
             verdict
                 .policies
                 .push(self.judge(policy, &evidence, &mut checks));

@@ -53,7 +53,7 @@ use crate::crd::{
 };
 use crate::signature::StoredSignature;
 
-pub use compile::{CompiledPolicy, Snapshot, compile};
+pub use compile::{CompiledPolicy, Governing, Snapshot, compile};
 pub use verdict::{AttestorOutcome, ImageVerdict, PolicyOutcome};
 
 /// Everything the engine compiles: the resources (from the cluster or a policy folder) and the

@@ -441,24 +441,35 @@ impl MockApi {
                     .unwrap_or_default();
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 log.lock().expect("log").push((line.clone(), body.clone()));
-                let (status, answer) =
-                    if line == "POST /apis/authorization.k8s.io/v1/subjectaccessreviews" {
-                        let user = body["spec"]["user"].as_str().unwrap_or_default();
-                        let allowed = allowed_users.iter().any(|u| u == user);
-                        let mut answer = body.clone();
-                        answer["status"] = json!({"allowed": allowed});
-                        (201, answer)
-                    } else if line.starts_with("POST ") {
-                        (201, body)
-                    } else if let Some(object) = objects.get(&line) {
-                        (200, object.clone())
-                    } else {
-                        (
-                            404,
-                            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                let (status, answer) = if line
+                    == "POST /apis/authorization.k8s.io/v1/subjectaccessreviews"
+                {
+                    let user = body["spec"]["user"].as_str().unwrap_or_default();
+                    let allowed = allowed_users.iter().any(|u| u == user);
+                    let mut answer = body.clone();
+                    answer["status"] = json!({"allowed": allowed});
+                    (201, answer)
+                } else if line.starts_with("POST ") {
+                    (201, body)
+                } else if let Some(object) = objects.get(&line) {
+                    let code = object["code"].as_u64().and_then(|c| u16::try_from(c).ok());
+                    (code.unwrap_or(200), object.clone())
+                } else if let Some(name) = line
+                    .strip_prefix("GET /api/v1/namespaces/")
+                    .filter(|rest| !rest.contains('/'))
+                {
+                    // Every namespace exists, without labels, unless the table says otherwise.
+                    (
+                        200,
+                        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+                    )
+                } else {
+                    (
+                        404,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                  "reason": "NotFound", "code": 404, "message": "not found"}),
-                        )
-                    };
+                    )
+                };
                 let response = Response::builder()
                     .status(status)
                     .header("Content-Type", "application/json")
