@@ -22,8 +22,6 @@ use super::images::{Workload, workload_of};
 use super::judge::Judge;
 use super::lookup::LookupTimings;
 use super::metrics::{AdmissionResult, Endpoint, Metrics};
-use super::namespaces::NamespaceReader;
-use super::pull_secrets::PullSecrets;
 use super::review::{Answer, ReviewError, parse_review};
 use crate::controller::PolicyState;
 use crate::registry::RegistryClient;
@@ -92,19 +90,12 @@ impl Admission {
         settings: DecisionSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let pull_secrets = kube
-            .clone()
-            .filter(|_| settings.pull_secrets)
-            .map(PullSecrets::new);
         Admission {
             judge: Judge::new(
                 policy,
                 registry,
-                pull_secrets,
-                kube.clone().map(NamespaceReader::new),
-                settings.cache_size,
-                settings.timings,
-                settings.deadline,
+                kube.clone(),
+                &settings,
                 Arc::clone(&metrics),
             ),
             breakglass: BreakglassAuthorizer::new(settings.breakglass_groups.clone(), kube.clone()),

@@ -13,6 +13,7 @@ use futures::future::join_all;
 use sha2::Digest as _;
 use tokio::sync::OnceCell;
 
+use super::decide::DecisionSettings;
 use super::images::{Workload, distinct_images};
 use super::lookup::{LookupTimings, Lookups, RequestRegistry};
 use super::metrics::{CacheName, Metrics};
@@ -135,30 +136,31 @@ pub(crate) struct Judge {
 }
 
 impl Judge {
-    /// A judge reading `policy`, looking images up through `registry` (with pull secrets read
-    /// through `pull_secrets`, when given).
+    /// A judge reading `policy`, looking images up through `registry`; with a `kube` client,
+    /// it reads unknown namespaces' labels and (when `settings.pull_secrets`) pull secrets.
     pub fn new(
         policy: PolicyState,
         registry: RegistryClient,
-        pull_secrets: Option<PullSecrets>,
-        namespaces: Option<NamespaceReader>,
-        cache_size: u64,
-        timings: LookupTimings,
-        deadline: Duration,
+        kube: Option<kube::Client>,
+        settings: &DecisionSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let cache_size = settings.cache_size;
         Judge {
             policy,
             registry,
-            lookups: Lookups::new(cache_size, timings, Arc::clone(&metrics)),
-            timings,
+            lookups: Lookups::new(cache_size, settings.timings, Arc::clone(&metrics)),
+            timings: settings.timings,
             verdicts: ExpiringMap::new(usize::try_from(cache_size).unwrap_or(usize::MAX)),
             plain_verified: Arc::new(CachedVerdict::plain_verified()),
             references: ExpiringMap::new(PARSED_REFERENCES),
-            pull_secrets,
-            namespaces,
+            pull_secrets: kube
+                .clone()
+                .filter(|_| settings.pull_secrets)
+                .map(PullSecrets::new),
+            namespaces: kube.map(NamespaceReader::new),
             metrics,
-            deadline,
+            deadline: settings.deadline,
         }
     }
 

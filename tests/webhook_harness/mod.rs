@@ -172,7 +172,7 @@ pub fn attestor_yaml(name: &str, public_key_pem: &str) -> String {
 /// A policy picture compiled from YAML documents (Attestors and policies), checked ready.
 pub fn policy_state_of(yaml: &str, no_match: NoMatch) -> PolicyState {
     let mut inputs = PolicyInputs::default();
-    for document in serde_yaml_ng::Deserializer::from_str(&yaml) {
+    for document in serde_yaml_ng::Deserializer::from_str(yaml) {
         let value: serde_yaml_ng::Value =
             serde::Deserialize::deserialize(document).expect("policy YAML");
         match value["kind"].as_str() {
