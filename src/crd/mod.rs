@@ -6,6 +6,7 @@
 
 mod attestor;
 mod cluster_verification_policy;
+mod policy_rules;
 mod signing_rule;
 pub mod status;
 mod verification_policy;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use attestor::{Attestor, AttestorKey, AttestorSpec};
 pub use cluster_verification_policy::{ClusterVerificationPolicy, ClusterVerificationPolicySpec};
+pub use policy_rules::PolicyRules;
 pub use signing_rule::{SigningKeyRef, SigningRule, SigningRuleSpec};
 pub use status::{AttestorStatus, KeyStatus, READY_CONDITION, ResourceStatus};
 pub use verification_policy::{VerificationPolicy, VerificationPolicySpec};
@@ -75,23 +77,6 @@ impl fmt::Display for Trigger {
             Trigger::Manual => "Manual",
         })
     }
-}
-
-/// The rules VerificationPolicy and ClusterVerificationPolicy share, borrowed from either spec.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PolicyRules<'a> {
-    /// `spec.images`: globs of the images governed.
-    pub images: &'a [String],
-    /// `spec.exclude`: globs of images not governed even when `images` matches.
-    pub exclude: &'a [String],
-    /// `spec.attestors`: Attestor names.
-    pub attestors: &'a [String],
-    /// `spec.required`: distinct attestors needed; `None` = all.
-    pub required: Option<u32>,
-    /// `spec.signatureType`.
-    pub signature_type: crate::signature::SignatureType,
-    /// `spec.mode`.
-    pub mode: Mode,
 }
 
 /// Schema of `required`: an optional integer of at least 1. Written by hand because schemars

@@ -5,9 +5,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::PolicyRules;
 use super::status::ResourceStatus;
-use super::{Mode, PolicyRules};
-use crate::signature::SignatureType;
 
 /// Requirements on the images run by workloads in the policy's own namespace.
 ///
@@ -46,38 +45,7 @@ use crate::signature::SignatureType;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct VerificationPolicySpec {
-    /// Image globs over normalised references (`registry.example.com/prod/**`): `*` stays within
-    /// one path segment, `**` crosses segments, `?` is one character.
-    #[schemars(length(min = 1))]
-    pub images: Vec<String>,
-    /// Globs of images this policy does not govern, even when `images` matches them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub exclude: Vec<String>,
-    /// Names of the Attestors whose signatures count.
-    #[schemars(length(min = 1))]
-    pub attestors: Vec<String>,
-    /// How many distinct attestors must have a valid signature; absent = all of them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::required_count_schema")]
-    pub required: Option<u32>,
-    /// `Default`: the signature must bind the tag too; `Simple`: the digest only.
-    #[serde(default)]
-    pub signature_type: SignatureType,
-    /// `Enforce` denies failing workloads; `DryRun` allows them with a warning.
-    #[serde(default)]
-    pub mode: Mode,
-}
-
-impl VerificationPolicySpec {
-    /// The rules shared with ClusterVerificationPolicy.
-    pub fn rules(&self) -> PolicyRules<'_> {
-        PolicyRules {
-            images: &self.images,
-            exclude: &self.exclude,
-            attestors: &self.attestors,
-            required: self.required,
-            signature_type: self.signature_type,
-            mode: self.mode,
-        }
-    }
+    /// The images governed and the attestors required (shared with the other policy kind).
+    #[serde(flatten)]
+    pub rules: PolicyRules,
 }
