@@ -45,6 +45,15 @@ struct GlobalArgs {
         value_delimiter = ','
     )]
     insecure_registry: Vec<String>,
+    /// Host, besides each registry's own, allowed to serve registry tokens (a Bearer realm on a
+    /// separate token service). auth.docker.io is built in for Docker Hub. Repeatable.
+    #[arg(
+        long = "registry-token-realm-host",
+        global = true,
+        env = "SIGNET_REGISTRY_TOKEN_REALM_HOSTS",
+        value_delimiter = ','
+    )]
+    registry_token_realm_hosts: Vec<String>,
     /// Timeout of one registry request, in seconds.
     #[arg(
         long,
@@ -306,6 +315,7 @@ fn registry_options(global: &GlobalArgs) -> RegistryOptions {
         ca_files: global.registry_ca.clone(),
         insecure: global.insecure_registry.clone(),
         timeout: Duration::from_secs(global.registry_timeout.max(1)),
+        token_realm_hosts: global.registry_token_realm_hosts.clone(),
     }
 }
 
@@ -499,12 +509,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(verdict.verified)
         }
         Command::Webhook(args) => {
-            let registry = RegistryOptions {
-                config_file: cli.global.registry_config.clone(),
-                ca_files: cli.global.registry_ca.clone(),
-                insecure: cli.global.insecure_registry.clone(),
-                timeout: Duration::from_secs(cli.global.registry_timeout.max(1)),
-            };
+            let registry = registry_options(&cli.global);
             signet::admission::run_webhook(args, registry).await?;
             Ok(true)
         }
