@@ -269,12 +269,23 @@ struct SignerArgs {
         value_delimiter = ','
     )]
     registry_aliases: Vec<String>,
+    /// PKCS#11 module loaded for `pkcs11:` keys of SigningRules (rules may not name one).
+    #[arg(long = "pkcs11-module", env = "SIGNET_PKCS11_MODULE")]
+    pkcs11_module: Option<PathBuf>,
+    /// File holding the PKCS#11 user PIN for `pkcs11:` keys of SigningRules (rules may not
+    /// carry a PIN).
+    #[arg(long = "pkcs11-pin-file", env = "SIGNET_PKCS11_PIN_FILE")]
+    pkcs11_pin_file: Option<PathBuf>,
 }
 
 fn signer_config(
     args: SignerArgs,
     global: &GlobalArgs,
 ) -> anyhow::Result<signet::signer::SignerConfig> {
+    signet::signer::set_pkcs11_settings(signet::signer::Pkcs11Settings {
+        module: args.pkcs11_module.clone(),
+        pin_file: args.pkcs11_pin_file.clone(),
+    });
     let default_port = if args.plain_http { 8080 } else { 8443 };
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) if !args.plain_http => Some((cert, key)),

@@ -121,6 +121,11 @@ impl RuleSet {
             .iter()
             .map(|rule| {
                 let name = rule.metadata.name.clone().unwrap_or_default();
+                if let Some(attribute) = super::keys::forbidden_rule_attribute(&rule.spec.key.reference) {
+                    // Kept, so that its pushes fail loudly (the key never opens) instead of
+                    // going unsigned in silence.
+                    tracing::error!(rule = %name, "{}", super::keys::forbidden_attribute_message(attribute));
+                }
                 let scope = rule
                     .spec
                     .scope
