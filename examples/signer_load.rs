@@ -199,10 +199,13 @@ fn key_reference(kind: &str, dir: &Path) -> anyhow::Result<String> {
                 "load",
                 Algorithm::EcdsaP256Sha256,
             )?;
-            Ok(format!(
-                "pkcs11:token=load;object=load?pin-source=file:{}",
-                pin.display()
-            ))
+            // SigningRules may not carry the PIN: it is the signer's setting
+            // (`--pkcs11-pin-file` on `signet signer`).
+            signet::signer::set_pkcs11_settings(signet::signer::Pkcs11Settings {
+                module: None,
+                pin_file: Some(pin),
+            });
+            Ok("pkcs11:token=load;object=load".to_string())
         }
         other => bail!("--key file|pkcs11, not {other}"),
     }

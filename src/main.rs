@@ -45,6 +45,15 @@ struct GlobalArgs {
         value_delimiter = ','
     )]
     insecure_registry: Vec<String>,
+    /// Host, besides each registry's own, allowed to serve registry tokens (a Bearer realm on a
+    /// separate token service). auth.docker.io is built in for Docker Hub. Repeatable.
+    #[arg(
+        long = "registry-token-realm-host",
+        global = true,
+        env = "SIGNET_REGISTRY_TOKEN_REALM_HOSTS",
+        value_delimiter = ','
+    )]
+    registry_token_realm_hosts: Vec<String>,
     /// Timeout of one registry request, in seconds.
     #[arg(
         long,
@@ -260,12 +269,23 @@ struct SignerArgs {
         value_delimiter = ','
     )]
     registry_aliases: Vec<String>,
+    /// PKCS#11 module loaded for `pkcs11:` keys of SigningRules (rules may not name one).
+    #[arg(long = "pkcs11-module", env = "SIGNET_PKCS11_MODULE")]
+    pkcs11_module: Option<PathBuf>,
+    /// File holding the PKCS#11 user PIN for `pkcs11:` keys of SigningRules (rules may not
+    /// carry a PIN).
+    #[arg(long = "pkcs11-pin-file", env = "SIGNET_PKCS11_PIN_FILE")]
+    pkcs11_pin_file: Option<PathBuf>,
 }
 
 fn signer_config(
     args: SignerArgs,
     global: &GlobalArgs,
 ) -> anyhow::Result<signet::signer::SignerConfig> {
+    signet::signer::set_pkcs11_settings(signet::signer::Pkcs11Settings {
+        module: args.pkcs11_module.clone(),
+        pin_file: args.pkcs11_pin_file.clone(),
+    });
     let default_port = if args.plain_http { 8080 } else { 8443 };
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) if !args.plain_http => Some((cert, key)),
@@ -306,6 +326,7 @@ fn registry_options(global: &GlobalArgs) -> RegistryOptions {
         ca_files: global.registry_ca.clone(),
         insecure: global.insecure_registry.clone(),
         timeout: Duration::from_secs(global.registry_timeout.max(1)),
+        token_realm_hosts: global.registry_token_realm_hosts.clone(),
     }
 }
 
@@ -499,12 +520,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(verdict.verified)
         }
         Command::Webhook(args) => {
-            let registry = RegistryOptions {
-                config_file: cli.global.registry_config.clone(),
-                ca_files: cli.global.registry_ca.clone(),
-                insecure: cli.global.insecure_registry.clone(),
-                timeout: Duration::from_secs(cli.global.registry_timeout.max(1)),
-            };
+            let registry = registry_options(&cli.global);
             signet::admission::run_webhook(args, registry).await?;
             Ok(true)
         }

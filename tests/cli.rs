@@ -77,6 +77,7 @@ fn store() -> SignatureStore {
         ca_files: vec![],
         insecure: vec![],
         timeout: std::time::Duration::from_secs(5),
+        token_realm_hosts: vec![],
     };
     SignatureStore::new(RegistryClient::new(&options).unwrap())
 }

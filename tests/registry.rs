@@ -731,3 +731,109 @@ async fn the_registry_posts_notifications_with_the_bearer_token() {
         "blob events must be filtered out"
     );
 }
+
+/// Raw HTTP/1.1 answer with extra headers and a body.
+fn raw_answer(status: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let mut text = format!("HTTP/1.1 {status}\r\n");
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str(&format!(
+        "Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    text.into_bytes()
+}
+
+/// Review item 9: a hostile registry's Bearer realm pointing at another host (here a cloud
+/// metadata address) is refused before any request, in one line.
+#[tokio::test]
+async fn token_realm_on_another_host_is_refused() {
+    let evil = StatusServer::raw(raw_answer(
+        "401 Unauthorized",
+        &[(
+            "WWW-Authenticate",
+            r#"Bearer realm="https://169.254.169.254/latest/meta-data/iam",service="x""#,
+        )],
+        "",
+    ));
+    let err = client()
+        .resolve_digest(&image(&format!("{}/prod/app:v1", evil.host())))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("token realm host 169.254.169.254 is not the registry's own host"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "{err}");
+}
+
+/// A realm on a configured other host may be asked, but its answer's body never reaches the
+/// error (it would reach a denial): only the status does.
+#[tokio::test]
+async fn answers_of_other_hosts_are_not_reflected() {
+    let secret = "SECRET-FROM-AN-INTERNAL-SERVICE";
+    let token_service = StatusServer::raw(raw_answer("403 Forbidden", &[], secret));
+    let port = token_service.host().rsplit_once(':').unwrap().1.to_string();
+    let evil = StatusServer::raw(raw_answer(
+        "401 Unauthorized",
+        &[(
+            "WWW-Authenticate",
+            &format!(r#"Bearer realm="http://localhost:{port}/token""#),
+        )],
+        "",
+    ));
+    let options = RegistryOptions {
+        timeout: Duration::from_secs(5),
+        token_realm_hosts: vec!["localhost".into()],
+        ..RegistryOptions::default()
+    };
+    let client = RegistryClient::with_config(&options, DockerConfig::new()).unwrap();
+    let err = client
+        .resolve_digest(&image(&format!("{}/prod/app:v1", evil.host())))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("HTTP 403") && !err.contains(secret), "{err}");
+    assert_eq!(token_service.requests().len(), 1);
+
+    // The same through a redirect: loopback to loopback is followed, the body is not shown.
+    let internal = StatusServer::raw(raw_answer("500 Internal Server Error", &[], secret));
+    let location = format!(
+        "http://localhost:{}/x",
+        internal.host().rsplit_once(':').unwrap().1
+    );
+    let redirecting = StatusServer::raw(raw_answer("302 Found", &[("Location", &location)], ""));
+    let err = client
+        .fetch_manifest(&image(&format!("{}/prod/app:v1", redirecting.host())))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("500") && !err.contains(secret), "{err}");
+    assert_eq!(internal.requests().len(), 1);
+}
+
+/// Review item 9: a redirect to a link-local address (the cloud metadata service) is refused
+/// before connecting.
+#[tokio::test]
+async fn redirect_to_the_metadata_service_is_refused() {
+    let evil = StatusServer::raw(raw_answer(
+        "307 Temporary Redirect",
+        &[("Location", "http://169.254.169.254/latest/meta-data/")],
+        "",
+    ));
+    let started = std::time::Instant::now();
+    let err = client()
+        .resolve_digest(&image(&format!("{}/prod/app:v1", evil.host())))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("redirect to 169.254.169.254 refused: a link-local address"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "{err}");
+    // Refused without a connection attempt (which would wait for the 5 s timeout here).
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

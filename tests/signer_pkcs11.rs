@@ -83,7 +83,7 @@ fn token_rule(name: &str, scope: String, uri: String, algorithm: Algorithm) -> S
     )
 }
 
-fn start_signer(conf: &Path, dir: &Path, policies: &Path, port: u16) -> Child {
+fn start_signer(conf: &Path, pin: &Path, dir: &Path, policies: &Path, port: u16) -> Child {
     let token_file = dir.join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     Command::new(env!("CARGO_BIN_EXE_signet"))
@@ -98,6 +98,8 @@ fn start_signer(conf: &Path, dir: &Path, policies: &Path, port: u16) -> Child {
         .arg("--policy-dir")
         .arg(policies)
         .args(["--reconcile-interval", "0", "--log", "info"])
+        .arg("--pkcs11-pin-file")
+        .arg(pin)
         .env("SOFTHSM2_CONF", conf)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -162,19 +164,18 @@ async fn a_token_key_signs_pushes_and_bad_keys_stop_the_signer_at_start() {
     let registry =
         Registry::start_with_notifications(&format!("http://127.0.0.1:{port}/events"), TOKEN);
     let host = registry.host();
-    let uri = |token: &str, pin: &str| {
-        format!("pkcs11:token={token};object=release?pin-source=file:{pin}")
-    };
+    // Rules name the token and object only: module and PIN are the signer's flags.
+    let uri = |token: &str| format!("pkcs11:token={token};object=release");
     let policies = policy_dir(
         dir.path(),
         &[token_rule(
             "hsm",
             format!("{host}/hsm/**"),
-            uri("signet", &pin.display().to_string()),
+            uri("signet"),
             Algorithm::RsaPssSha256,
         )],
     );
-    let mut signer = start_signer(&conf, dir.path(), &policies, port);
+    let mut signer = start_signer(&conf, &pin, dir.path(), &policies, port);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "the signer did not listen");
@@ -206,17 +207,26 @@ async fn a_token_key_signs_pushes_and_bad_keys_stop_the_signer_at_start() {
     let wrong_pin = dir.path().join("wrong-pin");
     std::fs::write(&wrong_pin, "9999\n").unwrap();
     let broken = [
-        (uri("signet", &wrong_pin.display().to_string()), "pin"),
-        (
-            uri("no-such-token", &pin.display().to_string()),
-            "no-such-token",
-        ),
+        (uri("signet"), &wrong_pin, "pin"),
+        (uri("no-such-token"), &pin, "no-such-token"),
         (
             format!("file:{}", dir.path().join("missing.key").display()),
+            &pin,
             "missing.key",
         ),
+        // Review item 11a: a rule may not carry a PIN or choose the module.
+        (
+            format!("{}?pin-value=1234", uri("signet")),
+            &pin,
+            "may not name pin-value",
+        ),
+        (
+            format!("{}?module-path=/tmp/evil.so", uri("signet")),
+            &pin,
+            "may not name module-path",
+        ),
     ];
-    for (i, (reference, expected)) in broken.into_iter().enumerate() {
+    for (i, (reference, pin_file, expected)) in broken.into_iter().enumerate() {
         let folder = dir.path().join(format!("broken-{i}"));
         std::fs::create_dir(&folder).unwrap();
         let policies = policy_dir(
@@ -230,12 +240,24 @@ async fn a_token_key_signs_pushes_and_bad_keys_stop_the_signer_at_start() {
         );
         let (code, err) = exit_of(start_signer(
             &conf,
+            pin_file,
             &folder,
             &policies,
             support::closed_port(),
         ));
         assert_eq!(code, 2, "{err}");
         let last = err.lines().last().unwrap_or_default().to_lowercase();
+        if expected.starts_with("may not name") {
+            // Refused when the folder is loaded, before any key is opened.
+            assert!(
+                last.starts_with("error: ")
+                    && last.contains("(signingrule hsm): spec.key.ref")
+                    && last.contains(expected),
+                "{err}"
+            );
+            assert!(!err.contains("1234"), "{err}");
+            continue;
+        }
         assert!(
             last.starts_with("error: ")
                 && last.contains("signingrule \"hsm\"")

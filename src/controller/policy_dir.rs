@@ -439,6 +439,13 @@ fn check_signing_rule(
     if rule.spec.key.reference.trim().is_empty() {
         problems.push(place.problem(object.clone(), Some("spec.key.ref".into()), "empty"));
     }
+    if let Some(attribute) = crate::signer::forbidden_rule_attribute(&rule.spec.key.reference) {
+        problems.push(place.problem(
+            object.clone(),
+            Some("spec.key.ref".into()),
+            crate::signer::forbidden_attribute_message(attribute),
+        ));
+    }
 }
 
 /// Compiles the folder once and turns every not-Ready object into a problem naming its file.

@@ -328,7 +328,7 @@ fn design_examples_deserialise() {
     );
 
     let rule: SigningRule = serde_yaml_ng::from_str(
-        "apiVersion: signet.dev/v1alpha1\nkind: SigningRule\nmetadata: {name: prod}\nspec:\n  scope: [\"registry.example.com/prod/**\"]\n  key: {ref: \"pkcs11:token=signet;object=release?module-path=/usr/lib/softhsm/libsofthsm2.so\", id: kms-4a2ef103}\n  algorithm: RSA_PSS_SHA_256\n  signatureType: Default\n  trigger: Automatic\n",
+        "apiVersion: signet.dev/v1alpha1\nkind: SigningRule\nmetadata: {name: prod}\nspec:\n  scope: [\"registry.example.com/prod/**\"]\n  key: {ref: \"pkcs11:token=signet;object=release\", id: kms-4a2ef103}\n  algorithm: RSA_PSS_SHA_256\n  signatureType: Default\n  trigger: Automatic\n",
     )
     .unwrap();
     assert!(rule.spec.key.reference.starts_with("pkcs11:"));

@@ -38,6 +38,34 @@ impl fmt::Debug for FileKey {
     }
 }
 
+/// Refuses a private key file that group or others may access (mode `0600` is what `signet
+/// keygen` writes, and what ssh asks of its keys): a key anyone on the host can read is not a
+/// secret, and signing with it would hide that.
+#[cfg(unix)]
+fn check_private_mode(path: &Path, metadata: &std::fs::Metadata) -> Result<(), CryptoError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let how = if mode & 0o044 != 0 {
+        "readable"
+    } else {
+        "writable"
+    };
+    Err(CryptoError::KeyFileTooOpen {
+        path: path.display().to_string(),
+        how,
+        mode,
+    })
+}
+
+/// Other systems have no such mode bits to check.
+#[cfg(not(unix))]
+fn check_private_mode(_path: &Path, _metadata: &std::fs::Metadata) -> Result<(), CryptoError> {
+    Ok(())
+}
+
 /// Which encoding the PEM block holds.
 #[derive(Clone, Copy)]
 enum Encoding {
@@ -54,9 +82,14 @@ impl FileKey {
         key_id: Option<&str>,
     ) -> Result<Self, CryptoError> {
         let source = format!("key file {}", path.display());
-        let mut bytes = std::fs::read(path).map_err(|e| {
+        let cannot_read = |e: std::io::Error| {
             CryptoError::KeyStore(format!("cannot read key file {}: {e}", path.display()))
-        })?;
+        };
+        // The mode is read from the opened file, so the file checked is the file read.
+        let mut file = std::fs::File::open(path).map_err(cannot_read)?;
+        check_private_mode(path, &file.metadata().map_err(cannot_read)?)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(cannot_read)?;
         let key_id = match key_id {
             Some(id) => id.to_string(),
             None => path
@@ -425,7 +458,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, text: &[u8]| {
             let p = dir.path().join(name);
-            std::fs::write(&p, text).unwrap();
+            write_private(&p, text);
             p
         };
         let ec = ec_pem(&lc::ECDSA_P256_SHA256_ASN1_SIGNING);
@@ -475,6 +508,45 @@ mod tests {
         }
     }
 
+    /// Writes a key file with mode 0600, as `signet keygen` does.
+    fn write_private(path: &Path, bytes: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, bytes).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    /// Review item 11b: a key file others can read is refused with one line saying how to fix it.
+    #[test]
+    fn key_files_open_to_others_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("release.pem");
+        write_private(&path, ed25519_pem().as_bytes());
+        for (mode, how) in [
+            (0o644, "readable"),
+            (0o640, "readable"),
+            (0o604, "readable"),
+            (0o620, "writable"),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = FileKey::open(&path, Algorithm::Ed25519, None)
+                .unwrap_err()
+                .to_string();
+            let p = path.display();
+            assert_eq!(
+                err,
+                format!("key file {p} is {how} by others (mode {mode:04o}): chmod 600 {p}"),
+            );
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(
+                FileKey::open(&path, Algorithm::Ed25519, None).is_ok(),
+                "{mode:o}"
+            );
+        }
+    }
+
     fn public_pem_of(private_pem: &str) -> String {
         FileKey::from_pem(private_pem, Algorithm::EcdsaP256Sha256, "k")
             .unwrap()
@@ -486,7 +558,7 @@ mod tests {
     fn key_id_defaults_to_the_file_name() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("release.pem");
-        std::fs::write(&path, ed25519_pem()).unwrap();
+        write_private(&path, ed25519_pem().as_bytes());
         let key = FileKey::open(&path, Algorithm::Ed25519, None).unwrap();
         assert_eq!(key.key_id(), "release.pem");
         let key = FileKey::open(&path, Algorithm::Ed25519, Some("kms-1")).unwrap();

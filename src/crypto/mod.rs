@@ -35,6 +35,16 @@ pub enum CryptoError {
     SigningFailed(String),
     #[error("key store: {0}")]
     KeyStore(String),
+    /// A private key file that group or others may access (`signet keygen` writes mode 0600).
+    #[error("key file {path} is {how} by others (mode {mode:04o}): chmod 600 {path}")]
+    KeyFileTooOpen {
+        /// The file, as named.
+        path: String,
+        /// `readable` or `writable`.
+        how: &'static str,
+        /// The permission bits.
+        mode: u32,
+    },
     /// A private key (file or token object) of a type that cannot sign with the algorithm asked for.
     #[error("{source_name} holds {key}, which cannot sign {algorithm}")]
     SigningAlgorithmMismatch {

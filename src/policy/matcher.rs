@@ -9,7 +9,8 @@ use crate::reference::{Glob, ImageRef};
 pub(crate) struct ImageTexts {
     /// `registry/repository`.
     pub(crate) repository: String,
-    /// `registry/repository:tag`, when the reference names a tag.
+    /// `registry/repository:tag`, when the reference names a tag and no digest: a digest fixes
+    /// the content, and the tag text must not change which globs govern it.
     pub(crate) tagged: Option<String>,
 }
 
@@ -17,7 +18,10 @@ impl ImageTexts {
     pub(crate) fn new(image: &ImageRef) -> Self {
         ImageTexts {
             repository: image.repo_path(),
-            tagged: image.tag().map(|_| image.repo_with_tag()),
+            tagged: match (image.tag(), image.digest()) {
+                (Some(_), None) => Some(image.repo_with_tag()),
+                _ => None,
+            },
         }
     }
 
@@ -38,7 +42,7 @@ enum Rest {
     Nothing,
     /// `**`: anything.
     Anything,
-    /// `*`: anything without `/`.
+    /// `*`: anything without `/` or `:`.
     OneSegment,
     /// Any other pattern: the glob made of the rest alone, matched against the text after the
     /// prefix (the same answer, since the prefix's literal tokens consume exactly the prefix).
@@ -86,7 +90,7 @@ impl ImageGlob {
         match &self.rest {
             Rest::Nothing => after.is_empty(),
             Rest::Anything => true,
-            Rest::OneSegment => !after.contains('/'),
+            Rest::OneSegment => !after.contains(['/', ':']),
             Rest::Pattern(rest) => rest.matches(after),
             Rest::Whole => self.glob.matches(text),
         }
@@ -114,6 +118,8 @@ mod tests {
             "**",
             "*",
             "r.io/x/*/y/**",
+            "r.io/x/*-debug",
+            "r.io/x/a?b",
         ];
         let images = [
             "registry.example.com/prod/app:v1",
@@ -131,6 +137,9 @@ mod tests {
             "r.io/x/a/y/b:v1",
             "r.io/x/a/b/y:v1",
             "localhost:5000/app:v1",
+            "r.io/x/evil:x-debug",
+            "r.io/x/evil:x-debug@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+            "r.io/x/a:b",
         ];
         for glob in globs {
             let compiled = Glob::new(glob).unwrap();

@@ -171,6 +171,9 @@ pub(crate) struct TokenRequest<'a> {
     pub(crate) timeout: Duration,
     /// What the token is for, in error messages (`pull of prod/app`).
     pub(crate) target: &'a str,
+    /// Whether the realm is on the registry's own host: only then does its answer's body go
+    /// into error messages (another host's answers are logged instead, see `realm_allowed`).
+    pub(crate) realm_on_registry: bool,
 }
 
 /// Fetches a token from the realm: GET (anonymous or Basic) or, for an identity token, the
@@ -223,6 +226,8 @@ pub(crate) async fn fetch_token(req: TokenRequest<'_>) -> Result<Token, Registry
         .await
         .map_err(|e| RegistryError::transport(req.registry, &e, req.timeout))?;
     let status = response.status();
+    let realm_on_registry =
+        req.realm_on_registry && response.url().host_str() == req.realm.host_str();
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
@@ -238,6 +243,14 @@ pub(crate) async fn fetch_token(req: TokenRequest<'_>) -> Result<Token, Registry
         }
         body.extend_from_slice(&chunk);
     }
+    let detail = if realm_on_registry {
+        body_detail(&body)
+    } else {
+        if !status.is_success() {
+            tracing::warn!(registry = req.registry, realm = %req.realm, status = status.as_u16(), body = %body_detail(&body), "token service on another host refused");
+        }
+        "(answer of another host not shown; see the log)".to_string()
+    };
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(RegistryError::Unauthorized {
             host: req.registry.to_string(),
@@ -250,7 +263,7 @@ pub(crate) async fn fetch_token(req: TokenRequest<'_>) -> Result<Token, Registry
                     "refused anonymous access"
                 },
                 status.as_u16(),
-                body_detail(&body)
+                detail
             ),
         });
     }
@@ -261,7 +274,7 @@ pub(crate) async fn fetch_token(req: TokenRequest<'_>) -> Result<Token, Registry
             format!(
                 "token service answered HTTP {}: {}",
                 status.as_u16(),
-                body_detail(&body)
+                detail
             ),
         ));
     }

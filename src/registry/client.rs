@@ -22,7 +22,7 @@ use super::auth::{
 };
 use super::credentials::{Credential, DockerConfig};
 use super::error::{RegistryError, body_detail};
-use super::transport::{SchemePolicy, base_url, http_client, same_origin};
+use super::transport::{SchemePolicy, base_url, http_client, realm_allowed, same_origin};
 
 /// Error bodies are read this far for their message, no further.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
@@ -39,6 +39,11 @@ pub struct RegistryOptions {
     pub insecure: Vec<String>,
     /// Bound on each HTTP request, connection and body included.
     pub timeout: Duration,
+    /// Hosts, besides each registry's own, that may serve its tokens (a `WWW-Authenticate`
+    /// Bearer realm): e.g. a separate token service of a self-hosted registry. Docker Hub's
+    /// `auth.docker.io` is built in. A realm elsewhere is refused: an attacker's registry could
+    /// otherwise point signet's token request at any URL.
+    pub token_realm_hosts: Vec<String>,
 }
 
 impl Default for RegistryOptions {
@@ -48,6 +53,7 @@ impl Default for RegistryOptions {
             ca_files: Vec::new(),
             insecure: Vec::new(),
             timeout: Duration::from_secs(10),
+            token_realm_hosts: Vec::new(),
         }
     }
 }
@@ -65,6 +71,8 @@ pub(crate) struct Shared {
     schemes: SchemePolicy,
     timeout: Duration,
     tokens: TokenCache,
+    /// [`RegistryOptions::token_realm_hosts`], lower-cased.
+    realm_hosts: Vec<String>,
     /// The last challenge seen per registry, so that later requests authenticate up front
     /// instead of collecting a 401 first (which would also send push bodies twice).
     challenges: Mutex<HashMap<String, Challenge>>,
@@ -139,6 +147,12 @@ impl RegistryClient {
             schemes: SchemePolicy::new(&options.insecure)?,
             timeout: options.timeout,
             tokens: TokenCache::default(),
+            realm_hosts: options
+                .token_realm_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
             challenges: Mutex::new(HashMap::new()),
         };
         Ok(RegistryClient {
@@ -285,6 +299,20 @@ impl RegistryClient {
                 format!("token realm {realm_url} is not HTTPS; no credentials are sent there"),
             ));
         }
+        let base = self.base_url(call.registry)?;
+        if !realm_allowed(call.registry, &base, &realm_url, &self.shared.realm_hosts) {
+            tracing::warn!(registry = call.registry, realm = %realm_url, "token realm on another host refused");
+            return Err(RegistryError::bad_response(
+                call.registry,
+                &target,
+                format!(
+                    "token realm host {} is not the registry's own host nor a configured token realm host (--registry-token-realm-host); no token request sent",
+                    realm_url.host_str().unwrap_or("?")
+                ),
+            ));
+        }
+        let realm_on_registry = realm_url.host_str().map(str::to_ascii_lowercase)
+            == base.host_str().map(str::to_ascii_lowercase);
         let token = fetch_token(TokenRequest {
             http: &self.shared.http,
             registry: call.registry,
@@ -294,6 +322,7 @@ impl RegistryClient {
             credential,
             timeout: self.shared.timeout,
             target: &target,
+            realm_on_registry,
         })
         .await?;
         let header = format!("Bearer {}", token.value);
@@ -376,6 +405,35 @@ impl RegistryClient {
             .unwrap_or_default()
     }
 
+    /// The error body of an answer, when the registry itself gave it. After a redirect to
+    /// another host (object storage, or wherever a hostile registry pointed), the body is that
+    /// host's: it is logged, never put into errors that reach denials, so that a registry cannot
+    /// use signet to read other hosts' answers. The status code still counts.
+    pub(crate) async fn own_error_body(
+        &self,
+        call: &Call<'_>,
+        response: reqwest::Response,
+    ) -> Vec<u8> {
+        let foreign = self
+            .base_url(call.registry)
+            .map(|base| response.url().host_str() != base.host_str())
+            .unwrap_or(true);
+        let answered_by = response.url().host_str().unwrap_or("?").to_string();
+        let status = response.status().as_u16();
+        let body = self.error_body(call.registry, response).await;
+        if !foreign {
+            return body;
+        }
+        tracing::warn!(
+            registry = call.registry,
+            host = %answered_by,
+            status,
+            body = %super::error::snippet(&body),
+            "error answer from a host the registry redirected to (not shown in errors)"
+        );
+        Vec::new()
+    }
+
     /// The error for an unsuccessful answer: 401/403 unauthorized, 404 not found, else a bad
     /// response with the status and the first bytes of the body.
     pub(crate) async fn failure(
@@ -385,7 +443,7 @@ impl RegistryClient {
         response: reqwest::Response,
     ) -> RegistryError {
         let status = response.status();
-        let body = self.error_body(call.registry, response).await;
+        let body = self.own_error_body(call, response).await;
         status_error(call, what, status, &body)
     }
 }

@@ -147,7 +147,7 @@ impl RegistryClient {
             return Ok(None);
         }
         if !status.is_success() {
-            let body = self.error_body(image.registry(), response).await;
+            let body = self.own_error_body(&call, response).await;
             if body_has_code(&body, &MANIFEST_MISSING_CODES) {
                 return Ok(None);
             }

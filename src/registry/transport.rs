@@ -3,7 +3,7 @@
 //! `registry-1.docker.io`), and the one shared HTTP client (rustls with aws-lc-rs, system roots
 //! plus extra CA bundles, at most 5 redirects, a per-request timeout).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,12 +165,124 @@ pub(crate) fn http_client(
         .map_err(|e| RegistryError::invalid_config("HTTP client", e.to_string()))
 }
 
-/// At most [`MAX_REDIRECTS`] hops, and never from HTTPS down to plain HTTP. reqwest itself drops
-/// `Authorization` when a redirect leaves the origin.
+/// Token realms on another host than the registry's that are accepted without configuration:
+/// (canonical registry host, realm host).
+const WELL_KNOWN_REALM_HOSTS: [(&str, &str); 1] = [("docker.io", "auth.docker.io")];
+
+/// Whether a token realm may be asked for a token on behalf of `registry`: it must be on the
+/// registry's own host (its API host, any port), a well-known pair ([`WELL_KNOWN_REALM_HOSTS`]),
+/// or a host configured in `extra` (`RegistryOptions::token_realm_hosts`).
+///
+/// Without this, a registry an attacker controls (any host a policy governs by wildcard) could
+/// send signet's token request anywhere: to a cloud metadata service or an internal API, with
+/// the answer coming back in the denial (server-side request forgery with reflection).
+pub(crate) fn realm_allowed(registry: &str, api_base: &Url, realm: &Url, extra: &[String]) -> bool {
+    let Some(realm_host) = realm.host_str().map(str::to_ascii_lowercase) else {
+        return false;
+    };
+    let registry_host = split_host_port(registry).map(|(h, _)| h.to_ascii_lowercase());
+    let api_host = api_base.host_str().map(str::to_ascii_lowercase);
+    api_host.as_deref() == Some(realm_host.as_str())
+        || registry_host.as_deref()
+            == Some(realm_host.trim_start_matches('[').trim_end_matches(']'))
+        || WELL_KNOWN_REALM_HOSTS
+            .iter()
+            .any(|(r, h)| *r == registry && *h == realm_host)
+        || extra.iter().any(|h| h.eq_ignore_ascii_case(&realm_host))
+}
+
+/// Where an address sits, for redirects: a registry may only send signet to a non-public
+/// address of the kind it is on itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AddressClass {
+    /// A name (not resolved for this check) or a public address.
+    Public,
+    /// `localhost`, 127.0.0.0/8, `::1`, and the unspecified address (which reaches this host).
+    Loopback,
+    /// 169.254.0.0/16 and fe80::/10: cloud metadata services live here.
+    LinkLocal,
+    /// 10/8, 172.16/12, 192.168/16, fc00::/7.
+    Private,
+}
+
+impl AddressClass {
+    fn describe(self) -> &'static str {
+        match self {
+            AddressClass::Public => "public",
+            AddressClass::Loopback => "loopback",
+            AddressClass::LinkLocal => "link-local",
+            AddressClass::Private => "private",
+        }
+    }
+}
+
+/// The class of a URL's host. Names other than `localhost` are not resolved here (that would
+/// need a resolver hook): they count as public.
+pub(crate) fn address_class(url: &Url) -> AddressClass {
+    match url.host() {
+        Some(url::Host::Domain(name)) if name.eq_ignore_ascii_case("localhost") => {
+            AddressClass::Loopback
+        }
+        Some(url::Host::Ipv4(ip)) => ipv4_class(ip),
+        Some(url::Host::Ipv6(ip)) => match ip.to_ipv4_mapped() {
+            Some(v4) => ipv4_class(v4),
+            None => ipv6_class(ip),
+        },
+        _ => AddressClass::Public,
+    }
+}
+
+fn ipv4_class(ip: Ipv4Addr) -> AddressClass {
+    if ip.is_loopback() || ip.is_unspecified() {
+        AddressClass::Loopback
+    } else if ip.is_link_local() {
+        AddressClass::LinkLocal
+    } else if ip.is_private() {
+        AddressClass::Private
+    } else {
+        AddressClass::Public
+    }
+}
+
+fn ipv6_class(ip: Ipv6Addr) -> AddressClass {
+    let first = ip.segments()[0];
+    if ip.is_loopback() || ip.is_unspecified() {
+        AddressClass::Loopback
+    } else if first & 0xffc0 == 0xfe80 {
+        AddressClass::LinkLocal
+    } else if first & 0xfe00 == 0xfc00 {
+        AddressClass::Private
+    } else {
+        AddressClass::Public
+    }
+}
+
+/// Why a redirect from `origin` (the first URL of the chain) to `target` is refused, if it is.
+/// Checked before any connection to the target.
+pub(crate) fn redirect_refusal(origin: &Url, target: &Url) -> Option<String> {
+    let to = address_class(target);
+    if to == AddressClass::Public || to == address_class(origin) {
+        return None;
+    }
+    Some(format!(
+        "redirect to {} refused: a {} address, and the registry is not on one",
+        target.host_str().unwrap_or("?"),
+        to.describe()
+    ))
+}
+
+/// At most [`MAX_REDIRECTS`] hops, never from HTTPS down to plain HTTP, and never to a loopback,
+/// link-local or private address unless the chain started on one of the same kind (see
+/// [`redirect_refusal`]). reqwest itself drops `Authorization` when a redirect leaves the origin.
 fn redirect_policy() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         if attempt.previous().len() > MAX_REDIRECTS {
             return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        if let Some(origin) = attempt.previous().first()
+            && let Some(why) = redirect_refusal(origin, attempt.url())
+        {
+            return attempt.error(why);
         }
         let downgrade = attempt.url().scheme() == "http"
             && attempt.previous().iter().any(|u| u.scheme() == "https");
@@ -353,6 +465,102 @@ mod tests {
         assert!(!same_origin(
             &Url::parse("https://s3.example.com/blob").unwrap(),
             &base
+        ));
+    }
+
+    /// Review item 9: redirects to metadata services and internal ranges are refused before any
+    /// connection, unless the registry is on such an address itself.
+    #[test]
+    fn redirects_to_internal_addresses_are_refused() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let public = url("https://registry.example.com/v2/x/blobs/sha256:1");
+        for target in [
+            "http://169.254.169.254/latest/meta-data/",
+            "https://169.254.169.254/",
+            "https://[fe80::1]/",
+            "https://10.0.0.1/",
+            "https://172.16.0.1/",
+            "https://192.168.1.1/",
+            "https://[fd00::1]/",
+            "http://127.0.0.1:8080/",
+            "http://localhost/",
+            "http://0.0.0.0/",
+            "https://[::ffff:169.254.169.254]/",
+        ] {
+            let why = redirect_refusal(&public, &url(target)).unwrap_or_else(|| panic!("{target}"));
+            assert!(
+                why.starts_with("redirect to ") && !why.contains('\n'),
+                "{why}"
+            );
+        }
+        for target in [
+            "https://s3.amazonaws.com/b",
+            "https://8.8.8.8/",
+            "https://172.32.0.1/",
+        ] {
+            assert_eq!(redirect_refusal(&public, &url(target)), None, "{target}");
+        }
+        // A loopback registry (the tests') may redirect to loopback; a private one to private.
+        let loopback = url("http://127.0.0.1:5000/v2/");
+        assert_eq!(
+            redirect_refusal(&loopback, &url("http://127.0.0.1:9000/x")),
+            None
+        );
+        assert!(redirect_refusal(&loopback, &url("http://169.254.169.254/")).is_some());
+        let private = url("https://10.1.2.3/v2/");
+        assert_eq!(
+            redirect_refusal(&private, &url("https://10.9.9.9/blob")),
+            None
+        );
+        assert!(redirect_refusal(&private, &url("https://169.254.169.254/")).is_some());
+    }
+
+    #[test]
+    fn token_realms_stay_on_the_registry_or_configured_hosts() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let policy = SchemePolicy::new(&[]).unwrap();
+        let base = |r: &str| base_url(&policy, r).unwrap();
+        assert!(realm_allowed(
+            "ghcr.io",
+            &base("ghcr.io"),
+            &url("https://ghcr.io/token"),
+            &[]
+        ));
+        assert!(realm_allowed(
+            "docker.io",
+            &base("docker.io"),
+            &url("https://auth.docker.io/token"),
+            &[]
+        ));
+        assert!(realm_allowed(
+            "127.0.0.1:5000",
+            &base("127.0.0.1:5000"),
+            &url("http://127.0.0.1:5001/token"),
+            &[]
+        ));
+        assert!(!realm_allowed(
+            "evil.example",
+            &base("evil.example"),
+            &url("https://169.254.169.254/"),
+            &[]
+        ));
+        assert!(!realm_allowed(
+            "evil.example",
+            &base("evil.example"),
+            &url("https://auth.docker.io/token"),
+            &[]
+        ));
+        assert!(!realm_allowed(
+            "r.example",
+            &base("r.example"),
+            &url("https://auth.example/token"),
+            &[]
+        ));
+        assert!(realm_allowed(
+            "r.example",
+            &base("r.example"),
+            &url("https://Auth.Example/token"),
+            &["auth.example".to_string()]
         ));
     }
 

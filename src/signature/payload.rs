@@ -98,13 +98,25 @@ pub fn build_payload(
 }
 
 /// Looks a key up case-insensitively, as Go's encoding/json (cosign) does.
-fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    object.get(name).or_else(|| {
-        object
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
+///
+/// Two keys that differ only in case (`docker-manifest-digest` and `Docker-manifest-digest`)
+/// are refused: Go lets the last one win, a lookup that prefers the exact spelling lets the
+/// first win, so such a payload could mean one digest to cosign and another here. (Keys spelled
+/// exactly alike collapse to the last one in both, so they cannot disagree.)
+fn field<'a>(
+    object: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a Value>, SignatureError> {
+    let mut found = object.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
+    let Some((first, value)) = found.next() else {
+        return Ok(None);
+    };
+    if let Some((other, _)) = found.next() {
+        return Err(SignatureError::MalformedPayload(format!(
+            "keys {first:?} and {other:?} differ only in case: refused, readers disagree on which counts"
+        )));
+    }
+    Ok(Some(value))
 }
 
 fn string_at(root: &Map<String, Value>, path: &[&str]) -> Result<String, SignatureError> {
@@ -113,11 +125,11 @@ fn string_at(root: &Map<String, Value>, path: &[&str]) -> Result<String, Signatu
         .split_last()
         .ok_or_else(|| SignatureError::MalformedPayload("empty field path".into()))?;
     for name in parents {
-        current = field(current, name)
+        current = field(current, name)?
             .and_then(Value::as_object)
             .ok_or_else(|| SignatureError::MalformedPayload(format!("no object {name:?}")))?;
     }
-    field(current, last)
+    field(current, last)?
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| SignatureError::MalformedPayload(format!("no string {:?}", path.join("."))))
@@ -134,7 +146,7 @@ pub fn parse_payload(bytes: &[u8]) -> Result<Payload, SignatureError> {
     let manifest_digest =
         string_at(root, &["critical", "image", "docker-manifest-digest"])?.to_ascii_lowercase();
     let kind = string_at(root, &["critical", "type"])?;
-    let optional = match field(root, "optional") {
+    let optional = match field(root, "optional")? {
         Some(Value::Object(map)) => map.clone(),
         _ => Map::new(),
     };
@@ -213,6 +225,42 @@ mod tests {
             let err = parse_payload(bad.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(needle), "{bad}: {err}");
         }
+    }
+
+    /// Review item 11c: a second spelling of a key must not smuggle in another digest (Go takes
+    /// the last, an exact-match-first reader the first).
+    #[test]
+    fn keys_differing_only_in_case_are_refused_at_every_level() {
+        let other = format!("sha256:{}", "e".repeat(64));
+        for bad in [
+            format!(
+                r#"{{"critical":{{"identity":{{"docker-reference":"r.io/a"}},"image":{{"docker-manifest-digest":"{D}","Docker-manifest-digest":"{other}"}},"type":"{COSIGN_TYPE}"}}}}"#
+            ),
+            format!(
+                r#"{{"critical":{{"identity":{{"docker-reference":"r.io/a","Docker-Reference":"r.io/b"}},"image":{{"docker-manifest-digest":"{D}"}},"type":"{COSIGN_TYPE}"}}}}"#
+            ),
+            format!(
+                r#"{{"critical":{{"identity":{{"docker-reference":"r.io/a"}},"image":{{"docker-manifest-digest":"{D}"}},"Image":{{"docker-manifest-digest":"{other}"}},"type":"{COSIGN_TYPE}"}}}}"#
+            ),
+            format!(
+                r#"{{"critical":{{"identity":{{"docker-reference":"r.io/a"}},"image":{{"docker-manifest-digest":"{D}"}},"type":"{COSIGN_TYPE}","TYPE":"x"}}}}"#
+            ),
+            format!(
+                r#"{{"Critical":{{}},"critical":{{"identity":{{"docker-reference":"r.io/a"}},"image":{{"docker-manifest-digest":"{D}"}},"type":"{COSIGN_TYPE}"}}}}"#
+            ),
+            format!(
+                r#"{{"critical":{{"identity":{{"docker-reference":"r.io/a"}},"image":{{"docker-manifest-digest":"{D}"}},"type":"{COSIGN_TYPE}"}},"optional":null,"Optional":{{}}}}"#
+            ),
+        ] {
+            let err = parse_payload(bad.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains("differ only in case"), "{bad}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        // Exact duplicates collapse to the last, as in Go: no disagreement to refuse.
+        let same = format!(
+            r#"{{"critical":{{"identity":{{"docker-reference":"r.io/a"}},"image":{{"docker-manifest-digest":"{other}","docker-manifest-digest":"{D}"}},"type":"{COSIGN_TYPE}"}}}}"#
+        );
+        assert_eq!(parse_payload(same.as_bytes()).unwrap().manifest_digest, D);
     }
 
     #[test]

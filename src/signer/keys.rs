@@ -3,12 +3,108 @@
 //! names it and lives as long as the signer.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::crypto::{Algorithm, SigningKey, open_signing_key};
+use crate::crypto::{Algorithm, CryptoError, SigningKey, open_signing_key};
 
 use super::SignerError;
 use super::rules::CompiledRule;
+
+/// `pkcs11:` attributes a SigningRule may not carry: which shared library the signer loads into
+/// its own process, and the token's PIN. Rules come from the cluster; whoever may write one
+/// must not be able to make the signer load an arbitrary `.so` or log in with a PIN of their
+/// choosing. Both come from the signer's own flags ([`Pkcs11Settings`]).
+pub const RULE_FORBIDDEN_PKCS11_ATTRIBUTES: [&str; 4] =
+    ["module-path", "module-name", "pin-value", "pin-source"];
+
+/// The first attribute of [`RULE_FORBIDDEN_PKCS11_ATTRIBUTES`] a `pkcs11:` reference names, if
+/// any (attribute names compared case-insensitively, in the path or the query).
+pub fn forbidden_rule_attribute(reference: &str) -> Option<&'static str> {
+    let reference = reference.trim();
+    let rest = reference
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("pkcs11:"))
+        .and_then(|_| reference.get(7..))?;
+    rest.split([';', '?', '&']).find_map(|attribute| {
+        let name = attribute.split('=').next().unwrap_or_default().trim();
+        RULE_FORBIDDEN_PKCS11_ATTRIBUTES
+            .into_iter()
+            .find(|forbidden| forbidden.eq_ignore_ascii_case(name))
+    })
+}
+
+/// The one line saying why a rule's key reference is refused.
+pub fn forbidden_attribute_message(attribute: &str) -> String {
+    format!(
+        "SigningRule key.ref may not name {attribute}: the PKCS#11 module and PIN come from the signer's flags (--pkcs11-module, --pkcs11-pin-file)"
+    )
+}
+
+/// The PKCS#11 module and PIN file of the signer (flags `--pkcs11-module`, `--pkcs11-pin-file`),
+/// added to every `pkcs11:` reference of a rule.
+#[derive(Clone, Debug, Default)]
+pub struct Pkcs11Settings {
+    /// The module to load; the crate's default module when absent.
+    pub module: Option<PathBuf>,
+    /// The file holding the user PIN.
+    pub pin_file: Option<PathBuf>,
+}
+
+/// Set once by the process (`signet signer`) before keys are opened. Process-wide because the
+/// key cache is built by the engine, whose options do not carry it yet.
+static PKCS11_SETTINGS: OnceLock<Pkcs11Settings> = OnceLock::new();
+
+/// Records the signer's PKCS#11 settings; a second call is ignored (returns false).
+pub fn set_pkcs11_settings(settings: Pkcs11Settings) -> bool {
+    PKCS11_SETTINGS.set(settings).is_ok()
+}
+
+/// The reference to open for a rule: refused when it names a forbidden attribute; a `pkcs11:`
+/// reference gains the signer's module and PIN file.
+pub fn effective_reference(reference: &str) -> Result<String, CryptoError> {
+    if let Some(attribute) = forbidden_rule_attribute(reference) {
+        return Err(CryptoError::KeyStore(forbidden_attribute_message(
+            attribute,
+        )));
+    }
+    let trimmed = reference.trim();
+    let is_pkcs11 = trimmed
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("pkcs11:"));
+    if !is_pkcs11 {
+        return Ok(reference.to_string());
+    }
+    let settings = PKCS11_SETTINGS.get().cloned().unwrap_or_default();
+    let mut query = Vec::new();
+    if let Some(module) = &settings.module {
+        query.push(format!("module-path={}", encode(&module.to_string_lossy())));
+    }
+    if let Some(pin) = &settings.pin_file {
+        query.push(format!(
+            "pin-source=file:{}",
+            encode(&pin.to_string_lossy())
+        ));
+    }
+    if query.is_empty() {
+        return Ok(trimmed.to_string());
+    }
+    let joiner = if trimmed.contains('?') { '&' } else { '?' };
+    Ok(format!("{trimmed}{joiner}{}", query.join("&")))
+}
+
+/// Percent-encodes what RFC 7512 does not allow in a query value (`/` is kept).
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 
 /// What identifies one opened key: its reference, algorithm and id.
 type KeySpec = (String, Algorithm, Option<String>);
@@ -33,13 +129,13 @@ impl KeyCache {
         if let Some(key) = keys.get(&spec) {
             return Ok(Arc::clone(key));
         }
-        let key = open_signing_key(&spec.0, spec.1, spec.2.as_deref()).map_err(|cause| {
-            SignerError::Key {
+        let key = effective_reference(&spec.0)
+            .and_then(|reference| open_signing_key(&reference, spec.1, spec.2.as_deref()))
+            .map_err(|cause| SignerError::Key {
                 rule: rule.name.clone(),
                 reference: redact_reference(&spec.0),
                 cause,
-            }
-        })?;
+            })?;
         keys.insert(spec, Arc::clone(&key));
         Ok(key)
     }
@@ -80,6 +176,47 @@ pub fn redact_reference(reference: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review item 11a: a rule from the cluster may not choose the module the signer loads nor
+    /// the PIN it logs in with.
+    #[test]
+    fn rules_may_not_name_modules_or_pins() {
+        for (reference, attribute) in [
+            (
+                "pkcs11:token=a;object=b?module-path=/tmp/evil.so",
+                "module-path",
+            ),
+            ("pkcs11:token=a;object=b?Module-Name=evil", "module-name"),
+            ("PKCS11:token=a;object=b?pin-value=1234", "pin-value"),
+            (
+                "pkcs11:token=a;object=b?x-a=1&pin-source=file:/etc/pin",
+                "pin-source",
+            ),
+            (
+                "pkcs11:token=a;module-path=/tmp/evil.so;object=b",
+                "module-path",
+            ),
+        ] {
+            assert_eq!(
+                forbidden_rule_attribute(reference),
+                Some(attribute),
+                "{reference}"
+            );
+            let err = effective_reference(reference).unwrap_err().to_string();
+            assert!(
+                err.contains(attribute) && !err.contains("1234") && !err.contains('\n'),
+                "{err}"
+            );
+        }
+        for fine in [
+            "pkcs11:token=a;object=b",
+            "file:/k/pin-value.pem",
+            "/keys/module-path.pem",
+        ] {
+            assert_eq!(forbidden_rule_attribute(fine), None, "{fine}");
+            assert!(effective_reference(fine).is_ok());
+        }
+    }
 
     #[test]
     fn pins_never_reach_messages() {

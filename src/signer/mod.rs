@@ -27,7 +27,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use engine::{Ensured, EventOutcome, RetryPolicy, Signer, SignerOptions};
-pub use keys::redact_reference;
+pub use keys::{
+    Pkcs11Settings, forbidden_attribute_message, forbidden_rule_attribute, redact_reference,
+    set_pkcs11_settings,
+};
 pub use metrics::Metrics;
 pub use reconcile::{ReconcileReport, RuleSelection, reconcile, reconcile_loop};
 pub use rules::AddressMap;

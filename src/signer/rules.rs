@@ -73,9 +73,10 @@ pub struct CompiledRule {
 }
 
 impl CompiledRule {
-    /// Whether the rule's scope covers the image (repository, or repository with tag).
+    /// Whether the rule's scope covers the image (repository, or repository with tag). A push
+    /// names the tag being written, so tag-shaped scopes apply even though the digest is known.
     pub fn covers(&self, image: &ImageRef) -> bool {
-        self.scope.iter().any(|g| g.matches_image(image))
+        self.scope.iter().any(|g| g.matches_push(image))
     }
 
     /// Whether some tag of `repository` (`host/path`) may be covered: for enumeration.
@@ -120,6 +121,11 @@ impl RuleSet {
             .iter()
             .map(|rule| {
                 let name = rule.metadata.name.clone().unwrap_or_default();
+                if let Some(attribute) = super::keys::forbidden_rule_attribute(&rule.spec.key.reference) {
+                    // Kept, so that its pushes fail loudly (the key never opens) instead of
+                    // going unsigned in silence.
+                    tracing::error!(rule = %name, "{}", super::keys::forbidden_attribute_message(attribute));
+                }
                 let scope = rule
                     .spec
                     .scope

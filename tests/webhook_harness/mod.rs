@@ -70,6 +70,7 @@ pub fn registry_client() -> RegistryClient {
         ca_files: vec![],
         insecure: vec![],
         timeout: Duration::from_secs(5),
+        token_realm_hosts: vec![],
     };
     RegistryClient::new(&options).expect("registry client")
 }
