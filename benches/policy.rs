@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 
 use signet::crd::{
     Attestor, AttestorKey, AttestorSpec, ClusterVerificationPolicy, ClusterVerificationPolicySpec,
-    Mode, PolicyRules, VerificationPolicy, VerificationPolicySpec,
+    Mode, VerificationPolicy, VerificationPolicySpec,
 };
 use signet::crypto::{Algorithm, PublicKey};
 use signet::policy::{EngineOptions, Lookup, PolicyInputs, Snapshot, compile};
@@ -86,25 +86,23 @@ fn snapshot() -> Snapshot {
                 &format!("cluster-{i}"),
                 ClusterVerificationPolicySpec {
                     namespace_selector,
-                    rules: PolicyRules {
-                        images: vec![image_glob(i)],
-                        exclude: if i % 6 == 0 {
-                            vec![format!("reg{}.example.com/*/sandbox/**", i % REGISTRIES)]
-                        } else {
-                            vec![]
-                        },
-                        attestors: attestor_names(i),
-                        required: (i % 3 == 2).then_some(2),
-                        signature_type: if i % 2 == 0 {
-                            SignatureType::Default
-                        } else {
-                            SignatureType::Simple
-                        },
-                        mode: if i % 10 == 0 {
-                            Mode::DryRun
-                        } else {
-                            Mode::Enforce
-                        },
+                    images: vec![image_glob(i)],
+                    exclude: if i % 6 == 0 {
+                        vec![format!("reg{}.example.com/*/sandbox/**", i % REGISTRIES)]
+                    } else {
+                        vec![]
+                    },
+                    attestors: attestor_names(i),
+                    required: (i % 3 == 2).then_some(2),
+                    signature_type: if i % 2 == 0 {
+                        SignatureType::Default
+                    } else {
+                        SignatureType::Simple
+                    },
+                    mode: if i % 10 == 0 {
+                        Mode::DryRun
+                    } else {
+                        Mode::Enforce
                     },
                 },
             )
@@ -115,14 +113,12 @@ fn snapshot() -> Snapshot {
             let mut p = VerificationPolicy::new(
                 &format!("local-{i}"),
                 VerificationPolicySpec {
-                    rules: PolicyRules {
-                        images: vec![image_glob(i * 3 + 1)],
-                        exclude: vec![],
-                        attestors: attestor_names(i + 1),
-                        required: None,
-                        signature_type: SignatureType::Default,
-                        mode: Mode::Enforce,
-                    },
+                    images: vec![image_glob(i * 3 + 1)],
+                    exclude: vec![],
+                    attestors: attestor_names(i + 1),
+                    required: None,
+                    signature_type: SignatureType::Default,
+                    mode: Mode::Enforce,
                 },
             );
             p.metadata.namespace = Some(format!("ns-{}", i % NAMESPACES));

@@ -309,15 +309,15 @@ fn design_examples_deserialise() {
         "apiVersion: signet.dev/v1alpha1\nkind: ClusterVerificationPolicy\nmetadata: {name: prod-images}\nspec:\n  namespaceSelector: {matchLabels: {tier: prod}}\n  images: [\"registry.example.com/prod/**\"]\n  exclude: []\n  attestors: [release, qa]\n  required: 1\n  signatureType: Default\n  mode: Enforce\n",
     )
     .unwrap();
-    assert_eq!(policy.spec.rules.required, Some(1));
-    assert_eq!(policy.spec.rules.attestors, ["release", "qa"]);
+    assert_eq!(policy.spec.required, Some(1));
+    assert_eq!(policy.spec.rules().attestors, ["release", "qa"]);
 
     // Defaults: mode Enforce, signatureType Default, required absent (= all).
     let policy: VerificationPolicy = serde_yaml_ng::from_str(
         "apiVersion: signet.dev/v1alpha1\nkind: VerificationPolicy\nmetadata: {name: p, namespace: team}\nspec: {images: [r.io/**], attestors: [release]}\n",
     )
     .unwrap();
-    let rules = &policy.spec.rules;
+    let rules = policy.spec.rules();
     assert_eq!(
         (rules.mode, rules.signature_type, rules.required),
         (

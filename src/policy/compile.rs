@@ -274,7 +274,7 @@ pub fn compile(inputs: &PolicyInputs, generation: u64, options: EngineOptions) -
             namespace: None,
             name: p.name_any(),
             generation: p.metadata.generation,
-            rules: &p.spec.rules,
+            rules: p.spec.rules(),
             selector,
             problems,
         });
@@ -294,7 +294,7 @@ pub fn compile(inputs: &PolicyInputs, generation: u64, options: EngineOptions) -
             namespace: Some(namespace),
             name: p.name_any(),
             generation: p.metadata.generation,
-            rules: &p.spec.rules,
+            rules: p.spec.rules(),
             selector: NamespaceSelector::all(),
             problems,
         });
@@ -436,7 +436,7 @@ struct PolicySource<'a> {
     namespace: Option<String>,
     name: String,
     generation: Option<i64>,
-    rules: &'a PolicyRules,
+    rules: PolicyRules<'a>,
     selector: NamespaceSelector,
     /// Problems found before (the selector's).
     problems: Vec<SpecProblem>,
@@ -475,8 +475,8 @@ fn compile_policy(
             "empty: the policy governs no image",
         ));
     }
-    let images = globs("spec.images", &rules.images, &mut problems);
-    let exclude = globs("spec.exclude", &rules.exclude, &mut problems);
+    let images = globs("spec.images", rules.images, &mut problems);
+    let exclude = globs("spec.exclude", rules.exclude, &mut problems);
 
     let mut slots: Vec<AttestorSlot> = Vec::new();
     let mut attestor_problems = Vec::new();
@@ -486,7 +486,7 @@ fn compile_policy(
             "empty: no attestor can satisfy the policy",
         ));
     }
-    for attestor_name in &rules.attestors {
+    for attestor_name in rules.attestors {
         if slots.iter().any(|s| &s.name == attestor_name) {
             continue; // `required` counts distinct attestors
         }
