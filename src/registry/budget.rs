@@ -63,6 +63,8 @@ pub enum SkipReason {
     OverBudget,
     /// The blob could not be read: missing, larger than declared, or not matching its digest.
     Unreadable,
+    /// The `.sig` manifest itself is not an image manifest (counted once).
+    MalformedManifest,
 }
 
 impl SkipReason {
@@ -75,6 +77,7 @@ impl SkipReason {
             SkipReason::TooManyLayers => "too_many_layers",
             SkipReason::OverBudget => "over_budget",
             SkipReason::Unreadable => "unreadable",
+            SkipReason::MalformedManifest => "malformed_manifest",
         }
     }
 
@@ -98,6 +101,7 @@ impl SkipReason {
                 format!("over the {SIGNATURE_READ_BUDGET}-byte budget of a lookup")
             }
             SkipReason::Unreadable => "blob unreadable".into(),
+            SkipReason::MalformedManifest => "the signature manifest is malformed".into(),
         }
     }
 }
@@ -224,6 +228,10 @@ impl ReadPlan {
                 skipped.add(SkipReason::ForeignMediaType, 1);
                 continue;
             }
+            if crate::reference::normalise_digest(&layer.digest).is_none() {
+                skipped.add(SkipReason::Unreadable, 1);
+                continue;
+            }
             let Some(signature) = layer.signature() else {
                 skipped.add(SkipReason::Unsigned, 1);
                 continue;
@@ -265,10 +273,11 @@ impl ReadPlan {
 mod tests {
     use super::*;
 
-    fn layer(payload_size: u64, digest: &str, signed: bool) -> Descriptor {
+    /// A layer declaring `payload_size`, naming the blob `seed` hashes to.
+    fn layer(payload_size: u64, seed: &str, signed: bool) -> Descriptor {
         let mut l = Descriptor::for_signature(b"p", b"0123456789", &Default::default());
         l.size = payload_size;
-        l.digest = digest.to_string();
+        l.digest = crate::signature::sha256_digest(seed.as_bytes());
         if !signed {
             l.annotations.clear();
         }
@@ -278,9 +287,7 @@ mod tests {
     #[test]
     fn oversized_layers_are_skipped_before_any_fetch() {
         let one_mib = 1024 * 1024;
-        let layers: Vec<_> = (0..128)
-            .map(|_| layer(one_mib, "sha256:big", true))
-            .collect();
+        let layers: Vec<_> = (0..128).map(|_| layer(one_mib, "big", true)).collect();
         let plan = ReadPlan::new(&layers);
         assert!(plan.selected.is_empty());
         assert_eq!(plan.skipped.count(SkipReason::OverPayloadCap), 128);
@@ -294,9 +301,9 @@ mod tests {
     fn the_budget_bounds_what_is_read_and_small_layers_go_first() {
         // Six 60 KiB junk layers first, then a real-sized one: the real one is read.
         let mut layers: Vec<_> = (0..6)
-            .map(|i| layer(60 * 1024, &format!("sha256:junk{i}"), true))
+            .map(|i| layer(60 * 1024, &format!("junk{i}"), true))
             .collect();
-        layers.push(layer(300, "sha256:real", true));
+        layers.push(layer(300, "real", true));
         let plan = ReadPlan::new(&layers);
         assert!(plan.selected.contains(&6), "{plan:?}");
         // 300 + 10 bytes, then 4 x (60 KiB + 10) fit in 256 KiB; the last two do not.
@@ -307,11 +314,11 @@ mod tests {
 
     #[test]
     fn foreign_unsigned_and_surplus_layers_are_counted() {
-        let mut layers = vec![layer(10, "sha256:a", false)];
-        let mut foreign = layer(10, "sha256:b", true);
+        let mut layers = vec![layer(10, "a", false)];
+        let mut foreign = layer(10, "b", true);
         foreign.media_type = "application/octet-stream".into();
         layers.push(foreign);
-        layers.extend((0..MAX_SIGNATURE_DESCRIPTORS + 5).map(|_| layer(10, "sha256:c", true)));
+        layers.extend((0..MAX_SIGNATURE_DESCRIPTORS + 5).map(|_| layer(10, "c", true)));
         let plan = ReadPlan::new(&layers);
         assert_eq!(plan.skipped.count(SkipReason::Unsigned), 1);
         assert_eq!(plan.skipped.count(SkipReason::ForeignMediaType), 1);
@@ -320,6 +327,11 @@ mod tests {
         assert!(plan.skipped.may_hide_signature());
         let harmless = ReadPlan::new(&layers[..2]);
         assert!(!harmless.skipped.may_hide_signature());
+        let mut bad = layer(10, "d", true);
+        bad.digest = "sha256:not-hex".into();
+        let plan = ReadPlan::new(&[bad]);
+        assert_eq!(plan.skipped.count(SkipReason::Unreadable), 1);
+        assert!(plan.selected.is_empty());
     }
 
     #[test]

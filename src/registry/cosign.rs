@@ -67,8 +67,21 @@ impl SignatureStore {
         image: &ImageRef,
         digest: &str,
     ) -> Result<ReadLayers, RegistryError> {
-        let Some(layers) = self.manifest_layers(image, digest).await? else {
+        let tag = signature_tag(image, digest)?;
+        let Some(manifest) = self.client.fetch_manifest(&image.with_tag(&tag)).await? else {
             return Ok(ReadLayers::default());
+        };
+        let layers = match signature::parse_manifest_layers(&manifest.bytes) {
+            Ok(layers) => layers,
+            // Anyone who can push can write garbage at the tag. Reading it as "nothing here,
+            // and why" (rather than an error) keeps it from failing every lookup and from
+            // blocking the writer, which replaces it with a readable manifest.
+            Err(e) => {
+                tracing::debug!(error = %e, "signature manifest unreadable");
+                let mut read = ReadLayers::default();
+                read.set.skipped.add(SkipReason::MalformedManifest, 1);
+                return Ok(read);
+            }
         };
         let plan = ReadPlan::new(&layers);
         let mut set = SignatureSet {
@@ -158,14 +171,12 @@ impl SignatureStore {
     }
 }
 
-/// Failures of the registry as a whole (as opposed to one bad blob).
+/// Failures of the registry as a whole (as opposed to one bad blob: missing, too large, not
+/// matching or not even naming a digest, which the manifest's writer controls).
 fn is_registry_failure(e: &RegistryError) -> bool {
     matches!(
         e,
-        RegistryError::Unreachable { .. }
-            | RegistryError::Unauthorized { .. }
-            | RegistryError::InvalidRequest { .. }
-            | RegistryError::InvalidConfig { .. }
+        RegistryError::Unreachable { .. } | RegistryError::Unauthorized { .. }
     )
 }
 
