@@ -361,6 +361,36 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[tokio::test]
+    async fn the_signatures_cache_is_bounded_in_bytes() {
+        let big: Signatures = Arc::new(vec![
+            StoredSignature {
+                payload: vec![0; 200 * 1024],
+                signature: Some(vec![0; 64]),
+            };
+            1
+        ]);
+        let weight = signatures_weight("k", &big);
+        assert!(u64::from(weight) > 200 * 1024, "{weight}");
+        assert!(signatures_weight("k", &Arc::new(Vec::new())) < 1024);
+        // A 1 MiB cache holds a handful of 200 KiB sets, however many are inserted.
+        let lookups = Lookups::with_signature_bytes(
+            1000,
+            1024 * 1024,
+            LookupTimings::default(),
+            Arc::new(Metrics::new()),
+        );
+        for i in 0..50 {
+            lookups
+                .signatures
+                .insert(format!("r/app@{i}"), Arc::clone(&big))
+                .await;
+        }
+        lookups.signatures.run_pending_tasks().await;
+        assert!(lookups.signatures.weighted_size() <= 1024 * 1024);
+        assert!(lookups.signatures.entry_count() <= 5);
+    }
+
+    #[tokio::test]
     async fn concurrent_joins_share_one_load() {
         let flights: Arc<Flights<u32>> = Flights::new();
         let started = Arc::new(AtomicUsize::new(0));
