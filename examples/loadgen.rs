@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use signet::crypto::{Algorithm, FileKey, generate_key_pair};
+use signet::crypto::{Algorithm, FileKey, SigningKey, generate_key_pair};
 use signet::policy::NoMatch;
 use signet::reference::ImageRef;
 use signet::registry::SignatureStore;
@@ -373,12 +373,14 @@ async fn main() {
     let registry = support::Registry::start();
     let host = registry.host();
     let key = generate_key_pair(Algorithm::EcdsaP256Sha256, None).expect("key pair");
-    let signer = FileKey::from_pem(
-        key.private_key_pem(),
-        Algorithm::EcdsaP256Sha256,
-        webhook_harness::KEY_ID,
-    )
-    .expect("signing key");
+    let signer: Arc<dyn SigningKey> = Arc::new(
+        FileKey::from_pem(
+            key.private_key_pem(),
+            Algorithm::EcdsaP256Sha256,
+            webhook_harness::KEY_ID,
+        )
+        .expect("signing key"),
+    );
     let store = SignatureStore::new(registry_client());
 
     // Images: the cached set, 20 one-image pods, 20 ten-image pods, one 3-image set for the
@@ -396,7 +398,7 @@ async fn main() {
         signet::image_signing::sign_image(
             &store,
             &reference,
-            &signer,
+            Arc::clone(&signer),
             SignatureType::Default,
             &BTreeMap::new(),
         )

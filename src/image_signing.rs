@@ -1,11 +1,15 @@
-//! Signing one image: resolve its digest, build the payload, sign it with a key, append the
-//! signature next to the image. Used by `signet sign` and by the signer.
+//! Signing one image: resolve its digest and store one signature by the key for it through the
+//! [`SignatureStore`] (which skips it when the same key already signed the same identity). Used
+//! by `signet sign`; the signer goes through the same store.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::crypto::{CryptoError, SigningKey};
+use crate::crypto::SigningKey;
 use crate::reference::ImageRef;
-use crate::registry::{AppendOutcome, RegistryError, SignatureStore};
+use crate::registry::{
+    AppendOutcome, Compaction, RegistryError, SignatureStore, SignatureWriteError, Wanted,
+};
 use crate::signature::{self, SignatureError, SignatureType};
 
 /// Why an image could not be signed.
@@ -14,7 +18,7 @@ pub enum SignError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
-    Crypto(#[from] CryptoError),
+    Write(#[from] SignatureWriteError),
     #[error(transparent)]
     Format(#[from] SignatureError),
     #[error("digest mismatch: {image} names {named} but the registry serves {resolved}")]
@@ -34,16 +38,18 @@ pub struct Signed {
     pub image: ImageRef,
     /// The `.sig` tag, with its repository.
     pub signature_ref: String,
-    /// Whether a new layer was pushed, or the same signature was already there.
+    /// Whether a new layer was pushed, or the key had already signed this identity.
     pub outcome: AppendOutcome,
+    /// Set when the manifest was full and layers not verifying under `key` were dropped.
+    pub compaction: Option<Compaction>,
 }
 
-/// Signs the image `image` names: resolves its digest (or checks the one named), signs the payload
-/// of `signature_type` with `key`, and appends the signature (no duplicate when already present).
+/// Signs the image `image` names: resolves its digest (or checks the one named), and stores a
+/// signature of `signature_type` by `key` unless one is there already.
 pub async fn sign_image(
     store: &SignatureStore,
     image: &ImageRef,
-    key: &dyn SigningKey,
+    key: Arc<dyn SigningKey>,
     signature_type: SignatureType,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Signed, SignError> {
@@ -60,25 +66,36 @@ pub async fn sign_image(
     sign_digest(store, image, &resolved, key, signature_type, annotations).await
 }
 
-/// Signs a digest already known (from a registry event): no lookup before signing.
+/// Signs a digest already known: no lookup before signing. When the manifest is full, only
+/// layers `key` verifies are kept (the CLI knows no other key).
 pub async fn sign_digest(
     store: &SignatureStore,
     image: &ImageRef,
     digest: &str,
-    key: &dyn SigningKey,
+    key: Arc<dyn SigningKey>,
     signature_type: SignatureType,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Signed, SignError> {
-    let payload = signature::build_payload(image, digest, signature_type, annotations)?;
-    let signature_bytes = key.sign(&payload)?;
-    let outcome = store
-        .append_signature(image, digest, &payload, &signature_bytes, &BTreeMap::new())
+    let wanted = [Wanted {
+        key,
+        signature_type,
+        annotations: annotations.clone(),
+    }];
+    let lock = store.lock(image, digest).await;
+    let report = store
+        .ensure_signed(&lock, image, digest, &wanted, &[])
         .await?;
+    drop(lock);
     let tag = signature::signature_tag(digest)?;
     Ok(Signed {
         digest: digest.to_string(),
         image: image.with_digest(digest),
         signature_ref: format!("{}:{tag}", image.repo_path()),
-        outcome,
+        outcome: report
+            .outcomes
+            .first()
+            .copied()
+            .unwrap_or(AppendOutcome::AlreadyPresent),
+        compaction: report.compaction,
     })
 }

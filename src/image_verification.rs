@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::crypto::PublicKey;
 use crate::reference::ImageRef;
-use crate::registry::{RegistryError, SignatureStore};
+use crate::registry::{RegistryError, SignatureStore, SkippedLayers};
 use crate::signature::{SignatureType, check_signature};
 
 /// The verdict for one image and one key set, with the fate of every signature found.
@@ -15,12 +15,15 @@ pub struct KeyVerification {
     pub digest: String,
     pub verified: bool,
     pub signatures: Vec<SignatureFinding>,
+    /// Layers of the `.sig` manifest not read (by reason): not signatures, or past the budgets.
+    #[serde(skip_serializing_if = "SkippedLayers::is_empty")]
+    pub skipped: SkippedLayers,
 }
 
 /// What became of one stored signature.
 #[derive(Clone, Debug, Serialize)]
 pub struct SignatureFinding {
-    /// Position in the `.sig` manifest, from 1.
+    /// Position among the signatures read (manifest order), from 1.
     pub index: usize,
     pub valid: bool,
     /// The fingerprint of the key that verified it.
@@ -42,8 +45,9 @@ pub async fn verify_with_keys(
     keys: &[PublicKey],
 ) -> Result<KeyVerification, RegistryError> {
     let digest = store.client().resolve_digest(image).await?;
-    let stored = store.fetch_signatures(image, &digest).await?;
-    let signatures: Vec<SignatureFinding> = stored
+    let set = store.fetch_signatures(image, &digest).await?;
+    let signatures: Vec<SignatureFinding> = set
+        .signatures
         .iter()
         .enumerate()
         .map(
@@ -72,6 +76,7 @@ pub async fn verify_with_keys(
         digest,
         verified: signatures.iter().any(|s| s.valid),
         signatures,
+        skipped: set.skipped,
     })
 }
 
@@ -88,6 +93,12 @@ impl KeyVerification {
             );
         }
         if self.signatures.is_empty() {
+            if self.skipped.may_hide_signature() {
+                return format!(
+                    "not verified: {head}: no valid signature within the read budget: {}\n",
+                    self.skipped
+                );
+            }
             return format!("not verified: {head}: no signature\n");
         }
         let mut out = format!(

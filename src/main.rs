@@ -442,7 +442,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let signed = signet::image_signing::sign_image(
                 &store,
                 &image,
-                key.as_ref(),
+                key,
                 signature_type.into(),
                 &annotations,
             )

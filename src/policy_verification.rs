@@ -89,11 +89,18 @@ async fn look_up(store: &SignatureStore, image: &ImageRef) -> Result<Lookup, Str
         .resolve_digest(image)
         .await
         .map_err(|e| e.to_string())?;
-    let signatures = store
+    let set = store
         .fetch_signatures(image, &digest)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(Lookup::Found { digest, signatures })
+    // As at admission: nothing read because of the budgets is a failure that says why.
+    if let Some(reason) = set.unread_reason() {
+        return Err(reason);
+    }
+    Ok(Lookup::Found {
+        digest,
+        signatures: set.signatures,
+    })
 }
 
 impl PolicyVerification {

@@ -146,41 +146,135 @@ fn every_algorithm_and_both_types_sign_and_verify() {
     }
 }
 
+/// Writes a `.sig` manifest holding exactly `layers` (payload, signature), as another tool might.
+fn write_sig_manifest(
+    store: &SignatureStore,
+    img: &ImageRef,
+    digest: &str,
+    layers: &[(&[u8], &[u8])],
+) {
+    let rt = rt();
+    let descriptors: Vec<_> = layers
+        .iter()
+        .map(|(payload, sig)| signature::Descriptor::for_signature(payload, sig, &BTreeMap::new()))
+        .collect();
+    let built = signature::build_signature_manifest(&descriptors).unwrap();
+    for (payload, _) in layers {
+        rt.block_on(store.client().push_blob(img, payload)).unwrap();
+    }
+    rt.block_on(store.client().push_blob(img, &built.config))
+        .unwrap();
+    rt.block_on(store.client().push_manifest(
+        &img.with_tag(&signature::signature_tag(digest).unwrap()),
+        &built.manifest,
+        signature::OCI_MANIFEST_MEDIA_TYPE,
+    ))
+    .unwrap();
+}
+
+/// Every layer of the `.sig` manifest of `digest`, whatever its media type.
+fn sig_layers(store: &SignatureStore, img: &ImageRef, digest: &str) -> Vec<signature::Descriptor> {
+    let sig = img.with_tag(&signature::signature_tag(digest).unwrap());
+    let manifest = rt()
+        .block_on(store.client().fetch_manifest(&sig))
+        .unwrap()
+        .expect("a .sig manifest");
+    signature::parse_manifest_layers(&manifest.bytes).unwrap()
+}
+
 #[test]
-fn signing_twice_adds_no_duplicate() {
+fn signing_again_adds_nothing_under_any_algorithm() {
+    // ECDSA and RSA-PSS signatures differ on every run: "already signed" must mean "a signature
+    // by this key for this identity verifies", not "the same bytes are there" (which grew the
+    // .sig by one layer per run).
     let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
-    let (key, _) = keygen(dir.path(), Algorithm::EcdsaP256Sha256);
     let image = format!("{}/dup/app:v1", registry.host());
     let digest = push(&registry, "dup/app", "v1", "dup");
-    assert_eq!(
-        sign(&image, &key, Algorithm::EcdsaP256Sha256, "default").code,
-        0
-    );
-    // ECDSA signatures are randomised, so a second `sign` adds a second, different layer; the
-    // same signature appended twice must not.
+    let algorithms = [
+        Algorithm::EcdsaP256Sha256,
+        Algorithm::RsaPssSha256,
+        Algorithm::Ed25519,
+    ];
+    let mut publics = Vec::new();
+    for alg in algorithms {
+        let (key, public) = keygen(dir.path(), alg);
+        for round in 0..5 {
+            let run = sign(&image, &key, alg, "default");
+            assert_eq!(run.code, 0, "sign {alg} round {round}: {}", run.stderr);
+            assert_eq!(
+                run.stdout.contains("(already present)"),
+                round > 0,
+                "{alg} round {round}: {}",
+                run.stdout
+            );
+        }
+        publics.push((key, public, alg));
+    }
+    // Another identity (repository only) by the first key is another signature, once.
+    for _ in 0..2 {
+        let run = sign(&image, &publics[0].0, Algorithm::EcdsaP256Sha256, "simple");
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
     let store = store();
     let img = ImageRef::parse(&image).unwrap();
-    let sigs = rt()
+    assert_eq!(sig_layers(&store, &img, &digest).len(), 4);
+    let set = rt()
         .block_on(store.fetch_signatures(&img, &digest))
         .unwrap();
-    assert_eq!(sigs.len(), 1);
-    let outcome = rt()
-        .block_on(store.append_signature(
-            &img,
-            &digest,
-            &sigs[0].payload,
-            sigs[0].signature.as_ref().unwrap(),
-            &BTreeMap::new(),
-        ))
-        .unwrap();
-    assert_eq!(outcome, signet::registry::AppendOutcome::AlreadyPresent);
-    assert_eq!(
-        rt().block_on(store.fetch_signatures(&img, &digest))
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(set.signatures.len(), 4);
+    assert!(set.skipped.is_empty(), "{}", set.skipped);
+    for (_, public, alg) in &publics {
+        let key =
+            crypto::PublicKey::from_pem(&std::fs::read_to_string(public).unwrap(), *alg).unwrap();
+        let by_key = set
+            .signatures
+            .iter()
+            .filter(|s| {
+                key.verify(&s.payload, s.signature.as_ref().unwrap())
+                    .is_ok()
+            })
+            .count();
+        let expected = if *alg == Algorithm::EcdsaP256Sha256 {
+            2
+        } else {
+            1
+        };
+        assert_eq!(by_key, expected, "{alg}");
+        let run = verify(&image, public, *alg, "default");
+        assert_eq!(run.code, 0, "{alg}: {}{}", run.stdout, run.stderr);
+    }
+}
+
+#[test]
+fn sign_compacts_a_full_manifest_instead_of_growing_it() {
+    // 128 junk layers (the cap) already in the .sig: `signet sign` would make it 129. It drops
+    // the layers its key does not verify instead, and its own signature is readable.
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), Algorithm::EcdsaP256Sha256);
+    let image = format!("{}/full/app:v1", registry.host());
+    let digest = push(&registry, "full/app", "v1", "full");
+    let store = store();
+    let img = ImageRef::parse(&image).unwrap();
+    let junk: Vec<(Vec<u8>, Vec<u8>)> = (0..signet::registry::MAX_SIGNATURE_LAYERS)
+        .map(|i| {
+            (
+                format!("junk payload {i}").into_bytes(),
+                b"not a signature".to_vec(),
+            )
+        })
+        .collect();
+    let layers: Vec<(&[u8], &[u8])> = junk
+        .iter()
+        .map(|(p, s)| (p.as_slice(), s.as_slice()))
+        .collect();
+    write_sig_manifest(&store, &img, &digest, &layers);
+    let run = sign(&image, &key, Algorithm::EcdsaP256Sha256, "default");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(sig_layers(&store, &img, &digest).len(), 1);
+    let run = verify(&image, &public, Algorithm::EcdsaP256Sha256, "default");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
 }
 
 #[test]
@@ -277,7 +371,10 @@ fn failures_say_why() {
         let image = format!("{host}/neg/tamper:{tag}");
         assert_eq!(sign(&image, &key, pss, "default").code, 0);
         let img = ImageRef::parse(&image).unwrap();
-        let sigs = rt.block_on(store.fetch_signatures(&img, &d)).unwrap();
+        let sigs = rt
+            .block_on(store.fetch_signatures(&img, &d))
+            .unwrap()
+            .signatures;
         let mut payload = sigs[0].payload.clone();
         let mut sig = sigs[0].signature.clone().unwrap();
         if tamper_payload {
@@ -334,14 +431,7 @@ fn verifies_what_cosign_writes() {
     let sig = signer.sign(payload.as_bytes()).unwrap();
     let store = store();
     let img = ImageRef::parse(&image).unwrap();
-    rt().block_on(store.append_signature(
-        &img,
-        &digest,
-        payload.as_bytes(),
-        &sig,
-        &BTreeMap::new(),
-    ))
-    .unwrap();
+    write_sig_manifest(&store, &img, &digest, &[(payload.as_bytes(), &sig)]);
     let run = verify(&image, &public, Algorithm::EcdsaP256Sha256, "simple");
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     // The manifest we wrote has cosign's layout: media types, annotation name, standard base64.

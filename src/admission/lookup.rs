@@ -22,8 +22,28 @@ use moka::future::Cache;
 
 use super::metrics::{CacheName, Metrics, RegistryOperation, RegistryOutcome};
 use crate::reference::ImageRef;
-use crate::registry::{DockerConfig, RegistryClient, RegistryError, SignatureStore};
+use crate::registry::{DockerConfig, RegistryClient, RegistryError, SignatureStore, held_bytes};
 use crate::signature::StoredSignature;
+
+/// Bytes the signatures cache may hold (payloads, signatures and keys, with a per-entry
+/// overhead). Weighed in bytes, not entries: a signature set is up to
+/// [`crate::registry::SIGNATURE_READ_BUDGET`], so a count bound would not bound memory.
+pub const SIGNATURE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What a cache entry costs beyond its bytes (the key, the `Arc`, moka's own bookkeeping).
+const ENTRY_OVERHEAD_BYTES: u64 = 256;
+
+/// Per stored signature, beyond its bytes (two `Vec` headers).
+const SIGNATURE_OVERHEAD_BYTES: u64 = 48;
+
+/// The weight of one signatures cache entry, in bytes (saturating at `u32::MAX`, moka's unit).
+fn signatures_weight(key: &str, value: &Signatures) -> u32 {
+    let bytes = held_bytes(value)
+        + value.len() as u64 * SIGNATURE_OVERHEAD_BYTES
+        + key.len() as u64
+        + ENTRY_OVERHEAD_BYTES;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
 
 /// How long answers and failures are kept.
 #[derive(Clone, Copy, Debug)]
@@ -148,15 +168,27 @@ pub struct Lookups {
 }
 
 impl Lookups {
-    /// Caches holding at most `capacity` entries each.
+    /// Digest and failure caches holding at most `capacity` entries each (their entries are
+    /// small and bounded); the signatures cache holding at most [`SIGNATURE_CACHE_BYTES`].
     pub fn new(capacity: u64, timings: LookupTimings, metrics: Arc<Metrics>) -> Self {
+        Self::with_signature_bytes(capacity, SIGNATURE_CACHE_BYTES, timings, metrics)
+    }
+
+    /// [`Lookups::new`] with the signatures cache bounded at `signature_bytes`.
+    pub fn with_signature_bytes(
+        capacity: u64,
+        signature_bytes: u64,
+        timings: LookupTimings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Lookups {
             digests: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(timings.digest_ttl)
                 .build(),
             signatures: Cache::builder()
-                .max_capacity(capacity)
+                .weigher(|key: &String, value: &Signatures| signatures_weight(key, value))
+                .max_capacity(signature_bytes)
                 .time_to_live(timings.signatures_ttl)
                 .build(),
             failures: Cache::builder()
@@ -257,11 +289,33 @@ impl Lookups {
                     })
                     .await;
                     match result {
-                        Ok(found) => {
-                            let found = Arc::new(found);
-                            cache.insert(key, Arc::clone(&found)).await;
-                            Ok(found)
-                        }
+                        Ok(set) => match set.unread_reason() {
+                            // Nothing read because of the budgets: no valid signature, and the
+                            // answer says why (remembered as briefly as a failure, so an
+                            // attacker's manifest costs one bounded read per period, not memory).
+                            Some(reason) => {
+                                let reason: Arc<str> = Arc::from(reason);
+                                tracing::warn!(
+                                    image = %image.with_digest(&digest),
+                                    %reason,
+                                    "signatures not read"
+                                );
+                                failures.insert(flight_key, Arc::clone(&reason)).await;
+                                Err(reason)
+                            }
+                            None => {
+                                if set.skipped.may_hide_signature() {
+                                    tracing::warn!(
+                                        image = %image.with_digest(&digest),
+                                        skipped = %set.skipped,
+                                        "some signature layers not read"
+                                    );
+                                }
+                                let found = Arc::new(set.signatures);
+                                cache.insert(key, Arc::clone(&found)).await;
+                                Ok(found)
+                            }
+                        },
                         Err(e) => {
                             let reason: Arc<str> = Arc::from(e.to_string());
                             failures.insert(flight_key, Arc::clone(&reason)).await;
@@ -305,6 +359,36 @@ async fn measured<T>(
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn the_signatures_cache_is_bounded_in_bytes() {
+        let big: Signatures = Arc::new(vec![
+            StoredSignature {
+                payload: vec![0; 200 * 1024],
+                signature: Some(vec![0; 64]),
+            };
+            1
+        ]);
+        let weight = signatures_weight("k", &big);
+        assert!(u64::from(weight) > 200 * 1024, "{weight}");
+        assert!(signatures_weight("k", &Arc::new(Vec::new())) < 1024);
+        // A 1 MiB cache holds a handful of 200 KiB sets, however many are inserted.
+        let lookups = Lookups::with_signature_bytes(
+            1000,
+            1024 * 1024,
+            LookupTimings::default(),
+            Arc::new(Metrics::new()),
+        );
+        for i in 0..50 {
+            lookups
+                .signatures
+                .insert(format!("r/app@{i}"), Arc::clone(&big))
+                .await;
+        }
+        lookups.signatures.run_pending_tasks().await;
+        assert!(lookups.signatures.weighted_size() <= 1024 * 1024);
+        assert!(lookups.signatures.entry_count() <= 5);
+    }
 
     #[tokio::test]
     async fn concurrent_joins_share_one_load() {

@@ -1,35 +1,38 @@
-//! Signatures in the registry, cosign layout: fetch the `.sig` manifest of a digest and its payload
-//! blobs; append a signature without duplicates, one append at a time per repository and digest.
+//! Signatures in the registry, cosign layout: the one place they are read and written.
+//!
+//! Reading (this file) is budgeted (see [`super::budget`]): layers are judged by their
+//! descriptors before any fetch, each distinct blob is fetched once, and what was left out is
+//! counted. Writing ([`super::cosign_write`]) adds layers under one lock per repository and
+//! digest, with one definition of "already signed" for `signet sign`, backfill and the signer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use futures::future::try_join_all;
+use futures::StreamExt as _;
 
+use super::budget::{BLOB_FETCHES, FETCHES_PER_LOOKUP, ReadPlan, SignatureSet, SkipReason};
 use super::{RegistryClient, RegistryError};
 use crate::reference::ImageRef;
-use crate::signature::{self, Descriptor, OCI_MANIFEST_MEDIA_TYPE, StoredSignature};
-
-/// Payload blobs larger than this are refused: a simple-signing payload is a few hundred bytes.
-pub const MAX_SIGNATURE_BLOB: usize = 1024 * 1024;
-/// At most this many signature layers are read per digest; a registry cannot make us do more.
-pub const MAX_SIGNATURE_LAYERS: usize = 128;
-
-/// What appending a signature did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AppendOutcome {
-    /// A new layer was pushed.
-    Added,
-    /// An identical signature was already there; nothing was pushed.
-    AlreadyPresent,
-}
+use crate::signature::{self, Descriptor, StoredSignature};
 
 /// Reads and writes cosign signatures through a [`RegistryClient`].
 #[derive(Clone)]
 pub struct SignatureStore {
-    client: RegistryClient,
-    /// One async lock per `repository@digest`, so concurrent appends do not overwrite each other.
-    append_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    pub(super) client: RegistryClient,
+    /// One async lock per `repository@digest`, shared by clones, so that concurrent writers in
+    /// this process do not overwrite each other's layers.
+    pub(super) write_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// The `.sig` manifest of one digest as read: every layer, and the ones read within budget.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ReadLayers {
+    /// Every layer of the manifest, in manifest order, whatever its media type.
+    pub(crate) layers: Vec<Descriptor>,
+    /// For each signature in `set.signatures`, the index of its layer in `layers`.
+    pub(crate) read_index: Vec<usize>,
+    /// The signatures read and what was skipped.
+    pub(crate) set: SignatureSet,
 }
 
 impl SignatureStore {
@@ -37,7 +40,7 @@ impl SignatureStore {
     pub fn new(client: RegistryClient) -> Self {
         SignatureStore {
             client,
-            append_locks: Arc::default(),
+            write_locks: Arc::default(),
         }
     }
 
@@ -46,34 +49,108 @@ impl SignatureStore {
         &self.client
     }
 
-    /// The signatures stored for `digest` in `image`'s repository; empty when there is no `.sig` tag.
+    /// The signatures stored for `digest` in `image`'s repository, read within the budgets;
+    /// empty when there is no `.sig` tag. Layers that cannot be signatures, do not fit the
+    /// budget or cannot be read are skipped and counted in [`SignatureSet::skipped`]. An error
+    /// means the registry could not be asked (unreachable, refused, malformed manifest).
     pub async fn fetch_signatures(
         &self,
         image: &ImageRef,
         digest: &str,
-    ) -> Result<Vec<StoredSignature>, RegistryError> {
-        let Some(layers) = self.signature_layers(image, digest).await? else {
-            return Ok(Vec::new());
-        };
-        let repo = image.with_tag("latest");
-        let fetches = layers.iter().take(MAX_SIGNATURE_LAYERS).map(|layer| {
-            let repo = &repo;
-            async move {
-                let payload = self
-                    .client
-                    .fetch_blob(repo, &layer.digest, MAX_SIGNATURE_BLOB)
-                    .await?;
-                Ok::<_, RegistryError>(StoredSignature {
-                    payload,
-                    signature: layer.signature(),
-                })
-            }
-        });
-        try_join_all(fetches).await
+    ) -> Result<SignatureSet, RegistryError> {
+        Ok(self.read(image, digest).await?.set)
     }
 
-    /// The simple-signing layer descriptors of the `.sig` manifest, `None` when it does not exist.
-    async fn signature_layers(
+    /// Reads the manifest and, within budget, the payloads of its layers.
+    pub(crate) async fn read(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+    ) -> Result<ReadLayers, RegistryError> {
+        let tag = signature_tag(image, digest)?;
+        let Some(manifest) = self.client.fetch_manifest(&image.with_tag(&tag)).await? else {
+            return Ok(ReadLayers::default());
+        };
+        let layers = match signature::parse_manifest_layers(&manifest.bytes) {
+            Ok(layers) => layers,
+            // Anyone who can push can write garbage at the tag. Reading it as "nothing here,
+            // and why" (rather than an error) keeps it from failing every lookup and from
+            // blocking the writer, which replaces it with a readable manifest.
+            Err(e) => {
+                tracing::debug!(error = %e, "signature manifest unreadable");
+                let mut read = ReadLayers::default();
+                read.set.skipped.add(SkipReason::MalformedManifest, 1);
+                return Ok(read);
+            }
+        };
+        let plan = ReadPlan::new(&layers);
+        let mut set = SignatureSet {
+            skipped: plan.skipped,
+            ..SignatureSet::default()
+        };
+        // Each distinct blob once, read no further than the largest size declared for it
+        // (declared sizes are within the per-payload cap, or the layer was not selected).
+        let mut blobs: BTreeMap<&str, u64> = BTreeMap::new();
+        for &i in &plan.selected {
+            let size = blobs.entry(layers[i].digest.as_str()).or_default();
+            *size = (*size).max(layers[i].size);
+        }
+        let repo = image.with_tag("latest");
+        // Built eagerly (a `map` closure over borrowed items trips the compiler's Send check in
+        // spawned callers); run at most FETCHES_PER_LOOKUP at once.
+        let mut fetches = Vec::with_capacity(blobs.len());
+        for (blob, size) in blobs {
+            let repo = &repo;
+            fetches.push(async move {
+                // The semaphore is never closed; were it, fetching unbounded beats failing
+                // every lookup.
+                let _permit = BLOB_FETCHES.acquire().await.ok();
+                let limit = usize::try_from(size).unwrap_or(usize::MAX);
+                (blob, self.client.fetch_blob(repo, blob, limit).await)
+            });
+        }
+        let results: Vec<(&str, Result<Vec<u8>, RegistryError>)> = futures::stream::iter(fetches)
+            .buffer_unordered(FETCHES_PER_LOOKUP)
+            .collect()
+            .await;
+        let mut fetched: HashMap<&str, Vec<u8>> = HashMap::with_capacity(results.len());
+        for (blob, result) in results {
+            match result {
+                Ok(bytes) => {
+                    set.blobs_fetched += 1;
+                    set.bytes_fetched += bytes.len() as u64;
+                    fetched.insert(blob, bytes);
+                }
+                // The registry itself failed: that is an answer about the registry, not
+                // about one layer, and must not read as "not signed".
+                Err(e) if is_registry_failure(&e) => return Err(e),
+                // Missing, larger than declared, not matching its digest: skipped, counted.
+                Err(e) => tracing::debug!(error = %e, "signature layer unreadable; skipped"),
+            }
+        }
+        let mut read_index = Vec::with_capacity(plan.selected.len());
+        for &i in &plan.selected {
+            match fetched.get(layers[i].digest.as_str()) {
+                Some(payload) => {
+                    read_index.push(i);
+                    set.signatures.push(StoredSignature {
+                        payload: payload.clone(),
+                        signature: layers[i].signature(),
+                    });
+                }
+                _ => set.skipped.add(SkipReason::Unreadable, 1),
+            }
+        }
+        drop(fetched);
+        Ok(ReadLayers {
+            layers,
+            read_index,
+            set,
+        })
+    }
+
+    /// Every layer descriptor of the `.sig` manifest, `None` when it does not exist.
+    pub(crate) async fn manifest_layers(
         &self,
         image: &ImageRef,
         digest: &str,
@@ -82,7 +159,7 @@ impl SignatureStore {
         let Some(manifest) = self.client.fetch_manifest(&image.with_tag(&tag)).await? else {
             return Ok(None);
         };
-        signature::parse_signature_manifest(&manifest.bytes)
+        signature::parse_manifest_layers(&manifest.bytes)
             .map(Some)
             .map_err(|e| {
                 RegistryError::bad_response(
@@ -92,57 +169,19 @@ impl SignatureStore {
                 )
             })
     }
+}
 
-    /// Appends a signature layer to the `.sig` manifest of `digest`, unless the same one is there.
-    pub async fn append_signature(
-        &self,
-        image: &ImageRef,
-        digest: &str,
-        payload: &[u8],
-        signature_bytes: &[u8],
-        annotations: &BTreeMap<String, String>,
-    ) -> Result<AppendOutcome, RegistryError> {
-        let lock = self.append_lock(&format!("{}@{digest}", image.repo_path()));
-        let _guard = lock.lock().await;
-        let new_layer = Descriptor::for_signature(payload, signature_bytes, annotations);
-        let mut layers = self
-            .signature_layers(image, digest)
-            .await?
-            .unwrap_or_default();
-        if layers.iter().any(|l| l.same_signature(&new_layer)) {
-            return Ok(AppendOutcome::AlreadyPresent);
-        }
-        layers.push(new_layer);
-        let built = signature::build_signature_manifest(&layers).map_err(|e| {
-            RegistryError::bad_response(image.registry(), "signature manifest", e.to_string())
-        })?;
-        let repo = image.with_tag("latest");
-        self.client.push_blob(&repo, payload).await?;
-        self.client.push_blob(&repo, &built.config).await?;
-        let tag = signature_tag(image, digest)?;
-        self.client
-            .push_manifest(
-                &image.with_tag(&tag),
-                &built.manifest,
-                OCI_MANIFEST_MEDIA_TYPE,
-            )
-            .await?;
-        Ok(AppendOutcome::Added)
-    }
-
-    fn append_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        // A poisoned map only means another thread panicked mid-insert; the map itself is intact.
-        let mut locks = self.append_locks.lock().unwrap_or_else(|p| p.into_inner());
-        if locks.len() > 10_000 {
-            // Forget locks nobody holds, so the map stays bounded in a long-running signer.
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        locks.entry(key.to_string()).or_default().clone()
-    }
+/// Failures of the registry as a whole (as opposed to one bad blob: missing, too large, not
+/// matching or not even naming a digest, which the manifest's writer controls).
+fn is_registry_failure(e: &RegistryError) -> bool {
+    matches!(
+        e,
+        RegistryError::Unreachable { .. } | RegistryError::Unauthorized { .. }
+    )
 }
 
 /// The `.sig` tag for `digest`; a malformed digest is a request that cannot be sent.
-fn signature_tag(image: &ImageRef, digest: &str) -> Result<String, RegistryError> {
+pub(super) fn signature_tag(image: &ImageRef, digest: &str) -> Result<String, RegistryError> {
     signature::signature_tag(digest).map_err(|e| RegistryError::InvalidRequest {
         host: image.registry().to_string(),
         reason: e.to_string(),

@@ -11,15 +11,26 @@
 //! it was asked by (or, for a tag, the digest the registry announced).
 
 mod auth;
+mod budget;
 mod client;
 mod cosign;
+mod cosign_write;
 mod credentials;
 mod error;
 mod operations;
 mod transport;
 
+pub use budget::{
+    MAX_CONCURRENT_BLOB_FETCHES, MAX_SIGNATURE_DESCRIPTORS, MAX_SIGNATURE_LAYERS,
+    MAX_SIGNATURE_PAYLOAD, SIGNATURE_READ_BUDGET, SignatureSet, SkipReason, SkippedLayers,
+    held_bytes,
+};
 pub use client::{RegistryClient, RegistryOptions};
-pub use cosign::{AppendOutcome, MAX_SIGNATURE_BLOB, MAX_SIGNATURE_LAYERS, SignatureStore};
+pub use cosign::SignatureStore;
+pub use cosign_write::{
+    AppendOutcome, Compaction, EnsureReport, SignPayloadError, SignatureLock, SignatureWriteError,
+    Wanted, already_signed, expected_identity, sign_payload,
+};
 pub use credentials::{Credential, DOCKER_HUB_CONFIG_KEY, DockerConfig};
 pub use error::RegistryError;
 pub use transport::MAX_REDIRECTS;

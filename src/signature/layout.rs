@@ -96,6 +96,15 @@ struct ManifestDoc {
 
 /// The simple-signing layers of a signature manifest (other layers are ignored).
 pub fn parse_signature_manifest(bytes: &[u8]) -> Result<Vec<Descriptor>, SignatureError> {
+    Ok(parse_manifest_layers(bytes)?
+        .into_iter()
+        .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
+        .collect())
+}
+
+/// Every layer descriptor of a signature manifest, whatever its media type, in manifest order
+/// (the reader counts the layers it does not use instead of dropping them silently).
+pub fn parse_manifest_layers(bytes: &[u8]) -> Result<Vec<Descriptor>, SignatureError> {
     let doc: ManifestDoc = serde_json::from_slice(bytes).map_err(|e| {
         SignatureError::MalformedManifest(format!(
             "signature manifest is not an image manifest: {e}"
@@ -107,11 +116,7 @@ pub fn parse_signature_manifest(bytes: &[u8]) -> Result<Vec<Descriptor>, Signatu
             doc.schema_version
         )));
     }
-    Ok(doc
-        .layers
-        .into_iter()
-        .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
-        .collect())
+    Ok(doc.layers)
 }
 
 /// The config blob and the manifest bytes of a signature manifest holding `layers`.

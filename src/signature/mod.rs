@@ -9,7 +9,7 @@ pub use check::{Accepted, Rejection, StoredSignature, check_claims, check_signat
 pub use layout::{
     BuiltManifest, Descriptor, OCI_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE,
     SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, build_signature_manifest, is_artifact_tag,
-    parse_signature_manifest, sha256_digest, signature_tag,
+    parse_manifest_layers, parse_signature_manifest, sha256_digest, signature_tag,
 };
 pub use payload::{ATOMIC_TYPE, COSIGN_TYPE, Payload, SignatureType, build_payload, parse_payload};
 

@@ -1,10 +1,13 @@
 //! The signer proper: for a pushed image and the rules that cover it, make sure the registry holds
 //! exactly one signature per rule.
 //!
-//! Idempotence: within one process, everything for one (repository, digest) runs under one lock:
-//! read the `.sig` manifest and its payloads, skip every rule already satisfied (a signature that
-//! verifies under the rule's key and names the rule's identity), sign the others, write the
-//! manifest back once, re-read it. Repeated events find the signatures there and add nothing.
+//! Idempotence: within one process, everything for one (repository, digest) runs under the
+//! [`SignatureStore`]'s lock: check that the manifest still exists and, for `Default` rules, that
+//! the event's tag still names the event's digest; then the store reads the `.sig` manifest,
+//! skips every rule already satisfied (a signature that verifies under the rule's key and names
+//! the rule's identity), signs the others, writes the manifest back once and re-reads it.
+//! Repeated events find the signatures there and add nothing. When a write would pass the layer
+//! cap, the store drops the layers no rule's key verifies (counted in `sig_compactions`).
 //!
 //! Between instances (or with any other writer) the registry is the only shared state, and a
 //! manifest PUT replaces the tag: two instances that read the same old manifest both write, and
@@ -15,7 +18,6 @@
 //! `recheck_after` later (default 2 s), after any concurrent writer has finished, and (3) the
 //! periodic reconcile, as a last resort.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,20 +25,19 @@ use tokio::sync::Semaphore;
 
 use crate::controller::PolicyState;
 use crate::crd::{SigningRule, Trigger};
-use crate::crypto::SigningKey;
+use crate::crypto::{PublicKey, SigningKey};
 use crate::reference::ImageRef;
-use crate::registry::{RegistryClient, RegistryError, SignatureStore};
-use crate::signature::{self, Descriptor, SignatureType};
+use crate::registry::{
+    AppendOutcome, EnsureReport, RegistryClient, RegistryError, SignPayloadError, SignatureLock,
+    SignatureStore, SignatureWriteError, Wanted,
+};
+use crate::signature::SignatureType;
 
 use super::SignerError;
 use super::event::{Classified, EnvelopeError, Ignored, PushedManifest, is_referrer, parse_events};
 use super::keys::KeyCache;
-use super::metrics::Metrics;
+use super::metrics::{Metrics, RuleSkip};
 use super::rules::{AddressMap, CompiledRule, RuleSet};
-use super::store::{self, NewSignature};
-
-/// How many times the read-check-write cycle is redone when another writer replaced the manifest.
-const WRITE_ATTEMPTS: usize = 4;
 
 /// Retries of registry operations that failed for a reason that may pass.
 #[derive(Clone, Copy, Debug)]
@@ -106,8 +107,9 @@ pub struct Ensured {
     pub added: Vec<String>,
     /// Rules whose signature was already there.
     pub present: Vec<String>,
-    /// Rules not applied, with the reason (a `Default` rule and a push without a tag).
-    pub skipped: Vec<(String, String)>,
+    /// Rules not applied, with the reason (a `Default` rule and a push without a tag, or a tag
+    /// that no longer names the digest).
+    pub skipped: Vec<(String, RuleSkip)>,
 }
 
 /// The signer: cheap to clone, shared by the HTTP handlers and the reconcile loop.
@@ -117,28 +119,26 @@ pub struct Signer {
 }
 
 struct Inner {
-    client: RegistryClient,
+    store: SignatureStore,
     policy: PolicyState,
     rules: Mutex<(Arc<Vec<SigningRule>>, Arc<RuleSet>)>,
     keys: Arc<KeyCache>,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     workers: Arc<Semaphore>,
     options: SignerOptions,
     metrics: Metrics,
 }
 
 impl Signer {
-    /// A signer over `store`'s registry client, reading its rules from `policy`.
+    /// A signer writing through `store`, reading its rules from `policy`.
     pub fn new(store: SignatureStore, policy: PolicyState, options: SignerOptions) -> Self {
         let source = policy.signing_rules();
         let compiled = Arc::new(RuleSet::compile(&source));
         Signer {
             inner: Arc::new(Inner {
-                client: store.client().clone(),
+                store,
                 policy,
                 rules: Mutex::new((source, compiled)),
                 keys: Arc::default(),
-                locks: Mutex::default(),
                 workers: Arc::new(Semaphore::new(options.workers.max(1))),
                 options,
                 metrics: Metrics::new(),
@@ -178,7 +178,7 @@ impl Signer {
 
     /// The registry client the signer uses.
     pub fn client(&self) -> &RegistryClient {
-        &self.inner.client
+        self.inner.store.client()
     }
 
     /// The options the signer was built with.
@@ -363,7 +363,7 @@ impl Signer {
         let mut keyed = Vec::with_capacity(rules.len());
         for rule in rules {
             if rule.signature_type == SignatureType::Default && identity.tag().is_none() {
-                self.inner.metrics.skip("default_needs_tag");
+                self.inner.metrics.skip(RuleSkip::DefaultNeedsTag);
                 tracing::warn!(
                     rule = %rule.name,
                     image = %identity.with_digest(digest),
@@ -371,7 +371,7 @@ impl Signer {
                 );
                 ensured
                     .skipped
-                    .push((rule.name.clone(), "default_needs_tag".into()));
+                    .push((rule.name.clone(), RuleSkip::DefaultNeedsTag));
                 continue;
             }
             let key = match self.inner.keys.cached(rule) {
@@ -383,100 +383,130 @@ impl Signer {
         if keyed.is_empty() {
             return Ok(Ok(ensured));
         }
-        let lock = self.lock_for(&format!("{}@{digest}", identity.repo_path()));
-        let appended = self
+        let keep = self.configured_keys();
+        let store = &self.inner.store;
+        let written = self
             .with_retries(|| async {
-                let _guard = lock.lock().await;
-                self.check_and_append(identity, digest, &keyed, check_manifest)
+                let lock = store.lock(identity, digest).await;
+                self.check_and_write(&lock, identity, digest, &keyed, &keep, check_manifest)
                     .await
             })
             .await?;
-        let (added, present) = match appended {
-            Ok(done) => done,
+        let written = match written {
+            Ok(w) => w,
             Err(why) => return Ok(Err(why)),
         };
         let metrics = &self.inner.metrics;
-        metrics.signed.inc_by(added.len() as u64);
-        metrics.already_signed.inc_by(present.len() as u64);
-        ensured.added = added;
-        ensured.present = present;
+        for rule in &written.tag_moved {
+            metrics.skip(RuleSkip::TagMoved);
+            tracing::warn!(
+                rule = %rule,
+                image = %identity.with_digest(digest),
+                "the tag no longer names this digest: a Default rule would bind it to another image, so it does not sign"
+            );
+            ensured.skipped.push((rule.clone(), RuleSkip::TagMoved));
+        }
+        for (rule, outcome) in written.signing.iter().zip(&written.report.outcomes) {
+            match outcome {
+                AppendOutcome::Added => ensured.added.push(rule.clone()),
+                AppendOutcome::AlreadyPresent => ensured.present.push(rule.clone()),
+            }
+        }
+        metrics.signed.inc_by(ensured.added.len() as u64);
+        metrics.already_signed.inc_by(ensured.present.len() as u64);
+        metrics
+            .overwritten
+            .inc_by(written.report.overwritten as u64);
+        if let Some(compaction) = written.report.compaction {
+            metrics.sig_compactions.inc();
+            metrics.sig_layers_dropped.inc_by(compaction.dropped as u64);
+            tracing::warn!(
+                image = %identity.with_digest(digest),
+                dropped = compaction.dropped,
+                kept = compaction.kept,
+                "signature manifest compacted: dropped layers no rule's key verifies"
+            );
+        }
         Ok(Ok(ensured))
     }
 
-    /// One locked read-check-sign-write cycle (redone while another writer replaces the manifest).
-    /// Returns the rules signed now and the rules found signed, or why there is nothing to sign
-    /// (checked, when `check_manifest`, alongside the first read of the signatures).
-    async fn check_and_append(
+    /// The public keys of every rule whose key is open: what compaction keeps. Keys are opened
+    /// at start ([`Signer::open_keys`]) and on first use; one that cannot be opened is not
+    /// retried here on every event.
+    fn configured_keys(&self) -> Vec<PublicKey> {
+        self.rules()
+            .all()
+            .iter()
+            .filter_map(|rule| self.inner.keys.cached(rule))
+            .map(|key| key.public_key().clone())
+            .collect()
+    }
+
+    /// Under the lock: checks (when `check_manifest`) that the manifest still exists and is not a
+    /// referrer, and, for `Default` rules, that the tag still names `digest`; then lets the
+    /// store add what is missing. `Ok(Err(reason))` when there is nothing to sign.
+    async fn check_and_write(
         &self,
+        lock: &SignatureLock,
         identity: &ImageRef,
         digest: &str,
         keyed: &[(Arc<CompiledRule>, Arc<dyn SigningKey>)],
+        keep: &[PublicKey],
         check_manifest: bool,
-    ) -> Result<Result<(Vec<String>, Vec<String>), &'static str>, SignerError> {
-        let client = &self.inner.client;
-        let mut added_rules: Vec<String> = Vec::new();
-        for attempt in 0..WRITE_ATTEMPTS {
-            let existing = if check_manifest && attempt == 0 {
-                let pinned = identity.with_digest(digest);
-                let (existing, manifest) = tokio::try_join!(
-                    store::read_existing(client, identity, digest),
-                    client.fetch_manifest(&pinned),
-                )?;
-                match manifest {
-                    None => return Ok(Err("manifest_gone")),
-                    Some(m) if is_referrer(&m.bytes) => return Ok(Err("referrer")),
-                    Some(_) => existing,
-                }
-            } else {
-                store::read_existing(client, identity, digest).await?
-            };
-            let missing: Vec<_> = keyed
-                .iter()
-                .filter(|(rule, key)| {
-                    !existing.satisfies(identity, digest, rule.signature_type, key.public_key())
-                })
-                .collect();
-            if missing.is_empty() {
-                let present = keyed
-                    .iter()
-                    .map(|(r, _)| r.name.clone())
-                    .filter(|n| !added_rules.contains(n))
-                    .collect();
-                return Ok(Ok((added_rules, present)));
+    ) -> Result<Result<Written, &'static str>, SignerError> {
+        let client = self.inner.store.client();
+        let binds_tag = keyed
+            .iter()
+            .any(|(rule, _)| rule.signature_type == SignatureType::Default);
+        let manifest = async {
+            match check_manifest {
+                true => client
+                    .fetch_manifest(&identity.with_digest(digest))
+                    .await
+                    .map(Some),
+                false => Ok(None),
             }
-            let mut new = Vec::with_capacity(missing.len());
-            for (rule, key) in &missing {
-                new.push(sign_one(identity, digest, rule, key).await?);
+        };
+        let tag = async {
+            match (binds_tag, identity.tag()) {
+                (true, Some(tag)) => tag_names(client, &identity.with_tag(tag), digest)
+                    .await
+                    .map(Some),
+                _ => Ok(None),
             }
-            store::write_signatures(client, identity, digest, &existing.layers, &new).await?;
-            for (rule, _) in &missing {
-                if !added_rules.contains(&rule.name) {
-                    added_rules.push(rule.name.clone());
-                }
-            }
-            let written: Vec<Descriptor> = new.into_iter().map(|n| n.layer).collect();
-            let after = store::read_layers(client, identity, digest).await?;
-            let after = store::ExistingSignatures {
-                layers: after,
-                signatures: Vec::new(),
-            };
-            if after.contains_all(&written) {
-                let present = keyed
-                    .iter()
-                    .map(|(r, _)| r.name.clone())
-                    .filter(|n| !added_rules.contains(n))
-                    .collect();
-                return Ok(Ok((added_rules, present)));
-            }
-            self.inner.metrics.overwritten.inc();
-            tracing::info!(
-                image = %identity.with_digest(digest),
-                "another writer replaced the signature manifest; checking again"
-            );
+        };
+        let (manifest, tag_names_digest) = tokio::try_join!(manifest, tag)?;
+        match manifest {
+            Some(None) => return Ok(Err("manifest_gone")),
+            Some(Some(m)) if is_referrer(&m.bytes) => return Ok(Err("referrer")),
+            _ => {}
         }
-        Err(SignerError::Contended(
-            identity.with_digest(digest).to_string(),
-        ))
+        let tag_moved = tag_names_digest == Some(false);
+        let (moved, signing): (Vec<_>, Vec<_>) = keyed
+            .iter()
+            .partition(|(rule, _)| tag_moved && rule.signature_type == SignatureType::Default);
+        let wanted: Vec<Wanted> = signing
+            .iter()
+            .map(|(rule, key)| Wanted {
+                key: Arc::clone(key),
+                signature_type: rule.signature_type,
+                annotations: Default::default(),
+            })
+            .collect();
+        let report = if wanted.is_empty() {
+            EnsureReport::default()
+        } else {
+            self.inner
+                .store
+                .ensure_signed(lock, identity, digest, &wanted, keep)
+                .await
+                .map_err(|e| write_error(e, &signing))?
+        };
+        Ok(Ok(Written {
+            signing: signing.iter().map(|(r, _)| r.name.clone()).collect(),
+            tag_moved: moved.iter().map(|(r, _)| r.name.clone()).collect(),
+            report,
+        }))
     }
 
     /// Runs `op`, retrying with backoff while it fails with a retryable error.
@@ -502,46 +532,55 @@ impl Signer {
         }
     }
 
-    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
-        if locks.len() > 10_000 {
-            // Forget locks nobody holds, so the map stays bounded in a long-running signer.
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        Arc::clone(locks.entry(key.to_string()).or_default())
-    }
-
     /// Waits for a worker (reconcile shares the pool with events).
     pub(crate) async fn worker(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.inner.workers.acquire().await.ok()
     }
 }
 
-/// Builds and signs the payload of `rule` for `identity` at `digest`, off the async threads (a
-/// PKCS#11 signature is a blocking call to the token).
-async fn sign_one(
-    identity: &ImageRef,
+/// What one locked cycle did: the rules it signed for (in the order of `report.outcomes`), the
+/// `Default` rules skipped because the tag moved, and the store's report.
+struct Written {
+    signing: Vec<String>,
+    tag_moved: Vec<String>,
+    report: EnsureReport,
+}
+
+/// Whether `tagged` (a tag, no digest) names `digest` now; a deleted tag names nothing.
+async fn tag_names(
+    client: &RegistryClient,
+    tagged: &ImageRef,
     digest: &str,
-    rule: &CompiledRule,
-    key: &Arc<dyn SigningKey>,
-) -> Result<NewSignature, SignerError> {
-    let payload =
-        signature::build_payload(identity, digest, rule.signature_type, &Default::default())
-            .map_err(|e| SignerError::Internal(e.to_string()))?;
-    let key = Arc::clone(key);
-    let rule_name = rule.name.clone();
-    let (payload, signature_bytes) = tokio::task::spawn_blocking(move || {
-        let signature_bytes = key.sign(&payload);
-        (payload, signature_bytes)
-    })
-    .await
-    .map_err(|e| SignerError::Internal(format!("signing task failed: {e}")))?;
-    let signature_bytes = signature_bytes.map_err(|cause| SignerError::Signing {
-        rule: rule_name,
-        cause,
-    })?;
-    let layer = Descriptor::for_signature(&payload, &signature_bytes, &Default::default());
-    Ok(NewSignature { payload, layer })
+) -> Result<bool, RegistryError> {
+    match client.resolve_digest(tagged).await {
+        Ok(current) => Ok(current.eq_ignore_ascii_case(digest)),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The signer's error for a store error; `signing` names the rule of each wanted signature.
+fn write_error(
+    e: SignatureWriteError,
+    signing: &[&(Arc<CompiledRule>, Arc<dyn SigningKey>)],
+) -> SignerError {
+    let rule_name = |index: usize| {
+        signing
+            .get(index)
+            .map_or_else(String::new, |(rule, _)| rule.name.clone())
+    };
+    match e {
+        SignatureWriteError::Registry(e) => SignerError::Registry(e),
+        SignatureWriteError::Contended(image) => SignerError::Contended(image),
+        SignatureWriteError::Signing {
+            index,
+            cause: SignPayloadError::Crypto(cause),
+        } => SignerError::Signing {
+            rule: rule_name(index),
+            cause,
+        },
+        other => SignerError::Internal(other.to_string()),
+    }
 }
 
 impl From<RegistryError> for SignerError {

@@ -6,7 +6,8 @@
 //!   (repository, digest), with retries;
 //! - [`reconcile`]: the periodic scan (and `signet sign --backfill`);
 //! - [`server`]: `POST /events`, health, readiness and metrics over HTTP(S);
-//! - `keys`, `store`, `metrics`: opened keys, `.sig` reads and writes, Prometheus counters.
+//! - `keys`, `metrics`: opened keys, Prometheus counters. Every `.sig` read and write goes
+//!   through [`SignatureStore`].
 //!
 //! SigningRules come from the controller's [`PolicyState`]: a policy folder
 //! (`controller::watch_policy_dir`) or the cluster (`controller::run_controller`).
@@ -20,7 +21,6 @@ mod metrics;
 pub mod reconcile;
 pub mod rules;
 pub mod server;
-mod store;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,7 +31,7 @@ pub use keys::{
     Pkcs11Settings, forbidden_attribute_message, forbidden_rule_attribute, redact_reference,
     set_pkcs11_settings,
 };
-pub use metrics::Metrics;
+pub use metrics::{Metrics, RuleSkip};
 pub use reconcile::{ReconcileReport, RuleSelection, reconcile, reconcile_loop};
 pub use rules::AddressMap;
 pub use server::{BearerToken, ServerHandle, router, serve};

@@ -125,6 +125,7 @@ pub async fn signature_count(registry: &Registry, repo_tag: &str, digest: &str) 
         .fetch_signatures(&image(registry, repo_tag), digest)
         .await
         .unwrap()
+        .signatures
         .len()
 }
 
@@ -257,7 +258,8 @@ pub async fn signatures_per_key(
     let stored = store()
         .fetch_signatures(&image(registry, repo_tag), digest)
         .await
-        .unwrap();
+        .unwrap()
+        .signatures;
     keys.iter()
         .map(|k| {
             let pem = std::fs::read_to_string(&k.public).unwrap();

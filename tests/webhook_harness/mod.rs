@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 use signet::admission::{Admission, DecisionSettings, Metrics, TlsSource, WebhookServer};
 use signet::controller::PolicyState;
-use signet::crypto::{Algorithm, FileKey, generate_key_pair};
+use signet::crypto::{Algorithm, FileKey, SigningKey, generate_key_pair};
 use signet::policy::{self, EngineOptions, NoMatch, PolicyInputs};
 use signet::reference::ImageRef;
 use signet::registry::{RegistryClient, RegistryOptions, SignatureStore};
@@ -79,8 +79,10 @@ pub fn registry_client() -> RegistryClient {
 pub async fn signed_registry() -> SignedRegistry {
     let registry = Registry::start();
     let key = generate_key_pair(Algorithm::EcdsaP256Sha256, None).expect("key pair");
-    let signer = FileKey::from_pem(key.private_key_pem(), Algorithm::EcdsaP256Sha256, KEY_ID)
-        .expect("signing key");
+    let signer: Arc<dyn SigningKey> = Arc::new(
+        FileKey::from_pem(key.private_key_pem(), Algorithm::EcdsaP256Sha256, KEY_ID)
+            .expect("signing key"),
+    );
     let store = SignatureStore::new(registry_client());
     let mut digests = BTreeMap::new();
     for (i, repo_tag) in SIGNED.iter().chain(UNSIGNED).enumerate() {
@@ -100,7 +102,7 @@ pub async fn signed_registry() -> SignedRegistry {
         signet::image_signing::sign_image(
             &store,
             &image,
-            &signer,
+            Arc::clone(&signer),
             SignatureType::Default,
             &BTreeMap::new(),
         )

@@ -1,0 +1,363 @@
+//! Writing cosign signatures: the one writer `signet sign`, backfill and the signer share.
+//!
+//! Under one lock per `repository@digest` (held by the caller, see [`SignatureStore::lock`]):
+//! read the `.sig` manifest within budget, skip every wanted signature that is
+//! [`already_signed`], sign the others off the async threads, write the manifest back once and
+//! re-read it. "Already signed" is about meaning, not bytes: ECDSA and RSA-PSS signatures differ
+//! every time, so comparing layers byte for byte would add a layer per run.
+//!
+//! The manifest never grows past [`MAX_SIGNATURE_LAYERS`]: a write that would pass it first
+//! drops every layer no configured key verifies for this digest (junk pushed to shadow real
+//! signatures, or to make the reader work), then, if still full, the oldest kept layers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::try_join_all;
+use tokio::sync::OwnedMutexGuard;
+
+use super::RegistryError;
+use super::budget::{MAX_SIGNATURE_LAYERS, SkippedLayers};
+use super::cosign::{ReadLayers, SignatureStore, signature_tag};
+use crate::crypto::{CryptoError, PublicKey, SigningKey};
+use crate::reference::ImageRef;
+use crate::signature::{
+    self, Descriptor, OCI_MANIFEST_MEDIA_TYPE, SIMPLE_SIGNING_MEDIA_TYPE, SignatureError,
+    SignatureType, StoredSignature, check_signature,
+};
+
+/// How many times the read-check-write cycle is redone when another writer replaced the manifest.
+const WRITE_ATTEMPTS: usize = 4;
+
+/// Locks kept before the map forgets the ones nobody holds.
+const MAX_IDLE_LOCKS: usize = 10_000;
+
+/// What happened to one wanted signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// A new layer was pushed.
+    Added,
+    /// A signature by the same key naming the same identity was already there; nothing pushed.
+    AlreadyPresent,
+}
+
+/// One signature a writer wants stored for the image it names.
+#[derive(Clone)]
+pub struct Wanted {
+    /// The key that signs (and whose public half decides "already signed").
+    pub key: Arc<dyn SigningKey>,
+    /// `Default` binds the image's tag, `Simple` only its repository.
+    pub signature_type: SignatureType,
+    /// Optional claims written into the payload (not part of "already signed").
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Layers dropped to keep the manifest within [`MAX_SIGNATURE_LAYERS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compaction {
+    /// Layers removed.
+    pub dropped: usize,
+    /// Layers kept from the old manifest.
+    pub kept: usize,
+}
+
+/// What [`SignatureStore::ensure_signed`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnsureReport {
+    /// One per wanted signature, in order.
+    pub outcomes: Vec<AppendOutcome>,
+    /// Set when a write had to drop layers first.
+    pub compaction: Option<Compaction>,
+    /// Times another writer replaced the manifest right after this one wrote (then redone).
+    pub overwritten: usize,
+    /// Layers the last read skipped.
+    pub skipped: SkippedLayers,
+}
+
+/// Why signatures could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureWriteError {
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The payload or manifest could not be built.
+    #[error(transparent)]
+    Format(#[from] SignatureError),
+    /// The key of wanted signature `index` refused to sign.
+    #[error("signing failed: {cause}")]
+    Signing {
+        index: usize,
+        cause: SignPayloadError,
+    },
+    /// Other writers kept replacing the signature manifest.
+    #[error("the signature manifest of {0} kept changing under concurrent writers")]
+    Contended(String),
+    /// The lock passed is not the one for this repository and digest (a bug in the caller).
+    #[error("signature write for {asked} under the lock of {held}")]
+    WrongLock { asked: String, held: String },
+}
+
+/// Why [`sign_payload`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignPayloadError {
+    /// The key refused.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The blocking task died (panicked or was cancelled).
+    #[error("signing task failed: {0}")]
+    Task(String),
+}
+
+/// Held while writing the signatures of one `repository@digest` (see [`SignatureStore::lock`]).
+pub struct SignatureLock {
+    key: String,
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl SignatureLock {
+    /// `registry/repository@digest`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Signs `payload` with `key` on the blocking pool (a PKCS#11 token or a KMS call blocks), and
+/// hands the payload back with the signature.
+pub async fn sign_payload(
+    key: &Arc<dyn SigningKey>,
+    payload: Vec<u8>,
+) -> Result<(Vec<u8>, Vec<u8>), SignPayloadError> {
+    let key = Arc::clone(key);
+    let (payload, signed) = tokio::task::spawn_blocking(move || {
+        let signed = key.sign(&payload);
+        (payload, signed)
+    })
+    .await
+    .map_err(|e| SignPayloadError::Task(e.to_string()))?;
+    Ok((payload, signed?))
+}
+
+/// The identity a signature of this type names: `registry/repo:tag` for `Default`,
+/// `registry/repo` for `Simple`.
+pub fn expected_identity(identity: &ImageRef, signature_type: SignatureType) -> String {
+    match signature_type {
+        SignatureType::Default => identity.repo_with_tag(),
+        SignatureType::Simple => identity.repo_path(),
+    }
+}
+
+/// The one definition of "already signed": a stored signature verifies under `key`, binds
+/// `digest`, and names exactly the identity a new one would (so a `Simple` signature does not
+/// satisfy a `Default` writer, nor one for another tag).
+pub fn already_signed(
+    signatures: &[StoredSignature],
+    identity: &ImageRef,
+    digest: &str,
+    signature_type: SignatureType,
+    key: &PublicKey,
+) -> bool {
+    let expected = expected_identity(identity, signature_type);
+    let keys = std::slice::from_ref(key);
+    signatures.iter().any(|stored| {
+        check_signature(stored, identity, digest, signature_type, keys)
+            .is_ok_and(|accepted| accepted.payload.docker_reference == expected)
+    })
+}
+
+impl SignatureStore {
+    /// Takes the write lock of `image`'s repository at `digest`. Everything a writer decides
+    /// from what it reads (including checks of its own, such as where a tag points) belongs
+    /// under it.
+    pub async fn lock(&self, image: &ImageRef, digest: &str) -> SignatureLock {
+        let key = lock_key(image, digest);
+        let mutex = {
+            // A poisoned map only means another thread panicked mid-insert; it is intact.
+            let mut locks = self.write_locks.lock().unwrap_or_else(|p| p.into_inner());
+            if locks.len() > MAX_IDLE_LOCKS {
+                // Forget locks nobody holds, so the map stays bounded in a long-running signer.
+                locks.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            Arc::clone(locks.entry(key.clone()).or_default())
+        };
+        SignatureLock {
+            key,
+            _guard: mutex.lock_owned().await,
+        }
+    }
+
+    /// Makes sure `image` (its tag, for `Default`) at `digest` holds each of `wanted`, adding
+    /// only those not [`already_signed`]. When the manifest would pass
+    /// [`MAX_SIGNATURE_LAYERS`], layers that verify for this digest under none of `keep` (nor
+    /// the wanted keys) are dropped first. Re-reads after writing and redoes the cycle when
+    /// another writer replaced the manifest.
+    pub async fn ensure_signed(
+        &self,
+        lock: &SignatureLock,
+        image: &ImageRef,
+        digest: &str,
+        wanted: &[Wanted],
+        keep: &[PublicKey],
+    ) -> Result<EnsureReport, SignatureWriteError> {
+        let asked = lock_key(image, digest);
+        if lock.key != asked {
+            return Err(SignatureWriteError::WrongLock {
+                asked,
+                held: lock.key.clone(),
+            });
+        }
+        let mut report = EnsureReport::default();
+        let mut added = vec![false; wanted.len()];
+        for _ in 0..WRITE_ATTEMPTS {
+            let read = self.read(image, digest).await?;
+            report.skipped = read.set.skipped.clone();
+            let missing: Vec<usize> = (0..wanted.len())
+                .filter(|&i| {
+                    !already_signed(
+                        &read.set.signatures,
+                        image,
+                        digest,
+                        wanted[i].signature_type,
+                        wanted[i].key.public_key(),
+                    )
+                })
+                .collect();
+            if missing.is_empty() {
+                report.outcomes = outcomes(&added);
+                return Ok(report);
+            }
+            let mut new = Vec::with_capacity(missing.len());
+            for &i in &missing {
+                let w = &wanted[i];
+                let payload =
+                    signature::build_payload(image, digest, w.signature_type, &w.annotations)?;
+                let (payload, signature_bytes) = sign_payload(&w.key, payload)
+                    .await
+                    .map_err(|cause| SignatureWriteError::Signing { index: i, cause })?;
+                let layer = Descriptor::for_signature(&payload, &signature_bytes, &BTreeMap::new());
+                new.push((payload, layer));
+            }
+            let mut keys: Vec<PublicKey> = keep.to_vec();
+            keys.extend(wanted.iter().map(|w| w.key.public_key().clone()));
+            let (kept, compaction) = compact_if_full(&read, digest, new.len(), image, &keys);
+            if let Some(c) = compaction {
+                tracing::warn!(
+                    image = %image.with_digest(digest),
+                    dropped = c.dropped,
+                    kept = c.kept,
+                    "signature manifest full: dropped layers no configured key verifies"
+                );
+                report.compaction = Some(c);
+            }
+            self.write(image, digest, &kept, &new).await?;
+            for &i in &missing {
+                added[i] = true;
+            }
+            let after = self
+                .manifest_layers(image, digest)
+                .await?
+                .unwrap_or_default();
+            if new
+                .iter()
+                .all(|(_, layer)| after.iter().any(|a| a.same_signature(layer)))
+            {
+                report.outcomes = outcomes(&added);
+                return Ok(report);
+            }
+            report.overwritten += 1;
+            tracing::info!(
+                image = %image.with_digest(digest),
+                "another writer replaced the signature manifest; checking again"
+            );
+        }
+        Err(SignatureWriteError::Contended(
+            image.with_digest(digest).to_string(),
+        ))
+    }
+
+    /// Pushes the payload blobs of `added`, then the manifest holding `existing` followed by them.
+    async fn write(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        existing: &[Descriptor],
+        added: &[(Vec<u8>, Descriptor)],
+    ) -> Result<(), SignatureWriteError> {
+        let repo = image.with_tag("latest");
+        let mut layers = existing.to_vec();
+        layers.extend(added.iter().map(|(_, layer)| layer.clone()));
+        let built = signature::build_signature_manifest(&layers)?;
+        // The blobs are independent: upload them at once, the manifest only after all of them.
+        let blobs = added
+            .iter()
+            .map(|(payload, _)| payload.as_slice())
+            .chain(std::iter::once(built.config.as_slice()));
+        try_join_all(blobs.map(|blob| self.client.push_blob(&repo, blob))).await?;
+        let tag = signature_tag(image, digest)?;
+        self.client
+            .push_manifest(
+                &image.with_tag(&tag),
+                &built.manifest,
+                OCI_MANIFEST_MEDIA_TYPE,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn lock_key(image: &ImageRef, digest: &str) -> String {
+    format!("{}@{}", image.repo_path(), digest.to_ascii_lowercase())
+}
+
+fn outcomes(added: &[bool]) -> Vec<AppendOutcome> {
+    added
+        .iter()
+        .map(|&a| {
+            if a {
+                AppendOutcome::Added
+            } else {
+                AppendOutcome::AlreadyPresent
+            }
+        })
+        .collect()
+}
+
+/// The simple-signing layers to keep when `adding` more are written. Other media types are
+/// dropped on every rewrite (signet writes simple-signing manifests only). Past the cap, only
+/// layers read and verifying for `digest` under one of `keys` stay, the newest when still full.
+fn compact_if_full(
+    read: &ReadLayers,
+    digest: &str,
+    adding: usize,
+    image: &ImageRef,
+    keys: &[PublicKey],
+) -> (Vec<Descriptor>, Option<Compaction>) {
+    let existing: Vec<Descriptor> = read
+        .layers
+        .iter()
+        .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
+        .cloned()
+        .collect();
+    if existing.len() + adding <= MAX_SIGNATURE_LAYERS {
+        return (existing, None);
+    }
+    // `Simple`: the key and the digest decide here; a layer for another tag of the same digest
+    // is a real signature worth keeping.
+    let mut kept: Vec<Descriptor> = read
+        .read_index
+        .iter()
+        .zip(&read.set.signatures)
+        .filter(|(_, stored)| {
+            check_signature(stored, image, digest, SignatureType::Simple, keys).is_ok()
+        })
+        .map(|(&i, _)| read.layers[i].clone())
+        .collect();
+    let room = MAX_SIGNATURE_LAYERS.saturating_sub(adding);
+    if kept.len() > room {
+        kept.drain(..kept.len() - room);
+    }
+    let compaction = Compaction {
+        dropped: existing.len() - kept.len(),
+        kept: kept.len(),
+    };
+    (kept, Some(compaction))
+}
