@@ -201,10 +201,14 @@ impl Snapshot {
                 .policies
                 .push(self.judge(policy, &evidence, &mut checks));
         }
+        // A DryRun policy never admits more than its absence would: under `--no-match deny`,
+        // an image that only DryRun policies govern is still unmatched for enforcement.
+        let enforced = verdict.policies.iter().any(|p| p.mode == Mode::Enforce);
         verdict.allowed = verdict
             .policies
             .iter()
-            .all(|p| p.passed || p.mode == Mode::DryRun);
+            .all(|p| p.passed || p.mode == Mode::DryRun)
+            && (enforced || self.options().no_match == NoMatch::Allow);
         verdict.dry_run = verdict
             .policies
             .iter()

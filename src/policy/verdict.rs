@@ -82,6 +82,12 @@ impl ImageVerdict {
         if self.policies.is_empty() {
             return Some(format!("{}: no policy matches", self.subject()));
         }
+        if self.policies.iter().all(|p| p.mode == Mode::DryRun) {
+            return Some(format!(
+                "{}: no Enforce policy matches (only DryRun ones), and unmatched images are denied",
+                self.subject()
+            ));
+        }
         let failures: Vec<String> = self
             .policies
             .iter()

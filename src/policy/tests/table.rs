@@ -556,6 +556,17 @@ fn cases(k: &Keys) -> Vec<Case> {
     );
     governed.no_match = NoMatch::Deny;
     cases.push(governed);
+    // A namespace owner's catch-all DryRun policy must not turn --no-match=deny into "allow
+    // with a warning": DryRun never admits what its absence would deny.
+    let mut dry_only = case(
+        "--no-match=deny: an image only DryRun policies govern stays denied",
+        "web",
+        "r.io/dry/app:v1",
+        found(D1, vec![k.sec.sign("r.io/dry/app:v1", D1, Default)]),
+        Deny("no Enforce policy matches (only DryRun ones)"),
+    );
+    dry_only.no_match = NoMatch::Deny;
+    cases.push(dry_only);
     cases
 }
 
