@@ -1,7 +1,10 @@
 //! Static checks of the Helm chart `charts/signet`. No `helm` binary can run on the build machines, so
 //! these tests read the chart's files: values referenced by templates exist and are documented, template
 //! delimiters and blocks are balanced, the bundled CRDs are the generated ones, and the webhook
-//! configurations, RBAC, pods and README say what the chart promises.
+//! configurations, RBAC, pods and README say what the chart promises. `chart_render` renders templates with
+//! their conditions evaluated, so that objects and flags switched by values can be checked both ways.
+
+mod chart_render;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -20,7 +23,7 @@ const WEBHOOK_KINDS: &str = r#"
 /// What the README's registry `notifications` block must set for the signer's endpoint.
 const NOTIFICATIONS_ENDPOINT: &str = r#"
     endpoints:
-    url: http://signet-signer.signet.svc/events
+    url: https://signet-signer.signet.svc/events
     Authorization: [Bearer
     timeout:
     threshold:
@@ -28,11 +31,10 @@ const NOTIFICATIONS_ENDPOINT: &str = r#"
     ignoredmediatypes:
     - application/octet-stream"#;
 
-/// Lines both webhook configurations must hold (besides their own `path:`).
+/// Lines both webhook configurations must hold (besides their own `path:` and `sideEffects:`).
 const WEBHOOK_SETTINGS: &str = r#"
     admissionReviewVersions: ["v1"]
     failurePolicy: {{ .Values.webhook.failurePolicy }}
-    sideEffects: None
     timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
     matchPolicy: Equivalent
     caBundle: {{ $tls.caCert }}
@@ -58,7 +60,9 @@ const WEBHOOK_POD: &str = r#"
     {{- toYaml .Values.webhook.resources | nindent 12 }}
     topologyKey: kubernetes.io/hostname
     containerPort: 8443
+    containerPort: 8080
     - --listen=0.0.0.0:8443
+    - --ops-listen=0.0.0.0:8080
     - --deadline={{ .Values.webhook.deadline }}
     - --tls-cert=/etc/signet/tls/tls.crt
     - --tls-key=/etc/signet/tls/tls.key
@@ -66,11 +70,12 @@ const WEBHOOK_POD: &str = r#"
     livenessProbe:
     readinessProbe:"#;
 
-/// The probes of the webhook, each as its lines joined by `|`.
+/// The probes of the webhook, each as its lines joined by `|`: plain HTTP on the ops port, since with
+/// client-certificate authentication the HTTPS port answers only the API server.
 const WEBHOOK_PROBES: [&str; 3] = [
-    "startupProbe:|httpGet:|path: /healthz|port: https|scheme: HTTPS",
-    "livenessProbe:|httpGet:|path: /healthz|port: https|scheme: HTTPS",
-    "readinessProbe:|httpGet:|path: /readyz|port: https|scheme: HTTPS",
+    "startupProbe:|httpGet:|path: /healthz|port: ops|scheme: HTTP",
+    "livenessProbe:|httpGet:|path: /healthz|port: ops|scheme: HTTP",
+    "readinessProbe:|httpGet:|path: /readyz|port: ops|scheme: HTTP",
 ];
 
 /// Defaults values.yaml must hold: the pod hardening and sizing the chart promises.
@@ -614,9 +619,13 @@ fn both_webhooks_fail_closed_within_the_timeout_with_the_required_settings() {
         text.contains("{{- include \"signet.validateValues\" . }}"),
         "no validation"
     );
-    for (kind, path) in [("Validating", "/validate"), ("Mutating", "/mutate")] {
+    // /validate posts events, never for dry runs; /mutate posts none.
+    for (kind, path, side_effects) in [
+        ("Validating", "/validate", "NoneOnDryRun"),
+        ("Mutating", "/mutate", "None"),
+    ] {
         let kind = format!("{kind}WebhookConfiguration");
-        let expected = format!("{WEBHOOK_SETTINGS}\npath: {path}");
+        let expected = format!("{WEBHOOK_SETTINGS}\npath: {path}\nsideEffects: {side_effects}");
         require_lines(&webhook_document(&text, &kind), &expected, &kind);
     }
     assert!(
@@ -635,37 +644,46 @@ fn both_webhooks_fail_closed_within_the_timeout_with_the_required_settings() {
     assert!(exempt.contains("(list .Release.Namespace)"), "{exempt}");
 }
 
-/// Renders a template as if every condition held: comments and whole-line actions are dropped, inline
-/// actions become a placeholder. Enough to parse the static structure of the RBAC manifests.
-fn render_optimistically(text: &str) -> Vec<Value> {
-    let mut rendered = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("{{- /*").or_else(|| rest.find("{{/*")) {
-        rendered.push_str(&rest[..start]);
-        let end = rest[start..].find("*/").expect("comment closed") + start;
-        rest = &rest[end + rest[end..].find("}}").expect("comment action closed") + 2..];
+/// The documents `name` renders to with values.yaml, changed by `overrides` (YAML merged in).
+fn render(name: &str, overrides: &str) -> Vec<Value> {
+    let overrides: Value = parse("overrides", overrides);
+    let values = chart_render::merged(&values(), &overrides);
+    let text = chart_render::render(&template(name), &values)
+        .unwrap_or_else(|err| panic!("{name} with {overrides:?}: {err}"));
+    text.split("\n---")
+        .map(|doc| parse::<Value>(&format!("{name} rendered with {overrides:?}"), doc))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+/// The documents of `kind` among `documents`.
+fn of_kind<'a>(documents: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    let kind = Value::from(kind);
+    documents
+        .iter()
+        .filter(|doc| doc.get("kind") == Some(&kind))
+        .collect()
+}
+
+/// The one document of `kind`.
+fn only<'a>(documents: &'a [Value], kind: &str) -> &'a Value {
+    match of_kind(documents, kind)[..] {
+        [doc] => doc,
+        ref found => panic!("{} documents of kind {kind}: {documents:?}", found.len()),
     }
-    rendered.push_str(rest);
-    let mut lines = Vec::new();
-    for line in rendered.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with("{{")
-            && trimmed.ends_with("}}")
-            && trimmed.matches("{{").count() == 1
-        {
-            continue;
-        }
-        let mut out = line.to_owned();
-        while let (Some(open), Some(close)) = (out.find("{{"), out.find("}}")) {
-            out.replace_range(open..close + 2, "placeholder");
-        }
-        lines.push(out);
-    }
-    let documents = lines.join("\n");
-    let documents = documents
-        .split("\n---")
-        .map(|doc| parse::<Value>("rendered RBAC", doc));
-    documents.filter(|doc| !doc.is_null()).collect()
+}
+
+/// The first container of a Deployment's pods.
+fn container(deployment: &Value) -> &Value {
+    &deployment["spec"]["template"]["spec"]["containers"][0]
+}
+
+/// The arguments of a Deployment's first container.
+fn args(deployment: &Value) -> Vec<String> {
+    let args = container(deployment)["args"].as_sequence().expect("args");
+    args.iter()
+        .map(|a| a.as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -696,25 +714,21 @@ fn grants(rules: &[PolicyRule]) -> BTreeSet<[String; 4]> {
 
 /// What the role of `kind` in these documents grants.
 fn role_grants(documents: &[Value], kind: &str) -> BTreeSet<[String; 4]> {
-    let role = documents
-        .iter()
-        .find(|doc| doc.get("kind") == Some(&Value::from(kind)));
-    let rules = role
-        .and_then(|role| role.get("rules"))
+    let rules = only(documents, kind)
+        .get("rules")
         .unwrap_or_else(|| panic!("no {kind} rules"));
     grants(&serde_yaml_ng::from_value::<Vec<PolicyRule>>(rules.clone()).expect("RBAC rules"))
 }
 
 #[test]
 fn rbac_grants_exactly_the_least_privileges() {
-    let webhook = render_optimistically(&template("webhook-rbac.yaml"));
+    let webhook = render("webhook-rbac.yaml", "{}");
     let expected_cluster_role = r#"
         - {apiGroups: [signet.dev], verbs: [get, list, watch],
            resources: [attestors, verificationpolicies, clusterverificationpolicies, signingrules]}
         - {apiGroups: [signet.dev], verbs: [patch], resources: [attestors/status,
            verificationpolicies/status, clusterverificationpolicies/status, signingrules/status]}
         - {apiGroups: [""], resources: [namespaces], verbs: [get, list, watch]}
-        - {apiGroups: [""], resources: [secrets, serviceaccounts], verbs: [get]}
         - {apiGroups: [events.k8s.io, ""], resources: [events], verbs: [create, patch]}"#;
     let expected_role = r#"
         - {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [create]}
@@ -724,7 +738,7 @@ fn rbac_grants_exactly_the_least_privileges() {
         - {apiGroups: [signet.dev], verbs: [get, list, watch],
            resources: [attestors, verificationpolicies, clusterverificationpolicies, signingrules]}
         - {apiGroups: [""], resources: [namespaces], verbs: [get, list, watch]}"#;
-    let signer = render_optimistically(&template("signer-rbac.yaml"));
+    let signer = render("signer-rbac.yaml", "signer: {enabled: true}");
     for (documents, kind, expected) in [
         (&webhook, "ClusterRole", expected_cluster_role),
         (&webhook, "Role", expected_role),
@@ -738,6 +752,294 @@ fn rbac_grants_exactly_the_least_privileges() {
         &template("signer-deployment.yaml"),
         own_account,
         "the signer",
+    );
+
+    // Each opt-in adds exactly its grant.
+    let base = grants(&parse::<Vec<_>>("ClusterRole", expected_cluster_role));
+    for (overrides, added) in [
+        (
+            "rbac: {readPullSecrets: true}",
+            r#"[{apiGroups: [""], resources: [secrets, serviceaccounts], verbs: [get]}]"#,
+        ),
+        (
+            "webhook: {breakglass: {enabled: true}}",
+            "[{apiGroups: [authorization.k8s.io], resources: [subjectaccessreviews], verbs: [create]}]",
+        ),
+    ] {
+        let mut expected = base.clone();
+        expected.extend(grants(&parse::<Vec<_>>(overrides, added)));
+        let documents = render("webhook-rbac.yaml", overrides);
+        assert_eq!(
+            role_grants(&documents, "ClusterRole"),
+            expected,
+            "{overrides}"
+        );
+    }
+    assert!(
+        render("webhook-rbac.yaml", "rbac: {create: false}").len() == 1,
+        "only the ServiceAccount"
+    );
+}
+
+/// The kube-system service accounts of the controllers that create pods, ReplicaSets and Jobs from
+/// templates, which breakglass must authorize for a breakglass Deployment's pods to be admitted.
+const POD_CREATING_CONTROLLERS: [&str; 7] = [
+    "deployment-controller",
+    "replicaset-controller",
+    "statefulset-controller",
+    "daemon-set-controller",
+    "replication-controller",
+    "job-controller",
+    "cronjob-controller",
+];
+
+#[test]
+fn breakglass_is_off_by_default_and_its_authority_exists_only_when_enabled() {
+    let values = values();
+    assert_eq!(
+        walk(&values, "webhook.breakglass.enabled"),
+        Ok(&Value::from(false))
+    );
+    assert!(
+        render("breakglass-rbac.yaml", "{}").is_empty(),
+        "no breakglass objects by default"
+    );
+    let deployment = render("webhook-deployment.yaml", "{}");
+    let default_args = args(only(&deployment, "Deployment"));
+    assert!(
+        default_args.contains(&"--breakglass=false".to_owned()),
+        "{default_args:?}"
+    );
+    assert!(
+        !default_args
+            .iter()
+            .any(|a| a.starts_with("--breakglass-groups")),
+        "{default_args:?}"
+    );
+
+    let enabled = "webhook: {breakglass: {enabled: true, groups: [oncall]}}";
+    let enabled_args = args(only(
+        &render("webhook-deployment.yaml", enabled),
+        "Deployment",
+    ));
+    for expected in ["--breakglass=true", "--breakglass-groups=oncall"] {
+        assert!(
+            enabled_args.contains(&expected.to_owned()),
+            "{enabled_args:?}"
+        );
+    }
+
+    let objects = render("breakglass-rbac.yaml", enabled);
+    let expected_role = r#"[{apiGroups: [signet.dev], resources: [breakglass], verbs: [use]}]"#;
+    assert_eq!(
+        role_grants(&objects, "ClusterRole"),
+        grants(&parse::<Vec<_>>("breakglass role", expected_role))
+    );
+    let binding = only(&objects, "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["kind"], Value::from("ClusterRole"));
+    let subjects: BTreeSet<(String, String, String)> = binding["subjects"]
+        .as_sequence()
+        .expect("subjects")
+        .iter()
+        .map(|s| {
+            let text = |key: &str| s[key].as_str().unwrap_or_default().to_owned();
+            (text("kind"), text("namespace"), text("name"))
+        })
+        .collect();
+    let mut expected: BTreeSet<(String, String, String)> = POD_CREATING_CONTROLLERS
+        .iter()
+        .map(|name| {
+            (
+                "ServiceAccount".into(),
+                "kube-system".into(),
+                (*name).into(),
+            )
+        })
+        .collect();
+    expected.insert((
+        "User".into(),
+        String::new(),
+        "system:kube-controller-manager".into(),
+    ));
+    assert_eq!(subjects, expected);
+
+    let without_controllers = "webhook: {breakglass: {enabled: true, controllers: false}}";
+    let objects = render("breakglass-rbac.yaml", without_controllers);
+    assert!(of_kind(&objects, "ClusterRoleBinding").is_empty() && objects.len() == 1);
+    let unmanaged = "{webhook: {breakglass: {enabled: true}}, rbac: {create: false}}";
+    assert!(render("breakglass-rbac.yaml", unmanaged).is_empty());
+}
+
+#[test]
+fn pull_secrets_are_read_only_when_asked() {
+    assert_eq!(
+        walk(&values(), "rbac.readPullSecrets"),
+        Ok(&Value::from(false))
+    );
+    let default_args = args(only(&render("webhook-deployment.yaml", "{}"), "Deployment"));
+    assert!(
+        !default_args.iter().any(|a| a.contains("pull-secrets")),
+        "{default_args:?}"
+    );
+    let on = render("webhook-deployment.yaml", "rbac: {readPullSecrets: true}");
+    assert!(args(only(&on, "Deployment")).contains(&"--pull-secrets=true".to_owned()));
+}
+
+#[test]
+fn a_network_policy_admits_only_the_admission_and_ops_ports() {
+    let policy = render("webhook-networkpolicy.yaml", "{}");
+    let policy = only(&policy, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        parse::<Value>("types", "[Ingress]")
+    );
+    let rules = policy["spec"]["ingress"]
+        .as_sequence()
+        .expect("ingress rules");
+    let ports: Vec<Value> = rules.iter().map(|rule| rule["ports"].clone()).collect();
+    let expected: Vec<Value> = parse(
+        "ports",
+        "[[{port: 8443, protocol: TCP}], [{port: 8080, protocol: TCP}]]",
+    );
+    assert_eq!(ports, expected);
+    // Empty peer lists: any source, to these ports only.
+    assert!(
+        rules.iter().all(|rule| rule.get("from").is_none()),
+        "{rules:?}"
+    );
+    let selector = &policy["spec"]["podSelector"];
+    assert!(selector.get("matchLabels").is_some(), "{selector:?}");
+
+    let peers = "webhook: {networkPolicy: {apiServer: [{ipBlock: {cidr: 10.0.0.0/24}}]}}";
+    let policy = render("webhook-networkpolicy.yaml", peers);
+    let rules = &only(&policy, "NetworkPolicy")["spec"]["ingress"];
+    assert!(
+        rules[0].get("from").is_some() && rules[1].get("from").is_none(),
+        "{rules:?}"
+    );
+    assert!(
+        render(
+            "webhook-networkpolicy.yaml",
+            "webhook: {networkPolicy: {enabled: false}}"
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn client_certificates_and_the_ops_port() {
+    let deployment = render("webhook-deployment.yaml", "{}");
+    let default_args = args(only(&deployment, "Deployment"));
+    assert!(default_args.contains(&"--ops-listen=0.0.0.0:8080".to_owned()));
+    assert!(
+        !default_args.iter().any(|a| a.starts_with("--client-ca")),
+        "{default_args:?}"
+    );
+
+    let on = "webhook: {clientAuth: {enabled: true, caConfigMap: apiserver-client-ca}}";
+    let deployment = render("webhook-deployment.yaml", on);
+    let deployment = only(&deployment, "Deployment");
+    assert!(args(deployment).contains(&"--client-ca=/etc/signet/client-ca/ca.crt".to_owned()));
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .expect("volumes");
+    let client_ca = volumes
+        .iter()
+        .find(|v| v["name"] == Value::from("client-ca"))
+        .expect("client-ca volume");
+    assert_eq!(
+        client_ca["configMap"]["name"],
+        Value::from("apiserver-client-ca")
+    );
+    let validate = template("_helpers.tpl");
+    assert!(validate.contains("webhook.clientAuth.enabled needs webhook.clientAuth.caConfigMap"));
+
+    // The API server's Service carries HTTPS only; scraping goes through its own Service.
+    let services = render("webhook-service.yaml", "{}");
+    let services = of_kind(&services, "Service");
+    let ports: Vec<Value> = services
+        .iter()
+        .map(|s| s["spec"]["ports"].clone())
+        .collect();
+    let expected: Vec<Value> = parse(
+        "ports",
+        "[[{name: https, port: 443, targetPort: https, protocol: TCP}],
+          [{name: metrics, port: 8080, targetPort: ops, protocol: TCP}]]",
+    );
+    assert_eq!(ports, expected);
+}
+
+#[test]
+fn the_signer_serves_https_by_default() {
+    assert_eq!(
+        walk(&values(), "signer.tls.plainHttp"),
+        Ok(&Value::from(false))
+    );
+    let enabled = "signer: {enabled: true}";
+    let deployment = render("signer-deployment.yaml", enabled);
+    let deployment = only(&deployment, "Deployment");
+    let signer_args = args(deployment);
+    for expected in [
+        "--listen=0.0.0.0:8443",
+        "--tls-cert=/etc/signet/tls/tls.crt",
+        "--tls-key=/etc/signet/tls/tls.key",
+    ] {
+        assert!(
+            signer_args.contains(&expected.to_owned()),
+            "{signer_args:?}"
+        );
+    }
+    assert!(
+        !signer_args.contains(&"--plain-http".to_owned()),
+        "{signer_args:?}"
+    );
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(
+            container(deployment)[probe]["httpGet"]["scheme"],
+            Value::from("HTTPS")
+        );
+    }
+    // The chart generates the certificate, with the CA the registry must trust.
+    let secrets = render("signer-secrets.yaml", enabled);
+    let tls = of_kind(&secrets, "Secret");
+    let tls: Vec<_> = tls
+        .iter()
+        .filter(|s| s["type"] == Value::from("kubernetes.io/tls"))
+        .collect();
+    assert_eq!(tls.len(), 1, "{secrets:?}");
+    assert!(tls[0]["data"].get("ca.crt").is_some());
+    let service = render("signer-service.yaml", enabled);
+    assert_eq!(
+        only(&service, "Service")["spec"]["ports"][0]["port"],
+        Value::from(443)
+    );
+
+    // A Secret of your own: no generated one.
+    let own = "signer: {enabled: true, tls: {secretName: mine}}";
+    let secrets = render("signer-secrets.yaml", own);
+    assert!(
+        secrets
+            .iter()
+            .all(|s| s["type"] != Value::from("kubernetes.io/tls"))
+    );
+
+    // The explicit opt-out.
+    let plain = "signer: {enabled: true, tls: {plainHttp: true}}";
+    let plain_args = args(only(&render("signer-deployment.yaml", plain), "Deployment"));
+    assert!(
+        plain_args.contains(&"--plain-http".to_owned())
+            && plain_args.contains(&"--listen=0.0.0.0:8080".to_owned())
+    );
+    let secrets = render("signer-secrets.yaml", plain);
+    assert!(
+        secrets
+            .iter()
+            .all(|s| s["type"] != Value::from("kubernetes.io/tls"))
+    );
+    let service = render("signer-service.yaml", plain);
+    assert_eq!(
+        only(&service, "Service")["spec"]["ports"][0]["port"],
+        Value::from(80)
     );
 }
 
@@ -769,7 +1071,7 @@ struct ChartMetadata {
 }
 
 #[test]
-fn pods_run_non_root_read_only_spread_and_probed_over_https() {
+fn pods_run_non_root_read_only_spread_and_probed_on_the_ops_port() {
     let expected: Value = parse("POD_DEFAULTS", POD_DEFAULTS);
     assert_none(&differing_leaves(&expected, &values(), ""), "values.yaml");
     let mut changed = expected.clone();

@@ -1,6 +1,6 @@
 {{/*
 Shared helpers of the signet chart: names, labels, the image, the webhook rules and namespace selector,
-the generated TLS material, and the checks that refuse inconsistent values.
+the generated TLS material (webhook and signer), and the checks that refuse inconsistent values.
 */}}
 
 {{/* The chart name, cut to the 63 characters of a DNS label. */}}
@@ -49,6 +49,16 @@ the generated TLS material, and the checks that refuse inconsistent values.
 {{- else }}
 {{- default "default" .Values.signer.serviceAccount.name }}
 {{- end }}
+{{- end }}
+
+{{/* The Secret the chart generates for the signer's HTTPS when signer.tls.secretName is empty. */}}
+{{- define "signet.signer.generatedTLSSecretName" -}}
+{{- printf "%s-tls" (include "signet.signer.fullname" .) }}
+{{- end }}
+
+{{/* The Secret the signer serves HTTPS with: signer.tls.secretName, or the generated one. */}}
+{{- define "signet.signer.tlsSecretName" -}}
+{{- default (include "signet.signer.generatedTLSSecretName" .) .Values.signer.tls.secretName }}
 {{- end }}
 
 {{- define "signet.signer.tokenSecretName" -}}
@@ -128,14 +138,14 @@ matchExpressions:
 {{- end }}
 
 {{/*
-The webhook's CA and serving certificate when cert-manager is off, as YAML with base64 fields caCert,
-tlsCert and tlsKey. An existing Secret is reused (lookup), so upgrades neither rotate the CA nor leave the
-webhook configurations' caBundle out of step with the pods' certificate. Include it ONCE per render: each
-call without an existing Secret generates a new CA.
+A CA and a serving certificate for a Service, as YAML with base64 fields caCert, tlsCert and tlsKey; call with
+(dict "context" $ "secretName" NAME "service" SERVICE "days" DAYS). An existing Secret of that name is reused
+(lookup), so upgrades neither rotate the CA nor leave whoever trusts it out of step with the pods'
+certificate. Include it ONCE per Secret and render: each call without an existing Secret generates a new CA.
 */}}
-{{- define "signet.webhookTLS" -}}
-{{- $secretName := include "signet.webhook.tlsSecretName" . }}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace $secretName }}
+{{- define "signet.generatedTLS" -}}
+{{- $ctx := .context }}
+{{- $existing := lookup "v1" "Secret" $ctx.Release.Namespace .secretName }}
 {{- $data := dict }}
 {{- if $existing }}
 {{- $data = $existing.data | default dict }}
@@ -145,16 +155,25 @@ caCert: {{ index $data "ca.crt" }}
 tlsCert: {{ index $data "tls.crt" }}
 tlsKey: {{ index $data "tls.key" }}
 {{- else }}
-{{- $service := include "signet.webhook.fullname" . }}
-{{- $serviceDNS := printf "%s.%s.svc" $service .Release.Namespace }}
-{{- $altNames := list $service (printf "%s.%s" $service .Release.Namespace) $serviceDNS (printf "%s.cluster.local" $serviceDNS) }}
-{{- $days := int .Values.webhook.tls.validityDays }}
-{{- $ca := genCA (printf "%s-ca" (include "signet.fullname" .)) $days }}
+{{- $serviceDNS := printf "%s.%s.svc" .service $ctx.Release.Namespace }}
+{{- $altNames := list .service (printf "%s.%s" .service $ctx.Release.Namespace) $serviceDNS (printf "%s.cluster.local" $serviceDNS) }}
+{{- $days := int .days }}
+{{- $ca := genCA (printf "%s-ca" .service) $days }}
 {{- $cert := genSignedCert $serviceDNS nil $altNames $days $ca }}
 caCert: {{ $ca.Cert | b64enc }}
 tlsCert: {{ $cert.Cert | b64enc }}
 tlsKey: {{ $cert.Key | b64enc }}
 {{- end }}
+{{- end }}
+
+{{/* The webhook's CA and serving certificate when cert-manager is off (see signet.generatedTLS). */}}
+{{- define "signet.webhookTLS" -}}
+{{- include "signet.generatedTLS" (dict "context" . "secretName" (include "signet.webhook.tlsSecretName" .) "service" (include "signet.webhook.fullname" .) "days" .Values.webhook.tls.validityDays) }}
+{{- end }}
+
+{{/* The signer's CA and serving certificate when signer.tls.secretName is empty (see signet.generatedTLS). */}}
+{{- define "signet.signerTLS" -}}
+{{- include "signet.generatedTLS" (dict "context" . "secretName" (include "signet.signer.generatedTLSSecretName" .) "service" (include "signet.signer.fullname" .) "days" .Values.signer.tls.validityDays) }}
 {{- end }}
 
 {{/* The signer's bearer token, base64: the existing Secret's when there is one, else a new random one. */}}
@@ -204,5 +223,11 @@ tlsKey: {{ $cert.Key | b64enc }}
 {{- end }}
 {{- if and .Values.signer.keys.existingSecret .Values.signer.keys.files }}
 {{- fail "signer.keys: set existingSecret or files, not both" }}
+{{- end }}
+{{- if and .Values.signer.tls.plainHttp .Values.signer.tls.secretName }}
+{{- fail "signer.tls: plainHttp serves no certificate; leave secretName empty or turn plainHttp off" }}
+{{- end }}
+{{- if and .Values.webhook.clientAuth.enabled (not .Values.webhook.clientAuth.caConfigMap) }}
+{{- fail "webhook.clientAuth.enabled needs webhook.clientAuth.caConfigMap: the ConfigMap with the CA that issued the API server's client certificate" }}
 {{- end }}
 {{- end }}
