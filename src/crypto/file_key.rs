@@ -41,11 +41,20 @@ impl fmt::Debug for FileKey {
 /// Refuses a private key file that group or others may access (mode `0600` is what `signet
 /// keygen` writes, and what ssh asks of its keys): a key anyone on the host can read is not a
 /// secret, and signing with it would hide that.
+///
+/// One exception, as PostgreSQL makes for its key files: a file owned by root may be readable
+/// (not writable) by its group when this process is not root. That is how Kubernetes mounts a
+/// Secret for a non-root pod (`defaultMode: 0440`, group `fsGroup`), and only that group can read.
 #[cfg(unix)]
 fn check_private_mode(path: &Path, metadata: &std::fs::Metadata) -> Result<(), CryptoError> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let mode = metadata.permissions().mode() & 0o777;
     if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    // /proc/self belongs to the process's effective user.
+    let we_are_root = std::fs::metadata("/proc/self").map_or(true, |m| m.uid() == 0);
+    if mode & 0o037 == 0 && metadata.uid() == 0 && !we_are_root {
         return Ok(());
     }
     let how = if mode & 0o044 != 0 {
