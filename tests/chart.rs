@@ -945,7 +945,7 @@ fn client_certificates_and_the_ops_port() {
         .expect("volumes");
     let client_ca = volumes
         .iter()
-        .find(|v| v["name"] == Value::from("client-ca"))
+        .find(|v| v["name"] == "client-ca")
         .expect("client-ca volume");
     assert_eq!(
         client_ca["configMap"]["name"],
@@ -1004,7 +1004,7 @@ fn the_signer_serves_https_by_default() {
     let tls = of_kind(&secrets, "Secret");
     let tls: Vec<_> = tls
         .iter()
-        .filter(|s| s["type"] == Value::from("kubernetes.io/tls"))
+        .filter(|s| s["type"] == "kubernetes.io/tls")
         .collect();
     assert_eq!(tls.len(), 1, "{secrets:?}");
     assert!(tls[0]["data"].get("ca.crt").is_some());
@@ -1020,7 +1020,7 @@ fn the_signer_serves_https_by_default() {
     assert!(
         secrets
             .iter()
-            .all(|s| s["type"] != Value::from("kubernetes.io/tls"))
+            .all(|s| s["type"] != "kubernetes.io/tls")
     );
 
     // The explicit opt-out.
@@ -1034,7 +1034,7 @@ fn the_signer_serves_https_by_default() {
     assert!(
         secrets
             .iter()
-            .all(|s| s["type"] != Value::from("kubernetes.io/tls"))
+            .all(|s| s["type"] != "kubernetes.io/tls")
     );
     let service = render("signer-service.yaml", plain);
     assert_eq!(
