@@ -3,6 +3,7 @@
 mod algorithm;
 pub(crate) mod der;
 mod file_key;
+mod key_ref;
 mod keygen;
 mod pkcs11;
 mod public_key;
@@ -10,10 +11,11 @@ mod signing;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use file_key::FileKey;
+pub use key_ref::open_signing_key;
 pub use keygen::{GeneratedKey, generate_key_pair, write_key_pair};
 pub use pkcs11::{DEFAULT_PKCS11_MODULE, Pkcs11Key, Pkcs11Uri, TokenKey, generate_on_token};
 pub use public_key::PublicKey;
-pub use signing::{SigningKey, open_signing_key};
+pub use signing::SigningKey;
 
 /// Errors of the crypto layer: keys that cannot be read or used, signatures that do not verify.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
