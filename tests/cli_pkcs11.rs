@@ -6,19 +6,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::Registry;
-
-fn require(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success());
-    assert!(
-        matches!(found, Ok(true)),
-        "{tool} is missing: install the Debian package {package}"
-    );
-}
+use support::{Registry, SoftHsm, USER_PIN};
 
 fn signet(conf: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_signet"))
@@ -36,40 +24,10 @@ fn signet(conf: &Path, args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn a_token_key_signs_and_the_signature_verifies() {
-    require("softhsm2-util", "softhsm2");
+    let hsm = SoftHsm::with_token("signet");
     let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let init = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "signet",
-            "--pin",
-            "1234",
-            "--so-pin",
-            "5678",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let pin_file = dir.path().join("pin");
-    std::fs::write(&pin_file, "1234\n").unwrap();
+    let conf = hsm.conf().to_path_buf();
+    let pin_file = hsm.pin_file().to_path_buf();
 
     let registry = Registry::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -97,7 +55,7 @@ fn a_token_key_signs_and_the_signature_verifies() {
         );
         assert_eq!(code, 0, "keygen on token {alg}: {stderr}");
         assert!(
-            stdout.contains("pkcs11:") && !stdout.contains("1234"),
+            stdout.contains("pkcs11:") && !stdout.contains(USER_PIN),
             "the URI is printed, never the PIN: {stdout}"
         );
         assert!(

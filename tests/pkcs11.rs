@@ -2,78 +2,46 @@
 //!
 //! SoftHSM2 finds its tokens through the process-wide `SOFTHSM2_CONF` variable, and a PKCS#11
 //! module is initialised once per process: so everything runs in one test function, in sequence,
-//! on one temporary token folder.
+//! on one temporary token folder, in a re-run of this binary that has the variable set.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
+
+use support::{init_token, require_tool};
 
 use signet::crypto::{
     Algorithm, CryptoError, DEFAULT_PKCS11_MODULE, Pkcs11Key, PublicKey, SigningKey,
     generate_on_token, open_signing_key,
 };
 
-const PIN: &str = "4711";
-const SO_PIN: &str = "123456";
+const PIN: &str = support::USER_PIN;
 const TOKEN: &str = "signet";
 
+/// The token folder of this process (its `SOFTHSM2_CONF`) and what this test does to tokens.
 struct SoftHsm {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
 }
 
 impl SoftHsm {
-    fn new() -> SoftHsm {
-        match Command::new("softhsm2-util").arg("--version").output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => panic!(
-                "softhsm2-util --version failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(e) => panic!(
-                "softhsm2-util not found ({e}): install the Debian package softhsm2 (and opensc)"
-            ),
-        }
+    fn at(conf: &Path) -> SoftHsm {
         assert!(
             Path::new(DEFAULT_PKCS11_MODULE).exists(),
             "{DEFAULT_PKCS11_MODULE} missing: install the Debian package softhsm2"
         );
-        let dir = tempfile::tempdir().unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        // SAFETY: this file holds a single test function, which sets the variable before it starts any
-        // thread or loads the module; nothing else in this process reads the environment meanwhile.
-        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
+        require_tool("pkcs11-tool", "opensc");
+        let dir = conf.parent().unwrap_or(Path::new("/")).to_path_buf();
         SoftHsm { dir }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.dir.join(name)
     }
 
     fn init_token(&self, label: &str) {
-        let out = Command::new("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                label,
-                "--pin",
-                PIN,
-                "--so-pin",
-                SO_PIN,
-            ])
-            .output()
-            .unwrap();
-        assert_success("softhsm2-util --init-token", &out);
+        init_token(&self.path("softhsm2.conf"), label);
     }
 
     fn pkcs11_tool(&self, args: &[&str]) -> String {
@@ -263,7 +231,11 @@ fn one_line(err: CryptoError) -> String {
 
 #[test]
 fn signing_keys_on_softhsm2() {
-    let hsm = SoftHsm::new();
+    // The module reads SOFTHSM2_CONF once per process: the test runs in a process of its own.
+    let Some(conf) = support::SoftHsm::in_own_process("signing_keys_on_softhsm2") else {
+        return;
+    };
+    let hsm = SoftHsm::at(&conf);
     hsm.init_token(TOKEN);
     hsm.init_token("other");
     // Keys made by another tool, with ids.

@@ -15,57 +15,7 @@ use common::*;
 use signet::crd::{SigningKeyRef, SigningRule, SigningRuleSpec, Trigger};
 use signet::crypto::Algorithm;
 use signet::signature::SignatureType;
-use support::Registry;
-
-fn require(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success());
-    assert!(
-        matches!(found, Ok(true)),
-        "{tool} is missing: install the Debian package {package}"
-    );
-}
-
-/// A SoftHSM2 token `signet` (user PIN 1234) in `dir`; returns the config file and the PIN file.
-fn token(dir: &Path) -> (PathBuf, PathBuf) {
-    require("softhsm2-util", "softhsm2");
-    let tokens = dir.join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let init = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "signet",
-            "--pin",
-            "1234",
-            "--so-pin",
-            "5678",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let pin = dir.join("pin");
-    std::fs::write(&pin, "1234\n").unwrap();
-    (conf, pin)
-}
+use support::{Registry, SoftHsm};
 
 fn token_rule(name: &str, scope: String, uri: String, algorithm: Algorithm) -> SigningRule {
     SigningRule::new(
@@ -133,7 +83,8 @@ fn exit_of(mut child: Child) -> (i32, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_key_signs_pushes_and_bad_keys_stop_the_signer_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let (conf, pin) = token(dir.path());
+    let hsm = SoftHsm::with_token("signet");
+    let (conf, pin) = (hsm.conf().to_path_buf(), hsm.pin_file().to_path_buf());
     let prefix = dir.path().join("hsm-release");
     let keygen = Command::new(env!("CARGO_BIN_EXE_signet"))
         .args(["keygen", "--algorithm", "RSA_PSS_SHA_256", "--output"])

@@ -6,6 +6,7 @@
 //!   independently of the client under test.
 //! - [`CorruptingProxy`]: an HTTP/1.1 forwarder that alters manifest and blob bodies (or
 //!   demands Basic or Bearer authentication, or only records requests).
+//! - [`SoftHsm`]: a SoftHSM2 token folder (config, tokens, PIN file).
 //! - [`BlackHole`] (accepts, never answers) and [`StatusServer`] (answers every request with one
 //!   status and records what it was sent) for fault tests and notification receivers.
 // Each test crate uses a different part of the harness.
@@ -15,6 +16,7 @@ mod http1;
 mod image;
 mod registry_process;
 mod servers;
+mod softhsm;
 
 pub use image::{TestImage, build_test_image, push_test_image};
 pub use registry_process::Registry;
@@ -22,6 +24,7 @@ pub use servers::{
     BlackHole, CorruptingProxy, ProxyAuth, ProxyOptions, RecordedRequest, StatusServer, TagPages,
     Tamper,
 };
+pub use softhsm::{SO_PIN, SoftHsm, USER_PIN, init_token, require_tool};
 
 /// A loopback port that nothing listens on (bound, then released).
 pub fn closed_port() -> u16 {
