@@ -10,12 +10,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use kube::core::admission::Operation;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use signet::admission::images::{ContainerKind, Workload, distinct_images, workload_of};
 use signet::admission::patch::pin_patch;
+use signet::admission::review::{ReviewRequest, parse_review};
 use signet::reference::ImageRef;
 
 /// The host tests substitute for `REGISTRY` (any loopback registry address would do).
@@ -338,15 +338,12 @@ fn raw(name: &str, registry_host: &str) -> Value {
 }
 
 /// The request in an AdmissionReview body, as the webhook's handler decodes it.
-fn request_of(name: &str, review: Value) -> AdmissionRequest<DynamicObject> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_value(review)
-        .unwrap_or_else(|e| panic!("{name}: not an AdmissionReview<DynamicObject>: {e}"));
-    review
-        .try_into()
-        .unwrap_or_else(|e| panic!("{name}: no request in the review: {e}"))
+fn request_of(name: &str, review: Value) -> ReviewRequest {
+    parse_review(review.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("{name}: not an AdmissionReview: {e}"))
 }
 
-fn load(name: &str) -> (Value, AdmissionRequest<DynamicObject>) {
+fn load(name: &str) -> (Value, ReviewRequest) {
     let review = raw(name, REGISTRY_HOST);
     let request = request_of(name, review.clone());
     (review, request)

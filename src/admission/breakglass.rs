@@ -24,11 +24,10 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::Api;
 use kube::api::PostParams;
-use kube::core::DynamicObject;
-use kube::core::admission::AdmissionRequest;
 use moka::future::Cache;
 
 use super::images::Workload;
+use super::review::ReviewRequest;
 
 /// The annotation that asks for admission without verification (`signet.dev/breakglass`).
 pub const BREAKGLASS_ANNOTATION: &str = "signet.dev/breakglass";
@@ -59,7 +58,7 @@ pub struct Requester {
 
 impl Requester {
     /// The requester of an admission request.
-    pub fn of(request: &AdmissionRequest<DynamicObject>) -> Self {
+    pub fn of(request: &ReviewRequest) -> Self {
         let info = &request.user_info;
         Requester {
             username: info.username.clone().unwrap_or_default(),

@@ -11,8 +11,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::core::DynamicObject;
-use kube::core::admission::AdmissionRequest;
 use tokio::sync::Semaphore;
 
 use super::breakglass::{BreakglassAsk, BreakglassAuthorizer, Requester};
@@ -22,7 +20,7 @@ use super::images::{Workload, workload_of};
 use super::judge::Judge;
 use super::lookup::LookupTimings;
 use super::metrics::{AdmissionResult, Endpoint, Metrics};
-use super::review::{Answer, ReviewError, parse_review};
+use super::review::{Answer, ReviewError, ReviewRequest, parse_review};
 use crate::controller::PolicyState;
 use crate::registry::RegistryClient;
 
@@ -142,7 +140,7 @@ impl Admission {
 
     async fn decide(
         &self,
-        request: &AdmissionRequest<DynamicObject>,
+        request: &ReviewRequest,
         endpoint: Endpoint,
         deadline: tokio::time::Instant,
     ) -> (Answer, AdmissionResult) {
@@ -182,7 +180,7 @@ impl Admission {
     async fn decide_workload(
         &self,
         context: &Context<'_>,
-        request: &AdmissionRequest<DynamicObject>,
+        request: &ReviewRequest,
         workload: &Workload,
         deadline: tokio::time::Instant,
     ) -> Composed {
@@ -223,7 +221,7 @@ impl Admission {
 }
 
 fn event_of(
-    request: &AdmissionRequest<DynamicObject>,
+    request: &ReviewRequest,
     workload: &Workload,
     reason: super::events::EventReason,
     note: String,

@@ -1,7 +1,7 @@
 //! Which images a workload runs: reads an AdmissionRequest and finds every container image, with
 //! the JSON pointer of its field so that `/mutate` can pin it in place.
 //!
-//! The object is walked as plain JSON (`DynamicObject::data`) rather than deserialised into the
+//! The object is walked as plain JSON (`ReviewObject::data`) rather than deserialised into the
 //! k8s-openapi types: only the pod spec matters, and a typed decode of a whole Deployment would
 //! reject objects for reasons that have nothing to do with images.
 //!
@@ -25,9 +25,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, Operation};
+use kube::core::admission::Operation;
 use serde_json::{Map, Value};
+
+use super::review::{ReviewObject, ReviewRequest};
 
 /// The Pod subresource whose requests are checked like the Pod itself (`kubectl debug`).
 pub const EPHEMERAL_CONTAINERS_SUBRESOURCE: &str = "ephemeralcontainers";
@@ -190,9 +191,7 @@ impl FieldPath {
 
 /// Reads the workload in an admission request: `Ok(None)` when signet does not check this request
 /// (see the module header), an error when it should but the object cannot be read.
-pub fn workload_of(
-    request: &AdmissionRequest<DynamicObject>,
-) -> Result<Option<Workload>, ImagesError> {
+pub fn workload_of(request: &ReviewRequest) -> Result<Option<Workload>, ImagesError> {
     if !matches!(request.operation, Operation::Create | Operation::Update) {
         return Ok(None);
     }
@@ -273,7 +272,7 @@ pub fn distinct_images(workload: &Workload) -> Vec<String> {
 
 /// The main resource is checked; of the subresources only `pods/ephemeralcontainers`, which adds
 /// containers. The others (`status`, `binding`, `scale`...) cannot change an image.
-fn subresource_is_checked(request: &AdmissionRequest<DynamicObject>) -> bool {
+fn subresource_is_checked(request: &ReviewRequest) -> bool {
     match request.sub_resource.as_deref() {
         None | Some("") => true,
         Some(EPHEMERAL_CONTAINERS_SUBRESOURCE) => {
@@ -441,7 +440,7 @@ fn service_account_of(
     Ok("default".to_string())
 }
 
-fn namespace_of(request: &AdmissionRequest<DynamicObject>, object: &DynamicObject) -> String {
+fn namespace_of(request: &ReviewRequest, object: &ReviewObject) -> String {
     request
         .namespace
         .as_deref()
@@ -451,7 +450,7 @@ fn namespace_of(request: &AdmissionRequest<DynamicObject>, object: &DynamicObjec
         .to_string()
 }
 
-fn name_of(request: &AdmissionRequest<DynamicObject>, object: &DynamicObject) -> String {
+fn name_of(request: &ReviewRequest, object: &ReviewObject) -> String {
     let metadata = &object.metadata;
     if let Some(name) = metadata.name.as_deref().filter(|n| !n.is_empty()) {
         return name.to_string();

@@ -1,13 +1,13 @@
 //! Unit tests of workload image extraction.
 
 use super::*;
-use kube::core::admission::AdmissionReview;
+use crate::admission::review::parse_review;
 use serde_json::json;
 
 /// An AdmissionRequest as the API server would send it, reduced to the fields that matter
 /// here. `gvk` is `group/version/Kind` (`v1/Pod` for the core group); `operation` may name a
 /// subresource after a space (`UPDATE status`).
-fn request(gvk: &str, operation: &str, object: Value) -> AdmissionRequest<DynamicObject> {
+fn request(gvk: &str, operation: &str, object: Value) -> ReviewRequest {
     let (group_version, kind) = gvk.rsplit_once('/').expect("group/version/Kind");
     let (group, version) = group_version
         .rsplit_once('/')
@@ -27,24 +27,23 @@ fn request(gvk: &str, operation: &str, object: Value) -> AdmissionRequest<Dynami
     if !sub_resource.is_empty() {
         request["subResource"] = json!(sub_resource);
     }
-    let review: AdmissionReview<DynamicObject> = serde_json::from_value(json!({
+    let body = json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "request": request,
-    }))
-    .expect("admission review parses");
-    review.try_into().expect("review holds a request")
+    });
+    parse_review(body.to_string().as_bytes()).expect("admission review parses")
 }
 
 fn pod(spec: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "shop"}, "spec": spec})
 }
 
-fn pod_request(spec: Value) -> AdmissionRequest<DynamicObject> {
+fn pod_request(spec: Value) -> ReviewRequest {
     request("v1/Pod", "CREATE", pod(spec))
 }
 
-fn deployment_request(containers: Value) -> AdmissionRequest<DynamicObject> {
+fn deployment_request(containers: Value) -> ReviewRequest {
     let object = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -54,14 +53,14 @@ fn deployment_request(containers: Value) -> AdmissionRequest<DynamicObject> {
     request("apps/v1/Deployment", "CREATE", object)
 }
 
-fn workload(req: &AdmissionRequest<DynamicObject>) -> Workload {
+fn workload(req: &ReviewRequest) -> Workload {
     match workload_of(req) {
         Ok(Some(workload)) => workload,
         other => panic!("expected a workload, got {other:?}"),
     }
 }
 
-fn error(req: &AdmissionRequest<DynamicObject>) -> String {
+fn error(req: &ReviewRequest) -> String {
     match workload_of(req) {
         Err(e) => e.to_string(),
         Ok(w) => panic!("expected an error, got {w:?}"),

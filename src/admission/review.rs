@@ -1,6 +1,12 @@
 //! AdmissionReview on the wire: reading the request body, writing the response.
 //!
-//! Requests are read with kube's types. Responses are written with signet's own, because kube's
+//! Requests are read into signet's own types holding only what admission reads: the request's
+//! identity, kind, operation, requester, and of the object its metadata, `spec` and `template`.
+//! Everything else (`oldObject`, `status`, `managedFields`, `options`...) is skipped without
+//! being built: on a cached admission, building kube's `DynamicObject` tree of the whole review
+//! was the largest cost of a request.
+//!
+//! Responses are written with signet's own types too, because kube's
 //! `AdmissionResponse` serialises `patch` as an array of numbers, where the API server expects a
 //! `[]byte`, i.e. a base64 string (`"patch": "W3sib3AiOi...", "patchType": "JSONPatch"`); and
 //! because an allowed answer should carry no `status` at all.
@@ -9,9 +15,10 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview};
-use serde::Serialize;
+use k8s_openapi::api::authentication::v1::UserInfo;
+use kube::core::admission::Operation;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// The only AdmissionReview version served (`admissionReviewVersions: ["v1"]`).
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
@@ -46,21 +53,132 @@ pub enum ReviewError {
     },
 }
 
+/// The request of an AdmissionReview, as far as signet reads it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewRequest {
+    /// Echoed in the answer.
+    pub uid: String,
+    /// The object's kind (`apps/v1 Deployment`).
+    pub kind: RequestKind,
+    /// `status`, `ephemeralcontainers`...; absent for the main resource.
+    #[serde(default)]
+    pub sub_resource: Option<String>,
+    /// The object's name (may be empty on CREATE with `generateName`).
+    #[serde(default)]
+    pub name: String,
+    /// The namespace of a namespaced object.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// CREATE, UPDATE, DELETE or CONNECT.
+    pub operation: Operation,
+    /// Who asks, as the API server authenticated them.
+    #[serde(default)]
+    pub user_info: UserInfo,
+    /// The new object (absent for DELETE).
+    #[serde(default)]
+    pub object: Option<ReviewObject>,
+    /// `kubectl --dry-run=server`: no side effects.
+    #[serde(default, deserialize_with = "null_as_false")]
+    pub dry_run: bool,
+}
+
+/// `group`, `version` and `kind` of the request's object.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct RequestKind {
+    /// API group; empty for the core group.
+    #[serde(default)]
+    pub group: String,
+    /// API version within the group.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+}
+
+/// The object of a request: its metadata, and of the rest only `spec` and `template` (where pod
+/// specs live; a PodTemplate has `template` at the top), kept in [`ReviewObject::data`] so that
+/// JSON pointers into it are pointers into the whole object.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(from = "ObjectFields")]
+pub struct ReviewObject {
+    /// The fields of `metadata` admission reads.
+    pub metadata: ObjectMetadata,
+    /// `{"spec": ..., "template": ...}`, each only when present.
+    pub data: Value,
+}
+
+/// The fields of `metadata` admission reads.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMetadata {
+    /// `metadata.name`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `metadata.generateName`.
+    #[serde(default)]
+    pub generate_name: Option<String>,
+    /// `metadata.namespace`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// `metadata.annotations`.
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct ObjectFields {
+    #[serde(default)]
+    metadata: Option<ObjectMetadata>,
+    #[serde(default)]
+    spec: Option<Value>,
+    #[serde(default)]
+    template: Option<Value>,
+}
+
+impl From<ObjectFields> for ReviewObject {
+    fn from(fields: ObjectFields) -> Self {
+        let mut data = Map::new();
+        for (key, value) in [("spec", fields.spec), ("template", fields.template)] {
+            if let Some(value) = value {
+                data.insert(key.to_string(), value);
+            }
+        }
+        ReviewObject {
+            metadata: fields.metadata.unwrap_or_default(),
+            data: Value::Object(data),
+        }
+    }
+}
+
+fn null_as_false<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(deserializer)?.unwrap_or(false))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    request: Option<ReviewRequest>,
+}
+
 /// Reads an AdmissionReview v1 body and returns its request.
-pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
-    let review: AdmissionReview<DynamicObject> =
-        serde_json::from_slice(body).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => ReviewError::NotAReview(e.to_string()),
-            _ => ReviewError::NotJson(e.to_string()),
-        })?;
-    if review.types.kind != ADMISSION_KIND {
+pub fn parse_review(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
+    let review: ReviewIn = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ReviewError::NotAReview(e.to_string()),
+        _ => ReviewError::NotJson(e.to_string()),
+    })?;
+    if review.kind != ADMISSION_KIND {
         return Err(ReviewError::NotAReview(format!(
             "kind is {:?}, expected {ADMISSION_KIND}",
-            review.types.kind
+            review.kind
         )));
     }
-    if review.types.api_version != ADMISSION_API_VERSION {
-        return Err(ReviewError::WrongApiVersion(review.types.api_version));
+    if review.api_version != ADMISSION_API_VERSION {
+        return Err(ReviewError::WrongApiVersion(review.api_version));
     }
     let request = review.request.ok_or(ReviewError::NoRequest)?;
     if request.uid.is_empty() {

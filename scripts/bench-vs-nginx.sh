@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Cached admissions, side by side with a static yardstick: `signet webhook` answering a 3-image Pod
+# review whose verdicts are cached, and nginx-light answering the same POST with signet's own answer
+# as a static body. Both over TLS on loopback, same certificate, same load generator (oha), same run.
+#
+#   scripts/bench-vs-nginx.sh [SECONDS]        # default 10 s per measurement
+#
+# Prints, for HTTP/1.1 and HTTP/2: the maximum rate (50 connections, closed loop) of each server and
+# their ratio, then p50/p99 latency at a fixed 5,000 req/s. Needs the Debian packages nginx-light and
+# docker-registry, openssl, python3, curl, and oha (`cargo install oha --locked`). Not part of CI: the
+# figures depend on what else the machine runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_RUN=${1:-10}
+RATE=${RATE:-5000}
+CONNECTIONS=${CONNECTIONS:-50}
+OHA=${OHA:-$(command -v oha || echo /opt/oha/bin/oha)}
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "missing $1: $2" >&2; exit 2; }; }
+need nginx "apt-get install nginx-light"
+need docker-registry "apt-get install docker-registry"
+need openssl "apt-get install openssl"
+need curl "apt-get install curl"
+need python3 "apt-get install python3"
+[ -x "$OHA" ] || { echo "missing oha: cargo install oha --locked (or set OHA=/path/to/oha)" >&2; exit 2; }
+
+cargo build --release --quiet --bin signet
+BIN=$PWD/target/${CARGO_BUILD_TARGET:-}/release/signet
+[ -x "$BIN" ] || BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/signet
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_for() { for _ in $(seq 100); do curl -sk -o /dev/null "$1" && return 0; sleep 0.1; done; echo "$1 never answered" >&2; exit 1; }
+
+# A registry holding three small images, signed by a fresh key.
+reg_port=$(free_port)
+registry="127.0.0.1:$reg_port"
+mkdir -p "$work/registry"
+cat > "$work/registry.yml" <<EOF
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $work/registry}}
+http: {addr: $registry}
+EOF
+docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
+pids+=($!)
+wait_for "http://$registry/v2/"
+
+push_blob() { # repo file -> digest
+  local digest location
+  digest="sha256:$(sha256sum "$2" | cut -d' ' -f1)"
+  location=$(curl -sf -X POST -D - -o /dev/null "http://$registry/v2/$1/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+  case "$location" in http*) ;; *) location="http://$registry$location" ;; esac
+  case "$location" in *\?*) sep='&' ;; *) sep='?' ;; esac
+  curl -sf -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$2" "$location${sep}digest=$digest" -o /dev/null
+  echo "$digest"
+}
+images=()
+for name in app web worker; do
+  printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{},"seed":"%s"}' "$name" > "$work/config.json"
+  printf 'layer of %s' "$name" | gzip -n > "$work/layer.gz"
+  config=$(push_blob "bench/$name" "$work/config.json")
+  layer=$(push_blob "bench/$name" "$work/layer.gz")
+  cat > "$work/manifest.json" <<EOF
+{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"$config","size":$(stat -c %s "$work/config.json")},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"$layer","size":$(stat -c %s "$work/layer.gz")}]}
+EOF
+  curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary @"$work/manifest.json" "http://$registry/v2/bench/$name/manifests/v1" -o /dev/null
+  images+=("$registry/bench/$name:v1")
+done
+"$BIN" keygen --algorithm ECDSA_P256_SHA_256 --output "$work/release" > /dev/null
+for image in "${images[@]}"; do
+  "$BIN" sign "$image" --key "file:$work/release.key" --algorithm ECDSA_P256_SHA_256 > /dev/null
+done
+
+# The policy folder: every image of bench/ signed by the release key.
+mkdir -p "$work/policies"
+python3 - "$work" "$registry" <<'EOF'
+import sys
+work, registry = sys.argv[1], sys.argv[2]
+key = open(f"{work}/release.pub").read()
+indented = "".join("      " + line + "\n" for line in key.splitlines())
+open(f"{work}/policies/policy.yaml", "w").write(
+    "apiVersion: signet.dev/v1alpha1\nkind: Attestor\nmetadata: {name: release}\nspec:\n  keys:\n"
+    "  - algorithm: ECDSA_P256_SHA_256\n    publicKey: |\n" + indented +
+    "---\napiVersion: signet.dev/v1alpha1\nkind: ClusterVerificationPolicy\nmetadata: {name: bench}\n"
+    f"spec:\n  images: [\"{registry}/bench/**\"]\n  attestors: [release]\n")
+EOF
+
+# One certificate for both servers.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$work/tls.key" -out "$work/tls.crt" 2> /dev/null
+
+# The review: a Pod of the three images, as the API server sends it.
+python3 - "$work" "${images[@]}" <<'EOF'
+import json, sys
+work, images = sys.argv[1], sys.argv[2:]
+review = json.load(open("tests/fixtures/admission/pod-create.json"))
+spec = review["request"]["object"]["spec"]
+spec["containers"] = [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]
+spec.pop("initContainers", None)
+json.dump(review, open(f"{work}/review.json", "w"))
+EOF
+
+hook_port=$(free_port)
+"$BIN" --log warn webhook --listen "127.0.0.1:$hook_port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
+  --policy-dir "$work/policies" --mutate false > "$work/webhook.log" 2>&1 &
+pids+=($!)
+wait_for "https://127.0.0.1:$hook_port/readyz"
+answer=$(curl -sk -X POST -H 'Content-Type: application/json' --data-binary @"$work/review.json" "https://127.0.0.1:$hook_port/validate")
+case "$answer" in *'"allowed":true'*) ;; *) echo "the webhook did not allow the signed pod: $answer" >&2; exit 1 ;; esac
+
+nginx_port=$(free_port)
+mkdir -p "$work/nginx"
+python3 - "$work" "$nginx_port" "$answer" <<'EOF'
+import sys
+work, port, answer = sys.argv[1], sys.argv[2], sys.argv[3]
+body = answer.replace("\\", "\\\\").replace("'", "\\'")
+open(f"{work}/nginx.conf", "w").write(f"""
+worker_processes auto;
+pid {work}/nginx/nginx.pid;
+error_log {work}/nginx/error.log error;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/nginx/body;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    http2 on;
+    ssl_certificate {work}/tls.crt;
+    ssl_certificate_key {work}/tls.key;
+    keepalive_requests 1000000;
+    location / {{
+      default_type application/json;
+      return 200 '{body}';
+    }}
+  }}
+}}
+""")
+EOF
+nginx -c "$work/nginx.conf" -e "$work/nginx/error.log" &
+pids+=($!)
+wait_for "https://127.0.0.1:$nginx_port/"
+
+# oha's JSON summary -> "rps p50_ms p99_ms"
+summary() {
+  python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+p = s["latencyPercentiles"]
+print("%.0f %.2f %.2f %s" % (s["summary"]["requestsPerSec"], p["p50"] * 1000, p["p99"] * 1000,
+      s["summary"]["successRate"]))'
+}
+load() { # url http-flag [rate]
+  local rate=()
+  [ -n "${3:-}" ] && rate=(-q "$3")
+  "$OHA" --no-tui --output-format json --insecure -z "${SECONDS_PER_RUN}s" -c "$CONNECTIONS" "${rate[@]}" $2 \
+    -m POST -H 'Content-Type: application/json' -D "$work/review.json" "$1" | summary
+}
+
+hook="https://127.0.0.1:$hook_port/validate"
+yard="https://127.0.0.1:$nginx_port/validate"
+load "$hook" --http-version=1.1 > /dev/null   # warm both up
+load "$yard" --http-version=1.1 > /dev/null
+echo "cached 3-image Pod admission, $CONNECTIONS connections, ${SECONDS_PER_RUN}s per run, $(nproc) cores"
+printf '%-9s %-14s %10s %9s %9s %8s\n' proto server req/s p50_ms p99_ms success
+for proto in "--http-version=1.1" "--http2"; do
+  name=${proto#--}; name=${name#http-version=}
+  read -r h_rps h_p50 h_p99 h_ok < <(load "$hook" "$proto")
+  read -r n_rps n_p50 n_p99 n_ok < <(load "$yard" "$proto")
+  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "signet max" "$h_rps" "$h_p50" "$h_p99" "$h_ok"
+  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "nginx max" "$n_rps" "$n_p50" "$n_p99" "$n_ok"
+  python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'ratio', $h_rps / $n_rps))"
+  read -r h_rps h_p50 h_p99 h_ok < <(load "$hook" "$proto" "$RATE")
+  read -r n_rps n_p50 n_p99 n_ok < <(load "$yard" "$proto" "$RATE")
+  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "signet @$RATE" "$h_rps" "$h_p50" "$h_p99" "$h_ok"
+  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "nginx @$RATE" "$n_rps" "$n_p50" "$n_p99" "$n_ok"
+done
