@@ -14,11 +14,12 @@ use serde_json::{Value, json};
 use signet::policy::NoMatch;
 use signet::reference::ImageRef;
 use signet::registry::RegistryClient;
-use signet::signature::{self, Descriptor};
+use signet::signature::Descriptor;
 
 use support::Registry;
 use webhook_harness::{
     TestWebhook, attestor_yaml, fixture, policy_state_of, registry_client, settings,
+    write_signature_manifest,
 };
 
 const BLOB_BYTES: usize = 1024 * 1024;
@@ -56,20 +57,7 @@ async fn push_attack(client: &RegistryClient, host: &str, repo: &str, digest: &s
             ..layer.clone()
         })
         .collect();
-    let built = signature::build_signature_manifest(&layers).expect("manifest");
-    client
-        .push_blob(&image, &built.config)
-        .await
-        .expect("config");
-    let tag = signature::signature_tag(digest).expect("tag");
-    client
-        .push_manifest(
-            &image.with_tag(&tag),
-            &built.manifest,
-            signature::OCI_MANIFEST_MEDIA_TYPE,
-        )
-        .await
-        .expect("attack manifest");
+    write_signature_manifest(client, &image, digest, &layers).await;
 }
 
 /// A pod of `images`, as the API server sends it.

@@ -17,11 +17,12 @@ use signet::crypto::{Algorithm, generate_key_pair};
 use signet::policy::NoMatch;
 use signet::reference::ImageRef;
 use signet::registry::RegistryClient;
-use signet::signature::{self, Descriptor};
+use signet::signature::Descriptor;
 
 use webhook_harness::{
     ADMIN_GROUP, MockApi, TestCa, TestWebhook, attestor_yaml, fixture, metric, policy_state,
     policy_state_of, policy_yaml, registry_client, settings, signed_registry,
+    write_signature_manifest,
 };
 
 const DEADLINE: Duration = Duration::from_secs(8);
@@ -227,21 +228,8 @@ async fn revoke_signatures(client: &RegistryClient, host: &str, repo: &str, dige
     let image = ImageRef::parse(&format!("{host}/{repo}:latest")).expect("reference");
     let payload = br#"{"critical":{}}"#;
     let layer = Descriptor::for_signature(payload, b"not a signature", &BTreeMap::new());
-    let built = signature::build_signature_manifest(&[layer]).expect("manifest");
     client.push_blob(&image, payload).await.expect("payload");
-    client
-        .push_blob(&image, &built.config)
-        .await
-        .expect("config");
-    let tag = signature::signature_tag(digest).expect("tag");
-    client
-        .push_manifest(
-            &image.with_tag(&tag),
-            &built.manifest,
-            signature::OCI_MANIFEST_MEDIA_TYPE,
-        )
-        .await
-        .expect("manifest pushed");
+    write_signature_manifest(client, &image, digest, &[layer]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

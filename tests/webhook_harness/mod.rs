@@ -503,3 +503,27 @@ impl MockApi {
             .collect()
     }
 }
+
+/// Writes the `.sig` manifest of `digest` in the repository of `image` with exactly `layers`
+/// (their blobs must be pushed already): how tests replace or forge a signature set.
+pub async fn write_signature_manifest(
+    client: &RegistryClient,
+    image: &ImageRef,
+    digest: &str,
+    layers: &[signet::signature::Descriptor],
+) {
+    let built = signet::signature::build_signature_manifest(layers).expect("signature manifest");
+    client
+        .push_blob(image, &built.config)
+        .await
+        .expect("config blob");
+    let tag = signet::signature::signature_tag(digest).expect("signature tag");
+    client
+        .push_manifest(
+            &image.with_tag(&tag),
+            &built.manifest,
+            signet::signature::OCI_MANIFEST_MEDIA_TYPE,
+        )
+        .await
+        .expect("signature manifest pushed");
+}
