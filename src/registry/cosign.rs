@@ -174,10 +174,7 @@ impl SignatureStore {
 /// Failures of the registry as a whole (as opposed to one bad blob: missing, too large, not
 /// matching or not even naming a digest, which the manifest's writer controls).
 fn is_registry_failure(e: &RegistryError) -> bool {
-    matches!(
-        e,
-        RegistryError::Unreachable { .. } | RegistryError::Unauthorized { .. }
-    )
+    e.is_unreachable() || matches!(e, RegistryError::Unauthorized { .. })
 }
 
 /// The `.sig` tag for `digest`; a malformed digest is a request that cannot be sent.
