@@ -115,7 +115,7 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
         });
         let flight = async move {
             task.await
-                .unwrap_or_else(|e| Err(Arc::new(LookupFailure::Task(e.to_string()))))
+                .unwrap_or_else(|e| Err(Arc::new(LookupFailure::Task(e))))
         }
         .boxed()
         .shared();

@@ -161,12 +161,10 @@ impl SignatureStore {
         };
         signature::parse_manifest_layers(&manifest.bytes)
             .map(Some)
-            .map_err(|e| {
-                RegistryError::bad_response(
-                    image.registry(),
-                    &format!("{}:{tag}", image.repository()),
-                    e.to_string(),
-                )
+            .map_err(|cause| RegistryError::Malformed {
+                host: image.registry().to_string(),
+                what: format!("{}:{tag}", image.repository()),
+                cause,
             })
     }
 }

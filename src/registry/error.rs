@@ -51,6 +51,16 @@ pub enum RegistryError {
         what: String,
         detail: String,
     },
+    /// A manifest that hashed right but is not what it must be (a signature manifest whose
+    /// layers do not parse). The format layer's error is kept, typed.
+    // `cause`, not `source`: the message already ends with it (a chained source would print
+    // it twice where errors are shown with their chain).
+    #[error("registry {host}: unexpected response to {what}: {cause}")]
+    Malformed {
+        host: String,
+        what: String,
+        cause: crate::signature::SignatureError,
+    },
     /// Any other answer: unexpected status, malformed body, missing header.
     #[error("registry {host}: unexpected response to {what}: {detail}")]
     BadResponse {
@@ -77,6 +87,7 @@ impl RegistryError {
             | RegistryError::DigestMismatch { host, .. }
             | RegistryError::TooLarge { host, .. }
             | RegistryError::RateLimited { host, .. }
+            | RegistryError::Malformed { host, .. }
             | RegistryError::BadResponse { host, .. }
             | RegistryError::InvalidRequest { host, .. } => Some(host),
             RegistryError::InvalidConfig { .. } => None,
@@ -97,6 +108,7 @@ impl RegistryError {
             RegistryError::NotFound { .. } => LookupFailureKind::NotFound,
             RegistryError::DigestMismatch { .. }
             | RegistryError::TooLarge { .. }
+            | RegistryError::Malformed { .. }
             | RegistryError::BadResponse { .. } => LookupFailureKind::InvalidContent,
             RegistryError::RateLimited { .. } => LookupFailureKind::RateLimited,
             RegistryError::InvalidConfig { .. } | RegistryError::InvalidRequest { .. } => {

@@ -92,10 +92,9 @@ pub enum LookupFailure {
         skipped: SkippedLayers,
     },
     /// The task running the lookup failed (panicked or was cancelled).
-    // A `tokio::task::JoinError` is not `Sync` (it may hold a panic payload), and failures are
-    // shared between requests through an `Arc`: its text is kept instead.
+    // Not a `source`: the message already ends with it.
     #[error("registry lookup task failed: {0}")]
-    Task(String),
+    Task(tokio::task::JoinError),
     /// Nothing was asked: no policy governs the image, so the lookup was not needed.
     #[error("not looked up")]
     NotLookedUp,
@@ -190,6 +189,14 @@ mod tests {
                 K::InvalidContent,
             ),
             (
+                RegistryError::Malformed {
+                    host: host(),
+                    what: "prod/app:sha256-aa.sig".into(),
+                    cause: crate::signature::SignatureError::MalformedManifest("no layers".into()),
+                },
+                K::InvalidContent,
+            ),
+            (
                 RegistryError::invalid_config("CA file /x", "not found"),
                 K::Other,
             ),
@@ -234,10 +241,8 @@ mod tests {
             over.to_string(),
             "no valid signature within the read budget: 3 layers skipped: over the 262144-byte budget of a lookup"
         );
-        assert_eq!(
-            LookupFailure::Task("cancelled".into()).kind(),
-            LookupFailureKind::Other
-        );
+        fn shared<T: Send + Sync + 'static>(_: &T) {}
+        shared(&std::sync::Arc::new(LookupFailure::NotLookedUp));
         assert_eq!(LookupFailure::NotLookedUp.kind(), LookupFailureKind::Other);
     }
 

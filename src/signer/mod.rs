@@ -55,6 +55,10 @@ pub enum SignerError {
     /// The policy folder cannot be read.
     #[error("policy folder: {0}")]
     Policy(String),
+    /// The policy source failed: the folder is unreadable or invalid, or the cluster watch
+    /// failed. The controller's error is kept, typed (its message is already in this one's).
+    #[error("policy folder: {0}")]
+    PolicySource(ControllerError),
     /// A rule's key cannot be opened (missing file, wrong PIN, missing token...).
     // `cause`, not `source`: the message already ends with it, and a chained source would print it twice.
     #[error("SigningRule {rule:?}: cannot open key {reference}: {cause}")]
@@ -91,6 +95,7 @@ impl SignerError {
                 RegistryError::Unreachable { .. }
                     | RegistryError::Timeout { .. }
                     | RegistryError::RateLimited { .. }
+                    | RegistryError::Malformed { .. }
                     | RegistryError::BadResponse { .. }
             ) | SignerError::Contended(_)
         )
@@ -109,6 +114,7 @@ impl SignerError {
             SignerError::Write(SignatureWriteError::Registry(_)) => FailureReason::Registry,
             SignerError::Config(_)
             | SignerError::Policy(_)
+            | SignerError::PolicySource(_)
             | SignerError::Write(_)
             | SignerError::Internal(_) => FailureReason::Internal,
         }
@@ -159,7 +165,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, SignerError> {
 
 impl From<ControllerError> for SignerError {
     fn from(e: ControllerError) -> Self {
-        SignerError::Policy(e.to_string())
+        SignerError::PolicySource(e)
     }
 }
 
