@@ -173,7 +173,7 @@ fn bench(c: &mut Criterion) {
     let namespace = "ns-3";
     let lookup = Lookup::Found {
         digest: format!("sha256:{}", "ab".repeat(32)),
-        signatures: vec![],
+        signatures: Vec::new().into(),
     };
     let per_image: Vec<usize> = pod
         .iter()

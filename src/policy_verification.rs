@@ -10,7 +10,7 @@ use crate::controller::{ControllerError, load_policy_dir};
 use crate::crd::Mode;
 use crate::policy::{self, EngineOptions, ImageVerdict, Lookup, Snapshot};
 use crate::reference::ImageRef;
-use crate::registry::SignatureStore;
+use crate::registry::{LookupFailure, SignatureStore};
 
 /// Errors that prevent a verdict.
 #[derive(Debug, thiserror::Error)]
@@ -46,16 +46,13 @@ pub async fn verify_with_policies(
     let mut lookup_error = None;
     let lookup = if snapshot.matching_policies(namespace, image).is_empty() {
         // No policy governs it: the no-match flag decides, the signatures do not matter.
-        Lookup::Found {
-            digest: image.digest().unwrap_or_default().to_string(),
-            signatures: Vec::new(),
-        }
+        Lookup::found(image.digest().unwrap_or_default(), Vec::new())
     } else {
         match look_up(store, image).await {
             Ok(found) => found,
-            Err(reason) => {
-                lookup_error = Some(reason.clone());
-                Lookup::Failed { reason }
+            Err(failure) => {
+                lookup_error = Some(failure.to_string());
+                Lookup::failed(failure)
             }
         }
     };
@@ -83,24 +80,14 @@ pub async fn verify_with_policy_dir(
     Ok(verify_with_policies(store, &snapshot, namespace, image).await)
 }
 
-async fn look_up(store: &SignatureStore, image: &ImageRef) -> Result<Lookup, String> {
-    let digest = store
-        .client()
-        .resolve_digest(image)
-        .await
-        .map_err(|e| e.to_string())?;
-    let set = store
-        .fetch_signatures(image, &digest)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn look_up(store: &SignatureStore, image: &ImageRef) -> Result<Lookup, LookupFailure> {
+    let digest = store.client().resolve_digest(image).await?;
+    let set = store.fetch_signatures(image, &digest).await?;
     // As at admission: nothing read because of the budgets is a failure that says why.
-    if let Some(reason) = set.unread_reason() {
-        return Err(reason);
+    if let Some(failure) = set.unread_failure() {
+        return Err(failure);
     }
-    Ok(Lookup::Found {
-        digest,
-        signatures: set.signatures,
-    })
+    Ok(Lookup::found(digest, set.signatures))
 }
 
 impl PolicyVerification {

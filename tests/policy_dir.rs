@@ -262,9 +262,10 @@ async fn reloads_on_change_and_keeps_the_last_good_picture_on_a_bad_file() {
     let verdict = snapshot.evaluate(
         "default",
         &dev,
-        &Lookup::Failed {
-            reason: "offline".into(),
-        },
+        &Lookup::failed(signet::registry::RegistryError::Unreachable {
+            host: "registry.example.com".into(),
+            cause: "offline".into(),
+        }),
     );
     assert_eq!(verdict.policies[0].policy, "dev");
     assert!(verdict.policies[0].ready, "the last good `dev` is in force");

@@ -22,8 +22,8 @@ use signet::crd::Trigger;
 use signet::crypto::Algorithm;
 use signet::reference::ImageRef;
 use signet::registry::{
-    MAX_SIGNATURE_LAYERS, MAX_SIGNATURE_PAYLOAD, RegistryClient, RegistryOptions,
-    SIGNATURE_READ_BUDGET, SignatureStore, SkipReason, sha256_digest,
+    LookupFailureKind, MAX_SIGNATURE_LAYERS, MAX_SIGNATURE_PAYLOAD, RegistryClient,
+    RegistryOptions, SIGNATURE_READ_BUDGET, SignatureStore, SkipReason, sha256_digest,
 };
 use signet::signature::{
     self, Descriptor, OCI_MANIFEST_MEDIA_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
@@ -121,7 +121,9 @@ async fn one_big_blob_behind_many_layers_is_read_at_most_once_and_answers_over_b
     assert_eq!(set.skipped.count(SkipReason::OverPayloadCap), 128);
     assert_eq!((set.blobs_fetched, set.bytes_fetched), (0, 0));
     assert_eq!(blob_gets(&proxy, &big_digest), 0);
-    let reason = set.unread_reason().expect("a reason");
+    let failure = set.unread_failure().expect("a reason");
+    assert_eq!(failure.kind(), LookupFailureKind::OverBudget);
+    let reason = failure.to_string();
     assert!(
         reason.contains("no valid signature") && reason.contains("128 layers skipped"),
         "{reason}"
@@ -184,7 +186,9 @@ async fn one_big_blob_behind_many_layers_is_read_at_most_once_and_answers_over_b
         .signatures(&image, &digest, &RequestRegistry::new(&client, Vec::new()))
         .await;
     assert!(started.elapsed() < Duration::from_secs(2));
-    let reason = answer.expect_err("over budget is no valid signature");
+    let failure = answer.expect_err("over budget is no valid signature");
+    assert_eq!(failure.kind(), LookupFailureKind::OverBudget);
+    let reason = failure.to_string();
     assert!(
         reason.contains("no valid signature within the read budget")
             && reason.contains(&format!("over the {MAX_SIGNATURE_PAYLOAD}-byte cap")),

@@ -23,6 +23,7 @@ use super::verdict_cache::ExpiringMap;
 use crate::controller::PolicyState;
 use crate::policy::{Governing, ImageVerdict, Lookup, Snapshot};
 use crate::reference::ImageRef;
+use crate::registry::LookupFailure::{self, NotLookedUp};
 use crate::registry::RegistryClient;
 
 /// How long a failing verdict is reused at most: short, the image may be signed in a moment.
@@ -271,13 +272,8 @@ impl Judge {
         let governing = governing(image);
         if governing.is_empty() {
             // No registry access for images no policy governs: the engine applies --no-match.
-            let verdict = snapshot.evaluate_governed(
-                &governing,
-                image,
-                &Lookup::Failed {
-                    reason: "not looked up".to_string(),
-                },
-            );
+            let verdict =
+                snapshot.evaluate_governed(&governing, image, &Lookup::failed(NotLookedUp));
             return ImageOutcome {
                 written: written.to_string(),
                 digest: None,
@@ -297,28 +293,21 @@ impl Judge {
                     verdict,
                 };
             }
+            // The engine borrows the cached signatures: no copy per evaluation.
             Ok(Looked::Fetched(digest, signatures)) => (
                 Some(Arc::clone(&digest)),
                 Lookup::Found {
                     digest: digest.to_string(),
-                    signatures: signatures.to_vec(),
+                    signatures,
                 },
             ),
-            Ok(Looked::Failed(reason)) => (
-                None,
-                Lookup::Failed {
-                    reason: reason.to_string(),
-                },
-            ),
+            Ok(Looked::Failed(failure)) => (None, Lookup::Failed { failure }),
             Err(_elapsed) => (
                 None,
-                Lookup::Failed {
-                    reason: format!(
-                        "registry {} did not answer within {}",
-                        image.registry(),
-                        super::decide::format_duration(self.deadline)
-                    ),
-                },
+                Lookup::failed(LookupFailure::Deadline {
+                    host: image.registry().to_string(),
+                    after: self.deadline,
+                }),
             ),
         };
         let found = matches!(lookup, Lookup::Found { .. });
@@ -432,7 +421,7 @@ impl Judge {
 enum Looked {
     Cached(Arc<str>, Arc<CachedVerdict>),
     Fetched(Arc<str>, super::lookup::Signatures),
-    Failed(Arc<str>),
+    Failed(super::lookup::Failure),
 }
 
 /// The key of a verdict from the reference itself (tests; requests use [`verdict_key_of`]).

@@ -22,7 +22,7 @@ use moka::future::Cache;
 
 use super::metrics::{CacheName, Metrics, RegistryOperation, RegistryOutcome};
 use crate::reference::ImageRef;
-use crate::registry::{DockerConfig, RegistryClient, RegistryError, SignatureStore, held_bytes};
+use crate::registry::{DockerConfig, LookupFailure, RegistryClient, SignatureStore, held_bytes};
 use crate::signature::StoredSignature;
 
 /// Bytes the signatures cache may hold (payloads, signatures and keys, with a per-entry
@@ -68,10 +68,13 @@ impl Default for LookupTimings {
     }
 }
 
-/// Signatures as fetched, shared between requests.
-pub type Signatures = Arc<Vec<StoredSignature>>;
+/// Signatures as fetched, shared between requests (and lent to the engine as they are).
+pub type Signatures = Arc<[StoredSignature]>;
 
-type Flight<V> = Shared<BoxFuture<'static, Result<V, Arc<str>>>>;
+/// Why a lookup failed, shared between every request that joined it or found it cached.
+pub type Failure = Arc<LookupFailure>;
+
+type Flight<V> = Shared<BoxFuture<'static, Result<V, Failure>>>;
 
 /// Loads in flight, one per key. Each runs in a spawned task and removes itself when done, after
 /// its answer is in the caches.
@@ -89,7 +92,7 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
     /// Joins the load for `key`, or starts `load` as its task.
     fn join_or_start<F>(self: &Arc<Self>, key: String, load: impl FnOnce() -> F) -> Flight<V>
     where
-        F: Future<Output = Result<V, Arc<str>>> + Send + 'static,
+        F: Future<Output = Result<V, Failure>> + Send + 'static,
     {
         // A poisoned lock only means another thread panicked while inserting; the map is
         // still consistent (each operation is a single insert or remove).
@@ -112,7 +115,7 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
         });
         let flight = async move {
             task.await
-                .unwrap_or_else(|e| Err(Arc::from(format!("registry lookup task failed: {e}"))))
+                .unwrap_or_else(|e| Err(Arc::new(LookupFailure::Task(e))))
         }
         .boxed()
         .shared();
@@ -161,7 +164,7 @@ impl RequestRegistry {
 pub struct Lookups {
     digests: Cache<String, Arc<str>>,
     signatures: Cache<String, Signatures>,
-    failures: Cache<String, Arc<str>>,
+    failures: Cache<String, Failure>,
     digest_flights: Arc<Flights<Arc<str>>>,
     signature_flights: Arc<Flights<Signatures>>,
     metrics: Arc<Metrics>,
@@ -206,7 +209,7 @@ impl Lookups {
         &self,
         image: &ImageRef,
         registry: &RequestRegistry,
-    ) -> Result<Arc<str>, Arc<str>> {
+    ) -> Result<Arc<str>, Failure> {
         if let Some(digest) = image.digest() {
             return Ok(Arc::from(digest));
         }
@@ -233,7 +236,7 @@ impl Lookups {
                     return Ok(digest);
                 }
                 let result = measured(&metrics, RegistryOperation::Resolve, async {
-                    client.resolve_digest(&image).await
+                    Ok(client.resolve_digest(&image).await?)
                 })
                 .await;
                 match result {
@@ -242,10 +245,10 @@ impl Lookups {
                         digests.insert(key, Arc::clone(&digest)).await;
                         Ok(digest)
                     }
-                    Err(e) => {
-                        let reason: Arc<str> = Arc::from(e.to_string());
-                        failures.insert(flight_key, Arc::clone(&reason)).await;
-                        Err(reason)
+                    Err(failure) => {
+                        let failure = Arc::new(failure);
+                        failures.insert(flight_key, Arc::clone(&failure)).await;
+                        Err(failure)
                     }
                 }
             }
@@ -259,7 +262,7 @@ impl Lookups {
         image: &ImageRef,
         digest: &str,
         registry: &RequestRegistry,
-    ) -> Result<Signatures, Arc<str>> {
+    ) -> Result<Signatures, Failure> {
         let key = format!("{}/{}@{digest}", image.registry(), image.repository());
         if let Some(found) = self.signatures.get(&key).await {
             self.metrics.cache(CacheName::Signatures, true);
@@ -285,41 +288,40 @@ impl Lookups {
                         return Ok(found);
                     }
                     let result = measured(&metrics, RegistryOperation::Signatures, async {
-                        store.fetch_signatures(&image, &digest).await
+                        let set = store.fetch_signatures(&image, &digest).await?;
+                        // Nothing read because of the budgets: no valid signature, and the
+                        // failure says why (remembered as briefly as any failure, so an
+                        // attacker's manifest costs one bounded read per period, not memory).
+                        match set.unread_failure() {
+                            Some(failure) => Err(failure),
+                            None => Ok(set),
+                        }
                     })
                     .await;
                     match result {
-                        Ok(set) => match set.unread_reason() {
-                            // Nothing read because of the budgets: no valid signature, and the
-                            // answer says why (remembered as briefly as a failure, so an
-                            // attacker's manifest costs one bounded read per period, not memory).
-                            Some(reason) => {
-                                let reason: Arc<str> = Arc::from(reason);
+                        Ok(set) => {
+                            if set.skipped.may_hide_signature() {
                                 tracing::warn!(
                                     image = %image.with_digest(&digest),
-                                    %reason,
+                                    skipped = %set.skipped,
+                                    "some signature layers not read"
+                                );
+                            }
+                            let found: Signatures = Arc::from(set.signatures);
+                            cache.insert(key, Arc::clone(&found)).await;
+                            Ok(found)
+                        }
+                        Err(failure) => {
+                            if let LookupFailure::OverBudget { .. } = failure {
+                                tracing::warn!(
+                                    image = %image.with_digest(&digest),
+                                    reason = %failure,
                                     "signatures not read"
                                 );
-                                failures.insert(flight_key, Arc::clone(&reason)).await;
-                                Err(reason)
                             }
-                            None => {
-                                if set.skipped.may_hide_signature() {
-                                    tracing::warn!(
-                                        image = %image.with_digest(&digest),
-                                        skipped = %set.skipped,
-                                        "some signature layers not read"
-                                    );
-                                }
-                                let found = Arc::new(set.signatures);
-                                cache.insert(key, Arc::clone(&found)).await;
-                                Ok(found)
-                            }
-                        },
-                        Err(e) => {
-                            let reason: Arc<str> = Arc::from(e.to_string());
-                            failures.insert(flight_key, Arc::clone(&reason)).await;
-                            Err(reason)
+                            let failure = Arc::new(failure);
+                            failures.insert(flight_key, Arc::clone(&failure)).await;
+                            Err(failure)
                         }
                     }
                 }
@@ -327,7 +329,7 @@ impl Lookups {
         flight.await
     }
 
-    async fn recent_failure(&self, flight_key: &str) -> Option<Arc<str>> {
+    async fn recent_failure(&self, flight_key: &str) -> Option<Failure> {
         let failure = self.failures.get(flight_key).await;
         if failure.is_some() {
             self.metrics.cache(CacheName::Failure, true);
@@ -336,19 +338,19 @@ impl Lookups {
     }
 }
 
-/// Runs one registry operation, counting it in flight and recording its outcome and latency.
+/// Runs one registry operation, counting it in flight and recording its outcome (labelled by
+/// the failure's kind) and latency.
 async fn measured<T>(
     metrics: &Metrics,
     operation: RegistryOperation,
-    work: impl Future<Output = Result<T, RegistryError>>,
-) -> Result<T, RegistryError> {
+    work: impl Future<Output = Result<T, LookupFailure>>,
+) -> Result<T, LookupFailure> {
     metrics.lookups_in_flight(1);
     let started = Instant::now();
     let result = work.await;
     let outcome = match &result {
         Ok(_) => RegistryOutcome::Success,
-        Err(RegistryError::Unreachable { .. }) => RegistryOutcome::Unreachable,
-        Err(_) => RegistryOutcome::Error,
+        Err(failure) => RegistryOutcome::Failed(failure.kind()),
     };
     metrics.registry_request(operation, outcome, started.elapsed().as_secs_f64());
     metrics.lookups_in_flight(-1);
@@ -362,7 +364,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_signatures_cache_is_bounded_in_bytes() {
-        let big: Signatures = Arc::new(vec![
+        let big: Signatures = Arc::from(vec![
             StoredSignature {
                 payload: vec![0; 200 * 1024],
                 signature: Some(vec![0; 64]),
@@ -371,7 +373,7 @@ mod tests {
         ]);
         let weight = signatures_weight("k", &big);
         assert!(u64::from(weight) > 200 * 1024, "{weight}");
-        assert!(signatures_weight("k", &Arc::new(Vec::new())) < 1024);
+        assert!(signatures_weight("k", &Arc::from(Vec::new())) < 1024);
         // A 1 MiB cache holds a handful of 200 KiB sets, however many are inserted.
         let lookups = Lookups::with_signature_bytes(
             1000,

@@ -1,14 +1,17 @@
 //! The webhook's Prometheus metrics: admissions by result, decision latency, registry lookups by
 //! outcome and latency, cache hits and misses, lookups in flight. Served at `/metrics`.
 
+use std::fmt::Write as _;
 use std::sync::atomic::AtomicI64;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::registry::LookupFailureKind;
 
 /// What an admission request ended in.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -45,8 +48,8 @@ struct EndpointLabels {
     endpoint: Endpoint,
 }
 
-/// One registry operation of a lookup.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+/// One registry operation of a lookup (label values `resolve`, `signatures`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum RegistryOperation {
     /// Tag to digest.
     Resolve,
@@ -54,15 +57,60 @@ pub enum RegistryOperation {
     Signatures,
 }
 
-/// How a registry operation ended.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+impl RegistryOperation {
+    /// Every operation.
+    pub const ALL: [RegistryOperation; 2] =
+        [RegistryOperation::Resolve, RegistryOperation::Signatures];
+
+    /// The lower snake case label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistryOperation::Resolve => "resolve",
+            RegistryOperation::Signatures => "signatures",
+        }
+    }
+}
+
+impl EncodeLabelValue for RegistryOperation {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// How a registry operation ended: label values `success`, or the failure's kind
+/// (`unreachable`, `unauthorized`, `not_found`, `deadline`, `invalid_content`, `over_budget`,
+/// `rate_limited`, `other`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum RegistryOutcome {
     /// An answer was used (including "no signatures").
     Success,
-    /// The registry could not be reached or did not answer in time.
-    Unreachable,
-    /// The registry answered with an error or content that failed its checks.
-    Error,
+    /// No usable answer, for this reason.
+    Failed(LookupFailureKind),
+}
+
+impl RegistryOutcome {
+    /// Every outcome, so that each series exists from the start.
+    pub fn all() -> impl Iterator<Item = RegistryOutcome> {
+        std::iter::once(RegistryOutcome::Success).chain(
+            LookupFailureKind::ALL
+                .into_iter()
+                .map(RegistryOutcome::Failed),
+        )
+    }
+
+    /// The lower snake case label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistryOutcome::Success => "success",
+            RegistryOutcome::Failed(kind) => kind.as_str(),
+        }
+    }
+}
+
+impl EncodeLabelValue for RegistryOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -167,6 +215,13 @@ impl Metrics {
             "Kubernetes events not posted because of the rate limit",
             events_dropped.clone(),
         );
+        // Every registry series exists from the start, at zero (the guards are released at once).
+        for operation in RegistryOperation::ALL {
+            for outcome in RegistryOutcome::all() {
+                drop(registry_requests.get_or_create(&RegistryLabels { operation, outcome }));
+            }
+            drop(registry_latency.get_or_create(&OperationLabels { operation }));
+        }
         Metrics {
             registry,
             admissions,
@@ -235,5 +290,63 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registry_outcome_is_present_from_start() {
+        let metrics = Metrics::new();
+        let text = metrics.encode().unwrap_or_default();
+        let mut labels = Vec::new();
+        for operation in ["resolve", "signatures"] {
+            for outcome in [
+                "success",
+                "unreachable",
+                "unauthorized",
+                "not_found",
+                "deadline",
+                "invalid_content",
+                "over_budget",
+                "rate_limited",
+                "other",
+            ] {
+                let series = format!(
+                    "signet_webhook_registry_requests_total{{operation=\"{operation}\",outcome=\"{outcome}\"}} 0"
+                );
+                assert!(text.contains(&series), "{series} missing from\n{text}");
+                labels.push(outcome);
+            }
+            let count = format!(
+                "signet_webhook_registry_request_duration_seconds_count{{operation=\"{operation}\"}} 0"
+            );
+            assert!(text.contains(&count), "{count} missing from\n{text}");
+        }
+        // Nothing else: the enum and this list agree.
+        assert_eq!(
+            text.matches("signet_webhook_registry_requests_total{")
+                .count(),
+            labels.len()
+        );
+    }
+
+    #[test]
+    fn a_failure_is_counted_under_its_kind() {
+        let metrics = Metrics::new();
+        metrics.registry_request(
+            RegistryOperation::Signatures,
+            RegistryOutcome::Failed(LookupFailureKind::OverBudget),
+            0.01,
+        );
+        let text = metrics.encode().unwrap_or_default();
+        assert!(
+            text.contains(
+                "signet_webhook_registry_requests_total{operation=\"signatures\",outcome=\"over_budget\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

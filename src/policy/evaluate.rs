@@ -6,6 +6,7 @@ use super::verdict::{AttestorOutcome, ImageVerdict, PolicyOutcome};
 use super::{Lookup, NoMatch};
 use crate::crd::Mode;
 use crate::reference::ImageRef;
+use crate::registry::LookupFailureKind;
 use crate::signature::{Rejection, SignatureType, StoredSignature, check_signature};
 
 /// The result of checking an image's signatures against one attestor's keys.
@@ -157,7 +158,7 @@ impl Snapshot {
         lookup: &Lookup,
     ) -> ImageVerdict {
         let matched = &governing.indices;
-        let (digest, evidence) = match lookup {
+        let (digest, evidence, failure) = match lookup {
             Lookup::Found { digest, .. }
                 if image
                     .digest()
@@ -169,15 +170,19 @@ impl Snapshot {
                     Evidence::Unavailable(format!(
                         "the reference names {pinned} but the registry resolved {digest}"
                     )),
+                    Some(LookupFailureKind::InvalidContent),
                 )
             }
             Lookup::Found { digest, signatures } => (
                 Some(digest.clone()),
                 Evidence::Signatures { digest, signatures },
+                None,
             ),
-            Lookup::Failed { reason } => (
+            Lookup::Failed { failure } => (
                 image.digest().map(str::to_string),
-                Evidence::Unavailable(format!("registry lookup failed: {reason}")),
+                // Rendered here, at the edge of the engine: the kind travels as a type.
+                Evidence::Unavailable(format!("registry lookup failed: {failure}")),
+                Some(failure.kind()),
             ),
         };
         let mut verdict = ImageVerdict {
@@ -186,6 +191,8 @@ impl Snapshot {
             allowed: true,
             dry_run: false,
             policies: Vec::with_capacity(matched.len()),
+            // Only a lookup that governed the decision is a failure of this verdict.
+            failure: if matched.is_empty() { None } else { failure },
         };
         if matched.is_empty() {
             verdict.allowed = self.options().no_match == NoMatch::Allow;

@@ -44,6 +44,7 @@ mod selector;
 mod verdict;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::Serialize;
@@ -51,6 +52,7 @@ use serde::Serialize;
 use crate::crd::{
     Attestor, ClusterVerificationPolicy, KeyStatus, READY_CONDITION, VerificationPolicy,
 };
+use crate::registry::LookupFailure;
 use crate::signature::StoredSignature;
 
 pub use compile::{CompiledPolicy, Governing, Snapshot, compile};
@@ -240,21 +242,39 @@ impl ObjectStatus {
 }
 
 /// What the registry said about an image.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Lookup {
     /// The digest the reference resolved to, and every signature stored for it (possibly none).
     Found {
         /// `sha256:<hex>`: what the signatures must name.
         digest: String,
-        /// The `.sig` layers found for that digest.
-        signatures: Vec<StoredSignature>,
+        /// The `.sig` layers found for that digest, shared with the cache they came from
+        /// (evaluations borrow them; nothing is copied per request).
+        signatures: Arc<[StoredSignature]>,
     },
     /// The registry could not answer (unreachable, unauthorised, deadline...): every matching
-    /// `Enforce` policy denies with this reason.
+    /// `Enforce` policy denies with this reason, and the verdict carries its kind.
     Failed {
-        /// What went wrong, for people (`connection refused`).
-        reason: String,
+        /// What went wrong; shared, since one failure answers every request that joined it.
+        failure: Arc<LookupFailure>,
     },
+}
+
+impl Lookup {
+    /// A found digest and its signatures.
+    pub fn found(digest: impl Into<String>, signatures: impl Into<Arc<[StoredSignature]>>) -> Self {
+        Lookup::Found {
+            digest: digest.into(),
+            signatures: signatures.into(),
+        }
+    }
+
+    /// A failed lookup.
+    pub fn failed(failure: impl Into<LookupFailure>) -> Self {
+        Lookup::Failed {
+            failure: Arc::new(failure.into()),
+        }
+    }
 }
 
 #[cfg(test)]

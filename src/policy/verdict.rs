@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::ObjectKind;
 use crate::crd::Mode;
+use crate::registry::LookupFailureKind;
 
 /// The verdict for one image in one namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -22,6 +23,11 @@ pub struct ImageVerdict {
     pub dry_run: bool,
     /// Every policy that governs the image, cluster policies first.
     pub policies: Vec<PolicyOutcome>,
+    /// When a policy governs the image and the registry lookup failed (or resolved another
+    /// digest than the reference names), the kind of failure: what metrics are labelled with.
+    /// The policies' `reason`s say the same for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<LookupFailureKind>,
 }
 
 /// How one policy judged the image.

@@ -17,6 +17,7 @@ use std::sync::LazyLock;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use super::LookupFailure;
 use crate::signature::{Descriptor, SIMPLE_SIGNING_MEDIA_TYPE, StoredSignature};
 
 /// Largest payload (plus its decoded signature) read for one layer. A simple-signing payload is
@@ -189,12 +190,11 @@ impl SignatureSet {
 
     /// Why there is nothing to verify although the manifest had layers: `Some` when no
     /// signature was read and a layer that might have been one was skipped.
-    pub fn unread_reason(&self) -> Option<String> {
+    pub fn unread_failure(&self) -> Option<LookupFailure> {
         (self.signatures.is_empty() && self.skipped.may_hide_signature()).then(|| {
-            format!(
-                "no valid signature within the read budget: {}",
-                self.skipped
-            )
+            LookupFailure::OverBudget {
+                skipped: self.skipped.clone(),
+            }
         })
     }
 }
@@ -337,10 +337,15 @@ mod tests {
     #[test]
     fn an_empty_read_says_why() {
         let mut set = SignatureSet::default();
-        assert_eq!(set.unread_reason(), None);
+        assert!(set.unread_failure().is_none());
         set.skipped.add(SkipReason::OverBudget, 3);
+        let failure = set.unread_failure();
         assert_eq!(
-            set.unread_reason().as_deref(),
+            failure.as_ref().map(LookupFailure::kind),
+            Some(crate::registry::LookupFailureKind::OverBudget)
+        );
+        assert_eq!(
+            failure.map(|f| f.to_string()).as_deref(),
             Some(
                 "no valid signature within the read budget: 3 layers skipped: over the 262144-byte budget of a lookup"
             )

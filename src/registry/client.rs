@@ -478,6 +478,11 @@ pub(crate) fn status_error(
             host,
             what: what.to_string(),
         },
+        StatusCode::TOO_MANY_REQUESTS => RegistryError::RateLimited {
+            host,
+            what: what.to_string(),
+            detail: format!("HTTP 429: {}", body_detail(body)),
+        },
         other => RegistryError::bad_response(
             call.registry,
             what,
@@ -543,6 +548,17 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "registry registry.example.com: unexpected response to manifest prod/app:v1: HTTP 502: <html> bad gateway </html>"
+        );
+        let e = status_error(
+            &c,
+            "manifest prod/app:v1",
+            StatusCode::TOO_MANY_REQUESTS,
+            br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit"}]}"#,
+        );
+        assert!(matches!(e, RegistryError::RateLimited { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "registry registry.example.com: too many requests for manifest prod/app:v1: HTTP 429: pull rate limit (TOOMANYREQUESTS)"
         );
     }
 

@@ -161,12 +161,10 @@ impl SignatureStore {
         };
         signature::parse_manifest_layers(&manifest.bytes)
             .map(Some)
-            .map_err(|e| {
-                RegistryError::bad_response(
-                    image.registry(),
-                    &format!("{}:{tag}", image.repository()),
-                    e.to_string(),
-                )
+            .map_err(|cause| RegistryError::Malformed {
+                host: image.registry().to_string(),
+                what: format!("{}:{tag}", image.repository()),
+                cause,
             })
     }
 }
@@ -174,10 +172,7 @@ impl SignatureStore {
 /// Failures of the registry as a whole (as opposed to one bad blob: missing, too large, not
 /// matching or not even naming a digest, which the manifest's writer controls).
 fn is_registry_failure(e: &RegistryError) -> bool {
-    matches!(
-        e,
-        RegistryError::Unreachable { .. } | RegistryError::Unauthorized { .. }
-    )
+    e.is_unreachable() || matches!(e, RegistryError::Unauthorized { .. })
 }
 
 /// The `.sig` tag for `digest`; a malformed digest is a request that cannot be sent.

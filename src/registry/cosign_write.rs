@@ -104,8 +104,9 @@ pub enum SignPayloadError {
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     /// The blocking task died (panicked or was cancelled).
+    // Kept typed (`is_panic`, `is_cancelled`); not a `source`, the message already ends with it.
     #[error("signing task failed: {0}")]
-    Task(String),
+    Task(tokio::task::JoinError),
 }
 
 /// Held while writing the signatures of one `repository@digest` (see [`SignatureStore::lock`]).
@@ -133,7 +134,7 @@ pub async fn sign_payload(
         (payload, signed)
     })
     .await
-    .map_err(|e| SignPayloadError::Task(e.to_string()))?;
+    .map_err(SignPayloadError::Task)?;
     Ok((payload, signed?))
 }
 

@@ -8,12 +8,17 @@ use std::error::Error as StdError;
 use std::io;
 use std::time::Duration;
 
+use super::failure::LookupFailureKind;
+
 /// Why a registry operation failed. Every message is one line and names the registry host.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// No HTTP answer: connection refused, DNS failure, TLS failure or timeout.
+    /// No HTTP answer: connection refused, DNS failure, TLS failure.
     #[error("registry {host} is unreachable: {cause}")]
     Unreachable { host: String, cause: String },
+    /// No answer within the client's timeout (connect or whole request).
+    #[error("registry {host} is unreachable: no answer within {}", format_duration(*after))]
+    Timeout { host: String, after: Duration },
     /// The registry (or its token service) refused the credentials, or none were given.
     #[error("registry {host} refused access to {target}: {detail}")]
     Unauthorized {
@@ -39,6 +44,23 @@ pub enum RegistryError {
         what: String,
         limit: u64,
     },
+    /// HTTP 429: the registry (or its token service) asks the client to slow down.
+    #[error("registry {host}: too many requests for {what}: {detail}")]
+    RateLimited {
+        host: String,
+        what: String,
+        detail: String,
+    },
+    /// A manifest that hashed right but is not what it must be (a signature manifest whose
+    /// layers do not parse). The format layer's error is kept, typed.
+    // `cause`, not `source`: the message already ends with it (a chained source would print
+    // it twice where errors are shown with their chain).
+    #[error("registry {host}: unexpected response to {what}: {cause}")]
+    Malformed {
+        host: String,
+        what: String,
+        cause: crate::signature::SignatureError,
+    },
     /// Any other answer: unexpected status, malformed body, missing header.
     #[error("registry {host}: unexpected response to {what}: {detail}")]
     BadResponse {
@@ -59,10 +81,13 @@ impl RegistryError {
     pub fn host(&self) -> Option<&str> {
         match self {
             RegistryError::Unreachable { host, .. }
+            | RegistryError::Timeout { host, .. }
             | RegistryError::Unauthorized { host, .. }
             | RegistryError::NotFound { host, .. }
             | RegistryError::DigestMismatch { host, .. }
             | RegistryError::TooLarge { host, .. }
+            | RegistryError::RateLimited { host, .. }
+            | RegistryError::Malformed { host, .. }
             | RegistryError::BadResponse { host, .. }
             | RegistryError::InvalidRequest { host, .. } => Some(host),
             RegistryError::InvalidConfig { .. } => None,
@@ -72,6 +97,33 @@ impl RegistryError {
     /// True for a missing manifest, blob or repository.
     pub fn is_not_found(&self) -> bool {
         matches!(self, RegistryError::NotFound { .. })
+    }
+
+    /// What kind of failure this is, for metrics and for callers that decide by kind.
+    pub fn failure_kind(&self) -> LookupFailureKind {
+        match self {
+            RegistryError::Unreachable { .. } => LookupFailureKind::Unreachable,
+            RegistryError::Timeout { .. } => LookupFailureKind::Deadline,
+            RegistryError::Unauthorized { .. } => LookupFailureKind::Unauthorized,
+            RegistryError::NotFound { .. } => LookupFailureKind::NotFound,
+            RegistryError::DigestMismatch { .. }
+            | RegistryError::TooLarge { .. }
+            | RegistryError::Malformed { .. }
+            | RegistryError::BadResponse { .. } => LookupFailureKind::InvalidContent,
+            RegistryError::RateLimited { .. } => LookupFailureKind::RateLimited,
+            RegistryError::InvalidConfig { .. } | RegistryError::InvalidRequest { .. } => {
+                LookupFailureKind::Other
+            }
+        }
+    }
+
+    /// True when the registry itself failed to answer (unreachable, timed out): trying again
+    /// later may succeed, and the answer says nothing about the content asked for.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Unreachable { .. } | RegistryError::Timeout { .. }
+        )
     }
 
     pub(crate) fn bad_response(host: &str, what: &str, detail: impl Into<String>) -> Self {
@@ -97,8 +149,15 @@ impl RegistryError {
         }
     }
 
-    /// Maps a reqwest failure (no usable HTTP answer) to [`RegistryError::Unreachable`].
+    /// Maps a reqwest failure (no usable HTTP answer) to [`RegistryError::Timeout`] or
+    /// [`RegistryError::Unreachable`].
     pub(crate) fn transport(host: &str, err: &reqwest::Error, timeout: Duration) -> Self {
+        if err.is_timeout() {
+            return RegistryError::Timeout {
+                host: host.to_string(),
+                after: timeout,
+            };
+        }
         RegistryError::Unreachable {
             host: host.to_string(),
             cause: describe_transport_error(err, timeout),
@@ -142,7 +201,7 @@ pub(crate) fn describe_transport_error(err: &reqwest::Error, timeout: Duration) 
     one_line(&messages.join(": "))
 }
 
-fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {

@@ -17,6 +17,7 @@ mod cosign;
 mod cosign_write;
 mod credentials;
 mod error;
+mod failure;
 mod operations;
 mod transport;
 
@@ -33,6 +34,7 @@ pub use cosign_write::{
 };
 pub use credentials::{Credential, DOCKER_HUB_CONFIG_KEY, DockerConfig};
 pub use error::RegistryError;
+pub use failure::{LookupFailure, LookupFailureKind};
 pub use transport::MAX_REDIRECTS;
 
 use sha2::Digest as _;

@@ -36,7 +36,7 @@ use crate::signature::SignatureType;
 use super::SignerError;
 use super::event::{Classified, EnvelopeError, Ignored, PushedManifest, is_referrer, parse_events};
 use super::keys::KeyCache;
-use super::metrics::{Metrics, RuleSkip};
+use super::metrics::{IgnoreReason, Metrics, NothingToSign, RuleSkip};
 use super::rules::{AddressMap, CompiledRule, RuleSet};
 
 /// Retries of registry operations that failed for a reason that may pass.
@@ -93,7 +93,7 @@ pub enum EventOutcome {
     /// A push no Automatic rule covers (`manual` when only Manual rules do).
     OutOfScope { manual: bool },
     /// The manifest is gone (deleted since the push) or is a referrer artifact: nothing to sign.
-    NothingToSign(&'static str),
+    NothingToSign(NothingToSign),
     /// The covering rules are satisfied.
     Signed(Ensured),
     /// Signing failed; the registry should send the event again.
@@ -230,9 +230,9 @@ impl Signer {
         if covering.is_empty() {
             let manual = rules.any_covers(&identity);
             metrics.ignored(if manual {
-                "manual_rule"
+                IgnoreReason::ManualRule
             } else {
-                "out_of_scope"
+                IgnoreReason::OutOfScope
             });
             return EventOutcome::OutOfScope { manual };
         }
@@ -259,7 +259,7 @@ impl Signer {
                 metrics.failure(e.metric_reason());
                 tracing::warn!(image = %identity.with_digest(&push.digest), error = %e, "signing failed");
             }
-            EventOutcome::NothingToSign(why) => metrics.ignored(why),
+            EventOutcome::NothingToSign(why) => metrics.ignored(*why),
             _ => {}
         }
         outcome
@@ -277,7 +277,7 @@ impl Signer {
         {
             Ok(Ok(ensured)) => EventOutcome::Signed(ensured),
             Ok(Err(why)) => EventOutcome::NothingToSign(why),
-            Err(e) if e.is_not_found() => EventOutcome::NothingToSign("manifest_gone"),
+            Err(e) if e.is_not_found() => EventOutcome::NothingToSign(NothingToSign::ManifestGone),
             Err(e) => EventOutcome::Failed(e),
         }
     }
@@ -305,7 +305,7 @@ impl Signer {
         digest: &str,
         rules: &[Arc<CompiledRule>],
         check_manifest: bool,
-    ) -> Result<Result<Ensured, &'static str>, SignerError> {
+    ) -> Result<Result<Ensured, NothingToSign>, SignerError> {
         let ensured = match self
             .ensure_signed_once(identity, digest, rules, check_manifest)
             .await?
@@ -358,7 +358,7 @@ impl Signer {
         digest: &str,
         rules: &[Arc<CompiledRule>],
         check_manifest: bool,
-    ) -> Result<Result<Ensured, &'static str>, SignerError> {
+    ) -> Result<Result<Ensured, NothingToSign>, SignerError> {
         let mut ensured = Ensured::default();
         let mut keyed = Vec::with_capacity(rules.len());
         for rule in rules {
@@ -453,7 +453,7 @@ impl Signer {
         keyed: &[(Arc<CompiledRule>, Arc<dyn SigningKey>)],
         keep: &[PublicKey],
         check_manifest: bool,
-    ) -> Result<Result<Written, &'static str>, SignerError> {
+    ) -> Result<Result<Written, NothingToSign>, SignerError> {
         let client = self.inner.store.client();
         let binds_tag = keyed
             .iter()
@@ -477,8 +477,8 @@ impl Signer {
         };
         let (manifest, tag_names_digest) = tokio::try_join!(manifest, tag)?;
         match manifest {
-            Some(None) => return Ok(Err("manifest_gone")),
-            Some(Some(m)) if is_referrer(&m.bytes) => return Ok(Err("referrer")),
+            Some(None) => return Ok(Err(NothingToSign::ManifestGone)),
+            Some(Some(m)) if is_referrer(&m.bytes) => return Ok(Err(NothingToSign::Referrer)),
             _ => {}
         }
         let tag_moved = tag_names_digest == Some(false);
@@ -579,7 +579,7 @@ fn write_error(
             rule: rule_name(index),
             cause,
         },
-        other => SignerError::Internal(other.to_string()),
+        other => SignerError::Write(other),
     }
 }
 

@@ -16,6 +16,8 @@ use crate::registry::{
 };
 use crate::signature::is_artifact_tag;
 
+use super::metrics::IgnoreReason;
+
 /// The media type registries send notifications with.
 pub const EVENTS_MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
 
@@ -52,14 +54,14 @@ pub enum Ignored {
 }
 
 impl Ignored {
-    /// A short label for metrics (`not_a_push`, `blob`, ...).
-    pub fn label(&self) -> &'static str {
+    /// The metric label (`not_a_push`, `blob`, ...).
+    pub fn label(&self) -> IgnoreReason {
         match self {
-            Ignored::NotAPush(_) => "not_a_push",
-            Ignored::Blob => "blob",
-            Ignored::UnknownMediaType(_) => "unknown_media_type",
-            Ignored::ArtifactTag(_) => "artifact_tag",
-            Ignored::Malformed(_) => "malformed_event",
+            Ignored::NotAPush(_) => IgnoreReason::NotAPush,
+            Ignored::Blob => IgnoreReason::Blob,
+            Ignored::UnknownMediaType(_) => IgnoreReason::UnknownMediaType,
+            Ignored::ArtifactTag(_) => IgnoreReason::ArtifactTag,
+            Ignored::Malformed(_) => IgnoreReason::MalformedEvent,
         }
     }
 }

@@ -8,51 +8,130 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// A `reason` label.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Reason {
-    pub reason: String,
+/// Declares a label enum: lower snake case values, `ALL` (so every series exists from the
+/// start), `as_str`, `Display`, `EncodeLabelValue` and serde's snake case names.
+macro_rules! label_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $label:literal, )+ }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, serde::Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $( $(#[$vmeta])* $variant, )+ }
+
+        impl $name {
+            /// Every value, so each series exists from the start.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The lower snake case label value.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $label,)+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+                encoder.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-/// Why a rule covering an image did not sign it.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleSkip {
-    /// A `Default` rule binds a tag, and the push named none.
-    DefaultNeedsTag,
-    /// A `Default` rule, and the event's tag no longer names (or never named) the event's
-    /// digest: signing would bind the tag to an image it does not name.
-    TagMoved,
+label_enum! {
+    /// Why an event (or a notification) was not signed: the `reason` of `events_ignored`.
+    pub enum IgnoreReason {
+        /// `pull`, `delete`, `mount`...
+        NotAPush => "not_a_push",
+        /// A blob upload.
+        Blob => "blob",
+        /// A manifest that is not an image manifest or index.
+        UnknownMediaType => "unknown_media_type",
+        /// A signature or attestation tag.
+        ArtifactTag => "artifact_tag",
+        /// An event lacking a field, or holding a malformed one.
+        MalformedEvent => "malformed_event",
+        /// No rule covers the repository.
+        OutOfScope => "out_of_scope",
+        /// Only `Manual` rules cover it.
+        ManualRule => "manual_rule",
+        /// The manifest was deleted since the push.
+        ManifestGone => "manifest_gone",
+        /// The manifest is a referrer artifact (it has a subject).
+        Referrer => "referrer",
+        /// A notification without the bearer token.
+        Unauthorized => "unauthorized",
+        /// A notification body that is not an envelope of events.
+        MalformedBody => "malformed_body",
+    }
 }
 
-impl RuleSkip {
-    /// Every reason, so each series exists from the start.
-    pub const ALL: [RuleSkip; 2] = [RuleSkip::DefaultNeedsTag, RuleSkip::TagMoved];
+label_enum! {
+    /// Why a pushed image that rules cover has nothing to sign.
+    pub enum NothingToSign {
+        /// The manifest is gone (deleted since the push).
+        ManifestGone => "manifest_gone",
+        /// The manifest is a referrer artifact (a signature, attestation, SBOM...).
+        Referrer => "referrer",
+    }
+}
 
-    /// The lower snake case label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RuleSkip::DefaultNeedsTag => "default_needs_tag",
-            RuleSkip::TagMoved => "tag_moved",
+impl From<NothingToSign> for IgnoreReason {
+    fn from(why: NothingToSign) -> Self {
+        match why {
+            NothingToSign::ManifestGone => IgnoreReason::ManifestGone,
+            NothingToSign::Referrer => IgnoreReason::Referrer,
         }
     }
 }
 
-impl std::fmt::Display for RuleSkip {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+label_enum! {
+    /// Why an image could not be signed: the `reason` of `failed`.
+    pub enum FailureReason {
+        /// The registry failed (after retries), or other writers kept replacing the manifest.
+        Registry => "registry",
+        /// A key could not be opened, or refused to sign.
+        Key => "key",
+        /// A configuration, policy or internal failure.
+        Internal => "internal",
     }
 }
 
-impl EncodeLabelValue for RuleSkip {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        encoder.write_str(self.as_str())
+/// A `reason` label naming an [`IgnoreReason`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IgnoreLabel {
+    /// Why.
+    pub reason: IgnoreReason,
+}
+
+/// A `reason` label naming a [`FailureReason`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabel {
+    /// Why.
+    pub reason: FailureReason,
+}
+
+label_enum! {
+    /// Why a rule covering an image did not sign it.
+    pub enum RuleSkip {
+        /// A `Default` rule binds a tag, and the push named none.
+        DefaultNeedsTag => "default_needs_tag",
+        /// A `Default` rule, and the event's tag no longer names (or never named) the event's
+        /// digest: signing would bind the tag to an image it does not name.
+        TagMoved => "tag_moved",
     }
 }
 
 /// A `reason` label naming a [`RuleSkip`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SkipLabel {
+    /// Why.
     pub reason: RuleSkip,
 }
 
@@ -62,7 +141,7 @@ pub struct Metrics {
     /// Events received (each event of each notification).
     pub events_received: Counter,
     /// Events not signed, by reason (`not_a_push`, `artifact_tag`, `out_of_scope`, ...).
-    pub events_ignored: Family<Reason, Counter>,
+    pub events_ignored: Family<IgnoreLabel, Counter>,
     /// Signatures added to the registry.
     pub signed: Counter,
     /// Signatures that were already there (repeated events, several instances).
@@ -70,7 +149,7 @@ pub struct Metrics {
     /// Rules not applied to an image, by reason (`default_needs_tag`, `tag_moved`).
     pub skipped: Family<SkipLabel, Counter>,
     /// Images that could not be signed, by reason (`registry`, `key`, `internal`).
-    pub failed: Family<Reason, Counter>,
+    pub failed: Family<FailureLabel, Counter>,
     /// Signature manifests found replaced by another writer right after a write (then redone).
     pub overwritten: Counter,
     /// Signatures a delayed recheck had to restore.
@@ -190,29 +269,30 @@ impl Metrics {
             "Images or repositories reconcile could not handle",
             m.reconcile_failed.clone(),
         );
-        for reason in RuleSkip::ALL {
-            // Creates the series at zero (the guard returned is released at once).
+        // Creates every labelled series at zero (the guards returned are released at once).
+        for &reason in RuleSkip::ALL {
             drop(m.skipped.get_or_create(&SkipLabel { reason }));
+        }
+        for &reason in IgnoreReason::ALL {
+            drop(m.events_ignored.get_or_create(&IgnoreLabel { reason }));
+        }
+        for &reason in FailureReason::ALL {
+            drop(m.failed.get_or_create(&FailureLabel { reason }));
         }
         Metrics { registry, ..m }
     }
 
     /// Counts an ignored event.
-    pub fn ignored(&self, reason: &str) {
+    pub fn ignored(&self, reason: impl Into<IgnoreReason>) {
+        let reason = reason.into();
         self.events_ignored
-            .get_or_create(&Reason {
-                reason: reason.to_string(),
-            })
+            .get_or_create(&IgnoreLabel { reason })
             .inc();
     }
 
     /// Counts a failure.
-    pub fn failure(&self, reason: &str) {
-        self.failed
-            .get_or_create(&Reason {
-                reason: reason.to_string(),
-            })
-            .inc();
+    pub fn failure(&self, reason: FailureReason) {
+        self.failed.get_or_create(&FailureLabel { reason }).inc();
     }
 
     /// Counts a skipped rule.
@@ -237,8 +317,8 @@ mod tests {
     fn every_metric_is_exposed() {
         let m = Metrics::new();
         m.events_received.inc();
-        m.ignored("artifact_tag");
-        m.failure("registry");
+        m.ignored(IgnoreReason::ArtifactTag);
+        m.failure(FailureReason::Registry);
         m.signing_latency.observe(0.01);
         let text = m.encode();
         for name in [
@@ -252,8 +332,34 @@ mod tests {
             "signet_signer_skipped_total{reason=\"default_needs_tag\"} 0",
             "signet_signer_sig_compactions_total 0",
             "signet_signer_sig_layers_dropped_total 0",
+            "signet_signer_events_ignored_total{reason=\"referrer\"} 0",
+            "signet_signer_failed_total{reason=\"key\"} 0",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn every_reason_is_present_from_start() {
+        let text = Metrics::new().encode();
+        for reason in IgnoreReason::ALL {
+            let series = format!("signet_signer_events_ignored_total{{reason=\"{reason}\"}} 0");
+            assert!(text.contains(&series), "{series} missing from\n{text}");
+        }
+        for reason in FailureReason::ALL {
+            let series = format!("signet_signer_failed_total{{reason=\"{reason}\"}} 0");
+            assert!(text.contains(&series), "{series} missing from\n{text}");
+        }
+        for reason in RuleSkip::ALL {
+            let series = format!("signet_signer_skipped_total{{reason=\"{reason}\"}} 0");
+            assert!(text.contains(&series), "{series} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn nothing_to_sign_is_an_ignore_reason_with_the_same_label() {
+        for &why in NothingToSign::ALL {
+            assert_eq!(IgnoreReason::from(why).as_str(), why.as_str());
         }
     }
 }

@@ -31,7 +31,7 @@ pub use keys::{
     Pkcs11Settings, forbidden_attribute_message, forbidden_rule_attribute, redact_reference,
     set_pkcs11_settings,
 };
-pub use metrics::{Metrics, RuleSkip};
+pub use metrics::{FailureReason, IgnoreReason, Metrics, NothingToSign, RuleSkip};
 pub use reconcile::{ReconcileReport, RuleSelection, reconcile, reconcile_loop};
 pub use rules::AddressMap;
 pub use server::{BearerToken, ServerHandle, router, serve};
@@ -41,7 +41,9 @@ use crate::controller::{
 };
 use crate::crypto::CryptoError;
 use crate::policy::EngineOptions;
-use crate::registry::{RegistryClient, RegistryError, RegistryOptions, SignatureStore};
+use crate::registry::{
+    RegistryClient, RegistryError, RegistryOptions, SignatureStore, SignatureWriteError,
+};
 
 /// Errors of the signer. Each message is one line and names what was wrong; none carries a token
 /// or a PIN.
@@ -53,6 +55,10 @@ pub enum SignerError {
     /// The policy folder cannot be read.
     #[error("policy folder: {0}")]
     Policy(String),
+    /// The policy source failed: the folder is unreadable or invalid, or the cluster watch
+    /// failed. The controller's error is kept, typed (its message is already in this one's).
+    #[error("policy folder: {0}")]
+    PolicySource(ControllerError),
     /// A rule's key cannot be opened (missing file, wrong PIN, missing token...).
     // `cause`, not `source`: the message already ends with it, and a chained source would print it twice.
     #[error("SigningRule {rule:?}: cannot open key {reference}: {cause}")]
@@ -70,19 +76,28 @@ pub enum SignerError {
     /// Other writers kept replacing the signature manifest.
     #[error("the signature manifest of {0} kept changing under concurrent writers")]
     Contended(String),
+    /// The signature store refused the write for a reason of its own (a payload or manifest
+    /// that could not be built, a task that died, a lock mix-up).
+    #[error(transparent)]
+    Write(SignatureWriteError),
     /// A task of the signer itself failed.
     #[error("signer internal error: {0}")]
     Internal(String),
 }
 
 impl SignerError {
-    /// Whether trying again may succeed (registry unreachable or answering errors, contention).
+    /// Whether trying again may succeed (registry unreachable, timed out, rate limited or
+    /// answering errors; contention).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            SignerError::Registry(RegistryError::Unreachable { .. })
-                | SignerError::Registry(RegistryError::BadResponse { .. })
-                | SignerError::Contended(_)
+            SignerError::Registry(
+                RegistryError::Unreachable { .. }
+                    | RegistryError::Timeout { .. }
+                    | RegistryError::RateLimited { .. }
+                    | RegistryError::Malformed { .. }
+                    | RegistryError::BadResponse { .. }
+            ) | SignerError::Contended(_)
         )
     }
 
@@ -92,13 +107,16 @@ impl SignerError {
     }
 
     /// The `reason` label of the failure metric.
-    pub fn metric_reason(&self) -> &'static str {
+    pub fn metric_reason(&self) -> FailureReason {
         match self {
-            SignerError::Registry(_) | SignerError::Contended(_) => "registry",
-            SignerError::Key { .. } | SignerError::Signing { .. } => "key",
-            SignerError::Config(_) | SignerError::Policy(_) | SignerError::Internal(_) => {
-                "internal"
-            }
+            SignerError::Registry(_) | SignerError::Contended(_) => FailureReason::Registry,
+            SignerError::Key { .. } | SignerError::Signing { .. } => FailureReason::Key,
+            SignerError::Write(SignatureWriteError::Registry(_)) => FailureReason::Registry,
+            SignerError::Config(_)
+            | SignerError::Policy(_)
+            | SignerError::PolicySource(_)
+            | SignerError::Write(_)
+            | SignerError::Internal(_) => FailureReason::Internal,
         }
     }
 }
@@ -147,7 +165,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, SignerError> {
 
 impl From<ControllerError> for SignerError {
     fn from(e: ControllerError) -> Self {
-        SignerError::Policy(e.to_string())
+        SignerError::PolicySource(e)
     }
 }
 

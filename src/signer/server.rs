@@ -127,7 +127,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     if !state.token.accepts(&headers) {
-        state.signer.metrics().ignored("unauthorized");
+        state
+            .signer
+            .metrics()
+            .ignored(super::IgnoreReason::Unauthorized);
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -138,7 +141,10 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     let outcomes = match state.signer.handle_notification(&body).await {
         Ok(o) => o,
         Err(e) => {
-            state.signer.metrics().ignored("malformed_body");
+            state
+                .signer
+                .metrics()
+                .ignored(super::IgnoreReason::MalformedBody);
             return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
         }
     };
@@ -153,7 +159,9 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             EventOutcome::OutOfScope { manual: false } => {
                 json!({"result": "ignored", "reason": "no SigningRule covers it"})
             }
-            EventOutcome::NothingToSign(why) => json!({"result": "ignored", "reason": why}),
+            EventOutcome::NothingToSign(why) => {
+                json!({"result": "ignored", "reason": why.as_str()})
+            }
             EventOutcome::Signed(e) => json!({
                 "result": "signed", "added": e.added, "present": e.present, "skipped": e.skipped,
             }),

@@ -154,10 +154,7 @@ fn parse<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
 }
 
 pub(super) fn found(digest: &str, signatures: Vec<StoredSignature>) -> Lookup {
-    Lookup::Found {
-        digest: digest.to_string(),
-        signatures,
-    }
+    Lookup::found(digest, signatures)
 }
 
 pub(super) fn evaluate(

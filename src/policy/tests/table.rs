@@ -121,9 +121,10 @@ fn cases(k: &Keys) -> Vec<Case> {
     use Want::{Allow, Deny, Warn};
     let prod = "registry.example.com/prod/app:v1";
     let prod_by_digest = format!("registry.example.com/prod/app@{D1}");
-    let failed = Lookup::Failed {
-        reason: "connection refused".into(),
-    };
+    let failed = Lookup::failed(crate::registry::RegistryError::Unreachable {
+        host: "registry.example.com".into(),
+        cause: "connection refused".into(),
+    });
     let mut cases = vec![
         case(
             "signed release image",
@@ -446,7 +447,9 @@ fn cases(k: &Keys) -> Vec<Case> {
             "web",
             "r.io/dry/app:v1",
             failed.clone(),
-            Warn("registry lookup failed: connection refused"),
+            Warn(
+                "registry lookup failed: registry registry.example.com is unreachable: connection refused",
+            ),
         ),
         case(
             "registry down denies in Enforce",
@@ -454,7 +457,7 @@ fn cases(k: &Keys) -> Vec<Case> {
             prod,
             failed.clone(),
             Deny(
-                "registry.example.com/prod/app:v1 (digest unknown): policy prod-images: 0 of 1 required attestors: registry lookup failed: connection refused",
+                "registry.example.com/prod/app:v1 (digest unknown): policy prod-images: 0 of 1 required attestors: registry lookup failed: registry registry.example.com is unreachable: connection refused",
             ),
         ),
         case(
