@@ -1017,11 +1017,7 @@ fn the_signer_serves_https_by_default() {
     // A Secret of your own: no generated one.
     let own = "signer: {enabled: true, tls: {secretName: mine}}";
     let secrets = render("signer-secrets.yaml", own);
-    assert!(
-        secrets
-            .iter()
-            .all(|s| s["type"] != "kubernetes.io/tls")
-    );
+    assert!(secrets.iter().all(|s| s["type"] != "kubernetes.io/tls"));
 
     // The explicit opt-out.
     let plain = "signer: {enabled: true, tls: {plainHttp: true}}";
@@ -1031,11 +1027,7 @@ fn the_signer_serves_https_by_default() {
             && plain_args.contains(&"--listen=0.0.0.0:8080".to_owned())
     );
     let secrets = render("signer-secrets.yaml", plain);
-    assert!(
-        secrets
-            .iter()
-            .all(|s| s["type"] != "kubernetes.io/tls")
-    );
+    assert!(secrets.iter().all(|s| s["type"] != "kubernetes.io/tls"));
     let service = render("signer-service.yaml", plain);
     assert_eq!(
         only(&service, "Service")["spec"]["ports"][0]["port"],

@@ -78,6 +78,7 @@ fn store() -> SignatureStore {
         insecure: vec![],
         timeout: std::time::Duration::from_secs(5),
         token_realm_hosts: vec![],
+        ..RegistryOptions::default()
     };
     SignatureStore::new(RegistryClient::new(&options).unwrap())
 }

@@ -18,6 +18,7 @@ mod cosign_write;
 mod credentials;
 mod error;
 mod operations;
+pub mod sign;
 mod transport;
 
 pub use budget::{
@@ -33,6 +34,7 @@ pub use cosign_write::{
 };
 pub use credentials::{Credential, DOCKER_HUB_CONFIG_KEY, DockerConfig};
 pub use error::RegistryError;
+pub use sign::{SignError, Signed, sign_digest, sign_image};
 pub use transport::MAX_REDIRECTS;
 
 use sha2::Digest as _;
