@@ -395,7 +395,7 @@ async fn main() {
             .await;
         let image = format!("{host}/{repo}:v1");
         let reference = ImageRef::parse(&image).expect("reference");
-        signet::image_signing::sign_image(
+        signet::registry::sign_image(
             &store,
             &reference,
             Arc::clone(&signer),

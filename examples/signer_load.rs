@@ -353,10 +353,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         SignerOptions::default(),
     );
     signer.open_keys().await?;
-    let server = signer::serve(
+    let server = signet::serve::Server::start(
+        "signer",
         listener,
         signer::router(signer.clone(), BearerToken::new(TOKEN)?),
         None,
+        &signet::serve::Drain::new(),
     )?;
 
     // Warm-up: connections, tokens, the registry's first writes.
@@ -406,7 +408,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ))
     );
     if args.images == 0 {
-        server.shutdown().await;
+        server.stop().await?;
         return Ok(());
     }
     let start = Instant::now();
@@ -496,7 +498,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }) {
         println!("  {line}");
     }
-    server.shutdown().await;
+    server.stop().await?;
     Ok(())
 }
 

@@ -1100,3 +1100,37 @@ fn pods_run_non_root_read_only_spread_and_probed_on_the_ops_port() {
         "the tag must default to appVersion"
     );
 }
+
+#[test]
+fn the_webhook_drains_within_its_termination_grace_period() {
+    let values = values();
+    let setting = |path| walk(&values, path).cloned().unwrap_or(Value::Null);
+    let delay = setting("webhook.shutdownDelay")
+        .as_str()
+        .map(duration_millis)
+        .expect("webhook.shutdownDelay");
+    let deadline = setting("webhook.deadline")
+        .as_str()
+        .map(duration_millis)
+        .expect("webhook.deadline");
+    let documents = render("webhook-deployment.yaml", "{}");
+    let deployment = only(&documents, "Deployment");
+    assert!(
+        args(deployment).contains(&"--shutdown-delay=5s".to_string()),
+        "{:?}",
+        args(deployment)
+    );
+    let grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds");
+    assert!(
+        delay + deadline + 1000 < grace * 1000,
+        "shutdown delay {delay} ms + deadline {deadline} ms does not fit in {grace} s"
+    );
+    // The chart refuses values whose drain would outlast the grace period.
+    let helpers = template("_helpers.tpl");
+    assert!(
+        helpers.contains("must stay below webhook.terminationGracePeriodSeconds"),
+        "no check of the drain against the grace period"
+    );
+}

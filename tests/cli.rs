@@ -78,6 +78,7 @@ fn store() -> SignatureStore {
         insecure: vec![],
         timeout: std::time::Duration::from_secs(5),
         token_realm_hosts: vec![],
+        ..RegistryOptions::default()
     };
     SignatureStore::new(RegistryClient::new(&options).unwrap())
 }
@@ -623,4 +624,75 @@ fn a_corrupting_registry_is_refused() {
     );
     assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("digest"), "{}", run.stderr);
+}
+
+#[test]
+fn verify_takes_several_images_and_fails_when_one_is_unsigned() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let alg = Algorithm::EcdsaP256Sha256;
+    let (key, public) = keygen(dir.path(), alg);
+    push(&registry, "multi/signed", "v1", "multi-signed");
+    push(&registry, "multi/unsigned", "v1", "multi-unsigned");
+    let signed = format!("{}/multi/signed:v1", registry.host());
+    let unsigned = format!("{}/multi/unsigned:v1", registry.host());
+    assert_eq!(sign(&signed, &key, alg, "default").code, 0);
+    let public = public.to_str().unwrap();
+    let args = |images: &[&str], output: &str| {
+        let mut args = vec!["verify"];
+        args.extend_from_slice(images);
+        args.extend_from_slice(&[
+            "--key",
+            public,
+            "--algorithm",
+            alg.as_str(),
+            "--output",
+            output,
+        ]);
+        signet(&args)
+    };
+
+    let run = args(&[&signed, &unsigned], "text");
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert!(
+        lines[0].starts_with("verified: ") && lines[0].contains(&signed),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines[1].starts_with("not verified: ") && lines[1].contains(&unsigned),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+
+    // Both signed: exit 0, one line each, in the order given.
+    let run = args(&[&signed, &signed], "text");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout.lines().count(), 2, "{}", run.stdout);
+
+    // JSON: one document, an array in the order given.
+    let run = args(&[&unsigned, &signed], "json");
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    let verified: Vec<bool> = doc
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|v| v["verified"].as_bool().expect("verified"))
+        .collect();
+    assert_eq!(verified, [false, true]);
+
+    // An image that cannot be checked (closed port): its own error line, exit 2.
+    let gone = format!("127.0.0.1:{}/multi/gone:v1", support::closed_port());
+    let run = args(&[&signed, &gone], "text");
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.starts_with("verified: "), "{}", run.stdout);
+    assert!(
+        run.stderr.contains(&format!("error: {gone}: ")),
+        "{}",
+        run.stderr
+    );
 }

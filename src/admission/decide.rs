@@ -241,22 +241,5 @@ fn event_of(
     }
 }
 
-/// `8s`, `1500ms`.
-pub fn format_duration(duration: Duration) -> String {
-    if duration.subsec_millis() == 0 && duration.as_secs() > 0 {
-        format!("{}s", duration.as_secs())
-    } else {
-        format!("{}ms", duration.as_millis())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_as_people_write_them() {
-        assert_eq!(format_duration(Duration::from_secs(8)), "8s");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
-    }
-}
+/// `8s`, `1500ms`: the one printer of `crate::serve`, re-exported where denial messages use it.
+pub use crate::serve::format_duration;

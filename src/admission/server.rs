@@ -15,15 +15,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum_server::Handle;
 use futures::StreamExt as _;
-use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use super::decide::Admission;
 use super::metrics::Endpoint;
 use super::review::ReviewError;
-use super::tls::{Tls, TlsError, TlsSource};
+use crate::serve::{Drain, Server, ServerError, TlsSource, bind};
 
 /// Largest AdmissionReview body read. The API server stores objects of at most ~1.5 MiB (etcd's
 /// limit) and caps requests at 3 MiB, so nothing legitimate is larger.
@@ -33,26 +31,6 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// still sending when the server closes would get a connection reset instead of the answer.
 /// Past this, the connection is cut.
 const MAX_DRAINED_BYTES: usize = 16 * 1024 * 1024;
-
-/// Why the server could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    /// TLS could not be set up.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    /// The server stopped with an I/O error.
-    #[error("webhook server failed: {0}")]
-    Serve(std::io::Error),
-    /// The server task ended abnormally.
-    #[error("webhook server task failed: {0}")]
-    Task(String),
-}
 
 /// The routes, over one shared [`Admission`].
 pub fn router(admission: Arc<Admission>) -> Router {
@@ -67,34 +45,13 @@ pub fn router(admission: Arc<Admission>) -> Router {
 
 /// The probe and metrics routes alone, for the plain-HTTP operations port (`--ops-listen`):
 /// kubelet probes and Prometheus present no client certificate, so with `--client-ca` they
-/// cannot use the admission port.
+/// cannot use the admission port. Served by [`Server`] without TLS.
 pub fn ops_router(admission: Arc<Admission>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(admission)
-}
-
-/// Serves [`ops_router`] over plain HTTP on `listen` until the task is dropped or aborted.
-pub async fn serve_ops(
-    listen: SocketAddr,
-    admission: Arc<Admission>,
-) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>), ServerError> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: listen,
-        source,
-    })?;
-    let app = ops_router(admission);
-    let task = tokio::spawn(async move { axum::serve(listener, app).await });
-    tracing::info!(%addr, "probes and metrics listening (HTTP)");
-    Ok((addr, task))
 }
 
 async fn validate(State(admission): State<Arc<Admission>>, body: Body) -> Response {
@@ -199,11 +156,10 @@ async fn metrics(State(admission): State<Arc<Admission>>) -> Response {
     }
 }
 
-/// A running webhook server.
+/// A running webhook server: the admission routes over one [`Admission`], served by the shared
+/// edge ([`Server`]).
 pub struct WebhookServer {
-    addr: SocketAddr,
-    handle: Handle<SocketAddr>,
-    task: JoinHandle<std::io::Result<()>>,
+    server: Server,
     admission: Arc<Admission>,
 }
 
@@ -214,39 +170,24 @@ impl WebhookServer {
         tls: &TlsSource,
         admission: Admission,
     ) -> Result<Self, ServerError> {
-        let tls = Tls::start(tls)?;
-        let listener = std::net::TcpListener::bind(listen).map_err(|source| ServerError::Bind {
-            addr: listen,
-            source,
-        })?;
-        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-            addr: listen,
-            source,
-        })?;
-        let admission = Arc::new(admission);
+        Self::start_on(bind(listen)?, tls, Arc::new(admission), &Drain::new())
+    }
+
+    /// Serves on a bound listener, answering 503 on `/readyz` once `drain` is draining.
+    pub fn start_on(
+        listener: std::net::TcpListener,
+        tls: &TlsSource,
+        admission: Arc<Admission>,
+        drain: &Drain,
+    ) -> Result<Self, ServerError> {
         let app = router(Arc::clone(&admission));
-        let handle = Handle::new();
-        // TCP_NODELAY: answers are small and latency-bound; without it, Nagle's algorithm holds
-        // the last segment of a response until the client's delayed ACK.
-        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.config)
-            .acceptor(axum_server::accept::NoDelayAcceptor::new());
-        let server = axum_server::from_tcp(listener)
-            .map_err(|source| ServerError::Bind { addr, source })?
-            .acceptor(acceptor)
-            .handle(handle.clone());
-        let task = tokio::spawn(server.serve(app.into_make_service()));
-        tracing::info!(%addr, "webhook listening (HTTPS)");
-        Ok(WebhookServer {
-            addr,
-            handle,
-            task,
-            admission,
-        })
+        let server = Server::start("webhook", listener, app, Some(tls), drain)?;
+        Ok(WebhookServer { server, admission })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
     }
 
     /// The shared decision state (metrics, caches).
@@ -254,17 +195,8 @@ impl WebhookServer {
         &self.admission
     }
 
-    /// Stops accepting; in-flight requests get `grace` to finish.
-    pub fn shutdown(&self, grace: std::time::Duration) {
-        self.handle.graceful_shutdown(Some(grace));
-    }
-
-    /// Waits until the server stops.
-    pub async fn wait(self) -> Result<(), ServerError> {
-        match self.task.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ServerError::Serve(e)),
-            Err(e) => Err(ServerError::Task(e.to_string())),
-        }
+    /// The underlying server (shutdown, death detection).
+    pub fn into_server(self) -> Server {
+        self.server
     }
 }

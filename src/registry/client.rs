@@ -22,7 +22,9 @@ use super::auth::{
 };
 use super::credentials::{Credential, DockerConfig};
 use super::error::{RegistryError, body_detail};
-use super::transport::{SchemePolicy, base_url, http_client, realm_allowed, same_origin};
+use super::transport::{
+    SchemePolicy, SystemRoots, base_url, http_client, realm_allowed, same_origin,
+};
 
 /// Error bodies are read this far for their message, no further.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
@@ -33,8 +35,16 @@ pub struct RegistryOptions {
     /// A docker `config.json` with credentials; when absent, `$DOCKER_CONFIG/config.json` is
     /// used if `DOCKER_CONFIG` is set and the file exists.
     pub config_file: Option<PathBuf>,
+    /// `$DOCKER_CONFIG`, as the caller read it: its `config.json` is used when `config_file` is
+    /// absent.
+    pub docker_config_dir: Option<PathBuf>,
     /// Extra PEM CA bundles trusted in addition to the system roots.
     pub ca_files: Vec<PathBuf>,
+    /// `SSL_CERT_FILE`, as the caller read it: the system CA bundle instead of the well-known
+    /// paths.
+    pub system_ca_file: Option<PathBuf>,
+    /// `SSL_CERT_DIR`, as the caller read it: every file in it is added to the system roots.
+    pub system_ca_dir: Option<PathBuf>,
     /// Registries (`host` or `host:port`) spoken to over plain HTTP. Loopback hosts always are.
     pub insecure: Vec<String>,
     /// Bound on each HTTP request, connection and body included.
@@ -50,7 +60,10 @@ impl Default for RegistryOptions {
     fn default() -> Self {
         RegistryOptions {
             config_file: None,
+            docker_config_dir: None,
             ca_files: Vec::new(),
+            system_ca_file: None,
+            system_ca_dir: None,
             insecure: Vec::new(),
             timeout: Duration::from_secs(10),
             token_realm_hosts: Vec::new(),
@@ -128,22 +141,30 @@ impl Call<'_> {
 
 impl RegistryClient {
     /// Builds the client: TLS (system roots plus `ca_files`), the plain-HTTP policy, and the
-    /// credentials from `config_file` or `$DOCKER_CONFIG/config.json`.
+    /// credentials from `config_file` or `docker_config_dir/config.json`.
     pub fn new(options: &RegistryOptions) -> Result<Self, RegistryError> {
-        let docker_config_dir = std::env::var_os("DOCKER_CONFIG").map(PathBuf::from);
-        let credentials =
-            DockerConfig::load(options.config_file.as_deref(), docker_config_dir.as_deref())?;
+        let credentials = DockerConfig::load(
+            options.config_file.as_deref(),
+            options.docker_config_dir.as_deref(),
+        )?;
         Self::with_config(options, credentials)
     }
 
     /// Builds the client with exactly these credentials; `options.config_file` and
-    /// `$DOCKER_CONFIG` are not read.
+    /// `options.docker_config_dir` are not read.
     pub fn with_config(
         options: &RegistryOptions,
         credentials: DockerConfig,
     ) -> Result<Self, RegistryError> {
         let shared = Shared {
-            http: http_client(&options.ca_files, options.timeout)?,
+            http: http_client(
+                &options.ca_files,
+                SystemRoots {
+                    file: options.system_ca_file.as_deref(),
+                    dir: options.system_ca_dir.as_deref(),
+                },
+                options.timeout,
+            )?,
             schemes: SchemePolicy::new(&options.insecure)?,
             timeout: options.timeout,
             tokens: TokenCache::default(),

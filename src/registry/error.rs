@@ -9,6 +9,7 @@ use std::io;
 use std::time::Duration;
 
 use super::failure::LookupFailureKind;
+use crate::serve::format_duration;
 
 /// Why a registry operation failed. Every message is one line and names the registry host.
 #[derive(Debug, thiserror::Error)]
@@ -199,14 +200,6 @@ pub(crate) fn describe_transport_error(err: &reqwest::Error, timeout: Duration) 
         return "request failed".into();
     }
     one_line(&messages.join(": "))
-}
-
-pub(crate) fn format_duration(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
 }
 
 /// The human part of a registry error body: the distribution spec's `errors[].message` (with

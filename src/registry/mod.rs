@@ -19,6 +19,7 @@ mod credentials;
 mod error;
 mod failure;
 mod operations;
+pub mod sign;
 mod transport;
 
 pub use budget::{
@@ -35,6 +36,7 @@ pub use cosign_write::{
 pub use credentials::{Credential, DOCKER_HUB_CONFIG_KEY, DockerConfig};
 pub use error::RegistryError;
 pub use failure::{LookupFailure, LookupFailureKind};
+pub use sign::{SignError, Signed, sign_digest, sign_image};
 pub use transport::MAX_REDIRECTS;
 
 use sha2::Digest as _;

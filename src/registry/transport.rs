@@ -141,9 +141,10 @@ pub(crate) fn same_origin(url: &Url, base: &Url) -> bool {
 /// Builds the shared HTTP client.
 pub(crate) fn http_client(
     ca_files: &[PathBuf],
+    system: SystemRoots<'_>,
     timeout: Duration,
 ) -> Result<reqwest::Client, RegistryError> {
-    let roots = root_store(ca_files)?;
+    let roots = root_store(ca_files, system)?;
     // The provider is passed explicitly rather than installed process-wide: a library must not
     // decide the process default, and kube in the same binary needs the same backend anyway.
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -295,9 +296,12 @@ fn redirect_policy() -> reqwest::redirect::Policy {
 
 /// System roots plus the extra CA bundles. A missing system bundle is not an error (a
 /// distroless image may talk only to registries under `ca_files`); an unreadable extra bundle is.
-fn root_store(ca_files: &[PathBuf]) -> Result<rustls::RootCertStore, RegistryError> {
+fn root_store(
+    ca_files: &[PathBuf],
+    system: SystemRoots<'_>,
+) -> Result<rustls::RootCertStore, RegistryError> {
     let mut store = rustls::RootCertStore::empty();
-    let (added, _ignored) = store.add_parsable_certificates(system_certificates());
+    let (added, _ignored) = store.add_parsable_certificates(system_certificates(system));
     if added == 0 && ca_files.is_empty() {
         tracing::warn!("no system CA certificates found; HTTPS registries will fail verification");
     }
@@ -328,9 +332,19 @@ fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Re
     Ok(certs)
 }
 
+/// Where the system CA certificates are, as `SSL_CERT_FILE` and `SSL_CERT_DIR` say (the CLI
+/// reads those variables; the library does not read the environment).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SystemRoots<'a> {
+    /// A bundle replacing the well-known paths.
+    pub file: Option<&'a Path>,
+    /// A folder whose every file is added.
+    pub dir: Option<&'a Path>,
+}
+
 /// The distribution's CA bundle, found as OpenSSL and rustls-native-certs find it:
-/// `SSL_CERT_FILE`, else the first well-known bundle path; plus every file in `SSL_CERT_DIR`.
-fn system_certificates() -> Vec<CertificateDer<'static>> {
+/// `system.file`, else the first well-known bundle path; plus every file in `system.dir`.
+fn system_certificates(system: SystemRoots<'_>) -> Vec<CertificateDer<'static>> {
     const BUNDLES: [&str; 6] = [
         "/etc/ssl/certs/ca-certificates.crt",
         "/etc/pki/tls/certs/ca-bundle.crt",
@@ -348,16 +362,16 @@ fn system_certificates() -> Vec<CertificateDer<'static>> {
             })
             .unwrap_or_default()
     };
-    let mut certs = match std::env::var_os("SSL_CERT_FILE") {
-        Some(file) => load(Path::new(&file)),
+    let mut certs = match system.file {
+        Some(file) => load(file),
         None => BUNDLES
             .iter()
             .map(|p| load(Path::new(p)))
             .find(|c| !c.is_empty())
             .unwrap_or_default(),
     };
-    if let Some(dir) = std::env::var_os("SSL_CERT_DIR")
-        && let Ok(entries) = std::fs::read_dir(&dir)
+    if let Some(dir) = system.dir
+        && let Ok(entries) = std::fs::read_dir(dir)
     {
         for entry in entries.flatten() {
             certs.extend(load(&entry.path()));
@@ -569,7 +583,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        let err = http_client(&[empty], Duration::from_secs(1))
+        let err = http_client(&[empty], SystemRoots::default(), Duration::from_secs(1))
             .unwrap_err()
             .to_string();
         assert!(
@@ -577,7 +591,7 @@ mod tests {
             "{err}"
         );
         let missing = dir.path().join("missing.pem");
-        let err = http_client(&[missing], Duration::from_secs(1))
+        let err = http_client(&[missing], SystemRoots::default(), Duration::from_secs(1))
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing.pem"), "{err}");
@@ -593,6 +607,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, cert.pem()).unwrap();
-        assert!(http_client(&[path], Duration::from_secs(1)).is_ok());
+        assert!(http_client(&[path], SystemRoots::default(), Duration::from_secs(1)).is_ok());
     }
 }

@@ -5,7 +5,7 @@
 //! - [`engine`]: [`Signer`], one signature per rule, idempotent, serialised per
 //!   (repository, digest), with retries;
 //! - [`reconcile`]: the periodic scan (and `signet sign --backfill`);
-//! - [`server`]: `POST /events`, health, readiness and metrics over HTTP(S);
+//! - [`server`]: `POST /events`, health, readiness and metrics (served by `crate::serve`);
 //! - `keys`, `metrics`: opened keys, Prometheus counters. Every `.sig` read and write goes
 //!   through [`SignatureStore`].
 //!
@@ -34,15 +34,17 @@ pub use keys::{
 pub use metrics::{FailureReason, IgnoreReason, Metrics, NothingToSign, RuleSkip};
 pub use reconcile::{ReconcileReport, RuleSelection, reconcile, reconcile_loop};
 pub use rules::AddressMap;
-pub use server::{BearerToken, ServerHandle, router, serve};
+pub use server::{BearerToken, router};
 
-use crate::controller::{
-    self, ControllerError, PolicyState, StatusWrites, load_policy_dir, policy_channel,
-};
+use crate::controller::{ControllerError, PolicyState, StatusWrites, load_policy_dir};
 use crate::crypto::CryptoError;
 use crate::policy::EngineOptions;
 use crate::registry::{
     RegistryClient, RegistryError, RegistryOptions, SignatureStore, SignatureWriteError,
+};
+use crate::serve::{
+    Drain, DrainSettings, PolicySource, PolicySourceConfig, PolicySourceError, Server, ServerError,
+    TlsSource, bind, drain_and_stop, shutdown_signal,
 };
 
 /// Errors of the signer. Each message is one line and names what was wrong; none carries a token
@@ -80,6 +82,9 @@ pub enum SignerError {
     /// that could not be built, a task that died, a lock mix-up).
     #[error(transparent)]
     Write(SignatureWriteError),
+    /// The server could not start, or died.
+    #[error(transparent)]
+    Server(#[from] ServerError),
     /// A task of the signer itself failed.
     #[error("signer internal error: {0}")]
     Internal(String),
@@ -116,6 +121,7 @@ impl SignerError {
             | SignerError::Policy(_)
             | SignerError::PolicySource(_)
             | SignerError::Write(_)
+            | SignerError::Server(_)
             | SignerError::Internal(_) => FailureReason::Internal,
         }
     }
@@ -128,39 +134,18 @@ pub struct SignerConfig {
     pub listen: SocketAddr,
     /// File holding the bearer token registries send.
     pub token_file: PathBuf,
-    /// Certificate and key files (PEM); `None` serves plain HTTP.
-    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Certificate source; `None` serves plain HTTP.
+    pub tls: Option<TlsSource>,
     /// Folder of SigningRules; `None` reads them from the cluster.
     pub policy_dir: Option<PathBuf>,
     /// Between two reconcile passes; zero turns the periodic pass (not the first) off.
     pub reconcile_interval: Duration,
+    /// How long to keep accepting after SIGTERM while `/readyz` answers 503.
+    pub shutdown_delay: Duration,
     /// Workers, aliases, retries.
     pub options: SignerOptions,
     /// How to reach registries.
     pub registry: RegistryOptions,
-}
-
-/// Parses `5m`, `30s`, `1h`, `250ms`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, SignerError> {
-    let text = text.trim();
-    let bad = || SignerError::Config(format!("duration {text:?}: expected e.g. 30s, 5m, 1h"));
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let seconds = |factor: u64| {
-        n.checked_mul(factor)
-            .map(Duration::from_secs)
-            .ok_or_else(bad)
-    };
-    match unit {
-        "" | "s" => seconds(1),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" => seconds(60),
-        "h" => seconds(3600),
-        _ => Err(bad()),
-    }
 }
 
 impl From<ControllerError> for SignerError {
@@ -169,148 +154,81 @@ impl From<ControllerError> for SignerError {
     }
 }
 
-type PolicySource = tokio::task::JoinHandle<Result<(), ControllerError>>;
-
-/// Starts the policy source: the folder (checked now, then watched) or the cluster (with leader
-/// election on the controller's Lease, so that one replica, webhook or signer, writes status).
-async fn start_policy_source(
-    policy_dir: Option<&Path>,
-) -> Result<(PolicyState, PolicySource), SignerError> {
-    let options = EngineOptions::default();
-    let (publisher, state) = policy_channel(options);
-    let task = match policy_dir {
-        Some(dir) => {
-            // An invalid folder is an error at start, naming the file and the field.
-            load_policy_dir(dir)?;
-            tokio::spawn(controller::watch_policy_dir(
-                dir.to_path_buf(),
-                options,
-                publisher,
-            ))
+impl From<PolicySourceError> for SignerError {
+    fn from(e: PolicySourceError) -> Self {
+        match e {
+            PolicySourceError::Kube(reason) => {
+                SignerError::Config(format!("Kubernetes client: {reason}"))
+            }
+            PolicySourceError::Task(reason) => {
+                SignerError::Internal(format!("policy source task: {reason}"))
+            }
+            other => SignerError::Policy(other.to_string()),
         }
-        None => {
-            let client = kube::Client::try_default()
-                .await
-                .map_err(|e| SignerError::Config(format!("Kubernetes client: {e}")))?;
-            // The signer only reads the resources; the webhook's controller writes their status.
-            tokio::spawn(controller::run_controller(
-                client,
-                options,
-                publisher,
-                StatusWrites::Never,
-            ))
-        }
-    };
-    Ok((state, task))
-}
-
-fn source_ended(r: Result<Result<(), ControllerError>, tokio::task::JoinError>) -> SignerError {
-    match r {
-        Ok(Ok(())) => SignerError::Policy("the policy source stopped".into()),
-        Ok(Err(e)) => e.into(),
-        Err(e) => SignerError::Internal(format!("policy source task: {e}")),
     }
-}
-
-/// Waits until the policy source has published (ready), or fails with its error.
-async fn wait_for_policy(
-    state: &PolicyState,
-    source: &mut PolicySource,
-) -> Result<(), SignerError> {
-    while !state.is_ready() {
-        if source.is_finished() {
-            return Err(source_ended(source.await));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
 }
 
 /// Runs `signet signer` until SIGTERM or Ctrl-C: starts the policy source, serves the routes
 /// (`/readyz` answers 503 until the policy has synced), opens every rule's key once the rules are
 /// known (a bad key is an error here), and reconciles at start and every `reconcile_interval`.
+/// On SIGTERM it drains like the webhook (`shutdown_delay`, then in-flight events finish).
 pub async fn run(config: SignerConfig) -> Result<(), SignerError> {
     let token = BearerToken::from_file(&config.token_file)?;
     let client = RegistryClient::new(&config.registry)?;
-    let (policy, mut source) = start_policy_source(config.policy_dir.as_deref()).await?;
+    // The signer only reads the resources; the webhook's controller writes their status.
+    let mut source = PolicySource::start(PolicySourceConfig {
+        policy_dir: config.policy_dir.clone(),
+        options: EngineOptions::default(),
+        status_writes: StatusWrites::Never,
+    })
+    .await?;
     let signer = Signer::new(
         SignatureStore::new(client),
-        policy.clone(),
+        source.state.clone(),
         config.options.clone(),
     );
-    let tls = match &config.tls {
-        Some((cert, key)) => {
-            let rustls =
-                axum_server::tls_rustls::RustlsConfig::from_config(server::tls_config(cert, key)?);
-            server::watch_tls_files(rustls.clone(), cert.clone(), key.clone());
-            Some(rustls)
-        }
-        None => None,
-    };
-    let listener = std::net::TcpListener::bind(config.listen)
-        .map_err(|e| SignerError::Config(format!("cannot listen on {}: {e}", config.listen)))?;
-    let handle = serve(listener, router(signer.clone(), token), tls)?;
-    tracing::info!(listen = %handle.local_addr(), tls = config.tls.is_some(), "signer listening");
+    let drain = Drain::new();
+    let mut server = Server::start(
+        "signer",
+        bind(config.listen)?,
+        router(signer.clone(), token),
+        config.tls.as_ref(),
+        &drain,
+    )?;
     let started = async {
-        wait_for_policy(&policy, &mut source).await?;
+        source.wait_ready().await?;
         signer.open_keys().await
     };
     if let Err(e) = started.await {
-        source.abort();
-        handle.shutdown().await;
+        source.stop();
+        let _ = server.stop().await;
         return Err(e);
     }
     let interval = (!config.reconcile_interval.is_zero()).then_some(config.reconcile_interval);
     let reconciler = tokio::spawn(reconcile_loop(signer, interval));
     let result = tokio::select! {
-        r = handle_wait(&handle) => r,
-        r = &mut source => Err(source_ended(r)),
-        () = shutdown_signal() => {
-            tracing::info!("shutting down");
-            Ok(())
-        }
+        e = server.died() => Err(SignerError::from(e)),
+        e = source.ended() => Err(SignerError::from(e)),
+        () = shutdown_signal() => Ok(()),
     };
+    let settings = DrainSettings {
+        delay: if result.is_ok() {
+            config.shutdown_delay
+        } else {
+            Duration::ZERO
+        },
+        grace: SHUTDOWN_GRACE,
+    };
+    let drained = drain_and_stop(vec![server], &drain, settings).await;
     reconciler.abort();
-    source.abort();
-    handle.shutdown().await;
-    result
+    source.stop();
+    result?;
+    drained.map_err(SignerError::from)
 }
 
-async fn handle_wait(handle: &ServerHandle) -> Result<(), SignerError> {
-    // The server task ends only on an accept-loop error; poll it without taking the handle.
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if handle.is_finished() {
-            return Err(SignerError::Config(format!(
-                "the server on {} stopped",
-                handle.local_addr()
-            )));
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
+/// How long in-flight event deliveries get once the signer stopped accepting; a delivery cut
+/// short is answered by no 2xx, so the registry sends it again.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// `signet sign --backfill --policy-dir DIR`: one reconcile pass over the folder's Automatic
 /// rules, opening every rule's key first.
@@ -331,21 +249,4 @@ pub async fn backfill(
     let signer = Signer::new(SignatureStore::new(client), policy, options);
     signer.open_keys().await?;
     Ok(reconcile(&signer, RuleSelection::Automatic).await)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_the_flags() {
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        for bad in ["", "m", "5x", "-1s", "1.5s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -14,8 +14,9 @@ use signet::crypto::Algorithm;
 use signet::policy::{self, EngineOptions, PolicyInputs};
 use signet::reference::ImageRef;
 use signet::registry::{RegistryClient, RegistryOptions, SignatureStore};
+use signet::serve::{Drain, Server};
 use signet::signature::SignatureType;
-use signet::signer::{self, BearerToken, ServerHandle, Signer, SignerOptions};
+use signet::signer::{self, BearerToken, Signer, SignerOptions};
 
 pub const TOKEN: &str = "test-notification-token";
 
@@ -71,7 +72,7 @@ pub fn store() -> SignatureStore {
 /// A signer serving on a loopback listener, with its reconcile loop.
 pub struct RunningSigner {
     pub signer: Signer,
-    server: Option<ServerHandle>,
+    server: Option<Server>,
     reconciler: tokio::task::JoinHandle<()>,
 }
 
@@ -84,7 +85,7 @@ impl RunningSigner {
         let signer = Signer::new(store(), fixed_policy(rules), SignerOptions::default());
         signer.open_keys().await.unwrap();
         let app = signer::router(signer.clone(), BearerToken::new(TOKEN).unwrap());
-        let server = signer::serve(listener, app, None).unwrap();
+        let server = Server::start("signer", listener, app, None, &Drain::new()).unwrap();
         let reconciler = tokio::spawn(signer::reconcile_loop(signer.clone(), reconcile_every));
         RunningSigner {
             signer,
@@ -103,7 +104,7 @@ impl RunningSigner {
     pub async fn stop(mut self) {
         self.reconciler.abort();
         if let Some(server) = self.server.take() {
-            server.shutdown().await;
+            let _ = server.stop().await;
         }
     }
 

@@ -71,6 +71,7 @@ pub fn registry_client() -> RegistryClient {
         insecure: vec![],
         timeout: Duration::from_secs(5),
         token_realm_hosts: vec![],
+        ..RegistryOptions::default()
     };
     RegistryClient::new(&options).expect("registry client")
 }
@@ -99,7 +100,7 @@ pub async fn signed_registry() -> SignedRegistry {
     let host = registry.host();
     for repo_tag in SIGNED.iter().chain(["prod/sidecar:v1"].iter()) {
         let image = ImageRef::parse(&format!("{host}/{repo_tag}")).expect("reference");
-        signet::image_signing::sign_image(
+        signet::registry::sign_image(
             &store,
             &image,
             Arc::clone(&signer),

@@ -202,6 +202,18 @@ tlsKey: {{ $cert.Key | b64enc }}
 {{- end }}
 {{- end }}
 
+{{/* The webhook's shutdown delay in milliseconds; only "<n>s" and "<n>ms" are accepted. */}}
+{{- define "signet.webhook.shutdownDelayMillis" -}}
+{{- $delay := toString .Values.webhook.shutdownDelay }}
+{{- if regexMatch "^[0-9]+ms$" $delay }}
+{{- trimSuffix "ms" $delay | atoi }}
+{{- else if regexMatch "^[0-9]+s$" $delay }}
+{{- mul (trimSuffix "s" $delay | atoi) 1000 }}
+{{- else }}
+{{- fail (printf "webhook.shutdownDelay %q: write whole seconds (5s) or milliseconds (2500ms)" $delay) }}
+{{- end }}
+{{- end }}
+
 {{/* Refuses values that would render a broken or insecure installation; renders nothing otherwise. */}}
 {{- define "signet.validateValues" -}}
 {{- $timeout := int .Values.webhook.timeoutSeconds }}
@@ -211,6 +223,11 @@ tlsKey: {{ $cert.Key | b64enc }}
 {{- $deadlineMillis := include "signet.webhook.deadlineMillis" . | int }}
 {{- if ge $deadlineMillis (mul $timeout 1000) }}
 {{- fail (printf "webhook.deadline %s must stay below webhook.timeoutSeconds (%ds), or the API server gives up before signet answers" (toString .Values.webhook.deadline) $timeout) }}
+{{- end }}
+{{- $delayMillis := include "signet.webhook.shutdownDelayMillis" . | int }}
+{{- $graceMillis := mul (int .Values.webhook.terminationGracePeriodSeconds) 1000 }}
+{{- if ge (add $delayMillis $deadlineMillis 1000) $graceMillis }}
+{{- fail (printf "webhook.shutdownDelay %s + webhook.deadline %s + 1s must stay below webhook.terminationGracePeriodSeconds (%ds), or Kubernetes kills the pod while it drains" (toString .Values.webhook.shutdownDelay) (toString .Values.webhook.deadline) (int .Values.webhook.terminationGracePeriodSeconds)) }}
 {{- end }}
 {{- if not (has .Values.webhook.failurePolicy (list "Fail" "Ignore")) }}
 {{- fail (printf "webhook.failurePolicy %q: use Fail or Ignore" .Values.webhook.failurePolicy) }}

@@ -1,6 +1,7 @@
 //! Verifying one image against a whole policy set, as admission would: find the policies that
 //! govern it in a namespace, look it up in the registry (only when one does), and evaluate.
-//! Used by `signet verify --policy-dir`.
+//! Used by `signet verify --policy-dir`; the webhook asks the same engine through its own lookup
+//! (caches, single flight), which a one-shot command does not need.
 
 use std::path::Path;
 
@@ -67,17 +68,13 @@ pub async fn verify_with_policies(
     }
 }
 
-/// Loads the policy folder, compiles it with `options`, and judges `image` in `namespace`.
-pub async fn verify_with_policy_dir(
-    store: &SignatureStore,
+/// Loads the policy folder and compiles it with `options`, once for every image judged.
+pub fn load_snapshot(
     dir: &Path,
     options: EngineOptions,
-    namespace: &str,
-    image: &ImageRef,
-) -> Result<PolicyVerification, PolicyVerificationError> {
+) -> Result<Snapshot, PolicyVerificationError> {
     let loaded = load_policy_dir(dir)?;
-    let snapshot = policy::compile(&loaded.inputs, 1, options).snapshot;
-    Ok(verify_with_policies(store, &snapshot, namespace, image).await)
+    Ok(policy::compile(&loaded.inputs, 1, options).snapshot)
 }
 
 async fn look_up(store: &SignatureStore, image: &ImageRef) -> Result<Lookup, LookupFailure> {

@@ -1,5 +1,6 @@
 //! Verifying one image against one set of keys: resolve, fetch its signatures, check each.
-//! Used by `signet verify --key`; the policy engine does the same for attestors.
+//! Used by `signet verify --key`; the policy engine does the same for attestors. It lives with
+//! the CLI because only `verify` reports signatures one by one (with reasons) this way.
 
 use serde::Serialize;
 

@@ -1,11 +1,14 @@
-//! The webhook's TLS: a certificate and key from files, reloaded when they change on disk
-//! (cert-manager rotates them in the mounted Secret), or a self-signed pair for local runs.
+//! TLS of every serving edge (webhook and signer): a certificate and key from files, reloaded when
+//! their contents change on disk (cert-manager rotates them in the mounted Secret), optionally
+//! requiring client certificates from a CA, or a self-signed pair for local runs.
 //!
 //! The files are polled rather than watched with inotify: a Secret volume updates through a
 //! symlink swap that file watchers see in confusing ways, and a read of two small files every
 //! few seconds costs nothing. A change is applied only when both files parse and the key
 //! matches the certificate; otherwise the old certificate stays in use (a rotation caught
-//! half-written is retried on the next poll).
+//! half-written is retried on the next poll). A change is detected by a hash of the contents, not
+//! the modification time: a Secret update can keep the mtime (the symlink target changes), and an
+//! mtime can change without the contents (a touch), so the contents are the only reliable rule.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,10 +42,10 @@ pub enum TlsError {
         key: PathBuf,
         reason: String,
     },
-    /// rcgen could not make the self-signed certificate.
     /// The client CA file holds no usable certificate.
     #[error("{path}: no usable CA certificate for client authentication ({reason})")]
     ClientCa { path: PathBuf, reason: String },
+    /// rcgen could not make the self-signed certificate.
     #[error("cannot generate a self-signed certificate: {0}")]
     SelfSigned(String),
 }
@@ -151,7 +154,6 @@ pub fn self_signed_pem() -> Result<(String, String), TlsError> {
     Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
 }
 
-/// Reads both files; `Err` names the file that failed.
 /// The certificate, key and (optional) client CA files, as read together.
 struct TlsFiles {
     cert: Vec<u8>,
@@ -160,6 +162,7 @@ struct TlsFiles {
 }
 
 impl TlsFiles {
+    /// Reads the files; `Err` names the file that failed.
     fn read(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, TlsError> {
         let read = |path: &Path| {
             std::fs::read(path).map_err(|source| TlsError::Read {

@@ -1,6 +1,7 @@
 //! Signing one image: resolve its digest and store one signature by the key for it through the
 //! [`SignatureStore`] (which skips it when the same key already signed the same identity). Used
-//! by `signet sign`; the signer goes through the same store.
+//! by `signet sign` (and test tools); the signer goes through the same store. It sits in the
+//! registry layer because it is a store operation: resolve, then append through the store.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,0 +1,110 @@
+//! `signet keygen`: a key pair in files, or a non-extractable key on a PKCS#11 token.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::{CliError, Outcome};
+use crate::crypto::{self, Algorithm};
+
+/// Flags of `signet keygen`.
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Signature algorithm the key is for.
+    #[arg(long, env = "SIGNET_ALGORITHM")]
+    pub algorithm: Algorithm,
+    /// Output prefix.
+    #[arg(long, env = "SIGNET_KEYGEN_OUTPUT")]
+    pub output: PathBuf,
+    /// RSA modulus size (2048, 3072, 4096); default 3072.
+    #[arg(long, env = "SIGNET_KEYGEN_BITS")]
+    pub bits: Option<u32>,
+    /// Where to create the key on a token instead of in a file.
+    #[command(flatten)]
+    pub pkcs11: Pkcs11KeygenArgs,
+}
+
+/// Where `keygen` creates a key on a PKCS#11 token instead of in a file.
+#[derive(Args, Debug)]
+pub struct Pkcs11KeygenArgs {
+    /// Label of the PKCS#11 token to create the key on (the key never leaves it).
+    #[arg(long, env = "SIGNET_PKCS11_TOKEN")]
+    pub pkcs11_token: Option<String>,
+    /// Label of the key objects to create.
+    #[arg(long, env = "SIGNET_PKCS11_OBJECT", requires = "pkcs11_token")]
+    pub pkcs11_object: Option<String>,
+    /// PKCS#11 module.
+    #[arg(long, env = "SIGNET_PKCS11_MODULE", default_value = crypto::DEFAULT_PKCS11_MODULE)]
+    pub pkcs11_module: PathBuf,
+    /// File holding the token's user PIN (or set SIGNET_PKCS11_PIN).
+    #[arg(long, env = "SIGNET_PKCS11_PIN_FILE")]
+    pub pkcs11_pin_file: Option<PathBuf>,
+}
+
+/// Runs `signet keygen`.
+pub fn run(args: KeygenArgs) -> Result<Outcome, CliError> {
+    if let Some(token) = &args.pkcs11.pkcs11_token {
+        keygen_on_token(args.algorithm, &args.output, token, &args.pkcs11)?;
+        return Ok(Outcome::Success);
+    }
+    let key = crypto::generate_key_pair(args.algorithm, args.bits)?;
+    let (private, public) = crypto::write_key_pair(&args.output, &key)?;
+    println!(
+        "private key: {}\npublic key: {}",
+        private.display(),
+        public.display()
+    );
+    Ok(Outcome::Success)
+}
+
+fn keygen_on_token(
+    algorithm: Algorithm,
+    output: &Path,
+    token: &str,
+    args: &Pkcs11KeygenArgs,
+) -> Result<(), CliError> {
+    let object = args.pkcs11_object.as_deref().ok_or_else(|| {
+        CliError::Usage("--pkcs11-object names the key to create on the token".into())
+    })?;
+    // The PIN only from a file or the environment: never a flag, which `ps` would show.
+    let pin = match (&args.pkcs11_pin_file, std::env::var("SIGNET_PKCS11_PIN")) {
+        (Some(file), _) => std::fs::read_to_string(file)
+            .map_err(|source| CliError::File {
+                what: "cannot read PIN file",
+                path: file.clone(),
+                source,
+            })?
+            .trim_end_matches(['\r', '\n'])
+            .to_string(),
+        (None, Ok(pin)) => pin,
+        (None, Err(_)) => {
+            return Err(CliError::Usage(
+                "the token's PIN is needed: --pkcs11-pin-file FILE or SIGNET_PKCS11_PIN".into(),
+            ));
+        }
+    };
+    let key = crypto::generate_on_token(&args.pkcs11_module, token, &pin, object, algorithm)?;
+    let public = output.with_extension("pub");
+    write_new_file(&public, key.public_key.to_pem().as_bytes())?;
+    println!("key: {}\npublic key: {}", key.uri, public.display());
+    Ok(())
+}
+
+/// Writes a file that must not exist yet.
+fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|source| CliError::File {
+            what: "cannot create",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    file.write_all(bytes).map_err(|source| CliError::File {
+        what: "cannot write",
+        path: path.to_path_buf(),
+        source,
+    })
+}

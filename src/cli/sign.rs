@@ -1,0 +1,222 @@
+//! `signet sign`: one image with one key (`sign IMAGE --key K --algorithm A`), or every image the
+//! Automatic SigningRules of a folder cover (`sign --backfill --policy-dir DIR`). Which of the two
+//! is decided by clap ([`SignTarget`]): a mix of both is a usage error before anything runs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::{ArgMatches, Args, FromArgMatches};
+
+use super::{CliError, Outcome, TypeArg};
+use crate::crypto::{self, Algorithm};
+use crate::reference::ImageRef;
+use crate::registry::{AppendOutcome, RegistryClient, RegistryOptions, SignatureStore};
+
+/// Flags of `signet sign`.
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// One image, or `--backfill`.
+    #[command(flatten)]
+    pub target: SignTarget,
+    /// Key id shown in verdicts (default: file name or token object label).
+    #[arg(long, env = "SIGNET_KEY_ID")]
+    pub key_id: Option<String>,
+    /// default: bind digest and tag; simple: the digest only.
+    #[arg(long = "type", env = "SIGNET_SIGNATURE_TYPE", value_enum, default_value_t = TypeArg::Default)]
+    pub signature_type: TypeArg,
+    /// Extra claims for the payload's `optional` section, as key=value; repeatable.
+    #[arg(
+        long = "annotation",
+        short = 'a',
+        env = "SIGNET_ANNOTATIONS",
+        value_delimiter = ','
+    )]
+    pub annotations: Vec<String>,
+}
+
+/// What `sign` signs. clap refuses a mix (an image with `--backfill`, `--backfill` without
+/// `--policy-dir`, an image without `--key`) before this is built, so each variant carries
+/// exactly what its flow needs.
+#[derive(Debug)]
+pub enum SignTarget {
+    /// `sign IMAGE --key K --algorithm A`.
+    Image(OneImage),
+    /// `sign --backfill --policy-dir DIR`.
+    Backfill(Backfill),
+}
+
+/// One image and the key to sign it with.
+#[derive(Args, Debug)]
+pub struct OneImage {
+    /// Image reference (tag or digest).
+    #[arg(required = false, required_unless_present = "backfill")]
+    pub image: String,
+    /// Signing key: file:PATH (PKCS#8 PEM) or a pkcs11: URI.
+    #[arg(
+        long,
+        env = "SIGNET_KEY",
+        required = false,
+        required_unless_present = "backfill"
+    )]
+    pub key: String,
+    /// Signature algorithm.
+    #[arg(
+        long,
+        env = "SIGNET_ALGORITHM",
+        required = false,
+        required_unless_present = "backfill"
+    )]
+    pub algorithm: Algorithm,
+}
+
+/// Signing what a folder's rules cover.
+#[derive(Args, Debug)]
+pub struct Backfill {
+    /// Sign what the SigningRules of --policy-dir cover (list repositories and tags) instead of
+    /// one image.
+    #[arg(long, requires = "policy_dir", conflicts_with_all = ["image", "key", "algorithm"])]
+    pub backfill: bool,
+    /// Folder of SigningRule YAML documents (with --backfill).
+    #[arg(long, env = "SIGNET_POLICY_DIR", required = false)]
+    pub policy_dir: PathBuf,
+}
+
+impl FromArgMatches for SignTarget {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        if matches.get_flag("backfill") {
+            Backfill::from_arg_matches(matches).map(SignTarget::Backfill)
+        } else {
+            OneImage::from_arg_matches(matches).map(SignTarget::Image)
+        }
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for SignTarget {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        Backfill::augment_args(OneImage::augment_args(cmd))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Backfill::augment_args_for_update(OneImage::augment_args_for_update(cmd))
+    }
+}
+
+/// Runs `signet sign`.
+pub async fn run(args: SignArgs, registry: &RegistryOptions) -> Result<Outcome, CliError> {
+    match args.target {
+        SignTarget::Backfill(backfill) => {
+            let report = crate::signer::backfill(
+                &backfill.policy_dir,
+                registry,
+                crate::signer::SignerOptions::default(),
+            )
+            .await?;
+            println!("{}", report.summary());
+            for failure in &report.failures {
+                eprintln!("failed: {failure}");
+            }
+            if !report.failures.is_empty() {
+                return Err(CliError::Reported(format!(
+                    "backfill left {} failures",
+                    report.failures.len()
+                )));
+            }
+            Ok(Outcome::Success)
+        }
+        SignTarget::Image(one) => {
+            let image = ImageRef::parse(&one.image)?;
+            let annotations = parse_annotations(&args.annotations)?;
+            let key = crypto::open_signing_key(&one.key, one.algorithm, args.key_id.as_deref())?;
+            let store = SignatureStore::new(RegistryClient::new(registry)?);
+            let signed = crate::registry::sign_image(
+                &store,
+                &image,
+                key,
+                args.signature_type.into(),
+                &annotations,
+            )
+            .await?;
+            let note = match signed.outcome {
+                AppendOutcome::Added => "",
+                AppendOutcome::AlreadyPresent => " (already present)",
+            };
+            println!("{}\n{}{note}", signed.digest, signed.signature_ref);
+            Ok(Outcome::Success)
+        }
+    }
+}
+
+/// `key=value` pairs; an empty key or a missing `=` is refused.
+fn parse_annotations(pairs: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+    pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(CliError::Usage(format!(
+                "annotation {p:?} is not key=value"
+            ))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{Cli, Command};
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<SignTarget, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("signet").chain(args.iter().copied()))?;
+        match cli.command {
+            Command::Sign(sign) => Ok(sign.target),
+            other => panic!("not sign: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn clap_chooses_one_image_or_backfill() {
+        let one = parse(&[
+            "sign",
+            "r.example/a:v1",
+            "--key",
+            "file:k",
+            "--algorithm",
+            "ED25519",
+        ]);
+        assert!(matches!(one, Ok(SignTarget::Image(ref o)) if o.image == "r.example/a:v1"));
+        let backfill = parse(&["sign", "--backfill", "--policy-dir", "/p"]);
+        assert!(
+            matches!(backfill, Ok(SignTarget::Backfill(ref b)) if b.policy_dir == std::path::Path::new("/p"))
+        );
+        for bad in [
+            &["sign"][..],
+            &["sign", "--backfill"],
+            &["sign", "r.example/a:v1"],
+            &["sign", "r.example/a:v1", "--backfill", "--policy-dir", "/p"],
+            &[
+                "sign",
+                "--backfill",
+                "--policy-dir",
+                "/p",
+                "--key",
+                "file:k",
+            ],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn annotations_are_key_value() {
+        let ok = parse_annotations(&["a=b".into(), "c=".into()]);
+        assert_eq!(ok.ok().map(|m| m.len()), Some(2));
+        assert!(parse_annotations(&["=b".into()]).is_err());
+        assert!(parse_annotations(&["ab".into()]).is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! `signet signer`'s flags, turned into a [`SignerConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgGroup, Args};
+
+use super::CliError;
+use super::webhook::{DrainArgs, TlsArgs};
+use crate::registry::RegistryOptions;
+use crate::serve::parse_duration;
+use crate::signer::{self, AddressMap, Pkcs11Settings, SignerConfig, SignerOptions};
+
+/// Flags of `signet signer`.
+#[derive(Args, Debug)]
+#[command(group(
+    ArgGroup::new("transport")
+        .required(true)
+        .args(["tls_cert", "tls_self_signed", "plain_http"])
+))]
+pub struct SignerArgs {
+    /// Address to listen on (default 0.0.0.0:8443, or 0.0.0.0:8080 with --plain-http).
+    #[arg(long, env = "SIGNET_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// File holding the bearer token registries send.
+    #[arg(long, env = "SIGNET_TOKEN_FILE")]
+    pub token_file: PathBuf,
+    /// Certificate flags.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Serve plain HTTP (no TLS).
+    #[arg(
+        long,
+        env = "SIGNET_PLAIN_HTTP",
+        conflicts_with_all = ["tls_cert", "tls_key", "tls_self_signed", "client_ca"]
+    )]
+    pub plain_http: bool,
+    /// Drain flags.
+    #[command(flatten)]
+    pub drain: DrainArgs,
+    /// Folder of SigningRule YAML documents (absent: read them from the cluster).
+    #[arg(long, env = "SIGNET_POLICY_DIR")]
+    pub policy_dir: Option<PathBuf>,
+    /// Between two reconcile passes (e.g. 30s, 5m, 1h; 0 = only at start).
+    #[arg(long, env = "SIGNET_RECONCILE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub reconcile_interval: Duration,
+    /// Images signed at once.
+    #[arg(long, env = "SIGNET_WORKERS", default_value_t = 16)]
+    pub workers: usize,
+    /// EVENT_HOST=SCOPE_HOST: the registry host events name -> the host scopes and signatures use;
+    /// repeatable.
+    #[arg(
+        long = "registry-alias",
+        env = "SIGNET_REGISTRY_ALIASES",
+        value_delimiter = ','
+    )]
+    pub registry_aliases: Vec<String>,
+    /// PKCS#11 module loaded for `pkcs11:` keys of SigningRules (rules may not name one).
+    #[arg(long = "pkcs11-module", env = "SIGNET_PKCS11_MODULE")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// File holding the PKCS#11 user PIN for `pkcs11:` keys of SigningRules (rules may not
+    /// carry a PIN).
+    #[arg(long = "pkcs11-pin-file", env = "SIGNET_PKCS11_PIN_FILE")]
+    pub pkcs11_pin_file: Option<PathBuf>,
+}
+
+impl SignerArgs {
+    /// The signer's configuration (and the process-wide PKCS#11 settings its keys open with).
+    pub fn into_config(self, registry: RegistryOptions) -> Result<SignerConfig, CliError> {
+        signer::set_pkcs11_settings(Pkcs11Settings {
+            module: self.pkcs11_module.clone(),
+            pin_file: self.pkcs11_pin_file.clone(),
+        });
+        let default_port = if self.plain_http { 8080 } else { 8443 };
+        let tls = if self.plain_http {
+            None
+        } else {
+            Some(self.tls.source().ok_or_else(|| {
+                CliError::Usage(
+                    "TLS is required: give --tls-cert and --tls-key, --tls-self-signed, or --plain-http"
+                        .into(),
+                )
+            })?)
+        };
+        Ok(SignerConfig {
+            listen: self
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], default_port))),
+            token_file: self.token_file,
+            tls,
+            policy_dir: self.policy_dir,
+            reconcile_interval: self.reconcile_interval,
+            shutdown_delay: self.drain.shutdown_delay,
+            options: SignerOptions {
+                workers: self.workers.max(1),
+                aliases: AddressMap::parse(&self.registry_aliases)?,
+                ..Default::default()
+            },
+            registry,
+        })
+    }
+}

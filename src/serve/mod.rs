@@ -1,0 +1,26 @@
+//! The one serving edge of `signet webhook` and `signet signer`. Both are long-running HTTP(S)
+//! servers in front of a policy picture, and every concern they share lives here once, so that
+//! the two cannot drift apart:
+//!
+//! - [`tls`]: certificate and key from files, reloaded when their contents change (content
+//!   hash), optional client CA, or a self-signed pair (`--tls-self-signed`);
+//! - [`server`]: [`Server`], a router served on a listener: local address, death detection,
+//!   graceful shutdown, and [`drain_and_stop`];
+//! - [`drain`]: the SIGTERM drain (`--shutdown-delay`: keep accepting while `/readyz` is 503);
+//! - [`signal`]: SIGTERM or Ctrl-C;
+//! - [`policy_source`]: the policy folder or the cluster feeding the picture;
+//! - [`duration`]: the one duration grammar of every flag, and its printer.
+
+pub mod drain;
+pub mod duration;
+pub mod policy_source;
+pub mod server;
+pub mod signal;
+pub mod tls;
+
+pub use drain::{DEFAULT_SHUTDOWN_DELAY, Drain, DrainSettings};
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use policy_source::{PolicySource, PolicySourceConfig, PolicySourceError};
+pub use server::{Server, ServerError, bind, drain_and_stop};
+pub use signal::shutdown_signal;
+pub use tls::{Tls, TlsError, TlsSource};

@@ -1,0 +1,220 @@
+//! A running HTTP(S) server on a listener: start it with an axum [`Router`], learn its address,
+//! notice when it dies, and stop it gracefully. The webhook (admission and operations ports) and
+//! the signer all serve through [`Server`], so they share one accept path (TCP_NODELAY, TLS with
+//! reload) and one drain sequence ([`drain_and_stop`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum_server::Handle;
+use axum_server::accept::NoDelayAcceptor;
+use tokio::task::JoinHandle;
+
+use super::drain::{Drain, DrainSettings};
+use super::tls::{Tls, TlsError, TlsSource};
+use crate::serve::format_duration;
+
+/// Why a server could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's answer.
+        source: std::io::Error,
+    },
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The server stopped with an I/O error.
+    #[error("server on {addr} failed: {source}")]
+    Serve {
+        /// The address it served.
+        addr: SocketAddr,
+        /// The accept loop's error.
+        source: std::io::Error,
+    },
+    /// The server stopped although nobody asked it to.
+    #[error("the server on {0} stopped")]
+    Stopped(SocketAddr),
+    /// The server task ended abnormally (a panic).
+    #[error("server task on {addr} failed: {reason}")]
+    Task {
+        /// The address it served.
+        addr: SocketAddr,
+        /// What the runtime said.
+        reason: String,
+    },
+}
+
+/// Binds `listen` (port 0 picks a free port).
+pub fn bind(listen: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
+    std::net::TcpListener::bind(listen).map_err(|source| ServerError::Bind {
+        addr: listen,
+        source,
+    })
+}
+
+/// A server running in its own task.
+pub struct Server {
+    addr: SocketAddr,
+    name: &'static str,
+    handle: Handle<SocketAddr>,
+    /// `None` once the task has been awaited (by [`Server::died`]).
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    /// Serves `app` on `listener`, over TLS from `tls` (reloaded as its files change) or plain
+    /// HTTP when `None`. While `drain` is draining, `GET /readyz` answers 503 whatever `app`
+    /// would say, so that load balancers stop sending before the listener closes. `name` only
+    /// labels the log lines.
+    pub fn start(
+        name: &'static str,
+        listener: std::net::TcpListener,
+        app: Router,
+        tls: Option<&TlsSource>,
+        drain: &Drain,
+    ) -> Result<Self, ServerError> {
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+        let app = app.layer(middleware::from_fn_with_state(
+            drain.clone(),
+            readiness_gate,
+        ));
+        let service = app.into_make_service();
+        let handle = Handle::new();
+        let bind_error = |source| ServerError::Bind { addr, source };
+        let server = axum_server::from_tcp(listener)
+            .map_err(bind_error)?
+            .handle(handle.clone());
+        // TCP_NODELAY: answers are small and latency-bound; without it, Nagle's algorithm holds
+        // the last segment of a response until the client's delayed ACK.
+        let task = match tls {
+            Some(source) => {
+                let tls = Tls::start(source)?;
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.config)
+                    .acceptor(NoDelayAcceptor::new());
+                tokio::spawn(server.acceptor(acceptor).serve(service))
+            }
+            None => tokio::spawn(server.acceptor(NoDelayAcceptor::new()).serve(service)),
+        };
+        let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
+        tracing::info!(%addr, server = name, scheme, "listening");
+        Ok(Server {
+            addr,
+            name,
+            handle,
+            task: Some(task),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether the server task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Stops accepting now; open connections finish their requests within `grace`, then are cut.
+    pub fn shutdown(&self, grace: Duration) {
+        self.handle.graceful_shutdown(Some(grace));
+    }
+
+    /// Stops at once (open connections are cut) and waits for the task: for tests and one-shot
+    /// tools; a serving process drains with [`drain_and_stop`] instead.
+    pub async fn stop(self) -> Result<(), ServerError> {
+        self.handle.shutdown();
+        self.wait().await
+    }
+
+    /// Resolves only when the server stops by itself (its accept loop failed): a process whose
+    /// port is gone must not keep running. Pending forever once awaited.
+    pub async fn died(&mut self) -> ServerError {
+        let Some(task) = self.task.as_mut() else {
+            return std::future::pending().await;
+        };
+        let ended = task.await;
+        self.task = None;
+        match ended {
+            Ok(Ok(())) => ServerError::Stopped(self.addr),
+            Ok(Err(source)) => ServerError::Serve {
+                addr: self.addr,
+                source,
+            },
+            Err(e) => ServerError::Task {
+                addr: self.addr,
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    /// Waits until the server has stopped (after [`Server::shutdown`]).
+    pub async fn wait(self) -> Result<(), ServerError> {
+        let Some(task) = self.task else {
+            return Ok(());
+        };
+        let result = match task.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(ServerError::Serve {
+                addr: self.addr,
+                source,
+            }),
+            Err(e) => Err(ServerError::Task {
+                addr: self.addr,
+                reason: e.to_string(),
+            }),
+        };
+        tracing::info!(addr = %self.addr, server = self.name, "stopped");
+        result
+    }
+}
+
+/// Answers `GET /readyz` with 503 while draining; everything else passes through.
+async fn readiness_gate(State(drain): State<Drain>, request: Request, next: Next) -> Response {
+    if drain.is_draining() && request.uri().path() == "/readyz" {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    next.run(request).await
+}
+
+/// The drain sequence after SIGTERM: `/readyz` turns 503 at once on every server, they keep
+/// accepting for `settings.delay` (endpoints and load balancers take a moment to stop sending
+/// here), then stop accepting and give in-flight requests `settings.grace` to finish.
+pub async fn drain_and_stop(
+    servers: Vec<Server>,
+    drain: &Drain,
+    settings: DrainSettings,
+) -> Result<(), ServerError> {
+    drain.begin();
+    tracing::info!(
+        delay = %format_duration(settings.delay),
+        "draining: /readyz answers 503; still accepting until the delay ends"
+    );
+    tokio::time::sleep(settings.delay).await;
+    tracing::info!(grace = %format_duration(settings.grace), "no longer accepting; finishing in-flight requests");
+    for server in &servers {
+        server.shutdown(settings.grace);
+    }
+    let mut first_error = Ok(());
+    for server in servers {
+        if let Err(e) = server.wait().await
+            && first_error.is_ok()
+        {
+            first_error = Err(e);
+        }
+    }
+    first_error
+}

@@ -1,0 +1,323 @@
+//! Graceful drain of the real `signet webhook` process: on SIGTERM it keeps accepting for
+//! `--shutdown-delay` while `/readyz` answers 503 at once, then stops accepting, finishes what is
+//! in flight and exits. A rolling update of a `failurePolicy: Fail` webhook then loses no
+//! admission.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::pem::PemObject as _;
+
+const DELAY: Duration = Duration::from_secs(2);
+/// How long the fake registry holds each request before answering 404.
+const REGISTRY_HOLD: Duration = Duration::from_millis(1500);
+
+/// A CA and a leaf for 127.0.0.1; the client trusts only the CA.
+struct Certs {
+    ca_pem: String,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn certs(dir: &Path) -> Certs {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
+    let leaf_params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("leaf");
+    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf");
+    let cert = dir.join("tls.crt");
+    let key = dir.join("tls.key");
+    std::fs::write(&cert, leaf.pem()).expect("tls.crt");
+    std::fs::write(&key, leaf_key.serialize_pem()).expect("tls.key");
+    Certs {
+        ca_pem: ca.pem(),
+        cert,
+        key,
+    }
+}
+
+fn https_client(ca_pem: &str) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA"))
+        .expect("root");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// A "registry" on loopback that holds every request for [`REGISTRY_HOLD`], then answers 404:
+/// an admission governed by a policy on it stays in flight that long.
+fn slow_registry() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                std::thread::sleep(REGISTRY_HOLD);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    port
+}
+
+fn policy_folder(dir: &Path, slow_host: &str) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let pem: String = key
+        .public_key_pem()
+        .lines()
+        .map(|l| format!("      {l}\n"))
+        .collect();
+    let text = format!(
+        "apiVersion: signet.dev/v1alpha1\nkind: Attestor\nmetadata:\n  name: release\nspec:\n  \
+         keys:\n  - id: release-key\n    algorithm: ECDSA_P256_SHA_256\n    publicKey: |\n{pem}\
+         ---\napiVersion: signet.dev/v1alpha1\nkind: ClusterVerificationPolicy\n\
+         metadata:\n  name: slow\nspec:\n  images: [\"{slow_host}/slow/**\"]\n  attestors: [release]\n"
+    );
+    std::fs::write(dir.join("policies.yaml"), text).expect("policies");
+}
+
+fn review(fixture: &str, image: Option<&str>) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/admission/{fixture}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(path).expect("fixture");
+    let mut value: serde_json::Value = serde_json::from_str(&text).expect("json");
+    if let Some(image) = image {
+        let containers = value["request"]["object"]["spec"]["containers"]
+            .as_array_mut()
+            .expect("containers");
+        containers.truncate(1);
+        containers[0]["image"] = image.into();
+        value["request"]["object"]["spec"]["initContainers"] = serde_json::json!([]);
+    }
+    serde_json::to_vec(&value).expect("json")
+}
+
+struct Webhook {
+    child: Child,
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+async fn readyz(client: &reqwest::Client, base: &str) -> Option<u16> {
+    client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+) -> Result<serde_json::Value, String> {
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status().as_u16();
+    let value: serde_json::Value = response.json().await.map_err(|e| format!("{e:?}"))?;
+    if status != 200 {
+        return Err(format!("status {status}: {value}"));
+    }
+    Ok(value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_without_losing_an_admission() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = certs(dir.path());
+    let slow_host = format!("127.0.0.1:{}", slow_registry());
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("mkdir");
+    policy_folder(&policies, &slow_host);
+    let port = free_port();
+    let log_path = dir.path().join("webhook.log");
+    let base = format!("https://127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_signet"))
+        .args(["webhook", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--tls-cert")
+        .arg(&certs.cert)
+        .arg("--tls-key")
+        .arg(&certs.key)
+        .arg("--policy-dir")
+        .arg(&policies)
+        .args([
+            "--shutdown-delay",
+            "2s",
+            "--deadline",
+            "6s",
+            "--log",
+            "info",
+        ])
+        .stdout(Stdio::null())
+        // A file, not a pipe: nobody reads a pipe until the end, and a full one would block it.
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .spawn()
+        .expect("spawn signet webhook");
+    let mut webhook = Webhook { child };
+    let client = https_client(&certs.ca_pem);
+
+    let started = Instant::now();
+    while readyz(&client, &base).await != Some(200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "webhook not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Stream admissions (a ConfigMap: no image, no registry) on two workers until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let (client, stop) = (client.clone(), Arc::clone(&stop));
+        let url = format!("{base}/validate");
+        streams.push(tokio::spawn(async move {
+            let (mut ok, mut failures) = (0usize, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                match post(&client, &url, review("configmap-create.json", None)).await {
+                    Ok(v) if v["response"]["allowed"] == true => ok += 1,
+                    Ok(v) => failures.push(format!("not allowed: {v}")),
+                    Err(e) => failures.push(e),
+                }
+            }
+            (ok, failures)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = webhook.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let term = Instant::now();
+
+    // /readyz turns 503 at once (the signal is handled asynchronously: allow a few ms), while
+    // the server still answers.
+    loop {
+        let ready = readyz(&client, &base).await;
+        assert!(ready.is_some(), "readyz unreachable right after SIGTERM");
+        if ready == Some(503) {
+            break;
+        }
+        assert!(
+            term.elapsed() < Duration::from_millis(500),
+            "readyz still {ready:?} {:?} after SIGTERM",
+            term.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let flipped = term.elapsed();
+
+    // An admission that needs the (slow) registry, sent just before the delay ends: it is in
+    // flight when the listener closes, and must still be answered.
+    tokio::time::sleep(DELAY - Duration::from_millis(800)).await;
+    let slow = {
+        let client = client.clone();
+        let url = format!("{base}/validate");
+        let body = review("pod-create.json", Some(&format!("{slow_host}/slow/app:v1")));
+        tokio::spawn(async move {
+            let answer = post(&client, &url, body).await;
+            (answer, Instant::now())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stop.store(true, Ordering::SeqCst);
+    assert!(
+        webhook.child.try_wait().expect("try_wait").is_none(),
+        "exited during the delay"
+    );
+    let mut served = 0;
+    for stream in streams {
+        let (ok, failures) = stream.await.expect("stream");
+        assert!(
+            failures.is_empty(),
+            "admissions lost during the delay: {failures:?}"
+        );
+        served += ok;
+    }
+    assert!(served > 10, "only {served} admissions streamed");
+
+    // Past the delay: no new connection is accepted while the slow one finishes.
+    tokio::time::sleep((DELAY + Duration::from_millis(200)).saturating_sub(term.elapsed())).await;
+    let fresh = https_client(&certs.ca_pem);
+    let refused = fresh.get(format!("{base}/healthz")).send().await;
+    assert!(
+        refused.is_err(),
+        "still accepting after the delay: {refused:?}"
+    );
+
+    let (answer, answered) = slow.await.expect("slow request");
+    let answer = answer.expect("the in-flight admission was answered");
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    assert!(
+        answered.duration_since(term) >= DELAY,
+        "answered before the delay ended"
+    );
+
+    let exit = loop {
+        if let Some(status) = webhook.child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            term.elapsed() < Duration::from_secs(15),
+            "webhook did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let exited = Instant::now();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        exited >= answered,
+        "exited before the in-flight request was answered"
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(log.contains("draining"), "{log}");
+    eprintln!(
+        "readyz 503 after {flipped:?}; {served} admissions during the delay; in-flight answered \
+         {:?} after SIGTERM; exit {:?} after SIGTERM",
+        answered.duration_since(term),
+        exited.duration_since(term)
+    );
+}
