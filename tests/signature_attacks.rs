@@ -5,7 +5,8 @@
 //!   signature" with the reason, quickly, holding no more than the budget;
 //! - 128 junk layers before the real signature: the image still verifies, and the signer neither
 //!   grows the manifest on a repeated event nor past the cap when it must add a layer;
-//! - a forged push event whose tag names another digest: nothing signed, `tag_moved` counted.
+//! - a forged push event whose tag names another digest: nothing signed, `tag_moved` counted;
+//!   and an honest event that arrives before the registry linked its tag still signs.
 
 #[path = "signer_common/mod.rs"]
 mod common;
@@ -379,5 +380,40 @@ async fn a_forged_event_whose_tag_names_another_digest_signs_nothing() {
         SignatureType::Default,
     );
     assert_eq!(code, 0, "{out}");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_arrives_before_its_tag_is_linked_still_signs() {
+    // CNCF distribution stores the manifest, sends the push event, then links the tag: under
+    // load the signer can read the tag before it names the pushed digest.
+    let registry = Registry::start();
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let rules = vec![rule(
+        "release",
+        &[format!("{host}/prod/**")],
+        &release,
+        SignatureType::Default,
+        Trigger::Automatic,
+    )];
+    let running = RunningSigner::start(loopback_listener(), rules, None).await;
+    let url = running.url();
+    let digest = registry
+        .push_test_image("prod/app", "build-1", "late")
+        .await;
+    let event = push_event(&host, "prod/app", Some("v2"), &digest, OCI_MANIFEST);
+    let posted = tokio::spawn(async move { post_events(&url, Some(TOKEN), event).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The same manifest, now tagged v2 (the tag link the event ran ahead of).
+    assert_eq!(
+        registry.push_test_image("prod/app", "v2", "late").await,
+        digest
+    );
+    let (status, answer) = posted.await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert!(!answer.contains("tag_moved"), "{answer}");
+    assert_eq!(signature_count(&registry, "prod/app:v2", &digest).await, 1);
     running.stop().await;
 }

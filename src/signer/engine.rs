@@ -72,6 +72,11 @@ pub struct SignerOptions {
     /// When set, an image that got new signatures is checked again this long after, to repair a
     /// concurrent writer's overwrite (see the module documentation).
     pub recheck_after: Option<Duration>,
+    /// How long a `Default` rule waits for the event's tag to name the event's digest before it
+    /// gives up (`tag_moved`). The registry sends a push event before it links the tag (CNCF
+    /// distribution stores the manifest, notifies, then tags), so "not yet" must not be read as
+    /// "moved"; a tag still elsewhere after this long was moved, or the event was forged.
+    pub tag_patience: Duration,
 }
 
 impl Default for SignerOptions {
@@ -81,6 +86,7 @@ impl Default for SignerOptions {
             aliases: AddressMap::default(),
             retry: RetryPolicy::default(),
             recheck_after: Some(Duration::from_secs(2)),
+            tag_patience: Duration::from_secs(5),
         }
     }
 }
@@ -469,9 +475,14 @@ impl Signer {
         };
         let tag = async {
             match (binds_tag, identity.tag()) {
-                (true, Some(tag)) => tag_names(client, &identity.with_tag(tag), digest)
-                    .await
-                    .map(Some),
+                (true, Some(tag)) => tag_names(
+                    client,
+                    &identity.with_tag(tag),
+                    digest,
+                    self.inner.options.tag_patience,
+                )
+                .await
+                .map(Some),
                 _ => Ok(None),
             }
         };
@@ -551,11 +562,23 @@ async fn tag_names(
     client: &RegistryClient,
     tagged: &ImageRef,
     digest: &str,
+    patience: Duration,
 ) -> Result<bool, RegistryError> {
-    match client.resolve_digest(tagged).await {
-        Ok(current) => Ok(current.eq_ignore_ascii_case(digest)),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e),
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let names = match client.resolve_digest(tagged).await {
+            Ok(current) => current.eq_ignore_ascii_case(digest),
+            Err(e) if e.is_not_found() => false,
+            Err(e) => return Err(e),
+        };
+        let now = tokio::time::Instant::now();
+        if names || now >= deadline {
+            return Ok(names);
+        }
+        // Not yet, or moved: the registry may still be linking the tag.
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 
