@@ -7,6 +7,10 @@
 //!   grows the manifest on a repeated event nor past the cap when it must add a layer;
 //! - a forged push event whose tag names another digest: nothing signed, `tag_moved` counted.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "signer_common/mod.rs"]
 mod common;
 mod support;
