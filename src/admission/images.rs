@@ -139,31 +139,31 @@ pub enum ImagesError {
     /// A field on the way to the containers is absent or null.
     #[error("{field}: missing")]
     MissingField {
-        /// The field at fault, e.g. `spec.template.spec.containers[1].image`.
+        /// The absent or null field, e.g. `spec.template.spec`.
         field: String,
     },
     /// A container names no image, or an empty one.
     #[error("{field}: missing or empty image")]
     EmptyImage {
-        /// The field at fault, e.g. `spec.template.spec.containers[1].image`.
+        /// The container's image field, e.g. `spec.containers[1].image`.
         field: String,
     },
     /// A field that must be a JSON object (pod spec, container, pull-secret entry) is not.
     #[error("{field}: not an object")]
     NotAnObject {
-        /// The field at fault, e.g. `spec.template.spec.containers[1].image`.
+        /// The field, e.g. `spec.containers[0]`.
         field: String,
     },
     /// A container list or `imagePullSecrets` is not an array.
     #[error("{field}: not an array")]
     NotAnArray {
-        /// The field at fault, e.g. `spec.template.spec.containers[1].image`.
+        /// The field, e.g. `spec.initContainers`.
         field: String,
     },
     /// An image, container name, pull-secret name or service account is not a string.
     #[error("{field}: not a string")]
     NotAString {
-        /// The field at fault, e.g. `spec.template.spec.containers[1].image`.
+        /// The field, e.g. `spec.imagePullSecrets[0].name`.
         field: String,
     },
 }
