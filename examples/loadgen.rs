@@ -18,7 +18,8 @@
 //! resident memory and CPU time are its own: the report gives the server's CPU time per request
 //! (from `/proc/<pid>/stat`) next to the latencies the generator saw, and the registry's own
 //! time per request (from its access log), since all three share the machine's cores.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
+// A load generator, not library code: a failed setup step ends the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -7,6 +7,10 @@
 //! by digest. Every fixture in the folder must appear in [`EXPECTED`], so a new fixture cannot go
 //! untested.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 

@@ -1,6 +1,10 @@
 //! `signet keygen | sign | verify` end to end, as a release pipeline runs them, against Debian's
 //! docker-registry started on a loopback port.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::collections::BTreeMap;

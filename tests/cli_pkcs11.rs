@@ -1,6 +1,10 @@
 //! `signet keygen --pkcs11-token`, `signet sign --key pkcs11:...`, `signet verify`: a key created on a
 //! SoftHSM2 token signs an image in a real registry, and the signature verifies.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::path::Path;

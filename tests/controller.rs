@@ -3,6 +3,10 @@
 //! streams open, applies status patches (and announces them on the watches, as the real one
 //! does), and can fail lists, expire watches (410 Gone) or hold a list back.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -4,6 +4,10 @@
 //! module is initialised once per process: so everything runs in one test function, in sequence,
 //! on one temporary token folder, in a re-run of this binary that has the variable set.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

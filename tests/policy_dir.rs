@@ -1,6 +1,10 @@
 //! Policy-folder mode: loading the documents, reporting bad ones by file and field, reloading on
 //! change and keeping the last good picture when a change is bad.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -1,6 +1,10 @@
 //! The registry client against a real `docker-registry` (Debian package `docker-registry`), and
 //! against the harness's proxies and fault servers.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::time::Duration;

@@ -8,6 +8,10 @@
 //! - a forged push event whose tag names another digest: nothing signed, `tag_moved` counted;
 //!   and an honest event that arrives before the registry linked its tag still signs.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "signer_common/mod.rs"]
 mod common;
 mod support;

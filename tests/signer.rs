@@ -4,6 +4,10 @@
 //! answered; repeated events, two instances, a signer down or a registry restarted lose nothing and
 //! duplicate nothing.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "signer_common/mod.rs"]
 mod common;
 mod support;

@@ -2,6 +2,10 @@
 //! signer down while images are pushed, the registry restarted mid-burst, and `signet sign
 //! --backfill` for what was pushed before the rules.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "signer_common/mod.rs"]
 mod common;
 mod support;

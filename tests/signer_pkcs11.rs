@@ -3,6 +3,10 @@
 //! verify` accepts it; a wrong PIN, a missing token or a missing key file stop the signer at start
 //! with one clear line.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "signer_common/mod.rs"]
 mod common;
 mod support;

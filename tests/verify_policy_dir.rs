@@ -1,6 +1,10 @@
 //! `signet verify IMAGE --policy-dir DIR`: the whole policy set judged against Debian's
 //! docker-registry on a loopback port, as admission would judge it.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

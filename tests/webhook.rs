@@ -2,6 +2,10 @@
 //! them (tests/fixtures/admission), against Debian's `docker-registry` holding signed and
 //! unsigned images. Kubernetes API paths (pull secrets, events) run against a mocked API server.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 mod webhook_harness;
 

@@ -3,6 +3,10 @@
 //! in flight and exits. A rolling update of a `failurePolicy: Fail` webhook then loses no
 //! admission.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

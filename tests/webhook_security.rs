@@ -4,6 +4,10 @@
 //! read by default). Real TLS, Debian's `docker-registry`, AdmissionReview bodies as the API
 //! server sends them; the Kubernetes API (SubjectAccessReview, events) is a mock.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 mod webhook_harness;
 

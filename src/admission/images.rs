@@ -121,25 +121,51 @@ pub struct Workload {
 pub enum ImagesError {
     /// CREATE and UPDATE always carry the object; without it nothing can be checked.
     #[error("{operation} request for {kind} carries no object")]
-    MissingObject { operation: String, kind: String },
+    MissingObject {
+        /// The admission operation, `CREATE` or `UPDATE`.
+        operation: String,
+        /// The object's kind, e.g. `Deployment`.
+        kind: String,
+    },
     /// The kind is one signet handles, but in an API version whose layout it does not know.
     #[error("{kind} in API version {api_version:?} is not supported (expected v1)")]
-    UnsupportedVersion { kind: String, api_version: String },
+    UnsupportedVersion {
+        /// The object's kind, e.g. `Deployment`.
+        kind: String,
+        /// The API version the request came in, `group/version` (or `version` for the core
+        /// group).
+        api_version: String,
+    },
     /// A field on the way to the containers is absent or null.
     #[error("{field}: missing")]
-    MissingField { field: String },
+    MissingField {
+        /// The absent or null field, e.g. `spec.template.spec`.
+        field: String,
+    },
     /// A container names no image, or an empty one.
     #[error("{field}: missing or empty image")]
-    EmptyImage { field: String },
+    EmptyImage {
+        /// The container's image field, e.g. `spec.containers[1].image`.
+        field: String,
+    },
     /// A field that must be a JSON object (pod spec, container, pull-secret entry) is not.
     #[error("{field}: not an object")]
-    NotAnObject { field: String },
+    NotAnObject {
+        /// The field, e.g. `spec.containers[0]`.
+        field: String,
+    },
     /// A container list or `imagePullSecrets` is not an array.
     #[error("{field}: not an array")]
-    NotAnArray { field: String },
+    NotAnArray {
+        /// The field, e.g. `spec.initContainers`.
+        field: String,
+    },
     /// An image, container name, pull-secret name or service account is not a string.
     #[error("{field}: not a string")]
-    NotAString { field: String },
+    NotAString {
+        /// The field, e.g. `spec.imagePullSecrets[0].name`.
+        field: String,
+    },
 }
 
 /// The kinds signet checks: (API group, kind, path from the object root to the pod spec). All are

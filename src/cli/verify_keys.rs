@@ -12,9 +12,13 @@ use crate::signature::{SignatureType, check_signature};
 /// The verdict for one image and one key set, with the fate of every signature found.
 #[derive(Clone, Debug, Serialize)]
 pub struct KeyVerification {
+    /// The image as given on the command line.
     pub image: String,
+    /// The manifest digest the image resolved to; signatures are checked against it.
     pub digest: String,
+    /// True when at least one signature verified with one of the keys.
     pub verified: bool,
+    /// Every signature read, in manifest order.
     pub signatures: Vec<SignatureFinding>,
     /// Layers of the `.sig` manifest not read (by reason): not signatures, or past the budgets.
     #[serde(skip_serializing_if = "SkippedLayers::is_empty")]
@@ -26,6 +30,7 @@ pub struct KeyVerification {
 pub struct SignatureFinding {
     /// Position among the signatures read (manifest order), from 1.
     pub index: usize,
+    /// True when one of the keys verified it for this image and digest.
     pub valid: bool,
     /// The fingerprint of the key that verified it.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -42,24 +42,33 @@ pub enum ControllerError {
     /// The policy folder cannot be listed.
     #[error("cannot read policy folder {}: {source}", dir.display())]
     ReadDir {
+        /// The policy folder, as configured.
         dir: PathBuf,
+        /// The I/O error from listing it.
         source: std::io::Error,
     },
     /// The policy folder holds invalid documents; every problem is listed, `; `-separated.
     #[error("invalid policy folder {}: {}", dir.display(), join(problems))]
     InvalidPolicyDir {
+        /// The policy folder, as configured.
         dir: PathBuf,
+        /// Every problem found; never empty.
         problems: Vec<FileProblem>,
     },
     /// The Lease that elects the status writer could not be managed.
     #[error("leader election on Lease {lease}: {source}")]
     LeaderElection {
+        /// The Lease, as `namespace/name`.
         lease: String,
+        /// The lease manager's error.
         source: kube_lease_manager::LeaseManagerError,
     },
     /// A watch stream ended, which only happens when the process is shutting down.
     #[error("the watch of {kind} ended")]
-    WatchEnded { kind: &'static str },
+    WatchEnded {
+        /// What was being watched, e.g. "signet resources".
+        kind: &'static str,
+    },
 }
 
 fn join(problems: &[FileProblem]) -> String {

@@ -13,7 +13,9 @@ use crate::policy::{self, EngineOptions, PolicyInputs, Snapshot};
 /// One published picture: the compiled policy snapshot and the signing rules.
 #[derive(Clone, Debug)]
 pub struct Picture {
+    /// The compiled policy resources (attestors, policies, namespace labels) images are judged by.
     pub snapshot: Arc<Snapshot>,
+    /// The SigningRules (from the cluster or the policy folder) the signer picks a key by.
     pub signing_rules: Arc<Vec<SigningRule>>,
 }
 

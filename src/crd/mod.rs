@@ -37,7 +37,9 @@ pub enum CrdError {
     /// serde_yaml_ng refused a CRD (not expected: they are plain data).
     #[error("cannot render CRD {name} as YAML: {source}")]
     Render {
+        /// The CRD's name, e.g. `attestors.signet.dev`.
         name: String,
+        /// The YAML serializer's error.
         source: serde_yaml_ng::Error,
     },
 }

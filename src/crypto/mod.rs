@@ -20,21 +20,35 @@ pub use signing::SigningKey;
 /// Errors of the crypto layer: keys that cannot be read or used, signatures that do not verify.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CryptoError {
+    /// The text holds no PEM block (or its base64 does not decode).
     #[error("not a PEM key: no -----BEGIN ...----- block with valid base64")]
     NotPem,
+    /// A PEM block where a public key was expected, but labelled as something else; holds the
+    /// label found.
     #[error("PEM block {0:?} is not a public key (expected PUBLIC KEY or RSA PUBLIC KEY)")]
     WrongPemLabel(String),
+    /// A key whose encoding is wrong or unsupported (bad DER, encrypted, OpenSSH format, a
+    /// public key where a private one belongs); says which and where.
     #[error("malformed key: {0}")]
     MalformedKey(String),
+    /// A public key of a type that cannot verify the algorithm asked for (an RSA key for
+    /// ECDSA, a P-256 key for P-384).
     #[error("the key is {key}, which cannot verify {algorithm}")]
     AlgorithmMismatch {
+        /// The key's type in words, e.g. "an EC P-256 key".
         key: &'static str,
+        /// The algorithm the key was meant to verify.
         algorithm: Algorithm,
     },
+    /// The signature is not valid for the payload under the key.
     #[error("signature does not verify")]
     BadSignature,
+    /// The key was usable but producing a signature failed (aws-lc-rs or the PKCS#11 token
+    /// refused); says which key and why.
     #[error("signing failed: {0}")]
     SigningFailed(String),
+    /// A key could not be found, read, generated or written: key or PIN file I/O, PKCS#11
+    /// URI, token, login or object lookup.
     #[error("key store: {0}")]
     KeyStore(String),
     /// A private key file that group or others may access (`signet keygen` writes mode 0600).
@@ -53,7 +67,9 @@ pub enum CryptoError {
         /// Where the key is: `key file /etc/signet/release.key`,
         /// `PKCS#11 private key labelled "x" on token "t"`.
         source_name: String,
+        /// The key's type in words, e.g. "an RSA key".
         key: &'static str,
+        /// The algorithm the key was asked to sign with.
         algorithm: Algorithm,
     },
 }

@@ -136,13 +136,28 @@ impl NotReadyReason {
 pub enum SpecProblem {
     /// A policy names an Attestor that does not exist.
     #[error("{field}: attestor {name:?} not found")]
-    AttestorNotFound { field: String, name: String },
+    AttestorNotFound {
+        /// The field that names it (`spec.attestors`).
+        field: String,
+        /// The Attestor name that was not found.
+        name: String,
+    },
     /// A key does not parse or fit its algorithm (or a policy's attestor has such a key).
     #[error("{field}: {reason}")]
-    InvalidKey { field: String, reason: String },
+    InvalidKey {
+        /// The key's field (`spec.keys[1].publicKey`), or `spec.attestors` for a policy.
+        field: String,
+        /// Why the key cannot be used.
+        reason: String,
+    },
     /// Any other invalid field.
     #[error("{field}: {reason}")]
-    InvalidSpec { field: String, reason: String },
+    InvalidSpec {
+        /// The invalid field, as a path from the object root.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl SpecProblem {

@@ -86,7 +86,9 @@ pub enum SignatureWriteError {
     /// The key of wanted signature `index` refused to sign.
     #[error("signing failed: {cause}")]
     Signing {
+        /// Position of the signature in the `wanted` slice, from 0.
         index: usize,
+        /// Why the key did not sign.
         cause: SignPayloadError,
     },
     /// Other writers kept replacing the signature manifest.
@@ -94,7 +96,12 @@ pub enum SignatureWriteError {
     Contended(String),
     /// The lock passed is not the one for this repository and digest (a bug in the caller).
     #[error("signature write for {asked} under the lock of {held}")]
-    WrongLock { asked: String, held: String },
+    WrongLock {
+        /// The `repository@digest` the write was for.
+        asked: String,
+        /// The `repository@digest` the lock passed is for.
+        held: String,
+    },
 }
 
 /// Why [`sign_payload`] failed.

@@ -25,11 +25,22 @@ const DOCKER_HUB_HOSTS: [&str; 3] = ["docker.io", "index.docker.io", "registry-1
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
     /// User name and password (or personal access token): HTTP Basic, or sent to the token service.
-    Basic { username: String, password: String },
+    Basic {
+        /// The user name (`auth` before the colon, or `username`).
+        username: String,
+        /// The password or access token; `Debug` redacts it.
+        password: String,
+    },
     /// An OAuth2 refresh token (`identitytoken`), exchanged at the token service for access tokens.
-    IdentityToken { token: String },
+    IdentityToken {
+        /// The refresh token; `Debug` redacts it.
+        token: String,
+    },
     /// A ready bearer token for the registry itself (`registrytoken`).
-    RegistryToken { token: String },
+    RegistryToken {
+        /// The bearer token; `Debug` redacts it.
+        token: String,
+    },
 }
 
 impl Credential {

@@ -16,40 +16,70 @@ use crate::serve::format_duration;
 pub enum RegistryError {
     /// No HTTP answer: connection refused, DNS failure, TLS failure.
     #[error("registry {host} is unreachable: {cause}")]
-    Unreachable { host: String, cause: String },
+    Unreachable {
+        /// Registry host as written in the image reference (`host` or `host:port`).
+        host: String,
+        /// Root cause in a few words (e.g. "connection refused"), without reqwest's URL noise.
+        cause: String,
+    },
     /// No answer within the client's timeout (connect or whole request).
     #[error("registry {host} is unreachable: no answer within {}", format_duration(*after))]
-    Timeout { host: String, after: Duration },
+    Timeout {
+        /// Registry host as written in the image reference.
+        host: String,
+        /// The client timeout that ran out.
+        after: Duration,
+    },
     /// The registry (or its token service) refused the credentials, or none were given.
     #[error("registry {host} refused access to {target}: {detail}")]
     Unauthorized {
+        /// Registry host as written in the image reference.
         host: String,
+        /// The access that was refused: "pull of org/app", "push to org/app" or "the catalog".
         target: String,
+        /// HTTP status and the registry's or token service's reason, on one line.
         detail: String,
     },
     /// The manifest, blob or repository does not exist.
     #[error("registry {host}: {what} not found")]
-    NotFound { host: String, what: String },
+    NotFound {
+        /// Registry host as written in the image reference.
+        host: String,
+        /// What was asked for, e.g. "manifest prod/app:v9".
+        what: String,
+    },
     /// Content did not hash to the digest it was requested by or announced with.
     #[error("registry {host}: digest mismatch for {what}: expected {expected}, got {actual}")]
     DigestMismatch {
+        /// Registry host as written in the image reference.
         host: String,
+        /// The manifest or blob whose content did not match.
         what: String,
+        /// Digest the content must have: the one it was asked for or announced with, or on a
+        /// push the digest of what was sent.
         expected: String,
+        /// Digest the registry's content actually has: computed from the bytes received, or on
+        /// a push the one the registry announced.
         actual: String,
     },
     /// A body larger than the limit for its kind; it was not read past the limit.
     #[error("registry {host}: {what} is larger than the {limit}-byte limit")]
     TooLarge {
+        /// Registry host as written in the image reference.
         host: String,
+        /// The manifest, blob or token answer that was too large.
         what: String,
+        /// The size limit for this kind of body, in bytes.
         limit: u64,
     },
     /// HTTP 429: the registry (or its token service) asks the client to slow down.
     #[error("registry {host}: too many requests for {what}: {detail}")]
     RateLimited {
+        /// Registry host as written in the image reference.
         host: String,
+        /// The request that was throttled.
         what: String,
+        /// "HTTP 429" and the registry's reason, on one line.
         detail: String,
     },
     /// A manifest that hashed right but is not what it must be (a signature manifest whose
@@ -58,23 +88,40 @@ pub enum RegistryError {
     // it twice where errors are shown with their chain).
     #[error("registry {host}: unexpected response to {what}: {cause}")]
     Malformed {
+        /// Registry host as written in the image reference.
         host: String,
+        /// The manifest that did not parse, as `repository:tag`.
         what: String,
+        /// Why its layers are not a valid signature manifest.
         cause: crate::signature::SignatureError,
     },
     /// Any other answer: unexpected status, malformed body, missing header.
     #[error("registry {host}: unexpected response to {what}: {detail}")]
     BadResponse {
+        /// Registry host as written in the image reference.
         host: String,
+        /// The request the answer was to.
         what: String,
+        /// What was wrong with the answer (status and body snippet, or the missing header), on
+        /// one line.
         detail: String,
     },
     /// The client could not be built: unreadable CA bundle or credentials file.
     #[error("registry client configuration: {what}: {reason}")]
-    InvalidConfig { what: String, reason: String },
+    InvalidConfig {
+        /// The part of the configuration at fault, e.g. "CA file /etc/ca.pem" or "TLS".
+        what: String,
+        /// Why it could not be used, on one line.
+        reason: String,
+    },
     /// The caller asked for something that cannot be sent (e.g. a malformed registry name).
     #[error("invalid registry request for {host}: {reason}")]
-    InvalidRequest { host: String, reason: String },
+    InvalidRequest {
+        /// Registry host the request was meant for.
+        host: String,
+        /// Why the request cannot be sent.
+        reason: String,
+    },
 }
 
 impl RegistryError {

@@ -16,16 +16,23 @@ use crate::signature::{self, SignatureError, SignatureType};
 /// Why an image could not be signed.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
+    /// The image's digest could not be resolved at the registry.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The signature could not be made or stored (key refused, registry failed, contention).
     #[error(transparent)]
     Write(#[from] SignatureWriteError),
+    /// The digest cannot name a `.sig` tag.
     #[error(transparent)]
     Format(#[from] SignatureError),
+    /// The reference pins a digest the registry does not serve for it; nothing was signed.
     #[error("digest mismatch: {image} names {named} but the registry serves {resolved}")]
     DigestMismatch {
+        /// The image reference as given.
         image: String,
+        /// The digest the reference pins.
         named: String,
+        /// The digest the registry resolved the reference to.
         resolved: String,
     },
 }

@@ -26,25 +26,43 @@ pub enum TlsError {
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The certificate, key or client CA file.
         path: PathBuf,
+        /// The I/O error from reading it.
         source: std::io::Error,
     },
     /// The certificate file holds no PEM certificate.
     #[error("{path}: no PEM certificate found")]
-    NoCertificate { path: PathBuf },
+    NoCertificate {
+        /// The certificate file.
+        path: PathBuf,
+    },
     /// The key file holds no PEM private key.
     #[error("{path}: no PEM private key found ({reason})")]
-    NoKey { path: PathBuf, reason: String },
+    NoKey {
+        /// The key file.
+        path: PathBuf,
+        /// The PEM parser's complaint.
+        reason: String,
+    },
     /// rustls refused the pair (key does not match the certificate, unsupported key).
     #[error("certificate {cert} and key {key} cannot be used: {reason}")]
     Rejected {
+        /// The certificate file.
         cert: PathBuf,
+        /// The key file.
         key: PathBuf,
+        /// rustls's reason for refusing the pair.
         reason: String,
     },
     /// The client CA file holds no usable certificate.
     #[error("{path}: no usable CA certificate for client authentication ({reason})")]
-    ClientCa { path: PathBuf, reason: String },
+    ClientCa {
+        /// The client CA file.
+        path: PathBuf,
+        /// Why none of its certificates can anchor client authentication.
+        reason: String,
+    },
     /// rcgen could not make the self-signed certificate.
     #[error("cannot generate a self-signed certificate: {0}")]
     SelfSigned(String),
@@ -55,8 +73,11 @@ pub enum TlsError {
 pub enum TlsSource {
     /// PEM files, polled for changes every `reload_interval`.
     Files {
+        /// PEM certificate chain, leaf first.
         cert: PathBuf,
+        /// PEM private key matching the leaf certificate.
         key: PathBuf,
+        /// How often the files are re-read and compared with what is in use.
         reload_interval: Duration,
         /// PEM CA certificates that API server client certificates must chain to; `None`: no
         /// client authentication. Re-read with the certificate.

@@ -16,6 +16,7 @@ use crate::reference::ImageRef;
 /// A signature as fetched: the payload bytes and the raw signature over exactly those bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredSignature {
+    /// The payload exactly as stored (the layer blob), the bytes the signature is over.
     pub payload: Vec<u8>,
     /// `None` when the layer carried no (or no base64) signature annotation.
     pub signature: Option<Vec<u8>>,
@@ -37,7 +38,12 @@ pub enum Rejection {
     /// The identity names another repository.
     OtherRepository(String),
     /// `Default`: the identity does not bind the workload's tag.
-    TagNotBound { tag: String, signed: String },
+    TagNotBound {
+        /// The workload's tag.
+        tag: String,
+        /// The identity the payload signs (`critical.identity.docker-reference`).
+        signed: String,
+    },
 }
 
 impl fmt::Display for Rejection {
@@ -61,6 +67,7 @@ impl fmt::Display for Rejection {
 pub struct Accepted {
     /// Index into the key list passed to [`check_signature`].
     pub key_index: usize,
+    /// The parsed payload: the digest and identity the signature vouches for.
     pub payload: Payload,
 }
 

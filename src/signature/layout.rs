@@ -42,10 +42,14 @@ pub fn is_artifact_tag(tag: &str) -> bool {
 /// One layer descriptor of a signature manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {
+    /// The layer's media type (the simple-signing payload type for a signature layer).
     #[serde(rename = "mediaType")]
     pub media_type: String,
+    /// Size of the layer blob in bytes.
     pub size: u64,
+    /// Digest of the layer blob (the payload), `algorithm:hex`.
     pub digest: String,
+    /// Layer annotations; the signature itself sits under [`SIGNATURE_ANNOTATION`], base64.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }
@@ -121,7 +125,9 @@ pub fn parse_manifest_layers(bytes: &[u8]) -> Result<Vec<Descriptor>, SignatureE
 
 /// The config blob and the manifest bytes of a signature manifest holding `layers`.
 pub struct BuiltManifest {
+    /// The config blob (JSON, listing the layers as `rootfs.diff_ids`); upload it first.
     pub config: Vec<u8>,
+    /// The OCI image manifest JSON, referring to the config blob and the layers.
     pub manifest: Vec<u8>,
 }
 

@@ -16,12 +16,18 @@ pub use payload::{ATOMIC_TYPE, COSIGN_TYPE, Payload, SignatureType, build_payloa
 /// Errors of the signature format layer.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
+    /// A simple-signing payload that cannot be parsed or built (not a JSON object, a required
+    /// field missing, a digest that is not one); says what is wrong.
     #[error("malformed signature payload: {0}")]
     MalformedPayload(String),
+    /// A signature manifest that cannot be parsed or built (not an OCI image manifest of schema
+    /// version 2), or a digest that cannot name a `.sig` tag; says what is wrong.
     #[error("malformed signature manifest: {0}")]
     MalformedManifest(String),
+    /// A signature type name other than `Default` or `Simple`; holds the name given.
     #[error("unknown signature type {0:?} (expected Default or Simple)")]
     UnknownSignatureType(String),
+    /// A `Default` signature was asked for an image reference without a tag; holds the reference.
     #[error(
         "a Default signature binds a tag, and {0} names none: name the tag, or use the Simple type"
     )]

@@ -97,7 +97,10 @@ pub enum EventOutcome {
     /// Not a push to sign.
     Ignored(Ignored),
     /// A push no Automatic rule covers (`manual` when only Manual rules do).
-    OutOfScope { manual: bool },
+    OutOfScope {
+        /// True when a Manual rule covers the repository (signed only on request).
+        manual: bool,
+    },
     /// The manifest is gone (deleted since the push) or is a referrer artifact: nothing to sign.
     NothingToSign(NothingToSign),
     /// The covering rules are satisfied.

@@ -90,6 +90,7 @@ pub enum Classified {
 /// Why a notification body cannot be read at all.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EnvelopeError {
+    /// The body is not JSON of the form `{"events": [...]}`; holds the parser's reason.
     #[error("notification body is not an events envelope ({{\"events\":[...]}}): {0}")]
     NotAnEnvelope(String),
 }

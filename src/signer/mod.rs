@@ -65,13 +65,21 @@ pub enum SignerError {
     // `cause`, not `source`: the message already ends with it, and a chained source would print it twice.
     #[error("SigningRule {rule:?}: cannot open key {reference}: {cause}")]
     Key {
+        /// The SigningRule's name.
         rule: String,
+        /// The rule's key reference, with any `pin-value` redacted.
         reference: String,
+        /// Why the key could not be opened.
         cause: CryptoError,
     },
     /// The key refused to sign.
     #[error("SigningRule {rule:?}: signing failed: {cause}")]
-    Signing { rule: String, cause: CryptoError },
+    Signing {
+        /// The SigningRule whose key refused.
+        rule: String,
+        /// The key's error.
+        cause: CryptoError,
+    },
     /// The registry failed (after retries).
     #[error(transparent)]
     Registry(RegistryError),

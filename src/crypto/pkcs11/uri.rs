@@ -55,9 +55,11 @@ pub struct Pkcs11Uri {
     pub object: Option<String>,
     /// `id=`: the key object CKA_ID (percent-decoded bytes).
     pub id: Option<Vec<u8>>,
-    /// `serial=`, `manufacturer=`, `model=`: further token selectors.
+    /// `serial=`: the token's serial number, a further token selector.
     pub serial: Option<String>,
+    /// `manufacturer=`: the token's manufacturer ID, a further token selector.
     pub manufacturer: Option<String>,
+    /// `model=`: the token's model, a further token selector.
     pub model: Option<String>,
     /// `slot-id=`: the slot number.
     pub slot_id: Option<u64>,
