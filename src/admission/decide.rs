@@ -1,6 +1,6 @@
 //! The decision for one AdmissionReview: read the workload, skip what is exempt, answer a
 //! breakglass request by the requester's authority, otherwise judge every image at once under
-//! the deadline ([`super::judge`]), and compose the answer ([`super::compose`]). The I/O (the
+//! the deadline (`judge`), and compose the answer (`compose`). The I/O (the
 //! judge's registry lookups, the breakglass review, the event) happens here, around the two.
 //!
 //! Fail closed: a workload whose images cannot be read is denied; an image whose registry does

@@ -18,7 +18,7 @@ use super::rules::CompiledRule;
 pub const RULE_FORBIDDEN_PKCS11_ATTRIBUTES: [&str; 4] =
     ["module-path", "module-name", "pin-value", "pin-source"];
 
-/// The first attribute of [`RULE_FORBIDDEN_PKCS11_ATTRIBUTES`] a `pkcs11:` reference names, if
+/// The first attribute of `RULE_FORBIDDEN_PKCS11_ATTRIBUTES` a `pkcs11:` reference names, if
 /// any (attribute names compared case-insensitively, in the path or the query).
 pub fn forbidden_rule_attribute(reference: &str) -> Option<&'static str> {
     let reference = reference.trim();

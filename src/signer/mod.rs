@@ -4,7 +4,7 @@
 //! - [`rules`]: which SigningRules cover an image; the event-host -> scope-host mapping;
 //! - [`engine`]: [`Signer`], one signature per rule, idempotent, serialised per
 //!   (repository, digest), with retries;
-//! - [`reconcile`]: the periodic scan (and `signet sign --backfill`);
+//! - [`mod@reconcile`]: the periodic scan (and `signet sign --backfill`);
 //! - [`server`]: `POST /events`, health, readiness and metrics (served by `crate::serve`);
 //! - `keys`, `metrics`: opened keys, Prometheus counters. Every `.sig` read and write goes
 //!   through [`SignatureStore`].
