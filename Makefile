@@ -15,6 +15,7 @@ test:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --lib --quiet
 
 fmt:
 	$(CARGO) fmt
