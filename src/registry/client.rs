@@ -22,9 +22,8 @@ use super::auth::{
 };
 use super::credentials::{Credential, DockerConfig};
 use super::error::{RegistryError, body_detail};
-use super::transport::{
-    SchemePolicy, SystemRoots, base_url, http_client, realm_allowed, same_origin,
-};
+use super::lazy_roots::SystemRootPaths;
+use super::transport::{SchemePolicy, base_url, http_client, realm_allowed, same_origin};
 
 /// Error bodies are read this far for their message, no further.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
@@ -159,9 +158,9 @@ impl RegistryClient {
         let shared = Shared {
             http: http_client(
                 &options.ca_files,
-                SystemRoots {
-                    file: options.system_ca_file.as_deref(),
-                    dir: options.system_ca_dir.as_deref(),
+                SystemRootPaths {
+                    file: options.system_ca_file.clone(),
+                    dir: options.system_ca_dir.clone(),
                 },
                 options.timeout,
             )?,

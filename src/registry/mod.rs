@@ -18,6 +18,7 @@ mod cosign_write;
 mod credentials;
 mod error;
 mod failure;
+mod lazy_roots;
 mod operations;
 pub mod sign;
 mod transport;

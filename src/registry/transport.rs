@@ -13,6 +13,7 @@ use rustls_pki_types::pem::PemObject;
 use url::Url;
 
 use super::error::RegistryError;
+use super::lazy_roots::{LazyRootsVerifier, SystemRootPaths};
 
 /// Redirects followed per request (blob downloads are commonly redirected to object storage).
 pub const MAX_REDIRECTS: usize = 5;
@@ -141,17 +142,22 @@ pub(crate) fn same_origin(url: &Url, base: &Url) -> bool {
 /// Builds the shared HTTP client.
 pub(crate) fn http_client(
     ca_files: &[PathBuf],
-    system: SystemRoots<'_>,
+    system: SystemRootPaths,
     timeout: Duration,
 ) -> Result<reqwest::Client, RegistryError> {
-    let roots = root_store(ca_files, system)?;
+    // The extra bundles are the user's own input: read and checked now, so a bad one stops the
+    // start; the system roots are read at the first handshake (see `lazy_roots`).
+    let extra = extra_certificates(ca_files)?;
     // The provider is passed explicitly rather than installed process-wide: a library must not
     // decide the process default, and kube in the same binary needs the same backend anyway.
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = LazyRootsVerifier::new(extra, system, Arc::clone(&provider));
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| RegistryError::invalid_config("TLS", e.to_string()))?
-        .with_root_certificates(roots)
+        // Not a weaker check: the WebPKI verifier over the same roots, built when first needed.
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     // reqwest is built without HTTP/2 here; offering h2 would break the handshake.
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -294,26 +300,20 @@ fn redirect_policy() -> reqwest::redirect::Policy {
     })
 }
 
-/// System roots plus the extra CA bundles. A missing system bundle is not an error (a
-/// distroless image may talk only to registries under `ca_files`); an unreadable extra bundle is.
-fn root_store(
-    ca_files: &[PathBuf],
-    system: SystemRoots<'_>,
-) -> Result<rustls::RootCertStore, RegistryError> {
-    let mut store = rustls::RootCertStore::empty();
-    let (added, _ignored) = store.add_parsable_certificates(system_certificates(system));
-    if added == 0 && ca_files.is_empty() {
-        tracing::warn!("no system CA certificates found; HTTPS registries will fail verification");
-    }
+/// The certificates of the extra CA bundles, each checked to be a usable trust anchor.
+fn extra_certificates(ca_files: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>, RegistryError> {
+    let mut all = Vec::new();
     for path in ca_files {
         let certs = read_pem_certificates(path)?;
+        let mut check = rustls::RootCertStore::empty();
         for cert in certs {
-            store.add(cert).map_err(|e| {
+            check.add(cert.clone()).map_err(|e| {
                 RegistryError::invalid_config(format!("CA file {}", path.display()), e.to_string())
             })?;
+            all.push(cert);
         }
     }
-    Ok(store)
+    Ok(all)
 }
 
 fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, RegistryError> {
@@ -344,7 +344,7 @@ pub(crate) struct SystemRoots<'a> {
 
 /// The distribution's CA bundle, found as OpenSSL and rustls-native-certs find it:
 /// `system.file`, else the first well-known bundle path; plus every file in `system.dir`.
-fn system_certificates(system: SystemRoots<'_>) -> Vec<CertificateDer<'static>> {
+pub(crate) fn system_certificates(system: SystemRoots<'_>) -> Vec<CertificateDer<'static>> {
     const BUNDLES: [&str; 6] = [
         "/etc/ssl/certs/ca-certificates.crt",
         "/etc/pki/tls/certs/ca-bundle.crt",
@@ -583,7 +583,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        let err = http_client(&[empty], SystemRoots::default(), Duration::from_secs(1))
+        let err = http_client(&[empty], SystemRootPaths::default(), Duration::from_secs(1))
             .unwrap_err()
             .to_string();
         assert!(
@@ -591,9 +591,13 @@ mod tests {
             "{err}"
         );
         let missing = dir.path().join("missing.pem");
-        let err = http_client(&[missing], SystemRoots::default(), Duration::from_secs(1))
-            .unwrap_err()
-            .to_string();
+        let err = http_client(
+            &[missing],
+            SystemRootPaths::default(),
+            Duration::from_secs(1),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("missing.pem"), "{err}");
     }
 
@@ -607,6 +611,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, cert.pem()).unwrap();
-        assert!(http_client(&[path], SystemRoots::default(), Duration::from_secs(1)).is_ok());
+        assert!(http_client(&[path], SystemRootPaths::default(), Duration::from_secs(1)).is_ok());
     }
 }
