@@ -133,8 +133,7 @@ http {{
   access_log off;
   client_body_temp_path {work}/nginx/body;
   server {{
-    listen 127.0.0.1:{port} ssl;
-    http2 on;
+    listen 127.0.0.1:{port} ssl http2;
     ssl_certificate {work}/tls.crt;
     ssl_certificate_key {work}/tls.key;
     keepalive_requests 1000000;
