@@ -16,7 +16,6 @@
 // Each test crate uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
-mod http1;
 pub mod image;
 pub mod kube_api;
 pub mod registry;
@@ -28,8 +27,8 @@ pub mod webhook;
 pub use image::{TestImage, build_test_image, push_test_image};
 pub use registry::Registry;
 pub use servers::{
-    BlackHole, CorruptingProxy, ProxyAuth, ProxyOptions, RecordedRequest, StatusServer, TagPages,
-    Tamper,
+    Answer, BlackHole, CorruptingProxy, ProxyAuth, ProxyOptions, RecordedRequest, StatusServer,
+    TagPages, Tamper,
 };
 pub use softhsm::{SO_PIN, SoftHsm, USER_PIN, init_token, require_tool};
 
