@@ -23,8 +23,6 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
-#[path = "../tests/webhook_harness/mod.rs"]
-mod webhook_harness;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,7 +38,7 @@ use signet::signature::SignatureType;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use webhook_harness::{TestCa, TestWebhook, policy_state, registry_client, settings};
+use support::webhook::{TestCa, TestWebhook, policy_state, registry_client, settings};
 
 /// Requests in flight at once in the cached run (and so, keep-alive connections).
 const CONNECTIONS: usize = 32;
@@ -378,7 +376,7 @@ async fn main() {
         FileKey::from_pem(
             key.private_key_pem(),
             Algorithm::EcdsaP256Sha256,
-            webhook_harness::KEY_ID,
+            support::webhook::KEY_ID,
         )
         .expect("signing key"),
     );
@@ -573,7 +571,7 @@ async fn main() {
         1000.0 * bound(0.99)
     );
     let server_side = |suffix: &str| {
-        webhook_harness::metric(
+        support::webhook::metric(
             &metrics,
             &format!("signet_webhook_admission_duration_seconds_{suffix}{{endpoint=\"Validate\"}}"),
         )

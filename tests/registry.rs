@@ -15,8 +15,8 @@ use signet::registry::{
     RegistryOptions, sha256_digest,
 };
 use support::{
-    BlackHole, CorruptingProxy, ProxyAuth, ProxyOptions, Registry, StatusServer, TagPages, Tamper,
-    build_test_image, closed_port, push_test_image,
+    Answer, BlackHole, CorruptingProxy, ProxyAuth, ProxyOptions, Registry, StatusServer, TagPages,
+    Tamper, build_test_image, closed_port, push_test_image,
 };
 
 fn client() -> RegistryClient {
@@ -637,24 +637,13 @@ async fn without_docker_content_digest_the_digest_is_computed_from_the_body() {
 #[tokio::test]
 async fn manifests_over_4_mib_are_refused_with_or_without_content_length() {
     let big = vec![b' '; 5 * 1024 * 1024];
-    let mut announced =
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n".to_vec();
-    announced.extend_from_slice(
-        format!("Content-Length: {}\r\nConnection: close\r\n\r\n", big.len()).as_bytes(),
-    );
-    announced.extend_from_slice(&big);
-    let mut chunked =
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-            .to_vec();
-    for piece in big.chunks(64 * 1024) {
-        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-        chunked.extend_from_slice(piece);
-        chunked.extend_from_slice(b"\r\n");
-    }
-    chunked.extend_from_slice(b"0\r\n\r\n");
+    let announced = Answer::new(200)
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(big);
+    let chunked = announced.clone().chunked();
 
     for (name, response) in [("Content-Length", announced), ("chunked", chunked)] {
-        let server = StatusServer::raw(response);
+        let server = StatusServer::answering(response);
         let err = client()
             .fetch_manifest(&image(&format!("{}/app:v1", server.host())))
             .await
@@ -736,25 +725,23 @@ async fn the_registry_posts_notifications_with_the_bearer_token() {
     );
 }
 
-/// Raw HTTP/1.1 answer with extra headers and a body.
-fn raw_answer(status: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
-    let mut text = format!("HTTP/1.1 {status}\r\n");
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    text.push_str(&format!(
-        "Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    ));
-    text.into_bytes()
+/// An answer with extra headers and a `text/plain` body.
+fn text_answer(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
+    headers
+        .iter()
+        .fold(Answer::new(status), |answer, (name, value)| {
+            answer.header(name, value)
+        })
+        .header("Content-Type", "text/plain")
+        .body(body)
 }
 
 /// Review item 9: a hostile registry's Bearer realm pointing at another host (here a cloud
 /// metadata address) is refused before any request, in one line.
 #[tokio::test]
 async fn token_realm_on_another_host_is_refused() {
-    let evil = StatusServer::raw(raw_answer(
-        "401 Unauthorized",
+    let evil = StatusServer::answering(text_answer(
+        401,
         &[(
             "WWW-Authenticate",
             r#"Bearer realm="https://169.254.169.254/latest/meta-data/iam",service="x""#,
@@ -778,10 +765,10 @@ async fn token_realm_on_another_host_is_refused() {
 #[tokio::test]
 async fn answers_of_other_hosts_are_not_reflected() {
     let secret = "SECRET-FROM-AN-INTERNAL-SERVICE";
-    let token_service = StatusServer::raw(raw_answer("403 Forbidden", &[], secret));
+    let token_service = StatusServer::answering(text_answer(403, &[], secret));
     let port = token_service.host().rsplit_once(':').unwrap().1.to_string();
-    let evil = StatusServer::raw(raw_answer(
-        "401 Unauthorized",
+    let evil = StatusServer::answering(text_answer(
+        401,
         &[(
             "WWW-Authenticate",
             &format!(r#"Bearer realm="http://localhost:{port}/token""#),
@@ -803,12 +790,12 @@ async fn answers_of_other_hosts_are_not_reflected() {
     assert_eq!(token_service.requests().len(), 1);
 
     // The same through a redirect: loopback to loopback is followed, the body is not shown.
-    let internal = StatusServer::raw(raw_answer("500 Internal Server Error", &[], secret));
+    let internal = StatusServer::answering(text_answer(500, &[], secret));
     let location = format!(
         "http://localhost:{}/x",
         internal.host().rsplit_once(':').unwrap().1
     );
-    let redirecting = StatusServer::raw(raw_answer("302 Found", &[("Location", &location)], ""));
+    let redirecting = StatusServer::answering(text_answer(302, &[("Location", &location)], ""));
     let err = client
         .fetch_manifest(&image(&format!("{}/prod/app:v1", redirecting.host())))
         .await
@@ -822,8 +809,8 @@ async fn answers_of_other_hosts_are_not_reflected() {
 /// before connecting.
 #[tokio::test]
 async fn redirect_to_the_metadata_service_is_refused() {
-    let evil = StatusServer::raw(raw_answer(
-        "307 Temporary Redirect",
+    let evil = StatusServer::answering(text_answer(
+        307,
         &[("Location", "http://169.254.169.254/latest/meta-data/")],
         "",
     ));

@@ -12,8 +12,6 @@
 // `#[test]` code).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "signer_common/mod.rs"]
-mod common;
 mod support;
 
 use std::collections::BTreeMap;
@@ -21,7 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::*;
 use signet::admission::lookup::{LookupTimings, Lookups, RequestRegistry};
 use signet::crd::Trigger;
 use signet::crypto::Algorithm;
@@ -34,6 +31,7 @@ use signet::signature::{
     self, Descriptor, OCI_MANIFEST_MEDIA_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
     SignatureType,
 };
+use support::signer::*;
 use support::{CorruptingProxy, Registry};
 
 /// A layer naming `digest` with `size`, carrying a signature annotation that verifies nothing.

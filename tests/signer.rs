@@ -8,17 +8,15 @@
 // `#[test]` code).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "signer_common/mod.rs"]
-mod common;
 mod support;
 
 use std::time::Duration;
 
-use common::*;
 use signet::crd::Trigger;
 use signet::crypto::Algorithm;
 use signet::signature::SignatureType;
 use support::Registry;
+use support::signer::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_scope_pushes_get_one_signature_per_rule_and_nothing_else_is_signed() {
@@ -283,7 +281,7 @@ async fn bad_input_is_answered_and_never_crashes() {
     let pushed = store()
         .client()
         .push_manifest(
-            &common::image(&registry, "prod/app:sbom"),
+            &support::signer::image(&registry, "prod/app:sbom"),
             &referrer,
             OCI_MANIFEST,
         )

@@ -6,18 +6,16 @@
 // `#[test]` code).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "signer_common/mod.rs"]
-mod common;
 mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
 use signet::crd::Trigger;
 use signet::crypto::Algorithm;
 use signet::signature::SignatureType;
 use support::Registry;
+use support::signer::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_events_add_no_layers() {

@@ -7,18 +7,16 @@
 // `#[test]` code).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "signer_common/mod.rs"]
-mod common;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use signet::crd::{SigningKeyRef, SigningRule, SigningRuleSpec, Trigger};
 use signet::crypto::Algorithm;
 use signet::signature::SignatureType;
+use support::signer::*;
 use support::{Registry, SoftHsm};
 
 fn token_rule(name: &str, scope: String, uri: String, algorithm: Algorithm) -> SigningRule {

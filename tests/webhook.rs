@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
-mod webhook_harness;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,11 +18,12 @@ use signet::admission::DecisionSettings;
 use signet::controller::policy_channel;
 use signet::policy::{EngineOptions, NoMatch};
 
-use support::{CorruptingProxy, ProxyAuth};
-use webhook_harness::{
-    MockApi, SignedRegistry, TestCa, TestWebhook, fixture, metric, policy_state,
-    policy_state_simple, settings, signed_registry, uid_of,
+use support::kube_api::MockApi;
+use support::webhook::{
+    SignedRegistry, TestCa, TestWebhook, fixture, metric, policy_state, policy_state_simple,
+    settings, signed_registry, uid_of,
 };
+use support::{CorruptingProxy, ProxyAuth};
 
 const DEADLINE: Duration = Duration::from_secs(8);
 

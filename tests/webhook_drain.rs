@@ -7,7 +7,8 @@
 // `#[test]` code).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
+mod support;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rustls_pki_types::pem::PemObject as _;
+use support::{Answer, StatusServer};
 
 const DELAY: Duration = Duration::from_secs(2);
 /// How long the fake registry holds each request before answering 404.
@@ -67,23 +69,8 @@ fn https_client(ca_pem: &str) -> reqwest::Client {
 
 /// A "registry" on loopback that holds every request for [`REGISTRY_HOLD`], then answers 404:
 /// an admission governed by a policy on it stays in flight that long.
-fn slow_registry() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf);
-                std::thread::sleep(REGISTRY_HOLD);
-                let _ = stream.write_all(
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-            });
-        }
-    });
-    port
+fn slow_registry() -> StatusServer {
+    StatusServer::answering(Answer::new(404).after(REGISTRY_HOLD))
 }
 
 fn policy_folder(dir: &Path, slow_host: &str) {
@@ -169,7 +156,8 @@ async fn post(
 async fn sigterm_drains_without_losing_an_admission() {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = certs(dir.path());
-    let slow_host = format!("127.0.0.1:{}", slow_registry());
+    let slow = slow_registry();
+    let slow_host = slow.host();
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).expect("mkdir");
     policy_folder(&policies, &slow_host);

@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
-mod webhook_harness;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,10 +15,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use signet::policy::NoMatch;
 
-use support::{BlackHole, CorruptingProxy, StatusServer};
-use webhook_harness::{
+use support::webhook::{
     TestWebhook, fixture, metric, policy_state, policy_state_simple, settings, signed_registry,
 };
+use support::{BlackHole, CorruptingProxy, StatusServer};
 
 /// Margin over the deadline for the answer to travel back.
 const SLACK: Duration = Duration::from_millis(700);

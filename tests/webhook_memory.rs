@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
-mod webhook_harness;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,7 +20,7 @@ use signet::registry::RegistryClient;
 use signet::signature::Descriptor;
 
 use support::Registry;
-use webhook_harness::{
+use support::webhook::{
     TestWebhook, attestor_yaml, fixture, policy_state_of, registry_client, settings,
     write_signature_manifest,
 };

@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
-mod webhook_harness;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,8 +22,9 @@ use signet::reference::ImageRef;
 use signet::registry::RegistryClient;
 use signet::signature::Descriptor;
 
-use webhook_harness::{
-    ADMIN_GROUP, MockApi, TestCa, TestWebhook, attestor_yaml, fixture, metric, policy_state,
+use support::kube_api::MockApi;
+use support::webhook::{
+    ADMIN_GROUP, TestCa, TestWebhook, attestor_yaml, fixture, metric, policy_state,
     policy_state_of, policy_yaml, registry_client, settings, signed_registry,
     write_signature_manifest,
 };

@@ -1,28 +1,34 @@
-//! Test harness shared by the integration tests (`mod support;`).
+//! The one test harness of the integration tests (`mod support;`, and
+//! `#[path = "../tests/support/mod.rs"] mod support;` in examples).
 //!
-//! - [`Registry`]: Debian's `docker-registry` (CNCF distribution 2.8) on a free loopback port,
+//! - [`registry`]: Debian's `docker-registry` (CNCF distribution 2.8) on a free loopback port,
 //!   storage in a temporary directory, optionally sending notifications.
-//! - [`push_test_image`]: builds a tiny real OCI image from a seed and pushes it over plain HTTP,
-//!   independently of the client under test.
-//! - [`CorruptingProxy`]: an HTTP/1.1 forwarder that alters manifest and blob bodies (or
-//!   demands Basic or Bearer authentication, or only records requests).
-//! - [`SoftHsm`]: a SoftHSM2 token folder (config, tokens, PIN file).
-//! - [`BlackHole`] (accepts, never answers) and [`StatusServer`] (answers every request with one
-//!   status and records what it was sent) for fault tests and notification receivers.
+//! - [`image`]: a tiny real OCI image built from a seed and pushed over plain HTTP, independently
+//!   of the client under test.
+//! - [`servers`]: loopback fault servers: [`CorruptingProxy`], an HTTP forwarder that alters
+//!   manifest and blob bodies (or demands Basic or Bearer authentication, or only records
+//!   requests); [`BlackHole`] (accepts, never answers) and [`StatusServer`] (answers every request
+//!   the same way and records what it was sent), also a notification receiver.
+//! - [`softhsm`]: a SoftHSM2 token folder (config, tokens, PIN file).
+//! - [`webhook`]: a registry of signed fixture images, their policy picture, the webhook over TLS.
+//! - [`kube_api`]: a mocked Kubernetes API for the webhook.
+//! - [`signer`]: keys, rules and an in-process signer for the signer tests.
 // Each test crate uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
-mod http1;
-mod image;
-mod registry_process;
-mod servers;
-mod softhsm;
+pub mod image;
+pub mod kube_api;
+pub mod registry;
+pub mod servers;
+pub mod signer;
+pub mod softhsm;
+pub mod webhook;
 
 pub use image::{TestImage, build_test_image, push_test_image};
-pub use registry_process::Registry;
+pub use registry::Registry;
 pub use servers::{
-    BlackHole, CorruptingProxy, ProxyAuth, ProxyOptions, RecordedRequest, StatusServer, TagPages,
-    Tamper,
+    Answer, BlackHole, CorruptingProxy, ProxyAuth, ProxyOptions, RecordedRequest, StatusServer,
+    TagPages, Tamper,
 };
 pub use softhsm::{SO_PIN, SoftHsm, USER_PIN, init_token, require_tool};
 

@@ -1,13 +1,12 @@
-//! Helpers shared by the signer integration tests: keys on disk, rules, an in-process signer on a
+//! For the signer tests (`support::signer`): keys on disk, rules, an in-process signer on a
 //! loopback listener, signature counting, `signet verify`, event bodies.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::Registry;
+use super::Registry;
 use signet::controller::PolicyState;
 use signet::crd::{SigningKeyRef, SigningRule, SigningRuleSpec, Trigger};
 use signet::crypto::Algorithm;
@@ -163,9 +162,17 @@ pub fn tail(log: &str) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
+/// The `signet` binary Cargo built for this integration test (examples have none).
+pub fn signet_binary() -> &'static str {
+    match option_env!("CARGO_BIN_EXE_signet") {
+        Some(path) => path,
+        None => panic!("CARGO_BIN_EXE_signet is unset: only integration tests run signet"),
+    }
+}
+
 /// `signet verify` with the rule's public key, algorithm and type: its exit code.
 pub fn signet_verify(image: &str, key: &TestKey, kind: SignatureType) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_signet"))
+    let out = Command::new(signet_binary())
         .args(["verify", image, "--key"])
         .arg(&key.public)
         .args(["--algorithm", &key.algorithm.to_string()])
