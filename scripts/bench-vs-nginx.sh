@@ -112,7 +112,8 @@ EOF
 hook_port=$(free_port)
 "$BIN" --log warn webhook --listen "127.0.0.1:$hook_port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
   --policy-dir "$work/policies" --mutate false > "$work/webhook.log" 2>&1 &
-pids+=($!)
+webhook_pid=$!
+pids+=($webhook_pid)
 wait_for "https://127.0.0.1:$hook_port/readyz"
 answer=$(curl -sk -X POST -H 'Content-Type: application/json' --data-binary @"$work/review.json" "https://127.0.0.1:$hook_port/validate")
 case "$answer" in *'"allowed":true'*) ;; *) echo "the webhook did not allow the signed pod: $answer" >&2; exit 1 ;; esac
@@ -173,6 +174,11 @@ echo "cached 3-image Pod admission, $CONNECTIONS connections, ${SECONDS_PER_RUN}
 printf '%-9s %-14s %10s %9s %9s %8s\n' proto server req/s p50_ms p99_ms success
 for proto in "--http-version=1.1" "--http2"; do
   name=${proto#--}; name=${name#http-version=}
+  # PERF_RECORD=file: a CPU profile of the webhook during its HTTP/1.1 maximum-rate run.
+  if [ -n "${PERF_RECORD:-}" ] && [ "$name" = 1.1 ]; then
+    perf record -e cpu-clock -F 4000 -g -p "$webhook_pid" -o "$PERF_RECORD" -- sleep "$SECONDS_PER_RUN" \
+      > /dev/null 2>&1 &
+  fi
   read -r h_rps h_p50 h_p99 h_ok < <(load "$hook" "$proto")
   read -r n_rps n_p50 n_p99 n_ok < <(load "$yard" "$proto")
   printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "signet max" "$h_rps" "$h_p50" "$h_p99" "$h_ok"
