@@ -369,6 +369,7 @@ fn image_lines(workload: &Workload) -> Vec<String> {
             ContainerKind::Container => "container",
             ContainerKind::InitContainer => "init",
             ContainerKind::EphemeralContainer => "ephemeral",
+            ContainerKind::ImageVolume => "volume",
         };
         format!(
             "{} {} {} {kind}",

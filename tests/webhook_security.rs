@@ -506,3 +506,49 @@ async fn an_unknown_namespace_that_cannot_be_read_is_denied() {
         "{response}"
     );
 }
+
+/// `pod-create.json` with an image volume `models` mounting `reference`.
+fn with_image_volume(body: Vec<u8>, reference: &str) -> Vec<u8> {
+    let mut value: Value = serde_json::from_slice(&body).expect("fixture JSON");
+    value["request"]["object"]["spec"]["volumes"] = json!([
+        {"name": "models", "image": {"reference": reference, "pullPolicy": "IfNotPresent"}}
+    ]);
+    serde_json::to_vec(&value).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_volumes_are_governed_verified_and_pinned() {
+    let setup = signed_registry().await;
+    let host = setup.host();
+    let state = policy_state(&host, &setup.public_key_pem, NoMatch::Allow);
+    let webhook = TestWebhook::start(state, settings(DEADLINE), None).await;
+
+    // The bypass: signed containers, an unsigned image mounted as a volume. Denied, naming it.
+    let unsigned = format!("{host}/prod/app:v1.1");
+    let body = with_image_volume(fixture("pod-create.json", &host, None), &unsigned);
+    let response = webhook.review("/validate", body).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    let message = response["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&unsigned) && message.contains("image volume \"models\""),
+        "{message}"
+    );
+
+    // A signed image volume is admitted and pinned in place.
+    let signed = format!("{host}/prod/web:v2");
+    let body = with_image_volume(fixture("pod-create.json", &host, None), &signed);
+    let response = webhook.review("/validate", body.clone()).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let response = webhook.review("/mutate", body).await;
+    let patch = decoded_patch(&response);
+    let pinned = patch.as_array().and_then(|ops| {
+        ops.iter()
+            .find(|op| op["path"] == "/spec/volumes/0/image/reference")
+            .and_then(|op| op["value"].as_str().map(str::to_string))
+    });
+    assert_eq!(
+        pinned,
+        Some(format!("{signed}@{}", setup.digest("prod/web:v2"))),
+        "{patch}"
+    );
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::breakglass::{Authority, BREAKGLASS_ANNOTATION, BreakglassAnswer, BreakglassAsk};
 use super::events::EventReason;
-use super::images::Workload;
+use super::images::{ContainerKind, Workload};
 use super::judge::ImageOutcome;
 use super::metrics::{AdmissionResult, Endpoint};
 use super::patch::pin_patch;
@@ -182,10 +182,18 @@ fn compose_judged(
         .flat_map(|o| o.verdict.warnings.iter().map(|w| w.to_string()))
         .collect();
     answer.warnings.extend(dry_run_warnings.iter().cloned());
-    let denials: Vec<&str> = outcomes
+    let denials: Vec<String> = outcomes
         .iter()
         .filter(|o| !o.verdict.allowed)
-        .filter_map(|o| o.verdict.denial.as_deref())
+        .filter_map(|o| {
+            let denial = o.verdict.denial.as_deref()?;
+            Some(
+                match context.workload.map(|w| image_volumes_using(w, &o.written)) {
+                    Some(volumes) if !volumes.is_empty() => format!("{denial} ({volumes})"),
+                    _ => denial.to_string(),
+                },
+            )
+        })
         .collect();
     if !denials.is_empty() {
         let message = denials.join("\n");
@@ -201,6 +209,18 @@ fn compose_judged(
     } else {
         set_audit(answer, AUDIT_RESULT, "allowed");
     }
+}
+
+/// `image volume "models", image volume "data"`: the volumes that mount `written`, so that a
+/// denial of an image no container runs says where it comes from.
+fn image_volumes_using(workload: &Workload, written: &str) -> String {
+    workload
+        .images
+        .iter()
+        .filter(|i| i.kind == ContainerKind::ImageVolume && i.image == written)
+        .map(|i| format!("image volume {:?}", i.container))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Sets an audit annotation, cut to [`MAX_AUDIT_VALUE`] bytes on a character boundary.

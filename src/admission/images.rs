@@ -41,13 +41,16 @@ pub struct WorkloadImage {
     pub pointer: String,
     /// The image reference exactly as the workload writes it (not normalised).
     pub image: String,
-    /// The container's name (empty when the object gives none; the API server rejects that later).
+    /// The container's name, or the volume's for an image volume (empty when the object gives
+    /// none; the API server rejects that later).
     pub container: String,
-    /// Which container list the image comes from.
+    /// Which container list (or the volumes) the image comes from.
     pub kind: ContainerKind,
 }
 
-/// The three container lists of a pod spec.
+/// Where in a pod spec an image is named: the three container lists, and image volumes
+/// (`volumes[].image.reference`, an OCI image mounted as a volume, which the kubelet pulls like a
+/// container image: left unchecked, a pod could mount an unsigned image).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ContainerKind {
     /// `containers`
@@ -56,6 +59,8 @@ pub enum ContainerKind {
     InitContainer,
     /// `ephemeralContainers`
     EphemeralContainer,
+    /// `volumes[].image`
+    ImageVolume,
 }
 
 impl ContainerKind {
@@ -72,6 +77,7 @@ impl ContainerKind {
             ContainerKind::Container => "containers",
             ContainerKind::InitContainer => "initContainers",
             ContainerKind::EphemeralContainer => "ephemeralContainers",
+            ContainerKind::ImageVolume => "volumes",
         }
     }
 }
@@ -82,6 +88,7 @@ impl fmt::Display for ContainerKind {
             ContainerKind::Container => "container",
             ContainerKind::InitContainer => "init container",
             ContainerKind::EphemeralContainer => "ephemeral container",
+            ContainerKind::ImageVolume => "image volume",
         })
     }
 }
@@ -422,6 +429,50 @@ fn images_of(
                 kind,
             });
         }
+    }
+    images.extend(image_volumes_of(pod_spec, pod_spec_path)?);
+    Ok(images)
+}
+
+/// `volumes[].image.reference` of every image volume, like a container image: absent or empty is
+/// an error (the kubelet could not pull it either, and "no image" must not mean "unchecked").
+fn image_volumes_of(
+    pod_spec: &Map<String, Value>,
+    pod_spec_path: &FieldPath,
+) -> Result<Vec<WorkloadImage>, ImagesError> {
+    let list_path = pod_spec_path.key("volumes");
+    let mut images = Vec::new();
+    for (index, volume) in optional_array(pod_spec, &list_path, "volumes")?
+        .iter()
+        .enumerate()
+    {
+        let volume_path = list_path.index(index);
+        let volume = volume.as_object().ok_or_else(|| ImagesError::NotAnObject {
+            field: volume_path.dotted.clone(),
+        })?;
+        let source_path = volume_path.key("image");
+        let source = match volume.get("image") {
+            None | Some(Value::Null) => continue,
+            Some(Value::Object(source)) => source,
+            Some(_) => {
+                return Err(ImagesError::NotAnObject {
+                    field: source_path.dotted,
+                });
+            }
+        };
+        let name = optional_string(volume, &volume_path.key("name"), "name")?;
+        let reference_path = source_path.key("reference");
+        let reference = optional_string(source, &reference_path, "reference")?
+            .filter(|reference| !reference.trim().is_empty())
+            .ok_or_else(|| ImagesError::EmptyImage {
+                field: reference_path.dotted.clone(),
+            })?;
+        images.push(WorkloadImage {
+            pointer: reference_path.pointer,
+            image: reference.to_string(),
+            container: name.unwrap_or_default().to_string(),
+            kind: ContainerKind::ImageVolume,
+        });
     }
     Ok(images)
 }

@@ -370,3 +370,38 @@ fn container_kind_names() {
     );
     assert_eq!(ContainerKind::InitContainer.to_string(), "init container");
 }
+
+#[test]
+fn image_volumes_are_images_of_the_pod() {
+    let req = deployment_request(json!([{"name": "app", "image": "r.example/app:v1"}]));
+    let mut req = req;
+    let object = req.object.as_mut().expect("object");
+    object.data["spec"]["template"]["spec"]["volumes"] = json!([
+        {"name": "config", "configMap": {"name": "cfg"}},
+        {"name": "models", "image": {"reference": "r.example/models:v3", "pullPolicy": "IfNotPresent"}},
+    ]);
+    let found = workload(&req);
+    let volume = found
+        .images
+        .iter()
+        .find(|i| i.kind == ContainerKind::ImageVolume)
+        .expect("the image volume is an image of the workload");
+    assert_eq!(volume.image, "r.example/models:v3");
+    assert_eq!(volume.container, "models");
+    assert_eq!(
+        volume.pointer,
+        "/spec/template/spec/volumes/1/image/reference"
+    );
+    assert_eq!(ContainerKind::ImageVolume.to_string(), "image volume");
+
+    // An image volume without a reference is an error, never "nothing to check".
+    let object = req.object.as_mut().expect("object");
+    object.data["spec"]["template"]["spec"]["volumes"][1]["image"] = json!({"reference": " "});
+    assert_eq!(
+        workload_of(&req).err().map(|e| e.to_string()),
+        Some("spec.template.spec.volumes[1].image.reference: missing or empty image".to_string())
+    );
+    let object = req.object.as_mut().expect("object");
+    object.data["spec"]["template"]["spec"]["volumes"][1]["image"] = json!("r.example/x:1");
+    assert!(workload_of(&req).is_err());
+}
