@@ -828,3 +828,38 @@ async fn redirect_to_the_metadata_service_is_refused() {
     // Refused without a connection attempt (which would wait for the 5 s timeout here).
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn throttled_requests_wait_as_retry_after_asks_then_report_the_429() {
+    // A short Retry-After is honoured (twice), then the 429 is reported as rate limiting.
+    let throttling = StatusServer::answering(
+        Answer::new(429)
+            .header("Retry-After", "1")
+            .body(r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#),
+    );
+    let started = std::time::Instant::now();
+    let err = client()
+        .resolve_digest(&image(&format!("{}/app:v1", throttling.host())))
+        .await
+        .expect_err("a registry that always throttles");
+    let waited = started.elapsed();
+    assert!(matches!(err, RegistryError::RateLimited { .. }), "{err:?}");
+    assert!(err.to_string().contains("HTTP 429"), "{err}");
+    assert_eq!(
+        throttling.requests().len(),
+        3,
+        "one request and two retries"
+    );
+    assert!(waited >= Duration::from_secs(2), "{waited:?}");
+
+    // A long Retry-After is not waited for: the 429 comes back at once.
+    let long = StatusServer::answering(Answer::new(429).header("Retry-After", "3600"));
+    let started = std::time::Instant::now();
+    let err = client()
+        .resolve_digest(&image(&format!("{}/app:v1", long.host())))
+        .await
+        .expect_err("throttled");
+    assert!(matches!(err, RegistryError::RateLimited { .. }), "{err:?}");
+    assert_eq!(long.requests().len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -28,6 +28,17 @@ use super::transport::{SchemePolicy, base_url, http_client, realm_allowed, same_
 /// Error bodies are read this far for their message, no further.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
+/// How often a request throttled with HTTP 429 is sent again.
+const RATE_LIMIT_RETRIES: u32 = 2;
+/// The longest `Retry-After` waited for; a longer one is answered with the 429 at once.
+const RATE_LIMIT_WAIT_MAX: Duration = Duration::from_secs(5);
+
+/// `Retry-After` in seconds (the HTTP-date form is not read: `None`, and the caller waits 1 s).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
 /// How the client reaches registries.
 #[derive(Clone, Debug)]
 pub struct RegistryOptions {
@@ -240,6 +251,30 @@ impl RegistryClient {
     /// else after the first 401 (then once more). Requests that leave the registry's origin
     /// (an upload `Location` on object storage) carry no credentials.
     pub(crate) async fn send(&self, call: &Call<'_>) -> Result<reqwest::Response, RegistryError> {
+        let mut waited = 0;
+        loop {
+            let response = self.send_authorized(call).await?;
+            if response.status() != StatusCode::TOO_MANY_REQUESTS || waited == RATE_LIMIT_RETRIES {
+                return Ok(response);
+            }
+            // Throttled (Docker Hub, ECR...): wait as asked when that is short, else give up now
+            // with the 429 (the caller's deadline is usually closer than a long Retry-After).
+            let delay = retry_after(response.headers()).unwrap_or(Duration::from_secs(1));
+            if delay > RATE_LIMIT_WAIT_MAX {
+                return Ok(response);
+            }
+            tracing::info!(
+                registry = call.registry,
+                delay_ms = delay.as_millis() as u64,
+                "registry answered 429; waiting as its Retry-After asks"
+            );
+            tokio::time::sleep(delay).await;
+            waited += 1;
+        }
+    }
+
+    /// One request with authentication (and one retry after a 401 challenge).
+    async fn send_authorized(&self, call: &Call<'_>) -> Result<reqwest::Response, RegistryError> {
         let base = self.base_url(call.registry)?;
         let on_registry = same_origin(&call.url, &base);
         let credential = self.credential(call.registry);
