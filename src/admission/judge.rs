@@ -21,7 +21,7 @@ use super::namespaces::{Labels, NamespaceReader};
 use super::pull_secrets::PullSecrets;
 use super::verdict_cache::ExpiringMap;
 use crate::controller::PolicyState;
-use crate::policy::{Governing, ImageVerdict, Lookup, Snapshot};
+use crate::policy::{Governing, ImageVerdict, Lookup, NoMatch, Snapshot};
 use crate::reference::ImageRef;
 use crate::registry::LookupFailure::{self, NotLookedUp};
 use crate::registry::RegistryClient;
@@ -127,6 +127,8 @@ pub(crate) struct Judge {
     verdicts: ExpiringMap<[u8; 16], Arc<CachedVerdict>>,
     /// Shared by every cached [`CachedVerdict::plain_verified`].
     plain_verified: Arc<CachedVerdict>,
+    /// Shared by every image no policy governs under `--no-match allow`.
+    ungoverned: Arc<CachedVerdict>,
     references: ExpiringMap<Box<str>, Arc<ParsedImage>>,
     pull_secrets: Option<PullSecrets>,
     /// Reads the labels of namespaces the picture has not seen yet (cluster mode).
@@ -154,6 +156,13 @@ impl Judge {
             timings: settings.timings,
             verdicts: ExpiringMap::new(usize::try_from(cache_size).unwrap_or(usize::MAX)),
             plain_verified: Arc::new(CachedVerdict::plain_verified()),
+            ungoverned: Arc::new(CachedVerdict {
+                allowed: true,
+                pinnable: false,
+                verified: false,
+                denial: None,
+                warnings: Box::new([]),
+            }),
             references: ExpiringMap::new(PARSED_REFERENCES),
             pull_secrets: kube
                 .clone()
@@ -272,12 +281,18 @@ impl Judge {
         let governing = governing(image);
         if governing.is_empty() {
             // No registry access for images no policy governs: the engine applies --no-match.
-            let verdict =
-                snapshot.evaluate_governed(&governing, image, &Lookup::failed(NotLookedUp));
+            // Allowed, it is the same verdict for every such image, shared rather than rebuilt.
+            let verdict = if snapshot.options().no_match == NoMatch::Allow {
+                Arc::clone(&self.ungoverned)
+            } else {
+                let verdict =
+                    snapshot.evaluate_governed(&governing, image, &Lookup::failed(NotLookedUp));
+                Arc::new(CachedVerdict::of(&verdict))
+            };
             return ImageOutcome {
                 written: written.to_string(),
                 digest: None,
-                verdict: Arc::new(CachedVerdict::of(&verdict)),
+                verdict,
             };
         }
         let looked_up = tokio::time::timeout_at(
