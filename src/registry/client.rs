@@ -28,7 +28,7 @@ use super::transport::{SchemePolicy, base_url, http_client, realm_allowed, same_
 /// Error bodies are read this far for their message, no further.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
-/// How often a request throttled with HTTP 429 is sent again.
+/// How often a request throttled (HTTP 429, or 503 with `Retry-After`) is sent again.
 const RATE_LIMIT_RETRIES: u32 = 2;
 /// The longest `Retry-After` waited for; a longer one is answered with the 429 at once.
 const RATE_LIMIT_WAIT_MAX: Duration = Duration::from_secs(5);
@@ -254,19 +254,27 @@ impl RegistryClient {
         let mut waited = 0;
         loop {
             let response = self.send_authorized(call).await?;
-            if response.status() != StatusCode::TOO_MANY_REQUESTS || waited == RATE_LIMIT_RETRIES {
+            let asked = retry_after(response.headers());
+            let throttled = match response.status() {
+                StatusCode::TOO_MANY_REQUESTS => true,
+                // A 503 is a failure unless the registry says when to come back.
+                StatusCode::SERVICE_UNAVAILABLE => asked.is_some(),
+                _ => false,
+            };
+            if !throttled || waited == RATE_LIMIT_RETRIES {
                 return Ok(response);
             }
             // Throttled (Docker Hub, ECR...): wait as asked when that is short, else give up now
-            // with the 429 (the caller's deadline is usually closer than a long Retry-After).
-            let delay = retry_after(response.headers()).unwrap_or(Duration::from_secs(1));
+            // (the caller's deadline is usually closer than a long Retry-After).
+            let delay = asked.unwrap_or(Duration::from_secs(1));
             if delay > RATE_LIMIT_WAIT_MAX {
                 return Ok(response);
             }
             tracing::info!(
                 registry = call.registry,
                 delay_ms = delay.as_millis() as u64,
-                "registry answered 429; waiting as its Retry-After asks"
+                status = response.status().as_u16(),
+                "registry throttled the request; waiting as its Retry-After asks"
             );
             tokio::time::sleep(delay).await;
             waited += 1;

@@ -119,6 +119,9 @@ pub struct Ensured {
     /// Rules not applied, with the reason (a `Default` rule and a push without a tag, or a tag
     /// that no longer names the digest).
     pub skipped: Vec<(String, RuleSkip)>,
+    /// For an index (multi-arch image): each platform manifest it lists, and what was done for
+    /// it under the same rules and identity.
+    pub platforms: Vec<(String, Ensured)>,
 }
 
 /// The signer: cheap to clone, shared by the HTTP handlers and the reconcile loop.
@@ -315,13 +318,30 @@ impl Signer {
         rules: &[Arc<CompiledRule>],
         check_manifest: bool,
     ) -> Result<Result<Ensured, NothingToSign>, SignerError> {
-        let ensured = match self
-            .ensure_signed_once(identity, digest, rules, check_manifest)
+        let (mut ensured, platforms) = match self
+            .ensure_signed_once(identity, digest, digest, rules, check_manifest)
             .await?
         {
             Ok(e) => e,
             Err(why) => return Ok(Err(why)),
         };
+        // An index is signed with each platform manifest it lists, under the same identity: a
+        // workload pinned to a platform digest (GitOps tools, `kubectl debug`) then verifies by
+        // its own signatures, and children pushed by digest before their index (skipped then:
+        // no tag) are signed when the index arrives. The tag must name the index.
+        for child in platforms {
+            match self
+                .ensure_signed_once(identity, &child, digest, rules, false)
+                .await?
+            {
+                Ok((done, _)) => ensured.platforms.push((child, done)),
+                Err(why) => tracing::warn!(
+                    image = %identity.with_digest(&child),
+                    reason = ?why,
+                    "platform manifest of the index not signed"
+                ),
+            }
+        }
         if !ensured.added.is_empty()
             && let Some(delay) = self.inner.options.recheck_after
         {
@@ -333,10 +353,10 @@ impl Signer {
                     return;
                 };
                 match signer
-                    .ensure_signed_once(&identity, &digest, &rules, false)
+                    .ensure_signed_once(&identity, &digest, &digest, &rules, false)
                     .await
                 {
-                    Ok(Ok(again)) if !again.added.is_empty() => {
+                    Ok(Ok((again, _))) if !again.added.is_empty() => {
                         signer
                             .inner
                             .metrics
@@ -360,14 +380,18 @@ impl Signer {
         Ok(Ok(ensured))
     }
 
-    /// [`Signer::ensure_signed_checked`] without the recheck.
+    /// [`Signer::ensure_signed_checked`] without the recheck: signs `digest` under `rules`, a
+    /// `Default` rule only while the tag names `tag_digest` (the digest itself, or the index that
+    /// lists it). With `check_manifest`, also gives the platform manifests when `digest` is an
+    /// index.
     async fn ensure_signed_once(
         &self,
         identity: &ImageRef,
         digest: &str,
+        tag_digest: &str,
         rules: &[Arc<CompiledRule>],
         check_manifest: bool,
-    ) -> Result<Result<Ensured, NothingToSign>, SignerError> {
+    ) -> Result<Result<(Ensured, Vec<String>), NothingToSign>, SignerError> {
         let mut ensured = Ensured::default();
         let mut keyed = Vec::with_capacity(rules.len());
         for rule in rules {
@@ -390,15 +414,22 @@ impl Signer {
             keyed.push((Arc::clone(rule), key));
         }
         if keyed.is_empty() {
-            return Ok(Ok(ensured));
+            return Ok(Ok((ensured, Vec::new())));
         }
         let keep = self.configured_keys();
         let store = &self.inner.store;
         let written = self
             .with_retries(|| async {
                 let lock = store.lock(identity, digest).await;
-                self.check_and_write(&lock, identity, digest, &keyed, &keep, check_manifest)
-                    .await
+                self.check_and_write(
+                    &lock,
+                    identity,
+                    (digest, tag_digest),
+                    &keyed,
+                    &keep,
+                    check_manifest,
+                )
+                .await
             })
             .await?;
         let written = match written {
@@ -436,7 +467,7 @@ impl Signer {
                 "signature manifest compacted: dropped layers no rule's key verifies"
             );
         }
-        Ok(Ok(ensured))
+        Ok(Ok((ensured, written.platforms)))
     }
 
     /// The public keys of every rule whose key is open: what compaction keeps. Keys are opened
@@ -458,7 +489,7 @@ impl Signer {
         &self,
         lock: &SignatureLock,
         identity: &ImageRef,
-        digest: &str,
+        (digest, tag_digest): (&str, &str),
         keyed: &[(Arc<CompiledRule>, Arc<dyn SigningKey>)],
         keep: &[PublicKey],
         check_manifest: bool,
@@ -481,7 +512,7 @@ impl Signer {
                 (true, Some(tag)) => tag_names(
                     client,
                     &identity.with_tag(tag),
-                    digest,
+                    tag_digest,
                     self.inner.options.tag_patience,
                 )
                 .await
@@ -490,11 +521,12 @@ impl Signer {
             }
         };
         let (manifest, tag_names_digest) = tokio::try_join!(manifest, tag)?;
-        match manifest {
+        let platforms = match manifest {
             Some(None) => return Ok(Err(NothingToSign::ManifestGone)),
             Some(Some(m)) if is_referrer(&m.bytes) => return Ok(Err(NothingToSign::Referrer)),
-            _ => {}
-        }
+            Some(Some(m)) => platform_manifests(&m.bytes),
+            None => Vec::new(),
+        };
         let tag_moved = tag_names_digest == Some(false);
         let (moved, signing): (Vec<_>, Vec<_>) = keyed
             .iter()
@@ -520,6 +552,7 @@ impl Signer {
             signing: signing.iter().map(|(r, _)| r.name.clone()).collect(),
             tag_moved: moved.iter().map(|(r, _)| r.name.clone()).collect(),
             report,
+            platforms,
         }))
     }
 
@@ -558,6 +591,54 @@ struct Written {
     signing: Vec<String>,
     tag_moved: Vec<String>,
     report: EnsureReport,
+    /// The platform manifests of an index (empty for an image manifest or when not fetched).
+    platforms: Vec<String>,
+}
+
+/// Platform manifests an index lists beyond which none are signed: an index is written by whoever
+/// may push, so its size must not decide how much the signer does.
+const MAX_PLATFORM_MANIFESTS: usize = 64;
+
+/// The image manifests an OCI index or Docker manifest list names (at most
+/// [`MAX_PLATFORM_MANIFESTS`]); empty for anything else. Build attestation manifests (buildx's
+/// `vnd.docker.reference.type: attestation-manifest`) are not images and are left out, as cosign
+/// leaves them.
+fn platform_manifests(bytes: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(rename = "mediaType", default)]
+        media_type: String,
+        digest: String,
+        #[serde(default)]
+        annotations: std::collections::BTreeMap<String, String>,
+    }
+    let Ok(index) = serde_json::from_slice::<Index>(bytes) else {
+        return Vec::new();
+    };
+    index
+        .manifests
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.media_type.as_str(),
+                crate::registry::OCI_MANIFEST_MEDIA_TYPE
+                    | crate::registry::DOCKER_MANIFEST_MEDIA_TYPE
+            )
+        })
+        .filter(|e| {
+            e.annotations
+                .get("vnd.docker.reference.type")
+                .map(String::as_str)
+                != Some("attestation-manifest")
+        })
+        .filter_map(|e| crate::reference::normalise_digest(&e.digest))
+        .take(MAX_PLATFORM_MANIFESTS)
+        .collect()
 }
 
 /// Whether `tagged` (a tag, no digest) names `digest` now; a deleted tag names nothing.

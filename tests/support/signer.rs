@@ -248,6 +248,8 @@ pub fn push_event(
 }
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// The media type of an OCI image index (a multi-arch image).
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 pub fn metric(text: &str, name: &str) -> u64 {
     text.lines()
