@@ -552,3 +552,93 @@ async fn image_volumes_are_governed_verified_and_pinned() {
         "{patch}"
     );
 }
+
+/// The policies of [`policy_yaml`] plus a SigningRule `release-signer` covering `host/prod/**`.
+fn policy_with_signing_rule(host: &str, public_key_pem: &str) -> String {
+    format!(
+        "{}---\napiVersion: signet.dev/v1alpha1\nkind: SigningRule\nmetadata:\n  name: release-signer\n\
+         spec:\n  scope: [\"{host}/prod/**\"]\n  key: {{ref: \"file:/keys/release.pem\"}}\n  \
+         algorithm: ECDSA_P256_SHA_256\n",
+        policy_yaml(host, public_key_pem, "Default")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_pushed_a_moment_before_its_admission_waits_for_its_signature() {
+    let setup = signed_registry().await;
+    let host = setup.host();
+    let state = policy_state_of(
+        &policy_with_signing_rule(&host, &setup.public_key_pem),
+        NoMatch::Allow,
+    );
+    let mut grace = settings(DEADLINE);
+    grace.signing_grace = Duration::from_secs(3);
+    let webhook = Arc::new(TestWebhook::start(state, grace, None).await);
+
+    // Pushed, not signed yet: the signer is "about to" sign it.
+    setup
+        .registry
+        .push_test_image("prod/fresh", "v1", "fresh")
+        .await;
+    let fresh = format!("{host}/prod/fresh:v1");
+    let body = with_image_volume(fixture("pod-create.json", &host, None), &fresh);
+    let asking = {
+        let webhook = Arc::clone(&webhook);
+        let body = body.clone();
+        tokio::spawn(async move { webhook.review("/validate", body).await })
+    };
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    signet::registry::sign_image(
+        &signet::registry::SignatureStore::new(registry_client()),
+        &ImageRef::parse(&fresh).unwrap(),
+        Arc::clone(&setup.signer),
+        signet::signature::SignatureType::Default,
+        &BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let response = asking.await.unwrap();
+    assert_eq!(response["allowed"], true, "{response}");
+    let metrics = webhook.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "signet_webhook_signing_grace_checks_total{outcome=\"arrived\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+
+    // Never signed: denied after the grace, saying the signing was expected.
+    setup
+        .registry
+        .push_test_image("prod/orphan", "v1", "orphan")
+        .await;
+    let orphan = format!("{host}/prod/orphan:v1");
+    let started = std::time::Instant::now();
+    let body = with_image_volume(fixture("pod-create.json", &host, None), &orphan);
+    let response = webhook.review("/validate", body).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    let message = response["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("signing was expected (SigningRule release-signer covers this image)"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < DEADLINE);
+
+    // An image no SigningRule covers is denied at once, without waiting.
+    let legacy = format!("{host}/legacy/frontend:v7");
+    let started = std::time::Instant::now();
+    let body = with_image_volume(fixture("pod-create.json", &host, None), &legacy);
+    let _ = webhook.review("/validate", body).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -49,6 +49,10 @@ pub struct DecisionSettings {
     pub timings: LookupTimings,
     /// The name events are reported by (the pod's name).
     pub instance: String,
+    /// Push-to-deploy grace (`--signing-grace`): how long an image that has no signature at all,
+    /// but that a SigningRule covers, is re-read for its signature before an `Enforce` denial;
+    /// zero turns it off.
+    pub signing_grace: Duration,
 }
 
 impl Default for DecisionSettings {
@@ -64,6 +68,7 @@ impl Default for DecisionSettings {
             max_in_progress: 1024,
             timings: LookupTimings::default(),
             instance: "signet-webhook".to_string(),
+            signing_grace: Duration::from_secs(3),
         }
     }
 }

@@ -16,11 +16,12 @@ use tokio::sync::OnceCell;
 use super::decide::DecisionSettings;
 use super::images::{Workload, distinct_images};
 use super::lookup::{LookupTimings, Lookups, RequestRegistry};
-use super::metrics::{CacheName, Metrics};
+use super::metrics::{CacheName, GraceOutcome, Metrics};
 use super::namespaces::{Labels, NamespaceReader};
 use super::pull_secrets::PullSecrets;
 use super::verdict_cache::ExpiringMap;
 use crate::controller::PolicyState;
+use crate::crd::Trigger;
 use crate::policy::{Governing, ImageVerdict, Lookup, NoMatch, Snapshot};
 use crate::reference::ImageRef;
 use crate::registry::LookupFailure::{self, NotLookedUp};
@@ -136,6 +137,8 @@ pub(crate) struct Judge {
     metrics: Arc<Metrics>,
     /// The request deadline, named in the reason of a lookup that ran out of time.
     deadline: Duration,
+    /// `--signing-grace`.
+    signing_grace: Duration,
 }
 
 impl Judge {
@@ -171,6 +174,7 @@ impl Judge {
             namespaces: kube.map(NamespaceReader::new),
             metrics,
             deadline: settings.deadline,
+            signing_grace: settings.signing_grace,
         }
     }
 
@@ -326,9 +330,24 @@ impl Judge {
             ),
         };
         let found = matches!(lookup, Lookup::Found { .. });
-        let verdict = self
-            .evaluate(written, snapshot, governing, &parsed, lookup)
+        let unsigned = matches!(&lookup, Lookup::Found { signatures, .. } if signatures.is_empty());
+        let mut verdict = self
+            .evaluate(written, snapshot, governing.clone(), &parsed, lookup)
             .await;
+        if let (false, true, Some(digest), Some(registry)) =
+            (verdict.allowed, unsigned, &digest, registry.get())
+            && let Some(rule) = self.expected_signer(image)
+        {
+            let grace = Grace {
+                rule: &rule,
+                digest,
+                registry,
+                deadline,
+            };
+            verdict = self
+                .await_signing(written, snapshot, &governing, &parsed, grace, verdict)
+                .await;
+        }
         let verdict = if verdict == *self.plain_verified {
             Arc::clone(&self.plain_verified)
         } else {
@@ -347,6 +366,74 @@ impl Judge {
             written: written.to_string(),
             digest: digest.or_else(|| image.digest().map(Arc::from)),
             verdict,
+        }
+    }
+
+    /// The Automatic SigningRule whose scope covers `image`, when the grace is on: a signature
+    /// for it is expected shortly after a push.
+    fn expected_signer(&self, image: &ImageRef) -> Option<String> {
+        if self.signing_grace.is_zero() {
+            return None;
+        }
+        self.policy.signing_rules().iter().find_map(|rule| {
+            let covers = rule.spec.trigger == Trigger::Automatic
+                && rule
+                    .spec
+                    .scope
+                    .iter()
+                    .filter_map(|text| crate::reference::Glob::new(text).ok())
+                    .any(|glob| glob.matches_push(image));
+            covers.then(|| rule.metadata.name.clone().unwrap_or_default())
+        })
+    }
+
+    /// Push-to-deploy grace: re-reads the signatures of an image that has none while the signer
+    /// is expected to add one, until they arrive (then judged as usual: a bad signature is never
+    /// waited for again), the grace ends, or the deadline nears. The denial then says what was
+    /// expected.
+    async fn await_signing(
+        &self,
+        written: &str,
+        snapshot: &Arc<Snapshot>,
+        governing: &Governing,
+        parsed: &Arc<ParsedImage>,
+        grace: Grace<'_>,
+        denied: CachedVerdict,
+    ) -> CachedVerdict {
+        let now = tokio::time::Instant::now();
+        // Leave time to answer: the API server's timeout is above the deadline, not far above.
+        let answer_by = grace
+            .deadline
+            .checked_sub(Duration::from_millis(250))
+            .unwrap_or(now);
+        let until = (now + self.signing_grace).min(answer_by);
+        let mut pause = Duration::from_millis(200);
+        while tokio::time::Instant::now() + pause <= until {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+            let fresh = self
+                .lookups
+                .refresh_signatures(&parsed.image, grace.digest, grace.registry)
+                .await;
+            match fresh {
+                Ok(signatures) if !signatures.is_empty() => {
+                    self.metrics.signing_grace(GraceOutcome::Arrived);
+                    let lookup = Lookup::found(grace.digest.to_string(), signatures);
+                    return self
+                        .evaluate(written, snapshot, governing.clone(), parsed, lookup)
+                        .await;
+                }
+                _ => self.metrics.signing_grace(GraceOutcome::StillUnsigned),
+            }
+        }
+        let note = format!(
+            "; signing was expected (SigningRule {} covers this image) and no signature arrived within {}",
+            grace.rule,
+            super::decide::format_duration(self.signing_grace)
+        );
+        CachedVerdict {
+            denial: denied.denial.map(|d| format!("{d}{note}").into_boxed_str()),
+            ..denied
         }
     }
 
@@ -431,6 +518,15 @@ impl Judge {
         };
         RequestRegistry::new(&self.registry, secrets)
     }
+}
+
+/// What the push-to-deploy grace waits on.
+struct Grace<'a> {
+    /// The SigningRule expected to sign.
+    rule: &'a str,
+    digest: &'a str,
+    registry: &'a RequestRegistry,
+    deadline: tokio::time::Instant,
 }
 
 enum Looked {

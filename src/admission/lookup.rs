@@ -256,6 +256,19 @@ impl Lookups {
         flight.await
     }
 
+    /// [`Lookups::signatures`] read afresh: the cached answer for `digest` is dropped first (the
+    /// push-to-deploy grace waits for signatures that were not there a moment ago).
+    pub async fn refresh_signatures(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        registry: &RequestRegistry,
+    ) -> Result<Signatures, Failure> {
+        let key = format!("{}/{}@{digest}", image.registry(), image.repository());
+        self.signatures.invalidate(&key).await;
+        self.signatures(image, digest, registry).await
+    }
+
     /// The signatures stored for `digest` in `image`'s repository (empty when there are none).
     pub async fn signatures(
         &self,

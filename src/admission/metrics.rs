@@ -48,6 +48,35 @@ struct EndpointLabels {
     endpoint: Endpoint,
 }
 
+/// What one re-read of the push-to-deploy grace found (label values `still_unsigned`,
+/// `arrived`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum GraceOutcome {
+    /// Still no signature.
+    StillUnsigned,
+    /// Signatures arrived (and were judged).
+    Arrived,
+}
+
+impl GraceOutcome {
+    /// Every outcome, for series present from start.
+    pub const ALL: [GraceOutcome; 2] = [GraceOutcome::StillUnsigned, GraceOutcome::Arrived];
+}
+
+impl EncodeLabelValue for GraceOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            GraceOutcome::StillUnsigned => "still_unsigned",
+            GraceOutcome::Arrived => "arrived",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GraceLabels {
+    outcome: GraceOutcome,
+}
+
 /// One registry operation of a lookup (label values `resolve`, `signatures`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum RegistryOperation {
@@ -153,6 +182,7 @@ pub struct Metrics {
     cache_misses: Family<CacheLabels, Counter>,
     in_flight: Gauge<i64, AtomicI64>,
     events_dropped: Counter,
+    signing_grace: Family<GraceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -215,6 +245,15 @@ impl Metrics {
             "Kubernetes events not posted because of the rate limit",
             events_dropped.clone(),
         );
+        let signing_grace = Family::<GraceLabels, Counter>::default();
+        registry.register(
+            "signing_grace_checks",
+            "Signature re-reads while waiting for the signer (push-to-deploy grace), by outcome",
+            signing_grace.clone(),
+        );
+        for outcome in GraceOutcome::ALL {
+            drop(signing_grace.get_or_create(&GraceLabels { outcome }));
+        }
         // Every registry series exists from the start, at zero (the guards are released at once).
         for operation in RegistryOperation::ALL {
             for outcome in RegistryOutcome::all() {
@@ -232,7 +271,15 @@ impl Metrics {
             cache_misses,
             in_flight,
             events_dropped,
+            signing_grace,
         }
+    }
+
+    /// Counts one signature re-read of the push-to-deploy grace.
+    pub fn signing_grace(&self, outcome: GraceOutcome) {
+        self.signing_grace
+            .get_or_create(&GraceLabels { outcome })
+            .inc();
     }
 
     /// Counts one answered review and its latency.

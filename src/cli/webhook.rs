@@ -109,6 +109,10 @@ pub struct WebhookArgs {
     /// signature stops admitting within this time.
     #[arg(long, env = "SIGNET_SIGNATURE_CACHE_TTL", default_value = "30s", value_parser = parse_duration)]
     pub signature_cache_ttl: Duration,
+    /// Push-to-deploy grace: an image with no signature at all that a SigningRule covers is
+    /// re-read for its signature this long (within the deadline) before it is denied; 0 = off.
+    #[arg(long, env = "SIGNET_SIGNING_GRACE", default_value = "3s", value_parser = parse_duration)]
+    pub signing_grace: Duration,
     /// Also serve /healthz, /readyz and /metrics over plain HTTP on this address (needed with
     /// --client-ca: probes and Prometheus carry no client certificate).
     #[arg(long, env = "SIGNET_OPS_LISTEN")]
@@ -157,6 +161,7 @@ impl WebhookArgs {
                 ..LookupTimings::default()
             },
             instance: self.pod_name.clone(),
+            signing_grace: self.signing_grace,
             ..DecisionSettings::default()
         }
     }

@@ -45,6 +45,8 @@ pub struct SignedRegistry {
     pub public_key_pem: String,
     /// `repo:tag` (and `prod/sidecar`) -> digest.
     pub digests: BTreeMap<String, String>,
+    /// The release key that signed them (to sign more during a test).
+    pub signer: Arc<dyn SigningKey>,
 }
 
 impl SignedRegistry {
@@ -111,6 +113,7 @@ pub async fn signed_registry() -> SignedRegistry {
         registry,
         public_key_pem: key.public_key_pem(),
         digests,
+        signer,
     }
 }
 
@@ -173,6 +176,7 @@ pub fn attestor_yaml(name: &str, public_key_pem: &str) -> String {
 /// A policy picture compiled from YAML documents (Attestors and policies), checked ready.
 pub fn policy_state_of(yaml: &str, no_match: NoMatch) -> PolicyState {
     let mut inputs = PolicyInputs::default();
+    let mut rules = Vec::new();
     for document in serde_yaml_ng::Deserializer::from_str(yaml) {
         let value: serde_yaml_ng::Value =
             serde::Deserialize::deserialize(document).expect("policy YAML");
@@ -195,6 +199,9 @@ pub fn policy_state_of(yaml: &str, no_match: NoMatch) -> PolicyState {
                     .unwrap_or_default();
                 inputs.namespaces.insert(name, labels);
             }
+            Some("SigningRule") => {
+                rules.push(serde_yaml_ng::from_value(value).expect("SigningRule"));
+            }
             other => panic!("unexpected kind {other:?}"),
         }
     }
@@ -202,7 +209,7 @@ pub fn policy_state_of(yaml: &str, no_match: NoMatch) -> PolicyState {
     for status in &compiled.statuses {
         assert!(status.ready, "{status:?}");
     }
-    PolicyState::fixed(compiled.snapshot, Vec::new())
+    PolicyState::fixed(compiled.snapshot, rules)
 }
 
 /// A test CA and a server certificate it issued for `localhost` and `127.0.0.1`.
