@@ -31,7 +31,9 @@
 //! - the scheme's default port is dropped. signet speaks HTTPS to every registry except loopback
 //!   hosts (and hosts configured insecure), so `:443` is dropped for every non-loopback host and
 //!   `:80` for loopback hosts (`localhost`, `127.0.0.0/8`, `[::1]`), which signet reaches over
-//!   plain HTTP. `host:80` on a non-loopback host is kept as written: over HTTPS it is another
+//!   plain HTTP. A host name with neither `.` nor `:` other than `localhost` (`myhost:443`)
+//!   keeps its port, since without it the text would name a Docker Hub repository
+//!   (`myhost/app` is `docker.io/myhost/app`). `host:80` on a non-loopback host is kept as written: over HTTPS it is another
 //!   endpoint than `host`, and runtimes configure `host:80` separately from `host` (containerd's
 //!   `hosts.toml` directories, docker's `insecure-registries`). A registry configured insecure
 //!   (`--insecure-registry`) should therefore be named with the same port in policies and
@@ -447,7 +449,11 @@ fn canonical_host(name: &str, port: Option<u16>) -> String {
     let loopback = name == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     // signet reaches loopback registries over plain HTTP and every other one over HTTPS.
     let default_port = if loopback { 80 } else { 443 };
-    let port = port.filter(|&p| p != default_port);
+    // Without its port, a host with neither `.` nor `:` that is not `localhost` would read as a
+    // Docker Hub path (`myhost:443/app` as `docker.io/myhost/app`): such a host keeps its port,
+    // so that the canonical text still names the same registry.
+    let reads_as_host = name.contains(['.', ':']) || name == "localhost";
+    let port = port.filter(|&p| p != default_port || !reads_as_host);
     if port.is_none() && (name == DOCKER_HUB || DOCKER_HUB_ALIASES.contains(&name)) {
         return DOCKER_HUB.to_string();
     }
@@ -481,7 +487,8 @@ pub fn normalise_digest(digest: &str) -> Option<String> {
 /// The host part (the text before the first `/`) is made canonical when the glob is compiled,
 /// as references are: `Registry.Example.com:443/**` is `registry.example.com/**`, and
 /// `index.docker.io/nginx` is `docker.io/library/nginx`. A host part with wildcards is only
-/// lower-cased; one ending in `:443` is refused (references never carry the default port).
+/// lower-cased; one ending in `:443` is refused (references carry the default port only on a
+/// dotless host such as `myhost:443`, which a glob names without wildcards in its host part).
 ///
 /// A glob is matched against the repository (`registry.example.com/prod/app`) and, when the
 /// reference names a tag **and no digest**, also against `repository:tag`; either match counts.
@@ -789,6 +796,42 @@ mod tests {
         assert!(Glob::new("").is_err());
         assert!(Glob::new("a b").is_err());
         assert!(Glob::new("a/***").is_err());
+    }
+
+    /// Found by the `reference` fuzz target: `1:443/1` printed as `1/1:latest`, which is the
+    /// Docker Hub repository `docker.io/1/1`. A dotless host keeps its default port, so the
+    /// canonical text parses back to the same registry (and a `Default` signature's identity
+    /// `myhost:443/app:v1` names the image it was made for).
+    #[test]
+    fn a_dotless_host_keeps_its_default_port() {
+        for (input, want) in [
+            ("1:443/1", "1:443/1:latest"),
+            ("myhost:443/app:v1", "myhost:443/app:v1"),
+            ("MyHost:443/app", "myhost:443/app:latest"),
+        ] {
+            let image = ImageRef::parse(input).unwrap();
+            assert_eq!(image.to_string(), want, "{input}");
+            assert_eq!(
+                ImageRef::parse(&image.to_string()).unwrap(),
+                image,
+                "{input}"
+            );
+            assert_eq!(
+                ImageRef::from_parts(image.registry(), image.repository(), image.tag(), None),
+                Ok(image.clone()),
+                "{input}"
+            );
+        }
+        assert_eq!(parsed("myhost:8443/app"), "myhost:8443/app:latest");
+        // A glob of the same spelling governs it.
+        let image = ImageRef::parse("myhost:443/app:v1").unwrap();
+        assert!(Glob::new("myhost:443/**").unwrap().matches_image(&image));
+        // Hosts that read as hosts without their port still drop it.
+        assert_eq!(
+            parsed("registry.example.com:443/app"),
+            "registry.example.com/app:latest"
+        );
+        assert_eq!(parsed("localhost:80/app"), "localhost/app:latest");
     }
 
     /// Finding 3: spellings the runtime pulls from the same registry are one image here.
