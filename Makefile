@@ -3,8 +3,15 @@ CARGO ?= cargo
 # `make run` starts the webhook with no cluster: self-signed TLS on 127.0.0.1:8443 and the example
 # policy folder (watched for changes). Override with e.g. `make run ARGS="verify IMAGE --policy-dir DIR"`.
 ARGS ?= --log info webhook --tls-self-signed --listen 127.0.0.1:8443 --policy-dir examples/policies
+# `make fuzz` runs every fuzz target (fuzz/fuzz_targets/) for FUZZ_SECONDS each, with the nightly
+# toolchain cargo-fuzz needs. New inputs go to fuzz/corpus/TARGET, crashes to fuzz/artifacts/TARGET;
+# the repository's own fixtures are read as extra seed corpora. E.g. `make fuzz FUZZ_SECONDS=600
+# FUZZ_TARGETS=review`.
+FUZZ_SECONDS ?= 60
+FUZZ_CARGO ?= cargo +nightly
+FUZZ_TARGETS ?= reference payload review registry_event policy_yaml
 
-.PHONY: run test lint fmt bench generate demo
+.PHONY: run test lint fmt bench generate demo fuzz
 
 run:
 	$(CARGO) run --quiet -- $(ARGS)
@@ -26,3 +33,19 @@ bench:
 generate:
 	$(CARGO) run --quiet -- crd > crds/signet.dev.yaml
 	cp crds/signet.dev.yaml charts/signet/crds/signet.dev.yaml
+
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	mkdir -p fuzz/corpus/payload
+	cp tests/fixtures/cosign-*.example.json fuzz/corpus/payload/
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		case $$target in \
+			review) seeds=../tests/fixtures/admission;; \
+			registry_event) seeds=../src/signer/testdata;; \
+			policy_yaml) seeds=../examples/policies;; \
+			*) seeds=;; \
+		esac; \
+		mkdir -p corpus/$$target && \
+		$(FUZZ_CARGO) fuzz run $$target corpus/$$target $$seeds -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 || exit 1; \
+	done

@@ -31,7 +31,9 @@
 //! - the scheme's default port is dropped. signet speaks HTTPS to every registry except loopback
 //!   hosts (and hosts configured insecure), so `:443` is dropped for every non-loopback host and
 //!   `:80` for loopback hosts (`localhost`, `127.0.0.0/8`, `[::1]`), which signet reaches over
-//!   plain HTTP. `host:80` on a non-loopback host is kept as written: over HTTPS it is another
+//!   plain HTTP. A host name with neither `.` nor `:` other than `localhost` (`myhost:443`)
+//!   keeps its port, since without it the text would name a Docker Hub repository
+//!   (`myhost/app` is `docker.io/myhost/app`). `host:80` on a non-loopback host is kept as written: over HTTPS it is another
 //!   endpoint than `host`, and runtimes configure `host:80` separately from `host` (containerd's
 //!   `hosts.toml` directories, docker's `insecure-registries`). A registry configured insecure
 //!   (`--insecure-registry`) should therefore be named with the same port in policies and
@@ -447,7 +449,11 @@ fn canonical_host(name: &str, port: Option<u16>) -> String {
     let loopback = name == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     // signet reaches loopback registries over plain HTTP and every other one over HTTPS.
     let default_port = if loopback { 80 } else { 443 };
-    let port = port.filter(|&p| p != default_port);
+    // Without its port, a host with neither `.` nor `:` that is not `localhost` would read as a
+    // Docker Hub path (`myhost:443/app` as `docker.io/myhost/app`): such a host keeps its port,
+    // so that the canonical text still names the same registry.
+    let reads_as_host = name.contains(['.', ':']) || name == "localhost";
+    let port = port.filter(|&p| p != default_port || !reads_as_host);
     if port.is_none() && (name == DOCKER_HUB || DOCKER_HUB_ALIASES.contains(&name)) {
         return DOCKER_HUB.to_string();
     }

@@ -127,6 +127,42 @@ fn glob_prefix_and_errors() {
     assert!(Glob::new("a/***").is_err());
 }
 
+/// Found by the `reference` fuzz target: `1:443/1` printed as `1/1:latest`, which is the
+/// Docker Hub repository `docker.io/1/1`. A dotless host keeps its default port, so the
+/// canonical text parses back to the same registry (and a `Default` signature's identity
+/// `myhost:443/app:v1` names the image it was made for).
+#[test]
+fn a_dotless_host_keeps_its_default_port() {
+    for (input, want) in [
+        ("1:443/1", "1:443/1:latest"),
+        ("myhost:443/app:v1", "myhost:443/app:v1"),
+        ("MyHost:443/app", "myhost:443/app:latest"),
+    ] {
+        let image = ImageRef::parse(input).unwrap();
+        assert_eq!(image.to_string(), want, "{input}");
+        assert_eq!(
+            ImageRef::parse(&image.to_string()).unwrap(),
+            image,
+            "{input}"
+        );
+        assert_eq!(
+            ImageRef::from_parts(image.registry(), image.repository(), image.tag(), None),
+            Ok(image.clone()),
+            "{input}"
+        );
+    }
+    assert_eq!(parsed("myhost:8443/app"), "myhost:8443/app:latest");
+    // A glob of the same spelling governs it.
+    let image = ImageRef::parse("myhost:443/app:v1").unwrap();
+    assert!(Glob::new("myhost:443/**").unwrap().matches_image(&image));
+    // Hosts that read as hosts without their port still drop it.
+    assert_eq!(
+        parsed("registry.example.com:443/app"),
+        "registry.example.com/app:latest"
+    );
+    assert_eq!(parsed("localhost:80/app"), "localhost/app:latest");
+}
+
 /// Finding 3: spellings the runtime pulls from the same registry are one image here.
 #[test]
 fn registry_spellings_are_canonical() {
