@@ -367,46 +367,6 @@ async fn an_unreachable_registry_is_answered_503_so_the_event_comes_again() {
     running.stop().await;
 }
 
-/// Pushes an OCI index `repo:tag` over two platform images pushed by digest (no tag), as
-/// `docker buildx --push` does; returns (index digest, child digests).
-async fn push_multi_arch(registry: &Registry, repo: &str, tag: &str) -> (String, Vec<String>) {
-    let host = registry.host();
-    let mut children = Vec::new();
-    let mut entries = Vec::new();
-    for arch in ["amd64", "arm64"] {
-        let built = support::build_test_image(&format!("{repo}-{arch}"));
-        // By digest: the children of a multi-arch push carry no tag.
-        let digest =
-            support::push_test_image(&host, repo, &built.digest, &format!("{repo}-{arch}")).await;
-        entries.push(serde_json::json!({
-            "mediaType": OCI_MANIFEST, "digest": digest, "size": built.manifest.len(),
-            "platform": {"architecture": arch, "os": "linux"},
-        }));
-        children.push(digest);
-    }
-    // buildx adds attestation manifests to the index; they are not images and are not signed.
-    entries.push(serde_json::json!({
-        "mediaType": OCI_MANIFEST, "digest": children[0], "size": 1,
-        "platform": {"architecture": "unknown", "os": "unknown"},
-        "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
-    }));
-    let index = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": entries,
-    }))
-    .unwrap();
-    let response = http()
-        .put(format!("http://{host}/v2/{repo}/manifests/{tag}"))
-        .header("Content-Type", "application/vnd.oci.image.index.v1+json")
-        .body(index.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 201);
-    (signet::registry::sha256_digest(&index), children)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_arch_index_is_signed_with_each_platform_manifest() {
     let registry = Registry::start();
@@ -422,7 +382,7 @@ async fn a_multi_arch_index_is_signed_with_each_platform_manifest() {
     )];
     let running = RunningSigner::start(loopback_listener(), rules, None).await;
     let url = running.url();
-    let (index, children) = push_multi_arch(&registry, "multi/app", "v1").await;
+    let (index, children) = support::push_multi_arch(&registry.host(), "multi/app", "v1").await;
 
     // The children were pushed without a tag: a Default rule cannot sign them on their own.
     for child in &children {

@@ -642,3 +642,51 @@ async fn an_image_pushed_a_moment_before_its_admission_waits_for_its_signature()
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_manifest_of_an_unsigned_index_is_denied_and_of_a_signed_one_admitted() {
+    let setup = signed_registry().await;
+    let host = setup.host();
+    let state = policy_state(&host, &setup.public_key_pem, NoMatch::Allow);
+    let no_grace = || {
+        let mut settings = settings(DEADLINE);
+        settings.signing_grace = Duration::ZERO;
+        settings
+    };
+    let webhook = TestWebhook::start(state, no_grace(), None).await;
+    let (index, children) = support::push_multi_arch(&host, "prod/multi", "v1").await;
+    let pinned = |digest: &str| format!("{host}/prod/multi@{digest}");
+
+    // Nothing signed: a pod pinned to a platform digest (as GitOps tools write it) is denied.
+    let body = with_image_volume(
+        fixture("pod-create.json", &host, None),
+        &pinned(&children[0]),
+    );
+    let response = webhook.review("/validate", body).await;
+    assert_eq!(response["allowed"], false, "{response}");
+
+    // The index and its platform manifests signed (as the signer does): each verifies on its own.
+    let store = signet::registry::SignatureStore::new(registry_client());
+    let tagged = ImageRef::parse(&format!("{host}/prod/multi:v1")).unwrap();
+    for digest in std::iter::once(&index).chain(&children) {
+        signet::registry::sign_digest(
+            &store,
+            &tagged,
+            digest,
+            Arc::clone(&setup.signer),
+            signet::signature::SignatureType::Default,
+            &BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    }
+    // A webhook whose caches have not seen the unsigned answer (the first one keeps it for the
+    // signature cache's time).
+    let state = policy_state(&host, &setup.public_key_pem, NoMatch::Allow);
+    let webhook = TestWebhook::start(state, no_grace(), None).await;
+    for child in &children {
+        let body = with_image_volume(fixture("pod-create.json", &host, None), &pinned(child));
+        let response = webhook.review("/validate", body).await;
+        assert_eq!(response["allowed"], true, "{child}: {response}");
+    }
+}

@@ -153,3 +153,41 @@ fn tar_with_one_file(name: &str, content: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&[0u8; 1024]); // end-of-archive marker
     out
 }
+
+/// Pushes an OCI index `repo:tag` over two platform images pushed by digest (no tag), as
+/// `docker buildx --push` does; returns (index digest, child digests).
+pub async fn push_multi_arch(host: &str, repo: &str, tag: &str) -> (String, Vec<String>) {
+    let mut children = Vec::new();
+    let mut entries = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let built = build_test_image(&format!("{repo}-{arch}"));
+        // By digest: the children of a multi-arch push carry no tag.
+        let digest = push_test_image(host, repo, &built.digest, &format!("{repo}-{arch}")).await;
+        entries.push(serde_json::json!({
+            "mediaType": OCI_MANIFEST, "digest": digest, "size": built.manifest.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+        children.push(digest);
+    }
+    // buildx adds attestation manifests to the index; they are not images and are not signed.
+    entries.push(serde_json::json!({
+        "mediaType": OCI_MANIFEST, "digest": children[0], "size": 1,
+        "platform": {"architecture": "unknown", "os": "unknown"},
+        "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
+    }));
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .unwrap();
+    let response = plain_http_client()
+        .put(format!("http://{host}/v2/{repo}/manifests/{tag}"))
+        .header("Content-Type", "application/vnd.oci.image.index.v1+json")
+        .body(index.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    (sha256_digest(&index), children)
+}
