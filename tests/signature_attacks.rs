@@ -268,10 +268,9 @@ async fn junk_layers_before_the_real_signature_neither_hide_it_nor_grow_the_mani
     assert_eq!(status, 200, "{answer}");
     assert!(answer.contains("present"), "{answer}");
     assert_eq!(sig_layers(&store, &image, &digest).await.len(), 129);
-    assert_eq!(
-        metric(&running.metrics(), "signet_signer_already_signed_total"),
-        present + 1
-    );
+    // At least this event's count: the recheck the first signing scheduled (2 s later) may find
+    // it present too, at any moment.
+    assert!(metric(&running.metrics(), "signet_signer_already_signed_total") > present);
     running.stop().await;
 
     // A new rule must add a layer to a manifest past the cap: the signer compacts it to the
