@@ -413,4 +413,22 @@ async fn a_multi_arch_index_is_signed_with_each_platform_manifest() {
         assert_eq!(code, 0, "{out}");
     }
     running.stop().await;
+
+    // A multi-arch image whose event was missed: the reconcile pass at start signs it and its
+    // platform manifests.
+    let (late, late_children) = support::push_multi_arch(&host, "multi/late", "v1").await;
+    let rules = vec![rule(
+        "release",
+        &[format!("{host}/multi/**")],
+        &release,
+        SignatureType::Default,
+        Trigger::Automatic,
+    )];
+    let running = RunningSigner::start(loopback_listener(), rules, None).await;
+    let wanted: Vec<(String, String)> = std::iter::once(late)
+        .chain(late_children)
+        .map(|digest| ("multi/late:v1".to_string(), digest))
+        .collect();
+    wait_for_signatures(&registry, &wanted, 1, Duration::from_secs(20)).await;
+    running.stop().await;
 }

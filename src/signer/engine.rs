@@ -309,6 +309,45 @@ impl Signer {
             .map(|r| r.unwrap_or_default())
     }
 
+    /// Signs the platform manifests an index lists (its manifest `index_bytes`, at `index`) under
+    /// `rules`, with the index's identity: a `Default` rule binds the tag, which must name the
+    /// index. Nothing for a manifest that is not an index. Used by the reconcile pass, which has
+    /// the manifest already.
+    pub async fn ensure_platforms_signed(
+        &self,
+        identity: &ImageRef,
+        index: &str,
+        index_bytes: &[u8],
+        rules: &[Arc<CompiledRule>],
+    ) -> Result<Vec<(String, Ensured)>, SignerError> {
+        self.sign_platforms(identity, index, platform_manifests(index_bytes), rules)
+            .await
+    }
+
+    async fn sign_platforms(
+        &self,
+        identity: &ImageRef,
+        index: &str,
+        platforms: Vec<String>,
+        rules: &[Arc<CompiledRule>],
+    ) -> Result<Vec<(String, Ensured)>, SignerError> {
+        let mut done = Vec::with_capacity(platforms.len());
+        for child in platforms {
+            match self
+                .ensure_signed_once(identity, &child, index, rules, false)
+                .await?
+            {
+                Ok((ensured, _)) => done.push((child, ensured)),
+                Err(why) => tracing::warn!(
+                    image = %identity.with_digest(&child),
+                    reason = ?why,
+                    "platform manifest of the index not signed"
+                ),
+            }
+        }
+        Ok(done)
+    }
+
     /// [`Signer::ensure_signed`], checking first (when `check_manifest`) that the manifest still
     /// exists and is not a referrer: `Ok(Err(reason))` when there is nothing to sign.
     async fn ensure_signed_checked(
@@ -329,19 +368,9 @@ impl Signer {
         // workload pinned to a platform digest (GitOps tools, `kubectl debug`) then verifies by
         // its own signatures, and children pushed by digest before their index (skipped then:
         // no tag) are signed when the index arrives. The tag must name the index.
-        for child in platforms {
-            match self
-                .ensure_signed_once(identity, &child, digest, rules, false)
-                .await?
-            {
-                Ok((done, _)) => ensured.platforms.push((child, done)),
-                Err(why) => tracing::warn!(
-                    image = %identity.with_digest(&child),
-                    reason = ?why,
-                    "platform manifest of the index not signed"
-                ),
-            }
-        }
+        ensured.platforms = self
+            .sign_platforms(identity, digest, platforms, rules)
+            .await?;
         if !ensured.added.is_empty()
             && let Some(delay) = self.inner.options.recheck_after
         {

@@ -185,11 +185,22 @@ async fn reconcile_image(
     if !is_image_media_type(&manifest.media_type) || is_referrer(&manifest.bytes) {
         return Ok(None);
     }
-    signer
+    let failed = |e: super::SignerError| format!("{identity}: {e}");
+    let mut ensured = signer
         .ensure_signed(identity, &manifest.digest, &candidate.rules)
         .await
-        .map(Some)
-        .map_err(|e| format!("{identity}: {e}"))
+        .map_err(failed)?;
+    // A multi-arch image: its platform manifests too, as on a push event.
+    ensured.platforms = signer
+        .ensure_platforms_signed(
+            identity,
+            &manifest.digest,
+            &manifest.bytes,
+            &candidate.rules,
+        )
+        .await
+        .map_err(failed)?;
+    Ok(Some(ensured))
 }
 
 /// Reconciles now and then every `interval` (`None`: only now), for as long as the signer runs.
