@@ -193,6 +193,9 @@ impl Lookups {
                 .weigher(|key: &String, value: &Signatures| signatures_weight(key, value))
                 .max_capacity(signature_bytes)
                 .time_to_live(timings.signatures_ttl)
+                .expire_after(EmptySetsExpireSooner {
+                    after: timings.failure_ttl,
+                })
                 .build(),
             failures: Cache::builder()
                 .max_capacity(capacity)
@@ -351,6 +354,24 @@ impl Lookups {
     }
 }
 
+/// "No signature yet" is kept only as long as a failure: the image may be signed a moment after
+/// its first admission (the signer works on push events, beside the deployment), and a kept empty
+/// set would deny it for the whole signature cache time after it was signed.
+struct EmptySetsExpireSooner {
+    after: Duration,
+}
+
+impl moka::Expiry<String, Signatures> for EmptySetsExpireSooner {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Signatures,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        value.is_empty().then_some(self.after)
+    }
+}
+
 /// Runs one registry operation, counting it in flight and recording its outcome (labelled by
 /// the failure's kind) and latency.
 async fn measured<T>(
@@ -403,6 +424,28 @@ mod tests {
         lookups.signatures.run_pending_tasks().await;
         assert!(lookups.signatures.weighted_size() <= 1024 * 1024);
         assert!(lookups.signatures.entry_count() <= 5);
+    }
+
+    #[test]
+    fn an_empty_signature_set_is_kept_only_as_long_as_a_failure() {
+        use moka::Expiry as _;
+        let policy = EmptySetsExpireSooner {
+            after: Duration::from_secs(5),
+        };
+        let now = std::time::Instant::now();
+        let empty: Signatures = Arc::from(Vec::new());
+        assert_eq!(
+            policy.expire_after_create(&"k".to_string(), &empty, now),
+            Some(Duration::from_secs(5))
+        );
+        let found: Signatures = Arc::from(vec![StoredSignature {
+            payload: b"{}".to_vec(),
+            signature: None,
+        }]);
+        assert_eq!(
+            policy.expire_after_create(&"k".to_string(), &found, now),
+            None
+        );
     }
 
     #[tokio::test]
