@@ -373,14 +373,16 @@ async fn a_multi_arch_index_is_signed_with_each_platform_manifest() {
     let host = registry.host();
     let dir = tempfile::tempdir().unwrap();
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
-    let rules = vec![rule(
-        "release",
-        &[format!("{host}/multi/**")],
-        &release,
-        SignatureType::Default,
-        Trigger::Automatic,
-    )];
-    let running = RunningSigner::start(loopback_listener(), rules, None).await;
+    let rules = || {
+        vec![rule(
+            "release",
+            &[format!("{host}/multi/**")],
+            &release,
+            SignatureType::Default,
+            Trigger::Automatic,
+        )]
+    };
+    let running = RunningSigner::start(loopback_listener(), rules(), None).await;
     let url = running.url();
     let (index, children) = support::push_multi_arch(&registry.host(), "multi/app", "v1").await;
 
@@ -417,14 +419,7 @@ async fn a_multi_arch_index_is_signed_with_each_platform_manifest() {
     // A multi-arch image whose event was missed: the reconcile pass at start signs it and its
     // platform manifests.
     let (late, late_children) = support::push_multi_arch(&host, "multi/late", "v1").await;
-    let rules = vec![rule(
-        "release",
-        &[format!("{host}/multi/**")],
-        &release,
-        SignatureType::Default,
-        Trigger::Automatic,
-    )];
-    let running = RunningSigner::start(loopback_listener(), rules, None).await;
+    let running = RunningSigner::start(loopback_listener(), rules(), None).await;
     let wanted: Vec<(String, String)> = std::iter::once(late)
         .chain(late_children)
         .map(|digest| ("multi/late:v1".to_string(), digest))

@@ -20,8 +20,8 @@ use signet::policy::{EngineOptions, NoMatch};
 
 use support::kube_api::MockApi;
 use support::webhook::{
-    SignedRegistry, TestCa, TestWebhook, fixture, metric, policy_state, policy_state_simple,
-    settings, signed_registry, uid_of,
+    SignedRegistry, TestCa, TestWebhook, decoded_patch, fixture, metric, policy_state,
+    policy_state_simple, settings, signed_registry, uid_of,
 };
 use support::{CorruptingProxy, ProxyAuth};
 
@@ -362,18 +362,6 @@ async fn no_match_deny_exempt_namespaces_and_breakglass_switch() {
             .is_some_and(|w| w.contains("breakglass is disabled")),
         "{response}"
     );
-}
-
-fn decoded_patch(response: &Value) -> Value {
-    assert_eq!(response["patchType"], "JSONPatch", "{response}");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(
-            response["patch"]
-                .as_str()
-                .expect("patch is a base64 string"),
-        )
-        .expect("base64");
-    serde_json::from_slice(&bytes).expect("patch is JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,7 +24,7 @@ use signet::signature::Descriptor;
 
 use support::kube_api::MockApi;
 use support::webhook::{
-    ADMIN_GROUP, TestCa, TestWebhook, attestor_yaml, fixture, metric, policy_state,
+    ADMIN_GROUP, TestCa, TestWebhook, attestor_yaml, decoded_patch, fixture, metric, policy_state,
     policy_state_of, policy_yaml, registry_client, settings, signed_registry,
     write_signature_manifest,
 };
@@ -213,17 +213,6 @@ async fn a_failing_dry_run_policy_does_not_switch_pinning_off() {
         .await;
     assert_eq!(response["allowed"], true, "{response}");
     assert_eq!(response["auditAnnotations"]["result"], "dryrun");
-}
-
-fn decoded_patch(response: &Value) -> Value {
-    use base64::Engine as _;
-    let Some(encoded) = response["patch"].as_str() else {
-        return Value::Array(vec![]);
-    };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .expect("patch is base64");
-    serde_json::from_slice(&bytes).expect("patch is JSON")
 }
 
 /// Replaces the `.sig` manifest of `repo:tag` with one whose only layer verifies under no key:

@@ -440,3 +440,17 @@ pub async fn write_signature_manifest(
         .await
         .expect("signature manifest pushed");
 }
+
+/// The JSON patch of a `/mutate` answer, decoded (the answer must carry one).
+pub fn decoded_patch(response: &Value) -> Value {
+    use base64::Engine as _;
+    assert_eq!(response["patchType"], "JSONPatch", "{response}");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(
+            response["patch"]
+                .as_str()
+                .expect("patch is a base64 string"),
+        )
+        .expect("base64");
+    serde_json::from_slice(&bytes).expect("patch is JSON")
+}
