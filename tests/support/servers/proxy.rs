@@ -62,6 +62,9 @@ pub struct ProxyOptions {
     pub tag_pages: TagPages,
     /// Drop `Docker-Content-Digest` from every answer (a registry that does not send it).
     pub strip_digest_header: bool,
+    /// Until this instant, answer every `/v2/` request `429 Too Many Requests` with
+    /// `Retry-After: 1` and docker's `TOOMANYREQUESTS` error, as a throttling registry does.
+    pub throttle_until: Option<std::time::Instant>,
 }
 
 impl ProxyOptions {
@@ -73,6 +76,7 @@ impl ProxyOptions {
             auth: ProxyAuth::None,
             tag_pages: TagPages::Upstream,
             strip_digest_header: false,
+            throttle_until: None,
         }
     }
 }
@@ -186,6 +190,19 @@ async fn proxy(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let options = &proxy.options;
     if let Some(refusal) = challenge(&proxy, request.headers()) {
         return refusal;
+    }
+    if options
+        .throttle_until
+        .is_some_and(|until| std::time::Instant::now() < until)
+    {
+        let mut response = json(
+            StatusCode::TOO_MANY_REQUESTS,
+            r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit exceeded"}]}"#,
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
     }
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX)
