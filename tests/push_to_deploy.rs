@@ -26,7 +26,8 @@ const GRACE: Duration = Duration::from_secs(3);
 
 /// `pod-create.json` running only `image`.
 fn pod_running(host: &str, image: &str) -> Vec<u8> {
-    let mut review: Value = serde_json::from_slice(&fixture("pod-create.json", host, None)).unwrap();
+    let mut review: Value =
+        serde_json::from_slice(&fixture("pod-create.json", host, None)).unwrap();
     let spec = &mut review["request"]["object"]["spec"];
     spec["containers"] = json!([{"name": "app", "image": image}]);
     spec["initContainers"] = json!([]);
@@ -72,10 +73,14 @@ async fn an_image_admitted_the_moment_it_is_pushed_waits_for_the_running_signer(
     .await;
 
     // Push, then admit at once: the signer is signing while the webhook waits.
-    registry.push_test_image("prod/api", "v1", "fresh-api").await;
+    registry
+        .push_test_image("prod/api", "v1", "fresh-api")
+        .await;
     let image = format!("{host}/prod/api:v1");
     let started = Instant::now();
-    let response = webhook.review("/validate", pod_running(&host, &image)).await;
+    let response = webhook
+        .review("/validate", pod_running(&host, &image))
+        .await;
     assert_eq!(response["allowed"], true, "{response}");
     assert!(started.elapsed() < DEADLINE, "{:?}", started.elapsed());
     let metrics = webhook.metrics().await;
@@ -91,10 +96,14 @@ async fn an_image_admitted_the_moment_it_is_pushed_waits_for_the_running_signer(
     // The signer stops: the next push is never signed, and its admission is denied after the
     // grace, saying which rule's signature was expected.
     signer.stop().await;
-    registry.push_test_image("prod/api", "v2", "orphan-api").await;
+    registry
+        .push_test_image("prod/api", "v2", "orphan-api")
+        .await;
     let image = format!("{host}/prod/api:v2");
     let started = Instant::now();
-    let response = webhook.review("/validate", pod_running(&host, &image)).await;
+    let response = webhook
+        .review("/validate", pod_running(&host, &image))
+        .await;
     let waited = started.elapsed();
     assert_eq!(response["allowed"], false, "{response}");
     assert!(
