@@ -14,7 +14,6 @@
 #![allow(missing_docs)]
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::sync::Arc;
