@@ -252,6 +252,34 @@ mod tests {
     }
 
     #[test]
+    fn health_counts_objects_by_kind_and_rejected_loads() {
+        use crate::crd::{Attestor, AttestorSpec};
+        let (publisher, state) = policy_channel(EngineOptions::default());
+        assert_eq!(state.health(), PolicyHealth::default());
+        // An Attestor without keys is not Ready.
+        let inputs = PolicyInputs {
+            attestors: vec![Attestor::new(
+                "empty",
+                AttestorSpec {
+                    description: None,
+                    keys: Vec::new(),
+                },
+            )],
+            ..PolicyInputs::default()
+        };
+        let compiled = policy::compile(&inputs, 1, EngineOptions::default());
+        publisher.record_statuses(&compiled.statuses);
+        publisher.publish(compiled.snapshot, Vec::new());
+        let health = state.health();
+        assert_eq!(health.objects.get(&ObjectKindKey::Attestor), Some(&(0, 1)));
+        assert!(health.last_load.is_some_and(|t| t > 1.7e9));
+        assert!(health.last_load_ok);
+        publisher.record_rejected_load();
+        let health = state.health();
+        assert_eq!((health.load_errors, health.last_load_ok), (1, false));
+    }
+
+    #[test]
     fn fixed_state_is_ready() {
         let compiled = policy::compile(&PolicyInputs::default(), 7, EngineOptions::default());
         let state = PolicyState::fixed(compiled.snapshot, Vec::new());
