@@ -111,7 +111,11 @@ impl Drop for Process {
 
 /// A serving certificate for 127.0.0.1, issued by a fresh CA, that expires at a known second;
 /// returns the certificate and key files, the expiry, and the CA (PEM) a client trusts.
-fn certificate(dir: &Path, name: &str, not_after: (i32, u8, u8)) -> (PathBuf, PathBuf, i64, String) {
+fn certificate(
+    dir: &Path,
+    name: &str,
+    not_after: (i32, u8, u8),
+) -> (PathBuf, PathBuf, i64, String) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
@@ -186,7 +190,11 @@ fn policy_folder(dir: &Path, registry: &str) -> PathBuf {
     folder
 }
 
-async fn get(client: &reqwest::Client, url: &str, accept: Option<&str>) -> Option<(u16, String, String)> {
+async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    accept: Option<&str>,
+) -> Option<(u16, String, String)> {
     let mut request = client.get(url);
     if let Some(accept) = accept {
         request = request.header("accept", accept);
@@ -219,8 +227,13 @@ async fn wait_ready(client: &reqwest::Client, base: &str, process: &Process) {
 
 /// The value of the first sample whose line starts with `series` (name and labels).
 fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Runs `promtool check metrics` on a scrape; it must accept it without a single lint.
@@ -362,18 +375,27 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
         // As curl and promtool ask: the Prometheus text format, which promtool accepts as is.
         let (status, content_type, text) = get(&client, &url, None).await.unwrap();
         assert_eq!(status, 200, "{text}");
-        assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
         assert_promtool_accepts(what, &text);
         // As Prometheus asks: OpenMetrics, the same series.
         let (_, content_type, open) = get(&client, &url, Some(PROMETHEUS_ACCEPT)).await.unwrap();
-        assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
         assert!(open.ends_with("# EOF\n"), "{open}");
         assert_eq!(
             value(&open, "signet_policy_synced"),
             value(&text, "signet_policy_synced")
         );
 
-        let version = format!("signet_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
+        let version = format!(
+            "signet_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        );
         assert_eq!(value(&text, &version), Some(1.0), "{what}: {text}");
         assert_eq!(
             value(&text, "signet_tls_certificate_expiry_timestamp_seconds"),
@@ -381,16 +403,32 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
             "{what}: {text}"
         );
         for (series, expected) in [
-            ("signet_policy_objects{kind=\"attestor\",status=\"ready\"}", 1.0),
-            ("signet_policy_objects{kind=\"attestor\",status=\"not_ready\"}", 0.0),
-            ("signet_policy_objects{kind=\"cluster_verification_policy\",status=\"ready\"}", 1.0),
-            ("signet_policy_objects{kind=\"verification_policy\",status=\"ready\"}", 0.0),
+            (
+                "signet_policy_objects{kind=\"attestor\",status=\"ready\"}",
+                1.0,
+            ),
+            (
+                "signet_policy_objects{kind=\"attestor\",status=\"not_ready\"}",
+                0.0,
+            ),
+            (
+                "signet_policy_objects{kind=\"cluster_verification_policy\",status=\"ready\"}",
+                1.0,
+            ),
+            (
+                "signet_policy_objects{kind=\"verification_policy\",status=\"ready\"}",
+                0.0,
+            ),
             ("signet_policy_signing_rules", 1.0),
             ("signet_policy_synced", 1.0),
             ("signet_policy_last_load_successful", 1.0),
             ("signet_policy_load_errors_total", 0.0),
         ] {
-            assert_eq!(value(&text, series), Some(expected), "{what}: {series} in\n{text}");
+            assert_eq!(
+                value(&text, series),
+                Some(expected),
+                "{what}: {series} in\n{text}"
+            );
         }
         let loaded = value(&text, "signet_policy_last_load_timestamp_seconds").unwrap_or(0.0);
         let started = value(&text, "process_start_time_seconds").unwrap_or(0.0);
@@ -399,7 +437,10 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
             .unwrap()
             .as_secs_f64();
         assert!(
-            started > now - 120.0 && started <= now + 1.0 && loaded >= started - 1.0 && loaded <= now + 1.0,
+            started > now - 120.0
+                && started <= now + 1.0
+                && loaded >= started - 1.0
+                && loaded <= now + 1.0,
             "{what}: started {started}, loaded {loaded}, now {now}"
         );
         for series in [
@@ -408,7 +449,10 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
             "process_open_fds",
             "process_max_fds",
         ] {
-            assert!(value(&text, series).is_some_and(|v| v >= 0.0), "{what}: {series} in\n{text}");
+            assert!(
+                value(&text, series).is_some_and(|v| v >= 0.0),
+                "{what}: {series} in\n{text}"
+            );
         }
         served.push_str(&text);
     }
@@ -434,10 +478,17 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
     for outcome in ["signed", "already_signed", "skipped", "failed"] {
         let series =
             format!("signet_signer_rule_outcomes_total{{rule=\"release\",outcome=\"{outcome}\"}}");
-        assert_eq!(value(&signer_text, &series), Some(0.0), "{series} in\n{signer_text}");
+        assert_eq!(
+            value(&signer_text, &series),
+            Some(0.0),
+            "{series} in\n{signer_text}"
+        );
     }
     assert_eq!(value(&signer_text, "signet_signer_workers"), Some(3.0));
-    assert_eq!(value(&signer_text, "signet_signer_pending_images"), Some(0.0));
+    assert_eq!(
+        value(&signer_text, "signet_signer_pending_images"),
+        Some(0.0)
+    );
 
     // One admission of an image the policy governs: the registry cannot be reached, so it is
     // denied (fail closed), and that registry's series appear, every outcome at once.
@@ -468,11 +519,18 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
     let unreachable = format!(
         "signet_webhook_registry_requests_total{{registry=\"{registry}\",operation=\"resolve\",outcome=\"unreachable\"}}"
     );
-    assert!(value(&webhook_text, &unreachable).is_some_and(|v| v >= 1.0), "{webhook_text}");
+    assert!(
+        value(&webhook_text, &unreachable).is_some_and(|v| v >= 1.0),
+        "{webhook_text}"
+    );
     let not_found = format!(
         "signet_webhook_registry_requests_total{{registry=\"{registry}\",operation=\"signatures\",outcome=\"not_found\"}}"
     );
-    assert_eq!(value(&webhook_text, &not_found), Some(0.0), "{webhook_text}");
+    assert_eq!(
+        value(&webhook_text, &not_found),
+        Some(0.0),
+        "{webhook_text}"
+    );
     served.push_str(&webhook_text);
 
     // Every series the alerts and the dashboard read is one the servers export.
@@ -494,15 +552,24 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
             .unwrap()
             .2;
         if value(&text, "signet_policy_load_errors_total") == Some(1.0) {
-            assert_eq!(value(&text, "signet_policy_last_load_successful"), Some(0.0));
             assert_eq!(
-                value(&text, "signet_policy_objects{kind=\"attestor\",status=\"ready\"}"),
+                value(&text, "signet_policy_last_load_successful"),
+                Some(0.0)
+            );
+            assert_eq!(
+                value(
+                    &text,
+                    "signet_policy_objects{kind=\"attestor\",status=\"ready\"}"
+                ),
                 Some(1.0)
             );
             assert_promtool_accepts("the webhook after a rejected change", &text);
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "not rejected:\n{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not rejected:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -523,14 +590,20 @@ fn the_alert_rules_pass_promtool_and_every_alert_has_a_unit_test() {
     let mut fired = BTreeSet::new();
     for case in cases["tests"].as_sequence().unwrap() {
         for check in case["alert_rule_test"].as_sequence().into_iter().flatten() {
-            if check["exp_alerts"].as_sequence().is_some_and(|a| !a.is_empty()) {
+            if check["exp_alerts"]
+                .as_sequence()
+                .is_some_and(|a| !a.is_empty())
+            {
                 fired.insert(check["alertname"].as_str().unwrap().to_string());
             }
         }
     }
     let alerts: BTreeSet<String> = alert_exprs().into_iter().map(|(name, _)| name).collect();
     let untested: Vec<_> = alerts.difference(&fired).collect();
-    assert!(untested.is_empty(), "alerts without a firing unit test: {untested:?}");
+    assert!(
+        untested.is_empty(),
+        "alerts without a firing unit test: {untested:?}"
+    );
     // What the issue asks to be alerted on is there.
     for alert in [
         "SignetWebhookDown",
@@ -568,7 +641,10 @@ fn every_dashboard_query_parses() {
     std::fs::write(&file, &rules).unwrap();
     let (code, out) = run_promtool(&["check", "rules", file.to_str().unwrap()], None);
     assert_eq!(code, 0, "{out}\n{rules}");
-    assert!(out.contains(&format!("SUCCESS: {} rules found", queries.len())), "{out}");
+    assert!(
+        out.contains(&format!("SUCCESS: {} rules found", queries.len())),
+        "{out}"
+    );
 
     // The panels a user looks for.
     let titles: BTreeSet<String> = queries.iter().map(|(title, _)| title.clone()).collect();

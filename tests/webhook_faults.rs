@@ -260,6 +260,11 @@ async fn registry_throttling_past_the_deadline_is_denied_naming_it_and_not_asked
     // asked more than an idle one would be.
     let response = timed_review(&webhook, fixture("pod-create.json", &host, None), deadline).await;
     assert_eq!(response["allowed"], false, "{response}");
-    assert_eq!(proxy.requests().len(), asked, "{:#?}", proxy.request_lines());
+    assert_eq!(
+        proxy.requests().len(),
+        asked,
+        "{:#?}",
+        proxy.request_lines()
+    );
     still_serving(&webhook).await;
 }

@@ -238,9 +238,12 @@ impl Lookups {
                 if let Some(digest) = digests.get(&key).await {
                     return Ok(digest);
                 }
-                let result = measured(&metrics, image.registry(), RegistryOperation::Resolve, async {
-                    Ok(client.resolve_digest(&image).await?)
-                })
+                let result = measured(
+                    &metrics,
+                    image.registry(),
+                    RegistryOperation::Resolve,
+                    async { Ok(client.resolve_digest(&image).await?) },
+                )
                 .await;
                 match result {
                     Ok(digest) => {
@@ -303,16 +306,21 @@ impl Lookups {
                     if let Some(found) = cache.get(&key).await {
                         return Ok(found);
                     }
-                    let result = measured(&metrics, image.registry(), RegistryOperation::Signatures, async {
-                        let set = store.fetch_signatures(&image, &digest).await?;
-                        // Nothing read because of the budgets: no valid signature, and the
-                        // failure says why (remembered as briefly as any failure, so an
-                        // attacker's manifest costs one bounded read per period, not memory).
-                        match set.unread_failure() {
-                            Some(failure) => Err(failure),
-                            None => Ok(set),
-                        }
-                    })
+                    let result = measured(
+                        &metrics,
+                        image.registry(),
+                        RegistryOperation::Signatures,
+                        async {
+                            let set = store.fetch_signatures(&image, &digest).await?;
+                            // Nothing read because of the budgets: no valid signature, and the
+                            // failure says why (remembered as briefly as any failure, so an
+                            // attacker's manifest costs one bounded read per period, not memory).
+                            match set.unread_failure() {
+                                Some(failure) => Err(failure),
+                                None => Ok(set),
+                            }
+                        },
+                    )
                     .await;
                     match result {
                         Ok(set) => {

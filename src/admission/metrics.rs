@@ -469,7 +469,8 @@ mod tests {
             }
         }
         assert_eq!(
-            text.matches("signet_webhook_registry_requests_total{").count(),
+            text.matches("signet_webhook_registry_requests_total{")
+                .count(),
             2 * KINDS.len()
         );
     }

@@ -253,10 +253,15 @@ mod tests {
         assert_eq!(defaults.metrics_listen, None);
         // The metrics port, under its name and its former one.
         for flag in ["--metrics-listen", "--ops-listen"] {
-            let parsed = Cli::try_parse_from(["webhook", "--tls-self-signed", flag, "127.0.0.1:8080"])
-                .ok()
-                .and_then(|c| c.args.metrics_listen);
-            assert_eq!(parsed, Some(SocketAddr::from(([127, 0, 0, 1], 8080))), "{flag}");
+            let parsed =
+                Cli::try_parse_from(["webhook", "--tls-self-signed", flag, "127.0.0.1:8080"])
+                    .ok()
+                    .and_then(|c| c.args.metrics_listen);
+            assert_eq!(
+                parsed,
+                Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+                "{flag}"
+            );
         }
         // TLS is required, by clap.
         assert!(Cli::try_parse_from(["webhook"]).is_err());

@@ -182,7 +182,10 @@ mod tests {
         common.observe_policy(PolicyState::fixed(compiled.snapshot, Vec::new()));
         let text = render(&registry, Format::PrometheusText).unwrap_or_default();
         for series in [
-            format!("signet_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+            format!(
+                "signet_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
             "signet_policy_objects{kind=\"attestor\",status=\"ready\"} 0".to_string(),
             "signet_policy_objects{kind=\"cluster_verification_policy\",status=\"not_ready\"} 0"
                 .to_string(),
@@ -194,6 +197,9 @@ mod tests {
         ] {
             assert!(text.contains(&series), "{series} missing from\n{text}");
         }
-        assert!(!text.contains("certificate_expiry"), "no TLS, no expiry:\n{text}");
+        assert!(
+            !text.contains("certificate_expiry"),
+            "no TLS, no expiry:\n{text}"
+        );
     }
 }

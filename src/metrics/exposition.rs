@@ -96,7 +96,10 @@ mod tests {
         registry.register("signet_things", "Things done", counter.clone());
         counter.inc();
         let text = render(&registry, Format::PrometheusText).unwrap_or_default();
-        assert!(text.contains("# TYPE signet_things_total counter"), "{text}");
+        assert!(
+            text.contains("# TYPE signet_things_total counter"),
+            "{text}"
+        );
         assert!(text.contains("signet_things_total 1"), "{text}");
         let open = render(&registry, Format::OpenMetrics).unwrap_or_default();
         assert!(open.ends_with("# EOF\n"), "{open}");

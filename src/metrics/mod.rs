@@ -17,8 +17,8 @@
 //! series whose label values are known at start exists from start, at zero.
 
 pub mod common;
-pub(crate) mod labels;
 pub mod exposition;
+pub(crate) mod labels;
 pub mod ops;
 pub mod process;
 

@@ -194,7 +194,10 @@ mod tests {
     #[test]
     fn this_process_is_measured() {
         let sample = ProcessSample::read();
-        assert!(sample.resident_bytes.is_some_and(|b| b > 1_000_000.0), "{sample:?}");
+        assert!(
+            sample.resident_bytes.is_some_and(|b| b > 1_000_000.0),
+            "{sample:?}"
+        );
         assert!(sample.open_fds.is_some_and(|n| n >= 3.0), "{sample:?}");
         assert!(sample.max_fds.is_some_and(|n| n >= 64.0), "{sample:?}");
         assert!(sample.cpu_seconds.is_some(), "{sample:?}");
@@ -203,6 +206,9 @@ mod tests {
             .map(|d| d.as_secs_f64())
             .unwrap_or_default();
         let started = start_time_seconds().unwrap_or_default();
-        assert!(started > now - 86_400.0 && started <= now + 1.0, "{started} vs {now}");
+        assert!(
+            started > now - 86_400.0 && started <= now + 1.0,
+            "{started} vs {now}"
+        );
     }
 }

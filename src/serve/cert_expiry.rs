@@ -5,8 +5,8 @@
 //! Only `notAfter` is read, by walking the DER of the TBSCertificate with the crate's own DER
 //! reader: pulling in an X.509 parser for one date was not worth its weight.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -85,7 +85,12 @@ fn parse_time(tag: u8, text: &str) -> Option<i64> {
     let hour = number(rest + 4..rest + 6)?;
     let minute = number(rest + 6..rest + 8)?;
     let second = number(rest + 8..rest + 10)?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)

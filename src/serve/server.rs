@@ -84,7 +84,14 @@ impl Server {
         tls: Option<&TlsSource>,
         drain: &Drain,
     ) -> Result<Self, ServerError> {
-        Self::start_observed(name, listener, app, tls, drain, &CertificateExpiry::default())
+        Self::start_observed(
+            name,
+            listener,
+            app,
+            tls,
+            drain,
+            &CertificateExpiry::default(),
+        )
     }
 
     /// [`Server::start`], recording the served certificate's expiry (through every reload) in

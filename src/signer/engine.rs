@@ -762,4 +762,3 @@ impl Drop for Pending<'_> {
         self.0.pending_images.dec();
     }
 }
-

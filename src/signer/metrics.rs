@@ -440,17 +440,23 @@ mod tests {
         m.rule_outcome("release", RuleOutcome::Signed);
         let text = m.encode();
         for outcome in RuleOutcome::ALL {
-            let series = format!("signet_signer_rule_outcomes_total{{rule=\"qa\",outcome=\"{outcome}\"}} 0");
+            let series =
+                format!("signet_signer_rule_outcomes_total{{rule=\"qa\",outcome=\"{outcome}\"}} 0");
             assert!(text.contains(&series), "{series} missing from\n{text}");
         }
         assert!(
-            text.contains("signet_signer_rule_outcomes_total{rule=\"release\",outcome=\"signed\"} 1"),
+            text.contains(
+                "signet_signer_rule_outcomes_total{rule=\"release\",outcome=\"signed\"} 1"
+            ),
             "{text}"
         );
         m.known_rules(["release"]);
         let text = m.encode();
         assert!(!text.contains("rule=\"qa\""), "{text}");
-        assert!(text.contains("rule=\"release\",outcome=\"signed\"} 1"), "{text}");
+        assert!(
+            text.contains("rule=\"release\",outcome=\"signed\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -209,7 +209,13 @@ pub async fn run(config: SignerConfig) -> Result<(), SignerError> {
     let mut ops = match config.metrics_listen {
         Some(listen) => {
             let started = bind(listen).and_then(|listener| {
-                Server::start("metrics", listener, ops_router(signer.clone()), None, &drain)
+                Server::start(
+                    "metrics",
+                    listener,
+                    ops_router(signer.clone()),
+                    None,
+                    &drain,
+                )
             });
             match started {
                 Ok(ops) => Some(ops),

@@ -22,9 +22,9 @@ use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
 use super::SignerError;
+use super::engine::{EventOutcome, Signer};
 use crate::metrics::{OpsTarget, metrics_response};
 use prometheus_client::registry::Registry;
-use super::engine::{EventOutcome, Signer};
 
 /// Largest notification body read (the registry sends one event per request).
 pub const MAX_NOTIFICATION_BYTES: usize = 1024 * 1024;
