@@ -53,6 +53,38 @@ pub enum TagPages {
     WithoutLink,
 }
 
+/// A fault a running proxy can be switched into and out of (soak runs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward as the options say.
+    None,
+    /// Hold every answer this long before sending it.
+    Slow(std::time::Duration),
+    /// Answer every `/v2/` request `500 Internal Server Error`.
+    InternalError,
+}
+
+/// The switch of a proxy's [`Fault`], shared with whoever flips it.
+#[derive(Clone, Debug)]
+pub struct FaultSwitch(Arc<std::sync::Mutex<Fault>>);
+
+impl Default for FaultSwitch {
+    fn default() -> Self {
+        FaultSwitch(Arc::new(std::sync::Mutex::new(Fault::None)))
+    }
+}
+
+impl FaultSwitch {
+    /// Switches the proxy into `fault` (or back, with [`Fault::None`]).
+    pub fn set(&self, fault: Fault) {
+        *self.0.lock().expect("fault switch") = fault;
+    }
+
+    fn get(&self) -> Fault {
+        *self.0.lock().expect("fault switch")
+    }
+}
+
 /// What the proxy does.
 #[derive(Clone, Debug)]
 pub struct ProxyOptions {
@@ -65,6 +97,8 @@ pub struct ProxyOptions {
     /// Until this instant, answer every `/v2/` request `429 Too Many Requests` with
     /// `Retry-After: 1` and docker's `TOOMANYREQUESTS` error, as a throttling registry does.
     pub throttle_until: Option<std::time::Instant>,
+    /// A fault to switch on and off while the proxy runs.
+    pub faults: FaultSwitch,
 }
 
 impl ProxyOptions {
@@ -77,6 +111,7 @@ impl ProxyOptions {
             tag_pages: TagPages::Upstream,
             strip_digest_header: false,
             throttle_until: None,
+            faults: FaultSwitch::default(),
         }
     }
 }
@@ -203,6 +238,16 @@ async fn proxy(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
+    }
+    match options.faults.get() {
+        Fault::None => {}
+        Fault::Slow(delay) => tokio::time::sleep(delay).await,
+        Fault::InternalError => {
+            return json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"errors":[{"code":"UNKNOWN","message":"injected fault"}]}"#,
+            );
+        }
     }
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX)
