@@ -12,6 +12,10 @@
 //! - [`ops`]: the plain-HTTP operations port (`--metrics-listen`): `/healthz`, `/readyz`,
 //!   `/metrics`, for kubelet probes and Prometheus, which present no client certificate.
 //!
+//! Where it sits: `admission, signer -> metrics -> serve, controller` (it reads the served
+//! certificate's expiry from `serve` and the policy picture from `controller`). DESIGN.md's layout
+//! has no such folder: the series both servers share were worth one home rather than two copies.
+//!
 //! Conventions (checked by the tests with `promtool check metrics`): base units in names
 //! (`_seconds`, `_bytes`), counters end in `_total`, lower snake case label values, and every
 //! series whose label values are known at start exists from start, at zero.
