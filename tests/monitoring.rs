@@ -165,8 +165,8 @@ fn review(image: &str) -> Vec<u8> {
 }
 
 /// A policy folder with one Attestor, one ClusterVerificationPolicy (for images of `registry`)
-/// and one SigningRule.
-fn policy_folder(dir: &Path, registry: &str) -> PathBuf {
+/// and one SigningRule; returns the folder and the rule's private key file.
+fn policy_folder(dir: &Path, registry: &str) -> (PathBuf, PathBuf) {
     let keys = dir.join("keys");
     std::fs::create_dir_all(&keys).unwrap();
     let key = support::signer::key(&keys, "release", signet::crypto::Algorithm::EcdsaP256Sha256);
@@ -187,7 +187,7 @@ fn policy_folder(dir: &Path, registry: &str) -> PathBuf {
         key.private.display(),
     );
     std::fs::write(folder.join("policies.yaml"), text).unwrap();
-    folder
+    (folder, key.private)
 }
 
 async fn get(
@@ -309,7 +309,7 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
     let dir = tempfile::tempdir().unwrap();
     // A registry address nothing listens on: lookups fail at once, as "unreachable".
     let registry = format!("127.0.0.1:{}", support::closed_port());
-    let policies = policy_folder(dir.path(), &registry);
+    let (policies, private_key) = policy_folder(dir.path(), &registry);
     let (webhook_cert, webhook_key, webhook_expiry, webhook_ca) =
         certificate(dir.path(), "webhook", (2031, 7, 15));
     let (signer_cert, signer_key, signer_expiry, _) =
@@ -541,6 +541,34 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
                 "{source}: {name} is not exported by either server"
             );
         }
+    }
+
+    // A rule added to the folder has its series at zero on the next scrape.
+    std::fs::write(
+        policies.join("qa.yaml"),
+        format!(
+            "apiVersion: signet.dev/v1alpha1\nkind: SigningRule\nmetadata:\n  name: qa\nspec:\n  \
+             scope: [\"127.0.0.1:1/qa/**\"]\n  key: {{ref: \"file:{}\"}}\n  algorithm: ECDSA_P256_SHA_256\n",
+            private_key.display()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    loop {
+        let text = get(&client, &format!("{signer_base}/metrics"), None)
+            .await
+            .unwrap()
+            .2;
+        if value(&text, "signet_policy_signing_rules") == Some(2.0) {
+            let series = "signet_signer_rule_outcomes_total{rule=\"qa\",outcome=\"failed\"}";
+            assert_eq!(value(&text, series), Some(0.0), "{text}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "rule not loaded:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // A policy-folder change that does not parse is rejected, counted, and the picture stays.

@@ -111,7 +111,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    metrics_response(state.signer.metrics().registry(), &headers)
+    metrics_response(state.signer.metrics_registry(), &headers)
 }
 
 impl OpsTarget for Signer {
@@ -120,6 +120,9 @@ impl OpsTarget for Signer {
     }
 
     fn metrics_registry(&self) -> &Registry {
+        // Picks up a changed rule set now, so that a new rule's series show at zero (and a
+        // deleted rule's go) before any event touches the rules.
+        drop(self.rules());
         self.metrics().registry()
     }
 }
