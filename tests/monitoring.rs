@@ -303,68 +303,122 @@ fn alert_exprs() -> Vec<(String, String)> {
     exprs
 }
 
+/// The real webhook and signer, each with TLS on its main port and a plain-HTTP metrics port,
+/// over one policy folder; both ready.
+struct Servers {
+    dir: tempfile::TempDir,
+    registry: String,
+    policies: PathBuf,
+    private_key: PathBuf,
+    webhook_port: u16,
+    webhook_ca: String,
+    webhook_expiry: i64,
+    signer_expiry: i64,
+    webhook_base: String,
+    signer_base: String,
+    client: reqwest::Client,
+    _webhook: Process,
+    _signer: Process,
+}
+
+impl Servers {
+    async fn start() -> Servers {
+        let dir = tempfile::tempdir().unwrap();
+        // A registry address nothing listens on: lookups fail at once, as "unreachable".
+        let registry = format!("127.0.0.1:{}", support::closed_port());
+        let (policies, private_key) = policy_folder(dir.path(), &registry);
+        let (webhook_cert, webhook_key, webhook_expiry, webhook_ca) =
+            certificate(dir.path(), "webhook", (2031, 7, 15));
+        let (signer_cert, signer_key, signer_expiry, _) =
+            certificate(dir.path(), "signer", (2030, 1, 2));
+        let token = dir.path().join("token");
+        std::fs::write(&token, "metrics-test-token").unwrap();
+        let (webhook_port, webhook_metrics) = (free_port(), free_port());
+        let (signer_port, signer_metrics) = (free_port(), free_port());
+        let path = |p: &Path| p.display().to_string();
+        let webhook = Process::spawn(
+            &[
+                "webhook".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{webhook_port}"),
+                "--metrics-listen".into(),
+                format!("127.0.0.1:{webhook_metrics}"),
+                "--tls-cert".into(),
+                path(&webhook_cert),
+                "--tls-key".into(),
+                path(&webhook_key),
+                "--policy-dir".into(),
+                path(&policies),
+            ],
+            dir.path().join("webhook.log"),
+        );
+        let signer = Process::spawn(
+            &[
+                "signer".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{signer_port}"),
+                "--metrics-listen".into(),
+                format!("127.0.0.1:{signer_metrics}"),
+                "--tls-cert".into(),
+                path(&signer_cert),
+                "--tls-key".into(),
+                path(&signer_key),
+                "--token-file".into(),
+                path(&token),
+                "--policy-dir".into(),
+                path(&policies),
+                "--reconcile-interval".into(),
+                "0".into(),
+                "--workers".into(),
+                "3".into(),
+            ],
+            dir.path().join("signer.log"),
+        );
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let webhook_base = format!("http://127.0.0.1:{webhook_metrics}");
+        let signer_base = format!("http://127.0.0.1:{signer_metrics}");
+        wait_ready(&client, &webhook_base, &webhook).await;
+        wait_ready(&client, &signer_base, &signer).await;
+        Servers {
+            dir,
+            registry,
+            policies,
+            private_key,
+            webhook_port,
+            webhook_ca,
+            webhook_expiry,
+            signer_expiry,
+            webhook_base,
+            signer_base,
+            client,
+            _webhook: webhook,
+            _signer: signer,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_servers_serve_metrics_promtool_accepts_from_start() {
     promtool();
-    let dir = tempfile::tempdir().unwrap();
-    // A registry address nothing listens on: lookups fail at once, as "unreachable".
-    let registry = format!("127.0.0.1:{}", support::closed_port());
-    let (policies, private_key) = policy_folder(dir.path(), &registry);
-    let (webhook_cert, webhook_key, webhook_expiry, webhook_ca) =
-        certificate(dir.path(), "webhook", (2031, 7, 15));
-    let (signer_cert, signer_key, signer_expiry, _) =
-        certificate(dir.path(), "signer", (2030, 1, 2));
-    let token = dir.path().join("token");
-    std::fs::write(&token, "metrics-test-token").unwrap();
-    let (webhook_port, webhook_metrics) = (free_port(), free_port());
-    let (signer_port, signer_metrics) = (free_port(), free_port());
-    let path = |p: &Path| p.display().to_string();
-    let webhook = Process::spawn(
-        &[
-            "webhook".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{webhook_port}"),
-            "--metrics-listen".into(),
-            format!("127.0.0.1:{webhook_metrics}"),
-            "--tls-cert".into(),
-            path(&webhook_cert),
-            "--tls-key".into(),
-            path(&webhook_key),
-            "--policy-dir".into(),
-            path(&policies),
-        ],
-        dir.path().join("webhook.log"),
-    );
-    let signer = Process::spawn(
-        &[
-            "signer".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{signer_port}"),
-            "--metrics-listen".into(),
-            format!("127.0.0.1:{signer_metrics}"),
-            "--tls-cert".into(),
-            path(&signer_cert),
-            "--tls-key".into(),
-            path(&signer_key),
-            "--token-file".into(),
-            path(&token),
-            "--policy-dir".into(),
-            path(&policies),
-            "--reconcile-interval".into(),
-            "0".into(),
-            "--workers".into(),
-            "3".into(),
-        ],
-        dir.path().join("signer.log"),
-    );
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let webhook_base = format!("http://127.0.0.1:{webhook_metrics}");
-    let signer_base = format!("http://127.0.0.1:{signer_metrics}");
-    wait_ready(&client, &webhook_base, &webhook).await;
-    wait_ready(&client, &signer_base, &signer).await;
+    let servers = Servers::start().await;
+    let Servers {
+        registry,
+        policies,
+        private_key,
+        webhook_port,
+        webhook_ca,
+        webhook_expiry,
+        signer_expiry,
+        webhook_base,
+        signer_base,
+        client,
+        ..
+    } = &servers;
+    let (webhook_port, webhook_expiry, signer_expiry) =
+        (*webhook_port, *webhook_expiry, *signer_expiry);
 
     let mut served = String::new();
     for (what, base, expiry) in [
@@ -373,7 +427,7 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
     ] {
         let url = format!("{base}/metrics");
         // As curl and promtool ask: the Prometheus text format, which promtool accepts as is.
-        let (status, content_type, text) = get(&client, &url, None).await.unwrap();
+        let (status, content_type, text) = get(client, &url, None).await.unwrap();
         assert_eq!(status, 200, "{text}");
         assert!(
             content_type.starts_with("text/plain; version=0.0.4"),
@@ -381,7 +435,7 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
         );
         assert_promtool_accepts(what, &text);
         // As Prometheus asks: OpenMetrics, the same series.
-        let (_, content_type, open) = get(&client, &url, Some(PROMETHEUS_ACCEPT)).await.unwrap();
+        let (_, content_type, open) = get(client, &url, Some(PROMETHEUS_ACCEPT)).await.unwrap();
         assert!(
             content_type.starts_with("application/openmetrics-text"),
             "{content_type}"
@@ -458,7 +512,7 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
     }
 
     // The webhook's own series, each at zero before any request.
-    let webhook_text = get(&client, &format!("{webhook_base}/metrics"), None)
+    let webhook_text = get(client, &format!("{webhook_base}/metrics"), None)
         .await
         .unwrap()
         .2;
@@ -471,7 +525,7 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
         }
     }
     // The signer's: its rule, its workers, an empty backlog.
-    let signer_text = get(&client, &format!("{signer_base}/metrics"), None)
+    let signer_text = get(client, &format!("{signer_base}/metrics"), None)
         .await
         .unwrap()
         .2;
@@ -492,7 +546,7 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
 
     // One admission of an image the policy governs: the registry cannot be reached, so it is
     // denied (fail closed), and that registry's series appear, every outcome at once.
-    let answer: Json = https_client(&webhook_ca)
+    let answer: Json = https_client(webhook_ca)
         .post(format!("https://127.0.0.1:{webhook_port}/validate"))
         .header("content-type", "application/json")
         .body(review(&format!("{registry}/prod/app:v1")))
@@ -503,7 +557,7 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
         .await
         .unwrap();
     assert_eq!(answer["response"]["allowed"], false, "{answer}");
-    let webhook_text = get(&client, &format!("{webhook_base}/metrics"), None)
+    let webhook_text = get(client, &format!("{webhook_base}/metrics"), None)
         .await
         .unwrap()
         .2;
@@ -555,7 +609,7 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
     .unwrap();
     let started = Instant::now();
     loop {
-        let text = get(&client, &format!("{signer_base}/metrics"), None)
+        let text = get(client, &format!("{signer_base}/metrics"), None)
             .await
             .unwrap()
             .2;
@@ -575,7 +629,7 @@ async fn both_servers_serve_metrics_promtool_accepts_from_start() {
     std::fs::write(policies.join("broken.yaml"), "kind: [not a document\n").unwrap();
     let started = Instant::now();
     loop {
-        let text = get(&client, &format!("{webhook_base}/metrics"), None)
+        let text = get(client, &format!("{webhook_base}/metrics"), None)
             .await
             .unwrap()
             .2;
@@ -696,4 +750,191 @@ fn every_dashboard_query_parses() {
     .unwrap();
     let (code, _) = run_promtool(&["check", "rules", file.to_str().unwrap()], None);
     assert_ne!(code, 0);
+}
+
+/// A real Prometheus (the `prometheus` binary of the same Debian package as promtool) on a
+/// loopback port, scraping the two metrics ports every second under the job names the chart's
+/// ServiceMonitors give, and evaluating the chart's alert rules.
+struct Prometheus {
+    base: String,
+    process: Process,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, webhook: &str, signer: &str) -> Prometheus {
+        let found = Command::new("prometheus")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            found,
+            "prometheus is missing: install the Debian package `prometheus` (scripts/test-deps.sh does)"
+        );
+        let rules = repo("charts/signet/rules/signet.rules.yaml");
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+                 rule_files: [{rules:?}]\n\
+                 scrape_configs:\n\
+                 - job_name: signet-webhook\n  static_configs: [{{targets: [{webhook:?}]}}]\n\
+                 - job_name: signet-signer\n  static_configs: [{{targets: [{signer:?}]}}]\n",
+                rules = rules.display().to_string(),
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("spawn prometheus");
+        Prometheus {
+            base: format!("http://127.0.0.1:{port}"),
+            process: Process {
+                child,
+                log: dir.join("prometheus.log"),
+            },
+        }
+    }
+
+    async fn api(&self, client: &reqwest::Client, path: &str, query: &[(&str, &str)]) -> Json {
+        let url = format!("{}{path}", self.base);
+        let response = client.get(&url).query(query).send().await;
+        match response {
+            Ok(r) => r.json().await.unwrap_or(Json::Null),
+            Err(_) => Json::Null,
+        }
+    }
+
+    async fn query(&self, client: &reqwest::Client, expr: &str) -> Json {
+        self.api(client, "/api/v1/query", &[("query", expr)]).await
+    }
+}
+
+/// Polls `check` every 250 ms until it holds, or fails with what Prometheus logged.
+async fn eventually<F, Fut>(what: &str, prometheus: &Prometheus, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let started = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(last) => assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what}: {last}\nprometheus log:\n{}",
+                prometheus.process.log()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_both_servers_and_evaluates_every_rule_and_dashboard_query() {
+    let servers = Servers::start().await;
+    let client = &servers.client;
+    let target = |base: &str| base.trim_start_matches("http://").to_string();
+    let prometheus = Prometheus::start(
+        servers.dir.path(),
+        &target(&servers.webhook_base),
+        &target(&servers.signer_base),
+    );
+
+    // Both targets up (Prometheus asks for OpenMetrics: this is the format it parses), each
+    // scraped a few times so that rate() has samples.
+    eventually("both targets scraped", &prometheus, || async {
+        let answer = prometheus
+            .query(client, "count_over_time(signet_build_info[1m]) >= 3")
+            .await;
+        let jobs: BTreeSet<&str> = answer["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["metric"]["job"].as_str())
+            .collect();
+        let targets = prometheus.api(client, "/api/v1/targets", &[]).await;
+        if jobs.len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("jobs scraped {jobs:?}; targets: {targets}"))
+        }
+    })
+    .await;
+    let targets = prometheus.api(client, "/api/v1/targets", &[]).await;
+    for target in targets["data"]["activeTargets"].as_array().unwrap() {
+        assert_eq!(target["health"], "up", "{target}");
+        assert_eq!(target["lastError"], "", "{target}");
+    }
+
+    // Every alert rule evaluates without error, and none fires on two healthy servers.
+    eventually("every rule evaluated", &prometheus, || async {
+        let rules = prometheus.api(client, "/api/v1/rules", &[]).await;
+        let all: Vec<&Json> = rules["data"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+            .collect();
+        let evaluated = all.len() == alert_exprs().len()
+            && all
+                .iter()
+                .all(|r| r["health"] == "ok" && r["lastError"].is_null());
+        if evaluated {
+            Ok(())
+        } else {
+            Err(format!("{rules}"))
+        }
+    })
+    .await;
+    let alerts = prometheus.api(client, "/api/v1/alerts", &[]).await;
+    assert_eq!(alerts["data"]["alerts"], serde_json::json!([]), "{alerts}");
+
+    // Every dashboard query runs; all but the per-registry ones (no registry looked up yet)
+    // return series at once, since every series they read exists from start.
+    for (title, expr) in dashboard_queries() {
+        let expr = expr
+            .replace("$__rate_interval", "30s")
+            .replace("$__range", "5m")
+            .replace("$namespace", ".*");
+        let answer = prometheus.query(client, &expr).await;
+        assert_eq!(answer["status"], "success", "{title}: {expr}\n{answer}");
+        let result = answer["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !expr.contains("signet_webhook_registry_requests_total") {
+            assert!(!result.is_empty(), "{title}: no series for {expr}");
+        }
+    }
+    // The admissions panel shows every result, at zero.
+    let answer = prometheus
+        .query(
+            client,
+            "sum by (result) (rate(signet_webhook_admissions_total{endpoint=\"validate\"}[30s]))",
+        )
+        .await;
+    let results: BTreeSet<&str> = answer["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["metric"]["result"].as_str())
+        .collect();
+    assert_eq!(
+        results,
+        BTreeSet::from(["allowed", "breakglass", "denied", "dry_run", "error"]),
+        "{answer}"
+    );
 }
