@@ -3,9 +3,11 @@
 //! metrics` accepts it, every known series is there at zero, and the policy, build, process and
 //! certificate series say what is true; the chart's alert rules pass `promtool check rules` and
 //! `promtool test rules` with a unit test for every alert; every dashboard query parses and names
-//! only series the servers export.
+//! only series the servers export. Then a real Prometheus scrapes both servers (in OpenMetrics, as
+//! it asks), evaluates every alert rule and runs every dashboard query against what it scraped.
 //!
-//! Needs `promtool` (Debian package `prometheus`, installed by scripts/test-deps.sh).
+//! Needs `promtool` and `prometheus` (Debian package `prometheus`, installed by
+//! scripts/test-deps.sh).
 
 // Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
 // `#[test]` code).
