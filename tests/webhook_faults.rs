@@ -228,7 +228,9 @@ async fn registry_throttling_briefly_is_waited_for_within_the_deadline() {
     assert!(
         metric(
             &metrics,
-            "signet_webhook_registry_requests_total{operation=\"resolve\",outcome=\"success\"}"
+            &format!(
+                "signet_webhook_registry_requests_total{{registry=\"{host}\",operation=\"resolve\",outcome=\"success\"}}"
+            )
         ) >= 1.0,
         "{metrics}"
     );
