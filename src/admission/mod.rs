@@ -17,6 +17,7 @@ pub mod namespaces;
 pub mod patch;
 pub mod pull_secrets;
 pub mod review;
+mod review_prune;
 pub mod run;
 pub mod server;
 pub mod verdict_cache;

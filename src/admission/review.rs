@@ -1,7 +1,8 @@
 //! AdmissionReview on the wire: reading the request body, writing the response.
 //!
 //! Requests are read into signet's own types holding only what admission reads: the request's
-//! identity, kind, operation, requester, and of the object its metadata, `spec` and `template`.
+//! identity, kind, operation, requester, and of the object its metadata, and of `spec` and
+//! `template` the parts on the way to images (see [`super::review_prune`]).
 //! Everything else (`oldObject`, `status`, `managedFields`, `options`...) is skipped without
 //! being built: on a cached admission, building kube's `DynamicObject` tree of the whole review
 //! was the largest cost of a request.
@@ -129,10 +130,18 @@ pub struct ObjectMetadata {
 struct ObjectFields {
     #[serde(default)]
     metadata: Option<ObjectMetadata>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "pruned_spec")]
     spec: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "pruned_template")]
     template: Option<Value>,
+}
+
+fn pruned_spec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    super::review_prune::optional(&super::review_prune::SPEC, d)
+}
+
+fn pruned_template<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    super::review_prune::optional(&super::review_prune::TEMPLATE, d)
 }
 
 impl From<ObjectFields> for ReviewObject {
