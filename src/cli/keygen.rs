@@ -108,3 +108,25 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{Cli, Command};
+    use super::*;
+
+    #[test]
+    fn keygen_defaults_to_p256_and_takes_dash_o() {
+        let cli = Cli::try_parse_from(["signet", "keygen", "-o", "release"]);
+        let Ok(Cli {
+            command: Command::Keygen(args),
+            ..
+        }) = cli
+        else {
+            panic!("keygen -o parses");
+        };
+        assert_eq!(args.algorithm, Algorithm::EcdsaP256Sha256);
+        assert_eq!(args.output, PathBuf::from("release"));
+    }
+}

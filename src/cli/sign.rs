@@ -191,6 +191,9 @@ mod tests {
             "ED25519",
         ]);
         assert!(matches!(one, Ok(SignTarget::Image(ref o)) if o.image == "r.example/a:v1"));
+        // The key decides the algorithm when it can (checked when the key is opened).
+        let inferred = parse(&["sign", "r.example/a:v1", "--key", "file:k"]);
+        assert!(matches!(inferred, Ok(SignTarget::Image(ref o)) if o.algorithm.is_none()));
         let backfill = parse(&["sign", "--backfill", "--policy-dir", "/p"]);
         assert!(
             matches!(backfill, Ok(SignTarget::Backfill(ref b)) if b.policy_dir == std::path::Path::new("/p"))

@@ -338,10 +338,26 @@ mod tests {
             policies,
             Ok(VerifyArgs { against: VerifyAgainst::Policies(ref p), .. }) if p.namespace == "n"
         ));
+        // cosign's habits: the key decides the algorithm, -o for the output, -a for annotations.
+        let short = parse(&[
+            "verify", "a/b:1", "--key", "k.pub", "-o", "json", "-a", "env=prod", "--annotations",
+            "team=a,ci=yes",
+        ]);
+        let Ok(short) = short else {
+            panic!("{short:?}");
+        };
+        assert_eq!(short.output, OutputFormat::Json);
+        match &short.against {
+            VerifyAgainst::Keys(k) => {
+                assert_eq!(k.algorithm, None);
+                assert_eq!(k.annotations, ["env=prod", "team=a", "ci=yes"]);
+            }
+            other => panic!("{other:?}"),
+        }
         for bad in [
             &["verify"][..],
             &["verify", "a/b:1"],
-            &["verify", "a/b:1", "--key", "k.pub"],
+            &["verify", "a/b:1", "--policy-dir", "/p", "-a", "env=prod"],
             &[
                 "verify",
                 "a/b:1",

@@ -154,3 +154,33 @@ impl KeyVerification {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn required_annotations_must_all_match() {
+        let required = RequiredAnnotations(BTreeMap::from([
+            ("env".to_string(), "prod".to_string()),
+            ("build".to_string(), "42".to_string()),
+        ]));
+        let optional = |json: serde_json::Value| json.as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            required.missing(&optional(serde_json::json!({"env": "prod", "build": 42, "x": 1}))),
+            None
+        );
+        assert_eq!(
+            required.missing(&optional(serde_json::json!({"env": "dev", "build": "42"}))),
+            Some(r#"annotation "env" is "dev", not "prod""#.to_string())
+        );
+        assert_eq!(
+            required.missing(&optional(serde_json::json!({"build": "42"}))),
+            Some(r#"annotation "env" required but absent"#.to_string())
+        );
+        assert_eq!(
+            RequiredAnnotations::default().missing(&serde_json::Map::new()),
+            None
+        );
+    }
+}

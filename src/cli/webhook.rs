@@ -243,6 +243,30 @@ mod tests {
     }
 
     #[test]
+    fn boolean_flags_are_switches_and_take_values() {
+        let parse = |args: &[&str]| {
+            let all = ["webhook", "--tls-self-signed"].iter().chain(args).copied();
+            Cli::try_parse_from(all).map(|c| c.args)
+        };
+        let Ok(on) = parse(&["--breakglass", "--pull-secrets", "--mutate"]) else {
+            panic!("switches parse");
+        };
+        assert!(on.breakglass && on.pull_secrets && on.mutate && on.leader_election);
+        assert!(on.tls.tls_self_signed);
+        let Ok(off) = parse(&["--mutate=false", "--leader-election=false", "--breakglass=no"])
+        else {
+            panic!("=false parses");
+        };
+        assert!(!off.mutate && !off.leader_election && !off.breakglass);
+        // The spelling scripts already use keeps working.
+        let Ok(spaced) = parse(&["--mutate", "false", "--breakglass", "true"]) else {
+            panic!("a separate value parses");
+        };
+        assert!(!spaced.mutate && spaced.breakglass);
+        assert!(parse(&["--mutate=maybe"]).is_err());
+    }
+
+    #[test]
     fn flags_give_settings() {
         let cli = Cli::try_parse_from([
             "webhook",

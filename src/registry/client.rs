@@ -708,8 +708,8 @@ mod tests {
         check::<RegistryClient>();
     }
 
-    #[test]
-    fn per_request_credentials_come_first_and_share_the_transport() {
+    #[tokio::test]
+    async fn per_request_credentials_come_first_and_share_the_transport() {
         let mut base = DockerConfig::new();
         base.insert(
             "r.example",
@@ -736,17 +736,19 @@ mod tests {
         );
         let per_request = client.with_credentials(&extra);
         assert!(Arc::ptr_eq(&client.shared, &per_request.shared));
-        let user = |c: &RegistryClient, host: &str| match c.credential(host) {
-            Some(Credential::Basic { username, .. }) => Some(username.clone()),
-            _ => None,
-        };
-        assert_eq!(user(&per_request, "r.example").as_deref(), Some("pod"));
+        async fn user(c: &RegistryClient, host: &str) -> Option<String> {
+            match c.credential(host).await.unwrap() {
+                Some(Credential::Basic { username, .. }) => Some(username),
+                _ => None,
+            }
+        }
+        assert_eq!(user(&per_request, "r.example").await.as_deref(), Some("pod"));
         assert_eq!(
-            user(&per_request, "only-base.example").as_deref(),
+            user(&per_request, "only-base.example").await.as_deref(),
             Some("base")
         );
-        assert_eq!(user(&client, "r.example").as_deref(), Some("base"));
-        assert_eq!(user(&per_request, "none.example"), None);
+        assert_eq!(user(&client, "r.example").await.as_deref(), Some("base"));
+        assert_eq!(user(&per_request, "none.example").await, None);
         let debug = format!("{per_request:?}");
         assert!(!debug.contains("pod") && !debug.contains("base"), "{debug}");
     }
