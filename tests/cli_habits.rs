@@ -61,7 +61,14 @@ fn the_key_decides_the_algorithm_and_keygen_defaults_to_p256() {
     let run = signet(&["sign", &image, "--key", &key]);
     assert_eq!(run.code, 0, "sign without --algorithm: {}", run.stderr);
     let pub_path = prefix.with_extension("pub");
-    let run = signet(&["verify", &image, "--key", pub_path.to_str().unwrap(), "-o", "json"]);
+    let run = signet(&[
+        "verify",
+        &image,
+        "--key",
+        pub_path.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
     assert_eq!(run.code, 0, "verify without --algorithm: {}", run.stderr);
     let answer: serde_json::Value = serde_json::from_str(&run.stdout).expect("-o json");
     assert_eq!(answer["verified"], true, "{answer}");
@@ -80,7 +87,12 @@ fn the_key_decides_the_algorithm_and_keygen_defaults_to_p256() {
         let key = format!("file:{}", prefix.with_extension("key").display());
         let run = signet(&["sign", &image, "--key", &key]);
         assert_eq!(run.code, 0, "{algorithm}: {}", run.stderr);
-        let run = signet(&["verify", &image, "--key", prefix.with_extension("pub").to_str().unwrap()]);
+        let run = signet(&[
+            "verify",
+            &image,
+            "--key",
+            prefix.with_extension("pub").to_str().unwrap(),
+        ]);
         assert_eq!(run.code, 0, "{algorithm}: {}{}", run.stdout, run.stderr);
     }
 
@@ -113,7 +125,14 @@ fn the_key_decides_the_algorithm_and_keygen_defaults_to_p256() {
             "{line}"
         );
     }
-    let run = signet(&["sign", &image, "--key", &rsa_key, "--algorithm", "RSA_PSS_SHA_256"]);
+    let run = signet(&[
+        "sign",
+        &image,
+        "--key",
+        &rsa_key,
+        "--algorithm",
+        "RSA_PSS_SHA_256",
+    ]);
     assert_eq!(run.code, 0, "RSA said explicitly: {}", run.stderr);
 }
 
@@ -137,19 +156,23 @@ fn verify_a_requires_the_annotations_signed() {
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
 
-    let run = signet(&["verify", &image, "--key", public, "-a", "env=prod", "-a", "build=42"]);
+    let run = signet(&[
+        "verify", &image, "--key", public, "-a", "env=prod", "-a", "build=42",
+    ]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let run = signet(&["verify", &image, "--key", public, "-a", "env=dev"]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(
-        run.stdout.contains(r#"annotation "env" is "prod", not "dev""#),
+        run.stdout
+            .contains(r#"annotation "env" is "prod", not "dev""#),
         "{}",
         run.stdout
     );
     let run = signet(&["verify", &image, "--annotations", "team=a", "--key", public]);
     assert_eq!(run.code, 1);
     assert!(
-        run.stdout.contains(r#"annotation "team" required but absent"#),
+        run.stdout
+            .contains(r#"annotation "team" required but absent"#),
         "{}",
         run.stdout
     );
@@ -171,8 +194,16 @@ fn logs_written_to_a_file_carry_no_colour_codes() {
         prefix.with_extension("pub").to_str().unwrap(),
     ]);
     assert_eq!(run.code, 1, "unsigned: {}{}", run.stdout, run.stderr);
-    assert!(run.stderr.contains("DEBUG"), "debug lines were logged: {}", run.stderr);
-    assert!(!run.stderr.contains('\u{1b}'), "colour codes: {:?}", run.stderr);
+    assert!(
+        run.stderr.contains("DEBUG"),
+        "debug lines were logged: {}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains('\u{1b}'),
+        "colour codes: {:?}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -180,16 +211,35 @@ fn boolean_flags_are_switches_and_their_variables_still_count() {
     // The webhook parses its flags, then fails on the missing folder: parsing got through.
     let folder_error = "cannot read policy folder /nonexistent/signet";
     for args in [
-        &["--mutate", "--breakglass", "--leader-election=false", "--pull-secrets"][..],
+        &[
+            "--mutate",
+            "--breakglass",
+            "--leader-election=false",
+            "--pull-secrets",
+        ][..],
         &["--mutate=false", "--breakglass=true"],
     ] {
-        let mut all = vec!["webhook", "--tls-self-signed", "--policy-dir", "/nonexistent/signet"];
+        let mut all = vec![
+            "webhook",
+            "--tls-self-signed",
+            "--policy-dir",
+            "/nonexistent/signet",
+        ];
         all.extend_from_slice(args);
         let run = signet(&all);
         assert_eq!(run.code, 2);
-        assert!(run.stderr.contains(folder_error), "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(folder_error),
+            "{args:?}: {}",
+            run.stderr
+        );
     }
-    let run = signet(&["webhook", "--tls-self-signed=false", "--policy-dir", "/nonexistent/signet"]);
+    let run = signet(&[
+        "webhook",
+        "--tls-self-signed=false",
+        "--policy-dir",
+        "/nonexistent/signet",
+    ]);
     assert!(run.stderr.contains("TLS is required"), "{}", run.stderr);
     // The variable alone turns the switch on, or off.
     let webhook = ["webhook", "--policy-dir", "/nonexistent/signet"];
@@ -198,9 +248,18 @@ fn boolean_flags_are_switches_and_their_variables_still_count() {
     let run = signet_with(&webhook, &[("SIGNET_TLS_SELF_SIGNED", "false")]);
     assert!(run.stderr.contains("TLS is required"), "{}", run.stderr);
     let run = signet_with(
-        &["webhook", "--tls-self-signed", "--policy-dir", "/nonexistent/signet"],
+        &[
+            "webhook",
+            "--tls-self-signed",
+            "--policy-dir",
+            "/nonexistent/signet",
+        ],
         &[("SIGNET_MUTATE", "maybe")],
     );
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("invalid value 'maybe'"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("invalid value 'maybe'"),
+        "{}",
+        run.stderr
+    );
 }

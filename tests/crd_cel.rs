@@ -82,7 +82,11 @@ fn conditions_are_a_map_list_and_every_crd_is_in_the_signet_category() {
     ] {
         let conditions = &schema(kind)["properties"]["status"]["properties"]["conditions"];
         assert_eq!(conditions["x-kubernetes-list-type"], "map", "{kind}");
-        assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]), "{kind}");
+        assert_eq!(
+            conditions["x-kubernetes-list-map-keys"],
+            json!(["type"]),
+            "{kind}"
+        );
     }
     for document in serde_yaml_ng::Deserializer::from_str(COMMITTED) {
         let crd: Value = serde::Deserialize::deserialize(document).unwrap();

@@ -128,11 +128,8 @@ pub async fn run(args: SignArgs, registry: &RegistryOptions) -> Result<Outcome, 
         SignTarget::Image(one) => {
             let image = ImageRef::parse(&one.image)?;
             let annotations = parse_annotations(&args.annotations)?;
-            let key = crypto::open_signing_key_inferred(
-                &one.key,
-                one.algorithm,
-                args.key_id.as_deref(),
-            )?;
+            let key =
+                crypto::open_signing_key_inferred(&one.key, one.algorithm, args.key_id.as_deref())?;
             let store = SignatureStore::new(RegistryClient::new(registry)?);
             let signed = crate::registry::sign_image(
                 &store,

@@ -166,16 +166,17 @@ pub async fn run(args: VerifyArgs, registry: &RegistryOptions) -> Result<Outcome
                 source,
             })?;
             let source = format!("public key {}", keys.key.display());
-            let public = PublicKey::from_pem_inferred(&pem, keys.algorithm, &source).map_err(
-                |source| match source {
-                    // Already names the file.
-                    CryptoError::AlgorithmNotImplied { .. } => CliError::Crypto(source),
-                    source => CliError::PublicKey {
-                        path: keys.key.clone(),
-                        source,
-                    },
-                },
-            )?;
+            let public =
+                PublicKey::from_pem_inferred(&pem, keys.algorithm, &source).map_err(|source| {
+                    match source {
+                        // Already names the file.
+                        CryptoError::AlgorithmNotImplied { .. } => CliError::Crypto(source),
+                        source => CliError::PublicKey {
+                            path: keys.key.clone(),
+                            source,
+                        },
+                    }
+                })?;
             let required = RequiredAnnotations(parse_annotations(&keys.annotations)?);
             let store = SignatureStore::new(RegistryClient::new(registry)?);
             let keys = [public];
@@ -340,7 +341,15 @@ mod tests {
         ));
         // cosign's habits: the key decides the algorithm, -o for the output, -a for annotations.
         let short = parse(&[
-            "verify", "a/b:1", "--key", "k.pub", "-o", "json", "-a", "env=prod", "--annotations",
+            "verify",
+            "a/b:1",
+            "--key",
+            "k.pub",
+            "-o",
+            "json",
+            "-a",
+            "env=prod",
+            "--annotations",
             "team=a,ci=yes",
         ]);
         let Ok(short) = short else {

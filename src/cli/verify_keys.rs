@@ -53,15 +53,19 @@ impl RequiredAnnotations {
     /// Why `optional` does not carry every required annotation, or `None` when it does. A
     /// non-string value is compared as its JSON text (`1` matches `-a k=1`).
     pub fn missing(&self, optional: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
-        self.0.iter().find_map(|(key, wanted)| match optional.get(key) {
-            None => Some(format!("annotation {key:?} required but absent")),
-            Some(serde_json::Value::String(found)) if found == wanted => None,
-            Some(serde_json::Value::String(found)) => Some(format!(
-                "annotation {key:?} is {found:?}, not {wanted:?}"
-            )),
-            Some(other) if other.to_string() == *wanted => None,
-            Some(other) => Some(format!("annotation {key:?} is {other}, not {wanted:?}")),
-        })
+        self.0
+            .iter()
+            .find_map(|(key, wanted)| match optional.get(key) {
+                None => Some(format!("annotation {key:?} required but absent")),
+                Some(serde_json::Value::String(found)) if found == wanted => None,
+                Some(serde_json::Value::String(found)) => {
+                    Some(format!("annotation {key:?} is {found:?}, not {wanted:?}"))
+                }
+                Some(other) if serde_json::to_string(other).is_ok_and(|text| text == *wanted) => {
+                    None
+                }
+                Some(other) => Some(format!("annotation {key:?} is {other}, not {wanted:?}")),
+            })
     }
 }
 
@@ -167,7 +171,9 @@ mod tests {
         ]));
         let optional = |json: serde_json::Value| json.as_object().cloned().unwrap_or_default();
         assert_eq!(
-            required.missing(&optional(serde_json::json!({"env": "prod", "build": 42, "x": 1}))),
+            required.missing(&optional(
+                serde_json::json!({"env": "prod", "build": 42, "x": 1})
+            )),
             None
         );
         assert_eq!(

@@ -253,8 +253,11 @@ mod tests {
         };
         assert!(on.breakglass && on.pull_secrets && on.mutate && on.leader_election);
         assert!(on.tls.tls_self_signed);
-        let Ok(off) = parse(&["--mutate=false", "--leader-election=false", "--breakglass=no"])
-        else {
+        let Ok(off) = parse(&[
+            "--mutate=false",
+            "--leader-election=false",
+            "--breakglass=no",
+        ]) else {
             panic!("=false parses");
         };
         assert!(!off.mutate && !off.leader_election && !off.breakglass);

@@ -368,7 +368,9 @@ fn typed<T: DeserializeOwned>(
                 problems.push(place.problem(
                     object.clone(),
                     Some(field),
-                    format!("unknown field {name:?} (misspelt? the API server would refuse it too)"),
+                    format!(
+                        "unknown field {name:?} (misspelt? the API server would refuse it too)"
+                    ),
                 ));
             }
             None
@@ -397,9 +399,9 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
                 format!("{parent}.{key}")
             }
         }
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            field_path(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
 

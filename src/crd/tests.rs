@@ -211,7 +211,9 @@ fn printer_columns_point_at_declared_fields() {
         };
         if let Some((name, path)) = key_column {
             assert!(
-                columns.iter().any(|c| c["name"] == name && c["jsonPath"] == path),
+                columns
+                    .iter()
+                    .any(|c| c["name"] == name && c["jsonPath"] == path),
                 "{kind}: {columns:?}"
             );
         }

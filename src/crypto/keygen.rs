@@ -199,8 +199,8 @@ mod tests {
     fn ec_and_ed25519_keys_decide_their_algorithm_rsa_keys_do_not() {
         let dir = tempfile::tempdir().unwrap();
         for algorithm in Algorithm::ALL {
-            let key = generate_key_pair(algorithm, Some(2048).filter(|_| algorithm.is_rsa()))
-                .unwrap();
+            let key =
+                generate_key_pair(algorithm, Some(2048).filter(|_| algorithm.is_rsa())).unwrap();
             let public = PublicKey::from_pem_inferred(&key.public_key_pem(), None, "public key k");
             let prefix = dir.path().join(algorithm.as_str());
             let (private, _) = write_key_pair(&prefix, &key).unwrap();
@@ -214,7 +214,10 @@ mod tests {
                     "{err}"
                 );
                 let err = opened.unwrap_err().to_string();
-                assert!(err.contains(&private.display().to_string()) && err.contains("--algorithm"), "{err}");
+                assert!(
+                    err.contains(&private.display().to_string()) && err.contains("--algorithm"),
+                    "{err}"
+                );
                 // Said explicitly, it is used as said.
                 let said = FileKey::open_inferred(&private, Some(algorithm), None).unwrap();
                 assert_eq!(said.algorithm(), algorithm);

@@ -22,9 +22,9 @@ use super::auth::{
 };
 use super::cred_helper::HelperCache;
 use super::credentials::{Credential, CredentialSource, DockerConfig};
-use super::loopback_tls::LoopbackSchemes;
 use super::error::{RegistryError, body_detail};
 use super::lazy_roots::SystemRootPaths;
+use super::loopback_tls::LoopbackSchemes;
 use super::transport::{SchemePolicy, base_url, http_client, realm_allowed, same_origin};
 
 /// Error bodies are read this far for their message, no further.
@@ -742,7 +742,10 @@ mod tests {
                 _ => None,
             }
         }
-        assert_eq!(user(&per_request, "r.example").await.as_deref(), Some("pod"));
+        assert_eq!(
+            user(&per_request, "r.example").await.as_deref(),
+            Some("pod")
+        );
         assert_eq!(
             user(&per_request, "only-base.example").await.as_deref(),
             Some("base")

@@ -37,10 +37,13 @@ struct HelperAnswer {
     secret: String,
 }
 
+/// (helper, server URL) -> when the helper answered, and what.
+type Answers = HashMap<(String, String), (Instant, Option<Credential>)>;
+
 /// Answers of helpers, per (helper, server URL), with when they were obtained.
 #[derive(Default)]
 pub(crate) struct HelperCache {
-    answers: Mutex<HashMap<(String, String), (Instant, Option<Credential>)>>,
+    answers: Mutex<Answers>,
 }
 
 impl HelperCache {
@@ -72,9 +75,7 @@ impl HelperCache {
         Ok(answer)
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Instant, Option<Credential>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Answers> {
         self.answers.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

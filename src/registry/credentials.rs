@@ -594,11 +594,18 @@ mod tests {
         // credsStore for the rest, with the file's entry as the fallback.
         assert!(matches!(
             cfg.lookup("ghcr.io"),
-            CredentialSource::Helper { helper: "desktop", fallback: Some(_), .. }
+            CredentialSource::Helper {
+                helper: "desktop",
+                fallback: Some(_),
+                ..
+            }
         ));
         // A Secret's payload never names a program to run.
         let secret = DockerConfig::from_json(json, "secret ns/pull").unwrap();
-        assert!(matches!(secret.lookup("ghcr.io"), CredentialSource::Stored(_)));
+        assert!(matches!(
+            secret.lookup("ghcr.io"),
+            CredentialSource::Stored(_)
+        ));
         assert_eq!(secret.lookup("docker.io"), CredentialSource::Anonymous);
         // Helper names stay program-name suffixes.
         for bad in [
@@ -608,7 +615,10 @@ mod tests {
         ] {
             std::fs::write(&path, bad).unwrap();
             let err = DockerConfig::from_file(&path).unwrap_err().to_string();
-            assert!(err.contains("config.json") && err.contains("helper name"), "{err}");
+            assert!(
+                err.contains("config.json") && err.contains("helper name"),
+                "{err}"
+            );
         }
     }
 
