@@ -65,7 +65,7 @@ pub struct KeyArgs {
     pub key: PathBuf,
     /// Signature algorithm of the key; default: the one an EC or Ed25519 key implies (an RSA key
     /// needs RSA_PSS_SHA_256 or RSA_PKCS1_SHA_256 named).
-    #[arg(long, env = "SIGNET_ALGORITHM", conflicts_with = "policy_dir")]
+    #[arg(long, env = "SIGNET_ALGORITHM")]
     pub algorithm: Option<Algorithm>,
     /// Annotation the signed payload must carry, as key=value (cosign's `verify -a`); a
     /// signature without it, or with another value, does not count. Repeatable.
