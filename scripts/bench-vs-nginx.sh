@@ -111,7 +111,7 @@ EOF
 
 hook_port=$(free_port)
 "$BIN" --log warn webhook --listen "127.0.0.1:$hook_port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
-  --policy-dir "$work/policies" --mutate false > "$work/webhook.log" 2>&1 &
+  --policy-dir "$work/policies" --mutate=false > "$work/webhook.log" 2>&1 &
 webhook_pid=$!
 pids+=($webhook_pid)
 wait_for "https://127.0.0.1:$hook_port/readyz"

@@ -7,6 +7,7 @@ declare -A need=(
   [/usr/bin/softhsm2-util]=softhsm2
   [/usr/bin/pkcs11-tool]=opensc
   [/usr/bin/promtool]=prometheus
+  [/usr/bin/htpasswd]=apache2-utils
 )
 missing=()
 for bin in "${!need[@]}"; do

@@ -90,8 +90,27 @@ fn a_token_key_signs_and_the_signature_verifies() {
         assert_eq!(code, 0, "verify {alg}: {stdout}{stderr}");
     }
 
-    // A wrong PIN is one clear line, exit 2, and no PIN in it.
+    // The token key's type decides the algorithm, as a file key's does: EC yes, RSA must be said.
+    let token_key = |object: &str| {
+        format!(
+            "pkcs11:token=signet;object={object}?pin-source=file:{}",
+            pin_file.display()
+        )
+    };
+    let image = format!("{}/hsm/app2:v1", registry.host());
+    let (code, _, stderr) = signet(&conf, &["sign", &image, "--key", &token_key("release-2")]);
+    assert_eq!(code, 0, "EC token key without --algorithm: {stderr}");
     let image = format!("{}/hsm/app0:v1", registry.host());
+    let (code, _, stderr) = signet(&conf, &["sign", &image, "--key", &token_key("release-0")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.lines().count() == 1
+            && stderr.contains("release-0")
+            && stderr.contains("--algorithm RSA_PSS_SHA_256"),
+        "{stderr}"
+    );
+
+    // A wrong PIN is one clear line, exit 2, and no PIN in it.
     let (code, _, stderr) = signet(
         &conf,
         &[

@@ -449,6 +449,7 @@ async fn initial_lists_build_the_snapshot_and_statuses_are_applied() {
         .unwrap();
     assert!(fingerprint.starts_with("sha256:") && fingerprint.len() == 71);
     assert_eq!(release.body["status"]["keys"][0]["id"], "release-key");
+    assert_eq!(release.body["status"]["keys"][0]["name"], "release-key");
 
     let broken = patch_for(&patches, "/attestors/broken/status").expect("broken status");
     assert_eq!(ready_condition(broken)["status"], "False");

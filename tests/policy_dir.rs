@@ -321,3 +321,86 @@ fn the_example_folder_loads() {
     assert_eq!(loaded.inputs.namespaces.len(), 2);
     assert_eq!(loaded.signing_rules.len(), 1);
 }
+
+/// Like the API server under kubectl's strict field validation: a field the kind does not have is
+/// refused, naming file, document, object and field, at any depth and in every kind.
+#[test]
+fn unknown_fields_are_refused_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = ec_public_pem();
+    // The typo that would make a cluster policy govern every namespace.
+    write(
+        dir.path(),
+        "policies.yaml",
+        &format!(
+            "{}---\n{}  namespaceSelectr:\n    matchLabels: {{env: prod}}\n",
+            attestor("release", &pem),
+            cluster_policy("prod", "\"registry.example.com/prod/**\"", "release")
+        ),
+    );
+    let problem = only_problem(dir.path());
+    assert!(problem.file.ends_with("policies.yaml"), "{problem}");
+    assert_eq!(problem.document, Some(2));
+    assert_eq!(
+        problem.object.as_deref(),
+        Some("ClusterVerificationPolicy prod")
+    );
+    assert_eq!(problem.field.as_deref(), Some("spec.namespaceSelectr"));
+    let line = problem.to_string();
+    assert!(
+        line.contains("unknown field \"namespaceSelectr\"") && !line.contains('\n'),
+        "{line}"
+    );
+
+    // Deeper and elsewhere: in a list item, in metadata, inside a selector (an Option), at the
+    // top, in a SigningRule's key and in a Namespace.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "attestor.yaml",
+        &attestor("release", &pem).replace("    algorithm:", "    idd: x\n    algorithm:"),
+    );
+    write(
+        dir.path(),
+        "cluster.yaml",
+        &format!(
+            "{}  namespaceSelector:\n    matchLabelz: {{env: prod}}\nstatuss: {{}}\n",
+            cluster_policy("prod", "\"registry.example.com/prod/**\"", "release")
+                .replace("  name: prod\n", "  name: prod\n  labelz: {a: b}\n")
+        ),
+    );
+    write(
+        dir.path(),
+        "rule.yaml",
+        "apiVersion: signet.dev/v1alpha1\nkind: SigningRule\nmetadata:\n  name: sign\nspec:\n  \
+         scope: [\"registry.example.com/prod/**\"]\n  key: {ref: \"file:/k.pem\", reff: x}\n  \
+         algorithm: ECDSA_P256_SHA_256\n",
+    );
+    write(
+        dir.path(),
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\n  lables: {env: prod}\n",
+    );
+    let found = problems(load_policy_dir(dir.path()).expect_err("unknown fields"));
+    let mut fields: Vec<(String, String)> = found
+        .iter()
+        .map(|p| {
+            let file = p.file.file_name().unwrap().to_string_lossy().into_owned();
+            (file, p.field.clone().unwrap_or_default())
+        })
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            ("attestor.yaml", "spec.keys[0].idd"),
+            ("cluster.yaml", "metadata.labelz"),
+            ("cluster.yaml", "spec.namespaceSelector.matchLabelz"),
+            ("cluster.yaml", "statuss"),
+            ("ns.yaml", "metadata.lables"),
+            ("rule.yaml", "spec.key.reff"),
+        ]
+        .map(|(f, p)| (f.to_string(), p.to_string())),
+        "{found:?}"
+    );
+}

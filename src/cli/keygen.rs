@@ -10,11 +10,11 @@ use crate::crypto::{self, Algorithm};
 /// Flags of `signet keygen`.
 #[derive(Args, Debug)]
 pub struct KeygenArgs {
-    /// Signature algorithm the key is for.
-    #[arg(long, env = "SIGNET_ALGORITHM")]
+    /// Signature algorithm the key is for (ECDSA P-256 by default, as cosign generates).
+    #[arg(long, env = "SIGNET_ALGORITHM", default_value_t = Algorithm::EcdsaP256Sha256)]
     pub algorithm: Algorithm,
-    /// Output prefix.
-    #[arg(long, env = "SIGNET_KEYGEN_OUTPUT")]
+    /// Output prefix: writes PREFIX.key and PREFIX.pub.
+    #[arg(short = 'o', long, env = "SIGNET_KEYGEN_OUTPUT")]
     pub output: PathBuf,
     /// RSA modulus size (2048, 3072, 4096); default 3072.
     #[arg(long, env = "SIGNET_KEYGEN_BITS")]
@@ -107,4 +107,26 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{Cli, Command};
+    use super::*;
+
+    #[test]
+    fn keygen_defaults_to_p256_and_takes_dash_o() {
+        let cli = Cli::try_parse_from(["signet", "keygen", "-o", "release"]);
+        let Ok(Cli {
+            command: Command::Keygen(args),
+            ..
+        }) = cli
+        else {
+            panic!("keygen -o parses");
+        };
+        assert_eq!(args.algorithm, Algorithm::EcdsaP256Sha256);
+        assert_eq!(args.output, PathBuf::from("release"));
+    }
 }

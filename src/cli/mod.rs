@@ -49,13 +49,15 @@ pub struct Cli {
 /// Registry and log flags, valid before or after the command name.
 #[derive(Args, Debug)]
 pub struct GlobalArgs {
-    /// Docker config.json with registry credentials (default: $DOCKER_CONFIG/config.json).
+    /// Docker config.json with registry credentials, credsStore and credHelpers (default, as
+    /// docker: $DOCKER_CONFIG/config.json, else ~/.docker/config.json).
     #[arg(long, global = true, env = "SIGNET_REGISTRY_CONFIG")]
     pub registry_config: Option<PathBuf>,
     /// Extra CA bundle (PEM) trusted for registries; repeatable.
     #[arg(long, global = true, env = "SIGNET_REGISTRY_CA", value_delimiter = ',')]
     pub registry_ca: Vec<PathBuf>,
-    /// Registry (host or host:port) reached over plain HTTP; loopback registries always are. Repeatable.
+    /// Registry (host or host:port) reached over plain HTTP. Loopback registries are too, unless
+    /// they answer TLS (then HTTPS, checked against the system roots and --registry-ca). Repeatable.
     #[arg(
         long,
         global = true,
@@ -235,12 +237,13 @@ pub enum Outcome {
     NotVerified,
 }
 
-/// The registry options the global flags give. `$DOCKER_CONFIG`, `SSL_CERT_FILE` and
+/// The registry options the global flags give. `$DOCKER_CONFIG`, `$HOME`, `SSL_CERT_FILE` and
 /// `SSL_CERT_DIR` are read here, the only place the environment is consulted.
 pub fn registry_options(global: &GlobalArgs) -> RegistryOptions {
     RegistryOptions {
         config_file: global.registry_config.clone(),
         docker_config_dir: std::env::var_os("DOCKER_CONFIG").map(PathBuf::from),
+        home_dir: std::env::var_os("HOME").map(PathBuf::from),
         ca_files: global.registry_ca.clone(),
         system_ca_file: std::env::var_os("SSL_CERT_FILE").map(PathBuf::from),
         system_ca_dir: std::env::var_os("SSL_CERT_DIR").map(PathBuf::from),

@@ -1,4 +1,4 @@
-//! `signet sign`: one image with one key (`sign IMAGE --key K --algorithm A`), or every image the
+//! `signet sign`: one image with one key (`sign IMAGE --key K [--algorithm A]`), or every image the
 //! Automatic SigningRules of a folder cover (`sign --backfill --policy-dir DIR`). Which of the two
 //! is decided by clap ([`SignTarget`]): a mix of both is a usage error before anything runs.
 
@@ -27,6 +27,7 @@ pub struct SignArgs {
     /// Extra claims for the payload's `optional` section, as key=value; repeatable.
     #[arg(
         long = "annotation",
+        visible_alias = "annotations",
         short = 'a',
         env = "SIGNET_ANNOTATIONS",
         value_delimiter = ','
@@ -45,7 +46,7 @@ pub enum SignTarget {
     Backfill(Backfill),
 }
 
-/// One image and the key to sign it with.
+/// One image and the key to sign it with (and its algorithm, unless the key decides it).
 #[derive(Args, Debug)]
 pub struct OneImage {
     /// Image reference (tag or digest).
@@ -59,14 +60,10 @@ pub struct OneImage {
         required_unless_present = "backfill"
     )]
     pub key: String,
-    /// Signature algorithm.
-    #[arg(
-        long,
-        env = "SIGNET_ALGORITHM",
-        required = false,
-        required_unless_present = "backfill"
-    )]
-    pub algorithm: Algorithm,
+    /// Signature algorithm; default: the one an EC or Ed25519 key implies (an RSA key needs
+    /// RSA_PSS_SHA_256 or RSA_PKCS1_SHA_256 named).
+    #[arg(long, env = "SIGNET_ALGORITHM")]
+    pub algorithm: Option<Algorithm>,
 }
 
 /// Signing what a folder's rules cover.
@@ -131,7 +128,8 @@ pub async fn run(args: SignArgs, registry: &RegistryOptions) -> Result<Outcome, 
         SignTarget::Image(one) => {
             let image = ImageRef::parse(&one.image)?;
             let annotations = parse_annotations(&args.annotations)?;
-            let key = crypto::open_signing_key(&one.key, one.algorithm, args.key_id.as_deref())?;
+            let key =
+                crypto::open_signing_key_inferred(&one.key, one.algorithm, args.key_id.as_deref())?;
             let store = SignatureStore::new(RegistryClient::new(registry)?);
             let signed = crate::registry::sign_image(
                 &store,
@@ -152,7 +150,7 @@ pub async fn run(args: SignArgs, registry: &RegistryOptions) -> Result<Outcome, 
 }
 
 /// `key=value` pairs; an empty key or a missing `=` is refused.
-fn parse_annotations(pairs: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+pub(super) fn parse_annotations(pairs: &[String]) -> Result<BTreeMap<String, String>, CliError> {
     pairs
         .iter()
         .map(|p| match p.split_once('=') {
@@ -190,6 +188,9 @@ mod tests {
             "ED25519",
         ]);
         assert!(matches!(one, Ok(SignTarget::Image(ref o)) if o.image == "r.example/a:v1"));
+        // The key decides the algorithm when it can (checked when the key is opened).
+        let inferred = parse(&["sign", "r.example/a:v1", "--key", "file:k"]);
+        assert!(matches!(inferred, Ok(SignTarget::Image(ref o)) if o.algorithm.is_none()));
         let backfill = parse(&["sign", "--backfill", "--policy-dir", "/p"]);
         assert!(
             matches!(backfill, Ok(SignTarget::Backfill(ref b)) if b.policy_dir == std::path::Path::new("/p"))

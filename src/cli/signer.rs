@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgGroup, Args};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, ArgGroup, Args};
 
 use super::CliError;
 use super::webhook::{DrainArgs, TlsArgs};
@@ -33,7 +34,12 @@ pub struct SignerArgs {
     #[arg(
         long,
         env = "SIGNET_PLAIN_HTTP",
-        conflicts_with_all = ["tls_cert", "tls_key", "tls_self_signed", "client_ca"]
+        conflicts_with_all = ["tls_cert", "tls_key", "tls_self_signed", "client_ca"],
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+        action = ArgAction::Set
     )]
     pub plain_http: bool,
     /// Drain flags.

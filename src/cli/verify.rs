@@ -12,10 +12,11 @@ use clap::{ArgMatches, Args, FromArgMatches};
 use futures::StreamExt as _;
 use serde::Serialize;
 
-use super::verify_keys::{KeyVerification, verify_with_keys};
+use super::sign::parse_annotations;
+use super::verify_keys::{KeyVerification, RequiredAnnotations, verify_with_keys};
 use super::verify_policy::{PolicyVerification, load_snapshot, verify_with_policies};
 use super::{CliError, NoMatchArg, Outcome, OutputFormat, TypeArg};
-use crate::crypto::{Algorithm, PublicKey};
+use crate::crypto::{Algorithm, CryptoError, PublicKey};
 use crate::policy::EngineOptions;
 use crate::reference::ImageRef;
 use crate::registry::{RegistryClient, RegistryError, RegistryOptions, SignatureStore};
@@ -33,7 +34,7 @@ pub struct VerifyArgs {
     #[arg(long = "type", env = "SIGNET_SIGNATURE_TYPE", value_enum, default_value_t = TypeArg::Default)]
     pub signature_type: TypeArg,
     /// Output format.
-    #[arg(long, env = "SIGNET_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, env = "SIGNET_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     /// Images looked up at once.
     #[arg(long, env = "SIGNET_VERIFY_CONCURRENCY", default_value_t = 16)]
@@ -50,7 +51,7 @@ pub enum VerifyAgainst {
     Policies(PolicyArgs),
 }
 
-/// A public key.
+/// A public key, and what its signatures must say.
 #[derive(Args, Debug)]
 pub struct KeyArgs {
     /// Public key (PEM: SPKI or PKCS#1).
@@ -62,14 +63,21 @@ pub struct KeyArgs {
         conflicts_with = "policy_dir"
     )]
     pub key: PathBuf,
-    /// Signature algorithm of the key.
+    /// Signature algorithm of the key; default: the one an EC or Ed25519 key implies (an RSA key
+    /// needs RSA_PSS_SHA_256 or RSA_PKCS1_SHA_256 named).
+    #[arg(long, env = "SIGNET_ALGORITHM")]
+    pub algorithm: Option<Algorithm>,
+    /// Annotation the signed payload must carry, as key=value (cosign's `verify -a`); a
+    /// signature without it, or with another value, does not count. Repeatable.
     #[arg(
-        long,
-        env = "SIGNET_ALGORITHM",
-        required = false,
-        required_unless_present = "policy_dir"
+        long = "annotation",
+        visible_alias = "annotations",
+        short = 'a',
+        env = "SIGNET_VERIFY_ANNOTATIONS",
+        value_delimiter = ',',
+        conflicts_with = "policy_dir"
     )]
-    pub algorithm: Algorithm,
+    pub annotations: Vec<String>,
 }
 
 /// A policy folder and where the images would run.
@@ -157,17 +165,24 @@ pub async fn run(args: VerifyArgs, registry: &RegistryOptions) -> Result<Outcome
                 path: keys.key.clone(),
                 source,
             })?;
-            let public = PublicKey::from_pem(&pem, keys.algorithm).map_err(|source| {
-                CliError::PublicKey {
-                    path: keys.key.clone(),
-                    source,
-                }
-            })?;
+            let source = format!("public key {}", keys.key.display());
+            let public =
+                PublicKey::from_pem_inferred(&pem, keys.algorithm, &source).map_err(|source| {
+                    match source {
+                        // Already names the file.
+                        CryptoError::AlgorithmNotImplied { .. } => CliError::Crypto(source),
+                        source => CliError::PublicKey {
+                            path: keys.key.clone(),
+                            source,
+                        },
+                    }
+                })?;
+            let required = RequiredAnnotations(parse_annotations(&keys.annotations)?);
             let store = SignatureStore::new(RegistryClient::new(registry)?);
             let keys = [public];
             let signature_type = args.signature_type.into();
             let results = futures::stream::iter(images.iter())
-                .map(|image| verify_with_keys(&store, image, signature_type, &keys))
+                .map(|image| verify_with_keys(&store, image, signature_type, &keys, &required))
                 .buffered(concurrency);
             report_keys(&images, results, args.output).await
         }
@@ -324,10 +339,34 @@ mod tests {
             policies,
             Ok(VerifyArgs { against: VerifyAgainst::Policies(ref p), .. }) if p.namespace == "n"
         ));
+        // cosign's habits: the key decides the algorithm, -o for the output, -a for annotations.
+        let short = parse(&[
+            "verify",
+            "a/b:1",
+            "--key",
+            "k.pub",
+            "-o",
+            "json",
+            "-a",
+            "env=prod",
+            "--annotations",
+            "team=a,ci=yes",
+        ]);
+        let Ok(short) = short else {
+            panic!("{short:?}");
+        };
+        assert_eq!(short.output, OutputFormat::Json);
+        match &short.against {
+            VerifyAgainst::Keys(k) => {
+                assert_eq!(k.algorithm, None);
+                assert_eq!(k.annotations, ["env=prod", "team=a", "ci=yes"]);
+            }
+            other => panic!("{other:?}"),
+        }
         for bad in [
             &["verify"][..],
             &["verify", "a/b:1"],
-            &["verify", "a/b:1", "--key", "k.pub"],
+            &["verify", "a/b:1", "--policy-dir", "/p", "-a", "env=prod"],
             &[
                 "verify",
                 "a/b:1",

@@ -2,6 +2,8 @@
 //! Used by `signet verify --key`; the policy engine does the same for attestors. It lives with
 //! the CLI because only `verify` reports signatures one by one (with reasons) this way.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::crypto::PublicKey;
@@ -43,12 +45,38 @@ pub struct SignatureFinding {
     pub reason: Option<String>,
 }
 
-/// Resolves `image`, fetches its signatures and checks each against `keys`.
+/// Annotations (`verify -a k=v`) a signature's payload must carry in its `optional` section.
+#[derive(Clone, Debug, Default)]
+pub struct RequiredAnnotations(pub BTreeMap<String, String>);
+
+impl RequiredAnnotations {
+    /// Why `optional` does not carry every required annotation, or `None` when it does. A
+    /// non-string value is compared as its JSON text (`1` matches `-a k=1`).
+    pub fn missing(&self, optional: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        self.0
+            .iter()
+            .find_map(|(key, wanted)| match optional.get(key) {
+                None => Some(format!("annotation {key:?} required but absent")),
+                Some(serde_json::Value::String(found)) if found == wanted => None,
+                Some(serde_json::Value::String(found)) => {
+                    Some(format!("annotation {key:?} is {found:?}, not {wanted:?}"))
+                }
+                Some(other) if serde_json::to_string(other).is_ok_and(|text| text == *wanted) => {
+                    None
+                }
+                Some(other) => Some(format!("annotation {key:?} is {other}, not {wanted:?}")),
+            })
+    }
+}
+
+/// Resolves `image`, fetches its signatures and checks each against `keys`; a signature counts
+/// only when its payload also carries the `required` annotations.
 pub async fn verify_with_keys(
     store: &SignatureStore,
     image: &ImageRef,
     signature_type: SignatureType,
     keys: &[PublicKey],
+    required: &RequiredAnnotations,
 ) -> Result<KeyVerification, RegistryError> {
     let digest = store.client().resolve_digest(image).await?;
     let set = store.fetch_signatures(image, &digest).await?;
@@ -58,6 +86,15 @@ pub async fn verify_with_keys(
         .enumerate()
         .map(
             |(i, s)| match check_signature(s, image, &digest, signature_type, keys) {
+                Ok(accepted) if required.missing(&accepted.payload.optional).is_some() => {
+                    SignatureFinding {
+                        index: i + 1,
+                        valid: false,
+                        key: None,
+                        identity: None,
+                        reason: required.missing(&accepted.payload.optional),
+                    }
+                }
                 Ok(accepted) => SignatureFinding {
                     index: i + 1,
                     valid: true,
@@ -119,5 +156,37 @@ impl KeyVerification {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn required_annotations_must_all_match() {
+        let required = RequiredAnnotations(BTreeMap::from([
+            ("env".to_string(), "prod".to_string()),
+            ("build".to_string(), "42".to_string()),
+        ]));
+        let optional = |json: serde_json::Value| json.as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            required.missing(&optional(
+                serde_json::json!({"env": "prod", "build": 42, "x": 1})
+            )),
+            None
+        );
+        assert_eq!(
+            required.missing(&optional(serde_json::json!({"env": "dev", "build": "42"}))),
+            Some(r#"annotation "env" is "dev", not "prod""#.to_string())
+        );
+        assert_eq!(
+            required.missing(&optional(serde_json::json!({"build": "42"}))),
+            Some(r#"annotation "env" required but absent"#.to_string())
+        );
+        assert_eq!(
+            RequiredAnnotations::default().missing(&serde_json::Map::new()),
+            None
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{ArgAction, ArgGroup, Args};
 
 use super::{CliError, NoMatchArg};
@@ -24,7 +25,16 @@ pub struct TlsArgs {
     #[arg(long, env = "SIGNET_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Serve a self-signed certificate for localhost (local runs).
-    #[arg(long, env = "SIGNET_TLS_SELF_SIGNED", conflicts_with_all = ["tls_cert", "tls_key"])]
+    #[arg(
+        long,
+        env = "SIGNET_TLS_SELF_SIGNED",
+        conflicts_with_all = ["tls_cert", "tls_key"],
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+        action = ArgAction::Set
+    )]
     pub tls_self_signed: bool,
     /// How often the certificate files are checked for changes.
     #[arg(long, env = "SIGNET_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
@@ -92,7 +102,15 @@ pub struct WebhookArgs {
     pub exempt_namespaces: Vec<String>,
     /// Honour the signet.dev/breakglass annotation, for requesters a SubjectAccessReview allows
     /// (verb `use` on `breakglass.signet.dev`) or in --breakglass-groups. Off by default.
-    #[arg(long, env = "SIGNET_BREAKGLASS", default_value_t = false, action = ArgAction::Set)]
+    #[arg(
+        long,
+        env = "SIGNET_BREAKGLASS",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+        action = ArgAction::Set
+    )]
     pub breakglass: bool,
     /// Groups whose members may break glass without a SubjectAccessReview; repeatable.
     #[arg(
@@ -103,7 +121,15 @@ pub struct WebhookArgs {
     pub breakglass_groups: Vec<String>,
     /// Read the pod's and its service account's imagePullSecrets (in the request's namespace)
     /// to reach private registries. Off by default: the webhook then needs no access to Secrets.
-    #[arg(long, env = "SIGNET_PULL_SECRETS", default_value_t = false, action = ArgAction::Set)]
+    #[arg(
+        long,
+        env = "SIGNET_PULL_SECRETS",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+        action = ArgAction::Set
+    )]
     pub pull_secrets: bool,
     /// How long fetched signatures, and the verdicts that allowed an image, are reused: a deleted
     /// signature stops admitting within this time.
@@ -125,13 +151,29 @@ pub struct WebhookArgs {
     #[arg(long, env = "POD_NAMESPACE")]
     pub pod_namespace: Option<String>,
     /// Pin verified digests in /mutate.
-    #[arg(long, env = "SIGNET_MUTATE", default_value_t = true, action = ArgAction::Set)]
+    #[arg(
+        long,
+        env = "SIGNET_MUTATE",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+        action = ArgAction::Set
+    )]
     pub mutate: bool,
     /// Entries per cache (verdicts, digests, signatures).
     #[arg(long, env = "SIGNET_CACHE_SIZE", default_value_t = 100_000)]
     pub cache_size: u64,
     /// Only the Lease holder writes CRD status (cluster mode).
-    #[arg(long, env = "SIGNET_LEADER_ELECTION", default_value_t = true, action = ArgAction::Set)]
+    #[arg(
+        long,
+        env = "SIGNET_LEADER_ELECTION",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+        action = ArgAction::Set
+    )]
     pub leader_election: bool,
 }
 
@@ -199,6 +241,33 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: WebhookArgs,
+    }
+
+    #[test]
+    fn boolean_flags_are_switches_and_take_values() {
+        let parse = |args: &[&str]| {
+            let all = ["webhook", "--tls-self-signed"].iter().chain(args).copied();
+            Cli::try_parse_from(all).map(|c| c.args)
+        };
+        let Ok(on) = parse(&["--breakglass", "--pull-secrets", "--mutate"]) else {
+            panic!("switches parse");
+        };
+        assert!(on.breakglass && on.pull_secrets && on.mutate && on.leader_election);
+        assert!(on.tls.tls_self_signed);
+        let Ok(off) = parse(&[
+            "--mutate=false",
+            "--leader-election=false",
+            "--breakglass=no",
+        ]) else {
+            panic!("=false parses");
+        };
+        assert!(!off.mutate && !off.leader_election && !off.breakglass);
+        // The spelling scripts already use keeps working.
+        let Ok(spaced) = parse(&["--mutate", "false", "--breakglass", "true"]) else {
+            panic!("a separate value parses");
+        };
+        assert!(!spaced.mutate && spaced.breakglass);
+        assert!(parse(&["--mutate=maybe"]).is_err());
     }
 
     #[test]

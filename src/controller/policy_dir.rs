@@ -341,20 +341,69 @@ fn parse_document(
 }
 
 /// Deserializes a document into its kind, naming the offending field on failure.
+///
+/// Strict, as the API server is under kubectl's strict field validation: a field the kind does
+/// not have (`namespaceSelectr:`) is refused, naming it, instead of being dropped. Dropping it
+/// would turn a typo into a different policy (a ClusterVerificationPolicy without its
+/// `namespaceSelector` governs every namespace). `serde_ignored` reports every key the typed
+/// deserializer skipped, at any depth, including inside Kubernetes' own types (`metadata`).
 fn typed<T: DeserializeOwned>(
     place: &Place<'_>,
     object: &Option<String>,
     value: serde_yaml_ng::Value,
     problems: &mut Vec<FileProblem>,
 ) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(typed) => Some(typed),
+    let mut unknown = Vec::new();
+    let mut note_unknown = |path: serde_ignored::Path<'_>| {
+        let field = field_path(&path);
+        // The kube-derived root types read `apiVersion` and `kind` through their own checks.
+        if !matches!(field.as_str(), "apiVersion" | "kind") {
+            unknown.push(field);
+        }
+    };
+    let strict = serde_ignored::Deserializer::new(value, &mut note_unknown);
+    match serde_path_to_error::deserialize::<_, T>(strict) {
+        Ok(typed) if unknown.is_empty() => Some(typed),
+        Ok(_) => {
+            for field in unknown {
+                let name = field.rsplit('.').next().unwrap_or(&field).to_string();
+                problems.push(place.problem(
+                    object.clone(),
+                    Some(field),
+                    format!(
+                        "unknown field {name:?} (misspelt? the API server would refuse it too)"
+                    ),
+                ));
+            }
+            None
+        }
         Err(e) => {
             let field = e.path().to_string();
             let field = (field != ".").then_some(field);
             problems.push(place.problem(object.clone(), field, e.inner().to_string()));
             None
         }
+    }
+}
+
+/// `spec.keys[0].idd`, as `serde_path_to_error` and kubectl write field paths (serde_ignored's
+/// own rendering is `spec.keys.0.idd`, with `?` for every `Option` on the way).
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = field_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
 

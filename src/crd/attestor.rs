@@ -18,14 +18,15 @@ use crate::crypto::Algorithm;
     version = "v1alpha1",
     kind = "Attestor",
     shortname = "att",
+    category = "signet",
     status = "AttestorStatus",
     derive = "PartialEq",
     doc = "A named trust anchor: one or more public keys whose signatures count for it.",
     printcolumn(
         name = "Keys",
         type_ = "string",
-        json_path = ".status.keys[*].id",
-        description = "ids of the keys that parsed"
+        json_path = ".status.keys[*].name",
+        description = "the keys that parsed: their id, else their fingerprint"
     ),
     printcolumn(
         name = "Ready",

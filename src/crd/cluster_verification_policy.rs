@@ -19,8 +19,15 @@ policy_spec! {
         version = "v1alpha1",
         kind = "ClusterVerificationPolicy",
         shortname = "cvp",
+        category = "signet",
         status = "ResourceStatus",
         derive = "PartialEq",
+        // `required` above the number of attestors is a policy nothing can satisfy.
+        validation = kube::core::Rule::new(
+                "!has(self.spec.required) || self.spec.required <= size(self.spec.attestors)"
+            )
+            .message("spec.required cannot exceed the number of spec.attestors: no image could pass")
+            .field_path(".spec.required"),
         doc = "Which attestors must have signed the images run in the selected namespaces.",
         printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
         printcolumn(name = "Attestors", type_ = "string", json_path = ".spec.attestors"),

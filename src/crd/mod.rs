@@ -3,6 +3,12 @@
 //!
 //! The structs are the source of truth: `crds/signet.dev.yaml` is their output
 //! ([`render_all_crds`], `signet crd`), and a test fails when the committed file drifts.
+//!
+//! What the API server checks beyond types: a CEL rule on both policy kinds refuses `required`
+//! above the number of attestors (a policy no image could pass); `status.conditions` is a map
+//! list keyed by `type` (server-side apply merges conditions by type); all four kinds are in the
+//! `signet` category (`kubectl get signet`). Unknown fields need no schema flag: the API server
+//! prunes or (with strict field validation) refuses them, and the policy folder refuses them too.
 
 mod attestor;
 mod cluster_verification_policy;

@@ -19,10 +19,22 @@ use crate::signature::SignatureType;
     version = "v1alpha1",
     kind = "SigningRule",
     shortname = "sr",
+    category = "signet",
     status = "ResourceStatus",
     derive = "PartialEq",
     doc = "Signs the images pushed to the repositories in scope with one key.",
-    printcolumn(name = "Key", type_ = "string", json_path = ".spec.key.id"),
+    printcolumn(
+        name = "Key",
+        type_ = "string",
+        json_path = ".spec.key.ref",
+        description = "the key reference (file: or pkcs11: URI)"
+    ),
+    printcolumn(
+        name = "Key ID",
+        type_ = "string",
+        json_path = ".spec.key.id",
+        priority = 1
+    ),
     printcolumn(name = "Trigger", type_ = "string", json_path = ".spec.trigger"),
     printcolumn(
         name = "Ready",

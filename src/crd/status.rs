@@ -20,6 +20,7 @@ pub struct ResourceStatus {
     pub observed_generation: Option<i64>,
     /// `Ready` (True, or False with reason AttestorNotFound, InvalidKey or InvalidSpec).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 
@@ -32,6 +33,7 @@ pub struct AttestorStatus {
     pub observed_generation: Option<i64>,
     /// `Ready` (True, or False with reason InvalidKey or InvalidSpec).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The keys that parsed, in spec order, with their fingerprints.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -45,6 +47,9 @@ pub struct KeyStatus {
     /// The key's `id` from the spec, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// What verdicts call the key: its `id`, else its fingerprint (the Attestor's "Keys" column).
+    #[serde(default)]
+    pub name: String,
     /// The algorithm the key verifies with.
     pub algorithm: Algorithm,
     /// `sha256:<hex of the SubjectPublicKeyInfo DER>`.

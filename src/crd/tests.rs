@@ -190,7 +190,7 @@ fn printer_columns_point_at_declared_fields() {
             "ClusterVerificationPolicy",
             &["Mode", "Attestors", "Required", "Ready", "Age"],
         ),
-        ("SigningRule", &["Key", "Trigger", "Ready", "Age"]),
+        ("SigningRule", &["Key", "Key ID", "Trigger", "Ready", "Age"]),
     ];
     for (kind, names) in expect {
         let crd = crd_json(kind);
@@ -202,6 +202,21 @@ fn printer_columns_point_at_declared_fields() {
             .map(|c| c["name"].as_str().unwrap())
             .collect();
         assert_eq!(got, names, "{kind}");
+        // The key columns read fields that are always set: a key reference is required, and
+        // every parsed key has a name (its id, else its fingerprint).
+        let key_column = match kind {
+            "Attestor" => Some(("Keys", ".status.keys[*].name")),
+            "SigningRule" => Some(("Key", ".spec.key.ref")),
+            _ => None,
+        };
+        if let Some((name, path)) = key_column {
+            assert!(
+                columns
+                    .iter()
+                    .any(|c| c["name"] == name && c["jsonPath"] == path),
+                "{kind}: {columns:?}"
+            );
+        }
         let root = schema(kind);
         for column in columns {
             let path = column["jsonPath"].as_str().unwrap();

@@ -56,6 +56,18 @@ impl KeyKind {
                 | (KeyKind::Ed25519, Algorithm::Ed25519)
         )
     }
+
+    /// The one algorithm a key of this kind signs with, when its type decides it: an EC key's
+    /// curve names its ECDSA algorithm and an Ed25519 key has one; an RSA key does not (PSS or
+    /// PKCS#1 v1.5), and other types are not used.
+    pub(crate) fn implied_algorithm(self) -> Option<Algorithm> {
+        match self {
+            KeyKind::EcP256 => Some(Algorithm::EcdsaP256Sha256),
+            KeyKind::EcP384 => Some(Algorithm::EcdsaP384Sha384),
+            KeyKind::Ed25519 => Some(Algorithm::Ed25519),
+            KeyKind::Rsa | KeyKind::EcOther | KeyKind::Unknown => None,
+        }
+    }
 }
 
 /// One DER element: `(tag, content, rest)`; `None` when truncated or not DER-length encoded.

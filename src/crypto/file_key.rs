@@ -11,7 +11,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self as lc, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 
 use super::der::{self, KeyKind};
-use super::signing::{SigningKey, check_key_fits};
+use super::signing::{SigningKey, check_key_fits, resolve_algorithm};
 use super::{Algorithm, CryptoError, PublicKey};
 
 /// A private key held in memory, read from a PEM file.
@@ -90,6 +90,16 @@ impl FileKey {
         algorithm: Algorithm,
         key_id: Option<&str>,
     ) -> Result<Self, CryptoError> {
+        Self::open_inferred(path, Some(algorithm), key_id)
+    }
+
+    /// Like [`FileKey::open`], with the algorithm inferred from the key when `algorithm` is
+    /// `None` (EC keys by their curve, Ed25519 keys; an RSA key needs it named).
+    pub fn open_inferred(
+        path: &Path,
+        algorithm: Option<Algorithm>,
+        key_id: Option<&str>,
+    ) -> Result<Self, CryptoError> {
         let source = format!("key file {}", path.display());
         let cannot_read = |e: std::io::Error| {
             CryptoError::KeyStore(format!("cannot read key file {}: {e}", path.display()))
@@ -119,12 +129,12 @@ impl FileKey {
 
     /// Parses a PEM private key held in memory.
     pub fn from_pem(pem: &str, algorithm: Algorithm, key_id: &str) -> Result<Self, CryptoError> {
-        Self::from_pem_named(pem, algorithm, key_id.to_string(), "private key")
+        Self::from_pem_named(pem, Some(algorithm), key_id.to_string(), "private key")
     }
 
     fn from_pem_named(
         pem: &str,
-        algorithm: Algorithm,
+        algorithm: Option<Algorithm>,
         key_id: String,
         source: &str,
     ) -> Result<Self, CryptoError> {
@@ -142,19 +152,27 @@ impl FileKey {
     fn from_der(
         der: &[u8],
         encoding: Encoding,
-        algorithm: Algorithm,
+        asked: Option<Algorithm>,
         key_id: String,
         source: &str,
     ) -> Result<Self, CryptoError> {
         let kind = match encoding {
             Encoding::Pkcs8 => pkcs8_kind(der),
             Encoding::Pkcs1 => KeyKind::Rsa,
-            Encoding::Sec1 => sec1_kind(der).unwrap_or(match algorithm {
+            Encoding::Sec1 => match (sec1_kind(der), asked) {
+                (Some(kind), _) => kind,
                 // Without a curve in the key, the algorithm asked for decides; aws-lc checks the point.
-                Algorithm::EcdsaP384Sha384 => KeyKind::EcP384,
-                _ => KeyKind::EcP256,
-            }),
+                (None, Some(Algorithm::EcdsaP384Sha384)) => KeyKind::EcP384,
+                (None, Some(_)) => KeyKind::EcP256,
+                (None, None) => {
+                    return Err(CryptoError::MalformedKey(format!(
+                        "{source} is an EC key that does not name its curve: name the algorithm \
+                         (--algorithm ECDSA_P256_SHA_256 or ECDSA_P384_SHA_384)"
+                    )));
+                }
+            },
         };
+        let algorithm = resolve_algorithm(kind, asked, source)?;
         check_key_fits(kind, algorithm, source)?;
         let rejected = |e: aws_lc_rs::error::KeyRejected| {
             CryptoError::MalformedKey(format!("{source}: {} rejected: {e}", kind.describe()))

@@ -19,6 +19,17 @@ pub fn open_signing_key(
     algorithm: Algorithm,
     key_id: Option<&str>,
 ) -> Result<Arc<dyn SigningKey>, CryptoError> {
+    open_signing_key_inferred(uri, Some(algorithm), key_id)
+}
+
+/// Like [`open_signing_key`], with the algorithm inferred from the key when `algorithm` is `None`:
+/// an EC key's curve and an Ed25519 key decide it; an RSA key does not (PSS or PKCS#1 v1.5), and
+/// the error says to name one.
+pub fn open_signing_key_inferred(
+    uri: &str,
+    algorithm: Option<Algorithm>,
+    key_id: Option<&str>,
+) -> Result<Arc<dyn SigningKey>, CryptoError> {
     let uri = uri.trim();
     if uri.is_empty() {
         return Err(CryptoError::KeyStore(
@@ -27,16 +38,24 @@ pub fn open_signing_key(
     }
     match scheme(uri) {
         Some(s) if s.eq_ignore_ascii_case("pkcs11") => {
-            Ok(Arc::new(Pkcs11Key::open(uri, algorithm, key_id)?))
+            Ok(Arc::new(Pkcs11Key::open_inferred(uri, algorithm, key_id)?))
         }
         Some(s) if s.eq_ignore_ascii_case("file") => {
             let path = file_uri_path(uri)?;
-            Ok(Arc::new(FileKey::open(Path::new(path), algorithm, key_id)?))
+            Ok(Arc::new(FileKey::open_inferred(
+                Path::new(path),
+                algorithm,
+                key_id,
+            )?))
         }
         Some(s) => Err(CryptoError::KeyStore(format!(
             "key reference scheme {s:?} is not supported (expected file:/path/key.pem, a path, or pkcs11:...)"
         ))),
-        None => Ok(Arc::new(FileKey::open(Path::new(uri), algorithm, key_id)?)),
+        None => Ok(Arc::new(FileKey::open_inferred(
+            Path::new(uri),
+            algorithm,
+            key_id,
+        )?)),
     }
 }
 

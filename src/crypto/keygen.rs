@@ -196,6 +196,45 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
+    fn ec_and_ed25519_keys_decide_their_algorithm_rsa_keys_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        for algorithm in Algorithm::ALL {
+            let key =
+                generate_key_pair(algorithm, Some(2048).filter(|_| algorithm.is_rsa())).unwrap();
+            let public = PublicKey::from_pem_inferred(&key.public_key_pem(), None, "public key k");
+            let prefix = dir.path().join(algorithm.as_str());
+            let (private, _) = write_key_pair(&prefix, &key).unwrap();
+            let opened = FileKey::open_inferred(&private, None, None);
+            if algorithm.is_rsa() {
+                let err = public.unwrap_err().to_string();
+                assert!(
+                    err.contains("an RSA key")
+                        && err.contains("RSA_PSS_SHA_256")
+                        && err.contains("RSA_PKCS1_SHA_256"),
+                    "{err}"
+                );
+                let err = opened.unwrap_err().to_string();
+                assert!(
+                    err.contains(&private.display().to_string()) && err.contains("--algorithm"),
+                    "{err}"
+                );
+                // Said explicitly, it is used as said.
+                let said = FileKey::open_inferred(&private, Some(algorithm), None).unwrap();
+                assert_eq!(said.algorithm(), algorithm);
+            } else {
+                assert_eq!(public.unwrap().algorithm(), algorithm);
+                assert_eq!(opened.unwrap().algorithm(), algorithm);
+            }
+        }
+        // An algorithm said that the key cannot do is still refused.
+        let ec = generate_key_pair(Algorithm::EcdsaP256Sha256, None).unwrap();
+        assert!(
+            PublicKey::from_pem_inferred(&ec.public_key_pem(), Some(Algorithm::Ed25519), "k")
+                .is_err()
+        );
+    }
+
+    #[test]
     fn every_algorithm_generates_a_key_that_signs_and_verifies() {
         for algorithm in Algorithm::ALL {
             let key = generate_key_pair(algorithm, None).unwrap();

@@ -11,7 +11,7 @@ mod signing;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use file_key::FileKey;
-pub use key_ref::open_signing_key;
+pub use key_ref::{open_signing_key, open_signing_key_inferred};
 pub use keygen::{GeneratedKey, generate_key_pair, write_key_pair};
 pub use pkcs11::{DEFAULT_PKCS11_MODULE, Pkcs11Key, Pkcs11Uri, TokenKey, generate_on_token};
 pub use public_key::PublicKey;
@@ -60,6 +60,18 @@ pub enum CryptoError {
         how: &'static str,
         /// The permission bits.
         mode: u32,
+    },
+    /// No algorithm was named and the key's type does not decide one: an RSA key signs with PSS
+    /// or PKCS#1 v1.5, and only the user knows which the verifiers expect.
+    #[error(
+        "{source_name} is {key}, whose algorithm the key cannot tell: name it, \
+         --algorithm RSA_PSS_SHA_256 or --algorithm RSA_PKCS1_SHA_256"
+    )]
+    AlgorithmNotImplied {
+        /// Where the key is: `public key /k.pub`, `key file /k.pem`, `PKCS#11 private key ...`.
+        source_name: String,
+        /// The key's type in words, e.g. "an RSA key".
+        key: &'static str,
     },
     /// A private key (file or token object) of a type that cannot sign with the algorithm asked for.
     #[error("{source_name} holds {key}, which cannot sign {algorithm}")]

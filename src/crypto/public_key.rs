@@ -41,25 +41,45 @@ fn verification_algorithm(algorithm: Algorithm) -> &'static dyn VerificationAlgo
     }
 }
 
+/// The SubjectPublicKeyInfo DER of a PEM public key (`PUBLIC KEY`, or PKCS#1 `RSA PUBLIC KEY`).
+fn spki_of_pem(pem: &str) -> Result<Vec<u8>, CryptoError> {
+    let block = der::pem_decode(pem).ok_or(CryptoError::NotPem)?;
+    match block.label.as_str() {
+        "PUBLIC KEY" => Ok(block.der),
+        "RSA PUBLIC KEY" => {
+            if !der::is_pkcs1_rsa_public_key(&block.der) {
+                return Err(CryptoError::MalformedKey(
+                    "RSA PUBLIC KEY is not a PKCS#1 RSAPublicKey".into(),
+                ));
+            }
+            Ok(der::rsa_pkcs1_to_spki(&block.der))
+        }
+        other => Err(CryptoError::WrongPemLabel(other.to_string())),
+    }
+}
+
 impl PublicKey {
     /// Parses a PEM public key (`PUBLIC KEY` SPKI, or `RSA PUBLIC KEY` PKCS#1) for `algorithm`.
     ///
     /// Fails, naming both, when the key's type contradicts the algorithm; RSA keys must have
     /// 2048 to 8192 bits.
     pub fn from_pem(pem: &str, algorithm: Algorithm) -> Result<Self, CryptoError> {
-        let block = der::pem_decode(pem).ok_or(CryptoError::NotPem)?;
-        match block.label.as_str() {
-            "PUBLIC KEY" => Self::from_spki_der(&block.der, algorithm),
-            "RSA PUBLIC KEY" => {
-                if !der::is_pkcs1_rsa_public_key(&block.der) {
-                    return Err(CryptoError::MalformedKey(
-                        "RSA PUBLIC KEY is not a PKCS#1 RSAPublicKey".into(),
-                    ));
-                }
-                Self::from_spki_der(&der::rsa_pkcs1_to_spki(&block.der), algorithm)
-            }
-            other => Err(CryptoError::WrongPemLabel(other.to_string())),
-        }
+        Self::from_spki_der(&spki_of_pem(pem)?, algorithm)
+    }
+
+    /// Like [`PublicKey::from_pem`], with the algorithm inferred from the key when `algorithm` is
+    /// `None`: EC keys by their curve, Ed25519 keys. An RSA key needs it named (PSS or PKCS#1
+    /// v1.5), and the error names `source` and both choices.
+    pub fn from_pem_inferred(
+        pem: &str,
+        algorithm: Option<Algorithm>,
+        source: &str,
+    ) -> Result<Self, CryptoError> {
+        let spki = spki_of_pem(pem)?;
+        let kind = der::spki_kind(&spki)
+            .ok_or_else(|| CryptoError::MalformedKey("not a DER SubjectPublicKeyInfo".into()))?;
+        let algorithm = super::signing::resolve_algorithm(kind, algorithm, source)?;
+        Self::from_spki_der(&spki, algorithm)
     }
 
     /// Parses a DER SubjectPublicKeyInfo for `algorithm`.

@@ -31,6 +31,29 @@ impl fmt::Debug for dyn SigningKey + '_ {
     }
 }
 
+/// The algorithm to use with a key of `kind` found at `source`: `asked` when given (checked by the
+/// caller), else the one its type implies. RSA keys need it said; unusable types say why.
+pub(super) fn resolve_algorithm(
+    kind: KeyKind,
+    asked: Option<Algorithm>,
+    source: &str,
+) -> Result<Algorithm, CryptoError> {
+    if let Some(algorithm) = asked {
+        return Ok(algorithm);
+    }
+    match (kind.implied_algorithm(), kind) {
+        (Some(algorithm), _) => Ok(algorithm),
+        (None, KeyKind::Rsa) => Err(CryptoError::AlgorithmNotImplied {
+            source_name: source.to_string(),
+            key: kind.describe(),
+        }),
+        (None, _) => Err(CryptoError::MalformedKey(format!(
+            "{source} is {}: signet uses RSA, EC P-256, EC P-384 and Ed25519 keys",
+            kind.describe()
+        ))),
+    }
+}
+
 /// Checks that a private key of `kind`, found at `source` (`key file /k.pem`, `PKCS#11 private key
 /// ...`), can sign `algorithm`; the error names both.
 pub(super) fn check_key_fits(

@@ -393,6 +393,9 @@ fn compile_attestors(
                     Ok(parsed) => {
                         key_statuses.push(KeyStatus {
                             id: key.id.clone(),
+                            name: label
+                                .clone()
+                                .unwrap_or_else(|| parsed.fingerprint().to_string()),
                             algorithm: key.algorithm,
                             fingerprint: parsed.fingerprint().to_string(),
                         });

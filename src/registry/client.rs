@@ -20,9 +20,11 @@ use url::Url;
 use super::auth::{
     Challenge, TokenCache, TokenKey, TokenRequest, basic_header, fetch_token, parse_challenges,
 };
-use super::credentials::{Credential, DockerConfig};
+use super::cred_helper::HelperCache;
+use super::credentials::{Credential, CredentialSource, DockerConfig};
 use super::error::{RegistryError, body_detail};
 use super::lazy_roots::SystemRootPaths;
+use super::loopback_tls::LoopbackSchemes;
 use super::transport::{SchemePolicy, base_url, http_client, realm_allowed, same_origin};
 
 /// Error bodies are read this far for their message, no further.
@@ -42,12 +44,15 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 /// How the client reaches registries.
 #[derive(Clone, Debug)]
 pub struct RegistryOptions {
-    /// A docker `config.json` with credentials; when absent, `$DOCKER_CONFIG/config.json` is
-    /// used if `DOCKER_CONFIG` is set and the file exists.
+    /// A docker `config.json` with credentials; when absent, `$DOCKER_CONFIG/config.json`,
+    /// else `~/.docker/config.json`, when there.
     pub config_file: Option<PathBuf>,
     /// `$DOCKER_CONFIG`, as the caller read it: its `config.json` is used when `config_file` is
     /// absent.
     pub docker_config_dir: Option<PathBuf>,
+    /// `$HOME`, as the caller read it: `~/.docker/config.json` is used when neither
+    /// `config_file` nor `docker_config_dir` is given.
+    pub home_dir: Option<PathBuf>,
     /// Extra PEM CA bundles trusted in addition to the system roots.
     pub ca_files: Vec<PathBuf>,
     /// `SSL_CERT_FILE`, as the caller read it: the system CA bundle instead of the well-known
@@ -71,6 +76,7 @@ impl Default for RegistryOptions {
         RegistryOptions {
             config_file: None,
             docker_config_dir: None,
+            home_dir: None,
             ca_files: Vec::new(),
             system_ca_file: None,
             system_ca_dir: None,
@@ -99,6 +105,10 @@ pub(crate) struct Shared {
     /// The last challenge seen per registry, so that later requests authenticate up front
     /// instead of collecting a 401 first (which would also send push bodies twice).
     challenges: Mutex<HashMap<String, Challenge>>,
+    /// Answers of docker credential helpers.
+    helpers: HelperCache,
+    /// Whether each loopback registry speaks TLS, as found out by its first request.
+    loopback: LoopbackSchemes,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -130,7 +140,21 @@ pub(crate) struct Call<'a> {
     pub(crate) body: Option<Bytes>,
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
+    /// The same call to another URL.
+    fn with_url(&self, url: Url) -> Call<'a> {
+        Call {
+            registry: self.registry,
+            repository: self.repository,
+            access: self.access,
+            method: self.method.clone(),
+            url,
+            accept: self.accept,
+            content_type: self.content_type,
+            body: self.body.clone(),
+        }
+    }
+
     fn scope(&self) -> String {
         match self.access {
             Access::Pull => format!("repository:{}:pull", self.repository),
@@ -151,11 +175,13 @@ impl Call<'_> {
 
 impl RegistryClient {
     /// Builds the client: TLS (system roots plus `ca_files`), the plain-HTTP policy, and the
-    /// credentials from `config_file` or `docker_config_dir/config.json`.
+    /// credentials from `config_file`, `docker_config_dir/config.json` or
+    /// `home_dir/.docker/config.json` (see [`DockerConfig::load`]).
     pub fn new(options: &RegistryOptions) -> Result<Self, RegistryError> {
         let credentials = DockerConfig::load(
             options.config_file.as_deref(),
             options.docker_config_dir.as_deref(),
+            options.home_dir.as_deref(),
         )?;
         Self::with_config(options, credentials)
     }
@@ -185,6 +211,8 @@ impl RegistryClient {
                 .filter(|h| !h.is_empty())
                 .collect(),
             challenges: Mutex::new(HashMap::new()),
+            helpers: HelperCache::default(),
+            loopback: LoopbackSchemes::default(),
         };
         Ok(RegistryClient {
             shared: Arc::new(shared),
@@ -208,15 +236,49 @@ impl RegistryClient {
         }
     }
 
-    fn credential(&self, registry: &str) -> Option<&Credential> {
-        self.credentials
-            .iter()
-            .find_map(|layer| layer.find(registry))
+    /// The credential for `registry`: from the first layer that has one (stored, or from a
+    /// credential helper), else none. A helper that fails is an error, not anonymous access.
+    async fn credential(&self, registry: &str) -> Result<Option<Credential>, RegistryError> {
+        for layer in self.credentials.iter() {
+            match layer.lookup(registry) {
+                CredentialSource::Anonymous => {}
+                CredentialSource::Stored(credential) => return Ok(Some(credential.clone())),
+                CredentialSource::Helper {
+                    helper,
+                    server_url,
+                    fallback,
+                    named_in,
+                } => {
+                    let answer = self
+                        .shared
+                        .helpers
+                        .get(helper, &server_url, registry, named_in, self.shared.timeout)
+                        .await?;
+                    if let Some(credential) = answer.or_else(|| fallback.cloned()) {
+                        return Ok(Some(credential));
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
-    /// `scheme://api-host/` for a registry.
+    /// `scheme://api-host/` for a registry: a loopback registry found to speak TLS is reached
+    /// over HTTPS.
     pub(crate) fn base_url(&self, registry: &str) -> Result<Url, RegistryError> {
-        base_url(&self.shared.schemes, registry)
+        let url = base_url(&self.shared.schemes, registry)?;
+        Ok(self.shared.loopback.adjust(registry, url))
+    }
+
+    /// Finds out, once per loopback registry, whether it speaks TLS (see [`LoopbackSchemes`]).
+    /// Called before a registry's first request; later ones reuse the answer.
+    pub(crate) async fn learn_scheme(&self, registry: &str) {
+        if self.shared.schemes.may_probe_tls(registry) {
+            self.shared
+                .loopback
+                .learn(&self.shared.http, registry, self.shared.timeout)
+                .await;
+        }
     }
 
     /// `base/v2/<path>`.
@@ -283,9 +345,24 @@ impl RegistryClient {
 
     /// One request with authentication (and one retry after a 401 challenge).
     async fn send_authorized(&self, call: &Call<'_>) -> Result<reqwest::Response, RegistryError> {
+        self.learn_scheme(call.registry).await;
         let base = self.base_url(call.registry)?;
+        // A URL built before the registry was found to speak TLS moves to HTTPS with it.
+        let upgraded;
+        let call = match self.shared.loopback.upgrade(call.registry, &call.url) {
+            Some(url) => {
+                upgraded = call.with_url(url);
+                &upgraded
+            }
+            None => call,
+        };
         let on_registry = same_origin(&call.url, &base);
-        let credential = self.credential(call.registry);
+        let credential = if on_registry {
+            self.credential(call.registry).await?
+        } else {
+            None
+        };
+        let credential = credential.as_ref();
         let key = TokenKey {
             identity: credential.map_or_else(|| "anonymous".to_string(), Credential::fingerprint),
             registry: call.registry.to_string(),
@@ -631,8 +708,8 @@ mod tests {
         check::<RegistryClient>();
     }
 
-    #[test]
-    fn per_request_credentials_come_first_and_share_the_transport() {
+    #[tokio::test]
+    async fn per_request_credentials_come_first_and_share_the_transport() {
         let mut base = DockerConfig::new();
         base.insert(
             "r.example",
@@ -659,17 +736,22 @@ mod tests {
         );
         let per_request = client.with_credentials(&extra);
         assert!(Arc::ptr_eq(&client.shared, &per_request.shared));
-        let user = |c: &RegistryClient, host: &str| match c.credential(host) {
-            Some(Credential::Basic { username, .. }) => Some(username.clone()),
-            _ => None,
-        };
-        assert_eq!(user(&per_request, "r.example").as_deref(), Some("pod"));
+        async fn user(c: &RegistryClient, host: &str) -> Option<String> {
+            match c.credential(host).await.unwrap() {
+                Some(Credential::Basic { username, .. }) => Some(username),
+                _ => None,
+            }
+        }
         assert_eq!(
-            user(&per_request, "only-base.example").as_deref(),
+            user(&per_request, "r.example").await.as_deref(),
+            Some("pod")
+        );
+        assert_eq!(
+            user(&per_request, "only-base.example").await.as_deref(),
             Some("base")
         );
-        assert_eq!(user(&client, "r.example").as_deref(), Some("base"));
-        assert_eq!(user(&per_request, "none.example"), None);
+        assert_eq!(user(&client, "r.example").await.as_deref(), Some("base"));
+        assert_eq!(user(&per_request, "none.example").await, None);
         let debug = format!("{per_request:?}");
         assert!(!debug.contains("pod") && !debug.contains("base"), "{debug}");
     }

@@ -1,9 +1,15 @@
 //! Registry credentials: docker `config.json` parsing and docker's host matching.
 //!
-//! The same parser reads `--registry-config`, `$DOCKER_CONFIG/config.json` and (later) the
+//! The same parser reads `--registry-config`, `$DOCKER_CONFIG/config.json`,
+//! `~/.docker/config.json` (the first that applies, as docker looks) and the
 //! `.dockerconfigjson` / `.dockercfg` payloads of Kubernetes `imagePullSecrets`, so it accepts
 //! both the `{"auths": {...}}` layout and the older flat map of hosts.
-//! Credential helpers (`credsStore`, `credHelpers`) run external programs and are not supported.
+//!
+//! Credential helpers (`credHelpers` per registry, `credsStore` for all others) are honoured in
+//! files only ([`DockerConfig::from_file`]): they name programs to run, and a Secret in a
+//! namespace must not choose what runs in the webhook. They are resolved per request by the
+//! client (`cred_helper`), as docker does: `credHelpers[host]`, else `credsStore`, else the
+//! file's own `auths` entry (also used when the store has nothing for the host).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -87,14 +93,43 @@ impl fmt::Debug for Credential {
 pub struct DockerConfig {
     /// Keys as written in the file (`https://index.docker.io/v1/`, `ghcr.io`, `http://host:5000`).
     entries: BTreeMap<String, Credential>,
+    /// `credsStore`: the helper asked for every registry without its own `credHelpers` entry.
+    creds_store: Option<String>,
+    /// `credHelpers`: helper per registry key.
+    cred_helpers: BTreeMap<String, String>,
+    /// Where the helpers were named, for errors (`docker config /home/u/.docker/config.json`).
+    source: String,
 }
 
 impl fmt::Debug for DockerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DockerConfig")
             .field("registries", &self.entries.keys().collect::<Vec<_>>())
+            .field("creds_store", &self.creds_store)
+            .field("cred_helpers", &self.cred_helpers)
             .finish()
     }
+}
+
+/// Where a registry's credentials come from, per [`DockerConfig::lookup`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CredentialSource<'a> {
+    /// Written in the file (or Secret).
+    Stored(&'a Credential),
+    /// Asked of `docker-credential-<helper>`, with `server_url` on its stdin; `fallback` is the
+    /// file's own entry, used when the helper has nothing for the registry.
+    Helper {
+        /// The helper's name (the part after `docker-credential-`).
+        helper: &'a str,
+        /// What docker passes: `https://index.docker.io/v1/` for Docker Hub, else the host.
+        server_url: String,
+        /// The file's entry for the registry, if any.
+        fallback: Option<&'a Credential>,
+        /// Where the helper was named, for errors.
+        named_in: &'a str,
+    },
+    /// Nothing: the registry is accessed anonymously.
+    Anonymous,
 }
 
 #[derive(Deserialize, Default)]
@@ -118,8 +153,13 @@ impl DockerConfig {
     }
 
     /// Parses a docker `config.json` (`{"auths": {...}}`) or a legacy `.dockercfg` (a flat map
-    /// from registry to entry). `source` names the input in error messages.
+    /// from registry to entry). `source` names the input in error messages. Credential helpers
+    /// are not read: this is how Secrets are parsed (see [`DockerConfig::from_file`]).
     pub fn from_json(bytes: &[u8], source: &str) -> Result<Self, RegistryError> {
+        Self::parse(bytes, source, false)
+    }
+
+    fn parse(bytes: &[u8], source: &str, helpers: bool) -> Result<Self, RegistryError> {
         let invalid = |reason: String| {
             RegistryError::invalid_config(format!("docker config {source}"), reason)
         };
@@ -127,6 +167,11 @@ impl DockerConfig {
             serde_json::from_slice(bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
         let serde_json::Value::Object(top) = value else {
             return Err(invalid("not a JSON object".into()));
+        };
+        let (creds_store, cred_helpers) = if helpers {
+            read_helpers(&top).map_err(invalid)?
+        } else {
+            (None, BTreeMap::new())
         };
         let auths = match top.get("auths") {
             Some(serde_json::Value::Object(auths)) => auths.clone(),
@@ -155,10 +200,15 @@ impl DockerConfig {
                 entries.insert(key, credential);
             }
         }
-        Ok(DockerConfig { entries })
+        Ok(DockerConfig {
+            entries,
+            creds_store,
+            cred_helpers,
+            source: format!("docker config {source}"),
+        })
     }
 
-    /// Reads and parses a docker `config.json` file.
+    /// Reads and parses a docker `config.json` file, credential helpers included.
     pub fn from_file(path: &Path) -> Result<Self, RegistryError> {
         let bytes = std::fs::read(path).map_err(|e| {
             RegistryError::invalid_config(
@@ -166,26 +216,31 @@ impl DockerConfig {
                 e.to_string(),
             )
         })?;
-        Self::from_json(&bytes, &path.display().to_string())
+        Self::parse(&bytes, &path.display().to_string(), true)
     }
 
-    /// Loads the credentials the client starts with: `config_file` when given (it must exist),
-    /// else `<docker_config_dir>/config.json` when `$DOCKER_CONFIG` is set and the file exists,
-    /// else none. The environment is passed in so that this stays testable.
+    /// Loads the credentials the client starts with, looking where docker looks: `config_file`
+    /// when given (it must exist), else `<docker_config_dir>/config.json` when `$DOCKER_CONFIG`
+    /// is set, else `<home_dir>/.docker/config.json`; a file that is not there means no
+    /// credentials. The environment is passed in so that this stays testable.
     pub fn load(
         config_file: Option<&Path>,
         docker_config_dir: Option<&Path>,
+        home_dir: Option<&Path>,
     ) -> Result<Self, RegistryError> {
         if let Some(path) = config_file {
             return Self::from_file(path);
         }
-        if let Some(dir) = docker_config_dir {
-            let path: PathBuf = dir.join("config.json");
-            if path.is_file() {
-                return Self::from_file(&path);
-            }
-            tracing::debug!(path = %path.display(), "DOCKER_CONFIG has no config.json; registries are accessed anonymously");
+        // As docker: $DOCKER_CONFIG replaces ~/.docker, it does not add to it.
+        let path: PathBuf = match (docker_config_dir, home_dir) {
+            (Some(dir), _) => dir.join("config.json"),
+            (None, Some(home)) => home.join(".docker").join("config.json"),
+            (None, None) => return Ok(Self::default()),
+        };
+        if path.is_file() {
+            return Self::from_file(&path);
         }
+        tracing::debug!(path = %path.display(), "no docker config.json; registries are accessed anonymously");
         Ok(Self::default())
     }
 
@@ -194,9 +249,41 @@ impl DockerConfig {
         self.entries.insert(registry.to_string(), credential);
     }
 
-    /// True when no registry has credentials.
+    /// True when no registry has credentials (stored or through a helper).
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.creds_store.is_none() && self.cred_helpers.is_empty()
+    }
+
+    /// Where the credentials for `registry` come from, as docker decides: the registry's
+    /// `credHelpers` entry, else `credsStore`, else the stored entry ([`DockerConfig::find`]).
+    pub fn lookup(&self, registry: &str) -> CredentialSource<'_> {
+        let wanted = registry.to_ascii_lowercase();
+        let hub = DOCKER_HUB_HOSTS.contains(&wanted.as_str());
+        let own_helper = self.cred_helpers.iter().find_map(|(key, helper)| {
+            let host = key_host(key);
+            let matches = if hub {
+                DOCKER_HUB_HOSTS.contains(&host.as_str())
+            } else {
+                host == wanted
+            };
+            matches.then_some(helper)
+        });
+        match own_helper.or(self.creds_store.as_ref()) {
+            Some(helper) => CredentialSource::Helper {
+                helper,
+                server_url: if hub {
+                    DOCKER_HUB_CONFIG_KEY.to_string()
+                } else {
+                    wanted
+                },
+                fallback: self.find(registry),
+                named_in: &self.source,
+            },
+            None => match self.find(registry) {
+                Some(credential) => CredentialSource::Stored(credential),
+                None => CredentialSource::Anonymous,
+            },
+        }
     }
 
     /// The credentials for `registry` (a normalised host such as `docker.io` or
@@ -229,6 +316,46 @@ pub(crate) fn key_host(key: &str) -> String {
         .or_else(|| key.strip_prefix("http://"))
         .unwrap_or(key);
     rest.split('/').next().unwrap_or(rest).to_ascii_lowercase()
+}
+
+/// `credsStore` and `credHelpers`; a helper name must be a plain program-name suffix, so that
+/// `docker-credential-<name>` cannot reach outside PATH (`../../bin/sh`).
+fn read_helpers(
+    top: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(Option<String>, BTreeMap<String, String>), String> {
+    let valid = |name: &str| {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !name.starts_with('.')
+    };
+    let store = match top.get("credsStore") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) if s.is_empty() => None,
+        Some(serde_json::Value::String(s)) if valid(s) => Some(s.clone()),
+        Some(other) => return Err(format!("`credsStore` {other} is not a helper name")),
+    };
+    let mut helpers = BTreeMap::new();
+    match top.get("credHelpers") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Object(map)) => {
+            for (host, helper) in map {
+                match helper.as_str() {
+                    Some(name) if valid(name) => {
+                        helpers.insert(host.clone(), name.to_string());
+                    }
+                    _ => {
+                        return Err(format!(
+                            "`credHelpers` entry {host:?}: {helper} is not a helper name"
+                        ));
+                    }
+                }
+            }
+        }
+        Some(_) => return Err("`credHelpers` is not an object".into()),
+    }
+    Ok((store, helpers))
 }
 
 /// The credential an entry holds, `None` for an entry with nothing usable (e.g. only `email`).
@@ -401,22 +528,98 @@ mod tests {
         )
         .unwrap();
 
-        let cfg = DockerConfig::load(Some(&explicit), Some(dir.path())).unwrap();
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join(".docker")).unwrap();
+        std::fs::write(
+            home.path().join(".docker/config.json"),
+            br#"{"auths":{"c.example":{"auth":"YTpi"}}}"#,
+        )
+        .unwrap();
+
+        let cfg = DockerConfig::load(Some(&explicit), Some(dir.path()), Some(home.path())).unwrap();
         assert!(cfg.find("a.example").is_some() && cfg.find("b.example").is_none());
-        let cfg = DockerConfig::load(None, Some(dir.path())).unwrap();
-        assert!(cfg.find("b.example").is_some());
+        let cfg = DockerConfig::load(None, Some(dir.path()), Some(home.path())).unwrap();
+        assert!(cfg.find("b.example").is_some() && cfg.find("c.example").is_none());
+        // Without $DOCKER_CONFIG, docker's own default: ~/.docker/config.json.
+        let cfg = DockerConfig::load(None, None, Some(home.path())).unwrap();
+        assert!(cfg.find("c.example").is_some());
         let empty = tempfile::tempdir().unwrap();
         assert!(
-            DockerConfig::load(None, Some(empty.path()))
+            DockerConfig::load(None, Some(empty.path()), Some(home.path()))
+                .unwrap()
+                .is_empty(),
+            "$DOCKER_CONFIG replaces ~/.docker"
+        );
+        assert!(
+            DockerConfig::load(None, None, Some(empty.path()))
                 .unwrap()
                 .is_empty()
         );
-        assert!(DockerConfig::load(None, None).unwrap().is_empty());
+        assert!(DockerConfig::load(None, None, None).unwrap().is_empty());
         let missing = dir.path().join("missing.json");
-        let err = DockerConfig::load(Some(&missing), None)
+        let err = DockerConfig::load(Some(&missing), None, None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing.json"), "{err}");
+    }
+
+    #[test]
+    fn helpers_are_read_from_files_only_and_chosen_as_docker_does() {
+        let json = br#"{
+            "auths": {"ghcr.io": {"auth": "YTpi"}, "quay.io": {"auth": "YTpi"}},
+            "credsStore": "desktop",
+            "credHelpers": {"123.dkr.ecr.eu-west-1.amazonaws.com": "ecr-login", "index.docker.io": "hub"}
+        }"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, json).unwrap();
+        let cfg = DockerConfig::from_file(&path).unwrap();
+        let helper = |registry: &str| match cfg.lookup(registry) {
+            CredentialSource::Helper {
+                helper, server_url, ..
+            } => Some((helper.to_string(), server_url)),
+            _ => None,
+        };
+        assert_eq!(
+            helper("123.dkr.ecr.eu-west-1.amazonaws.com"),
+            Some((
+                "ecr-login".into(),
+                "123.dkr.ecr.eu-west-1.amazonaws.com".into()
+            ))
+        );
+        assert_eq!(
+            helper("docker.io"),
+            Some(("hub".into(), DOCKER_HUB_CONFIG_KEY.into()))
+        );
+        // credsStore for the rest, with the file's entry as the fallback.
+        assert!(matches!(
+            cfg.lookup("ghcr.io"),
+            CredentialSource::Helper {
+                helper: "desktop",
+                fallback: Some(_),
+                ..
+            }
+        ));
+        // A Secret's payload never names a program to run.
+        let secret = DockerConfig::from_json(json, "secret ns/pull").unwrap();
+        assert!(matches!(
+            secret.lookup("ghcr.io"),
+            CredentialSource::Stored(_)
+        ));
+        assert_eq!(secret.lookup("docker.io"), CredentialSource::Anonymous);
+        // Helper names stay program-name suffixes.
+        for bad in [
+            r#"{"credsStore": "../../bin/sh"}"#,
+            r#"{"credHelpers": {"r.example": "a/b"}}"#,
+            r#"{"credsStore": 3}"#,
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let err = DockerConfig::from_file(&path).unwrap_err().to_string();
+            assert!(
+                err.contains("config.json") && err.contains("helper name"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -106,6 +106,19 @@ pub enum RegistryError {
         /// one line.
         detail: String,
     },
+    /// A credential helper named by the docker config could not give the registry's credentials:
+    /// missing from PATH, failed, timed out or answered nonsense.
+    #[error("registry {host}: credential helper {helper} (named in {named_in}) {reason}")]
+    CredentialHelper {
+        /// Registry host as written in the image reference.
+        host: String,
+        /// The program, `docker-credential-<name>`.
+        helper: String,
+        /// The config that named it (`docker config /home/u/.docker/config.json`).
+        named_in: String,
+        /// What went wrong, on one line (`not found on PATH`, `exited with 1: ...`).
+        reason: String,
+    },
     /// The client could not be built: unreadable CA bundle or credentials file.
     #[error("registry client configuration: {what}: {reason}")]
     InvalidConfig {
@@ -137,7 +150,8 @@ impl RegistryError {
             | RegistryError::RateLimited { host, .. }
             | RegistryError::Malformed { host, .. }
             | RegistryError::BadResponse { host, .. }
-            | RegistryError::InvalidRequest { host, .. } => Some(host),
+            | RegistryError::InvalidRequest { host, .. }
+            | RegistryError::CredentialHelper { host, .. } => Some(host),
             RegistryError::InvalidConfig { .. } => None,
         }
     }
@@ -152,7 +166,9 @@ impl RegistryError {
         match self {
             RegistryError::Unreachable { .. } => LookupFailureKind::Unreachable,
             RegistryError::Timeout { .. } => LookupFailureKind::Deadline,
-            RegistryError::Unauthorized { .. } => LookupFailureKind::Unauthorized,
+            RegistryError::Unauthorized { .. } | RegistryError::CredentialHelper { .. } => {
+                LookupFailureKind::Unauthorized
+            }
             RegistryError::NotFound { .. } => LookupFailureKind::NotFound,
             RegistryError::DigestMismatch { .. }
             | RegistryError::TooLarge { .. }
@@ -213,6 +229,16 @@ impl RegistryError {
     }
 }
 
+/// The rustls error `cause` is or wraps. tokio-rustls puts it in an `io::Error`, which hyper
+/// wraps in another, and `io::Error::source` skips the error it holds: it is dug out by hand.
+pub(crate) fn rustls_error<'a>(cause: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let inner = cause.downcast_ref::<io::Error>()?.get_ref()?;
+    rustls_error(inner)
+}
+
 /// Names the root cause of a transport failure in a few words.
 ///
 /// reqwest's own message is skipped: it repeats the URL and says only "error sending request".
@@ -225,6 +251,11 @@ pub(crate) fn describe_transport_error(err: &reqwest::Error, timeout: Duration) 
     let mut source: Option<&(dyn StdError + 'static)> = err.source();
     while let Some(cause) = source {
         if let Some(io_err) = cause.downcast_ref::<io::Error>() {
+            if let Some(tls @ rustls::Error::InvalidCertificate(_)) = rustls_error(cause) {
+                return format!(
+                    "its TLS certificate is not trusted ({tls}): name its CA with --registry-ca"
+                );
+            }
             match io_err.kind() {
                 io::ErrorKind::ConnectionRefused => return "connection refused".into(),
                 io::ErrorKind::ConnectionReset => return "connection reset by peer".into(),

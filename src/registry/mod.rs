@@ -15,10 +15,12 @@ mod budget;
 mod client;
 mod cosign;
 mod cosign_write;
+mod cred_helper;
 mod credentials;
 mod error;
 mod failure;
 mod lazy_roots;
+mod loopback_tls;
 mod operations;
 pub mod sign;
 mod transport;
@@ -34,7 +36,8 @@ pub use cosign_write::{
     AppendOutcome, Compaction, EnsureReport, SignPayloadError, SignatureLock, SignatureWriteError,
     Wanted, already_signed, expected_identity, sign_payload,
 };
-pub use credentials::{Credential, DOCKER_HUB_CONFIG_KEY, DockerConfig};
+pub use cred_helper::HELPER_CACHE_TTL;
+pub use credentials::{Credential, CredentialSource, DOCKER_HUB_CONFIG_KEY, DockerConfig};
 pub use error::RegistryError;
 pub use failure::{LookupFailure, LookupFailureKind};
 pub use sign::{SignError, Signed, sign_digest, sign_image};

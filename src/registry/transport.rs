@@ -54,7 +54,7 @@ impl SchemePolicy {
     }
 
     /// True when `registry` (`host` or `host:port`) is spoken to over plain HTTP: loopback hosts
-    /// on any port, and the hosts named as insecure.
+    /// on any port (unless found to speak TLS: `loopback_tls`), and the hosts named as insecure.
     pub(crate) fn plain_http(&self, registry: &str) -> bool {
         let Some((host, port)) = split_host_port(registry) else {
             return false;
@@ -64,6 +64,22 @@ impl SchemePolicy {
         }
         let host = host.to_ascii_lowercase();
         self.insecure
+            .iter()
+            .any(|(h, p)| *h == host && (p.is_none() || *p == port))
+    }
+
+    /// True when `registry` is on a loopback address and not named as insecure: it is asked
+    /// whether it speaks TLS before plain HTTP is assumed (see `loopback_tls`).
+    pub(crate) fn may_probe_tls(&self, registry: &str) -> bool {
+        let Some((host, port)) = split_host_port(registry) else {
+            return false;
+        };
+        if !is_loopback(host) {
+            return false;
+        }
+        let host = host.to_ascii_lowercase();
+        !self
+            .insecure
             .iter()
             .any(|(h, p)| *h == host && (p.is_none() || *p == port))
     }

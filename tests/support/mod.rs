@@ -25,7 +25,7 @@ pub mod softhsm;
 pub mod webhook;
 
 pub use image::{TestImage, build_test_image, push_multi_arch, push_test_image};
-pub use registry::Registry;
+pub use registry::{Protection, Registry};
 pub use servers::{
     Answer, BlackHole, CorruptingProxy, Fault, FaultSwitch, ProxyAuth, ProxyOptions,
     RecordedRequest, StatusServer, TagPages, Tamper,

@@ -21,6 +21,17 @@ pub struct Registry {
     config_path: PathBuf,
     log_path: PathBuf,
     notifications: Option<(String, String)>,
+    protection: Protection,
+}
+
+/// What a registry demands beyond the defaults (plain HTTP, anonymous), set by
+/// [`Registry::protect`].
+#[derive(Clone, Debug, Default)]
+pub struct Protection {
+    /// An htpasswd file (bcrypt entries, as `htpasswd -B` writes): HTTP Basic authentication.
+    pub htpasswd: Option<PathBuf>,
+    /// A PEM certificate and key: the registry speaks TLS only.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Registry {
@@ -52,6 +63,7 @@ impl Registry {
                 config_path: config_path.clone(),
                 log_path: log_path.clone(),
                 notifications: notifications.clone(),
+                protection: Protection::default(),
                 dir,
             };
             registry.write_config();
@@ -112,6 +124,20 @@ impl Registry {
         }
     }
 
+    /// Restarts the registry on the same port and storage, demanding `protection` from now on
+    /// (push test images before: the pusher speaks plain, anonymous HTTP).
+    pub fn protect(&mut self, protection: Protection) {
+        self.stop();
+        self.protection = protection;
+        self.write_config();
+        if let Err(log) = self.spawn_and_wait() {
+            panic!(
+                "docker-registry did not restart protected on port {}; its log:\n{log}",
+                self.port
+            );
+        }
+    }
+
     /// Pushes the test image for `seed` as `repo:tag`; returns its manifest digest.
     pub async fn push_test_image(&self, repo: &str, tag: &str, seed: &str) -> String {
         super::push_test_image(&self.host(), repo, tag, seed).await
@@ -127,6 +153,19 @@ impl Registry {
             storage = storage.display(),
             port = self.port,
         );
+        if let Some((cert, key)) = &self.protection.tls {
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
+        if let Some(htpasswd) = &self.protection.htpasswd {
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: signet-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
         if let Some((url, token)) = &self.notifications {
             config.push_str(&format!(
                 "notifications:\n  endpoints:\n    - name: signet\n      url: {url}\n      \
@@ -163,7 +202,9 @@ impl Registry {
                 self.child = None;
                 return Err(format!("(exited with {status})\n{}", self.log()));
             }
-            if v2_answers(self.port) {
+            // Protected, it answers plain anonymous HTTP with 401 (auth) or 400 (TLS only).
+            let protected = self.protection.htpasswd.is_some() || self.protection.tls.is_some();
+            if v2_answers(self.port, protected) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -191,8 +232,8 @@ impl Drop for Registry {
     }
 }
 
-/// True when `GET /v2/` on the port answers `200`.
-fn v2_answers(port: u16) -> bool {
+/// True when `GET /v2/` on the port answers `200` (any HTTP answer when `any_status`).
+fn v2_answers(port: u16, any_status: bool) -> bool {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
@@ -205,5 +246,7 @@ fn v2_answers(port: u16) -> bool {
     }
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
-    answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200")
+    answer.starts_with(b"HTTP/1.1 200")
+        || answer.starts_with(b"HTTP/1.0 200")
+        || (any_status && answer.starts_with(b"HTTP/1."))
 }

@@ -22,7 +22,7 @@ use super::session::{find_token, open_session};
 use super::uri::{Pin, Pkcs11Uri, uri_error};
 use super::{describe, ed25519_unsupported, unsupported_on_pkcs11};
 use crate::crypto::der;
-use crate::crypto::signing::{SigningKey, check_key_fits};
+use crate::crypto::signing::{SigningKey, check_key_fits, resolve_algorithm};
 use crate::crypto::{Algorithm, CryptoError, PublicKey};
 
 /// DigestInfo prefix for SHA-256 (RFC 8017 section 9.2, note 1).
@@ -74,8 +74,20 @@ impl Pkcs11Key {
         algorithm: Algorithm,
         key_id: Option<&str>,
     ) -> Result<Self, CryptoError> {
+        Self::open_inferred(uri, Some(algorithm), key_id)
+    }
+
+    /// Like [`Pkcs11Key::open`], with the algorithm inferred from the token key's type when
+    /// `asked` is `None` (an EC key by its curve; an RSA key needs it named).
+    pub fn open_inferred(
+        uri: &str,
+        asked: Option<Algorithm>,
+        key_id: Option<&str>,
+    ) -> Result<Self, CryptoError> {
         let uri = Pkcs11Uri::parse(uri)?;
-        unsupported_on_pkcs11(algorithm)?;
+        if let Some(algorithm) = asked {
+            unsupported_on_pkcs11(algorithm)?;
+        }
         if uri.object.is_none() && uri.id.is_none() {
             return Err(uri_error("names no key: add object=<label> (and/or id=)"));
         }
@@ -92,6 +104,13 @@ impl Pkcs11Key {
         let object_name = selector.describe();
         let what = format!("PKCS#11 private key {object_name} on token {token:?}");
         let facts = key_facts(&session, private, &what)?;
+        let algorithm = match (asked, token_key_kind(&facts)) {
+            (Some(algorithm), _) => algorithm,
+            (None, Some(kind)) => resolve_algorithm(kind, None, &what)?,
+            // A type signet cannot use: `check_kind` names it.
+            (None, None) => Algorithm::EcdsaP256Sha256,
+        };
+        unsupported_on_pkcs11(algorithm)?;
         check_kind(&facts, algorithm, &what)?;
         let public_key = read_public_key(&session, &facts, &selector, algorithm, &what)?;
         let extractable = facts.extractable.unwrap_or(false);

@@ -81,6 +81,10 @@ fn malformed_pem_is_named_with_the_key_index() {
     let s = status(&compiled, "rotating");
     assert_eq!(s.keys.len(), 1, "the key that parsed is still reported");
     assert!(s.keys[0].fingerprint.starts_with("sha256:") && s.keys[0].fingerprint.len() == 71);
+    assert_eq!(
+        s.keys[0].name, s.keys[0].fingerprint,
+        "a key without an id is named by its fingerprint (the Attestor's Keys column)"
+    );
     let condition = s.ready_condition(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
     ));
