@@ -223,12 +223,8 @@ impl SigningKey for KmsKey {
         let message = payload.to_vec();
         let signature = block_on(async move { backend.sign(&message, algorithm).await })
             .map_err(|e| CryptoError::SigningFailed(format!("{}: {e}", self.reference)))?;
+        // The caller reports the error (the signer logs it and counts a key failure).
         self.public_key.verify(payload, &signature).map_err(|_| {
-            tracing::error!(
-                key = %self.reference,
-                algorithm = %self.algorithm,
-                "the KMS returned a signature that does not verify under the key's public key; nothing is stored"
-            );
             CryptoError::SigningFailed(format!(
                 "{}: the KMS returned a {} signature that does not verify under the key's public key (fingerprint {}); refused",
                 self.reference,
