@@ -13,63 +13,14 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use signet::crd::{SigningKeyRef, SigningRule, SigningRuleSpec, Trigger};
 use signet::crypto::Algorithm;
 use signet::signature::SignatureType;
-use support::moto::Moto;
-use support::signer::{TestKey, TOKEN, policy_dir, signature_count, signet_verify, wait_for_signatures};
 use support::Registry;
-
-/// Variables of the caller's environment that would change which credentials signet uses.
-const CLOUD_VARIABLES: [&str; 9] = [
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_ARN",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_KMS",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-];
-
-fn command(env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_signet"));
-    for name in CLOUD_VARIABLES {
-        cmd.env_remove(name);
-    }
-    for (name, value) in env {
-        cmd.env(name, value);
-    }
-    cmd
-}
-
-fn signet(env: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
-    let out = command(env).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn public_key(env: &[(&str, String)], key: &str, algorithm: &str, out: &Path) -> TestKey {
-    let (code, _, stderr) = signet(
-        env,
-        &["public-key", "--key", key, "--algorithm", algorithm, "-o", out.to_str().unwrap()],
-    );
-    assert_eq!(code, 0, "public-key {key}: {stderr}");
-    assert!(std::fs::read_to_string(out).unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
-    TestKey {
-        private: Default::default(),
-        public: out.to_path_buf(),
-        algorithm: algorithm.parse().unwrap(),
-    }
-}
+use support::kms_cli::{exit_of, kms_calls, kms_rule, public_key, signet, start_signer, wait_listening};
+use support::moto::Moto;
+use support::signer::{TOKEN, policy_dir, signature_count, signet_verify, wait_for_signatures};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
@@ -98,7 +49,6 @@ async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
     let mut bad_secret = env.clone();
     bad_secret[1].1 = "not-the-secret".into();
     let mut no_credentials: Vec<(&str, String)> = env[2..].to_vec();
-    no_credentials.push(("AWS_EC2_METADATA_DISABLED", "true".into()));
     let closed = format!("127.0.0.1:{}", support::closed_port());
     let cases: Vec<(String, &str, &[(&str, String)], &str)> = vec![
         // moto's RSA-PSS salt is not AWS's: the local verification refuses the signature.
@@ -124,52 +74,6 @@ async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
     }
 }
 
-fn kms_rule(name: &str, scope: String, reference: String, algorithm: Algorithm) -> SigningRule {
-    SigningRule::new(
-        name,
-        SigningRuleSpec {
-            scope: vec![scope],
-            key: SigningKeyRef { reference, id: Some(format!("{name}-kms")) },
-            algorithm,
-            signature_type: SignatureType::Default,
-            trigger: Trigger::Automatic,
-        },
-    )
-}
-
-fn start_signer(env: &[(&str, String)], dir: &Path, policies: &Path, port: u16) -> Child {
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    command(env)
-        .args(["signer", "--plain-http", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--token-file")
-        .arg(&token_file)
-        .arg("--policy-dir")
-        .arg(policies)
-        .args(["--reconcile-interval", "0", "--log", "info"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits for a signer that must stop on its own; its exit code and stderr.
-fn exit_of(mut child: Child) -> (i32, String) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            return (status.code().unwrap_or(-1), err);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the signer did not stop on an unusable key");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signing_rule_with_a_kms_key_signs_pushes_and_unusable_rules_stop_the_signer() {
     let moto = Moto::start();
@@ -187,23 +91,13 @@ async fn a_signing_rule_with_a_kms_key_signs_pushes_and_unusable_rules_stop_the_
         &[kms_rule("kms", format!("{host}/kms/**"), "awskms:///alias/ec".into(), Algorithm::EcdsaP256Sha256)],
     );
     let mut signer = start_signer(&env, dir.path(), &policies, port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the signer did not listen");
-        assert!(signer.try_wait().unwrap().is_none(), "the signer exited: {:?}", signer.wait_with_output());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&mut signer, port);
     let digest = registry.push_test_image("kms/app", "v1", "kms").await;
     wait_for_signatures(&registry, &[("kms/app:v1".into(), digest)], 1, Duration::from_secs(30)).await;
     let (code, out) = signet_verify(&format!("{host}/kms/app:v1"), &public, SignatureType::Default);
     assert_eq!(code, 0, "{out}");
-    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with("signet_signer_kms_calls_total{") && l.contains("provider=\"aws_kms\"") && l.contains("outcome=\"success\""))
-        .unwrap_or_else(|| panic!("no KMS call metric in:\n{metrics}"));
-    let calls: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(calls >= 2.0, "GetPublicKey and Sign at least: {line}");
+    let calls = kms_calls(port, "aws_kms", "success").await;
+    assert!(calls >= 2.0, "GetPublicKey and Sign at least: {calls}");
     let _ = signer.kill();
     let _ = signer.wait();
 

@@ -18,8 +18,10 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod image;
+pub mod kms_cli;
 pub mod kube_api;
 pub mod moto;
+pub mod alikms;
 pub mod registry;
 pub mod servers;
 pub mod signer;
