@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use signet::crypto::Algorithm;
 use signet::signature::SignatureType;
 use support::Registry;
-use support::kms_cli::{exit_of, kms_calls, kms_rule, public_key, signet, start_signer, wait_listening};
+use support::kms_cli::{
+    CloudEnv, exit_of, kms_calls, kms_rule, public_key, signet, start_signer, wait_listening,
+};
 use support::moto::Moto;
 use support::signer::{TOKEN, policy_dir, signature_count, signet_verify, wait_for_signatures};
 
@@ -32,11 +34,19 @@ async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
 
     for (alias, algorithm) in [("ec", "ECDSA_P256_SHA_256"), ("rsa", "RSA_PKCS1_SHA_256")] {
         let key = format!("awskms://{endpoint}/alias/{alias}");
-        let public = public_key(&env, &key, algorithm, &dir.path().join(format!("{alias}.pub")));
+        let public = public_key(
+            &env,
+            &key,
+            algorithm,
+            &dir.path().join(format!("{alias}.pub")),
+        );
         let repo = format!("kms/app-{alias}");
         registry.push_test_image(&repo, "v1", alias).await;
         let image = format!("{}/{repo}:v1", registry.host());
-        let (code, stdout, stderr) = signet(&env, &["sign", &image, "--key", &key, "--algorithm", algorithm]);
+        let (code, stdout, stderr) = signet(
+            &env,
+            &["sign", &image, "--key", &key, "--algorithm", algorithm],
+        );
         assert_eq!(code, 0, "sign with {key}: {stderr}");
         assert!(stdout.contains(".sig"), "{stdout}");
         let (code, out) = signet_verify(&image, &public, SignatureType::Default);
@@ -44,33 +54,101 @@ async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
     }
 
     // Every unusable key: exit 2, one line naming the cause, no secret, nothing pushed.
-    let digest = registry.push_test_image("kms/refused", "v1", "refused").await;
+    let digest = registry
+        .push_test_image("kms/refused", "v1", "refused")
+        .await;
     let image = format!("{}/kms/refused:v1", registry.host());
     let mut bad_secret = env.clone();
     bad_secret[1].1 = "not-the-secret".into();
-    let mut no_credentials: Vec<(&str, String)> = env[2..].to_vec();
+    let no_credentials: Vec<(&str, String)> = env[2..].to_vec();
     let closed = format!("127.0.0.1:{}", support::closed_port());
-    let cases: Vec<(String, &str, &[(&str, String)], &str)> = vec![
+    let cases: Vec<(String, &str, &CloudEnv, &str)> = vec![
         // moto's RSA-PSS salt is not AWS's: the local verification refuses the signature.
-        (format!("awskms://{endpoint}/alias/rsa"), "RSA_PSS_SHA_256", &env, "does not verify under the key's public key"),
-        (format!("awskms://{endpoint}/alias/encrypt"), "RSA_PKCS1_SHA_256", &env, "key usage is ENCRYPT_DECRYPT, not SIGN_VERIFY"),
-        (format!("awskms://{endpoint}/alias/ec"), "RSA_PKCS1_SHA_256", &env, "EC P-256 key, which cannot sign RSA_PKCS1_SHA_256"),
-        (format!("awskms://{endpoint}/alias/ec"), "ECDSA_P384_SHA_384", &env, "cannot sign ECDSA_P384_SHA_384"),
-        (format!("awskms://{endpoint}/alias/ec"), "ECDSA_P256_SHA_256", &bad_secret, "SignatureDoesNotMatch"),
-        (format!("awskms://{endpoint}/alias/ec"), "ECDSA_P256_SHA_256", &no_credentials, "no AWS credentials"),
-        (format!("awskms://{endpoint}/alias/missing"), "ECDSA_P256_SHA_256", &env, "NotFoundException"),
-        (format!("awskms://{closed}/alias/ec"), "ECDSA_P256_SHA_256", &env, "cannot reach"),
-        (format!("awskms://{endpoint}/"), "ECDSA_P256_SHA_256", &env, "not an AWS KMS key reference"),
+        (
+            format!("awskms://{endpoint}/alias/rsa"),
+            "RSA_PSS_SHA_256",
+            &env,
+            "does not verify under the key's public key",
+        ),
+        (
+            format!("awskms://{endpoint}/alias/encrypt"),
+            "RSA_PKCS1_SHA_256",
+            &env,
+            "key usage is ENCRYPT_DECRYPT, not SIGN_VERIFY",
+        ),
+        (
+            format!("awskms://{endpoint}/alias/ec"),
+            "RSA_PKCS1_SHA_256",
+            &env,
+            "EC P-256 key, which cannot sign RSA_PKCS1_SHA_256",
+        ),
+        (
+            format!("awskms://{endpoint}/alias/ec"),
+            "ECDSA_P384_SHA_384",
+            &env,
+            "cannot sign ECDSA_P384_SHA_384",
+        ),
+        (
+            format!("awskms://{endpoint}/alias/ec"),
+            "ECDSA_P256_SHA_256",
+            &bad_secret,
+            "SignatureDoesNotMatch",
+        ),
+        (
+            format!("awskms://{endpoint}/alias/ec"),
+            "ECDSA_P256_SHA_256",
+            &no_credentials,
+            "no AWS credentials",
+        ),
+        (
+            format!("awskms://{endpoint}/alias/missing"),
+            "ECDSA_P256_SHA_256",
+            &env,
+            "NotFoundException",
+        ),
+        (
+            format!("awskms://{closed}/alias/ec"),
+            "ECDSA_P256_SHA_256",
+            &env,
+            "cannot reach",
+        ),
+        (
+            format!("awskms://{endpoint}/"),
+            "ECDSA_P256_SHA_256",
+            &env,
+            "not an AWS KMS key reference",
+        ),
     ];
     for (key, algorithm, env, expected) in cases {
         let started = Instant::now();
-        let (code, _, stderr) = signet(env, &["sign", &image, "--key", &key, "--algorithm", algorithm]);
+        let (code, _, stderr) = signet(
+            env,
+            &["sign", &image, "--key", &key, "--algorithm", algorithm],
+        );
         assert_eq!(code, 2, "{key} {algorithm}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{key} {algorithm}: {stderr}");
-        assert!(stderr.contains(expected), "{key} {algorithm}: expected {expected:?} in {stderr}");
-        assert!(!stderr.contains(&moto.secret) && !stderr.contains("not-the-secret"), "{stderr}");
-        assert!(started.elapsed() < Duration::from_secs(15), "{key}: took {:?}", started.elapsed());
-        assert_eq!(signature_count(&registry, "kms/refused:v1", &digest).await, 0, "{key} pushed a signature");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{key} {algorithm}: {stderr}"
+        );
+        assert!(
+            stderr.contains(expected),
+            "{key} {algorithm}: expected {expected:?} in {stderr}"
+        );
+        assert!(
+            !stderr.contains(&moto.secret) && !stderr.contains("not-the-secret"),
+            "{stderr}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{key}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            signature_count(&registry, "kms/refused:v1", &digest).await,
+            0,
+            "{key} pushed a signature"
+        );
     }
 }
 
@@ -81,20 +159,41 @@ async fn a_signing_rule_with_a_kms_key_signs_pushes_and_unusable_rules_stop_the_
     // Rules name no endpoint: the signer's environment does, as the chart sets it.
     let mut env = moto.env();
     env.push(("AWS_ENDPOINT_URL_KMS", moto.url()));
-    let public = public_key(&env, "awskms:///alias/ec", "ECDSA_P256_SHA_256", &dir.path().join("ec.pub"));
+    let public = public_key(
+        &env,
+        "awskms:///alias/ec",
+        "ECDSA_P256_SHA_256",
+        &dir.path().join("ec.pub"),
+    );
 
     let port = support::closed_port();
-    let registry = Registry::start_with_notifications(&format!("http://127.0.0.1:{port}/events"), TOKEN);
+    let registry =
+        Registry::start_with_notifications(&format!("http://127.0.0.1:{port}/events"), TOKEN);
     let host = registry.host();
     let policies = policy_dir(
         dir.path(),
-        &[kms_rule("kms", format!("{host}/kms/**"), "awskms:///alias/ec".into(), Algorithm::EcdsaP256Sha256)],
+        &[kms_rule(
+            "kms",
+            format!("{host}/kms/**"),
+            "awskms:///alias/ec".into(),
+            Algorithm::EcdsaP256Sha256,
+        )],
     );
     let mut signer = start_signer(&env, dir.path(), &policies, port);
     wait_listening(&mut signer, port);
     let digest = registry.push_test_image("kms/app", "v1", "kms").await;
-    wait_for_signatures(&registry, &[("kms/app:v1".into(), digest)], 1, Duration::from_secs(30)).await;
-    let (code, out) = signet_verify(&format!("{host}/kms/app:v1"), &public, SignatureType::Default);
+    wait_for_signatures(
+        &registry,
+        &[("kms/app:v1".into(), digest)],
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let (code, out) = signet_verify(
+        &format!("{host}/kms/app:v1"),
+        &public,
+        SignatureType::Default,
+    );
     assert_eq!(code, 0, "{out}");
     let calls = kms_calls(port, "aws_kms", "success").await;
     assert!(calls >= 2.0, "GetPublicKey and Sign at least: {calls}");
@@ -103,18 +202,46 @@ async fn a_signing_rule_with_a_kms_key_signs_pushes_and_unusable_rules_stop_the_
 
     // A rule its key cannot serve stops the signer at start with one line.
     let broken = [
-        ("awskms:///alias/ec".to_string(), Algorithm::RsaPssSha256, "cannot sign RSA_PSS_SHA_256"),
-        ("awskms:///alias/encrypt".to_string(), Algorithm::RsaPkcs1Sha256, "not SIGN_VERIFY"),
-        (format!("awskms://{}/alias/ec", moto.endpoint()), Algorithm::EcdsaP256Sha256, "may not name a KMS endpoint"),
+        (
+            "awskms:///alias/ec".to_string(),
+            Algorithm::RsaPssSha256,
+            "cannot sign RSA_PSS_SHA_256",
+        ),
+        (
+            "awskms:///alias/encrypt".to_string(),
+            Algorithm::RsaPkcs1Sha256,
+            "not SIGN_VERIFY",
+        ),
+        (
+            format!("awskms://{}/alias/ec", moto.endpoint()),
+            Algorithm::EcdsaP256Sha256,
+            "may not name a KMS endpoint",
+        ),
     ];
     for (i, (reference, algorithm, expected)) in broken.into_iter().enumerate() {
         let folder = dir.path().join(format!("broken-{i}"));
         std::fs::create_dir(&folder).unwrap();
-        let policies = policy_dir(&folder, &[kms_rule("kms", format!("{host}/kms/**"), reference.clone(), algorithm)]);
-        let (code, err) = exit_of(start_signer(&env, &folder, &policies, support::closed_port()));
+        let policies = policy_dir(
+            &folder,
+            &[kms_rule(
+                "kms",
+                format!("{host}/kms/**"),
+                reference.clone(),
+                algorithm,
+            )],
+        );
+        let (code, err) = exit_of(start_signer(
+            &env,
+            &folder,
+            &policies,
+            support::closed_port(),
+        ));
         assert_eq!(code, 2, "{reference}: {err}");
         let last = err.trim_end().lines().last().unwrap_or_default();
-        assert!(last.contains(expected), "{reference}: expected {expected:?}, got {err}");
+        assert!(
+            last.contains(expected),
+            "{reference}: expected {expected:?}, got {err}"
+        );
         assert!(!err.contains(&moto.secret), "{err}");
     }
 }

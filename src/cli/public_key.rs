@@ -27,11 +27,10 @@ pub struct PublicKeyArgs {
 pub async fn run(args: PublicKeyArgs) -> Result<Outcome, CliError> {
     let (reference, algorithm) = (args.key.clone(), args.algorithm);
     // Opening a KMS key or logging in to a token blocks: off the runtime's threads.
-    let key = tokio::task::spawn_blocking(move || {
-        crypto::open_signing_key(&reference, algorithm, None)
-    })
-    .await
-    .map_err(|e| CliError::Usage(format!("opening the key failed: {e}")))??;
+    let key =
+        tokio::task::spawn_blocking(move || crypto::open_signing_key(&reference, algorithm, None))
+            .await
+            .map_err(|e| CliError::Usage(format!("opening the key failed: {e}")))??;
     let public = key.public_key();
     let pem = public.to_pem();
     match &args.output {

@@ -110,8 +110,12 @@ mod tests {
 
     #[test]
     fn unknown_scheme_is_one_line_naming_it() {
-        let err = open_signing_key("gcpkms://projects/p/keys/k", Algorithm::EcdsaP256Sha256, None)
-            .unwrap_err();
+        let err = open_signing_key(
+            "gcpkms://projects/p/keys/k",
+            Algorithm::EcdsaP256Sha256,
+            None,
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("\"gcpkms\"") && text.contains("awskms://") && !text.contains('\n'),

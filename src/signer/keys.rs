@@ -248,11 +248,21 @@ mod tests {
             "AWSKMS://127.0.0.1:4566/alias/release",
             "alikms://key-1?region=cn-hangzhou&endpoint=evil.example.com",
         ] {
-            assert_eq!(forbidden_rule_attribute(reference), Some("endpoint"), "{reference}");
+            assert_eq!(
+                forbidden_rule_attribute(reference),
+                Some("endpoint"),
+                "{reference}"
+            );
             let err = effective_reference(reference).unwrap_err().to_string();
-            assert!(err.contains("AWS_ENDPOINT_URL_KMS") && !err.contains('\n'), "{err}");
+            assert!(
+                err.contains("AWS_ENDPOINT_URL_KMS") && !err.contains('\n'),
+                "{err}"
+            );
         }
-        for fine in ["awskms:///alias/release", "alikms://key-1/v1?region=cn-hangzhou"] {
+        for fine in [
+            "awskms:///alias/release",
+            "alikms://key-1/v1?region=cn-hangzhou",
+        ] {
             assert_eq!(forbidden_rule_attribute(fine), None, "{fine}");
         }
     }

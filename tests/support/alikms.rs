@@ -29,7 +29,10 @@ pub struct AliKms {
 /// Fails naming the packages when python3 or the SDK is missing.
 pub fn require_sdk() {
     let ok = Command::new("python3")
-        .args(["-c", "import alibabacloud_openapi_util.client, cryptography"])
+        .args([
+            "-c",
+            "import alibabacloud_openapi_util.client, cryptography",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -49,7 +52,8 @@ impl AliKms {
         let secret = hex::encode(random);
         aws_lc_rs::rand::fill(&mut random).unwrap();
         let oidc_token = format!("eyJ.{}.sig", hex::encode(random));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kms/alikms_server.py");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kms/alikms_server.py");
         let mut child = Command::new("python3")
             .arg(script)
             .args([ACCESS_KEY_ID, &secret, &oidc_token])
@@ -80,7 +84,10 @@ impl AliKms {
 
     /// `alikms://KEY?region=cn-hangzhou&endpoint=127.0.0.1:PORT`.
     pub fn reference(&self, key: &str) -> String {
-        format!("alikms://{key}?region=cn-hangzhou&endpoint={}", self.endpoint())
+        format!(
+            "alikms://{key}?region=cn-hangzhou&endpoint={}",
+            self.endpoint()
+        )
     }
 
     /// The environment of a signet process signing with the endpoint's access key. ECS

@@ -12,6 +12,9 @@ use signet::signature::SignatureType;
 
 use super::signer::{TOKEN, TestKey};
 
+/// Cloud environment variables given to a `signet` process.
+pub type CloudEnv = [(&'static str, String)];
+
 /// Variables of the caller's environment that would change which credentials or endpoints
 /// signet uses.
 const CLOUD_VARIABLES: [&str; 20] = [
@@ -40,7 +43,7 @@ const CLOUD_VARIABLES: [&str; 20] = [
 /// `signet` with the cloud environment `env` and nothing else of the caller's; metadata services
 /// are off for both clouds so that no test reaches for a metadata address.
 pub fn command(env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_signet"));
+    let mut cmd = Command::new(super::signer::signet_binary());
     for name in CLOUD_VARIABLES {
         cmd.env_remove(name);
     }
@@ -66,10 +69,22 @@ pub fn signet(env: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
 pub fn public_key(env: &[(&str, String)], key: &str, algorithm: &str, out: &Path) -> TestKey {
     let (code, _, stderr) = signet(
         env,
-        &["public-key", "--key", key, "--algorithm", algorithm, "-o", out.to_str().unwrap()],
+        &[
+            "public-key",
+            "--key",
+            key,
+            "--algorithm",
+            algorithm,
+            "-o",
+            out.to_str().unwrap(),
+        ],
     );
     assert_eq!(code, 0, "public-key {key}: {stderr}");
-    assert!(std::fs::read_to_string(out).unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
+    assert!(
+        std::fs::read_to_string(out)
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
     TestKey {
         private: Default::default(),
         public: out.to_path_buf(),
@@ -83,7 +98,10 @@ pub fn kms_rule(name: &str, scope: String, reference: String, algorithm: Algorit
         name,
         SigningRuleSpec {
             scope: vec![scope],
-            key: SigningKeyRef { reference, id: Some(format!("{name}-kms")) },
+            key: SigningKeyRef {
+                reference,
+                id: Some(format!("{name}-kms")),
+            },
             algorithm,
             signature_type: SignatureType::Default,
             trigger: Trigger::Automatic,
@@ -96,7 +114,12 @@ pub fn start_signer(env: &[(&str, String)], dir: &Path, policies: &Path, port: u
     let token_file = dir.join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     command(env)
-        .args(["signer", "--plain-http", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "signer",
+            "--plain-http",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .arg("--token-file")
         .arg(&token_file)
         .arg("--policy-dir")

@@ -17,11 +17,11 @@
 // Each test crate uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod alikms;
 pub mod image;
 pub mod kms_cli;
 pub mod kube_api;
 pub mod moto;
-pub mod alikms;
 pub mod registry;
 pub mod servers;
 pub mod signer;

@@ -178,11 +178,18 @@ impl AlibabaKms {
         let described = self
             .call("DescribeKey", &[("KeyId", self.key.key_id.as_str())])
             .await?;
-        let meta = described.get("KeyMetadata").ok_or_else(|| KmsError::BadResponse {
-            operation: "DescribeKey",
-            reason: "no KeyMetadata".into(),
-        })?;
-        let text = |field: &str| meta.get(field).and_then(Value::as_str).unwrap_or_default().to_string();
+        let meta = described
+            .get("KeyMetadata")
+            .ok_or_else(|| KmsError::BadResponse {
+                operation: "DescribeKey",
+                reason: "no KeyMetadata".into(),
+            })?;
+        let text = |field: &str| {
+            meta.get(field)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let usage = text("KeyUsage");
         if usage != "SIGN/VERIFY" {
             return Err(KmsError::Config(format!(
@@ -191,7 +198,9 @@ impl AlibabaKms {
         }
         let state = text("KeyState");
         if state != "Enabled" {
-            return Err(KmsError::Config(format!("key state is {state}, not Enabled")));
+            return Err(KmsError::Config(format!(
+                "key state is {state}, not Enabled"
+            )));
         }
         let key_spec = text("KeySpec");
         let version = match self.version.get() {
@@ -210,21 +219,25 @@ impl AlibabaKms {
         let answer = self
             .call(
                 "GetPublicKey",
-                &[("KeyId", self.key.key_id.as_str()), ("KeyVersionId", version.as_str())],
+                &[
+                    ("KeyId", self.key.key_id.as_str()),
+                    ("KeyVersionId", version.as_str()),
+                ],
             )
             .await?;
-        let pem = answer.get("PublicKey").and_then(Value::as_str).ok_or_else(|| {
-            KmsError::BadResponse {
+        let pem = answer
+            .get("PublicKey")
+            .and_then(Value::as_str)
+            .ok_or_else(|| KmsError::BadResponse {
                 operation: "GetPublicKey",
                 reason: "no PublicKey".into(),
-            }
-        })?;
-        let block = der::pem_decode(pem).filter(|b| b.label == "PUBLIC KEY").ok_or_else(|| {
-            KmsError::BadResponse {
+            })?;
+        let block = der::pem_decode(pem)
+            .filter(|b| b.label == "PUBLIC KEY")
+            .ok_or_else(|| KmsError::BadResponse {
                 operation: "GetPublicKey",
                 reason: "PublicKey is not a PEM PUBLIC KEY".into(),
-            }
-        })?;
+            })?;
         Ok(KeyFacts {
             spki: block.der,
             key_spec,
@@ -265,7 +278,11 @@ impl AlibabaKms {
     }
 
     /// `AsymmetricSign` over SHA-256 of `payload`.
-    pub(super) async fn sign(&self, payload: &[u8], algorithm: Algorithm) -> Result<Vec<u8>, KmsError> {
+    pub(super) async fn sign(
+        &self,
+        payload: &[u8],
+        algorithm: Algorithm,
+    ) -> Result<Vec<u8>, KmsError> {
         const OP: &str = "AsymmetricSign";
         let name = alibaba_algorithm(algorithm).ok_or_else(|| {
             KmsError::Config(format!("Alibaba Cloud KMS does not sign {algorithm}"))
@@ -274,7 +291,8 @@ impl AlibabaKms {
             KmsError::Config("the key version is unknown (the key was not opened)".into())
         })?;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let digest = b64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, payload).as_ref());
+        let digest =
+            b64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, payload).as_ref());
         let answer = self
             .call(
                 OP,
@@ -286,12 +304,14 @@ impl AlibabaKms {
                 ],
             )
             .await?;
-        let value = answer.get("Value").and_then(Value::as_str).ok_or_else(|| {
-            KmsError::BadResponse {
-                operation: OP,
-                reason: "no Value".into(),
-            }
-        })?;
+        let value =
+            answer
+                .get("Value")
+                .and_then(Value::as_str)
+                .ok_or_else(|| KmsError::BadResponse {
+                    operation: OP,
+                    reason: "no Value".into(),
+                })?;
         b64.decode(value).map_err(|e| KmsError::BadResponse {
             operation: OP,
             reason: format!("Value is not base64: {e}"),
@@ -305,7 +325,10 @@ impl AlibabaKms {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<Vec<_>>(),
         );
-        let result = with_retries(Provider::AlibabaKms, ATTEMPTS, || self.try_call(action, &query)).await;
+        let result = with_retries(Provider::AlibabaKms, ATTEMPTS, || {
+            self.try_call(action, &query)
+        })
+        .await;
         if let Err(e) = &result
             && e.is_auth()
         {
@@ -355,7 +378,10 @@ impl AlibabaKms {
             request = request.header(name, value);
         }
         request = request.header("authorization", authorization);
-        let reply = transport::send(request, &self.url, |status, body| api_error(action, status, body)).await?;
+        let reply = transport::send(request, &self.url, |status, body| {
+            api_error(action, status, body)
+        })
+        .await?;
         serde_json::from_slice(&reply.body).map_err(|e| KmsError::BadResponse {
             operation: action,
             reason: format!("not JSON (HTTP {}): {e}", reply.status),
@@ -390,7 +416,8 @@ mod tests {
 
     #[test]
     fn references_parse() {
-        let r = AlibabaKeyRef::parse("alikms://key-hzz62f1cb66fa42qo/v-1?region=cn-hangzhou").unwrap();
+        let r =
+            AlibabaKeyRef::parse("alikms://key-hzz62f1cb66fa42qo/v-1?region=cn-hangzhou").unwrap();
         assert_eq!(r.key_id, "key-hzz62f1cb66fa42qo");
         assert_eq!(r.version.as_deref(), Some("v-1"));
         assert_eq!(r.region, "cn-hangzhou");
@@ -403,7 +430,10 @@ mod tests {
         assert_eq!(r.version, None);
         assert_eq!(r.endpoint.as_deref(), Some("127.0.0.1:8080"));
         let r = AlibabaKeyRef::parse("alikms://alias/release/ver-2?region=cn-beijing").unwrap();
-        assert_eq!((r.key_id.as_str(), r.version.as_deref()), ("alias/release", Some("ver-2")));
+        assert_eq!(
+            (r.key_id.as_str(), r.version.as_deref()),
+            ("alias/release", Some("ver-2"))
+        );
         for bad in [
             "alikms://key-1",
             "alikms://?region=cn-hangzhou",
@@ -414,7 +444,10 @@ mod tests {
             "alikms://key-1?region=CN_x",
         ] {
             let err = AlibabaKeyRef::parse(bad).unwrap_err().to_string();
-            assert!(err.contains("alikms://KEY_ID") && !err.contains('\n'), "{bad}: {err}");
+            assert!(
+                err.contains("alikms://KEY_ID") && !err.contains('\n'),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -429,8 +462,18 @@ mod tests {
     #[test]
     fn errors() {
         let e = api_error("AsymmetricSign", 400, br#"{"Code":"Throttling.User","Message":"Request was denied due to user flow control."}"#);
-        assert!(matches!(e, KmsError::Api { throttled: true, .. }));
-        let e = api_error("GetPublicKey", 404, br#"{"Code":"Forbidden.KeyNotFound","Message":"The specified Key is not found."}"#);
+        assert!(matches!(
+            e,
+            KmsError::Api {
+                throttled: true,
+                ..
+            }
+        ));
+        let e = api_error(
+            "GetPublicKey",
+            404,
+            br#"{"Code":"Forbidden.KeyNotFound","Message":"The specified Key is not found."}"#,
+        );
         assert_eq!(
             e.to_string(),
             "GetPublicKey refused (HTTP 404 Forbidden.KeyNotFound): The specified Key is not found."

@@ -31,7 +31,8 @@ pub(super) fn chain(region: &str, http: reqwest::Client) -> Result<Fetch, KmsErr
     if let Some(id) = env("ALIBABA_CLOUD_ACCESS_KEY_ID") {
         let secret = env("ALIBABA_CLOUD_ACCESS_KEY_SECRET").ok_or_else(|| {
             KmsError::Credentials(
-                "ALIBABA_CLOUD_ACCESS_KEY_ID is set but ALIBABA_CLOUD_ACCESS_KEY_SECRET is not".into(),
+                "ALIBABA_CLOUD_ACCESS_KEY_ID is set but ALIBABA_CLOUD_ACCESS_KEY_SECRET is not"
+                    .into(),
             )
         })?;
         let creds = Credentials {
@@ -110,7 +111,10 @@ impl Rrsa {
             ("Action".into(), "AssumeRoleWithOIDC".into()),
             ("Format".into(), "JSON".into()),
             ("Version".into(), "2015-04-01".into()),
-            ("Timestamp".into(), UtcTime::from_system(SystemTime::now()).iso8601()),
+            (
+                "Timestamp".into(),
+                UtcTime::from_system(SystemTime::now()).iso8601(),
+            ),
             ("RoleArn".into(), self.role.clone()),
             ("OIDCProviderArn".into(), self.provider.clone()),
             ("OIDCToken".into(), token),
@@ -130,7 +134,10 @@ impl Rrsa {
         .await
         .map_err(|e| KmsError::Credentials(format!("RRSA ({}): {e}", self.role)))?;
         let answer: StsAnswer = serde_json::from_slice(&reply.body).map_err(|e| {
-            KmsError::Credentials(format!("RRSA ({}): STS answer without credentials: {e}", self.role))
+            KmsError::Credentials(format!(
+                "RRSA ({}): STS answer without credentials: {e}",
+                self.role
+            ))
         })?;
         let c = answer.credentials;
         Ok(Credentials {
@@ -208,13 +215,21 @@ async fn ecs_ram_role(http: &reqwest::Client, role: Option<&str>) -> Result<Cred
                 .ok_or_else(|| fail(KmsError::Credentials("the instance has no RAM role".into())))?
         }
     };
-    let reply = get(parse(&format!("/latest/meta-data/ram/security-credentials/{role}"))?)
-        .await
-        .map_err(fail)?;
-    let doc: EcsDocument = serde_json::from_slice(&reply.body)
-        .map_err(|e| KmsError::Credentials(format!("ECS RAM role {role}: not a credential document: {e}")))?;
+    let reply = get(parse(&format!(
+        "/latest/meta-data/ram/security-credentials/{role}"
+    ))?)
+    .await
+    .map_err(fail)?;
+    let doc: EcsDocument = serde_json::from_slice(&reply.body).map_err(|e| {
+        KmsError::Credentials(format!(
+            "ECS RAM role {role}: not a credential document: {e}"
+        ))
+    })?;
     if doc.code.as_deref().is_some_and(|c| c != "Success") {
-        return Err(KmsError::Credentials(format!("ECS RAM role {role}: metadata said {:?}", doc.code)));
+        return Err(KmsError::Credentials(format!(
+            "ECS RAM role {role}: metadata said {:?}",
+            doc.code
+        )));
     }
     Ok(Credentials {
         access_key_id: doc.access_key_id,

@@ -92,9 +92,7 @@ fn region_for(key: &AwsKeyRef) -> Result<String, KmsError> {
     super::credentials::env("AWS_REGION")
         .or_else(|| super::credentials::env("AWS_DEFAULT_REGION"))
         .ok_or_else(|| {
-            KmsError::Config(
-                "no AWS region: set AWS_REGION (or name the key by its ARN)".into(),
-            )
+            KmsError::Config("no AWS region: set AWS_REGION (or name the key by its ARN)".into())
         })
 }
 
@@ -172,7 +170,12 @@ impl AwsKms {
     pub(super) async fn key_facts(&self) -> Result<KeyFacts, KmsError> {
         const OP: &str = "GetPublicKey";
         let answer = self.call(OP, json!({ "KeyId": self.key.key_id })).await?;
-        let text = |field: &str| answer.get(field).and_then(Value::as_str).map(str::to_string);
+        let text = |field: &str| {
+            answer
+                .get(field)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         let missing = |field: &str| KmsError::BadResponse {
             operation: OP,
             reason: format!("no {field}"),
@@ -203,7 +206,11 @@ impl AwsKms {
     }
 
     /// `Sign`: the payload itself (RAW) when it fits, its digest otherwise.
-    pub(super) async fn sign(&self, payload: &[u8], algorithm: Algorithm) -> Result<Vec<u8>, KmsError> {
+    pub(super) async fn sign(
+        &self,
+        payload: &[u8],
+        algorithm: Algorithm,
+    ) -> Result<Vec<u8>, KmsError> {
         const OP: &str = "Sign";
         let name = aws_algorithm(algorithm)
             .ok_or_else(|| KmsError::Config(format!("AWS KMS does not sign {algorithm}")))?;
@@ -246,7 +253,10 @@ impl AwsKms {
     /// One JSON API call, signed, with retries; drops the credentials when they are refused.
     async fn call(&self, operation: &'static str, body: Value) -> Result<Value, KmsError> {
         let body = serde_json::to_vec(&body).map_err(|e| KmsError::Config(e.to_string()))?;
-        let result = with_retries(Provider::AwsKms, ATTEMPTS, || self.try_call(operation, &body)).await;
+        let result = with_retries(Provider::AwsKms, ATTEMPTS, || {
+            self.try_call(operation, &body)
+        })
+        .await;
         if let Err(e) = &result
             && e.is_auth()
         {
@@ -259,10 +269,16 @@ impl AwsKms {
         let creds = self.credentials.get().await?;
         let amz_date = UtcTime::from_system(SystemTime::now()).amz();
         let mut headers = vec![
-            ("content-type".to_string(), "application/x-amz-json-1.1".to_string()),
+            (
+                "content-type".to_string(),
+                "application/x-amz-json-1.1".to_string(),
+            ),
             ("host".to_string(), host_header(&self.url)),
             ("x-amz-date".to_string(), amz_date.clone()),
-            ("x-amz-target".to_string(), format!("TrentService.{operation}")),
+            (
+                "x-amz-target".to_string(),
+                format!("TrentService.{operation}"),
+            ),
         ];
         if let Some(token) = &creds.token {
             headers.push(("x-amz-security-token".to_string(), token.clone()));
@@ -373,7 +389,10 @@ mod tests {
             "gcpkms://x/y",
         ] {
             let err = AwsKeyRef::parse(bad).unwrap_err().to_string();
-            assert!(err.contains("awskms://[ENDPOINT]") && !err.contains('\n'), "{bad}: {err}");
+            assert!(
+                err.contains("awskms://[ENDPOINT]") && !err.contains('\n'),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -384,8 +403,14 @@ mod tests {
             400,
             br#"{"__type":"com.amazonaws.kms#ThrottlingException","message":"Rate exceeded"}"#,
         );
-        assert!(matches!(&e, KmsError::Api { throttled: true, code, .. } if code == "ThrottlingException"));
-        let e = api_error("Sign", 400, br#"{"__type":"NotFoundException","message":"Alias arn:aws:kms:x is not found."}"#);
+        assert!(
+            matches!(&e, KmsError::Api { throttled: true, code, .. } if code == "ThrottlingException")
+        );
+        let e = api_error(
+            "Sign",
+            400,
+            br#"{"__type":"NotFoundException","message":"Alias arn:aws:kms:x is not found."}"#,
+        );
         assert_eq!(
             e.to_string(),
             "Sign refused (HTTP 400 NotFoundException): Alias arn:aws:kms:x is not found."
@@ -404,7 +429,13 @@ mod tests {
 
     #[test]
     fn default_endpoints() {
-        assert_eq!(default_endpoint("kms", "eu-west-1"), "https://kms.eu-west-1.amazonaws.com");
-        assert_eq!(default_endpoint("sts", "cn-north-1"), "https://sts.cn-north-1.amazonaws.com.cn");
+        assert_eq!(
+            default_endpoint("kms", "eu-west-1"),
+            "https://kms.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            default_endpoint("sts", "cn-north-1"),
+            "https://sts.cn-north-1.amazonaws.com.cn"
+        );
     }
 }

@@ -30,7 +30,9 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 pub(super) fn chain(region: &str, http: reqwest::Client) -> Result<Fetch, KmsError> {
     if let Some(id) = env("AWS_ACCESS_KEY_ID") {
         let secret = env("AWS_SECRET_ACCESS_KEY").ok_or_else(|| {
-            KmsError::Credentials("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not".into())
+            KmsError::Credentials(
+                "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not".into(),
+            )
         })?;
         let creds = Credentials {
             access_key_id: id,
@@ -44,15 +46,22 @@ pub(super) fn chain(region: &str, http: reqwest::Client) -> Result<Fetch, KmsErr
             Box::pin(async move { Ok(creds) })
         }));
     }
-    if let (Some(token_file), Some(role)) = (env("AWS_WEB_IDENTITY_TOKEN_FILE"), env("AWS_ROLE_ARN")) {
+    if let (Some(token_file), Some(role)) =
+        (env("AWS_WEB_IDENTITY_TOKEN_FILE"), env("AWS_ROLE_ARN"))
+    {
         let endpoint = env("AWS_ENDPOINT_URL_STS")
             .or_else(|| env("AWS_ENDPOINT_URL"))
             .unwrap_or_else(|| default_endpoint("sts", region));
         let url = transport::endpoint_url(&endpoint, "AWS STS")?;
         let session = env("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| "signet".into());
         return Ok(Arc::new(move || {
-            let (http, url, token_file, role, session) =
-                (http.clone(), url.clone(), token_file.clone(), role.clone(), session.clone());
+            let (http, url, token_file, role, session) = (
+                http.clone(),
+                url.clone(),
+                token_file.clone(),
+                role.clone(),
+                session.clone(),
+            );
             Box::pin(async move { web_identity(&http, &url, &token_file, &role, &session).await })
         }));
     }
@@ -67,10 +76,12 @@ pub(super) fn chain(region: &str, http: reqwest::Client) -> Result<Fetch, KmsErr
             "no AWS credentials: none in the environment (AWS_ACCESS_KEY_ID), no web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), no container credentials, and instance metadata is disabled".into(),
         ));
     }
-    let endpoint = env("AWS_EC2_METADATA_SERVICE_ENDPOINT")
-        .unwrap_or_else(|| "http://169.254.169.254".into());
+    let endpoint =
+        env("AWS_EC2_METADATA_SERVICE_ENDPOINT").unwrap_or_else(|| "http://169.254.169.254".into());
     let base = url::Url::parse(&format!("{}/", endpoint.trim_end_matches('/'))).map_err(|e| {
-        KmsError::Config(format!("AWS_EC2_METADATA_SERVICE_ENDPOINT {endpoint:?}: {e}"))
+        KmsError::Config(format!(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT {endpoint:?}: {e}"
+        ))
     })?;
     Ok(Arc::new(move || {
         let (http, base) = (http.clone(), base.clone());
@@ -99,15 +110,13 @@ async fn web_identity(
             .post(url.clone())
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form.clone());
-        transport::send(request, url, |status, body| sts_error(status, body))
+        transport::send(request, url, sts_error)
     })
     .await
     .map_err(|e| KmsError::Credentials(format!("web identity ({role}): {e}")))?;
     let field = |tag: &str| {
         xml_text(&reply.body, tag).ok_or_else(|| {
-            KmsError::Credentials(format!(
-                "web identity ({role}): STS answer has no {tag}"
-            ))
+            KmsError::Credentials(format!("web identity ({role}): STS answer has no {tag}"))
         })
     };
     Ok(Credentials {
@@ -191,8 +200,9 @@ impl CredentialDocument {
 
 fn parse_document(body: &[u8], what: &str) -> Result<CredentialDocument, KmsError> {
     // serde's message names the field, never its value.
-    serde_json::from_slice(body)
-        .map_err(|e| KmsError::Credentials(format!("{what}: answer is not a credential document: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        KmsError::Credentials(format!("{what}: answer is not a credential document: {e}"))
+    })
 }
 
 async fn container_credentials(
@@ -209,9 +219,11 @@ async fn container_credentials(
         if let Some(value) = &authorization {
             request = request.header("authorization", value);
         }
-        transport::send(request, &source.url, |status, _| KmsError::Credentials(format!(
-            "container credentials endpoint answered HTTP {status}"
-        )))
+        transport::send(request, &source.url, |status, _| {
+            KmsError::Credentials(format!(
+                "container credentials endpoint answered HTTP {status}"
+            ))
+        })
     })
     .await
     .map_err(|e| KmsError::Credentials(format!("container credentials: {e}")))?;
@@ -219,7 +231,10 @@ async fn container_credentials(
 }
 
 /// IMDSv2: a session token, the role name, then the role's credentials.
-async fn instance_metadata(http: &reqwest::Client, base: &url::Url) -> Result<Credentials, KmsError> {
+async fn instance_metadata(
+    http: &reqwest::Client,
+    base: &url::Url,
+) -> Result<Credentials, KmsError> {
     let fail = |e: KmsError| {
         KmsError::Credentials(format!(
             "no AWS credentials: none in the environment (AWS_ACCESS_KEY_ID), no web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), no container credentials, and the instance metadata service failed: {e}"
@@ -267,12 +282,17 @@ async fn instance_metadata(http: &reqwest::Client, base: &url::Url) -> Result<Cr
         .filter(|r| !r.is_empty())
         .map(str::to_string)
         .ok_or_else(|| fail(KmsError::Credentials("the instance has no IAM role".into())))?;
-    let document = get(join(&format!("latest/meta-data/iam/security-credentials/{role}"))?)
-        .await
-        .map_err(fail)?;
-    let creds = parse_document(&document.body, "instance metadata")?.into_credentials("instance metadata");
+    let document = get(join(&format!(
+        "latest/meta-data/iam/security-credentials/{role}"
+    ))?)
+    .await
+    .map_err(fail)?;
+    let creds =
+        parse_document(&document.body, "instance metadata")?.into_credentials("instance metadata");
     if creds.expires.is_some_and(|at| at <= SystemTime::now()) {
-        return Err(KmsError::Credentials("instance metadata handed out expired credentials".into()));
+        return Err(KmsError::Credentials(
+            "instance metadata handed out expired credentials".into(),
+        ));
     }
     Ok(creds)
 }

@@ -57,7 +57,8 @@ impl Credentials {
 }
 
 /// A boxed future of credentials.
-pub(super) type CredentialFuture = Pin<Box<dyn Future<Output = Result<Credentials, KmsError>> + Send>>;
+pub(super) type CredentialFuture =
+    Pin<Box<dyn Future<Output = Result<Credentials, KmsError>> + Send>>;
 
 /// A way to fetch credentials (one source of a provider's chain, chosen at open).
 pub(super) type Fetch = Arc<dyn Fn() -> CredentialFuture + Send + Sync>;

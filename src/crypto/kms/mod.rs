@@ -82,8 +82,7 @@ impl Backend {
                 }
                 let wanted = aws::aws_algorithm(algorithm);
                 Ok(Described {
-                    allows: wanted
-                        .is_some_and(|w| facts.signing_algorithms.iter().any(|a| a == w)),
+                    allows: wanted.is_some_and(|w| facts.signing_algorithms.iter().any(|a| a == w)),
                     spki: facts.spki,
                     spec: facts.key_spec,
                     algorithms: facts.signing_algorithms,

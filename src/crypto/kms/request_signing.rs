@@ -138,7 +138,11 @@ pub(super) fn sigv4_authorization(
 
 /// The ACS3-HMAC-SHA256 `Authorization` header value. The headers must include
 /// `x-acs-content-sha256` holding [`sha256_hex`] of the body.
-pub(super) fn acs3_authorization(parts: &RequestParts<'_>, access_key_id: &str, secret: &str) -> String {
+pub(super) fn acs3_authorization(
+    parts: &RequestParts<'_>,
+    access_key_id: &str,
+    secret: &str,
+) -> String {
     let canonical = canonical_request(
         parts.method,
         parts.path,

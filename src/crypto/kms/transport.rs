@@ -100,7 +100,9 @@ impl KmsError {
     /// The `outcome` label of the call's metric.
     pub(super) fn outcome(&self) -> Outcome {
         match self {
-            KmsError::Api { throttled: true, .. } => Outcome::Throttled,
+            KmsError::Api {
+                throttled: true, ..
+            } => Outcome::Throttled,
             KmsError::Api { status, code, .. }
                 if *status == 401
                     || *status == 403
@@ -282,10 +284,14 @@ where
         tries += 1;
         let t = Instant::now();
         let result = attempt().await;
-        let outcome = result.as_ref().map_or_else(KmsError::outcome, |_| Outcome::Success);
+        let outcome = result
+            .as_ref()
+            .map_or_else(KmsError::outcome, |_| Outcome::Success);
         record_call(provider, outcome, t.elapsed());
         match result {
-            Err(e) if e.retryable() && tries < attempts && started.elapsed() + pause < CALL_BUDGET => {
+            Err(e)
+                if e.retryable() && tries < attempts && started.elapsed() + pause < CALL_BUDGET =>
+            {
                 tracing::debug!(provider = provider.as_str(), error = %e, tries, "KMS call failed; retrying");
                 let mut jitter = [0u8; 1];
                 let _ = aws_lc_rs::rand::fill(&mut jitter);
@@ -332,7 +338,9 @@ mod tests {
     #[test]
     fn endpoints_are_https_except_on_loopback() {
         assert_eq!(
-            endpoint_url("kms.eu-west-1.amazonaws.com", "KMS").unwrap().as_str(),
+            endpoint_url("kms.eu-west-1.amazonaws.com", "KMS")
+                .unwrap()
+                .as_str(),
             "https://kms.eu-west-1.amazonaws.com/"
         );
         assert_eq!(
