@@ -12,7 +12,7 @@ use crate::crypto::{self, Algorithm};
 /// Flags of `signet public-key`.
 #[derive(Args, Debug)]
 pub struct PublicKeyArgs {
-    /// Signing key: awskms://[ENDPOINT]/KEY, alikms://KEY[/VERSION]?region=R, pkcs11:..., or file:PATH.
+    /// Signing key: `awskms://[ENDPOINT]/KEY`, `alikms://KEY[/VERSION]?region=R`, `pkcs11:...`, or `file:PATH`.
     #[arg(long, env = "SIGNET_KEY")]
     pub key: String,
     /// Signature algorithm the key is to sign with (checked against what the key allows).

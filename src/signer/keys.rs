@@ -20,7 +20,7 @@ pub const RULE_FORBIDDEN_PKCS11_ATTRIBUTES: [&str; 4] =
 
 /// The first attribute of `RULE_FORBIDDEN_PKCS11_ATTRIBUTES` a `pkcs11:` reference names, if
 /// any (attribute names compared case-insensitively, in the path or the query); `endpoint` for a
-/// KMS reference naming its endpoint (see [`kms_rule_endpoint`]).
+/// KMS reference naming its endpoint (see `kms_rule_endpoint`).
 pub fn forbidden_rule_attribute(reference: &str) -> Option<&'static str> {
     let reference = reference.trim();
     if kms_rule_endpoint(reference) {
