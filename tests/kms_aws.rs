@@ -245,3 +245,51 @@ async fn a_signing_rule_with_a_kms_key_signs_pushes_and_unusable_rules_stop_the_
         assert!(!err.contains(&moto.secret), "{err}");
     }
 }
+
+/// IRSA: a web identity token exchanged at STS (`AssumeRoleWithWebIdentity`) for the credentials
+/// that sign. moto runs without authentication here (see [`Moto::start_without_auth`]): what
+/// this shows is that signet's STS request is one moto's STS accepts, that its answer is read,
+/// and that moto recorded the session signet asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_identity_credentials_sign() {
+    let moto = Moto::start_without_auth();
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("web-identity-token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzaWduZXQifQ.c2ln\n").unwrap();
+    let role = "arn:aws:iam::123456789012:role/signet-signer";
+    let env = vec![
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()),
+        ("AWS_ROLE_ARN", role.to_string()),
+        ("AWS_ROLE_SESSION_NAME", "signet-irsa-test".to_string()),
+        ("AWS_ENDPOINT_URL_STS", moto.url()),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ];
+    let key = format!("awskms://{}/alias/ec", moto.endpoint());
+    let public = public_key(&env, &key, "ECDSA_P256_SHA_256", &dir.path().join("ec.pub"));
+    registry.push_test_image("irsa/app", "v1", "irsa").await;
+    let image = format!("{}/irsa/app:v1", registry.host());
+    let (code, _, stderr) = signet(&env, &["sign", &image, "--key", &key, "--algorithm", "ECDSA_P256_SHA_256"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, out) = signet_verify(&image, &public, SignatureType::Default);
+    assert_eq!(code, 0, "{out}");
+    let state: serde_json::Value = reqwest::get(format!("{}/moto-api/data.json", moto.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sessions = state["sts"]["AssumedRole"].as_array().cloned().unwrap_or_default();
+    assert!(
+        sessions.iter().any(|s| s["role_arn"] == role && s["session_name"] == "signet-irsa-test"),
+        "moto recorded no session for {role}: {sessions:?}"
+    );
+
+    // A token file that cannot be read: one line naming it.
+    let mut missing = env.clone();
+    missing[0].1 = dir.path().join("gone").display().to_string();
+    let (code, _, stderr) = signet(&missing, &["sign", &image, "--key", &key, "--algorithm", "ECDSA_P256_SHA_256"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("web identity token file") && stderr.contains("gone"), "{stderr}");
+}

@@ -38,21 +38,37 @@ pub fn require_moto() {
 }
 
 impl Moto {
-    /// Starts moto and prepares the user and keys.
+    /// Starts moto with IAM authentication on and prepares the user and keys.
     pub fn start() -> Self {
+        Self::launch(true)
+    }
+
+    /// Starts moto with authentication off: moto's authentication cannot serve STS's anonymous
+    /// `AssumeRoleWithWebIdentity` (it fails on the missing Authorization header), so the web
+    /// identity test runs without it, and no signature is checked there.
+    pub fn start_without_auth() -> Self {
+        Self::launch(false)
+    }
+
+    fn launch(auth: bool) -> Self {
         require_moto();
         let log = tempfile::NamedTempFile::new().unwrap();
         let port = super::closed_port();
+        // moto's server, ending when its standard input closes (this process is gone, even
+        // killed) so that no emulator outlives its test or load run.
+        let watched = format!(
+            "import os, sys, threading\n\
+             threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()\n\
+             from moto.server import main\n\
+             main(['-H', '127.0.0.1', '-p', '{port}'])\n"
+        );
         let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+            .args(["-c", &watched])
+            .env(
+                "INITIAL_NO_AUTH_ACTION_COUNT",
+                if auth { "3" } else { "1000000" },
+            )
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())
             .spawn()

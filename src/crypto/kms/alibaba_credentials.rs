@@ -132,7 +132,7 @@ impl Rrsa {
             })
         })
         .await
-        .map_err(|e| KmsError::Credentials(format!("RRSA ({}): {e}", self.role)))?;
+        .map_err(|e| KmsError::Credentials(format!("RRSA ({}): {}", self.role, e.reason())))?;
         let answer: StsAnswer = serde_json::from_slice(&reply.body).map_err(|e| {
             KmsError::Credentials(format!(
                 "RRSA ({}): STS answer without credentials: {e}",
@@ -165,7 +165,8 @@ struct EcsDocument {
 async fn ecs_ram_role(http: &reqwest::Client, role: Option<&str>) -> Result<Credentials, KmsError> {
     let fail = |e: KmsError| {
         KmsError::Credentials(format!(
-            "no Alibaba Cloud credentials: none in the environment (ALIBABA_CLOUD_ACCESS_KEY_ID), no RRSA (ALIBABA_CLOUD_ROLE_ARN + ALIBABA_CLOUD_OIDC_PROVIDER_ARN + ALIBABA_CLOUD_OIDC_TOKEN_FILE), and the ECS metadata service failed: {e}"
+            "no Alibaba Cloud credentials: none in the environment (ALIBABA_CLOUD_ACCESS_KEY_ID), no RRSA (ALIBABA_CLOUD_ROLE_ARN + ALIBABA_CLOUD_OIDC_PROVIDER_ARN + ALIBABA_CLOUD_OIDC_TOKEN_FILE), and the ECS metadata service failed: {}",
+            e.reason()
         ))
     };
     let parse = |path: &str| {

@@ -113,7 +113,7 @@ async fn web_identity(
         transport::send(request, url, sts_error)
     })
     .await
-    .map_err(|e| KmsError::Credentials(format!("web identity ({role}): {e}")))?;
+    .map_err(|e| KmsError::Credentials(format!("web identity ({role}): {}", e.reason())))?;
     let field = |tag: &str| {
         xml_text(&reply.body, tag).ok_or_else(|| {
             KmsError::Credentials(format!("web identity ({role}): STS answer has no {tag}"))
@@ -226,7 +226,7 @@ async fn container_credentials(
         })
     })
     .await
-    .map_err(|e| KmsError::Credentials(format!("container credentials: {e}")))?;
+    .map_err(|e| KmsError::Credentials(format!("container credentials: {}", e.reason())))?;
     Ok(parse_document(&reply.body, "container credentials")?.into_credentials("container"))
 }
 
@@ -237,7 +237,8 @@ async fn instance_metadata(
 ) -> Result<Credentials, KmsError> {
     let fail = |e: KmsError| {
         KmsError::Credentials(format!(
-            "no AWS credentials: none in the environment (AWS_ACCESS_KEY_ID), no web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), no container credentials, and the instance metadata service failed: {e}"
+            "no AWS credentials: none in the environment (AWS_ACCESS_KEY_ID), no web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), no container credentials, and the instance metadata service failed: {}",
+            e.reason()
         ))
     };
     let join = |path: &str| {

@@ -119,6 +119,14 @@ impl KmsError {
         }
     }
 
+    /// The message without the variant's own prefix, for nesting in another credential error.
+    pub(super) fn reason(&self) -> String {
+        match self {
+            KmsError::Credentials(m) | KmsError::Config(m) => m.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// Whether a failure says the credentials are no longer good (drop and fetch anew).
     pub(super) fn is_auth(&self) -> bool {
         matches!(self.outcome(), Outcome::AuthError)

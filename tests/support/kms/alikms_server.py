@@ -24,6 +24,7 @@ import base64
 import datetime
 import hashlib
 import json
+import os
 import secrets
 import sys
 import threading
