@@ -269,7 +269,17 @@ async fn web_identity_credentials_sign() {
     let public = public_key(&env, &key, "ECDSA_P256_SHA_256", &dir.path().join("ec.pub"));
     registry.push_test_image("irsa/app", "v1", "irsa").await;
     let image = format!("{}/irsa/app:v1", registry.host());
-    let (code, _, stderr) = signet(&env, &["sign", &image, "--key", &key, "--algorithm", "ECDSA_P256_SHA_256"]);
+    let (code, _, stderr) = signet(
+        &env,
+        &[
+            "sign",
+            &image,
+            "--key",
+            &key,
+            "--algorithm",
+            "ECDSA_P256_SHA_256",
+        ],
+    );
     assert_eq!(code, 0, "{stderr}");
     let (code, out) = signet_verify(&image, &public, SignatureType::Default);
     assert_eq!(code, 0, "{out}");
@@ -279,17 +289,35 @@ async fn web_identity_credentials_sign() {
         .json()
         .await
         .unwrap();
-    let sessions = state["sts"]["AssumedRole"].as_array().cloned().unwrap_or_default();
+    let sessions = state["sts"]["AssumedRole"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(
-        sessions.iter().any(|s| s["role_arn"] == role && s["session_name"] == "signet-irsa-test"),
+        sessions
+            .iter()
+            .any(|s| s["role_arn"] == role && s["session_name"] == "signet-irsa-test"),
         "moto recorded no session for {role}: {sessions:?}"
     );
 
     // A token file that cannot be read: one line naming it.
     let mut missing = env.clone();
     missing[0].1 = dir.path().join("gone").display().to_string();
-    let (code, _, stderr) = signet(&missing, &["sign", &image, "--key", &key, "--algorithm", "ECDSA_P256_SHA_256"]);
+    let (code, _, stderr) = signet(
+        &missing,
+        &[
+            "sign",
+            &image,
+            "--key",
+            &key,
+            "--algorithm",
+            "ECDSA_P256_SHA_256",
+        ],
+    );
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("web identity token file") && stderr.contains("gone"), "{stderr}");
+    assert!(
+        stderr.contains("web identity token file") && stderr.contains("gone"),
+        "{stderr}"
+    );
 }
