@@ -1,7 +1,8 @@
 //! Alibaba Cloud KMS keys (`alikms://`) against a local KMS endpoint (no emulator of Alibaba
 //! Cloud KMS exists: `tests/support/kms/alikms_server.py`, real keys, every request's
 //! ACS3-HMAC-SHA256 signature recomputed by the official Alibaba Cloud Python SDK's signing code):
-//! `signet public-key`, `signet sign` and `signet verify` with RSA-PSS, RSA PKCS#1 and ECDSA keys,
+//! `signet public-key`, `signet sign` and `signet verify` (with the key, and with a policy folder as
+//! admission judges) with RSA-PSS, RSA PKCS#1 and ECDSA keys,
 //! credentials from the environment and from RRSA (AssumeRoleWithOIDC), throttling retried; a
 //! SigningRule served by `signet signer`; and every way a key can be unusable: one line, exit 2,
 //! nothing pushed. What this cannot show: the cloud's own answers beyond its API reference.
@@ -18,7 +19,8 @@ use signet::signature::SignatureType;
 use support::Registry;
 use support::alikms::{AliKms, OIDC_PROVIDER_ARN, ROLE_ARN};
 use support::kms_cli::{
-    CloudEnv, exit_of, kms_calls, kms_rule, public_key, signet, start_signer, wait_listening,
+    CloudEnv, admission_policies, exit_of, judge, kms_calls, kms_rule, public_key, signet,
+    start_signer, wait_listening,
 };
 use support::signer::{TOKEN, policy_dir, signature_count, signet_verify, wait_for_signatures};
 
@@ -57,6 +59,7 @@ async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
         ("key-busy", "ECDSA_P256_SHA_256", &env),
         ("key-two/v-two-2", "ECDSA_P256_SHA_256", &env),
     ];
+    let mut signed = Vec::new();
     for (i, (key, algorithm, env)) in signing.into_iter().enumerate() {
         let reference = kms.reference(key);
         let public = public_key(
@@ -83,7 +86,24 @@ async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
         assert!(stdout.contains(".sig"), "{stdout}");
         let (code, out) = signet_verify(&image, &public, SignatureType::Default);
         assert_eq!(code, 0, "verify {reference} {algorithm}: {out}");
+        signed.push((image, public));
     }
+    // Judged as admission judges, with the key-rsa PSS signature's Attestor.
+    let rsa_pss = admission_policies(
+        dir.path(),
+        &[(
+            "alikms-rsa",
+            &signed[0].1,
+            format!("{}/alikms/**", registry.host()),
+        )],
+    );
+    let (code, out) = judge(&signed[0].0, &rsa_pss);
+    assert_eq!(code, 0, "admission of the RSA-PSS-signed image: {out}");
+    let (code, out) = judge(&signed[2].0, &rsa_pss);
+    assert_eq!(
+        code, 1,
+        "an image signed by the EC key is denied under the RSA key's Attestor: {out}"
+    );
 
     let digest = registry
         .push_test_image("alikms/refused", "v1", "refused")

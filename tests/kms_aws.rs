@@ -1,5 +1,6 @@
 //! AWS KMS keys (`awskms://`) against moto in server mode (real SigV4 checking by botocore inside
-//! moto, real RSA and EC keys): `signet public-key`, `signet sign` and `signet verify`; a
+//! moto, real RSA and EC keys): `signet public-key`, `signet sign`, `signet verify` with the key and
+//! with a policy folder (Attestor + ClusterVerificationPolicy, judged as admission judges); a
 //! SigningRule served by `signet signer`; and every way a key can be unusable: one line, exit 2,
 //! nothing pushed.
 //!
@@ -19,7 +20,8 @@ use signet::crypto::Algorithm;
 use signet::signature::SignatureType;
 use support::Registry;
 use support::kms_cli::{
-    CloudEnv, exit_of, kms_calls, kms_rule, public_key, signet, start_signer, wait_listening,
+    CloudEnv, admission_policies, exit_of, judge, kms_calls, kms_rule, public_key, signet,
+    start_signer, wait_listening,
 };
 use support::moto::Moto;
 use support::signer::{TOKEN, policy_dir, signature_count, signet_verify, wait_for_signatures};
@@ -32,6 +34,7 @@ async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
     let env = moto.env();
     let endpoint = moto.endpoint();
 
+    let mut attestors = Vec::new();
     for (alias, algorithm) in [("ec", "ECDSA_P256_SHA_256"), ("rsa", "RSA_PKCS1_SHA_256")] {
         let key = format!("awskms://{endpoint}/alias/{alias}");
         let public = public_key(
@@ -51,7 +54,26 @@ async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
         assert!(stdout.contains(".sig"), "{stdout}");
         let (code, out) = signet_verify(&image, &public, SignatureType::Default);
         assert_eq!(code, 0, "verify {key}: {out}");
+        attestors.push((alias, public, format!("{}/{repo}", registry.host())));
     }
+    // Judged as admission judges: each image needs its KMS key's Attestor, and an image signed
+    // by the other KMS key does not pass.
+    let entries: Vec<(&str, &_, String)> = attestors
+        .iter()
+        .map(|(a, k, i)| (*a, k, i.clone()))
+        .collect();
+    let policies = admission_policies(dir.path(), &entries);
+    for (alias, _, repo) in &attestors {
+        let (code, out) = judge(&format!("{repo}:v1"), &policies);
+        assert_eq!(code, 0, "admission of the {alias}-signed image: {out}");
+    }
+    let swapped: Vec<(&str, &_, String)> = vec![("ec", &attestors[0].1, attestors[1].2.clone())];
+    let other = admission_policies(&dir.path().join("swapped"), &swapped);
+    let (code, out) = judge(&format!("{}:v1", attestors[1].2), &other);
+    assert_eq!(
+        code, 1,
+        "an RSA-signed image under the EC key's Attestor: {out}"
+    );
 
     // Every unusable key: exit 2, one line naming the cause, no secret, nothing pushed.
     let digest = registry

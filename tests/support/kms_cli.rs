@@ -180,3 +180,37 @@ pub async fn kms_calls(port: u16, provider: &str, outcome: &str) -> f64 {
         .unwrap_or_else(|| panic!("no KMS call metric for {provider}/{outcome} in:\n{metrics}"));
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
+
+/// A policy folder as a cluster would hold it: for each (attestor name, verification key, image
+/// glob), an Attestor with the key and a ClusterVerificationPolicy requiring it for the images.
+/// `signet verify --policy-dir` judges with it as admission does.
+pub fn admission_policies(dir: &Path, entries: &[(&str, &TestKey, String)]) -> std::path::PathBuf {
+    let folder = dir.join("admission");
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut text = String::new();
+    for (name, key, images) in entries {
+        let pem: String = std::fs::read_to_string(&key.public)
+            .unwrap()
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect();
+        text.push_str(&format!(
+            "---\napiVersion: signet.dev/v1alpha1\nkind: Attestor\nmetadata:\n  name: {name}\nspec:\n  \
+             keys:\n  - id: {name}-kms\n    algorithm: {}\n    publicKey: |\n{pem}\
+             ---\napiVersion: signet.dev/v1alpha1\nkind: ClusterVerificationPolicy\nmetadata:\n  name: {name}\n\
+             spec:\n  images: [\"{images}\"]\n  attestors: [{name}]\n",
+            key.algorithm
+        ));
+    }
+    std::fs::write(folder.join("policies.yaml"), text).unwrap();
+    folder
+}
+
+/// `signet verify IMAGE --policy-dir DIR`: the exit code (0 admitted, 1 denied) and the output.
+pub fn judge(image: &str, policies: &Path) -> (i32, String) {
+    let (code, stdout, stderr) = signet(
+        &[],
+        &["verify", image, "--policy-dir", policies.to_str().unwrap()],
+    );
+    (code, format!("{stdout}{stderr}"))
+}
