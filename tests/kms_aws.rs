@@ -1,5 +1,5 @@
 //! AWS KMS keys (`awskms://`) against moto in server mode (real SigV4 checking by botocore inside
-//! moto, real RSA and EC keys): `signet public-key`, `signet sign`, `signet verify` with the key and
+//! moto, real RSA and EC keys): `signet public-key`, `signet sign`, `sign --backfill`, `signet verify` with the key and
 //! with a policy folder (Attestor + ClusterVerificationPolicy, judged as admission judges); a
 //! SigningRule served by `signet signer`; and every way a key can be unusable: one line, exit 2,
 //! nothing pushed.
@@ -201,6 +201,30 @@ async fn a_signing_rule_with_a_kms_key_signs_pushes_and_unusable_rules_stop_the_
             Algorithm::EcdsaP256Sha256,
         )],
     );
+    // `signet sign --backfill` signs what was pushed before, with the rule's KMS key.
+    let old = registry.push_test_image("kms/old", "v1", "old").await;
+    let (code, stdout, stderr) = signet(
+        &env,
+        &[
+            "sign",
+            "--backfill",
+            "--policy-dir",
+            policies.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "backfill: {stdout}{stderr}");
+    assert_eq!(
+        signature_count(&registry, "kms/old:v1", &old).await,
+        1,
+        "{stdout}"
+    );
+    let (code, out) = signet_verify(
+        &format!("{host}/kms/old:v1"),
+        &public,
+        SignatureType::Default,
+    );
+    assert_eq!(code, 0, "{out}");
+
     let mut signer = start_signer(&env, dir.path(), &policies, port);
     wait_listening(&mut signer, port);
     let digest = registry.push_test_image("kms/app", "v1", "kms").await;
