@@ -1,8 +1,8 @@
 //! AWS KMS keys (`awskms://`) against moto in server mode (real SigV4 checking by botocore inside
-//! moto, real RSA and EC keys): `signet public-key`, `signet sign`, `sign --backfill`, `signet verify` with the key and
-//! with a policy folder (Attestor + ClusterVerificationPolicy, judged as admission judges); a
-//! SigningRule served by `signet signer`; and every way a key can be unusable: one line, exit 2,
-//! nothing pushed.
+//! moto, real RSA and EC keys): `signet public-key`, `signet sign`, `sign --backfill`, `signet
+//! verify` with the key and with a policy folder (Attestor + ClusterVerificationPolicy, judged as
+//! admission judges); a SigningRule served by `signet signer`; IRSA web identity through moto's
+//! STS; and every way a key can be unusable: one line, exit 2, nothing pushed.
 //!
 //! What the emulator cannot show (moto 5.2.5): a good RSA_PSS_SHA_256 signature (moto salts PSS
 //! with the maximum length; AWS uses 32 bytes, as signet verifies), and `MessageType: DIGEST`
