@@ -6,6 +6,7 @@ declare -A need=(
   [/usr/bin/docker-registry]=docker-registry
   [/usr/bin/softhsm2-util]=softhsm2
   [/usr/bin/pkcs11-tool]=opensc
+  [/usr/bin/promtool]=prometheus
 )
 missing=()
 for bin in "${!need[@]}"; do

@@ -66,7 +66,7 @@ const WEBHOOK_POD: &str = r#"
     containerPort: 8443
     containerPort: 8080
     - --listen=0.0.0.0:8443
-    - --ops-listen=0.0.0.0:8080
+    - --metrics-listen=0.0.0.0:8080
     - --deadline={{ .Values.webhook.deadline }}
     - --tls-cert=/etc/signet/tls/tls.crt
     - --tls-key=/etc/signet/tls/tls.key
@@ -934,7 +934,7 @@ fn a_network_policy_admits_only_the_admission_and_ops_ports() {
 fn client_certificates_and_the_ops_port() {
     let deployment = render("webhook-deployment.yaml", "{}");
     let default_args = args(only(&deployment, "Deployment"));
-    assert!(default_args.contains(&"--ops-listen=0.0.0.0:8080".to_owned()));
+    assert!(default_args.contains(&"--metrics-listen=0.0.0.0:8080".to_owned()));
     assert!(
         !default_args.iter().any(|a| a.starts_with("--client-ca")),
         "{default_args:?}"
