@@ -22,6 +22,12 @@
 //! `--key file` signs with an ECDSA P-256 key file; `--key pkcs11` with an ECDSA P-256 key on a
 //! SoftHSM2 token created in a temporary folder (the process re-runs itself with `SOFTHSM2_CONF`).
 //! Needs the Debian packages `docker-registry` (and `softhsm2` for pkcs11).
+//!
+//! `--key awskms` signs with an ECC_NIST_P256 key in moto (AWS KMS emulator), `--key alikms` with
+//! an EC_P256 key in the tests' local Alibaba Cloud KMS endpoint (both PyPI-based, see
+//! scripts/test-deps.sh); the process re-runs itself with the emulator's endpoint and credentials
+//! in its environment, as the chart sets them. The KMS round trip is printed from the signer's
+//! `kms_call_duration_seconds` metric.
 
 // A load generator, not library code: a failed setup step ends the run with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -40,6 +46,10 @@ use signet::reference::ImageRef;
 use signet::registry::{RegistryClient, RegistryOptions, SignatureStore, sha256_digest};
 use signet::signature::SignatureType;
 use signet::signer::{self, BearerToken, Signer, SignerOptions};
+
+// The KMS emulators of the tests (`--key awskms|alikms`).
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 const TOKEN: &str = "load-token";
 const REGISTRY: &str = "/usr/bin/docker-registry";
@@ -210,7 +220,11 @@ fn key_reference(kind: &str, dir: &Path) -> anyhow::Result<String> {
             });
             Ok("pkcs11:token=load;object=load".to_string())
         }
-        other => bail!("--key file|pkcs11, not {other}"),
+        // Cloud KMS (issue 12): endpoint and credentials are in this process's environment,
+        // set by `kms_parent`.
+        "awskms" => Ok("awskms:///alias/ec".to_string()),
+        "alikms" => Ok("alikms://key-ec?region=cn-hangzhou".to_string()),
+        other => bail!("--key file|pkcs11|awskms|alikms, not {other}"),
     }
 }
 
@@ -498,6 +512,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         l.starts_with("signet_signer_signed_total")
             || l.starts_with("signet_signer_failed_total")
             || l.starts_with("signet_signer_overwritten_total")
+            || (l.starts_with("signet_signer_kms_call")
+                && l.contains("outcome=\"success\"")
+                && !l.contains("_bucket"))
     }) {
         println!("  {line}");
     }
@@ -505,9 +522,46 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// For `--key awskms|alikms`: starts the emulator and runs this program again with its endpoint
+/// and credentials in the environment; `None` when this is that second run (or no KMS key).
+fn kms_parent(args: &Args) -> anyhow::Result<Option<i32>> {
+    if std::env::var_os("SIGNET_LOAD_KMS").is_some() {
+        return Ok(None);
+    }
+    let rerun = |env: Vec<(&str, String)>| -> anyhow::Result<i32> {
+        let status = Command::new(std::env::current_exe()?)
+            .args(std::env::args().skip(1))
+            .envs(env)
+            .env("SIGNET_LOAD_KMS", "1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .status()?;
+        Ok(status.code().unwrap_or(1))
+    };
+    match args.key.as_str() {
+        "awskms" => {
+            let moto = support::moto::Moto::start();
+            let mut env = moto.env();
+            env.push(("AWS_ENDPOINT_URL_KMS", moto.url()));
+            rerun(env).map(Some)
+        }
+        "alikms" => {
+            let kms = support::alikms::AliKms::start();
+            let mut env = kms.env();
+            env.push(("SIGNET_ALIBABA_KMS_ENDPOINT", kms.endpoint()));
+            rerun(env).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args = args()?;
+    if let Some(code) = kms_parent(&args)? {
+        std::process::exit(code);
+    }
     if args.key == "pkcs11" && std::env::var_os("SOFTHSM2_CONF").is_none() {
         // The token must be configured before the module loads: run again with it set.
         let dir = tempfile::tempdir()?;

@@ -9,6 +9,7 @@
 //! - [`webhook`], [`signer`]: the two servers' flags, turned into their configs.
 
 pub mod keygen;
+pub mod public_key;
 pub mod sign;
 pub mod signer;
 pub mod verify;
@@ -167,6 +168,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Serve the admission webhook (HTTPS): POST /validate and /mutate, GET /healthz, /readyz, /metrics.
     Webhook(webhook::WebhookArgs),
+    /// Print the public key (SPKI PEM) of a signing key, e.g. a KMS key, to paste into an Attestor.
+    PublicKey(public_key::PublicKeyArgs),
 }
 
 /// Why a command could not do its job (exit 2). Messages are one line; where a cause is chained
@@ -272,5 +275,6 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             crate::admission::run_webhook(args.into_config()?, registry).await?;
             Ok(Outcome::Success)
         }
+        Command::PublicKey(args) => public_key::run(args).await,
     }
 }

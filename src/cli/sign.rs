@@ -52,7 +52,7 @@ pub struct OneImage {
     /// Image reference (tag or digest).
     #[arg(required = false, required_unless_present = "backfill")]
     pub image: String,
-    /// Signing key: file:PATH (PKCS#8 PEM) or a pkcs11: URI.
+    /// Signing key: `file:PATH` (PKCS#8 PEM), a `pkcs11:` URI, `awskms://[ENDPOINT]/KEY` or `alikms://KEY[/VERSION]?region=R`.
     #[arg(
         long,
         env = "SIGNET_KEY",

@@ -1,19 +1,24 @@
-//! Opening a signing key from its reference: `file:/path/key.pem`, a bare path, or an RFC 7512
-//! `pkcs11:` URI. The one place that knows every provider.
+//! Opening a signing key from its reference: `file:/path/key.pem`, a bare path, an RFC 7512
+//! `pkcs11:` URI, or a cloud KMS key (`awskms://`, `alikms://`). The one place that knows every
+//! provider.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use super::file_key::FileKey;
+use super::kms::{KmsKey, is_kms_scheme};
 use super::pkcs11::Pkcs11Key;
 use super::signing::SigningKey;
 use super::{Algorithm, CryptoError};
 
 /// Opens the signing key `uri` names, for `algorithm`:
 /// - `file:/path/key.pem`, `file:///path/key.pem` or a bare path: a PKCS#8 PEM private key file;
-/// - `pkcs11:token=...;object=...?module-path=...&pin-source=...`: a key on a PKCS#11 token.
+/// - `pkcs11:token=...;object=...?module-path=...&pin-source=...`: a key on a PKCS#11 token;
+/// - `awskms://[ENDPOINT]/KEY` and `alikms://KEY[/VERSION]?region=...`: a cloud KMS key (opening
+///   asks the KMS for its public key, so it blocks on the network).
 ///
-/// The key id is `key_id` when given, otherwise the file name or the PKCS#11 object label.
+/// The key id is `key_id` when given, otherwise the file name, the PKCS#11 object label or the
+/// KMS key as referenced.
 pub fn open_signing_key(
     uri: &str,
     algorithm: Algorithm,
@@ -33,7 +38,7 @@ pub fn open_signing_key_inferred(
     let uri = uri.trim();
     if uri.is_empty() {
         return Err(CryptoError::KeyStore(
-            "empty key reference (expected file:/path/key.pem or pkcs11:...)".into(),
+            "empty key reference (expected file:/path/key.pem, pkcs11:..., awskms://... or alikms://...)".into(),
         ));
     }
     match scheme(uri) {
@@ -48,8 +53,9 @@ pub fn open_signing_key_inferred(
                 key_id,
             )?))
         }
+        Some(s) if is_kms_scheme(s) => Ok(Arc::new(KmsKey::open(uri, algorithm, key_id)?)),
         Some(s) => Err(CryptoError::KeyStore(format!(
-            "key reference scheme {s:?} is not supported (expected file:/path/key.pem, a path, or pkcs11:...)"
+            "key reference scheme {s:?} is not supported (expected file:/path/key.pem, a path, pkcs11:..., awskms://... or alikms://...)"
         ))),
         None => Ok(Arc::new(FileKey::open_inferred(
             Path::new(uri),
@@ -123,11 +129,15 @@ mod tests {
 
     #[test]
     fn unknown_scheme_is_one_line_naming_it() {
-        let err = open_signing_key("awskms:///alias/release", Algorithm::EcdsaP256Sha256, None)
-            .unwrap_err();
+        let err = open_signing_key(
+            "gcpkms://projects/p/keys/k",
+            Algorithm::EcdsaP256Sha256,
+            None,
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains("\"awskms\"") && !text.contains('\n'),
+            text.contains("\"gcpkms\"") && text.contains("awskms://") && !text.contains('\n'),
             "{text}"
         );
     }

@@ -1,10 +1,11 @@
-//! Algorithms, public keys and verification, signing keys (file, PKCS#11), on aws-lc-rs.
+//! Algorithms, public keys and verification, signing keys (file, PKCS#11, cloud KMS), on aws-lc-rs.
 
 mod algorithm;
 pub(crate) mod der;
 mod file_key;
 mod key_ref;
 mod keygen;
+mod kms;
 mod pkcs11;
 mod public_key;
 mod signing;
@@ -13,6 +14,7 @@ pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use file_key::FileKey;
 pub use key_ref::{open_signing_key, open_signing_key_inferred};
 pub use keygen::{GeneratedKey, generate_key_pair, write_key_pair};
+pub use kms::{KmsKey, register_kms_metrics};
 pub use pkcs11::{DEFAULT_PKCS11_MODULE, Pkcs11Key, Pkcs11Uri, TokenKey, generate_on_token};
 pub use public_key::PublicKey;
 pub use signing::SigningKey;

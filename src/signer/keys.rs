@@ -19,9 +19,13 @@ pub const RULE_FORBIDDEN_PKCS11_ATTRIBUTES: [&str; 4] =
     ["module-path", "module-name", "pin-value", "pin-source"];
 
 /// The first attribute of `RULE_FORBIDDEN_PKCS11_ATTRIBUTES` a `pkcs11:` reference names, if
-/// any (attribute names compared case-insensitively, in the path or the query).
+/// any (attribute names compared case-insensitively, in the path or the query); `endpoint` for a
+/// KMS reference naming its endpoint (see `kms_rule_endpoint`).
 pub fn forbidden_rule_attribute(reference: &str) -> Option<&'static str> {
     let reference = reference.trim();
+    if kms_rule_endpoint(reference) {
+        return Some("endpoint");
+    }
     let rest = reference
         .get(..7)
         .filter(|scheme| scheme.eq_ignore_ascii_case("pkcs11:"))
@@ -34,8 +38,27 @@ pub fn forbidden_rule_attribute(reference: &str) -> Option<&'static str> {
     })
 }
 
+/// Whether a cloud KMS reference names its endpoint (`awskms://HOST/...`, `alikms://...&endpoint=`).
+/// A rule may not: the signer would send requests carrying its cloud session token to a host the
+/// rule's author chose. The endpoint of a rule's key comes from the signer's environment
+/// (`AWS_ENDPOINT_URL_KMS`, `SIGNET_ALIBABA_KMS_ENDPOINT`); `signet sign --key` may name one.
+pub fn kms_rule_endpoint(reference: &str) -> bool {
+    let lower = reference.trim().to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("awskms://") {
+        return !rest.starts_with('/');
+    }
+    if let Some(rest) = lower.strip_prefix("alikms://") {
+        let query = rest.split_once('?').map_or("", |(_, q)| q);
+        return query.split('&').any(|p| p.starts_with("endpoint="));
+    }
+    false
+}
+
 /// The one line saying why a rule's key reference is refused.
 pub fn forbidden_attribute_message(attribute: &str) -> String {
+    if attribute == "endpoint" {
+        return "SigningRule key.ref may not name a KMS endpoint: the signer's environment sets it (AWS_ENDPOINT_URL_KMS, SIGNET_ALIBABA_KMS_ENDPOINT)".to_string();
+    }
     format!(
         "SigningRule key.ref may not name {attribute}: the PKCS#11 module and PIN come from the signer's flags (--pkcs11-module, --pkcs11-pin-file)"
     )
@@ -215,6 +238,32 @@ mod tests {
         ] {
             assert_eq!(forbidden_rule_attribute(fine), None, "{fine}");
             assert!(effective_reference(fine).is_ok());
+        }
+    }
+
+    #[test]
+    fn rules_may_not_name_kms_endpoints() {
+        for reference in [
+            "awskms://evil.example.com/alias/release",
+            "AWSKMS://127.0.0.1:4566/alias/release",
+            "alikms://key-1?region=cn-hangzhou&endpoint=evil.example.com",
+        ] {
+            assert_eq!(
+                forbidden_rule_attribute(reference),
+                Some("endpoint"),
+                "{reference}"
+            );
+            let err = effective_reference(reference).unwrap_err().to_string();
+            assert!(
+                err.contains("AWS_ENDPOINT_URL_KMS") && !err.contains('\n'),
+                "{err}"
+            );
+        }
+        for fine in [
+            "awskms:///alias/release",
+            "alikms://key-1/v1?region=cn-hangzhou",
+        ] {
+            assert_eq!(forbidden_rule_attribute(fine), None, "{fine}");
         }
     }
 

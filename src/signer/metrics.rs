@@ -310,6 +310,9 @@ impl Metrics {
         for &reason in FailureReason::ALL {
             drop(m.failed.get_or_create(&FailureLabel { reason }));
         }
+        // Cloud KMS calls (issue 12): `kms_calls_total` and `kms_call_duration_seconds` by
+        // `provider` and `outcome`, kept process-wide by the crypto layer.
+        crate::crypto::register_kms_metrics(registry);
         Metrics {
             registry: root,
             ..m

@@ -13,11 +13,15 @@
 //! - [`webhook`]: a registry of signed fixture images, their policy picture, the webhook over TLS.
 //! - [`kube_api`]: a mocked Kubernetes API for the webhook.
 //! - [`signer`]: keys, rules and an in-process signer for the signer tests.
+//! - [`moto`]: the moto AWS KMS emulator; [`alikms`]: a local Alibaba Cloud KMS endpoint.
 // Each test crate uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod alikms;
 pub mod image;
+pub mod kms_cli;
 pub mod kube_api;
+pub mod moto;
 pub mod registry;
 pub mod servers;
 pub mod signer;

@@ -1,0 +1,216 @@
+//! For the KMS tests (`kms_aws`, `kms_alibaba`): running `signet` with exactly the cloud
+//! environment a test gives (the caller's own cloud variables removed), `signet public-key`,
+//! `signet signer` on a policy folder, and waiting for a signer that must stop.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use signet::crd::{SigningKeyRef, SigningRule, SigningRuleSpec, Trigger};
+use signet::crypto::Algorithm;
+use signet::signature::SignatureType;
+
+use super::signer::{TOKEN, TestKey};
+
+/// Cloud environment variables given to a `signet` process.
+pub type CloudEnv = [(&'static str, String)];
+
+/// Variables of the caller's environment that would change which credentials or endpoints
+/// signet uses.
+const CLOUD_VARIABLES: [&str; 20] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_KMS",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "ALIBABA_CLOUD_ACCESS_KEY_ID",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    "ALIBABA_CLOUD_SECURITY_TOKEN",
+    "ALIBABA_CLOUD_ROLE_ARN",
+    "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+    "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+    "ALIBABA_CLOUD_STS_ENDPOINT",
+    "SIGNET_ALIBABA_KMS_ENDPOINT",
+];
+
+/// `signet` with the cloud environment `env` and nothing else of the caller's; metadata services
+/// are off for both clouds so that no test reaches for a metadata address.
+pub fn command(env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(super::signer::signet_binary());
+    for name in CLOUD_VARIABLES {
+        cmd.env_remove(name);
+    }
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true");
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    cmd
+}
+
+/// Runs `signet ARGS`: exit code, stdout, stderr.
+pub fn signet(env: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
+    let out = command(env).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `signet public-key --key KEY --algorithm A -o OUT`, as a verification key.
+pub fn public_key(env: &[(&str, String)], key: &str, algorithm: &str, out: &Path) -> TestKey {
+    let (code, _, stderr) = signet(
+        env,
+        &[
+            "public-key",
+            "--key",
+            key,
+            "--algorithm",
+            algorithm,
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "public-key {key}: {stderr}");
+    assert!(
+        std::fs::read_to_string(out)
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
+    TestKey {
+        private: Default::default(),
+        public: out.to_path_buf(),
+        algorithm: algorithm.parse().unwrap(),
+    }
+}
+
+/// An Automatic, Default SigningRule over `scope` with a KMS key.
+pub fn kms_rule(name: &str, scope: String, reference: String, algorithm: Algorithm) -> SigningRule {
+    SigningRule::new(
+        name,
+        SigningRuleSpec {
+            scope: vec![scope],
+            key: SigningKeyRef {
+                reference,
+                id: Some(format!("{name}-kms")),
+            },
+            algorithm,
+            signature_type: SignatureType::Default,
+            trigger: Trigger::Automatic,
+        },
+    )
+}
+
+/// `signet signer` on `policies`, listening on `port`, with the cloud environment `env`.
+pub fn start_signer(env: &[(&str, String)], dir: &Path, policies: &Path, port: u16) -> Child {
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    command(env)
+        .args([
+            "signer",
+            "--plain-http",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--policy-dir")
+        .arg(policies)
+        .args(["--reconcile-interval", "0", "--log", "info"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the signer listens on `port` (fails if it exits first).
+pub fn wait_listening(signer: &mut Child, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the signer did not listen");
+        if let Some(status) = signer.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(signer.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the signer exited ({status}): {err}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for a signer that must stop on its own; its exit code and stderr.
+pub fn exit_of(mut child: Child) -> (i32, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the signer did not stop on an unusable key");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of the signer's `signet_signer_kms_calls_total` series for `provider`/`outcome`.
+pub async fn kms_calls(port: u16, provider: &str, outcome: &str) -> f64 {
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("signet_signer_kms_calls_total{")
+                && l.contains(&format!("provider=\"{provider}\""))
+                && l.contains(&format!("outcome=\"{outcome}\""))
+        })
+        .unwrap_or_else(|| panic!("no KMS call metric for {provider}/{outcome} in:\n{metrics}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// A policy folder as a cluster would hold it: for each (attestor name, verification key, image
+/// glob), an Attestor with the key and a ClusterVerificationPolicy requiring it for the images.
+/// `signet verify --policy-dir` judges with it as admission does.
+pub fn admission_policies(dir: &Path, entries: &[(&str, &TestKey, String)]) -> std::path::PathBuf {
+    let folder = dir.join("admission");
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut text = String::new();
+    for (name, key, images) in entries {
+        let pem: String = std::fs::read_to_string(&key.public)
+            .unwrap()
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect();
+        text.push_str(&format!(
+            "---\napiVersion: signet.dev/v1alpha1\nkind: Attestor\nmetadata:\n  name: {name}\nspec:\n  \
+             keys:\n  - id: {name}-kms\n    algorithm: {}\n    publicKey: |\n{pem}\
+             ---\napiVersion: signet.dev/v1alpha1\nkind: ClusterVerificationPolicy\nmetadata:\n  name: {name}\n\
+             spec:\n  images: [\"{images}\"]\n  attestors: [{name}]\n",
+            key.algorithm
+        ));
+    }
+    std::fs::write(folder.join("policies.yaml"), text).unwrap();
+    folder
+}
+
+/// `signet verify IMAGE --policy-dir DIR`: the exit code (0 admitted, 1 denied) and the output.
+pub fn judge(image: &str, policies: &Path) -> (i32, String) {
+    let (code, stdout, stderr) = signet(
+        &[],
+        &["verify", image, "--policy-dir", policies.to_str().unwrap()],
+    );
+    (code, format!("{stdout}{stderr}"))
+}
