@@ -45,6 +45,11 @@ image:
 	python3 scripts/image.py build --binary $(TARGET_DIR)/release/signet --layout $(IMAGE_LAYOUT) --name $(IMAGE)
 	$(if $(PUSH),python3 scripts/image.py push --layout $(IMAGE_LAYOUT) --to $(PUSH) $(if $(INSECURE),--insecure))
 
+# `make demo` runs the whole chain on this machine (scripts/demo.sh): a registry with notifications, the
+# signer, the webhook, one signed and one unsigned image, an allow and a denial printed with their reasons.
+demo:
+	./scripts/demo.sh
+
 generate:
 	$(CARGO) run --quiet -- crd > crds/signet.dev.yaml
 	cp crds/signet.dev.yaml charts/signet/crds/signet.dev.yaml

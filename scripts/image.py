@@ -4,6 +4,7 @@
     image.py rootfs --binary target/release/signet --out DIR
     image.py build  --binary target/release/signet --layout DIR --name ghcr.io/signet-dev/signet:0.1.0
     image.py push   --layout DIR --to HOST/REPO:TAG [--insecure]
+    image.py tiny   --layout DIR --text TEXT       (a one-file image, for `make demo`)
 
 `rootfs` assembles the image's whole filesystem from this (Debian) machine: the binary as
 /usr/local/bin/signet, every shared library `ldd` says it and the SoftHSM2 PKCS#11 module need (with the
@@ -209,12 +210,35 @@ def write_blob(layout, data):
 
 
 def build(binary, layout, name, gzip_level):
-    version = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else "latest"
     with tempfile.TemporaryDirectory() as scratch:
         root = os.path.join(scratch, "rootfs")
         make_rootfs(binary, root)
         mtime = source_date_epoch()
         tar = layer_tar(root, mtime)
+    write_layout(layout, name, tar, mtime, gzip_level, {
+        "User": f"{NONROOT}:{NONROOT}",
+        "Entrypoint": ["/usr/local/bin/signet"],
+        "Cmd": ["--help"],
+        "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/home/nonroot",
+                "SOFTHSM2_CONF=/etc/softhsm/softhsm2.conf"],
+        "WorkingDir": "/",
+    })
+
+
+def tiny(layout, text):
+    """A one-layer image holding /hello.txt with `text`: something to push, sign and admit."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        data = text.encode()
+        info = tarfile.TarInfo("hello.txt")
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    write_layout(layout, "demo:latest", buffer.getvalue(), 0, 6, {"Cmd": ["/hello.txt"]})
+
+
+def write_layout(layout, name, tar, mtime, gzip_level, image_config):
+    """An OCI image layout of one image: the layer `tar`, gzip-compressed, and `image_config`."""
+    version = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else "latest"
     compressed = gzip.compress(tar, compresslevel=gzip_level, mtime=0)
     if os.path.lexists(layout):
         shutil.rmtree(layout)
@@ -222,27 +246,18 @@ def build(binary, layout, name, gzip_level):
     layer = {"mediaType": LAYER_TYPE, **write_blob(layout, compressed)}
     created = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc)
     created = created.strftime("%Y-%m-%dT%H:%M:%SZ")
-    labels = {
-        "org.opencontainers.image.title": "signet",
+    image_config["Labels"] = {
+        "org.opencontainers.image.title": name.rsplit("/", 1)[-1].split(":")[0],
         "org.opencontainers.image.version": version,
         "org.opencontainers.image.created": created,
-        "org.opencontainers.image.licenses": "see /usr/share/doc/*/copyright",
     }
     config = {
         "created": created,
         "architecture": "amd64",
         "os": "linux",
-        "config": {
-            "User": f"{NONROOT}:{NONROOT}",
-            "Entrypoint": ["/usr/local/bin/signet"],
-            "Cmd": ["--help"],
-            "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/home/nonroot",
-                    "SOFTHSM2_CONF=/etc/softhsm/softhsm2.conf"],
-            "WorkingDir": "/",
-            "Labels": labels,
-        },
+        "config": image_config,
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest()]},
-        "history": [{"created": created, "created_by": "scripts/image.py build"}],
+        "history": [{"created": created, "created_by": "scripts/image.py"}],
     }
     config_descriptor = {"mediaType": CONFIG_TYPE, **write_blob(layout, canonical(config))}
     manifest = {"schemaVersion": 2, "mediaType": MANIFEST_TYPE, "config": config_descriptor,
@@ -360,8 +375,13 @@ def main():
     push_cmd.add_argument("--layout", required=True)
     push_cmd.add_argument("--to", required=True, help="HOST/REPOSITORY:TAG")
     push_cmd.add_argument("--insecure", action="store_true", help="plain HTTP")
+    tiny_cmd = commands.add_parser("tiny", help="write a one-file image layout")
+    tiny_cmd.add_argument("--layout", required=True)
+    tiny_cmd.add_argument("--text", required=True)
     args = parser.parse_args()
-    if args.command == "rootfs":
+    if args.command == "tiny":
+        tiny(args.layout, args.text)
+    elif args.command == "rootfs":
         fs = make_rootfs(args.binary, args.out)
         print(f"{args.out}: {len(fs.files)} files")
     elif args.command == "build":

@@ -6,8 +6,10 @@
 //! built-in kinds, the CRDs' own schemas for signet's). A missing tool fails the test with the package
 //! to install.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
 use serde_yaml_ng::Value;
 
@@ -115,14 +117,32 @@ pub fn documents(what: &str, text: &str) -> Vec<Value> {
 }
 
 /// What `templates/NAME` renders to with Helm 4 and values.yaml changed by `overrides`; empty when the
-/// template renders nothing.
+/// template renders nothing. The whole chart is rendered once per distinct `overrides` (each rendering
+/// generates RSA keys for the certificates) and split by Helm's `# Source:` comments.
 pub fn render(name: &str, overrides: &str) -> Vec<Value> {
-    let show = format!("templates/{name}");
-    match Helm::V4.template(&[], overrides, &["--show-only", &show]) {
-        Ok(text) => documents(&format!("{name} with {overrides}"), &text),
-        Err(err) if err.contains("could not find template") => Vec::new(),
-        Err(err) => panic!("{name} with {overrides}: {err}"),
-    }
+    static RENDERED: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    let cache = RENDERED.get_or_init(Default::default);
+    let cached = cache.lock().expect("cache").get(overrides).cloned();
+    let text = match cached {
+        Some(text) => text,
+        None => {
+            let text = Helm::V4
+                .template(&[], overrides, &[])
+                .unwrap_or_else(|err| panic!("{name} with {overrides}: {err}"));
+            cache
+                .lock()
+                .expect("cache")
+                .insert(overrides.to_owned(), text.clone());
+            text
+        }
+    };
+    let source = format!("# Source: signet/templates/{name}\n");
+    let ours: Vec<&str> = text
+        .split("\n---\n")
+        .map(|doc| doc.trim_start_matches("---\n"))
+        .filter(|doc| doc.starts_with(&source))
+        .collect();
+    documents(&format!("{name} with {overrides}"), &ours.join("\n---\n"))
 }
 
 /// The error of a rendering expected to fail.
