@@ -1,5 +1,6 @@
 //! Registry faults at admission: a registry stopped mid-run, one that accepts connections and
-//! never answers, one that answers 500, one that serves manifests not matching their digests.
+//! never answers, one that answers 500, one that serves manifests not matching their digests,
+//! one that throttles (429 with `Retry-After`) briefly or for good.
 //! Every request is answered before the deadline with a denial naming the cause, and the server
 //! keeps serving.
 
@@ -188,4 +189,80 @@ async fn manifests_not_matching_their_digest_are_refused() {
     )
     .await;
     assert_eq!(response["allowed"], true, "{response}");
+}
+
+/// A proxy in front of the signed registry that answers 429 with `Retry-After: 1` until
+/// `throttled_for` has passed.
+fn throttling_proxy(upstream: &str, throttled_for: Duration) -> CorruptingProxy {
+    CorruptingProxy::start_with(
+        upstream,
+        support::ProxyOptions {
+            throttle_until: Some(Instant::now() + throttled_for),
+            ..support::ProxyOptions::passthrough()
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_throttling_briefly_is_waited_for_within_the_deadline() {
+    let deadline = Duration::from_secs(5);
+    let setup = signed_registry().await;
+    let proxy = throttling_proxy(&setup.host(), Duration::from_millis(1500));
+    let host = proxy.host();
+    // Signed through the registry's own address: only the digest binding holds via the proxy.
+    let state = policy_state_simple(&host, &setup.public_key_pem);
+    let webhook = TestWebhook::start(state, settings(deadline), None).await;
+
+    let started = Instant::now();
+    let response = timed_review(&webhook, fixture("pod-create.json", &host, None), deadline).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    // It was throttled (429s were answered) and waited as Retry-After asked.
+    let throttled = proxy.requests().len();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(throttled > 0);
+    let metrics = webhook.metrics().await;
+    assert!(
+        metric(
+            &metrics,
+            "signet_webhook_registry_requests_total{operation=\"resolve\",outcome=\"success\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_throttling_past_the_deadline_is_denied_naming_it_and_not_asked_again() {
+    let deadline = Duration::from_secs(5);
+    let setup = signed_registry().await;
+    let proxy = throttling_proxy(&setup.host(), Duration::from_secs(3600));
+    let host = proxy.host();
+    let state = policy_state(&host, &setup.public_key_pem, NoMatch::Allow);
+    let webhook = TestWebhook::start(state, settings(deadline), None).await;
+
+    let response = timed_review(&webhook, fixture("pod-create.json", &host, None), deadline).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    let text = message(&response);
+    assert!(
+        text.contains(&format!("registry {host}: too many requests")),
+        "{text}"
+    );
+    assert!(text.contains("HTTP 429"), "{text}");
+    let asked = proxy.requests().len();
+    assert!(asked > 0);
+
+    // The same admission again: answered from the failure cache, the throttled registry is not
+    // asked more than an idle one would be.
+    let response = timed_review(&webhook, fixture("pod-create.json", &host, None), deadline).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert_eq!(
+        proxy.requests().len(),
+        asked,
+        "{:#?}",
+        proxy.request_lines()
+    );
+    still_serving(&webhook).await;
 }

@@ -499,7 +499,13 @@ async fn an_unknown_namespace_that_cannot_be_read_is_denied() {
 /// `pod-create.json` with an image volume `models` mounting `reference`.
 fn with_image_volume(body: Vec<u8>, reference: &str) -> Vec<u8> {
     let mut value: Value = serde_json::from_slice(&body).expect("fixture JSON");
-    value["request"]["object"]["spec"]["volumes"] = json!([
+    let object = &mut value["request"]["object"];
+    let pod_spec = if object["kind"] == "Pod" {
+        &mut object["spec"]
+    } else {
+        &mut object["spec"]["template"]["spec"]
+    };
+    pod_spec["volumes"] = json!([
         {"name": "models", "image": {"reference": reference, "pullPolicy": "IfNotPresent"}}
     ]);
     serde_json::to_vec(&value).expect("JSON")
@@ -533,6 +539,43 @@ async fn image_volumes_are_governed_verified_and_pinned() {
     let pinned = patch.as_array().and_then(|ops| {
         ops.iter()
             .find(|op| op["path"] == "/spec/volumes/0/image/reference")
+            .and_then(|op| op["value"].as_str().map(str::to_string))
+    });
+    assert_eq!(
+        pinned,
+        Some(format!("{signed}@{}", setup.digest("prod/web:v2"))),
+        "{patch}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_volumes_of_a_deployment_are_governed_verified_and_pinned() {
+    let setup = signed_registry().await;
+    let host = setup.host();
+    let sidecar = setup.digest("prod/sidecar");
+    let state = policy_state(&host, &setup.public_key_pem, NoMatch::Allow);
+    let webhook = TestWebhook::start(state, settings(DEADLINE), None).await;
+    let deployment = || fixture("deployment-create.json", &host, Some(&sidecar));
+
+    let unsigned = format!("{host}/prod/app:v1.1");
+    let response = webhook
+        .review("/validate", with_image_volume(deployment(), &unsigned))
+        .await;
+    assert_eq!(response["allowed"], false, "{response}");
+    let message = response["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&unsigned) && message.contains("image volume \"models\""),
+        "{message}"
+    );
+
+    let signed = format!("{host}/prod/web:v2");
+    let body = with_image_volume(deployment(), &signed);
+    let response = webhook.review("/validate", body.clone()).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let patch = decoded_patch(&webhook.review("/mutate", body).await);
+    let pinned = patch.as_array().and_then(|ops| {
+        ops.iter()
+            .find(|op| op["path"] == "/spec/template/spec/volumes/0/image/reference")
             .and_then(|op| op["value"].as_str().map(str::to_string))
     });
     assert_eq!(

@@ -27,8 +27,8 @@ pub mod webhook;
 pub use image::{TestImage, build_test_image, push_multi_arch, push_test_image};
 pub use registry::Registry;
 pub use servers::{
-    Answer, BlackHole, CorruptingProxy, ProxyAuth, ProxyOptions, RecordedRequest, StatusServer,
-    TagPages, Tamper,
+    Answer, BlackHole, CorruptingProxy, Fault, FaultSwitch, ProxyAuth, ProxyOptions,
+    RecordedRequest, StatusServer, TagPages, Tamper,
 };
 pub use softhsm::{SO_PIN, SoftHsm, USER_PIN, init_token, require_tool};
 

@@ -96,6 +96,11 @@ impl Registry {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The registry process's id, while it runs (to pause it with SIGSTOP).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// Stops the registry and starts it again on the same port with the same storage.
     pub fn restart(&mut self) {
         self.stop();

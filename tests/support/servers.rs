@@ -21,7 +21,7 @@ use axum::response::Response;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-pub use proxy::{CorruptingProxy, ProxyAuth, ProxyOptions, TagPages, Tamper};
+pub use proxy::{CorruptingProxy, Fault, FaultSwitch, ProxyAuth, ProxyOptions, TagPages, Tamper};
 
 /// A request as a test server received it.
 #[derive(Clone, Debug)]

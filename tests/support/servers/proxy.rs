@@ -53,6 +53,38 @@ pub enum TagPages {
     WithoutLink,
 }
 
+/// A fault a running proxy can be switched into and out of (soak runs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward as the options say.
+    None,
+    /// Hold every answer this long before sending it.
+    Slow(std::time::Duration),
+    /// Answer every `/v2/` request `500 Internal Server Error`.
+    InternalError,
+}
+
+/// The switch of a proxy's [`Fault`], shared with whoever flips it.
+#[derive(Clone, Debug)]
+pub struct FaultSwitch(Arc<std::sync::Mutex<Fault>>);
+
+impl Default for FaultSwitch {
+    fn default() -> Self {
+        FaultSwitch(Arc::new(std::sync::Mutex::new(Fault::None)))
+    }
+}
+
+impl FaultSwitch {
+    /// Switches the proxy into `fault` (or back, with [`Fault::None`]).
+    pub fn set(&self, fault: Fault) {
+        *self.0.lock().expect("fault switch") = fault;
+    }
+
+    fn get(&self) -> Fault {
+        *self.0.lock().expect("fault switch")
+    }
+}
+
 /// What the proxy does.
 #[derive(Clone, Debug)]
 pub struct ProxyOptions {
@@ -62,6 +94,11 @@ pub struct ProxyOptions {
     pub tag_pages: TagPages,
     /// Drop `Docker-Content-Digest` from every answer (a registry that does not send it).
     pub strip_digest_header: bool,
+    /// Until this instant, answer every `/v2/` request `429 Too Many Requests` with
+    /// `Retry-After: 1` and docker's `TOOMANYREQUESTS` error, as a throttling registry does.
+    pub throttle_until: Option<std::time::Instant>,
+    /// A fault to switch on and off while the proxy runs.
+    pub faults: FaultSwitch,
 }
 
 impl ProxyOptions {
@@ -73,6 +110,8 @@ impl ProxyOptions {
             auth: ProxyAuth::None,
             tag_pages: TagPages::Upstream,
             strip_digest_header: false,
+            throttle_until: None,
+            faults: FaultSwitch::default(),
         }
     }
 }
@@ -186,6 +225,29 @@ async fn proxy(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let options = &proxy.options;
     if let Some(refusal) = challenge(&proxy, request.headers()) {
         return refusal;
+    }
+    if options
+        .throttle_until
+        .is_some_and(|until| std::time::Instant::now() < until)
+    {
+        let mut response = json(
+            StatusCode::TOO_MANY_REQUESTS,
+            r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit exceeded"}]}"#,
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
+    match options.faults.get() {
+        Fault::None => {}
+        Fault::Slow(delay) => tokio::time::sleep(delay).await,
+        Fault::InternalError => {
+            return json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"errors":[{"code":"UNKNOWN","message":"injected fault"}]}"#,
+            );
+        }
     }
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX)
