@@ -345,6 +345,8 @@ def push(layout, to, insecure):
     if not match:
         fail(f"{to}: write HOST/REPOSITORY:TAG")
     host, repository, tag = match.groups()
+    if not os.path.isfile(os.path.join(layout, "index.json")):
+        fail(f"{layout} holds no OCI image layout (index.json): build it first (make image)")
     with open(os.path.join(layout, "index.json")) as f:
         descriptor = json.load(f)["manifests"][0]
     with open(os.path.join(layout, "blobs", "sha256", descriptor["digest"].split(":")[1]), "rb") as f:
