@@ -301,7 +301,7 @@ fn decision_buckets(metrics: &str) -> Vec<(f64, f64)> {
     let prefix = "signet_webhook_admission_duration_seconds_bucket{";
     metrics
         .lines()
-        .filter(|l| l.starts_with(prefix) && l.contains("endpoint=\"Validate\""))
+        .filter(|l| l.starts_with(prefix) && l.contains("endpoint=\"validate\""))
         .filter_map(|l| {
             let le = l.split("le=\"").nth(1)?.split('"').next()?;
             let le = if le == "+Inf" {
@@ -573,7 +573,7 @@ async fn main() {
     let server_side = |suffix: &str| {
         support::webhook::metric(
             &metrics,
-            &format!("signet_webhook_admission_duration_seconds_{suffix}{{endpoint=\"Validate\"}}"),
+            &format!("signet_webhook_admission_duration_seconds_{suffix}{{endpoint=\"validate\"}}"),
         )
     };
     println!(

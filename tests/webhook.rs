@@ -252,28 +252,28 @@ async fn every_fixture_gets_its_answer() {
     assert!(
         metric(
             &metrics,
-            "signet_webhook_admissions_total{endpoint=\"Validate\",result=\"Denied\"}"
+            "signet_webhook_admissions_total{endpoint=\"validate\",result=\"denied\"}"
         ) >= 2.0,
         "{metrics}"
     );
     assert!(
         metric(
             &metrics,
-            "signet_webhook_admissions_total{endpoint=\"Validate\",result=\"Breakglass\"}"
+            "signet_webhook_admissions_total{endpoint=\"validate\",result=\"breakglass\"}"
         ) >= 1.0,
         "{metrics}"
     );
     assert!(
         metric(
             &metrics,
-            "signet_webhook_admissions_total{endpoint=\"Validate\",result=\"Dryrun\"}"
+            "signet_webhook_admissions_total{endpoint=\"validate\",result=\"dry_run\"}"
         ) >= 1.0,
         "{metrics}"
     );
     assert!(
         metric(
             &metrics,
-            "signet_webhook_cache_hits_total{cache=\"Verdict\"}"
+            "signet_webhook_cache_hits_total{cache=\"verdict\"}"
         ) >= 1.0,
         "{metrics}"
     );
@@ -484,7 +484,7 @@ async fn malformed_requests_get_a_clear_error_and_the_server_keeps_serving() {
     assert!(
         metric(
             &metrics,
-            "signet_webhook_admissions_total{endpoint=\"Validate\",result=\"Error\"}"
+            "signet_webhook_admissions_total{endpoint=\"validate\",result=\"error\"}"
         ) >= 3.0,
         "{metrics}"
     );

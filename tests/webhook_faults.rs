@@ -228,7 +228,9 @@ async fn registry_throttling_briefly_is_waited_for_within_the_deadline() {
     assert!(
         metric(
             &metrics,
-            "signet_webhook_registry_requests_total{operation=\"resolve\",outcome=\"success\"}"
+            &format!(
+                "signet_webhook_registry_requests_total{{registry=\"{host}\",operation=\"resolve\",outcome=\"success\"}}"
+            )
         ) >= 1.0,
         "{metrics}"
     );
@@ -253,6 +255,17 @@ async fn registry_throttling_past_the_deadline_is_denied_naming_it_and_not_asked
     assert!(text.contains("HTTP 429"), "{text}");
     let asked = proxy.requests().len();
     assert!(asked > 0);
+    // Counted by registry, as throttling.
+    let metrics = webhook.metrics().await;
+    assert!(
+        metric(
+            &metrics,
+            &format!(
+                "signet_webhook_registry_requests_total{{registry=\"{host}\",operation=\"resolve\",outcome=\"rate_limited\"}}"
+            )
+        ) >= 1.0,
+        "{metrics}"
+    );
 
     // The same admission again: answered from the failure cache, the throttled registry is not
     // asked more than an idle one would be.

@@ -411,7 +411,10 @@ async fn with_a_client_ca_only_the_api_server_is_answered() {
         .await
         .unwrap_or_default();
     assert!(
-        metric(&text, "signet_webhook_admissions_total") >= 1.0,
+        metric(
+            &text,
+            "signet_webhook_admissions_total{endpoint=\"validate\",result=\"denied\"}"
+        ) >= 1.0,
         "{text}"
     );
 }

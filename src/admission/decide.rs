@@ -93,6 +93,7 @@ impl Admission {
         settings: DecisionSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        metrics.common().observe_policy(policy.clone());
         Admission {
             judge: Judge::new(
                 policy,

@@ -238,9 +238,12 @@ impl Lookups {
                 if let Some(digest) = digests.get(&key).await {
                     return Ok(digest);
                 }
-                let result = measured(&metrics, RegistryOperation::Resolve, async {
-                    Ok(client.resolve_digest(&image).await?)
-                })
+                let result = measured(
+                    &metrics,
+                    image.registry(),
+                    RegistryOperation::Resolve,
+                    async { Ok(client.resolve_digest(&image).await?) },
+                )
                 .await;
                 match result {
                     Ok(digest) => {
@@ -303,16 +306,21 @@ impl Lookups {
                     if let Some(found) = cache.get(&key).await {
                         return Ok(found);
                     }
-                    let result = measured(&metrics, RegistryOperation::Signatures, async {
-                        let set = store.fetch_signatures(&image, &digest).await?;
-                        // Nothing read because of the budgets: no valid signature, and the
-                        // failure says why (remembered as briefly as any failure, so an
-                        // attacker's manifest costs one bounded read per period, not memory).
-                        match set.unread_failure() {
-                            Some(failure) => Err(failure),
-                            None => Ok(set),
-                        }
-                    })
+                    let result = measured(
+                        &metrics,
+                        image.registry(),
+                        RegistryOperation::Signatures,
+                        async {
+                            let set = store.fetch_signatures(&image, &digest).await?;
+                            // Nothing read because of the budgets: no valid signature, and the
+                            // failure says why (remembered as briefly as any failure, so an
+                            // attacker's manifest costs one bounded read per period, not memory).
+                            match set.unread_failure() {
+                                Some(failure) => Err(failure),
+                                None => Ok(set),
+                            }
+                        },
+                    )
                     .await;
                     match result {
                         Ok(set) => {
@@ -372,10 +380,11 @@ impl moka::Expiry<String, Signatures> for EmptySetsExpireSooner {
     }
 }
 
-/// Runs one registry operation, counting it in flight and recording its outcome (labelled by
-/// the failure's kind) and latency.
+/// Runs one registry operation against `host`, counting it in flight and recording its outcome
+/// (labelled by the registry and the failure's kind) and latency.
 async fn measured<T>(
     metrics: &Metrics,
+    host: &str,
     operation: RegistryOperation,
     work: impl Future<Output = Result<T, LookupFailure>>,
 ) -> Result<T, LookupFailure> {
@@ -386,7 +395,7 @@ async fn measured<T>(
         Ok(_) => RegistryOutcome::Success,
         Err(failure) => RegistryOutcome::Failed(failure.kind()),
     };
-    metrics.registry_request(operation, outcome, started.elapsed().as_secs_f64());
+    metrics.registry_request(host, operation, outcome, started.elapsed().as_secs_f64());
     metrics.lookups_in_flight(-1);
     result
 }

@@ -1,7 +1,18 @@
-//! The webhook's Prometheus metrics: admissions by result, decision latency, registry lookups by
-//! outcome and latency, cache hits and misses, lookups in flight. Served at `/metrics`.
+//! The webhook's Prometheus metrics (prefix `signet_webhook_`): admissions by endpoint and
+//! result, decision latency, registry lookups by registry, operation and outcome, cache hits and
+//! misses, lookups in flight; beside them the series every signet server exports
+//! ([`crate::metrics::common`]: build, process, policy picture, certificate). Served at
+//! `/metrics` on the admission port and on `--metrics-listen`.
+//!
+//! Every label value is lower snake case, and every series whose labels are known at start
+//! exists from start at zero, so that ratios and `rate()` alerts have data on a quiet pod. The
+//! one label not known at start is `registry` (the hosts workloads name): all of a registry's
+//! series appear at its first lookup, and past [`MAX_REGISTRY_LABELS`] hosts further ones are
+//! counted as `other`, so that workloads naming ever new hosts cannot grow the series without
+//! bound.
 
-use std::fmt::Write as _;
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicI64;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -11,30 +22,71 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::metrics::labels::label_enum;
+use crate::metrics::{CommonMetrics, Format, render};
 use crate::registry::LookupFailureKind;
 
-/// What an admission request ended in.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum AdmissionResult {
-    /// Every image passed (or nothing to check: other kinds, no-match allow, exempt namespace).
-    Allowed,
-    /// At least one image failed an `Enforce` policy.
-    Denied,
-    /// Allowed, but a `DryRun` policy failed.
-    Dryrun,
-    /// Admitted by the breakglass annotation.
-    Breakglass,
-    /// The request could not be read (not an AdmissionReview, unreadable workload).
-    Error,
+/// Distinct `registry` label values kept; further hosts are counted as `other`.
+pub const MAX_REGISTRY_LABELS: usize = 64;
+
+label_enum! {
+    /// What an admission request ended in.
+    pub enum AdmissionResult {
+        /// Every image passed (or nothing to check: other kinds, no-match allow, exempt namespace).
+        Allowed => "allowed",
+        /// At least one image failed an `Enforce` policy.
+        Denied => "denied",
+        /// Allowed, but a `DryRun` policy failed.
+        Dryrun => "dry_run",
+        /// Admitted by the breakglass annotation.
+        Breakglass => "breakglass",
+        /// The request could not be read (not an AdmissionReview, unreadable workload).
+        Error => "error",
+    }
 }
 
-/// Which route answered.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum Endpoint {
-    /// `POST /validate`: decides.
-    Validate,
-    /// `POST /mutate`: pins verified digests, never denies.
-    Mutate,
+label_enum! {
+    /// Which route answered.
+    pub enum Endpoint {
+        /// `POST /validate`: decides.
+        Validate => "validate",
+        /// `POST /mutate`: pins verified digests, never denies.
+        Mutate => "mutate",
+    }
+}
+
+label_enum! {
+    /// What one re-read of the push-to-deploy grace found.
+    pub enum GraceOutcome {
+        /// Still no signature.
+        StillUnsigned => "still_unsigned",
+        /// Signatures arrived (and were judged).
+        Arrived => "arrived",
+    }
+}
+
+label_enum! {
+    /// One registry operation of a lookup.
+    pub enum RegistryOperation {
+        /// Tag to digest.
+        Resolve => "resolve",
+        /// The `.sig` manifest and its payload blobs.
+        Signatures => "signatures",
+    }
+}
+
+label_enum! {
+    /// The caches whose hits are counted.
+    pub enum CacheName {
+        /// (image, digest, namespace, snapshot generation) -> verdict.
+        Verdict => "verdict",
+        /// tag -> digest.
+        Digest => "digest",
+        /// (repository, digest) -> signatures.
+        Signatures => "signatures",
+        /// Recent registry failures.
+        Failure => "failure",
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,62 +100,9 @@ struct EndpointLabels {
     endpoint: Endpoint,
 }
 
-/// What one re-read of the push-to-deploy grace found (label values `still_unsigned`,
-/// `arrived`).
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum GraceOutcome {
-    /// Still no signature.
-    StillUnsigned,
-    /// Signatures arrived (and were judged).
-    Arrived,
-}
-
-impl GraceOutcome {
-    /// Every outcome, for series present from start.
-    pub const ALL: [GraceOutcome; 2] = [GraceOutcome::StillUnsigned, GraceOutcome::Arrived];
-}
-
-impl EncodeLabelValue for GraceOutcome {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        encoder.write_str(match self {
-            GraceOutcome::StillUnsigned => "still_unsigned",
-            GraceOutcome::Arrived => "arrived",
-        })
-    }
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GraceLabels {
     outcome: GraceOutcome,
-}
-
-/// One registry operation of a lookup (label values `resolve`, `signatures`).
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum RegistryOperation {
-    /// Tag to digest.
-    Resolve,
-    /// The `.sig` manifest and its payload blobs.
-    Signatures,
-}
-
-impl RegistryOperation {
-    /// Every operation.
-    pub const ALL: [RegistryOperation; 2] =
-        [RegistryOperation::Resolve, RegistryOperation::Signatures];
-
-    /// The lower snake case label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RegistryOperation::Resolve => "resolve",
-            RegistryOperation::Signatures => "signatures",
-        }
-    }
-}
-
-impl EncodeLabelValue for RegistryOperation {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        encoder.write_str(self.as_str())
-    }
 }
 
 /// How a registry operation ended: label values `success`, or the failure's kind
@@ -138,12 +137,14 @@ impl RegistryOutcome {
 
 impl EncodeLabelValue for RegistryOutcome {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        use std::fmt::Write as _;
         encoder.write_str(self.as_str())
     }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RegistryLabels {
+    registry: String,
     operation: RegistryOperation,
     outcome: RegistryOutcome,
 }
@@ -151,19 +152,6 @@ struct RegistryLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     operation: RegistryOperation,
-}
-
-/// The caches whose hits are counted.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum CacheName {
-    /// (image, digest, namespace, snapshot generation) -> verdict.
-    Verdict,
-    /// tag -> digest.
-    Digest,
-    /// (repository, digest) -> signatures.
-    Signatures,
-    /// Recent registry failures.
-    Failure,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -174,10 +162,13 @@ struct CacheLabels {
 /// Every metric the webhook exports, registered in one registry.
 pub struct Metrics {
     registry: Registry,
+    common: CommonMetrics,
     admissions: Family<AdmissionLabels, Counter>,
     latency: Family<EndpointLabels, Histogram>,
     registry_requests: Family<RegistryLabels, Counter>,
     registry_latency: Family<OperationLabels, Histogram>,
+    /// The `registry` label values in use (at most [`MAX_REGISTRY_LABELS`]).
+    registries: Mutex<HashSet<String>>,
     cache_hits: Family<CacheLabels, Counter>,
     cache_misses: Family<CacheLabels, Counter>,
     in_flight: Gauge<i64, AtomicI64>,
@@ -192,13 +183,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Creates and registers every metric (prefix `signet_webhook_`).
+    /// Creates and registers every metric, each labelled series at zero.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("signet_webhook");
+        let mut root = Registry::default();
+        let common = CommonMetrics::register(&mut root);
+        let registry = root.sub_registry_with_prefix("signet_webhook");
         let admissions = Family::<AdmissionLabels, Counter>::default();
         registry.register(
             "admissions",
-            "Admission reviews answered, by endpoint and result",
+            "Admission reviews answered, by endpoint (validate, mutate) and result (allowed, denied, dry_run, breakglass, error)",
             admissions.clone(),
         );
         // 0.25 ms .. ~8 s: cached answers take well under a millisecond, cold ones a few
@@ -208,13 +201,13 @@ impl Metrics {
         });
         registry.register(
             "admission_duration_seconds",
-            "Time from request received to answer ready",
+            "Time from admission request received to answer ready, by endpoint",
             latency.clone(),
         );
         let registry_requests = Family::<RegistryLabels, Counter>::default();
         registry.register(
             "registry_requests",
-            "Registry operations (resolve, signatures) by outcome",
+            "Registry operations of signature lookups, by registry host, operation (resolve, signatures) and outcome (success or the failure's kind)",
             registry_requests.clone(),
         );
         let registry_latency = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
@@ -222,15 +215,19 @@ impl Metrics {
         });
         registry.register(
             "registry_request_duration_seconds",
-            "Duration of registry operations",
+            "Duration of registry operations, by operation",
             registry_latency.clone(),
         );
         let cache_hits = Family::<CacheLabels, Counter>::default();
-        registry.register("cache_hits", "Cache hits by cache", cache_hits.clone());
+        registry.register(
+            "cache_hits",
+            "Cache hits, by cache (verdict, digest, signatures, failure)",
+            cache_hits.clone(),
+        );
         let cache_misses = Family::<CacheLabels, Counter>::default();
         registry.register(
             "cache_misses",
-            "Cache misses by cache",
+            "Cache misses, by cache (verdict, digest, signatures, failure)",
             cache_misses.clone(),
         );
         let in_flight = Gauge::<i64, AtomicI64>::default();
@@ -242,7 +239,7 @@ impl Metrics {
         let events_dropped = Counter::default();
         registry.register(
             "events_suppressed",
-            "Kubernetes events not posted because of the rate limit",
+            "Kubernetes events not posted because the same one was posted recently",
             events_dropped.clone(),
         );
         let signing_grace = Family::<GraceLabels, Counter>::default();
@@ -251,28 +248,48 @@ impl Metrics {
             "Signature re-reads while waiting for the signer (push-to-deploy grace), by outcome",
             signing_grace.clone(),
         );
-        for outcome in GraceOutcome::ALL {
+        // Every series whose labels are known exists from the start, at zero (the guards are
+        // released at once).
+        for &endpoint in Endpoint::ALL {
+            for &result in AdmissionResult::ALL {
+                drop(admissions.get_or_create(&AdmissionLabels { endpoint, result }));
+            }
+            drop(latency.get_or_create(&EndpointLabels { endpoint }));
+        }
+        for &outcome in GraceOutcome::ALL {
             drop(signing_grace.get_or_create(&GraceLabels { outcome }));
         }
-        // Every registry series exists from the start, at zero (the guards are released at once).
-        for operation in RegistryOperation::ALL {
-            for outcome in RegistryOutcome::all() {
-                drop(registry_requests.get_or_create(&RegistryLabels { operation, outcome }));
-            }
+        for &operation in RegistryOperation::ALL {
             drop(registry_latency.get_or_create(&OperationLabels { operation }));
         }
+        for &cache in CacheName::ALL {
+            drop(cache_hits.get_or_create(&CacheLabels { cache }));
+            drop(cache_misses.get_or_create(&CacheLabels { cache }));
+        }
         Metrics {
-            registry,
+            registry: root,
+            common,
             admissions,
             latency,
             registry_requests,
             registry_latency,
+            registries: Mutex::new(HashSet::new()),
             cache_hits,
             cache_misses,
             in_flight,
             events_dropped,
             signing_grace,
         }
+    }
+
+    /// The series every server exports (policy picture, certificate).
+    pub fn common(&self) -> &CommonMetrics {
+        &self.common
+    }
+
+    /// Every metric, for `/metrics`.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Counts one signature re-read of the push-to-deploy grace.
@@ -292,19 +309,50 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Counts one registry operation.
+    /// Counts one registry operation against the registry `host`.
     pub fn registry_request(
         &self,
+        host: &str,
         operation: RegistryOperation,
         outcome: RegistryOutcome,
         seconds: f64,
     ) {
+        let registry = self.registry_label(host);
         self.registry_requests
-            .get_or_create(&RegistryLabels { operation, outcome })
+            .get_or_create(&RegistryLabels {
+                registry,
+                operation,
+                outcome,
+            })
             .inc();
         self.registry_latency
             .get_or_create(&OperationLabels { operation })
             .observe(seconds);
+    }
+
+    /// The `registry` label for `host`: the host itself (its series all created at zero the
+    /// first time), or `other` past [`MAX_REGISTRY_LABELS`].
+    fn registry_label(&self, host: &str) -> String {
+        let mut known = self.registries.lock().unwrap_or_else(|p| p.into_inner());
+        let label = if known.contains(host) {
+            return host.to_string();
+        } else if known.len() < MAX_REGISTRY_LABELS - 1 || host == "other" {
+            host.to_string()
+        } else {
+            "other".to_string()
+        };
+        if known.insert(label.clone()) {
+            for &operation in RegistryOperation::ALL {
+                for outcome in RegistryOutcome::all() {
+                    drop(self.registry_requests.get_or_create(&RegistryLabels {
+                        registry: label.clone(),
+                        operation,
+                        outcome,
+                    }));
+                }
+            }
+        }
+        label
     }
 
     /// Counts a cache hit (`true`) or miss.
@@ -332,11 +380,10 @@ impl Metrics {
         self.events_dropped.inc();
     }
 
-    /// The text exposition format, for `/metrics`.
+    /// The Prometheus text exposition (what `/metrics` answers a client that does not ask for
+    /// OpenMetrics).
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        let mut out = String::with_capacity(4096);
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
+        render(&self.registry, Format::PrometheusText)
     }
 }
 
@@ -344,46 +391,64 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    const KINDS: [&str; 9] = [
+        "success",
+        "unreachable",
+        "unauthorized",
+        "not_found",
+        "deadline",
+        "invalid_content",
+        "over_budget",
+        "rate_limited",
+        "other",
+    ];
+
     #[test]
-    fn every_registry_outcome_is_present_from_start() {
-        let metrics = Metrics::new();
-        let text = metrics.encode().unwrap_or_default();
-        let mut labels = Vec::new();
-        for operation in ["resolve", "signatures"] {
-            for outcome in [
-                "success",
-                "unreachable",
-                "unauthorized",
-                "not_found",
-                "deadline",
-                "invalid_content",
-                "over_budget",
-                "rate_limited",
-                "other",
-            ] {
+    fn known_series_are_present_from_start_in_snake_case() {
+        let text = Metrics::new().encode().unwrap_or_default();
+        for endpoint in ["validate", "mutate"] {
+            for result in ["allowed", "denied", "dry_run", "breakglass", "error"] {
                 let series = format!(
-                    "signet_webhook_registry_requests_total{{operation=\"{operation}\",outcome=\"{outcome}\"}} 0"
+                    "signet_webhook_admissions_total{{endpoint=\"{endpoint}\",result=\"{result}\"}} 0"
                 );
                 assert!(text.contains(&series), "{series} missing from\n{text}");
-                labels.push(outcome);
             }
+            let count = format!(
+                "signet_webhook_admission_duration_seconds_count{{endpoint=\"{endpoint}\"}} 0"
+            );
+            assert!(text.contains(&count), "{count} missing from\n{text}");
+        }
+        for cache in ["verdict", "digest", "signatures", "failure"] {
+            for family in ["hits", "misses"] {
+                let series = format!("signet_webhook_cache_{family}_total{{cache=\"{cache}\"}} 0");
+                assert!(text.contains(&series), "{series} missing from\n{text}");
+            }
+        }
+        for operation in ["resolve", "signatures"] {
             let count = format!(
                 "signet_webhook_registry_request_duration_seconds_count{{operation=\"{operation}\"}} 0"
             );
             assert!(text.contains(&count), "{count} missing from\n{text}");
         }
-        // Nothing else: the enum and this list agree.
-        assert_eq!(
-            text.matches("signet_webhook_registry_requests_total{")
-                .count(),
-            labels.len()
-        );
+        assert!(text.contains("signet_build_info{version="), "{text}");
+        // No upper case in any label value.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            if let Some(labels) = line.split('{').nth(1).and_then(|l| l.split('}').next()) {
+                // `+Inf` is the format's own bucket bound, not a label value of ours.
+                let labels = labels.replace("le=\"+Inf\"", "");
+                assert!(
+                    !labels.chars().any(|c| c.is_ascii_uppercase()),
+                    "upper case label value in {line}"
+                );
+            }
+        }
     }
 
     #[test]
-    fn a_failure_is_counted_under_its_kind() {
+    fn a_registry_gets_every_outcome_at_its_first_lookup() {
         let metrics = Metrics::new();
         metrics.registry_request(
+            "registry.example.com",
             RegistryOperation::Signatures,
             RegistryOutcome::Failed(LookupFailureKind::OverBudget),
             0.01,
@@ -391,7 +456,47 @@ mod tests {
         let text = metrics.encode().unwrap_or_default();
         assert!(
             text.contains(
-                "signet_webhook_registry_requests_total{operation=\"signatures\",outcome=\"over_budget\"} 1"
+                "signet_webhook_registry_requests_total{registry=\"registry.example.com\",operation=\"signatures\",outcome=\"over_budget\"} 1"
+            ),
+            "{text}"
+        );
+        for operation in ["resolve", "signatures"] {
+            for outcome in KINDS {
+                let series = format!(
+                    "signet_webhook_registry_requests_total{{registry=\"registry.example.com\",operation=\"{operation}\",outcome=\"{outcome}\"}}"
+                );
+                assert!(text.contains(&series), "{series} missing from\n{text}");
+            }
+        }
+        assert_eq!(
+            text.matches("signet_webhook_registry_requests_total{")
+                .count(),
+            2 * KINDS.len()
+        );
+    }
+
+    #[test]
+    fn registry_labels_are_bounded() {
+        let metrics = Metrics::new();
+        for i in 0..(MAX_REGISTRY_LABELS + 10) {
+            metrics.registry_request(
+                &format!("r{i}.example.com"),
+                RegistryOperation::Resolve,
+                RegistryOutcome::Success,
+                0.001,
+            );
+        }
+        let text = metrics.encode().unwrap_or_default();
+        let hosts: HashSet<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("signet_webhook_registry_requests_total{"))
+            .filter_map(|l| l.split('"').nth(1))
+            .collect();
+        assert_eq!(hosts.len(), MAX_REGISTRY_LABELS, "{hosts:?}");
+        assert!(hosts.contains("other"));
+        assert!(
+            text.contains(
+                "signet_webhook_registry_requests_total{registry=\"other\",operation=\"resolve\",outcome=\"success\"} 11"
             ),
             "{text}"
         );

@@ -42,8 +42,8 @@ pub struct WebhookConfig {
     pub listen: SocketAddr,
     /// Its certificate.
     pub tls: TlsSource,
-    /// Also serve probes and metrics over plain HTTP here.
-    pub ops_listen: Option<SocketAddr>,
+    /// Also serve probes and metrics over plain HTTP here (`--metrics-listen`).
+    pub metrics_listen: Option<SocketAddr>,
     /// Folder of policy YAML; `None`: the cluster.
     pub policy_dir: Option<PathBuf>,
     /// Engine options (`--no-match`).
@@ -110,10 +110,10 @@ pub async fn run_webhook(
         &drain,
     )?
     .into_server();
-    let mut ops = match config.ops_listen {
+    let mut ops = match config.metrics_listen {
         Some(listen) => {
             let app = ops_router(admission);
-            Some(Server::start("ops", bind(listen)?, app, None, &drain)?)
+            Some(Server::start("metrics", bind(listen)?, app, None, &drain)?)
         }
         None => None,
     };

@@ -1,5 +1,6 @@
 //! The HTTPS server: `POST /validate`, `POST /mutate`, `GET /healthz`, `GET /readyz`,
-//! `GET /metrics`, all on one port, over rustls.
+//! `GET /metrics`, all on one port, over rustls; and the same probes and metrics alone for the
+//! plain-HTTP operations port ([`ops_router`]).
 //!
 //! Layers, outside in: TLS (axum-server, certificate reloadable) -> request span -> body limit
 //! -> [`Admission::review`] (bounded concurrency, deadline, decision) -> metrics. Bodies that are
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt as _;
@@ -21,7 +22,9 @@ use tracing::Instrument as _;
 use super::decide::Admission;
 use super::metrics::Endpoint;
 use super::review::ReviewError;
+use crate::metrics::{OpsTarget, metrics_response, readiness};
 use crate::serve::{Drain, Server, ServerError, TlsSource, bind};
+use prometheus_client::registry::Registry;
 
 /// Largest AdmissionReview body read. The API server stores objects of at most ~1.5 MiB (etcd's
 /// limit) and caps requests at 3 MiB, so nothing legitimate is larger.
@@ -43,15 +46,21 @@ pub fn router(admission: Arc<Admission>) -> Router {
         .with_state(admission)
 }
 
-/// The probe and metrics routes alone, for the plain-HTTP operations port (`--ops-listen`):
+/// The probe and metrics routes alone, for the plain-HTTP operations port (`--metrics-listen`):
 /// kubelet probes and Prometheus present no client certificate, so with `--client-ca` they
 /// cannot use the admission port. Served by [`Server`] without TLS.
 pub fn ops_router(admission: Arc<Admission>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(admission)
+    crate::metrics::ops_router(admission)
+}
+
+impl OpsTarget for Admission {
+    fn is_ready(&self) -> bool {
+        Admission::is_ready(self)
+    }
+
+    fn metrics_registry(&self) -> &Registry {
+        self.metrics().registry()
+    }
 }
 
 async fn validate(State(admission): State<Arc<Admission>>, body: Body) -> Response {
@@ -98,7 +107,7 @@ async fn answer(admission: &Admission, body: Body, endpoint: Endpoint) -> Respon
         Ok(body) => body,
         Err((status, error)) => return error_response(status, &error.to_string()),
     };
-    let span = tracing::info_span!("admission", endpoint = ?endpoint, uid = tracing::field::Empty);
+    let span = tracing::info_span!("admission", endpoint = %endpoint, uid = tracing::field::Empty);
     let result = admission
         .review(&body, endpoint)
         .instrument(span.clone())
@@ -128,32 +137,15 @@ fn error_response(status: StatusCode, message: &str) -> Response {
 }
 
 async fn healthz() -> &'static str {
-    "ok\n"
+    crate::metrics::healthz().await
 }
 
 async fn readyz(State(admission): State<Arc<Admission>>) -> Response {
-    if admission.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "policies not loaded yet\n").into_response()
-    }
+    readiness(admission.is_ready())
 }
 
-async fn metrics(State(admission): State<Arc<Admission>>) -> Response {
-    match admission.metrics().encode() {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(e) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("cannot encode metrics: {e}"),
-        ),
-    }
+async fn metrics(State(admission): State<Arc<Admission>>, headers: HeaderMap) -> Response {
+    metrics_response(admission.metrics().registry(), &headers)
 }
 
 /// A running webhook server: the admission routes over one [`Admission`], served by the shared
@@ -181,7 +173,8 @@ impl WebhookServer {
         drain: &Drain,
     ) -> Result<Self, ServerError> {
         let app = router(Arc::clone(&admission));
-        let server = Server::start("webhook", listener, app, Some(tls), drain)?;
+        let expiry = admission.metrics().common().certificate_expiry().clone();
+        let server = Server::start_observed("webhook", listener, app, Some(tls), drain, &expiry)?;
         Ok(WebhookServer { server, admission })
     }
 

@@ -39,6 +39,10 @@ pub struct SignerArgs {
     /// Drain flags.
     #[command(flatten)]
     pub drain: DrainArgs,
+    /// Also serve /healthz, /readyz and /metrics over plain HTTP on this address (for
+    /// Prometheus and probes, whatever the main port's TLS).
+    #[arg(long, env = "SIGNET_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Folder of SigningRule YAML documents (absent: read them from the cluster).
     #[arg(long, env = "SIGNET_POLICY_DIR")]
     pub policy_dir: Option<PathBuf>,
@@ -89,6 +93,7 @@ impl SignerArgs {
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], default_port))),
             token_file: self.token_file,
             tls,
+            metrics_listen: self.metrics_listen,
             policy_dir: self.policy_dir,
             reconcile_interval: self.reconcile_interval,
             shutdown_delay: self.drain.shutdown_delay,

@@ -114,9 +114,10 @@ pub struct WebhookArgs {
     #[arg(long, env = "SIGNET_SIGNING_GRACE", default_value = "3s", value_parser = parse_duration)]
     pub signing_grace: Duration,
     /// Also serve /healthz, /readyz and /metrics over plain HTTP on this address (needed with
-    /// --client-ca: probes and Prometheus carry no client certificate).
-    #[arg(long, env = "SIGNET_OPS_LISTEN")]
-    pub ops_listen: Option<SocketAddr>,
+    /// --client-ca: probes and Prometheus carry no client certificate). `--ops-listen` is the
+    /// former name, still accepted.
+    #[arg(long, env = "SIGNET_METRICS_LISTEN", visible_alias = "ops-listen")]
+    pub metrics_listen: Option<SocketAddr>,
     /// The webhook's pod name, reported as the source of events.
     #[arg(long, env = "POD_NAME", default_value = "signet-webhook")]
     pub pod_name: String,
@@ -176,7 +177,7 @@ impl WebhookArgs {
         Ok(WebhookConfig {
             listen: self.listen,
             tls,
-            ops_listen: self.ops_listen,
+            metrics_listen: self.metrics_listen,
             policy_dir: self.policy_dir.clone(),
             engine: EngineOptions {
                 no_match: self.no_match.into(),
@@ -249,6 +250,19 @@ mod tests {
             Duration::from_secs(30)
         );
         assert_eq!(defaults.drain.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(defaults.metrics_listen, None);
+        // The metrics port, under its name and its former one.
+        for flag in ["--metrics-listen", "--ops-listen"] {
+            let parsed =
+                Cli::try_parse_from(["webhook", "--tls-self-signed", flag, "127.0.0.1:8080"])
+                    .ok()
+                    .and_then(|c| c.args.metrics_listen);
+            assert_eq!(
+                parsed,
+                Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+                "{flag}"
+            );
+        }
         // TLS is required, by clap.
         assert!(Cli::try_parse_from(["webhook"]).is_err());
         assert!(Cli::try_parse_from(["webhook", "--deadline", "8d", "--tls-self-signed"]).is_err());

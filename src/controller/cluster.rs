@@ -288,6 +288,7 @@ pub async fn run_controller(
                     let (inputs, rules) = stores.inputs();
                     let generation = publisher.next_generation();
                     let compiled = policy::compile(&inputs, generation, options);
+                    publisher.record_statuses(&compiled.statuses);
                     publisher.publish(compiled.snapshot, rules);
                     publisher.set_ready(true);
                     tracing::debug!(generation, "policy snapshot published");

@@ -13,5 +13,7 @@ pub use policy_dir::{
     DEFAULT_NAMESPACE, LoadedDir, POLL_INTERVAL, load_policy_dir, watch_policy_dir,
     watch_policy_dir_every,
 };
-pub use state::{Picture, PolicyPublisher, PolicyState, policy_channel};
+pub use state::{
+    ObjectKindKey, Picture, PolicyHealth, PolicyPublisher, PolicyState, policy_channel,
+};
 pub use status::FIELD_MANAGER;

@@ -116,6 +116,7 @@ pub async fn watch_policy_dir_every(
                 tracing::info!(dir = %dir.display(), generation, "policy folder reloaded");
             }
             Err(e) => {
+                publisher.record_rejected_load();
                 tracing::error!(error = %e, "policy folder change rejected; the last good policies stay in force");
             }
         }
@@ -125,6 +126,7 @@ pub async fn watch_policy_dir_every(
 fn publish(publisher: &PolicyPublisher, loaded: LoadedDir, options: EngineOptions) -> u64 {
     let generation = publisher.next_generation();
     let compiled = policy::compile(&loaded.inputs, generation, options);
+    publisher.record_statuses(&compiled.statuses);
     publisher.publish(compiled.snapshot, loaded.signing_rules);
     generation
 }

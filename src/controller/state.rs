@@ -1,14 +1,67 @@
 //! The current picture the webhook and the signer decide from. One writer (the controller or the
 //! policy-folder watcher) publishes whole compiled snapshots; readers take an `Arc` to the latest
 //! one without waiting for the writer, so a request always decides from one consistent picture.
+//! Beside the picture, [`PolicyHealth`] says how the source is doing (objects Ready or not,
+//! when the picture in force was loaded, rejected folder changes), for the metrics.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use tokio::sync::watch;
 
 use crate::crd::SigningRule;
-use crate::policy::{self, EngineOptions, PolicyInputs, Snapshot};
+use crate::policy::{self, EngineOptions, ObjectKind, ObjectStatus, PolicyInputs, Snapshot};
+
+/// How the policy source is doing, as of its last load: what the `signet_policy_*` metrics show.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PolicyHealth {
+    /// Per compiled kind: (Ready, not Ready) objects of the picture in force.
+    pub objects: BTreeMap<ObjectKindKey, (u64, u64)>,
+    /// SigningRules of the picture in force.
+    pub signing_rules: u64,
+    /// When the picture in force was loaded (seconds since the epoch); `None` before the first.
+    pub last_load: Option<f64>,
+    /// Whether the last attempt to load succeeded (a rejected folder change sets it false; the
+    /// last good picture stays in force).
+    pub last_load_ok: bool,
+    /// Loads rejected since start (a policy-folder change that does not parse or compile).
+    pub load_errors: u64,
+}
+
+/// An [`ObjectKind`] as a map key, ordered for stable output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ObjectKindKey {
+    /// Attestor.
+    Attestor,
+    /// VerificationPolicy.
+    VerificationPolicy,
+    /// ClusterVerificationPolicy.
+    ClusterVerificationPolicy,
+}
+
+impl From<ObjectKind> for ObjectKindKey {
+    fn from(kind: ObjectKind) -> Self {
+        match kind {
+            ObjectKind::Attestor => ObjectKindKey::Attestor,
+            ObjectKind::VerificationPolicy => ObjectKindKey::VerificationPolicy,
+            ObjectKind::ClusterVerificationPolicy => ObjectKindKey::ClusterVerificationPolicy,
+        }
+    }
+}
+
+fn now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+fn lock(health: &Mutex<PolicyHealth>) -> std::sync::MutexGuard<'_, PolicyHealth> {
+    // A panic while holding it leaves plain numbers, still worth reading.
+    health.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// One published picture: the compiled policy snapshot and the signing rules.
 #[derive(Clone, Debug)]
@@ -24,6 +77,7 @@ pub struct Picture {
 pub struct PolicyState {
     picture: watch::Receiver<Picture>,
     ready: watch::Receiver<bool>,
+    health: Arc<Mutex<PolicyHealth>>,
 }
 
 /// The single write side.
@@ -31,6 +85,7 @@ pub struct PolicyPublisher {
     picture: watch::Sender<Picture>,
     ready: watch::Sender<bool>,
     generation: AtomicU64,
+    health: Arc<Mutex<PolicyHealth>>,
 }
 
 /// A channel that starts with an empty snapshot (generation 0), not ready.
@@ -41,15 +96,18 @@ pub fn policy_channel(options: EngineOptions) -> (PolicyPublisher, PolicyState) 
         signing_rules: Arc::new(Vec::new()),
     });
     let (ready_tx, ready_rx) = watch::channel(false);
+    let health = Arc::new(Mutex::new(PolicyHealth::default()));
     (
         PolicyPublisher {
             picture: picture_tx,
             ready: ready_tx,
             generation: AtomicU64::new(0),
+            health: Arc::clone(&health),
         },
         PolicyState {
             picture: picture_rx,
             ready: ready_rx,
+            health,
         },
     )
 }
@@ -62,11 +120,29 @@ impl PolicyPublisher {
 
     /// Replaces the picture every reader sees.
     pub fn publish(&self, snapshot: Snapshot, signing_rules: Vec<SigningRule>) {
+        {
+            let mut health = lock(&self.health);
+            health.signing_rules = signing_rules.len() as u64;
+            health.last_load = Some(now_seconds());
+            health.last_load_ok = true;
+        }
         // send_replace never fails, even with no receiver left.
         self.picture.send_replace(Picture {
             snapshot: Arc::new(snapshot),
             signing_rules: Arc::new(signing_rules),
         });
+    }
+
+    /// Records the Ready state of every object of the picture about to be published.
+    pub fn record_statuses(&self, statuses: &[ObjectStatus]) {
+        lock(&self.health).objects = count_statuses(statuses);
+    }
+
+    /// Records a load that was rejected (the last good picture stays in force).
+    pub fn record_rejected_load(&self) {
+        let mut health = lock(&self.health);
+        health.load_errors += 1;
+        health.last_load_ok = false;
     }
 
     /// Marks whether every source has synced.
@@ -79,6 +155,7 @@ impl PolicyPublisher {
         PolicyState {
             picture: self.picture.subscribe(),
             ready: self.ready.subscribe(),
+            health: Arc::clone(&self.health),
         }
     }
 }
@@ -93,10 +170,22 @@ impl PolicyState {
         drop(picture_tx);
         let (ready_tx, ready_rx) = watch::channel(true);
         drop(ready_tx);
+        let health = PolicyHealth {
+            signing_rules: picture_rx.borrow().signing_rules.len() as u64,
+            last_load: Some(now_seconds()),
+            last_load_ok: true,
+            ..PolicyHealth::default()
+        };
         PolicyState {
             picture: picture_rx,
             ready: ready_rx,
+            health: Arc::new(Mutex::new(health)),
         }
+    }
+
+    /// How the source is doing, now.
+    pub fn health(&self) -> PolicyHealth {
+        lock(&self.health).clone()
     }
 
     /// The latest picture.
@@ -125,6 +214,20 @@ impl PolicyState {
     }
 }
 
+/// (Ready, not Ready) per kind.
+fn count_statuses(statuses: &[ObjectStatus]) -> BTreeMap<ObjectKindKey, (u64, u64)> {
+    let mut counts: BTreeMap<ObjectKindKey, (u64, u64)> = BTreeMap::new();
+    for status in statuses {
+        let entry = counts.entry(status.kind.into()).or_default();
+        if status.ready {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+    }
+    counts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +249,34 @@ mod tests {
         assert_eq!(state.snapshot().generation(), 1);
         assert!(state.is_ready());
         assert_eq!(publisher.next_generation(), 2);
+    }
+
+    #[test]
+    fn health_counts_objects_by_kind_and_rejected_loads() {
+        use crate::crd::{Attestor, AttestorSpec};
+        let (publisher, state) = policy_channel(EngineOptions::default());
+        assert_eq!(state.health(), PolicyHealth::default());
+        // An Attestor without keys is not Ready.
+        let inputs = PolicyInputs {
+            attestors: vec![Attestor::new(
+                "empty",
+                AttestorSpec {
+                    description: None,
+                    keys: Vec::new(),
+                },
+            )],
+            ..PolicyInputs::default()
+        };
+        let compiled = policy::compile(&inputs, 1, EngineOptions::default());
+        publisher.record_statuses(&compiled.statuses);
+        publisher.publish(compiled.snapshot, Vec::new());
+        let health = state.health();
+        assert_eq!(health.objects.get(&ObjectKindKey::Attestor), Some(&(0, 1)));
+        assert!(health.last_load.is_some_and(|t| t > 1.7e9));
+        assert!(health.last_load_ok);
+        publisher.record_rejected_load();
+        let health = state.health();
+        assert_eq!((health.load_errors, health.last_load_ok), (1, false));
     }
 
     #[test]

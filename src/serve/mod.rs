@@ -4,6 +4,8 @@
 //!
 //! - [`tls`]: certificate and key from files, reloaded when their contents change (content
 //!   hash), optional client CA, or a self-signed pair (`--tls-self-signed`);
+//! - [`cert_expiry`]: the served certificate's `notAfter`, followed through reloads, for the
+//!   metrics;
 //! - [`server`]: [`Server`], a router served on a listener: local address, death detection,
 //!   graceful shutdown, and [`drain_and_stop`];
 //! - [`drain`]: the SIGTERM drain (`--shutdown-delay`: keep accepting while `/readyz` is 503);
@@ -11,6 +13,7 @@
 //! - [`policy_source`]: the policy folder or the cluster feeding the picture;
 //! - [`duration`]: the one duration grammar of every flag, and its printer.
 
+pub mod cert_expiry;
 pub mod drain;
 pub mod duration;
 pub mod policy_source;
@@ -18,6 +21,7 @@ pub mod server;
 pub mod signal;
 pub mod tls;
 
+pub use cert_expiry::CertificateExpiry;
 pub use drain::{DEFAULT_SHUTDOWN_DELAY, Drain, DrainSettings};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use policy_source::{PolicySource, PolicySourceConfig, PolicySourceError};

@@ -15,6 +15,7 @@ use axum_server::Handle;
 use axum_server::accept::NoDelayAcceptor;
 use tokio::task::JoinHandle;
 
+use super::cert_expiry::CertificateExpiry;
 use super::drain::{Drain, DrainSettings};
 use super::tls::{Tls, TlsError, TlsSource};
 use crate::serve::format_duration;
@@ -83,6 +84,26 @@ impl Server {
         tls: Option<&TlsSource>,
         drain: &Drain,
     ) -> Result<Self, ServerError> {
+        Self::start_observed(
+            name,
+            listener,
+            app,
+            tls,
+            drain,
+            &CertificateExpiry::default(),
+        )
+    }
+
+    /// [`Server::start`], recording the served certificate's expiry (through every reload) in
+    /// `expiry`, for the metrics.
+    pub fn start_observed(
+        name: &'static str,
+        listener: std::net::TcpListener,
+        app: Router,
+        tls: Option<&TlsSource>,
+        drain: &Drain,
+        expiry: &CertificateExpiry,
+    ) -> Result<Self, ServerError> {
         let addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
@@ -101,7 +122,7 @@ impl Server {
         // the last segment of a response until the client's delayed ACK.
         let task = match tls {
             Some(source) => {
-                let tls = Tls::start(source)?;
+                let tls = Tls::start(source, expiry)?;
                 let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.config)
                     .acceptor(NoDelayAcceptor::new());
                 tokio::spawn(server.acceptor(acceptor).serve(service))

@@ -20,6 +20,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::Digest as _;
 
+use super::cert_expiry::CertificateExpiry;
+
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -230,10 +232,12 @@ pub struct Tls {
 
 impl Tls {
     /// Loads the certificate; for files, spawns the reload task (it ends with the runtime).
-    pub fn start(source: &TlsSource) -> Result<Self, TlsError> {
+    /// `expiry` follows the served certificate's `notAfter` through every reload.
+    pub fn start(source: &TlsSource, expiry: &CertificateExpiry) -> Result<Self, TlsError> {
         match source {
             TlsSource::SelfSigned => {
                 let (cert, key) = self_signed_pem()?;
+                expiry.set_from_pem(cert.as_bytes());
                 let config = server_config_from_pem(
                     cert.as_bytes(),
                     key.as_bytes(),
@@ -253,12 +257,14 @@ impl Tls {
             } => {
                 let files = TlsFiles::read(cert, key, client_ca.as_deref())?;
                 let config = files.server_config(cert, key, client_ca.as_deref())?;
+                expiry.set_from_pem(&files.cert);
                 let rustls_config = RustlsConfig::from_config(config);
                 tokio::spawn(reload_on_change(
                     rustls_config.clone(),
                     source.clone(),
                     *reload_interval,
                     files.fingerprint(),
+                    expiry.clone(),
                 ));
                 Ok(Tls {
                     config: rustls_config,
@@ -274,6 +280,7 @@ async fn reload_on_change(
     source: TlsSource,
     interval: Duration,
     mut current: [u8; 32],
+    expiry: CertificateExpiry,
 ) {
     let TlsSource::Files {
         cert,
@@ -302,6 +309,7 @@ async fn reload_on_change(
         match files.server_config(&cert, &key, client_ca.as_deref()) {
             Ok(new_config) => {
                 config.reload_from_config(new_config);
+                expiry.set_from_pem(&files.cert);
                 current = seen;
                 tracing::info!(cert = %cert.display(), "TLS certificate reloaded");
             }

@@ -36,7 +36,7 @@ use crate::signature::SignatureType;
 use super::SignerError;
 use super::event::{Classified, EnvelopeError, Ignored, PushedManifest, is_referrer, parse_events};
 use super::keys::KeyCache;
-use super::metrics::{IgnoreReason, Metrics, NothingToSign, RuleSkip};
+use super::metrics::{IgnoreReason, Metrics, NothingToSign, RuleOutcome, RuleSkip};
 use super::rules::{AddressMap, CompiledRule, RuleSet};
 
 /// Retries of registry operations that failed for a reason that may pass.
@@ -145,6 +145,10 @@ impl Signer {
     pub fn new(store: SignatureStore, policy: PolicyState, options: SignerOptions) -> Self {
         let source = policy.signing_rules();
         let compiled = Arc::new(RuleSet::compile(&source));
+        let metrics = Metrics::new();
+        metrics.common().observe_policy(policy.clone());
+        metrics.workers.set(options.workers.max(1) as i64);
+        metrics.known_rules(compiled.all().iter().map(|rule| rule.name.as_str()));
         Signer {
             inner: Arc::new(Inner {
                 store,
@@ -153,7 +157,7 @@ impl Signer {
                 keys: Arc::default(),
                 workers: Arc::new(Semaphore::new(options.workers.max(1))),
                 options,
-                metrics: Metrics::new(),
+                metrics,
             }),
         }
     }
@@ -173,7 +177,11 @@ impl Signer {
         let latest = self.inner.policy.signing_rules();
         let mut cached = self.inner.rules.lock().unwrap_or_else(|p| p.into_inner());
         if !Arc::ptr_eq(&cached.0, &latest) {
-            *cached = (Arc::clone(&latest), Arc::new(RuleSet::compile(&latest)));
+            let compiled = Arc::new(RuleSet::compile(&latest));
+            self.inner
+                .metrics
+                .known_rules(compiled.all().iter().map(|rule| rule.name.as_str()));
+            *cached = (Arc::clone(&latest), compiled);
         }
         Arc::clone(&cached.1)
     }
@@ -248,6 +256,7 @@ impl Signer {
             });
             return EventOutcome::OutOfScope { manual };
         }
+        let _pending = Pending::start(metrics);
         let _worker = match self.inner.workers.acquire().await {
             Ok(permit) => permit,
             Err(_) => {
@@ -269,6 +278,9 @@ impl Signer {
             }
             EventOutcome::Failed(e) => {
                 metrics.failure(e.metric_reason());
+                for rule in &covering {
+                    metrics.rule_outcome(&rule.name, RuleOutcome::Failed);
+                }
                 tracing::warn!(image = %identity.with_digest(&push.digest), error = %e, "signing failed");
             }
             EventOutcome::NothingToSign(why) => metrics.ignored(*why),
@@ -426,6 +438,9 @@ impl Signer {
         for rule in rules {
             if rule.signature_type == SignatureType::Default && identity.tag().is_none() {
                 self.inner.metrics.skip(RuleSkip::DefaultNeedsTag);
+                self.inner
+                    .metrics
+                    .rule_outcome(&rule.name, RuleOutcome::Skipped);
                 tracing::warn!(
                     rule = %rule.name,
                     image = %identity.with_digest(digest),
@@ -468,6 +483,7 @@ impl Signer {
         let metrics = &self.inner.metrics;
         for rule in &written.tag_moved {
             metrics.skip(RuleSkip::TagMoved);
+            metrics.rule_outcome(rule, RuleOutcome::Skipped);
             tracing::warn!(
                 rule = %rule,
                 image = %identity.with_digest(digest),
@@ -477,8 +493,14 @@ impl Signer {
         }
         for (rule, outcome) in written.signing.iter().zip(&written.report.outcomes) {
             match outcome {
-                AppendOutcome::Added => ensured.added.push(rule.clone()),
-                AppendOutcome::AlreadyPresent => ensured.present.push(rule.clone()),
+                AppendOutcome::Added => {
+                    metrics.rule_outcome(rule, RuleOutcome::Signed);
+                    ensured.added.push(rule.clone());
+                }
+                AppendOutcome::AlreadyPresent => {
+                    metrics.rule_outcome(rule, RuleOutcome::AlreadySigned);
+                    ensured.present.push(rule.clone());
+                }
             }
         }
         metrics.signed.inc_by(ensured.added.len() as u64);
@@ -722,5 +744,21 @@ fn write_error(
 impl From<RegistryError> for SignerError {
     fn from(e: RegistryError) -> Self {
         SignerError::Registry(e)
+    }
+}
+
+/// One image counted in `pending_images` while it waits for a worker or is being signed.
+struct Pending<'a>(&'a Metrics);
+
+impl<'a> Pending<'a> {
+    fn start(metrics: &'a Metrics) -> Self {
+        metrics.pending_images.inc();
+        Pending(metrics)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.pending_images.dec();
     }
 }

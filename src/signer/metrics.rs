@@ -1,48 +1,25 @@
-//! The signer's Prometheus metrics, served at `GET /metrics` (prefix `signet_signer_`).
+//! The signer's Prometheus metrics (prefix `signet_signer_`), served at `GET /metrics` on its
+//! port and on `--metrics-listen`, beside the series every signet server exports
+//! ([`crate::metrics::common`]: build, process, policy picture, certificate).
+//!
+//! Per SigningRule, `rule_outcomes_total{rule,outcome}` counts what each rule did to each image
+//! it covered; a rule's series exist at zero from the moment the rule is in the picture, and go
+//! when it leaves it (a deleted rule's numbers would otherwise stay forever). `pending_images`
+//! against `workers` shows whether the signer keeps up.
 
-use std::fmt::Write as _;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicI64;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Declares a label enum: lower snake case values, `ALL` (so every series exists from the
-/// start), `as_str`, `Display`, `EncodeLabelValue` and serde's snake case names.
-macro_rules! label_enum {
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $label:literal, )+ }
-    ) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, serde::Serialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $( $(#[$vmeta])* $variant, )+ }
-
-        impl $name {
-            /// Every value, so each series exists from the start.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The lower snake case label value.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $label,)+ }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl EncodeLabelValue for $name {
-            fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-                encoder.write_str(self.as_str())
-            }
-        }
-    };
-}
+use crate::metrics::labels::label_enum;
+use crate::metrics::{CommonMetrics, Format, render};
 
 label_enum! {
     /// Why an event (or a notification) was not signed: the `reason` of `events_ignored`.
@@ -135,9 +112,41 @@ pub struct SkipLabel {
     pub reason: RuleSkip,
 }
 
+label_enum! {
+    /// What a SigningRule did to one image it covers.
+    pub enum RuleOutcome {
+        /// Its signature was added.
+        Signed => "signed",
+        /// Its signature was already there.
+        AlreadySigned => "already_signed",
+        /// It did not apply (a `Default` rule without a tag, or a tag that moved).
+        Skipped => "skipped",
+        /// Signing failed (registry, key); the registry sends the event again.
+        Failed => "failed",
+    }
+}
+
+/// The labels of `rule_outcomes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleOutcomeLabels {
+    /// The SigningRule's name.
+    pub rule: String,
+    /// What it did.
+    pub outcome: RuleOutcome,
+}
+
 /// Counters and histograms; cheap to update from any task.
 pub struct Metrics {
     registry: Registry,
+    common: CommonMetrics,
+    /// Per rule, by outcome.
+    rule_outcomes: Family<RuleOutcomeLabels, Counter>,
+    /// The rules whose series exist.
+    rules: Mutex<BTreeSet<String>>,
+    /// Images waiting for a worker or being signed now.
+    pub pending_images: Gauge<i64, AtomicI64>,
+    /// Images signed at once (`--workers`).
+    pub workers: Gauge<i64, AtomicI64>,
     /// Events received (each event of each notification).
     pub events_received: Counter,
     /// Events not signed, by reason (`not_a_push`, `artifact_tag`, `out_of_scope`, ...).
@@ -179,9 +188,16 @@ impl Default for Metrics {
 impl Metrics {
     /// Fresh metrics in their own registry.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("signet_signer");
+        let mut root = Registry::default();
+        let common = CommonMetrics::register(&mut root);
+        let registry = root.sub_registry_with_prefix("signet_signer");
         let m = Metrics {
             registry: Registry::default(),
+            common,
+            rule_outcomes: Family::default(),
+            rules: Mutex::new(BTreeSet::new()),
+            pending_images: Gauge::default(),
+            workers: Gauge::default(),
             events_received: Counter::default(),
             events_ignored: Family::default(),
             signed: Counter::default(),
@@ -198,6 +214,21 @@ impl Metrics {
             reconcile_signed: Counter::default(),
             reconcile_failed: Counter::default(),
         };
+        registry.register(
+            "rule_outcomes",
+            "Images each SigningRule covered, by rule and outcome (signed, already_signed, skipped, failed)",
+            m.rule_outcomes.clone(),
+        );
+        registry.register(
+            "pending_images",
+            "Pushed images waiting for a worker or being signed now",
+            m.pending_images.clone(),
+        );
+        registry.register(
+            "workers",
+            "Images signed at once at most (--workers)",
+            m.workers.clone(),
+        );
         registry.register(
             "events_received",
             "Registry events received",
@@ -279,7 +310,54 @@ impl Metrics {
         for &reason in FailureReason::ALL {
             drop(m.failed.get_or_create(&FailureLabel { reason }));
         }
-        Metrics { registry, ..m }
+        Metrics {
+            registry: root,
+            ..m
+        }
+    }
+
+    /// The series every server exports (policy picture, certificate).
+    pub fn common(&self) -> &CommonMetrics {
+        &self.common
+    }
+
+    /// Every metric, for `/metrics`.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The rules of the picture in force: their series are created at zero, those of rules no
+    /// longer there are removed.
+    pub fn known_rules<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let names: BTreeSet<String> = names.into_iter().map(str::to_string).collect();
+        let mut known = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        for gone in known.difference(&names) {
+            for &outcome in RuleOutcome::ALL {
+                self.rule_outcomes.remove(&RuleOutcomeLabels {
+                    rule: gone.clone(),
+                    outcome,
+                });
+            }
+        }
+        for added in names.difference(&known) {
+            for &outcome in RuleOutcome::ALL {
+                drop(self.rule_outcomes.get_or_create(&RuleOutcomeLabels {
+                    rule: added.clone(),
+                    outcome,
+                }));
+            }
+        }
+        *known = names;
+    }
+
+    /// Counts what `rule` did to one image.
+    pub fn rule_outcome(&self, rule: &str, outcome: RuleOutcome) {
+        self.rule_outcomes
+            .get_or_create(&RuleOutcomeLabels {
+                rule: rule.to_string(),
+                outcome,
+            })
+            .inc();
     }
 
     /// Counts an ignored event.
@@ -300,12 +378,11 @@ impl Metrics {
         self.skipped.get_or_create(&SkipLabel { reason }).inc();
     }
 
-    /// The OpenMetrics text exposition.
+    /// The Prometheus text exposition (what `/metrics` answers a client that does not ask for
+    /// OpenMetrics).
     pub fn encode(&self) -> String {
-        let mut out = String::new();
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        render(&self.registry, Format::PrometheusText).unwrap_or_default()
     }
 }
 
@@ -354,6 +431,32 @@ mod tests {
             let series = format!("signet_signer_skipped_total{{reason=\"{reason}\"}} 0");
             assert!(text.contains(&series), "{series} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn rule_series_follow_the_rules_in_force() {
+        let m = Metrics::new();
+        m.known_rules(["release", "qa"]);
+        m.rule_outcome("release", RuleOutcome::Signed);
+        let text = m.encode();
+        for outcome in RuleOutcome::ALL {
+            let series =
+                format!("signet_signer_rule_outcomes_total{{rule=\"qa\",outcome=\"{outcome}\"}} 0");
+            assert!(text.contains(&series), "{series} missing from\n{text}");
+        }
+        assert!(
+            text.contains(
+                "signet_signer_rule_outcomes_total{rule=\"release\",outcome=\"signed\"} 1"
+            ),
+            "{text}"
+        );
+        m.known_rules(["release"]);
+        let text = m.encode();
+        assert!(!text.contains("rule=\"qa\""), "{text}");
+        assert!(
+            text.contains("rule=\"release\",outcome=\"signed\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -31,10 +31,10 @@ pub use keys::{
     Pkcs11Settings, forbidden_attribute_message, forbidden_rule_attribute, redact_reference,
     set_pkcs11_settings,
 };
-pub use metrics::{FailureReason, IgnoreReason, Metrics, NothingToSign, RuleSkip};
+pub use metrics::{FailureReason, IgnoreReason, Metrics, NothingToSign, RuleOutcome, RuleSkip};
 pub use reconcile::{ReconcileReport, RuleSelection, reconcile, reconcile_loop};
 pub use rules::AddressMap;
-pub use server::{BearerToken, router};
+pub use server::{BearerToken, ops_router, router};
 
 use crate::controller::{ControllerError, PolicyState, StatusWrites, load_policy_dir};
 use crate::crypto::CryptoError;
@@ -144,6 +144,8 @@ pub struct SignerConfig {
     pub token_file: PathBuf,
     /// Certificate source; `None` serves plain HTTP.
     pub tls: Option<TlsSource>,
+    /// Also serve `/healthz`, `/readyz` and `/metrics` over plain HTTP here.
+    pub metrics_listen: Option<SocketAddr>,
     /// Folder of SigningRules; `None` reads them from the cluster.
     pub policy_dir: Option<PathBuf>,
     /// Between two reconcile passes; zero turns the periodic pass (not the first) off.
@@ -196,13 +198,36 @@ pub async fn run(config: SignerConfig) -> Result<(), SignerError> {
         config.options.clone(),
     );
     let drain = Drain::new();
-    let mut server = Server::start(
+    let mut server = Server::start_observed(
         "signer",
         bind(config.listen)?,
         router(signer.clone(), token),
         config.tls.as_ref(),
         &drain,
+        signer.metrics().common().certificate_expiry(),
     )?;
+    let mut ops = match config.metrics_listen {
+        Some(listen) => {
+            let started = bind(listen).and_then(|listener| {
+                Server::start(
+                    "metrics",
+                    listener,
+                    ops_router(signer.clone()),
+                    None,
+                    &drain,
+                )
+            });
+            match started {
+                Ok(ops) => Some(ops),
+                Err(e) => {
+                    source.stop();
+                    let _ = server.stop().await;
+                    return Err(e.into());
+                }
+            }
+        }
+        None => None,
+    };
     let started = async {
         source.wait_ready().await?;
         signer.open_keys().await
@@ -210,12 +235,16 @@ pub async fn run(config: SignerConfig) -> Result<(), SignerError> {
     if let Err(e) = started.await {
         source.stop();
         let _ = server.stop().await;
+        if let Some(ops) = ops {
+            let _ = ops.stop().await;
+        }
         return Err(e);
     }
     let interval = (!config.reconcile_interval.is_zero()).then_some(config.reconcile_interval);
     let reconciler = tokio::spawn(reconcile_loop(signer, interval));
     let result = tokio::select! {
         e = server.died() => Err(SignerError::from(e)),
+        e = ops_died(&mut ops) => Err(SignerError::from(e)),
         e = source.ended() => Err(SignerError::from(e)),
         () = shutdown_signal() => Ok(()),
     };
@@ -227,11 +256,20 @@ pub async fn run(config: SignerConfig) -> Result<(), SignerError> {
         },
         grace: SHUTDOWN_GRACE,
     };
-    let drained = drain_and_stop(vec![server], &drain, settings).await;
+    let servers: Vec<Server> = std::iter::once(server).chain(ops).collect();
+    let drained = drain_and_stop(servers, &drain, settings).await;
     reconciler.abort();
     source.stop();
     result?;
     drained.map_err(SignerError::from)
+}
+
+/// Resolves when the operations port's server dies; pending forever without one.
+async fn ops_died(ops: &mut Option<Server>) -> ServerError {
+    match ops {
+        Some(server) => server.died().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How long in-flight event deliveries get once the signer stopped accepting; a delivery cut

@@ -1,5 +1,7 @@
 //! The signer's HTTP side: `POST /events` (bearer token), `GET /healthz`, `GET /readyz`,
-//! `GET /metrics`. TLS, reload and draining are the shared edge's (`crate::serve`).
+//! `GET /metrics`; and the probes and metrics alone for the plain-HTTP operations port
+//! ([`ops_router`], `--metrics-listen`). TLS, reload and draining are the shared edge's
+//! (`crate::serve`).
 //!
 //! `POST /events` answers 2xx only once every signature the events call for is in the registry;
 //! otherwise 503, so that the registry sends the event again. Events that can never be signed (not
@@ -21,6 +23,8 @@ use subtle::ConstantTimeEq;
 
 use super::SignerError;
 use super::engine::{EventOutcome, Signer};
+use crate::metrics::{OpsTarget, metrics_response};
+use prometheus_client::registry::Registry;
 
 /// Largest notification body read (the registry sends one event per request).
 pub const MAX_NOTIFICATION_BYTES: usize = 1024 * 1024;
@@ -106,15 +110,27 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.signer.metrics().encode(),
-    )
-        .into_response()
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    metrics_response(state.signer.metrics_registry(), &headers)
+}
+
+impl OpsTarget for Signer {
+    fn is_ready(&self) -> bool {
+        Signer::is_ready(self)
+    }
+
+    fn metrics_registry(&self) -> &Registry {
+        // Picks up a changed rule set now, so that a new rule's series show at zero (and a
+        // deleted rule's go) before any event touches the rules.
+        drop(self.rules());
+        self.metrics().registry()
+    }
+}
+
+/// `/healthz`, `/readyz` and `/metrics` alone, for the plain-HTTP operations port
+/// (`--metrics-listen`).
+pub fn ops_router(signer: Signer) -> Router {
+    crate::metrics::ops_router(std::sync::Arc::new(signer))
 }
 
 async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

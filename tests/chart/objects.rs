@@ -298,7 +298,7 @@ fn a_network_policy_admits_only_the_admission_and_ops_ports() {
 #[test]
 fn client_certificates_and_the_ops_port() {
     let default_args = args(&webhook_deployment("{}"));
-    assert!(default_args.contains(&"--ops-listen=0.0.0.0:8080".to_owned()));
+    assert!(default_args.contains(&"--metrics-listen=0.0.0.0:8080".to_owned()));
     assert!(
         !default_args.iter().any(|a| a.starts_with("--client-ca")),
         "{default_args:?}"
@@ -466,7 +466,7 @@ fn pods_run_non_root_read_only_spread_and_probed_on_the_ops_port() {
     let webhook_args = args(&webhook);
     for expected in [
         "--listen=0.0.0.0:8443",
-        "--ops-listen=0.0.0.0:8080",
+        "--metrics-listen=0.0.0.0:8080",
         "--deadline=8s",
         "--tls-cert=/etc/signet/tls/tls.crt",
         "--tls-key=/etc/signet/tls/tls.key",
