@@ -10,8 +10,18 @@ ARGS ?= --log info webhook --tls-self-signed --listen 127.0.0.1:8443 --policy-di
 FUZZ_SECONDS ?= 60
 FUZZ_CARGO ?= cargo +nightly
 FUZZ_TARGETS ?= reference payload review registry_event policy_yaml
+# `make image` builds the container image without docker (scripts/image.py): the release binary plus the
+# Debian files it needs, as an OCI image layout in IMAGE_LAYOUT, named IMAGE (the chart's default image).
+# `make image PUSH=host/repo:tag` also pushes it (REGISTRY_USERNAME / REGISTRY_PASSWORD when the registry
+# wants them; INSECURE=1 for plain HTTP). With docker, podman or buildah: `podman build -f Containerfile .`
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+IMAGE ?= ghcr.io/signet-dev/signet:$(VERSION)
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+IMAGE_LAYOUT ?= $(TARGET_DIR)/image/signet
+PUSH ?=
+INSECURE ?=
 
-.PHONY: run test lint fmt bench generate demo fuzz
+.PHONY: run test lint fmt bench generate demo fuzz image
 
 run:
 	$(CARGO) run --quiet -- $(ARGS)
@@ -29,6 +39,16 @@ fmt:
 
 bench:
 	$(CARGO) bench
+
+image:
+	$(CARGO) build --release --locked
+	python3 scripts/image.py build --binary $(TARGET_DIR)/release/signet --layout $(IMAGE_LAYOUT) --name $(IMAGE)
+	$(if $(PUSH),python3 scripts/image.py push --layout $(IMAGE_LAYOUT) --to $(PUSH) $(if $(INSECURE),--insecure))
+
+# `make demo` runs the whole chain on this machine (scripts/demo.sh): a registry with notifications, the
+# signer, the webhook, one signed and one unsigned image, an allow and a denial printed with their reasons.
+demo:
+	./scripts/demo.sh
 
 generate:
 	$(CARGO) run --quiet -- crd > crds/signet.dev.yaml
