@@ -55,10 +55,19 @@ struct Described {
     spki: Vec<u8>,
     /// The key's type in the provider's words (`RSA_2048`, `EC_P256`).
     spec: String,
-    /// Whether the provider lists `algorithm` among the key's signing algorithms.
-    allows: bool,
-    /// The provider's list, for the message when it does not.
+    /// The key's signing algorithms in the provider's words.
     algorithms: Vec<String>,
+}
+
+impl Described {
+    /// Whether the provider lists `algorithm` among the key's signing algorithms.
+    fn allows(&self, backend: &Backend, algorithm: Algorithm) -> bool {
+        let wanted = match backend {
+            Backend::Aws(_) => aws::aws_algorithm(algorithm),
+            Backend::Alibaba(_) => alibaba::alibaba_algorithm(algorithm),
+        };
+        wanted.is_some_and(|w| self.algorithms.iter().any(|a| a == w))
+    }
 }
 
 impl Backend {
@@ -70,7 +79,7 @@ impl Backend {
     }
 
     /// Asks for the key's public key and facts; refuses a key that is not for signing.
-    async fn describe(&self, algorithm: Algorithm) -> Result<Described, KmsError> {
+    async fn describe(&self) -> Result<Described, KmsError> {
         match self {
             Backend::Aws(kms) => {
                 let facts = kms.key_facts().await?;
@@ -80,9 +89,7 @@ impl Backend {
                         facts.key_usage
                     )));
                 }
-                let wanted = aws::aws_algorithm(algorithm);
                 Ok(Described {
-                    allows: wanted.is_some_and(|w| facts.signing_algorithms.iter().any(|a| a == w)),
                     spki: facts.spki,
                     spec: facts.key_spec,
                     algorithms: facts.signing_algorithms,
@@ -92,8 +99,6 @@ impl Backend {
                 let facts = kms.key_facts().await?;
                 let allowed = alibaba::algorithms_for_spec(&facts.key_spec);
                 Ok(Described {
-                    allows: alibaba::alibaba_algorithm(algorithm)
-                        .is_some_and(|w| allowed.contains(&w)),
                     spki: facts.spki,
                     spec: facts.key_spec,
                     algorithms: allowed.iter().map(|a| a.to_string()).collect(),
@@ -133,15 +138,16 @@ impl fmt::Debug for KmsKey {
 
 impl KmsKey {
     /// Opens the KMS key `reference` names for `algorithm` (blocks on the KMS: call it off the
-    /// async runtime's worker threads). The key id defaults to the reference's key part.
+    /// async runtime's worker threads). The key id defaults to the reference's key part. Without
+    /// an algorithm, an EC key's curve decides it; an RSA key needs it named.
     pub fn open(
         reference: &str,
-        algorithm: Algorithm,
+        algorithm: Option<Algorithm>,
         key_id: Option<&str>,
     ) -> Result<Self, CryptoError> {
         let reference = reference.trim().to_string();
         let at = |e: KmsError| CryptoError::KeyStore(format!("{reference}: {e}"));
-        if algorithm == Algorithm::Ed25519 {
+        if algorithm == Some(Algorithm::Ed25519) {
             return Err(at(KmsError::Config(
                 "ED25519 is unsupported with KMS keys (use RSA or ECDSA)".into(),
             )));
@@ -158,13 +164,15 @@ impl KmsKey {
         };
         let backend = Arc::new(backend);
         let asking = Arc::clone(&backend);
-        let described = block_on(async move { asking.describe(algorithm).await }).map_err(at)?;
+        let described = block_on(async move { asking.describe().await }).map_err(at)?;
         let kind = der::spki_kind(&described.spki).ok_or_else(|| {
             at(KmsError::BadResponse {
                 operation: "GetPublicKey",
                 reason: "the public key is not a DER SubjectPublicKeyInfo".into(),
             })
         })?;
+        let source_name = format!("{} key {reference}", backend.provider_name());
+        let algorithm = crate::crypto::signing::resolve_algorithm(kind, algorithm, &source_name)?;
         if !kind.fits(algorithm) {
             return Err(CryptoError::SigningAlgorithmMismatch {
                 source_name: format!("{} key {reference}", backend.provider_name()),
@@ -172,7 +180,7 @@ impl KmsKey {
                 algorithm,
             });
         }
-        if !described.allows {
+        if !described.allows(&backend, algorithm) {
             return Err(at(KmsError::Config(format!(
                 "the key ({}) signs with {}, not {algorithm}",
                 described.spec,
