@@ -1,0 +1,29 @@
+//! The audit of running pods: which images run now, and would admission still let them in?
+//!
+//! Admission sees a workload once; keys are revoked, policies tightened and signatures deleted
+//! afterwards. The audit re-judges every running image, by the digest in `status.imageID`, with
+//! the engine admission uses ([`crate::policy::Snapshot::evaluate_governed`]):
+//!
+//! - [`pods`]: a Pod as the audit sees it (images per container, the digest that runs);
+//! - [`judge`]: the pure part, (snapshot, pods, registry answers) -> one result per pod and
+//!   container (`pass`, `fail`, `warn`, `error`, `skip`);
+//! - [`source`]: where registry answers come from (admission's shared caches in the webhook,
+//!   the registry directly for the one-shot CLI), fetched with bounded concurrency;
+//! - [`metrics`], [`report`], [`watch`]: the loop of `signet webhook --audit` and
+//!   `signet audit --watch`, and where its results go (gauges, Events, PolicyReports).
+//!
+//! Registry cost: one lookup set per distinct (repository, digest), whatever the number of pods
+//! running it; a new policy generation re-judges from the answers already held (no registry
+//! request when digests and keys are as they were); every answer is re-read once per
+//! `--audit-interval`, spread over the interval, so a deleted signature is noticed.
+
+pub mod judge;
+pub mod pods;
+pub mod source;
+
+pub use judge::{
+    AuditResult, Book, ContainerResult, Judged, Memo, PodResult, Summary, judge_pods,
+    missing_digests, missing_signatures,
+};
+pub use pods::{PodsFileError, RunningImage, RunningPod, Slot, pods_from_json};
+pub use source::{SignatureSource, StoreSource, fill_book};
