@@ -183,6 +183,8 @@ pub struct Metrics {
     in_flight: Gauge<i64, AtomicI64>,
     events_dropped: Counter,
     signing_grace: Family<GraceLabels, Counter>,
+    /// Series of other parts (the audit's `signet_audit_*`), encoded after these.
+    attached: std::sync::OnceLock<Registry>,
 }
 
 impl Default for Metrics {
@@ -272,6 +274,7 @@ impl Metrics {
             in_flight,
             events_dropped,
             signing_grace,
+            attached: std::sync::OnceLock::new(),
         }
     }
 
@@ -332,10 +335,20 @@ impl Metrics {
         self.events_dropped.inc();
     }
 
+    /// Adds another registry's series to `/metrics` (its own names, no prefix); once.
+    pub fn attach(&self, registry: Registry) -> bool {
+        self.attached.set(registry).is_ok()
+    }
+
     /// The text exposition format, for `/metrics`.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::with_capacity(4096);
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        encode_registry(&mut out, &self.registry)?;
+        if let Some(attached) = self.attached.get() {
+            encode_registry(&mut out, attached)?;
+        }
+        encode_eof(&mut out)?;
         Ok(out)
     }
 }

@@ -132,6 +132,14 @@ pub struct WebhookArgs {
     /// Only the Lease holder writes CRD status (cluster mode).
     #[arg(long, env = "SIGNET_LEADER_ELECTION", default_value_t = true, action = ArgAction::Set)]
     pub leader_election: bool,
+    /// Also audit running pods: re-judge their images when policies change and every
+    /// --audit-interval; Events, signet_audit_* gauges, PolicyReports (needs a cluster).
+    #[arg(long, env = "SIGNET_AUDIT", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub audit: bool,
+    /// Audit loop settings.
+    #[command(flatten)]
+    pub audit_loop: super::audit::AuditLoopArgs,
 }
 
 impl WebhookArgs {
@@ -185,6 +193,9 @@ impl WebhookArgs {
             pod_namespace: self.pod_namespace.clone(),
             leader_election: self.leader_election,
             shutdown_delay: self.drain.shutdown_delay,
+            audit: self
+                .audit
+                .then(|| self.audit_loop.config(self.pod_name.clone())),
         })
     }
 }

@@ -18,12 +18,17 @@
 //! `--audit-interval`, spread over the interval, so a deleted signature is noticed.
 
 pub mod judge;
+pub mod metrics;
 pub mod pods;
+pub mod report;
 pub mod source;
+pub mod watch;
 
 pub use judge::{
     AuditResult, Book, ContainerResult, Judged, Memo, PodResult, Summary, judge_pods,
     missing_digests, missing_signatures,
 };
+pub use metrics::AuditMetrics;
 pub use pods::{PodsFileError, RunningImage, RunningPod, Slot, pods_from_json};
 pub use source::{SignatureSource, StoreSource, fill_book};
+pub use watch::{AuditConfig, run_audit};
