@@ -397,7 +397,9 @@ fn judge_image(
             },
         ),
     };
-    let verdict = snapshot.evaluate_governed(&governing, &image, &lookup);
+    let mut verdict = snapshot.evaluate_governed(&governing, &image, &lookup);
+    // Messages name the image as the spec writes it; the digest follows in parentheses.
+    verdict.image = written.to_string();
     let judged = Arc::new(judged_of(&verdict, matches!(lookup, Lookup::Failed { .. })));
     memo.verdicts.insert(memo_key.clone(), Arc::clone(&judged));
     (memo_key.2, judged)
