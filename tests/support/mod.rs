@@ -12,10 +12,12 @@
 //! - [`softhsm`]: a SoftHSM2 token folder (config, tokens, PIN file).
 //! - [`webhook`]: a registry of signed fixture images, their policy picture, the webhook over TLS.
 //! - [`kube_api`]: a mocked Kubernetes API for the webhook.
+//! - [`audit_api`]: a mocked Kubernetes API for the audit (watches, Events, PolicyReports).
 //! - [`signer`]: keys, rules and an in-process signer for the signer tests.
 // Each test crate uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod audit_api;
 pub mod image;
 pub mod kube_api;
 pub mod registry;
@@ -24,7 +26,7 @@ pub mod signer;
 pub mod softhsm;
 pub mod webhook;
 
-pub use image::{TestImage, build_test_image, push_multi_arch, push_test_image};
+pub use image::{TestImage, build_test_image, plain_http_client, push_multi_arch, push_test_image};
 pub use registry::Registry;
 pub use servers::{
     Answer, BlackHole, CorruptingProxy, ProxyAuth, ProxyOptions, RecordedRequest, StatusServer,
