@@ -198,6 +198,7 @@ fn start(client: kube::Client, interval: Duration) -> Arc<AuditMetrics> {
         debounce: Duration::from_millis(200),
         instance: "audit-test".into(),
         policy_reports: true,
+        publishers: StatusWrites::Always,
     };
     let running = Arc::clone(&metrics);
     tokio::spawn(async move {

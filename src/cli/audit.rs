@@ -23,7 +23,10 @@ use crate::controller::audit::{
     AuditConfig, AuditResult, Book, Memo, PodResult, RunningPod, StoreSource, Summary, fill_book,
     judge_pods, pods_from_json,
 };
-use crate::controller::load_policy_dir;
+use crate::controller::{LeaderElection, StatusWrites, load_policy_dir};
+
+/// The Lease whose holder posts the audit's Events and writes its PolicyReports.
+pub const AUDIT_LEASE: &str = "signet-audit";
 use crate::crd::Mode;
 use crate::policy::{self, EngineOptions, PolicyInputs, Snapshot};
 use crate::registry::{RegistryClient, RegistryOptions, SignatureStore};
@@ -54,13 +57,23 @@ pub struct AuditLoopArgs {
 }
 
 impl AuditLoopArgs {
-    /// The loop's configuration; events are reported by `instance`.
-    pub fn config(&self, instance: String) -> AuditConfig {
+    /// The loop's configuration; events are reported by `instance`; with `lease_namespace`,
+    /// only the holder of the Lease `signet-audit` there posts Events and writes reports.
+    pub fn config(&self, instance: String, lease_namespace: Option<String>) -> AuditConfig {
+        let publishers = match lease_namespace {
+            Some(namespace) => StatusWrites::WhenLeader(LeaderElection {
+                lease_namespace: namespace,
+                lease_name: AUDIT_LEASE.to_string(),
+                identity: format!("{instance}-{}", std::process::id()),
+            }),
+            None => StatusWrites::Always,
+        };
         AuditConfig {
             interval: self.audit_interval.max(Duration::from_secs(1)),
             concurrency: self.audit_concurrency.max(1),
             instance,
             policy_reports: self.audit_policy_reports,
+            publishers,
             ..AuditConfig::default()
         }
     }
@@ -403,7 +416,7 @@ async fn live_snapshot(options: EngineOptions) -> Result<Arc<Snapshot>, CliError
     let mut source = crate::serve::PolicySource::start(crate::serve::PolicySourceConfig {
         policy_dir: None,
         options,
-        status_writes: crate::controller::StatusWrites::Never,
+        status_writes: StatusWrites::Never,
     })
     .await
     .map_err(|e| CliError::Usage(e.to_string()))?;

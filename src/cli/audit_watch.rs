@@ -76,7 +76,7 @@ pub async fn run(args: AuditArgs, registry: &RegistryOptions) -> Result<Outcome,
         source.state.clone(),
         lookups,
         metrics,
-        args.audit.config(args.pod_name.clone()),
+        args.audit.config(args.pod_name.clone(), None),
     );
     let ended = tokio::select! {
         () = shutdown_signal() => Ok(Outcome::Success),

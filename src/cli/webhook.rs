@@ -193,9 +193,15 @@ impl WebhookArgs {
             pod_namespace: self.pod_namespace.clone(),
             leader_election: self.leader_election,
             shutdown_delay: self.drain.shutdown_delay,
-            audit: self
-                .audit
-                .then(|| self.audit_loop.config(self.pod_name.clone())),
+            audit: self.audit.then(|| {
+                let lease_namespace = self.leader_election.then(|| {
+                    self.pod_namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".to_string())
+                });
+                self.audit_loop
+                    .config(self.pod_name.clone(), lease_namespace)
+            }),
         })
     }
 }
@@ -260,6 +266,30 @@ mod tests {
             Duration::from_secs(30)
         );
         assert_eq!(defaults.drain.shutdown_delay, Duration::from_secs(5));
+        assert!(defaults.into_config().is_ok_and(|c| c.audit.is_none()));
+        let audit = Cli::try_parse_from([
+            "webhook",
+            "--tls-self-signed",
+            "--audit",
+            "--audit-interval",
+            "10m",
+            "--pod-namespace",
+            "signet-system",
+        ]);
+        let audit = audit.ok().and_then(|c| c.args.into_config().ok());
+        let audit = audit.and_then(|c| c.audit);
+        assert_eq!(
+            audit.as_ref().map(|a| a.interval),
+            Some(Duration::from_secs(600))
+        );
+        assert!(
+            matches!(
+                audit.map(|a| a.publishers),
+                Some(crate::controller::StatusWrites::WhenLeader(l)) if l.lease_name == "signet-audit"
+                    && l.lease_namespace == "signet-system"
+            ),
+            "the audit publishes from the Lease holder only"
+        );
         // TLS is required, by clap.
         assert!(Cli::try_parse_from(["webhook"]).is_err());
         assert!(Cli::try_parse_from(["webhook", "--deadline", "8d", "--tls-self-signed"]).is_err());

@@ -216,4 +216,19 @@ mod tests {
         assert!(!text.contains("namespace=\"shop\""), "{text}");
         assert!(text.contains("signet_audit_runs_total 2"), "{text}");
     }
+
+    #[test]
+    fn attached_to_the_webhook_metrics_they_share_one_exposition() {
+        let webhook = crate::admission::Metrics::new();
+        let audit = AuditMetrics::new();
+        assert!(webhook.attach(audit.registry()));
+        let text = webhook.encode().unwrap_or_default();
+        assert!(
+            text.contains("signet_webhook_registry_requests_total"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE signet_audit_pods gauge"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
 }

@@ -42,7 +42,8 @@ use super::metrics::{AuditMetrics, LookupOperation};
 use super::pods::RunningPod;
 use super::report::{REPORT_NAME, by_namespace, policy_report, report_content, unverified_event};
 use super::source::{SignatureSource, fill_book};
-use crate::controller::{ControllerError, PolicyState};
+use crate::controller::cluster::Leadership;
+use crate::controller::{ControllerError, PolicyState, StatusWrites};
 
 /// How the loop runs.
 #[derive(Clone, Debug)]
@@ -57,6 +58,10 @@ pub struct AuditConfig {
     pub instance: String,
     /// Write PolicyReports when the CRD is installed.
     pub policy_reports: bool,
+    /// Which replicas post Events and write PolicyReports: every one, or the holder of a
+    /// Lease (`signet-audit`), so that replicas do not post each failure twice. Gauges are
+    /// every replica's.
+    pub publishers: StatusWrites,
 }
 
 impl Default for AuditConfig {
@@ -67,6 +72,7 @@ impl Default for AuditConfig {
             debounce: Duration::from_secs(1),
             instance: "signet-audit".to_string(),
             policy_reports: true,
+            publishers: StatusWrites::Always,
         }
     }
 }
@@ -104,6 +110,8 @@ struct Audit {
     /// Namespace -> the report content last written (without timestamps).
     written: HashMap<String, Value>,
     reports_installed: bool,
+    /// Whether this replica posts Events and writes reports now.
+    publishing: bool,
 }
 
 /// Runs the audit until the pod watch ends (it does not, short of shutdown) or the policy
@@ -127,8 +135,11 @@ pub async fn run_audit(
         posted: HashMap::new(),
         written: HashMap::new(),
         reports_installed: false,
+        publishing: false,
     };
     audit.reports_installed = audit.check_reports_crd().await;
+    let mut leadership = Leadership::start(&client, audit.config.publishers.clone()).await?;
+    audit.publishing = leadership.is_leader;
     let mut policy_changes = policy;
     let mut pod_events = watcher::watcher(Api::<Pod>::all(client), watcher::Config::default())
         .default_backoff()
@@ -184,6 +195,14 @@ pub async fn run_audit(
                 Some(Err(e)) => tracing::warn!(error = %e, "pod watch failed; retrying"),
                 None => return Err(ControllerError::WatchEnded { kind: "pods" }),
             },
+            is_leader = leadership.changed() => {
+                tracing::info!(is_leader, "audit publishing changed");
+                audit.publishing = is_leader;
+                // A new publisher writes everything once: it knows nothing of what was posted.
+                audit.posted.clear();
+                audit.written.clear();
+                run_at.get_or_insert(Instant::now() + debounce);
+            }
             changed = policy_changes.changed() => {
                 if !changed {
                     return Err(ControllerError::WatchEnded { kind: "the policy picture" });
@@ -252,6 +271,9 @@ impl Audit {
         let mut results = judge_pods(&snapshot, pods, &self.book, &mut self.memo);
         results.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         self.publish_metrics(&results);
+        if !self.publishing {
+            return;
+        }
         self.post_events(&results).await;
         if self.reports_installed {
             self.write_reports(&results).await;
