@@ -45,6 +45,9 @@ use super::source::{SignatureSource, fill_book};
 use crate::controller::cluster::Leadership;
 use crate::controller::{ControllerError, PolicyState, StatusWrites};
 
+/// Events posted, and reports written, at once.
+const API_CONCURRENCY: usize = 8;
+
 /// How the loop runs.
 #[derive(Clone, Debug)]
 pub struct AuditConfig {
@@ -107,8 +110,8 @@ struct Audit {
     book: Book,
     memo: Memo,
     posted: HashMap<(String, String), Posted>,
-    /// Namespace -> the report content last written (without timestamps).
-    written: HashMap<String, Value>,
+    /// Namespace -> a hash of the report content last written (without timestamps).
+    written: HashMap<String, [u8; 32]>,
     reports_installed: bool,
     /// Whether this replica posts Events and writes reports now.
     publishing: bool,
@@ -232,6 +235,18 @@ pub async fn run_audit(
     }
 }
 
+/// SHA-256 of a report's summary and results (without timestamps): what decides a rewrite,
+/// kept instead of the content itself.
+fn content_hash(summary: &Summary, results: &[Value]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(serde_json::to_vec(summary).unwrap_or_default());
+    for result in results {
+        hasher.update(serde_json::to_vec(result).unwrap_or_default());
+    }
+    hasher.finalize().into()
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -301,6 +316,7 @@ impl Audit {
     async fn post_events(&mut self, results: &[PodResult]) {
         let now = Instant::now();
         let mut failing = HashSet::new();
+        let mut due_events = Vec::new();
         for pod in results {
             for c in &pod.containers {
                 if !c.judged.result.denies() {
@@ -324,16 +340,28 @@ impl Audit {
                         at: now,
                     },
                 );
-                let event = unverified_event(pod, c, &self.config.instance, Timestamp::now());
-                let api: Api<Event> = Api::namespaced(self.client.clone(), &pod.namespace);
-                if let Err(e) = api.create(&PostParams::default(), &event).await {
-                    tracing::warn!(pod = %pod.name, namespace = %pod.namespace, error = %e,
-                        "cannot post UnverifiedImageRunning event");
-                }
+                due_events.push(unverified_event(
+                    pod,
+                    c,
+                    &self.config.instance,
+                    Timestamp::now(),
+                ));
             }
         }
         // A container that passes again (or is gone) posts at once if it fails later.
         self.posted.retain(|key, _| failing.contains(key));
+        let client = &self.client;
+        futures::stream::iter(due_events)
+            .for_each_concurrent(API_CONCURRENCY, |event| async move {
+                let namespace = event.metadata.namespace.clone().unwrap_or_default();
+                let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+                if let Err(e) = api.create(&PostParams::default(), &event).await {
+                    let pod = event.regarding.and_then(|r| r.name).unwrap_or_default();
+                    tracing::warn!(%pod, %namespace, error = %e,
+                        "cannot post UnverifiedImageRunning event");
+                }
+            })
+            .await;
     }
 
     fn report_api(&self, namespace: &str) -> Api<DynamicObject> {
@@ -358,29 +386,42 @@ impl Audit {
                 .filter(|ns| !grouped.contains_key(ns.as_str()))
                 .cloned(),
         );
+        let mut due = Vec::new();
         for namespace in namespaces {
             let pods = grouped.get(namespace.as_str()).cloned().unwrap_or_default();
             let (summary, entries) = report_content(&pods);
-            let content = serde_json::json!({"summary": summary, "results": entries});
+            let content = content_hash(&summary, &entries);
             if self.written.get(&namespace) == Some(&content) {
                 continue;
             }
             let report = policy_report(&namespace, &summary, &entries, Timestamp::now());
-            let params = PatchParams::apply(crate::controller::FIELD_MANAGER).force();
-            match self
-                .report_api(&namespace)
-                .patch(REPORT_NAME, &params, &Patch::Apply(&report))
-                .await
-            {
-                Ok(_) if pods.is_empty() => {
-                    self.written.remove(&namespace);
-                }
-                Ok(_) => {
-                    self.written.insert(namespace, content);
-                }
-                Err(e) => {
+            due.push((namespace, pods.is_empty(), content, report));
+        }
+        let this = &*self;
+        let written: Vec<(String, bool, [u8; 32], bool)> = futures::stream::iter(due)
+            .map(|(namespace, empty, content, report)| async move {
+                let params = PatchParams::apply(crate::controller::FIELD_MANAGER).force();
+                let applied = this
+                    .report_api(&namespace)
+                    .patch(REPORT_NAME, &params, &Patch::Apply(&report))
+                    .await;
+                if let Err(e) = &applied {
                     tracing::warn!(namespace = %namespace, error = %e, "cannot write PolicyReport");
                 }
+                (namespace, empty, content, applied.is_ok())
+            })
+            .buffer_unordered(API_CONCURRENCY)
+            .collect()
+            .await;
+        for (namespace, empty, content, ok) in written {
+            match (ok, empty) {
+                (true, true) => {
+                    self.written.remove(&namespace);
+                }
+                (true, false) => {
+                    self.written.insert(namespace, content);
+                }
+                (false, _) => {}
             }
         }
     }
