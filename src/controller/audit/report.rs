@@ -45,7 +45,7 @@ pub fn report_content(pods: &[&PodResult]) -> (Summary, Vec<Value>) {
         }
     }
     // Failing first, so that a capped report keeps what matters.
-    results.sort_by(|a, b| b.0.cmp(&a.0));
+    results.sort_by_key(|r| std::cmp::Reverse(r.0));
     results.truncate(MAX_RESULTS_PER_REPORT);
     (summary, results.into_iter().map(|(_, v)| v).collect())
 }
