@@ -111,7 +111,9 @@ async fn main() {
             let (registry, host, store, signer) = (&registry, &host, &store, &signer);
             async move {
                 let repo = format!("team-{}/svc-{i}", i % 20);
-                let digest = registry.push_test_image(&repo, "v1", &format!("scale-{i}")).await;
+                let digest = registry
+                    .push_test_image(&repo, "v1", &format!("scale-{i}"))
+                    .await;
                 // One image in ten is left unsigned.
                 if i % 10 != 9 {
                     let image = ImageRef::parse(&format!("{host}/{repo}:v1")).unwrap();
@@ -145,7 +147,10 @@ async fn main() {
                "spec": {"images": [format!("{host}/**")], "attestors": ["release"]}}),
     );
     for n in 0..NAMESPACES {
-        api.put("namespaces", json!({"metadata": {"name": format!("ns-{n}")}}));
+        api.put(
+            "namespaces",
+            json!({"metadata": {"name": format!("ns-{n}")}}),
+        );
     }
     let objects: Vec<Value> = (0..pods)
         .map(|j| {
@@ -177,7 +182,11 @@ async fn main() {
         panic!("the controller stopped: {result:?}");
     });
     let lookups = Lookups::new(100_000, LookupTimings::default(), Arc::new(Metrics::new()));
-    let source = Arc::new(AdmissionLookups::new(Arc::new(lookups), registry_client(), None));
+    let source = Arc::new(AdmissionLookups::new(
+        Arc::new(lookups),
+        registry_client(),
+        None,
+    ));
     let metrics = Arc::new(AuditMetrics::new());
     let config = AuditConfig {
         interval: Duration::from_secs(3600),

@@ -110,6 +110,10 @@ impl World {
     }
 
     fn pod(&self, name: &str, containers: &[(&str, &str)]) -> Value {
+        self.pod_in("shop", name, containers)
+    }
+
+    fn pod_in(&self, namespace: &str, name: &str, containers: &[(&str, &str)]) -> Value {
         let spec: Vec<Value> = containers
             .iter()
             .map(|(c, image)| json!({"name": c, "image": format!("{}/{image}", self.host)}))
@@ -123,7 +127,7 @@ impl World {
                        "ready": true, "restartCount": 0})
             })
             .collect();
-        json!({"metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}")},
+        json!({"metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}")},
                "spec": {"containers": spec},
                "status": {"phase": "Running", "containerStatuses": statuses}})
     }
@@ -199,6 +203,7 @@ fn start(client: kube::Client, interval: Duration) -> Arc<AuditMetrics> {
         instance: "audit-test".into(),
         policy_reports: true,
         publishers: StatusWrites::Always,
+        ..AuditConfig::default()
     };
     let running = Arc::clone(&metrics);
     tokio::spawn(async move {
@@ -289,6 +294,8 @@ async fn policy_and_key_changes_are_judged_again_without_registry_requests() {
     for i in 1..=3 {
         pods.push(world.pod(&format!("api-{i}"), &[("api", "prod/api:v2")]));
     }
+    // Admission never checks kube-system: its unsigned image is not a failure, nor looked up.
+    pods.push(world.pod_in("kube-system", "dns", &[("dns", "prod/side:v1")]));
     api.preload("pods", pods);
     let metrics = start(client, Duration::from_secs(3600));
 
@@ -297,6 +304,10 @@ async fn policy_and_key_changes_are_judged_again_without_registry_requests() {
         (pods_gauges(&metrics) == (Some(3), Some(1))).then_some(())
     })
     .await;
+    assert_eq!(
+        gauge(&metrics, "signet_audit_pods{result=\"skip\"}"),
+        Some(1)
+    );
     let all_pass = vec![
         result("api-1", "api", "pass"),
         result("api-2", "api", "pass"),

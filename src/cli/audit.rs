@@ -57,9 +57,15 @@ pub struct AuditLoopArgs {
 }
 
 impl AuditLoopArgs {
-    /// The loop's configuration; events are reported by `instance`; with `lease_namespace`,
-    /// only the holder of the Lease `signet-audit` there posts Events and writes reports.
-    pub fn config(&self, instance: String, lease_namespace: Option<String>) -> AuditConfig {
+    /// The loop's configuration; events are reported by `instance`; pods of `exempt`
+    /// namespaces are skipped; with `lease_namespace`, only the holder of the Lease
+    /// `signet-audit` there posts Events and writes reports.
+    pub fn config(
+        &self,
+        instance: String,
+        exempt: Vec<String>,
+        lease_namespace: Option<String>,
+    ) -> AuditConfig {
         let publishers = match lease_namespace {
             Some(namespace) => StatusWrites::WhenLeader(LeaderElection {
                 lease_namespace: namespace,
@@ -73,6 +79,7 @@ impl AuditLoopArgs {
             concurrency: self.audit_concurrency.max(1),
             instance,
             policy_reports: self.audit_policy_reports,
+            exempt_namespaces: exempt,
             publishers,
             ..AuditConfig::default()
         }
@@ -106,6 +113,15 @@ pub struct AuditArgs {
     /// What happens to images no policy matches.
     #[arg(long, env = "SIGNET_NO_MATCH", value_enum, default_value_t = NoMatchArg::Allow)]
     pub no_match: NoMatchArg,
+    /// Namespace whose pods admission does not check (as `signet webhook --exempt-namespace`):
+    /// reported `skip`, never looked up; repeatable (default: kube-system).
+    #[arg(
+        long = "exempt-namespace",
+        env = "SIGNET_EXEMPT_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system"
+    )]
+    pub exempt_namespaces: Vec<String>,
     /// Serve /metrics (the audit gauges) over plain HTTP here (--watch).
     #[arg(long, env = "SIGNET_OPS_LISTEN")]
     pub ops_listen: Option<SocketAddr>,
@@ -194,6 +210,7 @@ pub async fn run(args: AuditArgs, registry: &RegistryOptions) -> Result<Outcome,
         &StoreSource::new(store),
         &snapshot,
         &pods,
+        &args.exempt_namespaces,
         args.audit.audit_concurrency,
     )
     .await;
@@ -223,12 +240,17 @@ pub async fn audit_pods(
     source: &dyn crate::controller::audit::SignatureSource,
     snapshot: &Snapshot,
     pods: &[RunningPod],
+    exempt: &[String],
     concurrency: usize,
 ) -> Vec<Row> {
     let refs: Vec<&RunningPod> = pods.iter().collect();
+    let judged: Vec<&RunningPod> = pods
+        .iter()
+        .filter(|p| !exempt.contains(&p.namespace))
+        .collect();
     let mut book = Book::default();
-    fill_book(source, snapshot, &refs, &mut book, concurrency).await;
-    let judged = judge_pods(snapshot, refs, &book, &mut Memo::default());
+    fill_book(source, snapshot, &judged, &mut book, concurrency).await;
+    let judged = judge_pods(snapshot, refs, &book, &mut Memo::default(), exempt);
     rows_of(&judged)
 }
 

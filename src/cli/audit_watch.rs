@@ -76,7 +76,8 @@ pub async fn run(args: AuditArgs, registry: &RegistryOptions) -> Result<Outcome,
         source.state.clone(),
         lookups,
         metrics,
-        args.audit.config(args.pod_name.clone(), None),
+        args.audit
+            .config(args.pod_name.clone(), args.exempt_namespaces.clone(), None),
     );
     let ended = tokio::select! {
         () = shutdown_signal() => Ok(Outcome::Success),

@@ -199,8 +199,9 @@ impl WebhookArgs {
                         .clone()
                         .unwrap_or_else(|| "default".to_string())
                 });
+                let exempt = self.decision_settings().exempt_namespaces;
                 self.audit_loop
-                    .config(self.pod_name.clone(), lease_namespace)
+                    .config(self.pod_name.clone(), exempt, lease_namespace)
             }),
         })
     }

@@ -281,45 +281,80 @@ impl Memo {
     }
 }
 
-/// Judges every pod. Pure: what the book lacks is judged as not looked up (`error`).
+/// Judges every pod. Pure: what the book lacks is judged as not looked up (`error`). Pods in
+/// `exempt` namespaces (admission's `--exempt-namespace`) are `skip`, with that reason: admission
+/// never checks them, so they cannot be said to fail it.
 pub fn judge_pods<'a>(
     snapshot: &Snapshot,
     pods: impl IntoIterator<Item = &'a RunningPod>,
     book: &Book,
     memo: &mut Memo,
+    exempt: &[String],
 ) -> Vec<PodResult> {
     if memo.generation != Some(snapshot.generation()) {
         memo.verdicts.clear();
         memo.generation = Some(snapshot.generation());
     }
     pods.into_iter()
-        .map(|pod| PodResult {
-            namespace: pod.namespace.clone(),
-            name: pod.name.clone(),
-            uid: pod.uid.clone(),
-            containers: pod
-                .images
-                .iter()
-                .map(|image| {
-                    let (digest, judged) = judge_image(
-                        snapshot,
-                        &pod.namespace,
-                        &image.image,
-                        image.digest.as_deref(),
-                        book,
-                        memo,
-                    );
-                    ContainerResult {
-                        container: image.container.clone(),
-                        slot: image.slot,
-                        image: image.image.clone(),
-                        digest,
-                        judged,
-                    }
-                })
-                .collect(),
+        .map(|pod| {
+            if exempt.contains(&pod.namespace) {
+                return exempt_result(pod);
+            }
+            PodResult {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                uid: pod.uid.clone(),
+                containers: pod
+                    .images
+                    .iter()
+                    .map(|image| {
+                        let (digest, judged) = judge_image(
+                            snapshot,
+                            &pod.namespace,
+                            &image.image,
+                            image.digest.as_deref(),
+                            book,
+                            memo,
+                        );
+                        ContainerResult {
+                            container: image.container.clone(),
+                            slot: image.slot,
+                            image: image.image.clone(),
+                            digest,
+                            judged,
+                        }
+                    })
+                    .collect(),
+            }
         })
         .collect()
+}
+
+fn exempt_result(pod: &RunningPod) -> PodResult {
+    let judged = Arc::new(Judged {
+        result: AuditResult::Skip,
+        reason: Some(format!(
+            "namespace {} is exempt from admission (--exempt-namespace)",
+            pod.namespace
+        )),
+        policies: Vec::new(),
+    });
+    PodResult {
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        uid: pod.uid.clone(),
+        containers: pod
+            .images
+            .iter()
+            .map(|image| ContainerResult {
+                container: image.container.clone(),
+                slot: image.slot,
+                image: image.image.clone(),
+                digest: image.digest.clone(),
+                judged: Arc::clone(&judged),
+            })
+            .collect(),
+    }
 }
 
 fn judge_image(

@@ -160,7 +160,7 @@ fn each_container_of_each_pod_is_judged_at_the_digest_that_runs() {
     assert!(missing_signatures(&snapshot, &pods, &book).is_empty());
 
     let mut memo = Memo::default();
-    let judged = judge_pods(&snapshot, &pods, &book, &mut memo);
+    let judged = judge_pods(&snapshot, &pods, &book, &mut memo, &[]);
     assert_eq!(
         results(&judged),
         [
@@ -210,10 +210,10 @@ fn a_removed_key_fails_and_a_registry_failure_is_an_error_not_a_pass() {
     book.signatures
         .insert(format!("r.example/prod/app@{D1}"), Ok(signed));
     let mut memo = Memo::default();
-    let before = judge_pods(&snapshot(&release, 1), &pods, &book, &mut memo);
+    let before = judge_pods(&snapshot(&release, 1), &pods, &book, &mut memo, &[]);
     assert_eq!(before[0].result(), AuditResult::Pass);
     // The attestor's key replaced by another: same book, new generation.
-    let after = judge_pods(&snapshot(&key(), 2), &pods, &book, &mut memo);
+    let after = judge_pods(&snapshot(&key(), 2), &pods, &book, &mut memo, &[]);
     assert_eq!(after[0].result(), AuditResult::Fail);
     assert!(missing_signatures(&snapshot(&key(), 2), &pods, &book).is_empty());
     // A tag signed elsewhere: a `Default` signature binds the tag the spec names.
@@ -223,7 +223,7 @@ fn a_removed_key_fails_and_a_registry_failure_is_an_error_not_a_pass() {
         vec![image("app", "r.example/prod/app:v2", Some(D1))],
     )];
     let mut memo = Memo::default();
-    let tag = judge_pods(&snapshot(&release, 3), &moved, &book, &mut memo);
+    let tag = judge_pods(&snapshot(&release, 3), &moved, &book, &mut memo, &[]);
     assert_eq!(tag[0].result(), AuditResult::Fail);
 
     let mut down = Book::default();
@@ -235,7 +235,7 @@ fn a_removed_key_fails_and_a_registry_failure_is_an_error_not_a_pass() {
         })),
     );
     let mut memo = Memo::default();
-    let error = judge_pods(&snapshot(&release, 1), &pods, &down, &mut memo);
+    let error = judge_pods(&snapshot(&release, 1), &pods, &down, &mut memo, &[]);
     assert_eq!(error[0].result(), AuditResult::Error);
     assert!(error[0].result().denies());
     let reason = error[0].containers[0]
@@ -254,7 +254,13 @@ fn an_unparsable_image_fails_with_the_reason() {
         vec![image("x", "Not A Reference", None)],
     )];
     let mut memo = Memo::default();
-    let judged = judge_pods(&snapshot(&key(), 1), &pods, &Book::default(), &mut memo);
+    let judged = judge_pods(
+        &snapshot(&key(), 1),
+        &pods,
+        &Book::default(),
+        &mut memo,
+        &[],
+    );
     assert_eq!(judged[0].result(), AuditResult::Fail);
     assert!(
         judged[0].containers[0]
@@ -262,5 +268,39 @@ fn an_unparsable_image_fails_with_the_reason() {
             .reason
             .as_deref()
             .is_some_and(|r| r.starts_with("Not A Reference: ")),
+    );
+}
+
+#[test]
+fn exempt_namespaces_are_skipped_with_the_reason() {
+    let pods = vec![pod(
+        "kube-system",
+        "dns",
+        vec![image("x", "r.example/prod/x:v1", Some(D1))],
+    )];
+    assert_eq!(
+        missing_signatures(
+            &snapshot(&key(), 1),
+            pods.iter().filter(|p| p.namespace != "kube-system"),
+            &Book::default()
+        )
+        .len(),
+        0
+    );
+    let mut memo = Memo::default();
+    let judged = judge_pods(
+        &snapshot(&key(), 1),
+        &pods,
+        &Book::default(),
+        &mut memo,
+        &["kube-system".to_string()],
+    );
+    assert_eq!(judged[0].result(), AuditResult::Skip);
+    assert!(
+        judged[0].containers[0]
+            .judged
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("exempt"))
     );
 }

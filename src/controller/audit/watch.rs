@@ -61,6 +61,11 @@ pub struct AuditConfig {
     pub instance: String,
     /// Write PolicyReports when the CRD is installed.
     pub policy_reports: bool,
+    /// Namespaces admission does not check (`--exempt-namespace`): their pods are `skip`, and
+    /// nothing is looked up for them.
+    pub exempt_namespaces: Vec<String>,
+    /// How soon a failed lookup is tried again (rather than at the next interval).
+    pub failure_retry: Duration,
     /// Which replicas post Events and write PolicyReports: every one, or the holder of a
     /// Lease (`signet-audit`), so that replicas do not post each failure twice. Gauges are
     /// every replica's.
@@ -75,6 +80,8 @@ impl Default for AuditConfig {
             debounce: Duration::from_secs(1),
             instance: "signet-audit".to_string(),
             policy_reports: true,
+            exempt_namespaces: vec!["kube-system".to_string()],
+            failure_retry: Duration::from_secs(30),
             publishers: StatusWrites::Always,
         }
     }
@@ -115,6 +122,8 @@ struct Audit {
     reports_installed: bool,
     /// Whether this replica posts Events and writes reports now.
     publishing: bool,
+    /// When the failed lookups held are tried again.
+    retry_at: Option<Instant>,
 }
 
 /// Runs the audit until the pod watch ends (it does not, short of shutdown) or the policy
@@ -139,6 +148,7 @@ pub async fn run_audit(
         written: HashMap::new(),
         reports_installed: false,
         publishing: false,
+        retry_at: None,
     };
     audit.reports_installed = audit.check_reports_crd().await;
     let mut leadership = Leadership::start(&client, audit.config.publishers.clone()).await?;
@@ -212,9 +222,19 @@ pub async fn run_audit(
                 }
                 run_at.get_or_insert(Instant::now() + debounce);
             }
-            () = sleep_until(run_at), if ready => {
-                run_at = None;
-                audit.run().await;
+            () = sleep_until(run_at), if synced => {
+                if audit.policy.is_ready() {
+                    run_at = None;
+                    audit.run().await;
+                } else {
+                    // The picture is published before it is marked ready: look again shortly.
+                    run_at = Some(Instant::now() + debounce);
+                }
+            }
+            () = sleep_until(audit.retry_at), if ready => {
+                audit.retry_at = None;
+                audit.forget_failures();
+                run_at.get_or_insert(Instant::now() + debounce);
             }
             () = tokio::time::sleep_until(next_refresh), if ready && rereads.len() < audit.config.concurrency.max(1) => {
                 if queue.is_empty() {
@@ -267,7 +287,12 @@ impl Audit {
     /// Judges every pod and publishes the results.
     async fn run(&mut self) {
         let snapshot = self.policy.snapshot();
-        let pods: Vec<&RunningPod> = self.pods.values().collect();
+        let exempt = &self.config.exempt_namespaces;
+        let pods: Vec<&RunningPod> = self
+            .pods
+            .values()
+            .filter(|p| !exempt.contains(&p.namespace))
+            .collect();
         let filled = fill_book(
             self.source.as_ref(),
             &snapshot,
@@ -283,7 +308,16 @@ impl Audit {
         if filled.digests + filled.signatures > 0 {
             self.memo.clear();
         }
-        let mut results = judge_pods(&snapshot, pods, &self.book, &mut self.memo);
+        if self.retry_at.is_none() && self.book.has_failures() {
+            self.retry_at = Some(Instant::now() + self.config.failure_retry);
+        }
+        let mut results = judge_pods(
+            &snapshot,
+            self.pods.values(),
+            &self.book,
+            &mut self.memo,
+            &self.config.exempt_namespaces,
+        );
         results.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         self.publish_metrics(&results);
         if !self.publishing {
@@ -448,7 +482,12 @@ impl Audit {
     /// queued for a re-read.
     async fn start_cycle(&mut self) -> VecDeque<Refresh> {
         let snapshot = self.policy.snapshot();
-        let pods: Vec<&RunningPod> = self.pods.values().collect();
+        let exempt = &self.config.exempt_namespaces;
+        let pods: Vec<&RunningPod> = self
+            .pods
+            .values()
+            .filter(|p| !exempt.contains(&p.namespace))
+            .collect();
         let digests = missing_digests(&snapshot, pods.iter().copied(), &Book::default());
         let signatures =
             missing_signatures(&snapshot, pods.iter().copied(), &self.book.only_digests());
@@ -525,7 +564,21 @@ impl Audit {
     }
 }
 
+impl Audit {
+    /// Drops the failed answers held, so that the next run asks again.
+    fn forget_failures(&mut self) {
+        self.book.digests.retain(|_, answer| answer.is_ok());
+        self.book.signatures.retain(|_, answer| answer.is_ok());
+        self.memo.clear();
+    }
+}
+
 impl Book {
+    /// Whether an answer held is a failure.
+    fn has_failures(&self) -> bool {
+        self.digests.values().any(Result::is_err) || self.signatures.values().any(Result::is_err)
+    }
+
     /// The resolved digests alone (which signature sets are needed depends on them).
     fn only_digests(&self) -> Book {
         Book {
