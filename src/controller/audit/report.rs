@@ -105,7 +105,6 @@ pub fn policy_report(
             "namespace": namespace,
             "labels": {"app.kubernetes.io/managed-by": "signet"},
         },
-        "scope": {"apiVersion": "v1", "kind": "Namespace", "name": namespace},
         "summary": summary,
         "results": stamped,
     })
