@@ -16,6 +16,13 @@
 //! running it; a new policy generation re-judges from the answers already held (no registry
 //! request when digests and keys are as they were); every answer is re-read once per
 //! `--audit-interval`, spread over the interval, so a deleted signature is noticed.
+//!
+//! Shared with admission: the engine, and in the webhook the lookups themselves (digest and
+//! signature caches, one lookup in flight per key, pull secrets). Not shared: admission's verdict
+//! cache. Its entries live as long as the signature cache (30 s) and are keyed by the resolved
+//! tag, while the audit must judge a new generation from answers up to an interval old without
+//! asking the registry; so the audit holds its answers ([`judge::Book`]) and memoises its own
+//! verdicts per (governing policies, image, digest) ([`judge::Memo`]).
 
 pub mod judge;
 pub mod metrics;
