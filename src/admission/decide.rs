@@ -115,6 +115,11 @@ impl Admission {
         &self.metrics
     }
 
+    /// The registry lookups (and their caches) decisions use, for the audit of running pods.
+    pub fn audit_lookups(&self) -> super::audit_source::AdmissionLookups {
+        self.judge.audit_lookups()
+    }
+
     /// Whether the policy picture has synced (`/readyz`).
     pub fn is_ready(&self) -> bool {
         self.judge.is_ready()

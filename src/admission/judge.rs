@@ -123,7 +123,7 @@ pub(crate) struct ImageOutcome {
 pub(crate) struct Judge {
     policy: PolicyState,
     registry: RegistryClient,
-    lookups: Lookups,
+    lookups: Arc<Lookups>,
     timings: LookupTimings,
     verdicts: ExpiringMap<[u8; 16], Arc<CachedVerdict>>,
     /// Shared by every cached [`CachedVerdict::plain_verified`].
@@ -155,7 +155,11 @@ impl Judge {
         Judge {
             policy,
             registry,
-            lookups: Lookups::new(cache_size, settings.timings, Arc::clone(&metrics)),
+            lookups: Arc::new(Lookups::new(
+                cache_size,
+                settings.timings,
+                Arc::clone(&metrics),
+            )),
             timings: settings.timings,
             verdicts: ExpiringMap::new(usize::try_from(cache_size).unwrap_or(usize::MAX)),
             plain_verified: Arc::new(CachedVerdict::plain_verified()),
@@ -186,6 +190,15 @@ impl Judge {
     /// Verdicts cached now (expired ones not counted).
     pub fn cached_verdicts(&self) -> u64 {
         self.verdicts.live_entries()
+    }
+
+    /// These lookups (caches, lookups in flight, pull secrets), lent to the audit.
+    pub fn audit_lookups(&self) -> super::audit_source::AdmissionLookups {
+        super::audit_source::AdmissionLookups::new(
+            Arc::clone(&self.lookups),
+            self.registry.clone(),
+            self.pull_secrets.clone(),
+        )
     }
 
     /// `written` parsed, from the parsed-reference cache when it is there.

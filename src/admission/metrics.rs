@@ -12,8 +12,8 @@
 //! bound.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -22,6 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::controller::audit::AuditMetrics;
 use crate::metrics::labels::label_enum;
 use crate::metrics::{CommonMetrics, Format, render};
 use crate::registry::LookupFailureKind;
@@ -174,6 +175,9 @@ pub struct Metrics {
     in_flight: Gauge<i64, AtomicI64>,
     events_dropped: Counter,
     signing_grace: Family<GraceLabels, Counter>,
+    /// The audit's `signet_audit_*` series: registered here so that they exist from start (at
+    /// zero while `--audit` is off), in the one exposition every server serves.
+    audit: Arc<AuditMetrics>,
 }
 
 impl Default for Metrics {
@@ -187,6 +191,8 @@ impl Metrics {
     pub fn new() -> Self {
         let mut root = Registry::default();
         let common = CommonMetrics::register(&mut root);
+        let audit = Arc::new(AuditMetrics::new());
+        audit.register_into(&mut root);
         let registry = root.sub_registry_with_prefix("signet_webhook");
         let admissions = Family::<AdmissionLabels, Counter>::default();
         registry.register(
@@ -279,7 +285,13 @@ impl Metrics {
             in_flight,
             events_dropped,
             signing_grace,
+            audit,
         }
+    }
+
+    /// The audit's series, for the audit loop to update.
+    pub fn audit(&self) -> Arc<AuditMetrics> {
+        Arc::clone(&self.audit)
     }
 
     /// The series every server exports (policy picture, certificate).

@@ -10,7 +10,8 @@ use std::time::Duration;
 use super::decide::{Admission, DecisionSettings};
 use super::metrics::Metrics;
 use super::server::{WebhookServer, ops_router};
-use crate::controller::{LeaderElection, StatusWrites};
+use crate::controller::audit::{AuditConfig, run_audit};
+use crate::controller::{ControllerError, LeaderElection, StatusWrites};
 use crate::policy::EngineOptions;
 use crate::registry::{RegistryClient, RegistryError, RegistryOptions};
 use crate::serve::{
@@ -33,6 +34,9 @@ pub enum WebhookError {
     /// A server failed.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The audit of running pods stopped.
+    #[error("audit: {0}")]
+    Audit(#[from] ControllerError),
 }
 
 /// Everything `signet webhook` needs, already read from flags.
@@ -56,6 +60,8 @@ pub struct WebhookConfig {
     pub leader_election: bool,
     /// How long to keep accepting after SIGTERM while `/readyz` answers 503.
     pub shutdown_delay: Duration,
+    /// Audit running pods too (`--audit`; needs a cluster), with these settings.
+    pub audit: Option<AuditConfig>,
 }
 
 /// Runs `signet webhook` until SIGTERM or Ctrl-C, then drains. The registry timeout is capped at
@@ -100,8 +106,31 @@ pub async fn run_webhook(
         registry_client,
         source.kube.clone(),
         settings,
-        metrics,
+        Arc::clone(&metrics),
     ));
+    let mut audit = match config.audit.clone() {
+        Some(audit) => {
+            let kube = match source.kube.clone() {
+                Some(kube) => kube,
+                // --policy-dir: policies from the folder, pods still from the cluster.
+                None => kube::Client::try_default().await.map_err(|e| {
+                    WebhookError::Config(format!(
+                        "--audit watches the cluster's pods, and the Kubernetes API cannot be reached: {e}"
+                    ))
+                })?,
+            };
+            let audit_metrics = metrics.audit();
+            let lookups = Arc::new(admission.audit_lookups());
+            Some(tokio::spawn(run_audit(
+                kube,
+                source.state.clone(),
+                lookups,
+                audit_metrics,
+                audit,
+            )))
+        }
+        None => None,
+    };
     let drain = Drain::new();
     let mut webhook = WebhookServer::start_on(
         bind(config.listen)?,
@@ -122,7 +151,11 @@ pub async fn run_webhook(
         e = source.ended() => Err(WebhookError::Policy(e)),
         e = webhook.died() => Err(WebhookError::Server(e)),
         e = ops_died(&mut ops) => Err(WebhookError::Server(e)),
+        e = audit_ended(&mut audit) => Err(e),
     };
+    if let Some(audit) = &audit {
+        audit.abort();
+    }
     let servers: Vec<Server> = std::iter::once(webhook).chain(ops).collect();
     let drained = match &stopped {
         Ok(()) => drain_and_stop(servers, &drain, drain_settings).await,
@@ -142,6 +175,21 @@ pub async fn run_webhook(
     source.stop();
     stopped?;
     drained.map_err(WebhookError::Server)
+}
+
+async fn audit_ended(
+    audit: &mut Option<tokio::task::JoinHandle<Result<(), ControllerError>>>,
+) -> WebhookError {
+    let Some(task) = audit.as_mut() else {
+        return std::future::pending().await;
+    };
+    let ended = task.await;
+    *audit = None;
+    match ended {
+        Ok(Err(e)) => WebhookError::Audit(e),
+        Ok(Ok(())) => WebhookError::Config("the audit stopped".into()),
+        Err(e) => WebhookError::Config(format!("the audit failed: {e}")),
+    }
 }
 
 async fn ops_died(ops: &mut Option<Server>) -> ServerError {

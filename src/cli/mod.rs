@@ -6,8 +6,11 @@
 //!
 //! - [`keygen`], [`sign`], [`verify`] (with [`verify_keys`] and [`verify_policy`]): one-shot
 //!   commands;
-//! - [`webhook`], [`signer`]: the two servers' flags, turned into their configs.
+//! - [`webhook`], [`signer`]: the two servers' flags, turned into their configs;
+//! - [`audit`] (with [`audit_watch`]): `signet audit`, the what-if and the standalone audit loop.
 
+pub mod audit;
+pub mod audit_watch;
 pub mod keygen;
 pub mod public_key;
 pub mod sign;
@@ -166,6 +169,11 @@ pub enum Command {
     /// them as admission would: exit 0 all allowed, 1 one denied. Exit 2 when the registry
     /// could not be asked or the folder is invalid.
     Verify(verify::VerifyArgs),
+    /// What would a policy folder deny now? Judge the pods of a file (--pods, `kubectl get pods
+    /// -A -o json`) or of the cluster (--cluster) by the digests they run: one row per pod and
+    /// container; exit 1 when one would be denied. With --watch, keep auditing the cluster
+    /// (Events, gauges, PolicyReports).
+    Audit(audit::AuditArgs),
     /// Serve the admission webhook (HTTPS): POST /validate and /mutate, GET /healthz, /readyz, /metrics.
     Webhook(webhook::WebhookArgs),
     /// Print the public key (SPKI PEM) of a signing key, e.g. a KMS key, to paste into an Attestor.
@@ -271,6 +279,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             Ok(Outcome::Success)
         }
         Command::Verify(args) => verify::run(args, &registry).await,
+        Command::Audit(args) => audit::run(args, &registry).await,
         Command::Webhook(args) => {
             crate::admission::run_webhook(args.into_config()?, registry).await?;
             Ok(Outcome::Success)

@@ -175,6 +175,14 @@ pub struct WebhookArgs {
         action = ArgAction::Set
     )]
     pub leader_election: bool,
+    /// Also audit running pods: re-judge their images when policies change and every
+    /// --audit-interval; Events, signet_audit_* gauges, PolicyReports (needs a cluster).
+    #[arg(long, env = "SIGNET_AUDIT", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub audit: bool,
+    /// Audit loop settings.
+    #[command(flatten)]
+    pub audit_loop: super::audit::AuditLoopArgs,
 }
 
 impl WebhookArgs {
@@ -228,6 +236,16 @@ impl WebhookArgs {
             pod_namespace: self.pod_namespace.clone(),
             leader_election: self.leader_election,
             shutdown_delay: self.drain.shutdown_delay,
+            audit: self.audit.then(|| {
+                let lease_namespace = self.leader_election.then(|| {
+                    self.pod_namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".to_string())
+                });
+                let exempt = self.decision_settings().exempt_namespaces;
+                self.audit_loop
+                    .config(self.pod_name.clone(), exempt, lease_namespace)
+            }),
         })
     }
 }
@@ -332,6 +350,30 @@ mod tests {
                 "{flag}"
             );
         }
+        assert!(defaults.into_config().is_ok_and(|c| c.audit.is_none()));
+        let audit = Cli::try_parse_from([
+            "webhook",
+            "--tls-self-signed",
+            "--audit",
+            "--audit-interval",
+            "10m",
+            "--pod-namespace",
+            "signet-system",
+        ]);
+        let audit = audit.ok().and_then(|c| c.args.into_config().ok());
+        let audit = audit.and_then(|c| c.audit);
+        assert_eq!(
+            audit.as_ref().map(|a| a.interval),
+            Some(Duration::from_secs(600))
+        );
+        assert!(
+            matches!(
+                audit.map(|a| a.publishers),
+                Some(crate::controller::StatusWrites::WhenLeader(l)) if l.lease_name == "signet-audit"
+                    && l.lease_namespace == "signet-system"
+            ),
+            "the audit publishes from the Lease holder only"
+        );
         // TLS is required, by clap.
         assert!(Cli::try_parse_from(["webhook"]).is_err());
         assert!(Cli::try_parse_from(["webhook", "--deadline", "8d", "--tls-self-signed"]).is_err());

@@ -162,13 +162,16 @@ pub enum StatusWrites {
 }
 
 /// Who writes status: no one, everyone (no election) or the Lease holder.
-struct Leadership {
+pub(super) struct Leadership {
     changes: Option<watch::Receiver<bool>>,
-    is_leader: bool,
+    pub(super) is_leader: bool,
 }
 
 impl Leadership {
-    async fn start(client: &Client, writes: StatusWrites) -> Result<Self, ControllerError> {
+    pub(super) async fn start(
+        client: &Client,
+        writes: StatusWrites,
+    ) -> Result<Self, ControllerError> {
         let election = match writes {
             StatusWrites::Never | StatusWrites::Always => {
                 return Ok(Leadership {
@@ -197,7 +200,7 @@ impl Leadership {
     }
 
     /// Waits for a change of leadership; returns the new state.
-    async fn changed(&mut self) -> bool {
+    pub(super) async fn changed(&mut self) -> bool {
         let Some(changes) = &mut self.changes else {
             return std::future::pending().await;
         };

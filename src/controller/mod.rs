@@ -1,6 +1,7 @@
 //! Keeps the policy picture current: watches the resources (cluster) or a policy folder, compiles
 //! them, publishes snapshots for the webhook and the signer, and writes status.
 
+pub mod audit;
 mod cluster;
 mod error;
 mod policy_dir;

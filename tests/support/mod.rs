@@ -12,12 +12,14 @@
 //! - [`softhsm`]: a SoftHSM2 token folder (config, tokens, PIN file).
 //! - [`webhook`]: a registry of signed fixture images, their policy picture, the webhook over TLS.
 //! - [`kube_api`]: a mocked Kubernetes API for the webhook.
+//! - [`audit_api`]: a mocked Kubernetes API for the audit (watches, Events, PolicyReports).
 //! - [`signer`]: keys, rules and an in-process signer for the signer tests.
 //! - [`moto`]: the moto AWS KMS emulator; [`alikms`]: a local Alibaba Cloud KMS endpoint.
 // Each test crate uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
 pub mod alikms;
+pub mod audit_api;
 pub mod image;
 pub mod kms_cli;
 pub mod kube_api;
@@ -28,7 +30,7 @@ pub mod signer;
 pub mod softhsm;
 pub mod webhook;
 
-pub use image::{TestImage, build_test_image, push_multi_arch, push_test_image};
+pub use image::{TestImage, build_test_image, plain_http_client, push_multi_arch, push_test_image};
 pub use registry::{Protection, Registry};
 pub use servers::{
     Answer, BlackHole, CorruptingProxy, Fault, FaultSwitch, ProxyAuth, ProxyOptions,
