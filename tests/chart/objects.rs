@@ -97,11 +97,15 @@ fn rbac_grants_exactly_the_least_privileges() {
         - {apiGroups: [signet.dev], verbs: [patch], resources: [attestors/status,
            verificationpolicies/status, clusterverificationpolicies/status, signingrules/status]}
         - {apiGroups: [""], resources: [namespaces], verbs: [get, list, watch]}
+        - {apiGroups: [""], resources: [pods], verbs: [get, list, watch]}
+        - {apiGroups: [wgpolicyk8s.io], resources: [policyreports], verbs: [get, create, patch]}
         - {apiGroups: [events.k8s.io, ""], resources: [events], verbs: [create, patch]}"#;
     let expected_role = r#"
         - {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [create]}
         - {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, update, patch],
-           resourceNames: [signet-controller]}"#;
+           resourceNames: [signet-controller]}
+        - {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, update, patch],
+           resourceNames: [signet-audit]}"#;
     let expected_signer = r#"
         - {apiGroups: [signet.dev], verbs: [get, list, watch],
            resources: [attestors, verificationpolicies, clusterverificationpolicies, signingrules]}
@@ -157,6 +161,19 @@ fn rbac_grants_exactly_the_least_privileges() {
             "{overrides}"
         );
     }
+    // The audit (on by default) is what reads pods and writes PolicyReports; without it, neither.
+    let without_audit = role_grants(
+        &render("webhook-rbac.yaml", "audit: {enabled: false}"),
+        "ClusterRole",
+    );
+    let audit_grants = expected_grants(
+        "audit",
+        r#"[{apiGroups: [""], resources: [pods], verbs: [get, list, watch]},
+            {apiGroups: [wgpolicyk8s.io], resources: [policyreports], verbs: [get, create, patch]}]"#,
+    );
+    let mut expected = base.clone();
+    expected.retain(|grant| !audit_grants.contains(grant));
+    assert_eq!(without_audit, expected, "audit: {{enabled: false}}");
     let unmanaged = render("webhook-rbac.yaml", "rbac: {create: false}");
     assert_eq!(unmanaged.len(), 1, "only the ServiceAccount: {unmanaged:?}");
     assert_eq!(unmanaged[0]["kind"], Value::from("ServiceAccount"));
