@@ -7,6 +7,7 @@ mod key_ref;
 mod keygen;
 mod pkcs11;
 mod public_key;
+pub mod x509;
 mod signing;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
