@@ -13,7 +13,9 @@ use signet::signature::notation::{
 use signet::signature::sha256_digest;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/notation").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/notation")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -134,7 +136,10 @@ fn notation_envelopes_trusted_through_notations_trust_store_file() {
         NOW,
     )
     .unwrap_err();
-    assert!(err.to_string().contains("not among the trusted identities"), "{err}");
+    assert!(
+        err.to_string().contains("not among the trusted identities"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -164,5 +169,8 @@ fn notation_expired_leaf_with_a_timestamp_is_refused_and_says_the_timestamp_is_n
     .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("is expired at"), "{text}");
-    assert!(text.contains("RFC 3161 timestamp is not verified"), "{text}");
+    assert!(
+        text.contains("RFC 3161 timestamp is not verified"),
+        "{text}"
+    );
 }

@@ -7,8 +7,8 @@ mod key_ref;
 mod keygen;
 mod pkcs11;
 mod public_key;
-pub mod x509;
 mod signing;
+pub mod x509;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use file_key::FileKey;

@@ -244,13 +244,7 @@ impl Certificate {
         let basic_constraints = cert
             .basic_constraints()
             .map_err(|e| malformed("basic constraints", &e))?
-            .map(|ext| {
-                (
-                    ext.critical,
-                    ext.value.ca,
-                    ext.value.path_len_constraint,
-                )
-            });
+            .map(|ext| (ext.critical, ext.value.ca, ext.value.path_len_constraint));
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der_bytes);
         Ok(Certificate {
             der: der_bytes.to_vec(),
@@ -358,48 +352,50 @@ impl Certificate {
                 self.subject, issuer.subject
             ));
         }
-        let algorithm: &'static dyn VerificationAlgorithm =
-            match (&self.signature_algorithm, issuer.key) {
-                (CertSignature::Weak(hash), _) => {
-                    return Err(format!(
-                        "certificate {:?} is signed with {hash}, which is not accepted",
-                        self.subject
-                    ));
-                }
-                (CertSignature::Other(oid), _) => {
-                    return Err(format!(
-                        "certificate {:?} is signed with an unsupported algorithm ({oid})",
-                        self.subject
-                    ));
-                }
-                (CertSignature::RsaPkcs1(h), KeySpec::Rsa(_)) => match h {
-                    Hash::Sha256 => &lc::RSA_PKCS1_2048_8192_SHA256,
-                    Hash::Sha384 => &lc::RSA_PKCS1_2048_8192_SHA384,
-                    Hash::Sha512 => &lc::RSA_PKCS1_2048_8192_SHA512,
-                },
-                (CertSignature::RsaPss(h), KeySpec::Rsa(_)) => match h {
-                    Hash::Sha256 => &lc::RSA_PSS_2048_8192_SHA256,
-                    Hash::Sha384 => &lc::RSA_PSS_2048_8192_SHA384,
-                    Hash::Sha512 => &lc::RSA_PSS_2048_8192_SHA512,
-                },
-                (CertSignature::Ecdsa(h), KeySpec::Ec(bits)) => match (bits, h) {
-                    (256, Hash::Sha256) => &lc::ECDSA_P256_SHA256_ASN1,
-                    (256, Hash::Sha384) => &lc::ECDSA_P256_SHA384_ASN1,
-                    (256, Hash::Sha512) => &lc::ECDSA_P256_SHA512_ASN1,
-                    (384, Hash::Sha256) => &lc::ECDSA_P384_SHA256_ASN1,
-                    (384, Hash::Sha384) => &lc::ECDSA_P384_SHA384_ASN1,
-                    (384, Hash::Sha512) => &lc::ECDSA_P384_SHA512_ASN1,
-                    (_, Hash::Sha256) => &lc::ECDSA_P521_SHA256_ASN1,
-                    (_, Hash::Sha384) => &lc::ECDSA_P521_SHA384_ASN1,
-                    (_, Hash::Sha512) => &lc::ECDSA_P521_SHA512_ASN1,
-                },
-                (_, key) => {
-                    return Err(format!(
-                        "certificate {:?}: its signature algorithm does not fit the issuer's {key} key",
-                        self.subject
-                    ));
-                }
-            };
+        let algorithm: &'static dyn VerificationAlgorithm = match (
+            &self.signature_algorithm,
+            issuer.key,
+        ) {
+            (CertSignature::Weak(hash), _) => {
+                return Err(format!(
+                    "certificate {:?} is signed with {hash}, which is not accepted",
+                    self.subject
+                ));
+            }
+            (CertSignature::Other(oid), _) => {
+                return Err(format!(
+                    "certificate {:?} is signed with an unsupported algorithm ({oid})",
+                    self.subject
+                ));
+            }
+            (CertSignature::RsaPkcs1(h), KeySpec::Rsa(_)) => match h {
+                Hash::Sha256 => &lc::RSA_PKCS1_2048_8192_SHA256,
+                Hash::Sha384 => &lc::RSA_PKCS1_2048_8192_SHA384,
+                Hash::Sha512 => &lc::RSA_PKCS1_2048_8192_SHA512,
+            },
+            (CertSignature::RsaPss(h), KeySpec::Rsa(_)) => match h {
+                Hash::Sha256 => &lc::RSA_PSS_2048_8192_SHA256,
+                Hash::Sha384 => &lc::RSA_PSS_2048_8192_SHA384,
+                Hash::Sha512 => &lc::RSA_PSS_2048_8192_SHA512,
+            },
+            (CertSignature::Ecdsa(h), KeySpec::Ec(bits)) => match (bits, h) {
+                (256, Hash::Sha256) => &lc::ECDSA_P256_SHA256_ASN1,
+                (256, Hash::Sha384) => &lc::ECDSA_P256_SHA384_ASN1,
+                (256, Hash::Sha512) => &lc::ECDSA_P256_SHA512_ASN1,
+                (384, Hash::Sha256) => &lc::ECDSA_P384_SHA256_ASN1,
+                (384, Hash::Sha384) => &lc::ECDSA_P384_SHA384_ASN1,
+                (384, Hash::Sha512) => &lc::ECDSA_P384_SHA512_ASN1,
+                (_, Hash::Sha256) => &lc::ECDSA_P521_SHA256_ASN1,
+                (_, Hash::Sha384) => &lc::ECDSA_P521_SHA384_ASN1,
+                (_, Hash::Sha512) => &lc::ECDSA_P521_SHA512_ASN1,
+            },
+            (_, key) => {
+                return Err(format!(
+                    "certificate {:?}: its signature algorithm does not fit the issuer's {key} key",
+                    self.subject
+                ));
+            }
+        };
         ParsedPublicKey::new(algorithm, &issuer.spki)
             .ok()
             .and_then(|key| key.verify_sig(&self.tbs, &self.signature).ok())

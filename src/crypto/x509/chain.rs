@@ -94,7 +94,11 @@ fn check_key(cert: &Certificate) -> Result<(), X509Error> {
 
 fn check_leaf(cert: &Certificate) -> Result<(), X509Error> {
     let subject = cert.subject();
-    let rule = |text: String| Err(X509Error::Rule(format!("leaf certificate {subject:?}: {text}")));
+    let rule = |text: String| {
+        Err(X509Error::Rule(format!(
+            "leaf certificate {subject:?}: {text}"
+        )))
+    };
     if let Some((_, true, _)) = cert.basic_constraints {
         return rule("basicConstraints must not mark it a CA".into());
     }
@@ -144,7 +148,11 @@ fn check_leaf(cert: &Certificate) -> Result<(), X509Error> {
 /// A CA certificate with `below` CA certificates between it and the leaf.
 fn check_ca(cert: &Certificate, below: usize) -> Result<(), X509Error> {
     let subject = cert.subject();
-    let rule = |text: String| Err(X509Error::Rule(format!("CA certificate {subject:?}: {text}")));
+    let rule = |text: String| {
+        Err(X509Error::Rule(format!(
+            "CA certificate {subject:?}: {text}"
+        )))
+    };
     match cert.basic_constraints {
         Some((true, true, path_len)) => {
             if let Some(max) = path_len

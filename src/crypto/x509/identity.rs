@@ -70,7 +70,10 @@ fn parse_dn(dn: &str) -> Result<BTreeMap<String, String>, String> {
     let mut attributes = BTreeMap::new();
     for rdn in split_unescaped(dn, ',')? {
         if split_unescaped(&rdn, '+')?.len() > 1 {
-            return Err(format!("multi-valued RDN {:?} is not supported", rdn.trim()));
+            return Err(format!(
+                "multi-valued RDN {:?} is not supported",
+                rdn.trim()
+            ));
         }
         let (name, value) = rdn
             .split_once('=')
@@ -126,7 +129,10 @@ fn unescape(text: &str) -> Result<String, String> {
             continue;
         }
         let first = chars.next().ok_or("ends with a lone backslash")?;
-        match (first.to_digit(16), chars.peek().and_then(|c| c.to_digit(16))) {
+        match (
+            first.to_digit(16),
+            chars.peek().and_then(|c| c.to_digit(16)),
+        ) {
             (Some(high), Some(low)) => {
                 chars.next();
                 bytes.push((high * 16 + low) as u8);

@@ -107,9 +107,11 @@ impl TrustStore {
     /// `io.cncf.notary.x509chain.thumbprint#S256` annotation) can reach one of the anchors: lets
     /// a verifier skip a signature before downloading its envelope.
     pub fn may_reach(&self, thumbprints: &[String]) -> bool {
-        self.anchors
-            .iter()
-            .any(|a| thumbprints.iter().any(|t| t.eq_ignore_ascii_case(a.sha256_hex())))
+        self.anchors.iter().any(|a| {
+            thumbprints
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(a.sha256_hex()))
+        })
     }
 
     /// Checks `chain` (leaf first) under the Notary rules at `at` (Unix seconds), that one of

@@ -6,8 +6,8 @@
 use coset::cbor::value::Value;
 use coset::iana::EnumI64;
 use coset::{
-    CoseSign1, CoseSign1Builder, HeaderBuilder, Label, RegisteredLabel,
-    RegisteredLabelWithPrivate, TaggedCborSerializable, iana,
+    CoseSign1, CoseSign1Builder, HeaderBuilder, Label, RegisteredLabel, RegisteredLabelWithPrivate,
+    TaggedCborSerializable, iana,
 };
 
 use super::alg::NotaryAlgorithm;
@@ -24,8 +24,9 @@ fn time(value: &Value, name: &str) -> Result<i64, String> {
         return Err(format!("header {name} is not a tag 1 (epoch) time"));
     };
     match inner.as_ref() {
-        Value::Integer(i) => i64::try_from(i128::from(*i))
-            .map_err(|_| format!("header {name} is out of range")),
+        Value::Integer(i) => {
+            i64::try_from(i128::from(*i)).map_err(|_| format!("header {name} is out of range"))
+        }
         Value::Float(f) if f.is_finite() => Ok(f.floor() as i64),
         _ => Err(format!("header {name} is not a number of seconds")),
     }
@@ -129,25 +130,37 @@ pub(crate) fn unsigned(
     expiry: Option<i64>,
     chain: &[Vec<u8>],
     signing_agent: &str,
+    extra_headers: &[(&str, bool)],
 ) -> Result<(CoseSign1, Vec<u8>), String> {
     let alg = iana::Algorithm::from_i64(algorithm.cose_id())
         .ok_or_else(|| format!("{algorithm} has no COSE identifier"))?;
     let epoch = |t: i64| Value::Tag(1, Box::new(Value::Integer(t.into())));
-    let mut protected = HeaderBuilder::new()
-        .algorithm(alg)
-        .add_critical_label(RegisteredLabelWithPrivate::Text(
-            HEADER_SIGNING_SCHEME.into(),
-        ));
+    let mut protected =
+        HeaderBuilder::new()
+            .algorithm(alg)
+            .add_critical_label(RegisteredLabelWithPrivate::Text(
+                HEADER_SIGNING_SCHEME.into(),
+            ));
     if expiry.is_some() {
         protected =
             protected.add_critical_label(RegisteredLabelWithPrivate::Text(HEADER_EXPIRY.into()));
     }
     protected = protected
         .content_type(PAYLOAD_MEDIA_TYPE.into())
-        .text_value(HEADER_SIGNING_SCHEME.into(), Value::Text(SCHEME_X509.into()))
+        .text_value(
+            HEADER_SIGNING_SCHEME.into(),
+            Value::Text(SCHEME_X509.into()),
+        )
         .text_value(HEADER_SIGNING_TIME.into(), epoch(signing_time));
     if let Some(expiry) = expiry {
         protected = protected.text_value(HEADER_EXPIRY.into(), epoch(expiry));
+    }
+    for (name, critical) in extra_headers {
+        protected = protected.text_value((*name).into(), Value::Text("x".into()));
+        if *critical {
+            protected =
+                protected.add_critical_label(RegisteredLabelWithPrivate::Text((*name).into()));
+        }
     }
     let unprotected = HeaderBuilder::new()
         .value(

@@ -84,13 +84,16 @@ pub(crate) struct Envelope {
 impl Envelope {
     /// The Notary header rules; says which is broken.
     pub(crate) fn check_headers(&self) -> Result<NotaryAlgorithm, String> {
-        let algorithm = self
-            .algorithm
-            .clone()
-            .map_err(|alg| format!("algorithm {alg} is not allowed (PS256/384/512, ES256/384/512)"))?;
+        let algorithm = self.algorithm.clone().map_err(|alg| {
+            format!("algorithm {alg} is not allowed (PS256/384/512, ES256/384/512)")
+        })?;
         match self.content_type.as_deref() {
             Some(PAYLOAD_MEDIA_TYPE) => {}
-            Some(other) => return Err(format!("content type {other:?} is not {PAYLOAD_MEDIA_TYPE}")),
+            Some(other) => {
+                return Err(format!(
+                    "content type {other:?} is not {PAYLOAD_MEDIA_TYPE}"
+                ));
+            }
             None => return Err("content type (cty) is missing".into()),
         }
         for plugin in [HEADER_PLUGIN, HEADER_PLUGIN_MIN_VERSION] {
@@ -128,7 +131,8 @@ impl Envelope {
             }
         }
         for name in &self.critical {
-            let known = name == HEADER_SIGNING_SCHEME || (name == HEADER_EXPIRY && self.expiry.is_some());
+            let known =
+                name == HEADER_SIGNING_SCHEME || (name == HEADER_EXPIRY && self.expiry.is_some());
             if !known {
                 return Err(format!("unknown critical header {name:?}"));
             }

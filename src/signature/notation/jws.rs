@@ -146,6 +146,7 @@ pub(crate) fn signing_input(
     payload: &[u8],
     signing_time: i64,
     expiry: Option<i64>,
+    extra_headers: &[(&str, bool)],
 ) -> Result<(String, String), String> {
     let rfc3339 = |t: i64| {
         jiff::Timestamp::from_second(t)
@@ -158,15 +159,27 @@ pub(crate) fn signing_input(
     if expiry.is_some() {
         crit.push(Value::from(HEADER_EXPIRY));
     }
+    for (name, critical) in extra_headers {
+        header.insert((*name).into(), Value::from("x"));
+        if *critical {
+            crit.push(Value::from(*name));
+        }
+    }
     header.insert("crit".into(), Value::Array(crit));
     header.insert("cty".into(), Value::from(PAYLOAD_MEDIA_TYPE));
     header.insert(HEADER_SIGNING_SCHEME.into(), Value::from(SCHEME_X509));
-    header.insert(HEADER_SIGNING_TIME.into(), Value::from(rfc3339(signing_time)?));
+    header.insert(
+        HEADER_SIGNING_TIME.into(),
+        Value::from(rfc3339(signing_time)?),
+    );
     if let Some(expiry) = expiry {
         header.insert(HEADER_EXPIRY.into(), Value::from(rfc3339(expiry)?));
     }
     let json = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
-    Ok((URL_SAFE_NO_PAD.encode(json), URL_SAFE_NO_PAD.encode(payload)))
+    Ok((
+        URL_SAFE_NO_PAD.encode(json),
+        URL_SAFE_NO_PAD.encode(payload),
+    ))
 }
 
 /// The envelope bytes from the parts [`signing_input`] returned, the raw signature and the DER

@@ -35,7 +35,11 @@ struct ManifestDoc {
     schema_version: u32,
     #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
     media_type: Option<String>,
-    #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     artifact_type: Option<String>,
     config: Blob,
     #[serde(default)]
@@ -63,15 +67,17 @@ pub struct SignatureManifest {
 
 /// Recognises a Notation signature manifest; says why the bytes are not one.
 pub fn parse_signature_manifest(bytes: &[u8]) -> Result<SignatureManifest, String> {
-    let doc: ManifestDoc = serde_json::from_slice(bytes)
-        .map_err(|e| format!("not an OCI image manifest: {e}"))?;
+    let doc: ManifestDoc =
+        serde_json::from_slice(bytes).map_err(|e| format!("not an OCI image manifest: {e}"))?;
     if doc.schema_version != 2 {
         return Err(format!("schemaVersion {} (expected 2)", doc.schema_version));
     }
     if let Some(media_type) = &doc.media_type
         && media_type != OCI_MANIFEST_MEDIA_TYPE
     {
-        return Err(format!("media type {media_type} is not an OCI image manifest"));
+        return Err(format!(
+            "media type {media_type} is not an OCI image manifest"
+        ));
     }
     let recognised = match doc.artifact_type.as_deref() {
         Some(NOTATION_ARTIFACT_TYPE) => doc.config.media_type == EMPTY_CONFIG_MEDIA_TYPE,

@@ -121,7 +121,10 @@ impl fmt::Display for NotationRejection {
                 "annotation {THUMBPRINT_ANNOTATION} does not match the envelope's certificate chain"
             ),
             NotationRejection::BadSignature => {
-                write!(f, "signature does not verify under the leaf certificate's key")
+                write!(
+                    f,
+                    "signature does not verify under the leaf certificate's key"
+                )
             }
             NotationRejection::Certificate {
                 error,
@@ -155,7 +158,8 @@ pub fn verify_notation(
     trust: &TrustStore,
     now: i64,
 ) -> Result<NotationClaims, NotationRejection> {
-    let recognised = parse_signature_manifest(manifest).map_err(NotationRejection::NotASignature)?;
+    let recognised =
+        parse_signature_manifest(manifest).map_err(NotationRejection::NotASignature)?;
     if sha256_digest(envelope) != recognised.envelope_digest
         || envelope.len() as u64 != recognised.envelope_size
     {
@@ -213,20 +217,25 @@ pub fn verify_notation(
     }
     ParsedPublicKey::new(alg.verification(), leaf.spki_der())
         .ok()
-        .and_then(|key| key.verify_sig(&parsed.signing_input, &parsed.signature).ok())
+        .and_then(|key| {
+            key.verify_sig(&parsed.signing_input, &parsed.signature)
+                .ok()
+        })
         .ok_or(NotationRejection::BadSignature)?;
-    let anchor = trust
-        .verify_chain(&chain, now)
-        .map_err(|error| NotationRejection::Certificate {
-            error,
-            timestamp_ignored: parsed.has_timestamp,
-        })?;
+    let anchor =
+        trust
+            .verify_chain(&chain, now)
+            .map_err(|error| NotationRejection::Certificate {
+                error,
+                timestamp_ignored: parsed.has_timestamp,
+            })?;
     if let Some(expiry) = parsed.expiry
         && expiry < now
     {
         return Err(NotationRejection::Expired(rfc3339(expiry)));
     }
-    let signed = payload::parse_payload(&parsed.payload).map_err(NotationRejection::MalformedEnvelope)?;
+    let signed =
+        payload::parse_payload(&parsed.payload).map_err(NotationRejection::MalformedEnvelope)?;
     payload::check_target(&signed, target).map_err(NotationRejection::OtherTarget)?;
     Ok(NotationClaims {
         format: parsed.format,

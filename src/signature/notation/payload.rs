@@ -47,7 +47,10 @@ pub(crate) fn build_payload(target: &TargetArtifact) -> Vec<u8> {
 }
 
 /// Whether the signed descriptor is the admitted one; names the first field that differs.
-pub(crate) fn check_target(signed: &TargetArtifact, admitted: &TargetArtifact) -> Result<(), String> {
+pub(crate) fn check_target(
+    signed: &TargetArtifact,
+    admitted: &TargetArtifact,
+) -> Result<(), String> {
     if !signed.digest.eq_ignore_ascii_case(&admitted.digest) {
         return Err(format!("signature for another digest ({})", signed.digest));
     }

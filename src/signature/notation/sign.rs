@@ -46,7 +46,10 @@ pub struct SignedNotation {
 }
 
 /// Which Notary algorithm `key` signs as, given the leaf certificate; says why none.
-fn algorithm_for(key: &dyn SigningKey, leaf: &Certificate) -> Result<NotaryAlgorithm, NotationError> {
+fn algorithm_for(
+    key: &dyn SigningKey,
+    leaf: &Certificate,
+) -> Result<NotaryAlgorithm, NotationError> {
     let Some(alg) = NotaryAlgorithm::for_key(leaf.key_spec()) else {
         return Err(NotationError::KeyMismatch(format!(
             "the leaf certificate's {} key has no Notary algorithm",
@@ -107,6 +110,37 @@ pub fn sign_notation(
     now: i64,
     expiry: Option<i64>,
 ) -> Result<SignedNotation, NotationError> {
+    sign_with(
+        key,
+        chain,
+        target,
+        format,
+        now,
+        expiry,
+        &Unchecked::default(),
+    )
+}
+
+/// Rules the tests break on purpose to produce envelopes a verifier must refuse.
+#[derive(Default)]
+pub(crate) struct Unchecked<'a> {
+    /// Sign even when the chain breaks a Notary rule.
+    pub(crate) skip_chain_check: bool,
+    /// Write this `alg` instead of the one the leaf key demands.
+    pub(crate) alg: Option<NotaryAlgorithm>,
+    /// Extra protected headers (name, marked critical), with the value `"x"`.
+    pub(crate) extra_headers: &'a [(&'a str, bool)],
+}
+
+pub(crate) fn sign_with(
+    key: &dyn SigningKey,
+    chain: &[Certificate],
+    target: &TargetArtifact,
+    format: EnvelopeFormat,
+    now: i64,
+    expiry: Option<i64>,
+    unchecked: &Unchecked<'_>,
+) -> Result<SignedNotation, NotationError> {
     let Some(leaf) = chain.first() else {
         return Err(NotationError::Chain(X509Error::Rule(
             "the certificate chain is empty".into(),
@@ -119,8 +153,13 @@ pub fn sign_notation(
             key.key_id()
         )));
     }
-    validate_code_signing_chain(chain, now)?;
-    let alg = algorithm_for(key, leaf)?;
+    if !unchecked.skip_chain_check {
+        validate_code_signing_chain(chain, now)?;
+    }
+    let alg = match unchecked.alg {
+        Some(alg) => alg,
+        None => algorithm_for(key, leaf)?,
+    };
     let chain_der: Vec<Vec<u8>> = chain.iter().map(|c| c.der().to_vec()).collect();
     let payload = build_payload(target);
     let finish = |signature: Vec<u8>, input: &[u8]| -> Result<Vec<u8>, NotationError> {
@@ -139,16 +178,30 @@ pub fn sign_notation(
     };
     let envelope = match format {
         EnvelopeFormat::Jws => {
-            let (protected, payload_b64) = jws::signing_input(alg, &payload, now, expiry)
-                .map_err(NotationError::Encode)?;
+            let (protected, payload_b64) =
+                jws::signing_input(alg, &payload, now, expiry, unchecked.extra_headers)
+                    .map_err(NotationError::Encode)?;
             let input = format!("{protected}.{payload_b64}");
             let signature = finish(key.sign(input.as_bytes())?, input.as_bytes())?;
-            jws::assemble(protected, payload_b64, &signature, &chain_der, SIGNING_AGENT)
+            jws::assemble(
+                protected,
+                payload_b64,
+                &signature,
+                &chain_der,
+                SIGNING_AGENT,
+            )
         }
         EnvelopeFormat::Cose => {
-            let (sign1, input) =
-                cose::unsigned(alg, &payload, now, expiry, &chain_der, SIGNING_AGENT)
-                    .map_err(NotationError::Encode)?;
+            let (sign1, input) = cose::unsigned(
+                alg,
+                &payload,
+                now,
+                expiry,
+                &chain_der,
+                SIGNING_AGENT,
+                unchecked.extra_headers,
+            )
+            .map_err(NotationError::Encode)?;
             let signature = finish(key.sign(&input)?, &input)?;
             cose::assemble(sign1, signature).map_err(NotationError::Encode)?
         }
