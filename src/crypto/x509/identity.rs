@@ -67,7 +67,13 @@ impl TrustedIdentity {
 
 /// RFC 4514 distinguished name -> attributes; refuses multi-valued RDNs and repeated types.
 fn parse_dn(dn: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut attributes = BTreeMap::new();
+    Ok(parse_dn_ordered(dn)?.into_iter().collect())
+}
+
+/// RFC 4514 distinguished name -> attributes in written order (short names upper-cased, `S` read
+/// as `ST`); refuses multi-valued RDNs, repeated types and empty names.
+pub(crate) fn parse_dn_ordered(dn: &str) -> Result<Vec<(String, String)>, String> {
+    let mut attributes: Vec<(String, String)> = Vec::new();
     for rdn in split_unescaped(dn, ',')? {
         if split_unescaped(&rdn, '+')?.len() > 1 {
             return Err(format!(
@@ -86,9 +92,10 @@ fn parse_dn(dn: &str) -> Result<BTreeMap<String, String>, String> {
         if name.is_empty() || value.is_empty() {
             return Err(format!("{:?} has an empty type or value", rdn.trim()));
         }
-        if attributes.insert(name.clone(), value).is_some() {
+        if attributes.iter().any(|(n, _)| *n == name) {
             return Err(format!("{name} appears more than once"));
         }
+        attributes.push((name, value));
     }
     if attributes.is_empty() {
         return Err("no attributes".into());

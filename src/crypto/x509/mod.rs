@@ -16,11 +16,13 @@
 mod certificate;
 mod chain;
 mod identity;
+mod self_signed;
 mod store;
 
 pub use certificate::{Certificate, KeySpec};
 pub use chain::validate_code_signing_chain;
 pub use identity::TrustedIdentity;
+pub use self_signed::self_signed_code_signing_certificate;
 pub use store::{AnchorInfo, TrustStore};
 
 /// Why a certificate, chain, trust anchor or trusted identity is refused. Each message names the
