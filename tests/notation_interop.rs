@@ -2,6 +2,10 @@
 //! tests/fixtures/notation/SOURCE) verify in signet, and the ones that must fail fail for the
 //! right reason.
 
+// Helpers outside `#[test]` functions fail by panicking, as tests do (clippy.toml covers only
+// `#[test]` code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 
 use base64::Engine;

@@ -199,11 +199,7 @@ impl Certificate {
                 value.to_string(),
             ));
         }
-        let params = cert
-            .signature_algorithm
-            .parameters
-            .as_ref()
-            .map(|p| p.data.as_ref());
+        let params = cert.signature_algorithm.parameters.as_ref().map(|p| p.data);
         let signature_algorithm =
             signature_algorithm(&cert.signature_algorithm.algorithm.to_id_string(), params);
         let spki = cert.public_key();

@@ -440,7 +440,8 @@ fn payload_naming_another_digest_size_or_media_type_is_refused() {
     let chain = self_signed(&key, leaf_params("release"));
     let trust = TrustStore::new(&chain[0].to_pem(), &[], None).unwrap();
     let admitted = target();
-    let variants: [(fn(&mut TargetArtifact), &str); 3] = [
+    type Change = fn(&mut TargetArtifact);
+    let variants: [(Change, &str); 3] = [
         (
             |t| {
                 t.digest =
