@@ -70,8 +70,9 @@ fn snapshot() -> Snapshot {
                     description: None,
                     keys: vec![AttestorKey {
                         id: Some(format!("key-{i}")),
-                        algorithm: Algorithm::EcdsaP256Sha256,
-                        public_key: key.to_pem(),
+                        algorithm: Some(Algorithm::EcdsaP256Sha256),
+                        public_key: Some(key.to_pem()),
+                        ..Default::default()
                     }],
                 },
             )

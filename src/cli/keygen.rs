@@ -1,4 +1,5 @@
-//! `signet keygen`: a key pair in files, or a non-extractable key on a PKCS#11 token.
+//! `signet keygen`: a key pair in files, or a non-extractable key on a PKCS#11 token; with
+//! `--certificate`, also a self-signed code-signing certificate for Notation signing.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,21 @@ pub struct KeygenArgs {
     /// RSA modulus size (2048, 3072, 4096); default 3072.
     #[arg(long, env = "SIGNET_KEYGEN_BITS")]
     pub bits: Option<u32>,
+    /// Also write PREFIX.crt: a self-signed code-signing certificate for the key, meeting the
+    /// Notary Project's leaf rules (for trying Notation signing; RSA keys default to 2048 bits).
+    #[arg(
+        long,
+        env = "SIGNET_KEYGEN_CERTIFICATE",
+        requires = "subject",
+        conflicts_with = "pkcs11_token"
+    )]
+    pub certificate: bool,
+    /// Subject of the certificate, e.g. "CN=release,O=acme,C=US".
+    #[arg(long, env = "SIGNET_KEYGEN_SUBJECT", requires = "certificate")]
+    pub subject: Option<String>,
+    /// Validity of the certificate in days, from today (UTC).
+    #[arg(long, env = "SIGNET_KEYGEN_CERTIFICATE_DAYS", default_value_t = 365)]
+    pub certificate_days: u32,
     /// Where to create the key on a token instead of in a file.
     #[command(flatten)]
     pub pkcs11: Pkcs11KeygenArgs,
@@ -47,12 +63,61 @@ pub fn run(args: KeygenArgs) -> Result<Outcome, CliError> {
         keygen_on_token(args.algorithm, &args.output, token, &args.pkcs11)?;
         return Ok(Outcome::Success);
     }
+    if let Some(subject) = args.subject.as_deref().filter(|_| args.certificate) {
+        return keygen_with_certificate(&args, subject);
+    }
     let key = crypto::generate_key_pair(args.algorithm, args.bits)?;
     let (private, public) = crypto::write_key_pair(&args.output, &key)?;
     println!(
         "private key: {}\npublic key: {}",
         private.display(),
         public.display()
+    );
+    Ok(Outcome::Success)
+}
+
+/// A key pair and its self-signed code-signing certificate (`PREFIX.crt`).
+fn keygen_with_certificate(args: &KeygenArgs, subject: &str) -> Result<Outcome, CliError> {
+    // Notary demands PS256 of an RSA-2048 key, PS384 of 3072 bits: signet's RSA_PSS_SHA_256
+    // keys make PS256 only, so a Notation RSA key has 2048 bits.
+    let bits = match (args.algorithm.is_rsa(), args.bits) {
+        (true, None | Some(2048)) => Some(2048),
+        (true, Some(other)) => {
+            return Err(CliError::Usage(format!(
+                "--certificate with an RSA key needs 2048 bits (Notary requires PS384 for {other} bits, which {} keys cannot make)",
+                args.algorithm
+            )));
+        }
+        (false, bits) => bits,
+    };
+    let mut certificate_path = args.output.as_os_str().to_owned();
+    certificate_path.push(".crt");
+    let certificate_path = PathBuf::from(certificate_path);
+    if certificate_path.symlink_metadata().is_ok() {
+        return Err(CliError::Usage(format!(
+            "refusing to overwrite existing file {}",
+            certificate_path.display()
+        )));
+    }
+    let key = crypto::generate_key_pair(args.algorithm, bits)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let pem = crypto::x509::self_signed_code_signing_certificate(
+        key.private_key_pem(),
+        args.algorithm,
+        subject,
+        now,
+        args.certificate_days,
+    )?;
+    let (private, public) = crypto::write_key_pair(&args.output, &key)?;
+    write_new_file(&certificate_path, pem.as_bytes())?;
+    println!(
+        "private key: {}\npublic key: {}\ncertificate: {}",
+        private.display(),
+        public.display(),
+        certificate_path.display()
     );
     Ok(Outcome::Success)
 }

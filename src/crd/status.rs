@@ -40,7 +40,9 @@ pub struct AttestorStatus {
     pub keys: Vec<KeyStatus>,
 }
 
-/// One parsed attestor key, as reported in the Attestor's status.
+/// One parsed attestor key, as reported in the Attestor's status: a public key (algorithm and
+/// fingerprint), or one trust anchor certificate of a `certificates` key (subject, expiry and
+/// fingerprint; a bundle of several anchors gives one entry each).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyStatus {
@@ -50,8 +52,15 @@ pub struct KeyStatus {
     /// What verdicts call the key: its `id`, else its fingerprint (the Attestor's "Keys" column).
     #[serde(default)]
     pub name: String,
-    /// The algorithm the key verifies with.
-    pub algorithm: Algorithm,
-    /// `sha256:<hex of the SubjectPublicKeyInfo DER>`.
+    /// The algorithm a public key verifies with; absent for a certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<Algorithm>,
+    /// `sha256:<hex>` of the SubjectPublicKeyInfo DER (public key) or of the certificate DER.
     pub fingerprint: String,
+    /// A certificate's subject (`C=US, O=acme, CN=Acme Root`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// A certificate's notAfter, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<String>,
 }

@@ -254,9 +254,22 @@ fn validations_the_api_server_enforces() {
         property(&attestor, "spec.keys.algorithm")["enum"],
         algorithms
     );
+    // A key is a public key with its algorithm, or certificates: CEL rules say so.
+    let key = &attestor["properties"]["spec"]["properties"]["keys"]["items"];
+    assert_eq!(key["required"], serde_json::Value::Null);
+    let rules: Vec<&str> = key["x-kubernetes-validations"]
+        .as_array()
+        .expect("x-kubernetes-validations on spec.keys[]")
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        attestor["properties"]["spec"]["properties"]["keys"]["items"]["required"],
-        serde_json::json!(["algorithm", "publicKey"])
+        rules,
+        [
+            "has(self.publicKey) != has(self.certificates)",
+            "!has(self.publicKey) || has(self.algorithm)",
+            "has(self.certificates) || (!has(self.trustedIdentities) && !has(self.tsaCertificates))"
+        ]
     );
     for kind in ["VerificationPolicy", "ClusterVerificationPolicy"] {
         let s = schema(kind);
@@ -316,9 +329,20 @@ fn design_examples_deserialise() {
     .unwrap();
     assert_eq!(
         attestor.spec.keys[0].algorithm,
-        crate::crypto::Algorithm::RsaPssSha256
+        Some(crate::crypto::Algorithm::RsaPssSha256)
     );
     assert_eq!(attestor.spec.keys[0].id.as_deref(), Some("kms-4a2ef103"));
+    let notation: Attestor = serde_yaml_ng::from_str(
+        "apiVersion: signet.dev/v1alpha1\nkind: Attestor\nmetadata: {name: release}\nspec:\n  keys:\n  - id: release-ca\n    certificates: |\n      -----BEGIN CERTIFICATE-----\n    trustedIdentities: [\"x509.subject: C=US, O=acme, CN=release\"]\n    tsaCertificates: |\n      -----BEGIN CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let key = &notation.spec.keys[0];
+    assert_eq!((key.algorithm, key.public_key.as_deref()), (None, None));
+    assert!(key.certificates.is_some() && key.tsa_certificates.is_some());
+    assert_eq!(
+        key.trusted_identities,
+        ["x509.subject: C=US, O=acme, CN=release"]
+    );
 
     let policy: ClusterVerificationPolicy = serde_yaml_ng::from_str(
         "apiVersion: signet.dev/v1alpha1\nkind: ClusterVerificationPolicy\nmetadata: {name: prod-images}\nspec:\n  namespaceSelector: {matchLabels: {tier: prod}}\n  images: [\"registry.example.com/prod/**\"]\n  exclude: []\n  attestors: [release, qa]\n  required: 1\n  signatureType: Default\n  mode: Enforce\n",

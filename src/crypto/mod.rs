@@ -9,6 +9,7 @@ mod kms;
 mod pkcs11;
 mod public_key;
 mod signing;
+pub mod x509;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use file_key::FileKey;

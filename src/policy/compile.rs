@@ -3,6 +3,7 @@
 //! status, and the object still governs what it matches (fail closed).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use kube::ResourceExt;
 
@@ -12,8 +13,9 @@ use super::selector::NamespaceSelector;
 use super::{
     Compiled, EngineOptions, NotReadyReason, ObjectKind, ObjectStatus, PolicyInputs, SpecProblem,
 };
-use crate::crd::{Attestor, KeyStatus, Mode, PolicyRules};
+use crate::crd::{Attestor, AttestorKey, KeyStatus, Mode, PolicyRules};
 use crate::crypto::PublicKey;
+use crate::crypto::x509::{Certificate, TrustStore, X509Error};
 use crate::reference::{Glob, ImageRef};
 use crate::signature::SignatureType;
 
@@ -24,6 +26,11 @@ pub(crate) struct CompiledAttestor {
     pub(crate) keys: Vec<PublicKey>,
     /// Per key: the spec's `id`, else the fingerprint; shown in verdicts.
     pub(crate) key_labels: Vec<String>,
+    /// The X.509 trust material of each `certificates` key (Notation signatures), parsed once
+    /// and shared: what `signature::notation::verify_notation` takes.
+    pub(crate) trust_stores: Vec<Arc<TrustStore>>,
+    /// Per trust store: the spec's `id`, else the first anchor's subject; shown in verdicts.
+    pub(crate) trust_labels: Vec<String>,
     /// Why the attestor cannot be used, in verdict words (`key kms-1 invalid`); `None` = Ready.
     pub(crate) unusable: Option<String>,
     /// The condition reason policies naming it inherit.
@@ -150,6 +157,22 @@ impl Snapshot {
     /// The flags the snapshot was compiled with.
     pub fn options(&self) -> EngineOptions {
         self.options
+    }
+
+    /// The Notation trust material of the Attestor `name`: one `(label, store)` per
+    /// `certificates` key, for `signature::notation::verify_notation`. Empty when the Attestor
+    /// is missing, not Ready, or has no certificate keys.
+    pub fn notation_trust(&self, name: &str) -> Vec<(&str, &TrustStore)> {
+        self.attestors
+            .iter()
+            .filter(|a| a.name == name && a.unusable.is_none())
+            .flat_map(|a| {
+                a.trust_labels
+                    .iter()
+                    .map(String::as_str)
+                    .zip(a.trust_stores.iter().map(|s| s.as_ref()))
+            })
+            .collect()
     }
 
     /// The policies that govern `image` in `namespace`, in snapshot order. Empty means no
@@ -358,6 +381,12 @@ fn compile_attestors(
     inputs: &[Attestor],
     statuses: &mut Vec<ObjectStatus>,
 ) -> Vec<CompiledAttestor> {
+    // The one clock read of compilation: an expired trust anchor makes its Attestor not Ready.
+    // It is judged again at each recompilation; verification checks validity at its own time.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> = inputs
         .iter()
@@ -384,34 +413,25 @@ fn compile_attestors(
                 ));
                 unusable.get_or_insert_with(|| "attestor has no keys".to_string());
             }
-            let mut keys = Vec::new();
-            let mut key_labels = Vec::new();
-            let mut key_statuses = Vec::new();
+            let mut compiled_keys = CompiledKeys::default();
             for (i, key) in attestor.spec.keys.iter().enumerate() {
-                let label = key.id.clone().filter(|id| !id.is_empty());
-                match PublicKey::from_pem(&key.public_key, key.algorithm) {
-                    Ok(parsed) => {
-                        key_statuses.push(KeyStatus {
-                            id: key.id.clone(),
-                            name: label
-                                .clone()
-                                .unwrap_or_else(|| parsed.fingerprint().to_string()),
-                            algorithm: key.algorithm,
-                            fingerprint: parsed.fingerprint().to_string(),
-                        });
-                        key_labels.push(label.unwrap_or_else(|| parsed.fingerprint().to_string()));
-                        keys.push(parsed);
-                    }
-                    Err(e) => {
-                        problems.push(SpecProblem::InvalidKey {
-                            field: format!("spec.keys[{i}].publicKey"),
-                            reason: e.to_string(),
-                        });
-                        let label = label.unwrap_or_else(|| format!("spec.keys[{i}]"));
-                        unusable.get_or_insert_with(|| format!("key {label} invalid"));
-                    }
+                if let Err(problem) = compiled_keys.add(i, key, now) {
+                    problems.push(problem);
+                    let label = key
+                        .id
+                        .clone()
+                        .filter(|id| !id.is_empty())
+                        .unwrap_or_else(|| format!("spec.keys[{i}]"));
+                    unusable.get_or_insert_with(|| format!("key {label} invalid"));
                 }
             }
+            let CompiledKeys {
+                keys,
+                key_labels,
+                trust_stores,
+                trust_labels,
+                statuses: key_statuses,
+            } = compiled_keys;
             statuses.push(ObjectStatus::new(
                 ObjectKind::Attestor,
                 None,
@@ -424,6 +444,8 @@ fn compile_attestors(
                 name,
                 keys,
                 key_labels,
+                trust_stores,
+                trust_labels,
                 reason: problems.first().map(SpecProblem::reason),
                 unusable,
             }
@@ -556,5 +578,109 @@ fn compile_policy(
         selector,
         own_problems: problems,
         attestor_problems,
+    }
+}
+
+/// The keys of one Attestor as they compile: public keys and trust stores, with their labels
+/// and status entries.
+#[derive(Default)]
+struct CompiledKeys {
+    keys: Vec<PublicKey>,
+    key_labels: Vec<String>,
+    trust_stores: Vec<Arc<TrustStore>>,
+    trust_labels: Vec<String>,
+    statuses: Vec<KeyStatus>,
+}
+
+impl CompiledKeys {
+    /// Compiles `spec.keys[i]`; the problem names the field at fault.
+    fn add(&mut self, i: usize, key: &AttestorKey, now: i64) -> Result<(), SpecProblem> {
+        let invalid = |field: &str, reason: String| SpecProblem::InvalidKey {
+            field: format!("spec.keys[{i}]{field}"),
+            reason,
+        };
+        let label = key.id.clone().filter(|id| !id.is_empty());
+        match (&key.public_key, &key.certificates) {
+            (Some(pem), None) => {
+                if !key.trusted_identities.is_empty() || key.tsa_certificates.is_some() {
+                    return Err(invalid(
+                        "",
+                        "trustedIdentities and tsaCertificates go with certificates, not publicKey"
+                            .into(),
+                    ));
+                }
+                let Some(algorithm) = key.algorithm else {
+                    return Err(invalid(
+                        ".algorithm",
+                        "required with publicKey (RSA keys cannot tell PSS from PKCS#1 v1.5)"
+                            .into(),
+                    ));
+                };
+                let parsed = PublicKey::from_pem(pem, algorithm)
+                    .map_err(|e| invalid(".publicKey", e.to_string()))?;
+                self.statuses.push(KeyStatus {
+                    id: key.id.clone(),
+                    name: label
+                        .clone()
+                        .unwrap_or_else(|| parsed.fingerprint().to_string()),
+                    algorithm: Some(algorithm),
+                    fingerprint: parsed.fingerprint().to_string(),
+                    subject: None,
+                    expiry: None,
+                });
+                self.key_labels
+                    .push(label.unwrap_or_else(|| parsed.fingerprint().to_string()));
+                self.keys.push(parsed);
+                Ok(())
+            }
+            (None, Some(pem)) => {
+                if let Some(tsa) = &key.tsa_certificates {
+                    Certificate::from_pem_bundle(tsa)
+                        .map_err(|e| invalid(".tsaCertificates", e.to_string()))?;
+                }
+                let store = TrustStore::new(
+                    pem,
+                    &key.trusted_identities,
+                    key.tsa_certificates.as_deref(),
+                )
+                .map_err(|e| match e {
+                    X509Error::BadIdentity { .. } => invalid(".trustedIdentities", e.to_string()),
+                    other => invalid(".certificates", other.to_string()),
+                })?;
+                for anchor in store.anchor_info() {
+                    self.statuses.push(KeyStatus {
+                        id: key.id.clone(),
+                        name: label.clone().unwrap_or_else(|| anchor.fingerprint.clone()),
+                        algorithm: None,
+                        fingerprint: anchor.fingerprint,
+                        subject: Some(anchor.subject),
+                        expiry: Some(anchor.expiry),
+                    });
+                }
+                let expired = store.expired_anchors(now);
+                if !expired.is_empty() {
+                    return Err(invalid(
+                        ".certificates",
+                        format!("trust anchor {}", expired.join(", ")),
+                    ));
+                }
+                let first = store
+                    .anchors()
+                    .first()
+                    .map(|a| a.subject().to_string())
+                    .unwrap_or_default();
+                self.trust_labels.push(label.unwrap_or(first));
+                self.trust_stores.push(Arc::new(store));
+                Ok(())
+            }
+            (Some(_), Some(_)) => Err(invalid(
+                "",
+                "publicKey and certificates exclude each other: one key is one or the other".into(),
+            )),
+            (None, None) => Err(invalid(
+                "",
+                "needs publicKey (with algorithm) or certificates".into(),
+            )),
+        }
     }
 }

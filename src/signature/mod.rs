@@ -3,6 +3,7 @@
 
 mod check;
 mod layout;
+pub mod notation;
 mod payload;
 
 pub use check::{Accepted, Rejection, StoredSignature, check_claims, check_signature};

@@ -2,6 +2,7 @@
 //! `accepts` / `rejects` helpers, a table of cases (`table.rs`) and bad inputs (`bad_input.rs`).
 
 mod bad_input;
+mod certificate_keys;
 mod spellings;
 mod table;
 

@@ -1,0 +1,137 @@
+//! The trust material of one Attestor key for Notation signatures: root certificates (or
+//! self-signed leaves), optional trusted identities, optional TSA roots; compiled once.
+
+use super::certificate::Certificate;
+use super::chain::validate_chain_with;
+use super::identity::TrustedIdentity;
+use super::{X509Error, rfc3339};
+
+/// What status shows of one trust anchor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnchorInfo {
+    /// The anchor's subject.
+    pub subject: String,
+    /// notAfter, RFC 3339.
+    pub expiry: String,
+    /// `sha256:<hex of the DER>`.
+    pub fingerprint: String,
+}
+
+/// Roots a Notation chain must reach, who among their signers is trusted, and TSA roots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustStore {
+    anchors: Vec<Certificate>,
+    identities: Vec<TrustedIdentity>,
+    tsa: Vec<Certificate>,
+}
+
+impl TrustStore {
+    /// Parses the PEM bundle of anchors, the trusted identities (none = any signer the anchors
+    /// vouch for) and the optional TSA roots bundle. Each anchor must be a CA certificate or a
+    /// self-signed leaf; expiry is not judged here (see [`TrustStore::expired_anchors`]).
+    pub fn new(
+        certificates_pem: &str,
+        identities: &[String],
+        tsa_pem: Option<&str>,
+    ) -> Result<Self, X509Error> {
+        let anchors = Certificate::from_pem_bundle(certificates_pem)?;
+        for anchor in &anchors {
+            let is_ca = matches!(anchor.basic_constraints, Some((_, true, _)));
+            if !is_ca && !anchor.is_self_issued() {
+                return Err(X509Error::Rule(format!(
+                    "trust anchor {:?} is neither a CA certificate nor self-signed",
+                    anchor.subject()
+                )));
+            }
+            if anchor.is_self_issued() {
+                anchor
+                    .check_issued_by(anchor)
+                    .map_err(|why| X509Error::Rule(format!("trust anchor: {why}")))?;
+            }
+        }
+        let identities = identities
+            .iter()
+            .map(|text| TrustedIdentity::parse(text))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tsa = match tsa_pem {
+            Some(pem) => Certificate::from_pem_bundle(pem)?,
+            None => Vec::new(),
+        };
+        Ok(TrustStore {
+            anchors,
+            identities,
+            tsa,
+        })
+    }
+
+    /// The anchors, in bundle order.
+    pub fn anchors(&self) -> &[Certificate] {
+        &self.anchors
+    }
+
+    /// The TSA roots (kept for RFC 3161 countersignatures, which are not verified yet).
+    pub fn tsa_roots(&self) -> &[Certificate] {
+        &self.tsa
+    }
+
+    /// Subject, expiry and fingerprint of each anchor, for status.
+    pub fn anchor_info(&self) -> Vec<AnchorInfo> {
+        self.anchors
+            .iter()
+            .map(|a| AnchorInfo {
+                subject: a.subject().to_string(),
+                expiry: rfc3339(a.not_after()),
+                fingerprint: a.fingerprint(),
+            })
+            .collect()
+    }
+
+    /// Anchors (and TSA roots) outside their validity at `now`, named with the reason.
+    pub fn expired_anchors(&self, now: i64) -> Vec<String> {
+        self.anchors
+            .iter()
+            .chain(&self.tsa)
+            .filter(|a| now < a.not_before() || now > a.not_after())
+            .map(|a| {
+                let state = if now > a.not_after() {
+                    format!("expired {}", rfc3339(a.not_after()))
+                } else {
+                    format!("not valid before {}", rfc3339(a.not_before()))
+                };
+                format!("{:?} {state}", a.subject())
+            })
+            .collect()
+    }
+
+    /// Whether a chain with these certificate thumbprints (lower-case hex SHA-256, the
+    /// `io.cncf.notary.x509chain.thumbprint#S256` annotation) can reach one of the anchors: lets
+    /// a verifier skip a signature before downloading its envelope.
+    pub fn may_reach(&self, thumbprints: &[String]) -> bool {
+        self.anchors.iter().any(|a| {
+            thumbprints
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(a.sha256_hex()))
+        })
+    }
+
+    /// Checks `chain` (leaf first) under the Notary rules at `at` (Unix seconds), that one of
+    /// its certificates is an anchor, and that the leaf is a trusted identity. Returns the
+    /// anchor reached.
+    pub fn verify_chain(&self, chain: &[Certificate], at: i64) -> Result<&Certificate, X509Error> {
+        // Anchors that are self-issued had their signature checked in `new`.
+        let known = |c: &Certificate| c.is_self_issued() && self.anchors.iter().any(|a| a == c);
+        validate_chain_with(chain, at, &known)?;
+        let leaf_subject = chain.first().map(|c| c.subject()).unwrap_or_default();
+        let anchor = chain
+            .iter()
+            .find_map(|c| self.anchors.iter().find(|a| *a == c))
+            .ok_or_else(|| X509Error::Untrusted(leaf_subject.to_string()))?;
+        if let Some(leaf) = chain.first()
+            && !self.identities.is_empty()
+            && !self.identities.iter().any(|i| i.matches(leaf))
+        {
+            return Err(X509Error::IdentityNotTrusted(leaf_subject.to_string()));
+        }
+        Ok(anchor)
+    }
+}
