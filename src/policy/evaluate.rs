@@ -85,12 +85,12 @@ impl Checks<'_> {
 /// one no trusted key verifies.
 fn rank(rejection: &Rejection) -> u8 {
     match rejection {
-        Rejection::TagNotBound { .. } => 6,
+        Rejection::TagNotBound { .. } | Rejection::NoTagBinding { .. } => 6,
         Rejection::OtherRepository(_) => 5,
         Rejection::OtherDigest(_) => 4,
-        Rejection::UnknownType(_) => 3,
-        Rejection::MalformedPayload(_) => 2,
-        Rejection::UntrustedKey => 1,
+        Rejection::UnknownType(_) | Rejection::NotImageSignature(_) => 3,
+        Rejection::MalformedPayload(_) | Rejection::MalformedBundle(_) => 2,
+        Rejection::UntrustedKey | Rejection::UntrustedBundleKey => 1,
         Rejection::Unsigned => 0,
     }
 }

@@ -133,10 +133,10 @@ impl SignatureStore {
             match fetched.get(layers[i].digest.as_str()) {
                 Some(payload) => {
                     read_index.push(i);
-                    set.signatures.push(StoredSignature {
-                        payload: payload.clone(),
-                        signature: layers[i].signature(),
-                    });
+                    set.signatures.push(StoredSignature::cosign(
+                        payload.clone(),
+                        layers[i].signature(),
+                    ));
                 }
                 _ => set.skipped.add(SkipReason::Unreadable, 1),
             }

@@ -20,6 +20,7 @@ mod error;
 mod failure;
 mod lazy_roots;
 mod operations;
+mod referrers;
 pub mod sign;
 mod transport;
 
@@ -37,6 +38,12 @@ pub use cosign_write::{
 pub use credentials::{Credential, DOCKER_HUB_CONFIG_KEY, DockerConfig};
 pub use error::RegistryError;
 pub use failure::{LookupFailure, LookupFailureKind};
+pub use referrers::{
+    BlobBudget, IndexEntry, MAX_REFERRER_BLOB, MAX_REFERRERS, NOTATION_ARTIFACT_TYPE,
+    NOTATION_COSE_MEDIA_TYPE, NOTATION_JWS_MEDIA_TYPE, OCI_EMPTY_MEDIA_TYPE, REFERRER_BLOB_BUDGET,
+    REFERRER_MANIFEST_BUDGET, Referrer, ReferrerKind, Referrers, ReferrersSource, build_index,
+    classify, fallback_tag, parse_index,
+};
 pub use sign::{SignError, Signed, sign_digest, sign_image};
 pub use transport::MAX_REDIRECTS;
 

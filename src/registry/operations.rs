@@ -138,6 +138,17 @@ impl RegistryClient {
         &self,
         image: &ImageRef,
     ) -> Result<Option<FetchedManifest>, RegistryError> {
+        self.fetch_manifest_limited(image, MAX_MANIFEST_BYTES).await
+    }
+
+    /// [`RegistryClient::fetch_manifest`] refusing bodies over `limit` bytes (at most
+    /// [`MAX_MANIFEST_BYTES`]): referrers are read within a budget.
+    pub(crate) async fn fetch_manifest_limited(
+        &self,
+        image: &ImageRef,
+        limit: usize,
+    ) -> Result<Option<FetchedManifest>, RegistryError> {
+        let limit = limit.min(MAX_MANIFEST_BYTES);
         let what = manifest_label(image);
         let accept = accept_manifests();
         let call = self.manifest_call(image, Method::GET, &accept)?;
@@ -161,7 +172,7 @@ impl RegistryClient {
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
             .unwrap_or_default();
         let bytes = self
-            .read_body(image.registry(), &what, response, MAX_MANIFEST_BYTES)
+            .read_body(image.registry(), &what, response, limit)
             .await?;
 
         let expected = image.digest().map(str::to_string).or(announced);
@@ -552,7 +563,7 @@ fn names(body: &[u8], field: &str) -> Result<Vec<String>, String> {
 }
 
 /// The `rel="next"` target of a `Link` header, resolved against the URL it came with.
-fn next_link(headers: &HeaderMap, current: &Url) -> Option<Url> {
+pub(crate) fn next_link(headers: &HeaderMap, current: &Url) -> Option<Url> {
     for value in headers.get_all(LINK) {
         let Ok(text) = value.to_str() else { continue };
         for link in text.split(',') {
