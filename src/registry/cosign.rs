@@ -1,4 +1,5 @@
-//! Signatures in the registry, cosign layout: the one place they are read and written.
+//! Signatures in the registry, every format: the one place they are read and written (the
+//! legacy `.sig` layout here, bundles in [`super::bundle_read`] and [`super::bundle_write`]).
 //!
 //! Reading (this file) is budgeted (see [`super::budget`]): layers are judged by their
 //! descriptors before any fetch, each distinct blob is fetched once, and what was left out is
@@ -54,6 +55,26 @@ impl SignatureStore {
     /// budget or cannot be read are skipped and counted in [`SignatureSet::skipped`]. An error
     /// means the registry could not be asked (unreachable, refused, malformed manifest).
     pub async fn fetch_signatures(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+    ) -> Result<SignatureSet, RegistryError> {
+        // Both formats at once: one lookup, whatever the policy, and no format is preferred.
+        let (legacy, bundles) =
+            futures::join!(self.read(image, digest), self.read_bundles(image, digest));
+        let mut set = legacy?.set;
+        let bundles = bundles?;
+        set.signatures.extend(bundles.signatures);
+        for (reason, n) in bundles.skipped.iter() {
+            set.skipped.add(reason, n);
+        }
+        set.blobs_fetched += bundles.blobs_fetched;
+        set.bytes_fetched += bundles.bytes_fetched;
+        Ok(set)
+    }
+
+    /// The legacy `.sig` signatures alone (what the `.sig` writer reads).
+    pub async fn fetch_legacy_signatures(
         &self,
         image: &ImageRef,
         digest: &str,

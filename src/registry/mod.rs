@@ -12,6 +12,7 @@
 
 mod auth;
 mod budget;
+mod bundle_read;
 mod client;
 mod cosign;
 mod cosign_write;
