@@ -346,6 +346,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             algorithm: Algorithm::EcdsaP256Sha256,
             signature_type: SignatureType::Default,
             trigger: Trigger::Automatic,
+            formats: signet::signature::SignatureFormat::ALL.to_vec(),
         },
     );
     let compiled = signet::policy::compile(&Default::default(), 1, Default::default());

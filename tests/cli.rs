@@ -208,7 +208,7 @@ fn signing_again_adds_nothing_under_any_algorithm() {
             let run = sign(&image, &key, alg, "default");
             assert_eq!(run.code, 0, "sign {alg} round {round}: {}", run.stderr);
             assert_eq!(
-                run.stdout.contains("(already present)"),
+                run.stdout.contains("already present)"),
                 round > 0,
                 "{alg} round {round}: {}",
                 run.stdout

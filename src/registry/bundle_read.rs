@@ -5,7 +5,7 @@
 use super::SignatureStore;
 use super::budget::{SkipReason, SkippedLayers};
 use super::error::RegistryError;
-use super::referrers::{BlobBudget, ReferrerKind, Referrers};
+use super::referrers::{BlobBudget, ReferrerKind};
 use crate::reference::ImageRef;
 use crate::signature::StoredSignature;
 
@@ -20,8 +20,6 @@ pub(crate) struct BundleRead {
     pub(crate) blobs_fetched: usize,
     /// Bytes of those blobs.
     pub(crate) bytes_fetched: u64,
-    /// Discovery's answer (for writers: the source and the index entries).
-    pub(crate) referrers: Referrers,
 }
 
 impl SignatureStore {
@@ -45,7 +43,6 @@ impl SignatureStore {
             skipped: SkippedLayers::default(),
             blobs_fetched: 0,
             bytes_fetched: 0,
-            referrers,
         };
         for layer in &layers {
             match self.referrer_blob(image, layer, &mut budget).await {

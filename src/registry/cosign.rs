@@ -23,6 +23,9 @@ pub struct SignatureStore {
     /// One async lock per `repository@digest`, shared by clones, so that concurrent writers in
     /// this process do not overwrite each other's layers.
     pub(super) write_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Repositories known to hold the empty config blob (`{}`) bundles refer to: checked once
+    /// per repository, not once per bundle.
+    pub(super) empty_config_known: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 /// The `.sig` manifest of one digest as read: every layer, and the ones read within budget.
@@ -42,6 +45,7 @@ impl SignatureStore {
         SignatureStore {
             client,
             write_locks: Arc::default(),
+            empty_config_known: Arc::default(),
         }
     }
 

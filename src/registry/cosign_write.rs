@@ -27,7 +27,7 @@ use crate::signature::{
 };
 
 /// How many times the read-check-write cycle is redone when another writer replaced the manifest.
-const WRITE_ATTEMPTS: usize = 4;
+pub(super) const WRITE_ATTEMPTS: usize = 4;
 
 /// Locks kept before the map forgets the ones nobody holds.
 const MAX_IDLE_LOCKS: usize = 10_000;
@@ -312,7 +312,7 @@ impl SignatureStore {
     }
 }
 
-fn lock_key(image: &ImageRef, digest: &str) -> String {
+pub(super) fn lock_key(image: &ImageRef, digest: &str) -> String {
     format!("{}@{}", image.repo_path(), digest.to_ascii_lowercase())
 }
 

@@ -13,6 +13,7 @@
 mod auth;
 mod budget;
 mod bundle_read;
+mod bundle_write;
 mod client;
 mod cosign;
 mod cosign_write;
@@ -30,6 +31,7 @@ pub use budget::{
     MAX_SIGNATURE_PAYLOAD, SIGNATURE_READ_BUDGET, SignatureSet, SkipReason, SkippedLayers,
     held_bytes,
 };
+pub use bundle_write::{BundleReport, SubjectManifest};
 pub use client::{RegistryClient, RegistryOptions};
 pub use cosign::SignatureStore;
 pub use cosign_write::{
@@ -45,7 +47,10 @@ pub use referrers::{
     REFERRER_MANIFEST_BUDGET, Referrer, ReferrerKind, Referrers, ReferrersSource, build_index,
     classify, fallback_tag, parse_index,
 };
-pub use sign::{SignError, Signed, sign_digest, sign_image};
+pub use sign::{
+    FormatOutcome, SignError, Signed, sign_digest, sign_digest_formats, sign_image,
+    sign_image_formats,
+};
 pub use transport::MAX_REDIRECTS;
 
 use sha2::Digest as _;

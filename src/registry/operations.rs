@@ -17,6 +17,14 @@ use super::{
 };
 use crate::reference::{ImageRef, normalise_digest};
 
+/// What a manifest push answered.
+pub(crate) struct PushedManifest {
+    /// The manifest's digest.
+    pub(crate) digest: String,
+    /// The registry sent `OCI-Subject`: it indexes the manifest's subject itself.
+    pub(crate) oci_subject: bool,
+}
+
 /// Bound on pages followed, against a registry whose links go round in circles.
 const MAX_PAGES: usize = 10_000;
 
@@ -342,6 +350,20 @@ impl RegistryClient {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<String, RegistryError> {
+        Ok(self
+            .push_manifest_answer(image, bytes, media_type)
+            .await?
+            .digest)
+    }
+
+    /// [`RegistryClient::push_manifest`], also telling whether the registry answered with an
+    /// `OCI-Subject` header (it indexes referrers itself: no fallback index to keep).
+    pub(crate) async fn push_manifest_answer(
+        &self,
+        image: &ImageRef,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<PushedManifest, RegistryError> {
         let what = manifest_label(image);
         let registry = image.registry();
         if bytes.len() > MAX_MANIFEST_BYTES {
@@ -393,7 +415,43 @@ impl RegistryClient {
                 actual: announced,
             });
         }
-        Ok(digest)
+        let oci_subject = response.headers().contains_key("oci-subject");
+        Ok(PushedManifest {
+            digest,
+            oci_subject,
+        })
+    }
+
+    /// The media type and size of the manifest `image` names (one HEAD); `None` when absent.
+    pub(crate) async fn manifest_descriptor(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Option<(String, u64)>, RegistryError> {
+        let what = manifest_label(image);
+        let accept = accept_manifests();
+        let call = self.manifest_call(image, Method::HEAD, &accept)?;
+        let response = self.send(&call).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(self.failure(&call, &what, response).await);
+        }
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .map(str::to_string)
+        };
+        let media_type = header(CONTENT_TYPE).unwrap_or_default();
+        let size = header(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| {
+                RegistryError::bad_response(image.registry(), &what, "no Content-Length")
+            })?;
+        Ok(Some((media_type, size)))
     }
 
     /// Every tag of the repository of `repo`, following pagination.

@@ -55,6 +55,7 @@ pub fn rule(
             algorithm: key.algorithm,
             signature_type: kind,
             trigger,
+            formats: signet::signature::SignatureFormat::ALL.to_vec(),
         },
     )
 }
