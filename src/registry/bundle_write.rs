@@ -3,7 +3,7 @@
 //! referrers itself says so with `OCI-Subject` in its answer; otherwise the fallback index at
 //! `sha256-<hex>` is updated read-modify-write under the per-digest lock (the caller's
 //! [`SignatureLock`]), never listing an entry twice, and re-read after the write (and once more
-//! after as long again as the write took) so that a concurrent writer in another process that
+//! after twice as long as the write took, at least 100 ms) so that a concurrent writer in another process that
 //! replaced it is repaired, as the `.sig` path does.
 //!
 //! Idempotent: a bundle by the same key naming the same identity already attached means
@@ -23,17 +23,21 @@ use super::error::RegistryError;
 use super::referrers::{IndexEntry, OCI_EMPTY_MEDIA_TYPE, build_index, fallback_tag};
 use super::{OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, sha256_digest};
 use crate::reference::ImageRef;
-use crate::signature::bundle::{
-    BUNDLE_MEDIA_TYPE, COSIGN_SIGN_PREDICATE, IN_TOTO_PAYLOAD_TYPE, build_bundle,
-    build_statement, pae,
-};
 use crate::signature::SignatureError;
+use crate::signature::bundle::{
+    BUNDLE_MEDIA_TYPE, COSIGN_SIGN_PREDICATE, IN_TOTO_PAYLOAD_TYPE, build_bundle, build_statement,
+    pae,
+};
 
 /// The empty JSON config every bundle manifest names.
 const EMPTY_CONFIG: &[u8] = b"{}";
 
 /// Longest wait before the second re-read of the fallback index.
 const MAX_SETTLE: Duration = Duration::from_secs(1);
+/// Reads of the fallback index asked again after an error answer.
+const INDEX_READ_RETRIES: usize = 3;
+/// Shortest wait before it: scheduling delays on a busy machine exceed a loopback cycle.
+const MIN_SETTLE: Duration = Duration::from_millis(100);
 
 /// The manifest a bundle is attached with: media type and size of the signed image's manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,13 +172,20 @@ impl SignatureStore {
             let (manifest, annotations) = bundle_manifest(&bundle, digest, &subject)?;
             self.client.push_blob(&repo, &bundle).await?;
             let manifest_digest = sha256_digest(&manifest);
+            // By digest alone: a tag in the reference would move the image's tag to the bundle.
+            let by_digest = ImageRef::from_parts(
+                image.registry(),
+                image.repository(),
+                None,
+                Some(&manifest_digest),
+            )
+            .map_err(|e| RegistryError::InvalidRequest {
+                host: image.registry().to_string(),
+                reason: e.to_string(),
+            })?;
             let pushed = self
                 .client
-                .push_manifest_answer(
-                    &image.with_digest(&manifest_digest),
-                    &manifest,
-                    OCI_MANIFEST_MEDIA_TYPE,
-                )
+                .push_manifest_answer(&by_digest, &manifest, OCI_MANIFEST_MEDIA_TYPE)
                 .await?;
             all_indexed &= pushed.oci_subject;
             report.outcomes[i] = AppendOutcome::Added;
@@ -242,7 +253,7 @@ impl SignatureStore {
         for _ in 0..WRITE_ATTEMPTS {
             let started = Instant::now();
             // Something unreadable at the tag is replaced by a readable index.
-            let mut entries = match self.fallback_index(image, digest).await? {
+            let mut entries = match self.fallback_index_retrying(image, digest).await? {
                 Some(Ok(entries)) => entries,
                 _ => Vec::new(),
             };
@@ -262,8 +273,8 @@ impl SignatureStore {
                     .await?;
             }
             // A writer that read before this write may replace the index a moment later: look
-            // again now, and once more after as long again as this cycle took.
-            let settle = started.elapsed().min(MAX_SETTLE);
+            // again now, and once more after twice as long as this cycle took (within bounds).
+            let settle = (started.elapsed() * 2).clamp(MIN_SETTLE, MAX_SETTLE);
             let mut intact = self.still_listed(image, digest, &listed).await?;
             if intact {
                 tokio::time::sleep(settle).await;
@@ -283,13 +294,32 @@ impl SignatureStore {
         ))
     }
 
+    /// The fallback index, asked again (briefly) when the registry answers with an error:
+    /// distribution 2.8 answers 500 to a read of a tag another writer is replacing.
+    async fn fallback_index_retrying(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+    ) -> Result<Option<Result<Vec<IndexEntry>, String>>, RegistryError> {
+        let mut attempt = 0;
+        loop {
+            match self.fallback_index(image, digest).await {
+                Err(RegistryError::BadResponse { .. }) if attempt < INDEX_READ_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn still_listed(
         &self,
         image: &ImageRef,
         digest: &str,
         listed: &impl Fn(&[IndexEntry]) -> bool,
     ) -> Result<bool, RegistryError> {
-        Ok(match self.fallback_index(image, digest).await? {
+        Ok(match self.fallback_index_retrying(image, digest).await? {
             Some(Ok(entries)) => listed(&entries),
             _ => false,
         })
@@ -323,7 +353,10 @@ mod tests {
             COSIGN_SIGN_PREDICATE
         );
         let created = &annotations["org.opencontainers.image.created"];
-        assert!(created.ends_with('Z') && !created.contains('.'), "{created}");
+        assert!(
+            created.ends_with('Z') && !created.contains('.'),
+            "{created}"
+        );
         let referrer = super::super::referrers::classify(&bytes, "sha256:x", &d).unwrap();
         assert_eq!(referrer.kind, super::super::ReferrerKind::SigstoreBundle);
     }

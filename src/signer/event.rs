@@ -385,6 +385,9 @@ mod tests {
             },
             "request": {"host": "127.0.0.1:5000"},
         });
-        assert_eq!(classify(&event), Classified::Ignore(Ignored::ArtifactTag(tag)));
+        assert_eq!(
+            classify(&event),
+            Classified::Ignore(Ignored::ArtifactTag(tag))
+        );
     }
 }

@@ -16,8 +16,10 @@
 // Each test crate uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod bundle;
 pub mod image;
 pub mod kube_api;
+pub mod referrers_front;
 pub mod registry;
 pub mod servers;
 pub mod signer;
