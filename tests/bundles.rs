@@ -511,3 +511,90 @@ async fn the_referrers_api_path_finds_bundles_without_a_fallback_index() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(run.stdout.contains("no signature"), "{}", run.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_push_gives_one_bundle_and_one_sig_layer_whatever_the_events() {
+    use support::signer::{
+        RunningSigner, TOKEN, bundle_count, loopback_listener, metric, rule, signature_count,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let listener = loopback_listener();
+    let port = listener.local_addr().unwrap().port();
+    let registry =
+        Registry::start_with_notifications(&format!("http://127.0.0.1:{port}/events"), TOKEN);
+    let host = registry.host();
+    let rules = vec![rule(
+        "release",
+        &[format!("{host}/prod/**")],
+        &release,
+        SignatureType::Default,
+        signet::crd::Trigger::Automatic,
+    )];
+    let running = RunningSigner::start(listener, rules, None).await;
+    let digest = registry.push_test_image("prod/app", "v1", "loop").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while bundle_count(&registry, "prod/app:v1", &digest).await < 1
+        || signature_count(&registry, "prod/app:v1", &digest).await < 1
+    {
+        assert!(std::time::Instant::now() < deadline, "not signed in 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let the events of signet's own pushes (the .sig tag, the bundle by digest, the fallback
+    // index tag), the registry's retries and the recheck play out.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(signature_count(&registry, "prod/app:v1", &digest).await, 1);
+    assert_eq!(bundle_count(&registry, "prod/app:v1", &digest).await, 1);
+    let image = ImageRef::parse(&format!("{host}/prod/app:v1")).unwrap();
+    assert_eq!(
+        fallback_entries(&registry_client(), &image, &digest)
+            .await
+            .len(),
+        1
+    );
+    let mut tags = registry_client().list_tags(&image).await.unwrap();
+    tags.sort();
+    let hex = digest.trim_start_matches("sha256:");
+    assert_eq!(
+        tags,
+        [
+            format!("sha256-{hex}"),
+            format!("sha256-{hex}.sig"),
+            "v1".to_string()
+        ]
+    );
+    let text: String = running
+        .metrics()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        metric(&text, "signet_signer_bundles_written_total"),
+        1,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "signet_signer_events_ignored_total{reason=\"artifact_tag\"}"
+        ) >= 2,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "signet_signer_events_ignored_total{reason=\"referrer\"}"
+        ) >= 1,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "signet_signer_skipped_total{reason=\"default_needs_tag\"}"
+        ),
+        0,
+        "{text}"
+    );
+    running.stop().await;
+}

@@ -254,6 +254,29 @@ impl Signer {
                 return EventOutcome::Failed(SignerError::Internal("worker pool closed".into()));
             }
         };
+        // A push by digest alone is how referrers arrive (bundles, Notation signatures, SBOMs):
+        // told from the manifest before any rule is weighed, so that a Default rule does not
+        // warn about a missing tag for every signature signet itself writes.
+        if push.tag.is_none() {
+            match self
+                .inner
+                .store
+                .client()
+                .fetch_manifest(&identity.with_digest(&push.digest))
+                .await
+            {
+                Ok(Some(m)) if is_referrer(&m.bytes) => {
+                    metrics.ignored(NothingToSign::Referrer);
+                    return EventOutcome::NothingToSign(NothingToSign::Referrer);
+                }
+                Ok(None) => {
+                    metrics.ignored(NothingToSign::ManifestGone);
+                    return EventOutcome::NothingToSign(NothingToSign::ManifestGone);
+                }
+                // An image pushed by digest, or a read that failed: the rules decide as before.
+                _ => {}
+            }
+        }
         let outcome = self.sign_pushed(&identity, &push.digest, &covering).await;
         match &outcome {
             EventOutcome::Signed(ensured) => {
