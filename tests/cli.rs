@@ -49,6 +49,8 @@ fn keygen(dir: &Path, alg: Algorithm) -> (PathBuf, PathBuf) {
     (prefix.with_extension("key"), prefix.with_extension("pub"))
 }
 
+/// Signs in the legacy `.sig` format only: these tests inspect and tamper with its layers
+/// (bundles: tests/bundles.rs).
 fn sign(image: &str, key: &Path, alg: Algorithm, ty: &str) -> Run {
     signet(&[
         "sign",
@@ -59,6 +61,8 @@ fn sign(image: &str, key: &Path, alg: Algorithm, ty: &str) -> Run {
         alg.as_str(),
         "--type",
         ty,
+        "--format",
+        "CosignSignature",
     ])
 }
 

@@ -99,7 +99,13 @@ pub(crate) struct Shared {
     /// The last challenge seen per registry, so that later requests authenticate up front
     /// instead of collecting a 401 first (which would also send push bodies twice).
     challenges: Mutex<HashMap<String, Challenge>>,
+    /// Registries seen answering the referrers API with "not implemented", and when: their
+    /// referrers are read through the fallback tag directly for a while (one request less).
+    no_referrers_api: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// How long a registry without the referrers API is not asked again.
+const NO_REFERRERS_API_TTL: Duration = Duration::from_secs(600);
 
 impl fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -185,6 +191,7 @@ impl RegistryClient {
                 .filter(|h| !h.is_empty())
                 .collect(),
             challenges: Mutex::new(HashMap::new()),
+            no_referrers_api: Mutex::new(HashMap::new()),
         };
         Ok(RegistryClient {
             shared: Arc::new(shared),
@@ -227,6 +234,31 @@ impl RegistryClient {
                 host: registry.to_string(),
                 reason: format!("bad path {path:?}: {e}"),
             })
+    }
+
+    /// Whether `registry` answered the referrers API with "not implemented" lately.
+    pub(crate) fn lacks_referrers_api(&self, registry: &str) -> bool {
+        let known = self
+            .shared
+            .no_referrers_api
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        known
+            .get(registry)
+            .is_some_and(|since| since.elapsed() < NO_REFERRERS_API_TTL)
+    }
+
+    /// Remembers that `registry` has no referrers API.
+    pub(crate) fn remember_no_referrers_api(&self, registry: &str) {
+        let mut known = self
+            .shared
+            .no_referrers_api
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if known.len() > 10_000 {
+            known.clear();
+        }
+        known.insert(registry.to_string(), std::time::Instant::now());
     }
 
     fn known_challenge(&self, registry: &str) -> Option<Challenge> {

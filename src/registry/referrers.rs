@@ -297,6 +297,13 @@ pub fn classify(manifest: &[u8], digest: &str, subject: &str) -> Result<Referrer
     })
 }
 
+/// Whether an error body is the distribution spec's `{"errors":[...]}` (a registry that has
+/// the route, answering about this request) rather than a bare "404 page not found".
+fn answers_with_oci_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .is_ok_and(|v| v.get("errors").is_some_and(serde_json::Value::is_array))
+}
+
 /// How a referrers API answer is read: the list, or "the registry has no such API".
 enum ApiAnswer {
     Listed(Vec<IndexEntry>),
@@ -370,6 +377,9 @@ impl SignatureStore {
         image: &ImageRef,
         digest: &str,
     ) -> Result<ApiAnswer, RegistryError> {
+        if self.client.lacks_referrers_api(image.registry()) {
+            return Ok(ApiAnswer::NotImplemented);
+        }
         let what = format!("referrers of {}@{digest}", image.repository());
         let mut url = self.client.v2_url(
             image.registry(),
@@ -399,7 +409,12 @@ impl SignatureStore {
                         | StatusCode::NOT_IMPLEMENTED
                 )
             {
-                drop(self.client.error_body(image.registry(), response).await);
+                let body_seen = self.client.error_body(image.registry(), response).await;
+                // A 404 for a digest nobody refers to is also how some registries with the API
+                // answer; an OCI error body says so. A plain 404 page means no API here.
+                if status != StatusCode::NOT_FOUND || !answers_with_oci_error(&body_seen) {
+                    self.client.remember_no_referrers_api(image.registry());
+                }
                 return Ok(ApiAnswer::NotImplemented);
             }
             if !status.is_success() {
@@ -648,6 +663,10 @@ mod tests {
             SUBJECT.replace("sha256:", "sha256-")
         );
         assert_eq!(fallback_tag("latest"), None);
+        assert!(answers_with_oci_error(
+            br#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known"}]}"#
+        ));
+        assert!(!answers_with_oci_error(b"404 page not found"));
     }
 
     #[test]
