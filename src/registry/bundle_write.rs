@@ -249,8 +249,7 @@ impl SignatureStore {
                     .any(|e| e.digest.eq_ignore_ascii_case(&o.digest))
             })
         };
-        let mut repaired = 0;
-        for _ in 0..WRITE_ATTEMPTS {
+        for repaired in 0..WRITE_ATTEMPTS {
             let started = Instant::now();
             // Something unreadable at the tag is replaced by a readable index.
             let mut entries = match self.fallback_index_retrying(image, digest).await? {
@@ -283,7 +282,6 @@ impl SignatureStore {
             if intact {
                 return Ok(repaired);
             }
-            repaired += 1;
             tracing::info!(
                 image = %image.with_digest(digest),
                 "another writer replaced the fallback referrers index; repairing"
