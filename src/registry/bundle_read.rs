@@ -5,7 +5,7 @@
 use super::SignatureStore;
 use super::budget::{SkipReason, SkippedLayers};
 use super::error::RegistryError;
-use super::referrers::{BlobBudget, ReferrerKind};
+use super::referrers::{BlobBudget, IndexEntry, ReferrerKind, ReferrersSource};
 use crate::reference::ImageRef;
 use crate::signature::StoredSignature;
 
@@ -20,6 +20,11 @@ pub(crate) struct BundleRead {
     pub(crate) blobs_fetched: usize,
     /// Bytes of those blobs.
     pub(crate) bytes_fetched: u64,
+    /// Where the referrers were listed, and the entries (a writer of the fallback index starts
+    /// from them instead of reading the index again under the same lock).
+    pub(crate) source: ReferrersSource,
+    /// The index entries as listed.
+    pub(crate) entries: Vec<IndexEntry>,
 }
 
 impl SignatureStore {
@@ -43,6 +48,8 @@ impl SignatureStore {
             skipped: SkippedLayers::default(),
             blobs_fetched: 0,
             bytes_fetched: 0,
+            source: referrers.source,
+            entries: referrers.entries.clone(),
         };
         for layer in &layers {
             match self.referrer_blob(image, layer, &mut budget).await {

@@ -2,8 +2,8 @@
 //! and a manifest with `artifactType` and `subject`, pushed by digest. A registry that indexes
 //! referrers itself says so with `OCI-Subject` in its answer; otherwise the fallback index at
 //! `sha256-<hex>` is updated read-modify-write under the per-digest lock (the caller's
-//! [`SignatureLock`]), never listing an entry twice, and re-read after the write (and once more
-//! after twice as long as the write took, at least 100 ms) so that a concurrent writer in another process that
+//! [`SignatureLock`]), starting from the index read under that lock, never listing an entry
+//! twice, and read again once, after twice as long as the write took (at least 100 ms) so that a concurrent writer in another process that
 //! replaced it is repaired, as the `.sig` path does.
 //!
 //! Idempotent: a bundle by the same key naming the same identity already attached means
@@ -20,7 +20,9 @@ use super::cosign_write::{
     lock_key, sign_payload,
 };
 use super::error::RegistryError;
-use super::referrers::{IndexEntry, OCI_EMPTY_MEDIA_TYPE, build_index, fallback_tag};
+use super::referrers::{
+    IndexEntry, OCI_EMPTY_MEDIA_TYPE, ReferrersSource, build_index, fallback_tag,
+};
 use super::{OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, sha256_digest};
 use crate::reference::ImageRef;
 use crate::signature::SignatureError;
@@ -32,7 +34,7 @@ use crate::signature::bundle::{
 /// The empty JSON config every bundle manifest names.
 const EMPTY_CONFIG: &[u8] = b"{}";
 
-/// Longest wait before the second re-read of the fallback index.
+/// Longest wait before the fallback index is read again after a write.
 const MAX_SETTLE: Duration = Duration::from_secs(1);
 /// Reads of the fallback index asked again after an error answer.
 const INDEX_READ_RETRIES: usize = 3;
@@ -170,7 +172,7 @@ impl SignatureStore {
                 .map_err(|cause| SignatureWriteError::Signing { index: i, cause })?;
             let bundle = build_bundle(&statement, &signature, w.key.public_key());
             let (manifest, annotations) = bundle_manifest(&bundle, digest, &subject)?;
-            self.client.push_blob(&repo, &bundle).await?;
+            self.client.push_new_blob(&repo, &bundle).await?;
             let manifest_digest = sha256_digest(&manifest);
             // By digest alone: a tag in the reference would move the image's tag to the bundle.
             let by_digest = ImageRef::from_parts(
@@ -200,7 +202,14 @@ impl SignatureStore {
         }
         report.indexed_by_registry = all_indexed;
         if !all_indexed {
-            report.repaired = self.add_to_fallback_index(image, digest, &entries).await?;
+            // What was read above, under this same lock, is the index as it stands (unless
+            // another process wrote since: the check after the write catches that).
+            let known = (read.source == ReferrersSource::FallbackTag
+                || read.source == ReferrersSource::None)
+                .then_some(read.entries);
+            report.repaired = self
+                .add_to_fallback_index(image, digest, &entries, known)
+                .await?;
         }
         Ok(report)
     }
@@ -237,6 +246,7 @@ impl SignatureStore {
         image: &ImageRef,
         digest: &str,
         ours: &[IndexEntry],
+        mut known: Option<Vec<IndexEntry>>,
     ) -> Result<usize, SignatureWriteError> {
         let tag = fallback_tag(digest).ok_or_else(|| {
             SignatureError::MalformedManifest(format!("not a digest: {digest:?}"))
@@ -252,9 +262,12 @@ impl SignatureStore {
         for repaired in 0..WRITE_ATTEMPTS {
             let started = Instant::now();
             // Something unreadable at the tag is replaced by a readable index.
-            let mut entries = match self.fallback_index_retrying(image, digest).await? {
-                Some(Ok(entries)) => entries,
-                _ => Vec::new(),
+            let mut entries = match known.take() {
+                Some(entries) => entries,
+                None => match self.fallback_index_retrying(image, digest).await? {
+                    Some(Ok(entries)) => entries,
+                    _ => Vec::new(),
+                },
             };
             if !listed(&entries) {
                 for o in ours {
@@ -271,15 +284,12 @@ impl SignatureStore {
                     .push_manifest(&index_ref, &index, OCI_INDEX_MEDIA_TYPE)
                     .await?;
             }
-            // A writer that read before this write may replace the index a moment later: look
-            // again now, and once more after twice as long as this cycle took (within bounds).
+            // A writer in another process that read before this write may replace the index a
+            // moment later: look again after twice as long as this cycle took (within bounds).
+            // The write's own answer proves it was stored; only that later look can catch this.
             let settle = (started.elapsed() * 2).clamp(MIN_SETTLE, MAX_SETTLE);
-            let mut intact = self.still_listed(image, digest, &listed).await?;
-            if intact {
-                tokio::time::sleep(settle).await;
-                intact = self.still_listed(image, digest, &listed).await?;
-            }
-            if intact {
+            tokio::time::sleep(settle).await;
+            if self.still_listed(image, digest, &listed).await? {
                 return Ok(repaired);
             }
             tracing::info!(

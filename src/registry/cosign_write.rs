@@ -299,7 +299,8 @@ impl SignatureStore {
             .iter()
             .map(|(payload, _)| payload.as_slice())
             .chain(std::iter::once(built.config.as_slice()));
-        try_join_all(blobs.map(|blob| self.client.push_blob(&repo, blob))).await?;
+        // Both are new (a payload re-uploaded is harmless): no existence check first.
+        try_join_all(blobs.map(|blob| self.client.push_new_blob(&repo, blob))).await?;
         let tag = signature_tag(image, digest)?;
         self.client
             .push_manifest(

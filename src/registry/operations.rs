@@ -342,6 +342,88 @@ impl RegistryClient {
         Ok(digest)
     }
 
+    /// Uploads a blob that is new (a signature just made: nobody can have it), without asking
+    /// first: the blob in the upload's first request (`POST ...?digest=`, one request) where the
+    /// registry takes it, else a POST then a PUT (distribution 2.8; remembered per registry, so
+    /// the body is sent once). Returns its `sha256:` digest.
+    pub async fn push_new_blob(&self, repo: &ImageRef, data: &[u8]) -> Result<String, RegistryError> {
+        let digest = sha256_digest(data);
+        let what = format!("upload of blob {}@{digest}", repo.repository());
+        let registry = repo.registry();
+        let single = self.may_take_single_post(registry);
+        let mut url = self.v2_url(registry, &format!("{}/blobs/uploads/", repo.repository()))?;
+        if single {
+            url.query_pairs_mut().append_pair("digest", &digest);
+        }
+        let start = Call {
+            registry,
+            repository: repo.repository(),
+            access: Access::Push,
+            method: Method::POST,
+            url,
+            accept: None,
+            content_type: single.then_some("application/octet-stream"),
+            body: single.then(|| Bytes::copy_from_slice(data)),
+        };
+        let response = self.send(&start).await?;
+        if response.status() == StatusCode::CREATED {
+            return Ok(digest);
+        }
+        if !response.status().is_success() {
+            return Err(self.failure(&start, &what, response).await);
+        }
+        if single {
+            self.remember_no_single_post(registry);
+        }
+        self.finish_upload(repo, response, data, &digest, &what).await
+    }
+
+    /// The PUT of an upload the registry answered a POST for (202 with `Location`).
+    async fn finish_upload(
+        &self,
+        repo: &ImageRef,
+        response: reqwest::Response,
+        data: &[u8],
+        digest: &str,
+        what: &str,
+    ) -> Result<String, RegistryError> {
+        let registry = repo.registry();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::bad_response(registry, what, "no Location header"))?;
+        let mut upload_url = response.url().join(location).map_err(|e| {
+            RegistryError::bad_response(registry, what, format!("bad Location {location:?}: {e}"))
+        })?;
+        upload_url.query_pairs_mut().append_pair("digest", digest);
+        let put = Call {
+            registry,
+            repository: repo.repository(),
+            access: Access::Push,
+            method: Method::PUT,
+            url: upload_url,
+            accept: None,
+            content_type: Some("application/octet-stream"),
+            body: Some(Bytes::copy_from_slice(data)),
+        };
+        let response = self.send(&put).await?;
+        if !response.status().is_success() {
+            return Err(self.failure(&put, what, response).await);
+        }
+        if let Some(announced) = announced_digest(response.headers(), registry, what)?
+            && announced != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                host: registry.to_string(),
+                what: what.to_string(),
+                expected: digest.to_string(),
+                actual: announced,
+            });
+        }
+        Ok(digest.to_string())
+    }
+
     /// Uploads a manifest under the tag of `image`, or under its digest when it names no tag.
     /// When `image` names a digest, `bytes` must hash to it. Returns the manifest's digest.
     pub async fn push_manifest(
