@@ -419,7 +419,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if args.direct {
             deliver(&events_url, &host, &repo, &digest).await?;
         }
-        wait_signed(&client, &host, &repo, &digest, &args.formats, Duration::from_millis(2)).await?;
+        wait_signed(
+            &client,
+            &host,
+            &repo,
+            &digest,
+            &args.formats,
+            Duration::from_millis(2),
+        )
+        .await?;
     }
 
     let requests_before = signer_client.requests_sent();

@@ -346,7 +346,11 @@ impl RegistryClient {
     /// first: the blob in the upload's first request (`POST ...?digest=`, one request) where the
     /// registry takes it, else a POST then a PUT (distribution 2.8; remembered per registry, so
     /// the body is sent once). Returns its `sha256:` digest.
-    pub async fn push_new_blob(&self, repo: &ImageRef, data: &[u8]) -> Result<String, RegistryError> {
+    pub async fn push_new_blob(
+        &self,
+        repo: &ImageRef,
+        data: &[u8],
+    ) -> Result<String, RegistryError> {
         let digest = sha256_digest(data);
         let what = format!("upload of blob {}@{digest}", repo.repository());
         let registry = repo.registry();
@@ -375,7 +379,8 @@ impl RegistryClient {
         if single {
             self.remember_no_single_post(registry);
         }
-        self.finish_upload(repo, response, data, &digest, &what).await
+        self.finish_upload(repo, response, data, &digest, &what)
+            .await
     }
 
     /// The PUT of an upload the registry answered a POST for (202 with `Location`).
