@@ -36,6 +36,8 @@ const EMPTY_CONFIG: &[u8] = b"{}";
 
 /// Longest wait before the fallback index is read again after a write.
 const MAX_SETTLE: Duration = Duration::from_secs(1);
+/// Referrer manifests this store remembers having pushed (then forgotten all at once).
+const MAX_REMEMBERED_REFERRERS: usize = 4096;
 /// Reads of the fallback index asked again after an error answer.
 const INDEX_READ_RETRIES: usize = 3;
 /// Shortest wait before it: scheduling delays on a busy machine exceed a loopback cycle.
@@ -190,6 +192,7 @@ impl SignatureStore {
                 .push_manifest_answer(&by_digest, &manifest, OCI_MANIFEST_MEDIA_TYPE)
                 .await?;
             all_indexed &= pushed.oci_subject;
+            self.remember_referrer(&pushed.digest);
             report.outcomes[i] = AppendOutcome::Added;
             report.pushed.push(pushed.digest.clone());
             entries.push(IndexEntry {
@@ -214,6 +217,26 @@ impl SignatureStore {
         Ok(report)
     }
 
+    /// Whether this store pushed the referrer manifest `digest` (its push event needs no look).
+    pub fn wrote_referrer(&self, digest: &str) -> bool {
+        let written = self
+            .written_referrers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        written.contains(&digest.to_ascii_lowercase())
+    }
+
+    fn remember_referrer(&self, digest: &str) {
+        let mut written = self
+            .written_referrers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if written.len() >= MAX_REMEMBERED_REFERRERS {
+            written.clear();
+        }
+        written.insert(digest.to_ascii_lowercase());
+    }
+
     /// Pushes the empty config blob to `repo` unless this store already knows it is there.
     async fn ensure_empty_config(&self, repo: &ImageRef) -> Result<(), RegistryError> {
         let key = repo.repo_path();
@@ -227,7 +250,8 @@ impl SignatureStore {
         if known {
             return Ok(());
         }
-        self.client.push_blob(repo, EMPTY_CONFIG).await?;
+        // Two bytes: uploading them again costs less than asking first.
+        self.client.push_new_blob(repo, EMPTY_CONFIG).await?;
         let mut known = self
             .empty_config_known
             .lock()

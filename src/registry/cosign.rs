@@ -26,6 +26,9 @@ pub struct SignatureStore {
     /// Repositories known to hold the empty config blob (`{}`) bundles refer to: checked once
     /// per repository, not once per bundle.
     pub(super) empty_config_known: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Digests of the referrer manifests (bundles) this store pushed: the signer ignores their
+    /// push events without fetching them.
+    pub(super) written_referrers: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 /// The `.sig` manifest of one digest as read: every layer, and the ones read within budget.
@@ -46,6 +49,7 @@ impl SignatureStore {
             client,
             write_locks: Arc::default(),
             empty_config_known: Arc::default(),
+            written_referrers: Arc::default(),
         }
     }
 

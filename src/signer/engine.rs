@@ -257,6 +257,10 @@ impl Signer {
         // A push by digest alone is how referrers arrive (bundles, Notation signatures, SBOMs):
         // told from the manifest before any rule is weighed, so that a Default rule does not
         // warn about a missing tag for every signature signet itself writes.
+        if push.tag.is_none() && self.inner.store.wrote_referrer(&push.digest) {
+            metrics.ignored(NothingToSign::Referrer);
+            return EventOutcome::NothingToSign(NothingToSign::Referrer);
+        }
         if push.tag.is_none() {
             match self
                 .inner
