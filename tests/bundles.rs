@@ -462,7 +462,7 @@ async fn two_writers_racing_on_one_digest_lose_no_index_entry() {
             async move {
                 let lock = store.lock(&image, &digest).await;
                 store
-                    .ensure_bundles(&lock, &image, &digest, None, &wanted)
+                    .ensure_bundles(&lock, &image, &digest, None, &wanted, true)
                     .await
                     .unwrap()
             }

@@ -113,7 +113,9 @@ impl SignatureStore {
     /// Makes sure a bundle by each of `wanted` is attached to `digest` in `image`'s repository
     /// (its tag bound for `Default`), writing only the missing ones. `subject` is the signed
     /// manifest's media type and size when the caller knows them (a push event does), else
-    /// one HEAD asks.
+    /// one HEAD asks. With `check_after_write`, the fallback index is read again after a short
+    /// wait and repaired if a writer in another process replaced it; without, the caller
+    /// checks later itself (the signer's recheck does), and the write answers sooner.
     pub async fn ensure_bundles(
         &self,
         lock: &SignatureLock,
@@ -121,6 +123,7 @@ impl SignatureStore {
         digest: &str,
         subject: Option<SubjectManifest>,
         wanted: &[Wanted],
+        check_after_write: bool,
     ) -> Result<BundleReport, SignatureWriteError> {
         let asked = lock_key(image, digest);
         if lock.key() != asked {
@@ -211,7 +214,7 @@ impl SignatureStore {
                 || read.source == ReferrersSource::None)
                 .then_some(read.entries);
             report.repaired = self
-                .add_to_fallback_index(image, digest, &entries, known)
+                .add_to_fallback_index(image, digest, &entries, known, check_after_write)
                 .await?;
         }
         Ok(report)
@@ -271,6 +274,7 @@ impl SignatureStore {
         digest: &str,
         ours: &[IndexEntry],
         mut known: Option<Vec<IndexEntry>>,
+        check_after_write: bool,
     ) -> Result<usize, SignatureWriteError> {
         let tag = fallback_tag(digest).ok_or_else(|| {
             SignatureError::MalformedManifest(format!("not a digest: {digest:?}"))
@@ -311,6 +315,9 @@ impl SignatureStore {
             // A writer in another process that read before this write may replace the index a
             // moment later: look again after twice as long as this cycle took (within bounds).
             // The write's own answer proves it was stored; only that later look can catch this.
+            if !check_after_write {
+                return Ok(repaired);
+            }
             let settle = (started.elapsed() * 2).clamp(MIN_SETTLE, MAX_SETTLE);
             tokio::time::sleep(settle).await;
             if self.still_listed(image, digest, &listed).await? {

@@ -176,7 +176,7 @@ pub async fn sign_digest_formats(
             }
             SignatureFormat::SigstoreBundle => {
                 let report = store
-                    .ensure_bundles(&lock, image, digest, None, &wanted)
+                    .ensure_bundles(&lock, image, digest, None, &wanted, true)
                     .await?;
                 let reference = match report.pushed.first() {
                     Some(manifest) => format!("{}@{manifest}", image.repo_path()),

@@ -626,7 +626,16 @@ impl Signer {
                 }
                 SignatureFormat::SigstoreBundle => {
                     let r = store
-                        .ensure_bundles(lock, identity, digest, subject.clone(), &wanted)
+                        // The recheck (`recheck_after`) reads the index again later and
+                        // repairs it; the event is answered without waiting for that.
+                        .ensure_bundles(
+                            lock,
+                            identity,
+                            digest,
+                            subject.clone(),
+                            &wanted,
+                            self.inner.options.recheck_after.is_none(),
+                        )
                         .await
                         .map_err(|e| write_error(e, &rules))?;
                     report.overwritten += r.repaired;
