@@ -36,10 +36,7 @@ fn bench_verify(c: &mut Criterion) {
     for (name, algorithm, bits) in cases {
         let generated = generate_key_pair(algorithm, bits).unwrap();
         let key = FileKey::from_pem(generated.private_key_pem(), algorithm, "bench").unwrap();
-        let stored = StoredSignature {
-            payload: payload.clone(),
-            signature: Some(key.sign(&payload).unwrap()),
-        };
+        let stored = StoredSignature::cosign(payload.clone(), Some(key.sign(&payload).unwrap()));
         let keys = [PublicKey::from_pem(&generated.public_key_pem(), algorithm).unwrap()];
         group.bench_function(name, |b| {
             b.iter(|| {

@@ -49,6 +49,8 @@ fn keygen(dir: &Path, alg: Algorithm) -> (PathBuf, PathBuf) {
     (prefix.with_extension("key"), prefix.with_extension("pub"))
 }
 
+/// Signs in the legacy `.sig` format only: these tests inspect and tamper with its layers
+/// (bundles: tests/bundles.rs).
 fn sign(image: &str, key: &Path, alg: Algorithm, ty: &str) -> Run {
     signet(&[
         "sign",
@@ -59,6 +61,8 @@ fn sign(image: &str, key: &Path, alg: Algorithm, ty: &str) -> Run {
         alg.as_str(),
         "--type",
         ty,
+        "--format",
+        "CosignSignature",
     ])
 }
 
@@ -208,7 +212,7 @@ fn signing_again_adds_nothing_under_any_algorithm() {
             let run = sign(&image, &key, alg, "default");
             assert_eq!(run.code, 0, "sign {alg} round {round}: {}", run.stderr);
             assert_eq!(
-                run.stdout.contains("(already present)"),
+                run.stdout.contains("already present)"),
                 round > 0,
                 "{alg} round {round}: {}",
                 run.stdout

@@ -101,7 +101,8 @@ async fn in_scope_pushes_get_one_signature_per_rule_and_nothing_else_is_signed()
         .list_tags(&image(&registry, "prod/app"))
         .await
         .unwrap();
-    assert_eq!(tags.len(), 2, "{tags:?}");
+    // v1, its `.sig` tag and the bundles' fallback index tag (both formats, the default).
+    assert_eq!(tags.len(), 3, "{tags:?}");
     let text = running.metrics();
     assert!(
         metric(

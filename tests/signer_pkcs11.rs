@@ -31,6 +31,7 @@ fn token_rule(name: &str, scope: String, uri: String, algorithm: Algorithm) -> S
             algorithm,
             signature_type: SignatureType::Default,
             trigger: Trigger::Automatic,
+            formats: signet::signature::SignatureFormat::ALL.to_vec(),
         },
     )
 }

@@ -145,7 +145,7 @@ fn allowed_denied_dry_run_and_namespaced_policies() {
     );
     assert!(
         run.stdout
-            .contains("policy prod-release (ClusterVerificationPolicy, Enforce): passed: signed by release (key release-key)"),
+            .contains("policy prod-release (ClusterVerificationPolicy, Enforce): passed: signed by release (key release-key, CosignSignature)"),
         "{}",
         run.stdout
     );

@@ -539,9 +539,12 @@ async fn identical_cold_admissions_share_one_set_of_registry_lookups() {
         assert_eq!(response["allowed"], true, "{response}");
     }
     // Two governed images (nginx is not): per image one HEAD of the tag, the .sig manifest
-    // and its one payload blob.
+    // and its one payload blob, the referrers API (asked until the registry is known to lack
+    // it: both lookups start together) and the fallback referrers tag. Each once.
     let lines = proxy.request_lines();
-    assert_eq!(lines.len(), 6, "{lines:#?}");
+    assert_eq!(lines.len(), 10, "{lines:#?}");
+    let distinct: std::collections::BTreeSet<&String> = lines.iter().collect();
+    assert_eq!(distinct.len(), lines.len(), "{lines:#?}");
 }
 
 fn docker_secret(name: &str, registry: &str, user: &str, password: &str) -> Value {

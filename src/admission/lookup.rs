@@ -408,10 +408,10 @@ mod tests {
     #[tokio::test]
     async fn the_signatures_cache_is_bounded_in_bytes() {
         let big: Signatures = Arc::from(vec![
-            StoredSignature {
-                payload: vec![0; 200 * 1024],
-                signature: Some(vec![0; 64]),
-            };
+            StoredSignature::cosign(
+                vec![0; 200 * 1024],
+                Some(vec![0; 64])
+            );
             1
         ]);
         let weight = signatures_weight("k", &big);
@@ -447,10 +447,7 @@ mod tests {
             policy.expire_after_create(&"k".to_string(), &empty, now),
             Some(Duration::from_secs(5))
         );
-        let found: Signatures = Arc::from(vec![StoredSignature {
-            payload: b"{}".to_vec(),
-            signature: None,
-        }]);
+        let found: Signatures = Arc::from(vec![StoredSignature::cosign(b"{}".to_vec(), None)]);
         assert_eq!(
             policy.expire_after_create(&"k".to_string(), &found, now),
             None

@@ -24,6 +24,15 @@ pub struct SignArgs {
     /// default: bind digest and tag; simple: the digest only.
     #[arg(long = "type", env = "SIGNET_SIGNATURE_TYPE", value_enum, default_value_t = TypeArg::Default)]
     pub signature_type: TypeArg,
+    /// Signature formats to write: CosignSignature (the `.sig` tag, cosign v2), SigstoreBundle
+    /// (an OCI 1.1 referrer, cosign v3 and v4); comma-separated or repeated. Default: both.
+    #[arg(
+        long = "format",
+        env = "SIGNET_SIGNATURE_FORMATS",
+        value_delimiter = ',',
+        default_values_t = crate::signature::SignatureFormat::ALL
+    )]
+    pub formats: Vec<crate::signature::SignatureFormat>,
     /// Extra claims for the payload's `optional` section, as key=value; repeatable.
     #[arg(
         long = "annotation",
@@ -131,19 +140,24 @@ pub async fn run(args: SignArgs, registry: &RegistryOptions) -> Result<Outcome, 
             let key =
                 crypto::open_signing_key_inferred(&one.key, one.algorithm, args.key_id.as_deref())?;
             let store = SignatureStore::new(RegistryClient::new(registry)?);
-            let signed = crate::registry::sign_image(
+            let signed = crate::registry::sign_image_formats(
                 &store,
                 &image,
                 key,
                 args.signature_type.into(),
                 &annotations,
+                &args.formats,
             )
             .await?;
-            let note = match signed.outcome {
-                AppendOutcome::Added => "",
-                AppendOutcome::AlreadyPresent => " (already present)",
-            };
-            println!("{}\n{}{note}", signed.digest, signed.signature_ref);
+            // The digest, then one line per format: where the signature is.
+            println!("{}", signed.digest);
+            for written in &signed.formats {
+                let note = match written.outcome {
+                    AppendOutcome::Added => "",
+                    AppendOutcome::AlreadyPresent => ", already present",
+                };
+                println!("{} ({}{note})", written.reference, written.format);
+            }
             Ok(Outcome::Success)
         }
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::crypto::PublicKey;
 use crate::reference::ImageRef;
 use crate::registry::{RegistryError, SignatureStore, SkippedLayers};
-use crate::signature::{SignatureType, check_signature};
+use crate::signature::{SignatureFormat, SignatureType, check_signature};
 
 /// The verdict for one image and one key set, with the fate of every signature found.
 #[derive(Clone, Debug, Serialize)]
@@ -20,7 +20,7 @@ pub struct KeyVerification {
     pub digest: String,
     /// True when at least one signature verified with one of the keys.
     pub verified: bool,
-    /// Every signature read, in manifest order.
+    /// Every signature read: the `.sig` layers in manifest order, then the bundles.
     pub signatures: Vec<SignatureFinding>,
     /// Layers of the `.sig` manifest not read (by reason): not signatures, or past the budgets.
     #[serde(skip_serializing_if = "SkippedLayers::is_empty")]
@@ -32,6 +32,8 @@ pub struct KeyVerification {
 pub struct SignatureFinding {
     /// Position among the signatures read (manifest order), from 1.
     pub index: usize,
+    /// `CosignSignature` (the `.sig` tag) or `SigstoreBundle` (a referrer).
+    pub format: SignatureFormat,
     /// True when one of the keys verified it for this image and digest.
     pub valid: bool,
     /// The fingerprint of the key that verified it.
@@ -89,6 +91,7 @@ pub async fn verify_with_keys(
                 Ok(accepted) if required.missing(&accepted.payload.optional).is_some() => {
                     SignatureFinding {
                         index: i + 1,
+                        format: s.format,
                         valid: false,
                         key: None,
                         identity: None,
@@ -97,6 +100,7 @@ pub async fn verify_with_keys(
                 }
                 Ok(accepted) => SignatureFinding {
                     index: i + 1,
+                    format: s.format,
                     valid: true,
                     key: keys
                         .get(accepted.key_index)
@@ -106,6 +110,7 @@ pub async fn verify_with_keys(
                 },
                 Err(rejection) => SignatureFinding {
                     index: i + 1,
+                    format: s.format,
                     valid: false,
                     key: None,
                     identity: None,
@@ -129,8 +134,9 @@ impl KeyVerification {
         let head = format!("{} ({})", self.image, self.digest);
         if let Some(ok) = self.signatures.iter().find(|s| s.valid) {
             return format!(
-                "verified: {head}: signature {} by key {} for {}\n",
+                "verified: {head}: signature {} ({}) by key {} for {}\n",
                 ok.index,
+                ok.format,
                 ok.key.as_deref().unwrap_or("?"),
                 ok.identity.as_deref().unwrap_or("?")
             );
@@ -150,8 +156,9 @@ impl KeyVerification {
         );
         for s in &self.signatures {
             out.push_str(&format!(
-                "  signature {}: {}\n",
+                "  signature {} ({}): {}\n",
                 s.index,
+                s.format,
                 s.reason.as_deref().unwrap_or("?")
             ));
         }

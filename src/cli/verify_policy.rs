@@ -116,9 +116,10 @@ impl PolicyVerification {
                     .attestors
                     .iter()
                     .filter_map(|a| {
-                        a.verified_by_key
-                            .as_ref()
-                            .map(|k| format!("{} (key {k})", a.name))
+                        a.verified_by_key.as_ref().map(|k| match a.format {
+                            Some(f) => format!("{} (key {k}, {f})", a.name),
+                            None => format!("{} (key {k})", a.name),
+                        })
                     })
                     .collect();
                 format!("passed: signed by {}", by.join(", "))

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::Trigger;
 use super::status::ResourceStatus;
 use crate::crypto::Algorithm;
-use crate::signature::SignatureType;
+use crate::signature::{SignatureFormat, SignatureType};
 
 /// Signs the images pushed to the repositories in `scope` with one key.
 // kube's printcolumn(...) lists repeat `type_ = "string"`, which clippy mistakes for duplicates.
@@ -62,6 +62,14 @@ pub struct SigningRuleSpec {
     /// `Automatic`: sign on every push event; `Manual`: only by `signet sign` or the API.
     #[serde(default)]
     pub trigger: Trigger,
+    /// The formats written: `CosignSignature` (the `sha256-<hex>.sig` tag, read by cosign v2)
+    /// and `SigstoreBundle` (an OCI 1.1 referrer, read by cosign v3 and v4). Default: both.
+    #[serde(default = "all_formats")]
+    pub formats: Vec<SignatureFormat>,
+}
+
+fn all_formats() -> Vec<SignatureFormat> {
+    SignatureFormat::ALL.to_vec()
 }
 
 /// Where the signing key lives.

@@ -7,12 +7,15 @@ use super::{Lookup, NoMatch};
 use crate::crd::Mode;
 use crate::reference::ImageRef;
 use crate::registry::LookupFailureKind;
-use crate::signature::{Rejection, SignatureType, StoredSignature, check_signature};
+use crate::signature::{
+    Rejection, SignatureFormat, SignatureType, StoredSignature, check_signature,
+};
 
 /// The result of checking an image's signatures against one attestor's keys.
 #[derive(Clone, Debug)]
 struct AttestorCheck {
     verified_by_key: Option<String>,
+    format: Option<SignatureFormat>,
     reason: Option<String>,
 }
 
@@ -20,6 +23,7 @@ impl AttestorCheck {
     fn failed(reason: impl Into<String>) -> Self {
         AttestorCheck {
             verified_by_key: None,
+            format: None,
             reason: Some(reason.into()),
         }
     }
@@ -85,12 +89,12 @@ impl Checks<'_> {
 /// one no trusted key verifies.
 fn rank(rejection: &Rejection) -> u8 {
     match rejection {
-        Rejection::TagNotBound { .. } => 6,
+        Rejection::TagNotBound { .. } | Rejection::NoTagBinding { .. } => 6,
         Rejection::OtherRepository(_) => 5,
         Rejection::OtherDigest(_) => 4,
-        Rejection::UnknownType(_) => 3,
-        Rejection::MalformedPayload(_) => 2,
-        Rejection::UntrustedKey => 1,
+        Rejection::UnknownType(_) | Rejection::NotImageSignature(_) => 3,
+        Rejection::MalformedPayload(_) | Rejection::MalformedBundle(_) => 2,
+        Rejection::UntrustedKey | Rejection::UntrustedBundleKey => 1,
         Rejection::Unsigned => 0,
     }
 }
@@ -120,6 +124,7 @@ fn check_attestor(
                             .cloned()
                             .unwrap_or_else(|| format!("#{}", accepted.key_index)),
                     ),
+                    format: Some(stored.format),
                     reason: None,
                 };
             }
@@ -242,6 +247,7 @@ impl Snapshot {
             attestors.push(AttestorOutcome {
                 name: slot.name.clone(),
                 verified_by_key: check.verified_by_key,
+                format: check.format,
                 reason: check.reason,
             });
         }

@@ -109,7 +109,19 @@ pub(crate) struct Shared {
     helpers: HelperCache,
     /// Whether each loopback registry speaks TLS, as found out by its first request.
     loopback: LoopbackSchemes,
+    /// Registries seen answering the referrers API with "not implemented", and when: their
+    /// referrers are read through the fallback tag directly for a while (one request less).
+    no_referrers_api: Mutex<HashMap<String, std::time::Instant>>,
+    /// Registries seen refusing a blob in the upload's first request (202 to a POST with
+    /// `digest`): their uploads are a POST then a PUT, without sending the body twice.
+    no_single_post: Mutex<std::collections::HashSet<String>>,
+    /// HTTP requests sent (every attempt, authentication retries included): what a caller
+    /// measures registry cost with.
+    requests: std::sync::atomic::AtomicU64,
 }
+
+/// How long a registry without the referrers API is not asked again.
+const NO_REFERRERS_API_TTL: Duration = Duration::from_secs(600);
 
 impl fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -213,6 +225,9 @@ impl RegistryClient {
             challenges: Mutex::new(HashMap::new()),
             helpers: HelperCache::default(),
             loopback: LoopbackSchemes::default(),
+            no_referrers_api: Mutex::new(HashMap::new()),
+            no_single_post: Mutex::new(std::collections::HashSet::new()),
+            requests: std::sync::atomic::AtomicU64::new(0),
         };
         Ok(RegistryClient {
             shared: Arc::new(shared),
@@ -289,6 +304,61 @@ impl RegistryClient {
                 host: registry.to_string(),
                 reason: format!("bad path {path:?}: {e}"),
             })
+    }
+
+    /// HTTP requests this client (and its clones) sent so far.
+    pub fn requests_sent(&self) -> u64 {
+        self.shared
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether `registry` takes a blob in the upload's first request (not known otherwise).
+    pub(crate) fn may_take_single_post(&self, registry: &str) -> bool {
+        let refused = self
+            .shared
+            .no_single_post
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        !refused.contains(registry)
+    }
+
+    /// Remembers that `registry` wants a POST then a PUT for every upload.
+    pub(crate) fn remember_no_single_post(&self, registry: &str) {
+        let mut refused = self
+            .shared
+            .no_single_post
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if refused.len() > 10_000 {
+            refused.clear();
+        }
+        refused.insert(registry.to_string());
+    }
+
+    /// Whether `registry` answered the referrers API with "not implemented" lately.
+    pub(crate) fn lacks_referrers_api(&self, registry: &str) -> bool {
+        let known = self
+            .shared
+            .no_referrers_api
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        known
+            .get(registry)
+            .is_some_and(|since| since.elapsed() < NO_REFERRERS_API_TTL)
+    }
+
+    /// Remembers that `registry` has no referrers API.
+    pub(crate) fn remember_no_referrers_api(&self, registry: &str) {
+        let mut known = self
+            .shared
+            .no_referrers_api
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if known.len() > 10_000 {
+            known.clear();
+        }
+        known.insert(registry.to_string(), std::time::Instant::now());
     }
 
     fn known_challenge(&self, registry: &str) -> Option<Challenge> {
@@ -475,6 +545,9 @@ impl RegistryClient {
         call: &Call<'_>,
         authorization: Option<&str>,
     ) -> Result<reqwest::Response, RegistryError> {
+        self.shared
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut request = self
             .shared
             .http

@@ -1,4 +1,5 @@
-//! Signatures in the registry, cosign layout: the one place they are read and written.
+//! Signatures in the registry, every format: the one place they are read and written (the
+//! legacy `.sig` layout here, bundles in [`super::bundle_read`] and [`super::bundle_write`]).
 //!
 //! Reading (this file) is budgeted (see [`super::budget`]): layers are judged by their
 //! descriptors before any fetch, each distinct blob is fetched once, and what was left out is
@@ -22,6 +23,12 @@ pub struct SignatureStore {
     /// One async lock per `repository@digest`, shared by clones, so that concurrent writers in
     /// this process do not overwrite each other's layers.
     pub(super) write_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Repositories known to hold the empty config blob (`{}`) bundles refer to: checked once
+    /// per repository, not once per bundle.
+    pub(super) empty_config_known: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Digests of the referrer manifests (bundles) this store pushed: the signer ignores their
+    /// push events without fetching them.
+    pub(super) written_referrers: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 /// The `.sig` manifest of one digest as read: every layer, and the ones read within budget.
@@ -41,6 +48,8 @@ impl SignatureStore {
         SignatureStore {
             client,
             write_locks: Arc::default(),
+            empty_config_known: Arc::default(),
+            written_referrers: Arc::default(),
         }
     }
 
@@ -54,6 +63,26 @@ impl SignatureStore {
     /// budget or cannot be read are skipped and counted in [`SignatureSet::skipped`]. An error
     /// means the registry could not be asked (unreachable, refused, malformed manifest).
     pub async fn fetch_signatures(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+    ) -> Result<SignatureSet, RegistryError> {
+        // Both formats at once: one lookup, whatever the policy, and no format is preferred.
+        let (legacy, bundles) =
+            futures::join!(self.read(image, digest), self.read_bundles(image, digest));
+        let mut set = legacy?.set;
+        let bundles = bundles?;
+        set.signatures.extend(bundles.signatures);
+        for (reason, n) in bundles.skipped.iter() {
+            set.skipped.add(reason, n);
+        }
+        set.blobs_fetched += bundles.blobs_fetched;
+        set.bytes_fetched += bundles.bytes_fetched;
+        Ok(set)
+    }
+
+    /// The legacy `.sig` signatures alone (what the `.sig` writer reads).
+    pub async fn fetch_legacy_signatures(
         &self,
         image: &ImageRef,
         digest: &str,
@@ -133,10 +162,10 @@ impl SignatureStore {
             match fetched.get(layers[i].digest.as_str()) {
                 Some(payload) => {
                     read_index.push(i);
-                    set.signatures.push(StoredSignature {
-                        payload: payload.clone(),
-                        signature: layers[i].signature(),
-                    });
+                    set.signatures.push(StoredSignature::cosign(
+                        payload.clone(),
+                        layers[i].signature(),
+                    ));
                 }
                 _ => set.skipped.add(SkipReason::Unreadable, 1),
             }

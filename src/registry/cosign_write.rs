@@ -27,7 +27,7 @@ use crate::signature::{
 };
 
 /// How many times the read-check-write cycle is redone when another writer replaced the manifest.
-const WRITE_ATTEMPTS: usize = 4;
+pub(super) const WRITE_ATTEMPTS: usize = 4;
 
 /// Locks kept before the map forgets the ones nobody holds.
 const MAX_IDLE_LOCKS: usize = 10_000;
@@ -299,7 +299,8 @@ impl SignatureStore {
             .iter()
             .map(|(payload, _)| payload.as_slice())
             .chain(std::iter::once(built.config.as_slice()));
-        try_join_all(blobs.map(|blob| self.client.push_blob(&repo, blob))).await?;
+        // Both are new (a payload re-uploaded is harmless): no existence check first.
+        try_join_all(blobs.map(|blob| self.client.push_new_blob(&repo, blob))).await?;
         let tag = signature_tag(image, digest)?;
         self.client
             .push_manifest(
@@ -312,7 +313,7 @@ impl SignatureStore {
     }
 }
 
-fn lock_key(image: &ImageRef, digest: &str) -> String {
+pub(super) fn lock_key(image: &ImageRef, digest: &str) -> String {
     format!("{}@{}", image.repo_path(), digest.to_ascii_lowercase())
 }
 

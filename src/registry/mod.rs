@@ -12,6 +12,8 @@
 
 mod auth;
 mod budget;
+mod bundle_read;
+mod bundle_write;
 mod client;
 mod cosign;
 mod cosign_write;
@@ -22,6 +24,7 @@ mod failure;
 mod lazy_roots;
 mod loopback_tls;
 mod operations;
+mod referrers;
 pub mod sign;
 mod transport;
 
@@ -30,6 +33,7 @@ pub use budget::{
     MAX_SIGNATURE_PAYLOAD, SIGNATURE_READ_BUDGET, SignatureSet, SkipReason, SkippedLayers,
     held_bytes,
 };
+pub use bundle_write::{BundleReport, SubjectManifest};
 pub use client::{RegistryClient, RegistryOptions};
 pub use cosign::SignatureStore;
 pub use cosign_write::{
@@ -40,7 +44,16 @@ pub use cred_helper::HELPER_CACHE_TTL;
 pub use credentials::{Credential, CredentialSource, DOCKER_HUB_CONFIG_KEY, DockerConfig};
 pub use error::RegistryError;
 pub use failure::{LookupFailure, LookupFailureKind};
-pub use sign::{SignError, Signed, sign_digest, sign_image};
+pub use referrers::{
+    BlobBudget, IndexEntry, MAX_REFERRER_BLOB, MAX_REFERRERS, NOTATION_ARTIFACT_TYPE,
+    NOTATION_COSE_MEDIA_TYPE, NOTATION_JWS_MEDIA_TYPE, OCI_EMPTY_MEDIA_TYPE, REFERRER_BLOB_BUDGET,
+    REFERRER_MANIFEST_BUDGET, Referrer, ReferrerKind, Referrers, ReferrersSource, build_index,
+    classify, fallback_tag, parse_index,
+};
+pub use sign::{
+    FormatOutcome, SignError, Signed, sign_digest, sign_digest_formats, sign_image,
+    sign_image_formats,
+};
 pub use transport::MAX_REDIRECTS;
 
 use sha2::Digest as _;

@@ -17,6 +17,14 @@ use super::{
 };
 use crate::reference::{ImageRef, normalise_digest};
 
+/// What a manifest push answered.
+pub(crate) struct PushedManifest {
+    /// The manifest's digest.
+    pub(crate) digest: String,
+    /// The registry sent `OCI-Subject`: it indexes the manifest's subject itself.
+    pub(crate) oci_subject: bool,
+}
+
 /// Bound on pages followed, against a registry whose links go round in circles.
 const MAX_PAGES: usize = 10_000;
 
@@ -138,6 +146,17 @@ impl RegistryClient {
         &self,
         image: &ImageRef,
     ) -> Result<Option<FetchedManifest>, RegistryError> {
+        self.fetch_manifest_limited(image, MAX_MANIFEST_BYTES).await
+    }
+
+    /// [`RegistryClient::fetch_manifest`] refusing bodies over `limit` bytes (at most
+    /// [`MAX_MANIFEST_BYTES`]): referrers are read within a budget.
+    pub(crate) async fn fetch_manifest_limited(
+        &self,
+        image: &ImageRef,
+        limit: usize,
+    ) -> Result<Option<FetchedManifest>, RegistryError> {
+        let limit = limit.min(MAX_MANIFEST_BYTES);
         let what = manifest_label(image);
         let accept = accept_manifests();
         let call = self.manifest_call(image, Method::GET, &accept)?;
@@ -161,7 +180,7 @@ impl RegistryClient {
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
             .unwrap_or_default();
         let bytes = self
-            .read_body(image.registry(), &what, response, MAX_MANIFEST_BYTES)
+            .read_body(image.registry(), &what, response, limit)
             .await?;
 
         let expected = image.digest().map(str::to_string).or(announced);
@@ -323,6 +342,93 @@ impl RegistryClient {
         Ok(digest)
     }
 
+    /// Uploads a blob that is new (a signature just made: nobody can have it), without asking
+    /// first: the blob in the upload's first request (`POST ...?digest=`, one request) where the
+    /// registry takes it, else a POST then a PUT (distribution 2.8; remembered per registry, so
+    /// the body is sent once). Returns its `sha256:` digest.
+    pub async fn push_new_blob(
+        &self,
+        repo: &ImageRef,
+        data: &[u8],
+    ) -> Result<String, RegistryError> {
+        let digest = sha256_digest(data);
+        let what = format!("upload of blob {}@{digest}", repo.repository());
+        let registry = repo.registry();
+        let single = self.may_take_single_post(registry);
+        let mut url = self.v2_url(registry, &format!("{}/blobs/uploads/", repo.repository()))?;
+        if single {
+            url.query_pairs_mut().append_pair("digest", &digest);
+        }
+        let start = Call {
+            registry,
+            repository: repo.repository(),
+            access: Access::Push,
+            method: Method::POST,
+            url,
+            accept: None,
+            content_type: single.then_some("application/octet-stream"),
+            body: single.then(|| Bytes::copy_from_slice(data)),
+        };
+        let response = self.send(&start).await?;
+        if response.status() == StatusCode::CREATED {
+            return Ok(digest);
+        }
+        if !response.status().is_success() {
+            return Err(self.failure(&start, &what, response).await);
+        }
+        if single {
+            self.remember_no_single_post(registry);
+        }
+        self.finish_upload(repo, response, data, &digest, &what)
+            .await
+    }
+
+    /// The PUT of an upload the registry answered a POST for (202 with `Location`).
+    async fn finish_upload(
+        &self,
+        repo: &ImageRef,
+        response: reqwest::Response,
+        data: &[u8],
+        digest: &str,
+        what: &str,
+    ) -> Result<String, RegistryError> {
+        let registry = repo.registry();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::bad_response(registry, what, "no Location header"))?;
+        let mut upload_url = response.url().join(location).map_err(|e| {
+            RegistryError::bad_response(registry, what, format!("bad Location {location:?}: {e}"))
+        })?;
+        upload_url.query_pairs_mut().append_pair("digest", digest);
+        let put = Call {
+            registry,
+            repository: repo.repository(),
+            access: Access::Push,
+            method: Method::PUT,
+            url: upload_url,
+            accept: None,
+            content_type: Some("application/octet-stream"),
+            body: Some(Bytes::copy_from_slice(data)),
+        };
+        let response = self.send(&put).await?;
+        if !response.status().is_success() {
+            return Err(self.failure(&put, what, response).await);
+        }
+        if let Some(announced) = announced_digest(response.headers(), registry, what)?
+            && announced != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                host: registry.to_string(),
+                what: what.to_string(),
+                expected: digest.to_string(),
+                actual: announced,
+            });
+        }
+        Ok(digest.to_string())
+    }
+
     /// Uploads a manifest under the tag of `image`, or under its digest when it names no tag.
     /// When `image` names a digest, `bytes` must hash to it. Returns the manifest's digest.
     pub async fn push_manifest(
@@ -331,6 +437,20 @@ impl RegistryClient {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<String, RegistryError> {
+        Ok(self
+            .push_manifest_answer(image, bytes, media_type)
+            .await?
+            .digest)
+    }
+
+    /// [`RegistryClient::push_manifest`], also telling whether the registry answered with an
+    /// `OCI-Subject` header (it indexes referrers itself: no fallback index to keep).
+    pub(crate) async fn push_manifest_answer(
+        &self,
+        image: &ImageRef,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<PushedManifest, RegistryError> {
         let what = manifest_label(image);
         let registry = image.registry();
         if bytes.len() > MAX_MANIFEST_BYTES {
@@ -382,7 +502,43 @@ impl RegistryClient {
                 actual: announced,
             });
         }
-        Ok(digest)
+        let oci_subject = response.headers().contains_key("oci-subject");
+        Ok(PushedManifest {
+            digest,
+            oci_subject,
+        })
+    }
+
+    /// The media type and size of the manifest `image` names (one HEAD); `None` when absent.
+    pub(crate) async fn manifest_descriptor(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Option<(String, u64)>, RegistryError> {
+        let what = manifest_label(image);
+        let accept = accept_manifests();
+        let call = self.manifest_call(image, Method::HEAD, &accept)?;
+        let response = self.send(&call).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(self.failure(&call, &what, response).await);
+        }
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .map(str::to_string)
+        };
+        let media_type = header(CONTENT_TYPE).unwrap_or_default();
+        let size = header(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| {
+                RegistryError::bad_response(image.registry(), &what, "no Content-Length")
+            })?;
+        Ok(Some((media_type, size)))
     }
 
     /// Every tag of the repository of `repo`, following pagination.
@@ -552,7 +708,7 @@ fn names(body: &[u8], field: &str) -> Result<Vec<String>, String> {
 }
 
 /// The `rel="next"` target of a `Link` header, resolved against the URL it came with.
-fn next_link(headers: &HeaderMap, current: &Url) -> Option<Url> {
+pub(crate) fn next_link(headers: &HeaderMap, current: &Url) -> Option<Url> {
     for value in headers.get_all(LINK) {
         let Ok(text) = value.to_str() else { continue };
         for link in text.split(',') {

@@ -11,7 +11,7 @@ use crate::reference::ImageRef;
 use crate::registry::{
     AppendOutcome, Compaction, RegistryError, SignatureStore, SignatureWriteError, Wanted,
 };
-use crate::signature::{self, SignatureError, SignatureType};
+use crate::signature::{self, SignatureError, SignatureFormat, SignatureType};
 
 /// Why an image could not be signed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +50,19 @@ pub struct Signed {
     pub outcome: AppendOutcome,
     /// Set when the manifest was full and layers not verifying under `key` were dropped.
     pub compaction: Option<Compaction>,
+    /// What happened in each format asked for, in the order asked.
+    pub formats: Vec<FormatOutcome>,
+}
+
+/// What signing did in one format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormatOutcome {
+    /// The format.
+    pub format: SignatureFormat,
+    /// Whether something was written.
+    pub outcome: AppendOutcome,
+    /// Where: the `.sig` tag, or the bundle manifest (`repo@sha256:...`) when one was pushed.
+    pub reference: String,
 }
 
 /// Signs the image `image` names: resolves its digest (or checks the one named), and stores a
@@ -61,6 +74,26 @@ pub async fn sign_image(
     signature_type: SignatureType,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Signed, SignError> {
+    sign_image_formats(
+        store,
+        image,
+        key,
+        signature_type,
+        annotations,
+        &[SignatureFormat::CosignSignature],
+    )
+    .await
+}
+
+/// [`sign_image`] in each of `formats` (the `.sig` tag, a Sigstore bundle, or both).
+pub async fn sign_image_formats(
+    store: &SignatureStore,
+    image: &ImageRef,
+    key: Arc<dyn SigningKey>,
+    signature_type: SignatureType,
+    annotations: &BTreeMap<String, String>,
+    formats: &[SignatureFormat],
+) -> Result<Signed, SignError> {
     let resolved = store.client().resolve_digest(image).await?;
     if let Some(named) = image.digest()
         && !named.eq_ignore_ascii_case(&resolved)
@@ -71,11 +104,20 @@ pub async fn sign_image(
             resolved,
         });
     }
-    sign_digest(store, image, &resolved, key, signature_type, annotations).await
+    sign_digest_formats(
+        store,
+        image,
+        &resolved,
+        key,
+        signature_type,
+        annotations,
+        formats,
+    )
+    .await
 }
 
 /// Signs a digest already known: no lookup before signing. When the manifest is full, only
-/// layers `key` verifies are kept (the CLI knows no other key).
+/// layers `key` verifies are kept (the CLI knows no other key). The `.sig` format only.
 pub async fn sign_digest(
     store: &SignatureStore,
     image: &ImageRef,
@@ -84,26 +126,89 @@ pub async fn sign_digest(
     signature_type: SignatureType,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Signed, SignError> {
+    sign_digest_formats(
+        store,
+        image,
+        digest,
+        key,
+        signature_type,
+        annotations,
+        &[SignatureFormat::CosignSignature],
+    )
+    .await
+}
+
+/// [`sign_digest`] in each of `formats`, under one lock for the digest.
+pub async fn sign_digest_formats(
+    store: &SignatureStore,
+    image: &ImageRef,
+    digest: &str,
+    key: Arc<dyn SigningKey>,
+    signature_type: SignatureType,
+    annotations: &BTreeMap<String, String>,
+    formats: &[SignatureFormat],
+) -> Result<Signed, SignError> {
     let wanted = [Wanted {
         key,
         signature_type,
         annotations: annotations.clone(),
     }];
-    let lock = store.lock(image, digest).await;
-    let report = store
-        .ensure_signed(&lock, image, digest, &wanted, &[])
-        .await?;
-    drop(lock);
     let tag = signature::signature_tag(digest)?;
+    let signature_ref = format!("{}:{tag}", image.repo_path());
+    let lock = store.lock(image, digest).await;
+    let mut compaction = None;
+    let mut outcomes = Vec::with_capacity(formats.len());
+    for &format in formats {
+        if outcomes.iter().any(|o: &FormatOutcome| o.format == format) {
+            continue;
+        }
+        match format {
+            SignatureFormat::CosignSignature => {
+                let report = store
+                    .ensure_signed(&lock, image, digest, &wanted, &[])
+                    .await?;
+                compaction = report.compaction;
+                outcomes.push(FormatOutcome {
+                    format,
+                    outcome: first(&report.outcomes),
+                    reference: signature_ref.clone(),
+                });
+            }
+            SignatureFormat::SigstoreBundle => {
+                let report = store
+                    .ensure_bundles(&lock, image, digest, None, &wanted, true)
+                    .await?;
+                let reference = match report.pushed.first() {
+                    Some(manifest) => format!("{}@{manifest}", image.repo_path()),
+                    None => format!("{}@{digest} (referrers)", image.repo_path()),
+                };
+                outcomes.push(FormatOutcome {
+                    format,
+                    outcome: first(&report.outcomes),
+                    reference,
+                });
+            }
+        }
+    }
+    drop(lock);
+    let outcome = if outcomes.iter().any(|o| o.outcome == AppendOutcome::Added) {
+        AppendOutcome::Added
+    } else {
+        AppendOutcome::AlreadyPresent
+    };
     Ok(Signed {
         digest: digest.to_string(),
         image: image.with_digest(digest),
-        signature_ref: format!("{}:{tag}", image.repo_path()),
-        outcome: report
-            .outcomes
-            .first()
-            .copied()
-            .unwrap_or(AppendOutcome::AlreadyPresent),
-        compaction: report.compaction,
+        signature_ref,
+        outcome,
+        compaction,
+        formats: outcomes,
     })
+}
+
+fn first(outcomes: &[AppendOutcome]) -> AppendOutcome {
+    outcomes
+        .first()
+        .copied()
+        .unwrap_or(AppendOutcome::AlreadyPresent)
 }

@@ -9,17 +9,43 @@
 
 use std::fmt;
 
+use super::SignatureFormat;
 use super::payload::{ATOMIC_TYPE, COSIGN_TYPE, Payload, SignatureType, parse_payload};
 use crate::crypto::PublicKey;
 use crate::reference::ImageRef;
 
-/// A signature as fetched: the payload bytes and the raw signature over exactly those bytes.
+/// A signature as fetched, in its format: for `CosignSignature` the payload bytes and the raw
+/// signature over exactly those bytes; for `SigstoreBundle` the bundle (the layer blob) as
+/// `payload`, the signature being inside it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredSignature {
-    /// The payload exactly as stored (the layer blob), the bytes the signature is over.
+    /// The layer blob exactly as stored: the simple-signing payload, or the bundle.
     pub payload: Vec<u8>,
-    /// `None` when the layer carried no (or no base64) signature annotation.
+    /// `CosignSignature`: `None` when the layer carried no (or no base64) signature annotation.
+    /// Always `None` for a bundle.
     pub signature: Option<Vec<u8>>,
+    /// Which format `payload` is in.
+    pub format: SignatureFormat,
+}
+
+impl StoredSignature {
+    /// A legacy cosign signature: a simple-signing payload and the signature annotation.
+    pub fn cosign(payload: Vec<u8>, signature: Option<Vec<u8>>) -> Self {
+        StoredSignature {
+            payload,
+            signature,
+            format: SignatureFormat::CosignSignature,
+        }
+    }
+
+    /// A Sigstore bundle, as its layer blob.
+    pub fn bundle(bundle: Vec<u8>) -> Self {
+        StoredSignature {
+            payload: bundle,
+            signature: None,
+            format: SignatureFormat::SigstoreBundle,
+        }
+    }
 }
 
 /// Why a stored signature does not count. Each reads as the end of a sentence about the signature.
@@ -37,6 +63,17 @@ pub enum Rejection {
     OtherDigest(String),
     /// The identity names another repository.
     OtherRepository(String),
+    /// A bundle that is not one DSSE signature over an in-toto statement (says why).
+    MalformedBundle(String),
+    /// A bundle carrying its own certificate, and no Attestor key verifies it.
+    UntrustedBundleKey,
+    /// A bundle whose statement has another predicate type (an attestation, not a signature).
+    NotImageSignature(String),
+    /// `Default`: the identity names the repository without a tag (or nothing), as cosign signs.
+    NoTagBinding {
+        /// The identity signed (empty when the bundle names none).
+        signed: String,
+    },
     /// `Default`: the identity does not bind the workload's tag.
     TagNotBound {
         /// The workload's tag.
@@ -55,6 +92,17 @@ impl fmt::Display for Rejection {
             Rejection::UnknownType(t) => write!(f, "unknown payload type {t:?}"),
             Rejection::OtherDigest(d) => write!(f, "signature for another digest ({d})"),
             Rejection::OtherRepository(r) => write!(f, "signature for another repository ({r})"),
+            Rejection::MalformedBundle(why) => write!(f, "malformed bundle: {why}"),
+            Rejection::UntrustedBundleKey => write!(
+                f,
+                "not signed by a trusted key (the certificate the bundle carries is never trusted)"
+            ),
+            Rejection::NotImageSignature(t) => write!(
+                f,
+                "predicate type {t:?} is not an image signature ({})",
+                super::bundle::COSIGN_SIGN_PREDICATE
+            ),
+            Rejection::NoTagBinding { .. } => write!(f, "{NO_TAG_BINDING_HINT}"),
             Rejection::TagNotBound { tag, signed } => {
                 write!(f, "tag {tag:?} not bound: the signature names {signed}")
             }
@@ -62,12 +110,17 @@ impl fmt::Display for Rejection {
     }
 }
 
+/// Why a `Default` policy refuses what cosign signs (no tag in the identity), and what to do.
+pub const NO_TAG_BINDING_HINT: &str =
+    "signed without a tag binding, as cosign signs: use signatureType: Simple to accept it";
+
 /// A signature that counts: which key verified it, and its claims.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted {
     /// Index into the key list passed to [`check_signature`].
     pub key_index: usize,
-    /// The parsed payload: the digest and identity the signature vouches for.
+    /// The parsed payload: the digest and identity the signature vouches for (for a bundle:
+    /// the subject name, the digest, the predicate type and the predicate).
     pub payload: Payload,
 }
 
@@ -79,6 +132,9 @@ pub fn check_signature(
     signature_type: SignatureType,
     keys: &[PublicKey],
 ) -> Result<Accepted, Rejection> {
+    if stored.format == SignatureFormat::SigstoreBundle {
+        return super::bundle::check_bundle(&stored.payload, image, digest, signature_type, keys);
+    }
     let signature = stored.signature.as_deref().ok_or(Rejection::Unsigned)?;
     // Verify before reading any claim: an unsigned claim means nothing.
     let key_index = keys
@@ -121,6 +177,10 @@ pub fn check_claims(
         return Err(Rejection::OtherRepository(signed.repo_path()));
     }
     match image.tag() {
+        // What cosign writes: the repository alone.
+        Some(_) if signed.tag().is_none() => Err(Rejection::NoTagBinding {
+            signed: payload.docker_reference.clone(),
+        }),
         Some(tag) if signed.tag() != Some(tag) => Err(Rejection::TagNotBound {
             tag: tag.to_string(),
             signed: payload.docker_reference.clone(),

@@ -25,18 +25,27 @@ pub fn signature_tag(digest: &str) -> Result<String, SignatureError> {
     Ok(format!("{}.sig", digest.replacen(':', "-", 1)))
 }
 
-/// Whether a tag is a cosign artifact tag (`sha256-<hex>.sig`, `.att`, `.sbom`), not an image tag.
+/// Whether a tag is a signature artifact tag, not an image tag: cosign's `sha256-<hex>.sig`,
+/// `.att`, `.sbom`, or the OCI referrers fallback index `sha256-<hex>` (the full digest).
 pub fn is_artifact_tag(tag: &str) -> bool {
     let Some((alg, rest)) = tag.split_once('-') else {
         return false;
     };
-    let Some((hex, suffix)) = rest.rsplit_once('.') else {
+    let hex_ok = |hex: &str| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    if !matches!(alg, "sha256" | "sha384" | "sha512") {
         return false;
-    };
-    matches!(alg, "sha256" | "sha384" | "sha512")
-        && !hex.is_empty()
-        && hex.bytes().all(|b| b.is_ascii_hexdigit())
-        && matches!(suffix, "sig" | "att" | "sbom")
+    }
+    match rest.rsplit_once('.') {
+        Some((hex, suffix)) => hex_ok(hex) && matches!(suffix, "sig" | "att" | "sbom"),
+        None => {
+            let full = match alg {
+                "sha256" => 64,
+                "sha384" => 96,
+                _ => 128,
+            };
+            rest.len() == full && hex_ok(rest)
+        }
+    }
 }
 
 /// One layer descriptor of a signature manifest.
@@ -178,6 +187,10 @@ mod tests {
         assert!(is_artifact_tag(&format!("sha256-{}.sig", "ab".repeat(32))));
         assert!(is_artifact_tag(&format!("sha256-{}.att", "ab".repeat(32))));
         assert!(!is_artifact_tag("v1.sig"));
+        // The referrers fallback index: the whole digest, nothing else.
+        assert!(is_artifact_tag(&format!("sha256-{}", "ab".repeat(32))));
+        assert!(!is_artifact_tag("sha256-abc"));
+        assert!(!is_artifact_tag(&format!("sha512-{}", "ab".repeat(32))));
         assert!(!is_artifact_tag("latest"));
     }
 

@@ -1,18 +1,77 @@
-//! The signed payload, the cosign storage layout, and the rule for when a signature counts.
-//! Pure: no I/O (the registry layer fetches and pushes; see `registry`).
+//! The signed payload, the cosign storage layout, Sigstore bundles, and the rule for when a
+//! signature counts. Pure: no I/O (the registry layer fetches and pushes; see `registry`).
 
+pub mod bundle;
 mod check;
 mod layout;
 pub mod notation;
 mod payload;
 
-pub use check::{Accepted, Rejection, StoredSignature, check_claims, check_signature};
+pub use bundle::{BUNDLE_MEDIA_TYPE, is_bundle_media_type};
+pub use check::{
+    Accepted, NO_TAG_BINDING_HINT, Rejection, StoredSignature, check_claims, check_signature,
+};
 pub use layout::{
     BuiltManifest, Descriptor, OCI_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE,
     SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, build_signature_manifest, is_artifact_tag,
     parse_manifest_layers, parse_signature_manifest, sha256_digest, signature_tag,
 };
 pub use payload::{ATOMIC_TYPE, COSIGN_TYPE, Payload, SignatureType, build_payload, parse_payload};
+
+/// The formats signatures are stored in. Policies do not care which: an attestor is satisfied
+/// by a valid signature of one of its keys in any of them.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+pub enum SignatureFormat {
+    /// cosign's legacy layout: the `sha256-<hex>.sig` tag, simple-signing payloads.
+    CosignSignature,
+    /// A Sigstore bundle (cosign v3) attached as an OCI 1.1 referrer.
+    SigstoreBundle,
+}
+
+impl SignatureFormat {
+    /// Every format, in the order signet writes them.
+    pub const ALL: [SignatureFormat; 2] = [
+        SignatureFormat::CosignSignature,
+        SignatureFormat::SigstoreBundle,
+    ];
+
+    /// The name used in resources, flags and verdicts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureFormat::CosignSignature => "CosignSignature",
+            SignatureFormat::SigstoreBundle => "SigstoreBundle",
+        }
+    }
+}
+
+impl std::fmt::Display for SignatureFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SignatureFormat {
+    type Err = SignatureError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "cosignsignature" | "cosign" | "sig" => Ok(SignatureFormat::CosignSignature),
+            "sigstorebundle" | "bundle" => Ok(SignatureFormat::SigstoreBundle),
+            _ => Err(SignatureError::UnknownFormat(s.to_string())),
+        }
+    }
+}
 
 /// Errors of the signature format layer.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -25,6 +84,12 @@ pub enum SignatureError {
     /// version 2), or a digest that cannot name a `.sig` tag; says what is wrong.
     #[error("malformed signature manifest: {0}")]
     MalformedManifest(String),
+    /// A Sigstore bundle that cannot be parsed or is not an image signature; says why.
+    #[error("malformed bundle: {0}")]
+    MalformedBundle(String),
+    /// A format name other than `CosignSignature` or `SigstoreBundle`; holds the name given.
+    #[error("unknown signature format {0:?} (expected CosignSignature or SigstoreBundle)")]
+    UnknownFormat(String),
     /// A signature type name other than `Default` or `Simple`; holds the name given.
     #[error("unknown signature type {0:?} (expected Default or Simple)")]
     UnknownSignatureType(String),

@@ -28,10 +28,7 @@ impl Signer {
     }
     fn sign(&self, payload: &[u8]) -> StoredSignature {
         let sig = self.0.sign(&SystemRandom::new(), payload).unwrap();
-        StoredSignature {
-            payload: payload.to_vec(),
-            signature: Some(sig.as_ref().to_vec()),
-        }
+        StoredSignature::cosign(payload.to_vec(), Some(sig.as_ref().to_vec()))
     }
     fn sign_image(&self, image: &str, digest: &str, t: SignatureType) -> StoredSignature {
         let img = ImageRef::parse(image).unwrap();
@@ -100,7 +97,7 @@ fn signature_rule_table() {
             "r.io/prod/app:v1",
             D1,
             Default,
-            Err("tag \"v1\" not bound"),
+            Err("signed without a tag binding, as cosign signs"),
         ),
         (
             "default policy, other tag of same digest",
@@ -160,10 +157,7 @@ fn signature_rule_table() {
         ),
         (
             "unsigned layer",
-            StoredSignature {
-                payload: b"{}".to_vec(),
-                signature: None,
-            },
+            StoredSignature::cosign(b"{}".to_vec(), None),
             "r.io/prod/app:v1",
             D1,
             Default,

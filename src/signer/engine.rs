@@ -29,9 +29,9 @@ use crate::crypto::{PublicKey, SigningKey};
 use crate::reference::ImageRef;
 use crate::registry::{
     AppendOutcome, EnsureReport, RegistryClient, RegistryError, SignPayloadError, SignatureLock,
-    SignatureStore, SignatureWriteError, Wanted,
+    SignatureStore, SignatureWriteError, SubjectManifest, Wanted,
 };
-use crate::signature::SignatureType;
+use crate::signature::{SignatureFormat, SignatureType};
 
 use super::SignerError;
 use super::event::{Classified, EnvelopeError, Ignored, PushedManifest, is_referrer, parse_events};
@@ -263,6 +263,33 @@ impl Signer {
                 return EventOutcome::Failed(SignerError::Internal("worker pool closed".into()));
             }
         };
+        // A push by digest alone is how referrers arrive (bundles, Notation signatures, SBOMs):
+        // told from the manifest before any rule is weighed, so that a Default rule does not
+        // warn about a missing tag for every signature signet itself writes.
+        if push.tag.is_none() && self.inner.store.wrote_referrer(&push.digest) {
+            metrics.ignored(NothingToSign::Referrer);
+            return EventOutcome::NothingToSign(NothingToSign::Referrer);
+        }
+        if push.tag.is_none() {
+            match self
+                .inner
+                .store
+                .client()
+                .fetch_manifest(&identity.with_digest(&push.digest))
+                .await
+            {
+                Ok(Some(m)) if is_referrer(&m.bytes) => {
+                    metrics.ignored(NothingToSign::Referrer);
+                    return EventOutcome::NothingToSign(NothingToSign::Referrer);
+                }
+                Ok(None) => {
+                    metrics.ignored(NothingToSign::ManifestGone);
+                    return EventOutcome::NothingToSign(NothingToSign::ManifestGone);
+                }
+                // An image pushed by digest, or a read that failed: the rules decide as before.
+                _ => {}
+            }
+        }
         let outcome = self.sign_pushed(&identity, &push.digest, &covering).await;
         match &outcome {
             EventOutcome::Signed(ensured) => {
@@ -572,33 +599,79 @@ impl Signer {
             }
         };
         let (manifest, tag_names_digest) = tokio::try_join!(manifest, tag)?;
-        let platforms = match manifest {
+        let (platforms, subject) = match manifest {
             Some(None) => return Ok(Err(NothingToSign::ManifestGone)),
             Some(Some(m)) if is_referrer(&m.bytes) => return Ok(Err(NothingToSign::Referrer)),
-            Some(Some(m)) => platform_manifests(&m.bytes),
-            None => Vec::new(),
+            Some(Some(m)) => (
+                platform_manifests(&m.bytes),
+                Some(SubjectManifest {
+                    media_type: m.media_type.clone(),
+                    size: m.bytes.len() as u64,
+                }),
+            ),
+            None => (Vec::new(), None),
         };
         let tag_moved = tag_names_digest == Some(false);
         let (moved, signing): (Vec<_>, Vec<_>) = keyed
             .iter()
             .partition(|(rule, _)| tag_moved && rule.signature_type == SignatureType::Default);
-        let wanted: Vec<Wanted> = signing
-            .iter()
-            .map(|(rule, key)| Wanted {
-                key: Arc::clone(key),
-                signature_type: rule.signature_type,
-                annotations: Default::default(),
-            })
-            .collect();
-        let report = if wanted.is_empty() {
-            EnsureReport::default()
-        } else {
-            self.inner
-                .store
-                .ensure_signed(lock, identity, digest, &wanted, keep)
-                .await
-                .map_err(|e| write_error(e, &signing))?
-        };
+        // Each format writes for the rules that ask for it; a rule counts as added when any of
+        // its formats was written.
+        let mut outcomes = vec![AppendOutcome::AlreadyPresent; signing.len()];
+        let mut report = EnsureReport::default();
+        for format in SignatureFormat::ALL {
+            let chosen: Vec<usize> = (0..signing.len())
+                .filter(|&i| signing[i].0.formats.contains(&format))
+                .collect();
+            if chosen.is_empty() {
+                continue;
+            }
+            let rules: Vec<_> = chosen.iter().map(|&i| signing[i]).collect();
+            let wanted: Vec<Wanted> = rules
+                .iter()
+                .map(|(rule, key)| Wanted {
+                    key: Arc::clone(key),
+                    signature_type: rule.signature_type,
+                    annotations: Default::default(),
+                })
+                .collect();
+            let store = &self.inner.store;
+            let written = match format {
+                SignatureFormat::CosignSignature => {
+                    let r = store
+                        .ensure_signed(lock, identity, digest, &wanted, keep)
+                        .await
+                        .map_err(|e| write_error(e, &rules))?;
+                    let outcomes = r.outcomes.clone();
+                    report = r;
+                    outcomes
+                }
+                SignatureFormat::SigstoreBundle => {
+                    let r = store
+                        // The recheck (`recheck_after`) reads the index again later and
+                        // repairs it; the event is answered without waiting for that.
+                        .ensure_bundles(
+                            lock,
+                            identity,
+                            digest,
+                            subject.clone(),
+                            &wanted,
+                            self.inner.options.recheck_after.is_none(),
+                        )
+                        .await
+                        .map_err(|e| write_error(e, &rules))?;
+                    report.overwritten += r.repaired;
+                    self.inner.metrics.bundles_written(r.pushed.len());
+                    r.outcomes
+                }
+            };
+            for (&i, outcome) in chosen.iter().zip(written) {
+                if outcome == AppendOutcome::Added {
+                    outcomes[i] = AppendOutcome::Added;
+                }
+            }
+        }
+        report.outcomes = outcomes;
         Ok(Ok(Written {
             signing: signing.iter().map(|(r, _)| r.name.clone()).collect(),
             tag_moved: moved.iter().map(|(r, _)| r.name.clone()).collect(),

@@ -199,9 +199,36 @@ fn host_of_url(url: &str) -> Option<String> {
 /// Whether manifest bytes name a `subject`: an OCI 1.1 referrer (signature bundle, SBOM,
 /// attestation) attached to another image, not an image of its own.
 pub fn is_referrer(manifest: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(manifest)
-        .map(|doc| doc.get("subject").is_some_and(Value::is_object))
-        .unwrap_or(false)
+    let Ok(doc) = serde_json::from_slice::<Value>(manifest) else {
+        return false;
+    };
+    if doc.get("subject").is_some_and(Value::is_object) {
+        return true;
+    }
+    // A signature, bundle or attestation pushed without a subject (older cosign, Notation,
+    // ORAS): known by its artifactType or config media type.
+    let artifact_type = doc.get("artifactType").and_then(Value::as_str);
+    let config_type = doc
+        .get("config")
+        .and_then(|c| c.get("mediaType"))
+        .and_then(Value::as_str);
+    [artifact_type, config_type]
+        .into_iter()
+        .flatten()
+        .any(is_signature_artifact_type)
+}
+
+/// Media types that mark signatures, bundles and attestations (cosign, Sigstore, Notation,
+/// in-toto/DSSE).
+pub fn is_signature_artifact_type(media_type: &str) -> bool {
+    const PREFIXES: [&str; 5] = [
+        "application/vnd.dev.cosign.",
+        "application/vnd.dev.sigstore.",
+        "application/vnd.cncf.notary.",
+        "application/vnd.in-toto",
+        "application/vnd.dsse.",
+    ];
+    PREFIXES.iter().any(|p| media_type.starts_with(p))
 }
 
 #[cfg(test)]
@@ -327,5 +354,40 @@ mod tests {
         ));
         assert!(!is_referrer(br#"{"schemaVersion":2,"layers":[]}"#));
         assert!(!is_referrer(b"not json"));
+    }
+
+    #[test]
+    fn signature_artifacts_without_a_subject_are_told_by_their_types() {
+        for marked in [
+            r#"{"schemaVersion":2,"artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json","config":{"mediaType":"application/vnd.oci.empty.v1+json"}}"#,
+            r#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.cncf.notary.signature"}}"#,
+            r#"{"schemaVersion":2,"artifactType":"application/vnd.dev.cosign.artifact.sig.v1+json"}"#,
+            r#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.in-toto+json"}}"#,
+        ] {
+            assert!(is_referrer(marked.as_bytes()), "{marked}");
+        }
+        assert!(!is_referrer(
+            br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json"}}"#
+        ));
+    }
+
+    #[test]
+    fn a_push_of_the_fallback_index_tag_is_never_signed() {
+        let tag = format!("sha256-{}", "ab".repeat(32));
+        let event = serde_json::json!({
+            "action": "push",
+            "target": {
+                "mediaType": OCI_INDEX_MEDIA_TYPE,
+                "digest": format!("sha256:{}", "cd".repeat(32)),
+                "repository": "ns1/app",
+                "tag": tag,
+                "url": "http://127.0.0.1:5000/v2/ns1/app/manifests/x",
+            },
+            "request": {"host": "127.0.0.1:5000"},
+        });
+        assert_eq!(
+            classify(&event),
+            Classified::Ignore(Ignored::ArtifactTag(tag))
+        );
     }
 }

@@ -155,6 +155,8 @@ pub struct Metrics {
     pub signed: Counter,
     /// Signatures that were already there (repeated events, several instances).
     pub already_signed: Counter,
+    /// Sigstore bundles pushed (one referrer each).
+    pub bundles_written: Counter,
     /// Rules not applied to an image, by reason (`default_needs_tag`, `tag_moved`).
     pub skipped: Family<SkipLabel, Counter>,
     /// Images that could not be signed, by reason (`registry`, `key`, `internal`).
@@ -202,6 +204,7 @@ impl Metrics {
             events_ignored: Family::default(),
             signed: Counter::default(),
             already_signed: Counter::default(),
+            bundles_written: Counter::default(),
             skipped: Family::default(),
             failed: Family::default(),
             overwritten: Counter::default(),
@@ -244,6 +247,11 @@ impl Metrics {
             "already_signed",
             "Signatures found already present",
             m.already_signed.clone(),
+        );
+        registry.register(
+            "bundles_written",
+            "Sigstore bundles pushed as referrers",
+            m.bundles_written.clone(),
         );
         registry.register(
             "skipped",
@@ -369,6 +377,11 @@ impl Metrics {
         self.events_ignored
             .get_or_create(&IgnoreLabel { reason })
             .inc();
+    }
+
+    /// Counts bundles pushed.
+    pub fn bundles_written(&self, n: usize) {
+        self.bundles_written.inc_by(n as u64);
     }
 
     /// Counts a failure.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::crd::{SigningKeyRef, SigningRule, Trigger};
 use crate::crypto::Algorithm;
 use crate::reference::{Glob, ImageRef};
-use crate::signature::SignatureType;
+use crate::signature::{SignatureFormat, SignatureType};
 
 use super::SignerError;
 
@@ -70,6 +70,8 @@ pub struct CompiledRule {
     pub signature_type: SignatureType,
     /// `Automatic` or `Manual`.
     pub trigger: Trigger,
+    /// The formats written (at least one: an empty list means both).
+    pub formats: Vec<SignatureFormat>,
 }
 
 impl CompiledRule {
@@ -145,6 +147,11 @@ impl RuleSet {
                     algorithm: rule.spec.algorithm,
                     signature_type: rule.spec.signature_type,
                     trigger: rule.spec.trigger,
+                    formats: if rule.spec.formats.is_empty() {
+                        SignatureFormat::ALL.to_vec()
+                    } else {
+                        rule.spec.formats.clone()
+                    },
                 })
             })
             .collect();
@@ -188,6 +195,7 @@ mod tests {
                 algorithm: Algorithm::EcdsaP256Sha256,
                 signature_type: SignatureType::Default,
                 trigger,
+                formats: crate::signature::SignatureFormat::ALL.to_vec(),
             },
         )
     }

@@ -104,6 +104,7 @@ pub fn kms_rule(name: &str, scope: String, reference: String, algorithm: Algorit
             },
             algorithm,
             signature_type: SignatureType::Default,
+            formats: signet::signature::SignatureFormat::ALL.to_vec(),
             trigger: Trigger::Automatic,
         },
     )

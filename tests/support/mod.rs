@@ -20,10 +20,12 @@
 
 pub mod alikms;
 pub mod audit_api;
+pub mod bundle;
 pub mod image;
 pub mod kms_cli;
 pub mod kube_api;
 pub mod moto;
+pub mod referrers_front;
 pub mod registry;
 pub mod servers;
 pub mod signer;

@@ -55,6 +55,7 @@ pub fn rule(
             algorithm: key.algorithm,
             signature_type: kind,
             trigger,
+            formats: signet::signature::SignatureFormat::ALL.to_vec(),
         },
     )
 }
@@ -120,13 +121,26 @@ pub fn image(registry: &Registry, repo_tag: &str) -> ImageRef {
     ImageRef::parse(&format!("{}/{repo_tag}", registry.host())).unwrap()
 }
 
+/// The legacy `.sig` signatures of `digest` (bundles: [`bundle_count`]).
 pub async fn signature_count(registry: &Registry, repo_tag: &str, digest: &str) -> usize {
+    store()
+        .fetch_legacy_signatures(&image(registry, repo_tag), digest)
+        .await
+        .unwrap()
+        .signatures
+        .len()
+}
+
+/// The Sigstore bundles attached to `digest` (read through the referrers discovery).
+pub async fn bundle_count(registry: &Registry, repo_tag: &str, digest: &str) -> usize {
     store()
         .fetch_signatures(&image(registry, repo_tag), digest)
         .await
         .unwrap()
         .signatures
-        .len()
+        .iter()
+        .filter(|s| s.format == signet::signature::SignatureFormat::SigstoreBundle)
+        .count()
 }
 
 /// Polls until `count` images reach `expected` signatures each, or fails after `limit`.
@@ -266,7 +280,7 @@ pub async fn signatures_per_key(
     keys: &[&TestKey],
 ) -> Vec<usize> {
     let stored = store()
-        .fetch_signatures(&image(registry, repo_tag), digest)
+        .fetch_legacy_signatures(&image(registry, repo_tag), digest)
         .await
         .unwrap()
         .signatures;

@@ -29,10 +29,8 @@ fn key() -> Key {
 fn sign(key: &Key, image: &str, digest: &str) -> StoredSignature {
     let image = ImageRef::parse(image).unwrap();
     let payload = build_payload(&image, digest, SignatureType::Default, &BTreeMap::new()).unwrap();
-    StoredSignature {
-        signature: Some(key.signer.sign(&payload).unwrap()),
-        payload,
-    }
+    let signature = key.signer.sign(&payload).unwrap();
+    StoredSignature::cosign(payload, Some(signature))
 }
 
 /// `release` attestor with `key`; Enforce on `r.example/prod/**`, DryRun on `r.example/lab/**`

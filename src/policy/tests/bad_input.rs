@@ -331,9 +331,9 @@ fn hostile_signatures_never_panic() {
         .compile(NoMatch::Allow);
     let image = "r.io/app:v1";
     let signatures = vec![
-        StoredSignature { payload: vec![], signature: Some(vec![]) },
-        StoredSignature { payload: vec![0xff; 100_000], signature: Some(vec![0x30; 10_000]) },
-        StoredSignature { payload: b"null".to_vec(), signature: None },
+        StoredSignature::cosign(vec![], Some(vec![])),
+        StoredSignature::cosign(vec![0xff; 100_000], Some(vec![0x30; 10_000])),
+        StoredSignature::cosign(b"null".to_vec(), None),
         release.sign_bytes(b"not json at all"),
         release.sign_bytes(format!(r#"{{"critical":{{"identity":{{"docker-reference":"NOT A REF"}},"image":{{"docker-manifest-digest":"{D1}"}},"type":"cosign container image signature"}}}}"#).as_bytes()),
         release.sign_bytes(b"{\"critical\":[]}"),

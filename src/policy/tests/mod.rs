@@ -74,10 +74,7 @@ impl TestKey {
                 sig
             }
         };
-        StoredSignature {
-            payload: payload.to_vec(),
-            signature: Some(signature),
-        }
+        StoredSignature::cosign(payload.to_vec(), Some(signature))
     }
 
     /// A signature as `signet sign` would make it for `image` (with its tag for `Default`).

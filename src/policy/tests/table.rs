@@ -178,13 +178,7 @@ fn cases(k: &Keys) -> Vec<Case> {
             "unsigned layer",
             "web",
             prod,
-            found(
-                D1,
-                vec![StoredSignature {
-                    payload: b"{}".to_vec(),
-                    signature: None,
-                }],
-            ),
+            found(D1, vec![StoredSignature::cosign(b"{}".to_vec(), None)]),
             Deny("release: layer carries no signature"),
         ),
         case(
@@ -219,7 +213,9 @@ fn cases(k: &Keys) -> Vec<Case> {
             "web",
             prod,
             found(D1, vec![k.release.sign(prod, D1, Simple)]),
-            Deny("release: tag \"v1\" not bound"),
+            Deny(
+                "release: signed without a tag binding, as cosign signs: use signatureType: Simple to accept it",
+            ),
         ),
         case(
             "2 of 3: release and qa's new key",

@@ -1,0 +1,402 @@
+//! Writing Sigstore bundles as cosign v3 writes them: the empty config blob, the bundle layer,
+//! and a manifest with `artifactType` and `subject`, pushed by digest. A registry that indexes
+//! referrers itself says so with `OCI-Subject` in its answer; otherwise the fallback index at
+//! `sha256-<hex>` is updated read-modify-write under the per-digest lock (the caller's
+//! [`SignatureLock`]), starting from the index read under that lock, never listing an entry
+//! twice, and read again once, after twice as long as the write took (at least 100 ms) so that a concurrent writer in another process that
+//! replaced it is repaired, as the `.sig` path does.
+//!
+//! Idempotent: a bundle by the same key naming the same identity already attached means
+//! nothing is written (the same [`already_signed`] rule as the `.sig` path).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::SignatureStore;
+use super::cosign_write::{
+    AppendOutcome, SignatureLock, SignatureWriteError, WRITE_ATTEMPTS, Wanted, already_signed,
+    lock_key, sign_payload,
+};
+use super::error::RegistryError;
+use super::referrers::{
+    IndexEntry, OCI_EMPTY_MEDIA_TYPE, ReferrersSource, build_index, fallback_tag,
+};
+use super::{OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, sha256_digest};
+use crate::reference::ImageRef;
+use crate::signature::SignatureError;
+use crate::signature::bundle::{
+    BUNDLE_MEDIA_TYPE, COSIGN_SIGN_PREDICATE, IN_TOTO_PAYLOAD_TYPE, build_bundle, build_statement,
+    pae,
+};
+
+/// The empty JSON config every bundle manifest names.
+const EMPTY_CONFIG: &[u8] = b"{}";
+
+/// Longest wait before the fallback index is read again after a write.
+const MAX_SETTLE: Duration = Duration::from_secs(1);
+/// Referrer manifests this store remembers having pushed (then forgotten all at once).
+const MAX_REMEMBERED_REFERRERS: usize = 4096;
+/// Reads of the fallback index asked again after an error answer.
+const INDEX_READ_RETRIES: usize = 3;
+/// Shortest wait before it: scheduling delays on a busy machine exceed a loopback cycle.
+const MIN_SETTLE: Duration = Duration::from_millis(100);
+
+/// The manifest a bundle is attached with: media type and size of the signed image's manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectManifest {
+    /// The signed manifest's media type.
+    pub media_type: String,
+    /// The signed manifest's size in bytes.
+    pub size: u64,
+}
+
+/// What [`SignatureStore::ensure_bundles`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BundleReport {
+    /// One per wanted signature, in order.
+    pub outcomes: Vec<AppendOutcome>,
+    /// Digests of the bundle manifests pushed.
+    pub pushed: Vec<String>,
+    /// The registry indexed the referrers itself (`OCI-Subject`): no fallback index written.
+    pub indexed_by_registry: bool,
+    /// Times the fallback index had lost an entry of this writer's to a concurrent writer and
+    /// was repaired.
+    pub repaired: usize,
+}
+
+/// The manifest of one bundle layer, as cosign v3 writes it.
+fn bundle_manifest(
+    bundle: &[u8],
+    subject_digest: &str,
+    subject: &SubjectManifest,
+) -> Result<(Vec<u8>, BTreeMap<String, String>), SignatureError> {
+    let created = format!("{:.0}", k8s_openapi::jiff::Timestamp::now());
+    let annotations = BTreeMap::from([
+        (
+            "dev.sigstore.bundle.content".to_string(),
+            "dsse-envelope".to_string(),
+        ),
+        (
+            "dev.sigstore.bundle.predicateType".to_string(),
+            COSIGN_SIGN_PREDICATE.to_string(),
+        ),
+        ("org.opencontainers.image.created".to_string(), created),
+    ]);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+        "artifactType": BUNDLE_MEDIA_TYPE,
+        "config": {
+            "mediaType": OCI_EMPTY_MEDIA_TYPE,
+            "digest": sha256_digest(EMPTY_CONFIG),
+            "size": EMPTY_CONFIG.len(),
+        },
+        "layers": [{
+            "mediaType": BUNDLE_MEDIA_TYPE,
+            "digest": sha256_digest(bundle),
+            "size": bundle.len(),
+        }],
+        "subject": {
+            "mediaType": subject.media_type,
+            "digest": subject_digest,
+            "size": subject.size,
+        },
+        "annotations": annotations,
+    }))
+    .map_err(|e| SignatureError::MalformedManifest(e.to_string()))?;
+    Ok((manifest, annotations))
+}
+
+impl SignatureStore {
+    /// Makes sure a bundle by each of `wanted` is attached to `digest` in `image`'s repository
+    /// (its tag bound for `Default`), writing only the missing ones. `subject` is the signed
+    /// manifest's media type and size when the caller knows them (a push event does), else
+    /// one HEAD asks. With `check_after_write`, the fallback index is read again after a short
+    /// wait and repaired if a writer in another process replaced it; without, the caller
+    /// checks later itself (the signer's recheck does), and the write answers sooner.
+    pub async fn ensure_bundles(
+        &self,
+        lock: &SignatureLock,
+        image: &ImageRef,
+        digest: &str,
+        subject: Option<SubjectManifest>,
+        wanted: &[Wanted],
+        check_after_write: bool,
+    ) -> Result<BundleReport, SignatureWriteError> {
+        let asked = lock_key(image, digest);
+        if lock.key() != asked {
+            return Err(SignatureWriteError::WrongLock {
+                asked,
+                held: lock.key().to_string(),
+            });
+        }
+        let read = self.read_bundles(image, digest).await?;
+        let missing: Vec<usize> = (0..wanted.len())
+            .filter(|&i| {
+                !already_signed(
+                    &read.signatures,
+                    image,
+                    digest,
+                    wanted[i].signature_type,
+                    wanted[i].key.public_key(),
+                )
+            })
+            .collect();
+        let mut report = BundleReport {
+            outcomes: vec![AppendOutcome::AlreadyPresent; wanted.len()],
+            ..BundleReport::default()
+        };
+        if missing.is_empty() {
+            return Ok(report);
+        }
+        let subject = match subject {
+            Some(s) => s,
+            None => {
+                let (media_type, size) = self
+                    .client
+                    .manifest_descriptor(&image.with_digest(digest))
+                    .await?
+                    .ok_or_else(|| RegistryError::NotFound {
+                        host: image.registry().to_string(),
+                        what: format!("manifest {}@{digest}", image.repository()),
+                    })?;
+                SubjectManifest { media_type, size }
+            }
+        };
+        let repo = image.with_tag("latest");
+        self.ensure_empty_config(&repo).await?;
+        let mut entries = Vec::with_capacity(missing.len());
+        let mut all_indexed = true;
+        for &i in &missing {
+            let w = &wanted[i];
+            let statement = build_statement(image, digest, w.signature_type, &w.annotations)?;
+            let (_, signature) = sign_payload(&w.key, pae(IN_TOTO_PAYLOAD_TYPE, &statement))
+                .await
+                .map_err(|cause| SignatureWriteError::Signing { index: i, cause })?;
+            let bundle = build_bundle(&statement, &signature, w.key.public_key());
+            let (manifest, annotations) = bundle_manifest(&bundle, digest, &subject)?;
+            self.client.push_new_blob(&repo, &bundle).await?;
+            let manifest_digest = sha256_digest(&manifest);
+            // By digest alone: a tag in the reference would move the image's tag to the bundle.
+            let by_digest = ImageRef::from_parts(
+                image.registry(),
+                image.repository(),
+                None,
+                Some(&manifest_digest),
+            )
+            .map_err(|e| RegistryError::InvalidRequest {
+                host: image.registry().to_string(),
+                reason: e.to_string(),
+            })?;
+            let pushed = self
+                .client
+                .push_manifest_answer(&by_digest, &manifest, OCI_MANIFEST_MEDIA_TYPE)
+                .await?;
+            all_indexed &= pushed.oci_subject;
+            self.remember_referrer(&pushed.digest);
+            report.outcomes[i] = AppendOutcome::Added;
+            report.pushed.push(pushed.digest.clone());
+            entries.push(IndexEntry {
+                media_type: OCI_MANIFEST_MEDIA_TYPE.to_string(),
+                digest: pushed.digest,
+                size: manifest.len() as u64,
+                artifact_type: Some(BUNDLE_MEDIA_TYPE.to_string()),
+                annotations,
+            });
+        }
+        report.indexed_by_registry = all_indexed;
+        if !all_indexed {
+            // What was read above, under this same lock, is the index as it stands (unless
+            // another process wrote since: the check after the write catches that).
+            let known = (read.source == ReferrersSource::FallbackTag
+                || read.source == ReferrersSource::None)
+                .then_some(read.entries);
+            report.repaired = self
+                .add_to_fallback_index(image, digest, &entries, known, check_after_write)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Whether this store pushed the referrer manifest `digest` (its push event needs no look).
+    pub fn wrote_referrer(&self, digest: &str) -> bool {
+        let written = self
+            .written_referrers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        written.contains(&digest.to_ascii_lowercase())
+    }
+
+    fn remember_referrer(&self, digest: &str) {
+        let mut written = self
+            .written_referrers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if written.len() >= MAX_REMEMBERED_REFERRERS {
+            written.clear();
+        }
+        written.insert(digest.to_ascii_lowercase());
+    }
+
+    /// Pushes the empty config blob to `repo` unless this store already knows it is there.
+    async fn ensure_empty_config(&self, repo: &ImageRef) -> Result<(), RegistryError> {
+        let key = repo.repo_path();
+        let known = {
+            let known = self
+                .empty_config_known
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            known.contains(&key)
+        };
+        if known {
+            return Ok(());
+        }
+        // Two bytes: uploading them again costs less than asking first.
+        self.client.push_new_blob(repo, EMPTY_CONFIG).await?;
+        let mut known = self
+            .empty_config_known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if known.len() > 10_000 {
+            known.clear();
+        }
+        known.insert(key);
+        Ok(())
+    }
+
+    /// Read-modify-write of the fallback index, adding `ours` (each once), then re-read until
+    /// every one of them is listed. Returns how many times it had to repair.
+    async fn add_to_fallback_index(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        ours: &[IndexEntry],
+        mut known: Option<Vec<IndexEntry>>,
+        check_after_write: bool,
+    ) -> Result<usize, SignatureWriteError> {
+        let tag = fallback_tag(digest).ok_or_else(|| {
+            SignatureError::MalformedManifest(format!("not a digest: {digest:?}"))
+        })?;
+        let index_ref = image.with_tag(&tag);
+        let listed = |entries: &[IndexEntry]| {
+            ours.iter().all(|o| {
+                entries
+                    .iter()
+                    .any(|e| e.digest.eq_ignore_ascii_case(&o.digest))
+            })
+        };
+        for repaired in 0..WRITE_ATTEMPTS {
+            let started = Instant::now();
+            // Something unreadable at the tag is replaced by a readable index.
+            let mut entries = match known.take() {
+                Some(entries) => entries,
+                None => match self.fallback_index_retrying(image, digest).await? {
+                    Some(Ok(entries)) => entries,
+                    _ => Vec::new(),
+                },
+            };
+            if !listed(&entries) {
+                for o in ours {
+                    if !entries
+                        .iter()
+                        .any(|e| e.digest.eq_ignore_ascii_case(&o.digest))
+                    {
+                        entries.push(o.clone());
+                    }
+                }
+                let index = build_index(&entries)
+                    .map_err(|e| SignatureError::MalformedManifest(e.to_string()))?;
+                self.client
+                    .push_manifest(&index_ref, &index, OCI_INDEX_MEDIA_TYPE)
+                    .await?;
+            }
+            // A writer in another process that read before this write may replace the index a
+            // moment later: look again after twice as long as this cycle took (within bounds).
+            // The write's own answer proves it was stored; only that later look can catch this.
+            if !check_after_write {
+                return Ok(repaired);
+            }
+            let settle = (started.elapsed() * 2).clamp(MIN_SETTLE, MAX_SETTLE);
+            tokio::time::sleep(settle).await;
+            if self.still_listed(image, digest, &listed).await? {
+                return Ok(repaired);
+            }
+            tracing::info!(
+                image = %image.with_digest(digest),
+                "another writer replaced the fallback referrers index; repairing"
+            );
+        }
+        Err(SignatureWriteError::Contended(
+            image.with_digest(digest).to_string(),
+        ))
+    }
+
+    /// The fallback index, asked again (briefly) when the registry answers with an error:
+    /// distribution 2.8 answers 500 to a read of a tag another writer is replacing.
+    async fn fallback_index_retrying(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+    ) -> Result<Option<Result<Vec<IndexEntry>, String>>, RegistryError> {
+        let mut attempt = 0;
+        loop {
+            match self.fallback_index(image, digest).await {
+                Err(RegistryError::BadResponse { .. }) if attempt < INDEX_READ_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn still_listed(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        listed: &impl Fn(&[IndexEntry]) -> bool,
+    ) -> Result<bool, RegistryError> {
+        Ok(match self.fallback_index_retrying(image, digest).await? {
+            Some(Ok(entries)) => listed(&entries),
+            _ => false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_is_the_one_cosign_v3_writes() {
+        let subject = SubjectManifest {
+            media_type: OCI_MANIFEST_MEDIA_TYPE.into(),
+            size: 321,
+        };
+        let d = format!("sha256:{}", "a".repeat(64));
+        let (bytes, annotations) = bundle_manifest(b"{\"bundle\":1}", &d, &subject).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(doc["artifactType"], BUNDLE_MEDIA_TYPE);
+        assert_eq!(doc["config"]["mediaType"], OCI_EMPTY_MEDIA_TYPE);
+        assert_eq!(
+            doc["config"]["digest"],
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        assert_eq!(doc["layers"][0]["mediaType"], BUNDLE_MEDIA_TYPE);
+        assert_eq!(doc["subject"]["digest"], d.as_str());
+        assert_eq!(doc["subject"]["size"], 321);
+        assert_eq!(
+            annotations["dev.sigstore.bundle.predicateType"],
+            COSIGN_SIGN_PREDICATE
+        );
+        let created = &annotations["org.opencontainers.image.created"];
+        assert!(
+            created.ends_with('Z') && !created.contains('.'),
+            "{created}"
+        );
+        let referrer = super::super::referrers::classify(&bytes, "sha256:x", &d).unwrap();
+        assert_eq!(referrer.kind, super::super::ReferrerKind::SigstoreBundle);
+    }
+}
