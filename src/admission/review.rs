@@ -2,7 +2,7 @@
 //!
 //! Requests are read into signet's own types holding only what admission reads: the request's
 //! identity, kind, operation, requester, and of the object its metadata, and of `spec` and
-//! `template` the parts on the way to images (see [`super::review_prune`]).
+//! `template` the parts on the way to images (see `review_prune.rs`).
 //! Everything else (`oldObject`, `status`, `managedFields`, `options`...) is skipped without
 //! being built: on a cached admission, building kube's `DynamicObject` tree of the whole review
 //! was the largest cost of a request.
