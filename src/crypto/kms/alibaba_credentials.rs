@@ -11,7 +11,7 @@
 //!    `ALIBABA_CLOUD_ECS_METADATA_DISABLED=true`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Deserialize;
 
@@ -19,9 +19,6 @@ use super::credentials::{Credentials, Fetch, env, read_token_file};
 use super::metrics::Provider;
 use super::request_signing::{UtcTime, canonical_query, parse_rfc3339_utc};
 use super::transport::{self, ATTEMPTS, KmsError, with_retries};
-
-/// How long a metadata request may take.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The metadata service of ECS instances.
 const ECS_METADATA: &str = "http://100.100.100.200";
@@ -174,33 +171,16 @@ async fn ecs_ram_role(http: &reqwest::Client, role: Option<&str>) -> Result<Cred
             .map_err(|e| KmsError::Config(format!("metadata URL: {e}")))
     };
     let token_url = parse("/latest/api/token")?;
-    let token = with_retries(Provider::AlibabaKms, 1, || {
-        let request = http
-            .put(token_url.clone())
-            .timeout(METADATA_TIMEOUT)
-            .header("x-aliyun-ecs-metadata-token-ttl-seconds", "21600");
-        transport::send(request, &token_url, |status, _| {
-            KmsError::Credentials(format!("metadata token: HTTP {status}"))
-        })
-    })
+    let session = transport::MetadataSession::open(
+        http,
+        Provider::AlibabaKms,
+        &token_url,
+        "x-aliyun-ecs-metadata-token-ttl-seconds",
+        "x-aliyun-ecs-metadata-token",
+    )
     .await
     .map_err(fail)?;
-    let token = String::from_utf8_lossy(&token.body).trim().to_string();
-    let get = |url: url::Url| {
-        let token = token.clone();
-        async move {
-            with_retries(Provider::AlibabaKms, 2, || {
-                let request = http
-                    .get(url.clone())
-                    .timeout(METADATA_TIMEOUT)
-                    .header("x-aliyun-ecs-metadata-token", &token);
-                transport::send(request, &url, |status, _| {
-                    KmsError::Credentials(format!("{}: HTTP {status}", url.path()))
-                })
-            })
-            .await
-        }
-    };
+    let get = |url: url::Url| session.get(url);
     let role = match role {
         Some(r) => r.to_string(),
         None => {

@@ -13,7 +13,7 @@
 //! runs in a pod, where the sources above are the ones that exist.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Deserialize;
 
@@ -21,10 +21,7 @@ use super::aws::{default_endpoint, xml_text};
 use super::credentials::{Credentials, Fetch, env, read_token_file};
 use super::metrics::Provider;
 use super::request_signing::{canonical_query, parse_rfc3339_utc};
-use super::transport::{self, ATTEMPTS, KmsError, one_line, with_retries};
-
-/// How long a metadata request may take (the SDKs' default: the service is local or absent).
-const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
+use super::transport::{self, ATTEMPTS, KmsError, METADATA_TIMEOUT, one_line, with_retries};
 
 /// The credential source for `region`, chosen from the environment now; fetching happens later.
 pub(super) fn chain(region: &str, http: reqwest::Client) -> Result<Fetch, KmsError> {
@@ -246,33 +243,16 @@ async fn instance_metadata(
             .map_err(|e| KmsError::Config(format!("metadata URL: {e}")))
     };
     let token_url = join("latest/api/token")?;
-    let token = with_retries(Provider::AwsKms, 1, || {
-        let request = http
-            .put(token_url.clone())
-            .timeout(METADATA_TIMEOUT)
-            .header("x-aws-ec2-metadata-token-ttl-seconds", "21600");
-        transport::send(request, &token_url, |status, _| {
-            KmsError::Credentials(format!("metadata token: HTTP {status}"))
-        })
-    })
+    let session = transport::MetadataSession::open(
+        http,
+        Provider::AwsKms,
+        &token_url,
+        "x-aws-ec2-metadata-token-ttl-seconds",
+        "x-aws-ec2-metadata-token",
+    )
     .await
     .map_err(fail)?;
-    let token = String::from_utf8_lossy(&token.body).trim().to_string();
-    let get = |url: url::Url| {
-        let token = token.clone();
-        async move {
-            with_retries(Provider::AwsKms, 2, || {
-                let request = http
-                    .get(url.clone())
-                    .timeout(METADATA_TIMEOUT)
-                    .header("x-aws-ec2-metadata-token", &token);
-                transport::send(request, &url, |status, _| {
-                    KmsError::Credentials(format!("{}: HTTP {status}", url.path()))
-                })
-            })
-            .await
-        }
-    };
+    let get = |url: url::Url| session.get(url);
     let roles = get(join("latest/meta-data/iam/security-credentials/")?)
         .await
         .map_err(fail)?;

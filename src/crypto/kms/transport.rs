@@ -339,6 +339,62 @@ pub(super) fn block_on<T: Send + 'static>(
         .map_err(|e| KmsError::Config(format!("KMS call task failed: {e}")))?
 }
 
+/// How long an instance-metadata request may take (the service is link-local: it answers fast or
+/// is not there).
+pub(super) const METADATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A session with a cloud instance-metadata service of the IMDSv2 kind (AWS EC2, Alibaba ECS in
+/// hardened mode): a token from a `PUT`, then `GET`s carrying it.
+pub(super) struct MetadataSession<'a> {
+    http: &'a reqwest::Client,
+    provider: Provider,
+    token_header: &'static str,
+    token: String,
+}
+
+impl<'a> MetadataSession<'a> {
+    /// Asks `token_url` for a session token (`ttl_header`: 6 h), to be sent as `token_header`.
+    pub(super) async fn open(
+        http: &'a reqwest::Client,
+        provider: Provider,
+        token_url: &Url,
+        ttl_header: &'static str,
+        token_header: &'static str,
+    ) -> Result<Self, KmsError> {
+        let reply = with_retries(provider, 1, || {
+            let request = http
+                .put(token_url.clone())
+                .timeout(METADATA_TIMEOUT)
+                .header(ttl_header, "21600");
+            send(request, token_url, |status, _| {
+                KmsError::Credentials(format!("metadata token: HTTP {status}"))
+            })
+        })
+        .await?;
+        Ok(MetadataSession {
+            http,
+            provider,
+            token_header,
+            token: String::from_utf8_lossy(&reply.body).trim().to_string(),
+        })
+    }
+
+    /// `GET url` with the session token.
+    pub(super) async fn get(&self, url: Url) -> Result<Reply, KmsError> {
+        with_retries(self.provider, 2, || {
+            let request = self
+                .http
+                .get(url.clone())
+                .timeout(METADATA_TIMEOUT)
+                .header(self.token_header, &self.token);
+            send(request, &url, |status, _| {
+                KmsError::Credentials(format!("{}: HTTP {status}", url.path()))
+            })
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
