@@ -117,7 +117,10 @@ impl SignatureStore {
         image: &ImageRef,
         digest: &str,
     ) -> Result<Option<(String, u64)>, RegistryError> {
-        let fetched = self.client.fetch_manifest(&image.with_digest(digest)).await?;
+        let fetched = self
+            .client
+            .fetch_manifest(&image.with_digest(digest))
+            .await?;
         Ok(fetched.map(|m| (m.media_type, m.bytes.len() as u64)))
     }
 }
