@@ -295,7 +295,11 @@ async fn a_policy_requiring_cosign_and_notation_attestors_needs_both_signatures(
         .await;
     assert_eq!(answer["allowed"], false, "{answer}");
     let message = answer["status"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("release: "), "{message}");
+    assert!(message.contains("1 of 2 required attestors"), "{message}");
+    assert!(
+        message.contains("release: no signature by key release-root"),
+        "{message}"
+    );
     assert!(!message.contains("ci: "), "{message}");
 
     // The verdict names the format each attestor was satisfied by.
