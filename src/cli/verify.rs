@@ -1,5 +1,6 @@
 //! `signet verify IMAGE...`: checks one or many images, concurrently over one registry client,
-//! against keys (`--key`) or as admission would (`--policy-dir`). Which of the two is decided by
+//! against keys (`--key` for cosign formats, `--certificate` trust anchors for Notation
+//! signatures, or both) or as admission would (`--policy-dir`). Which of the two is decided by
 //! clap ([`VerifyAgainst`]). One result per image, in the order given (text), or one JSON
 //! document (`--output json`: an object for one image, an array for several).
 //!
@@ -13,9 +14,10 @@ use futures::StreamExt as _;
 use serde::Serialize;
 
 use super::sign::parse_annotations;
-use super::verify_keys::{KeyVerification, RequiredAnnotations, verify_with_keys};
+use super::verify_keys::{KeyVerification, RequiredAnnotations, verify_with_trust};
 use super::verify_policy::{PolicyVerification, load_snapshot, verify_with_policies};
 use super::{CliError, NoMatchArg, Outcome, OutputFormat, TypeArg};
+use crate::crypto::x509::TrustStore;
 use crate::crypto::{Algorithm, CryptoError, PublicKey};
 use crate::policy::EngineOptions;
 use crate::reference::ImageRef;
@@ -41,11 +43,11 @@ pub struct VerifyArgs {
     pub concurrency: usize,
 }
 
-/// What the images are verified against; clap refuses `--key` with `--policy-dir`, and
-/// requires one of them.
+/// What the images are verified against; clap refuses `--key`/`--certificate` with
+/// `--policy-dir`, and requires one of them.
 #[derive(Debug)]
 pub enum VerifyAgainst {
-    /// `--key K --algorithm A`.
+    /// `--key K --algorithm A` and/or `--certificate ROOTS.pem`.
     Keys(KeyArgs),
     /// `--policy-dir DIR [--namespace NS] [--no-match M]`.
     Policies(PolicyArgs),
@@ -54,15 +56,34 @@ pub enum VerifyAgainst {
 /// A public key, and what its signatures must say.
 #[derive(Args, Debug)]
 pub struct KeyArgs {
-    /// Public key (PEM: SPKI or PKCS#1).
+    /// Public key (PEM: SPKI or PKCS#1): verifies cosign signatures (`.sig` tag, bundles).
     #[arg(
         long,
         env = "SIGNET_PUBLIC_KEY",
         required = false,
-        required_unless_present = "policy_dir",
+        required_unless_present_any = ["policy_dir", "certificate"],
         conflicts_with = "policy_dir"
     )]
-    pub key: PathBuf,
+    pub key: Option<PathBuf>,
+    /// Trust anchors (PEM bundle of root or CA certificates): verifies Notation signatures,
+    /// whose certificate chain must reach one of them. Revocation is not checked.
+    #[arg(
+        long,
+        env = "SIGNET_CERTIFICATE",
+        required = false,
+        conflicts_with = "policy_dir"
+    )]
+    pub certificate: Option<PathBuf>,
+    /// With --certificate: a signer the anchors vouch for must also match this identity, as
+    /// Notation's trust policy writes it (`x509.subject: CN=...,O=...`). Repeatable; none means
+    /// any signer under the anchors.
+    #[arg(
+        long = "trusted-identity",
+        env = "SIGNET_TRUSTED_IDENTITIES",
+        value_delimiter = ';',
+        requires = "certificate"
+    )]
+    pub trusted_identities: Vec<String>,
     /// Signature algorithm of the key; default: the one an EC or Ed25519 key implies (an RSA key
     /// needs RSA_PSS_SHA_256 or RSA_PKCS1_SHA_256 named).
     #[arg(long, env = "SIGNET_ALGORITHM")]
@@ -160,29 +181,22 @@ pub async fn run(args: VerifyArgs, registry: &RegistryOptions) -> Result<Outcome
     let concurrency = args.concurrency.max(1);
     match args.against {
         VerifyAgainst::Keys(keys) => {
-            let pem = std::fs::read_to_string(&keys.key).map_err(|source| CliError::File {
-                what: "cannot read public key",
-                path: keys.key.clone(),
-                source,
-            })?;
-            let source = format!("public key {}", keys.key.display());
-            let public =
-                PublicKey::from_pem_inferred(&pem, keys.algorithm, &source).map_err(|source| {
-                    match source {
-                        // Already names the file.
-                        CryptoError::AlgorithmNotImplied { .. } => CliError::Crypto(source),
-                        source => CliError::PublicKey {
-                            path: keys.key.clone(),
-                            source,
-                        },
-                    }
-                })?;
+            let public = match &keys.key {
+                Some(path) => vec![read_public_key(path, keys.algorithm)?],
+                None => Vec::new(),
+            };
+            let trust = match &keys.certificate {
+                Some(path) => vec![read_trust(path, &keys.trusted_identities)?],
+                None => Vec::new(),
+            };
+            let trust: Vec<&TrustStore> = trust.iter().collect();
             let required = RequiredAnnotations(parse_annotations(&keys.annotations)?);
             let store = SignatureStore::new(RegistryClient::new(registry)?);
-            let keys = [public];
             let signature_type = args.signature_type.into();
             let results = futures::stream::iter(images.iter())
-                .map(|image| verify_with_keys(&store, image, signature_type, &keys, &required))
+                .map(|image| {
+                    verify_with_trust(&store, image, signature_type, &public, &trust, &required)
+                })
                 .buffered(concurrency);
             report_keys(&images, results, args.output).await
         }
@@ -199,6 +213,35 @@ pub async fn run(args: VerifyArgs, registry: &RegistryOptions) -> Result<Outcome
             report_policies(images.len(), results, args.output).await
         }
     }
+}
+
+/// The public key at `path`, its algorithm named or implied.
+fn read_public_key(path: &PathBuf, algorithm: Option<Algorithm>) -> Result<PublicKey, CliError> {
+    let pem = std::fs::read_to_string(path).map_err(|source| CliError::File {
+        what: "cannot read public key",
+        path: path.clone(),
+        source,
+    })?;
+    let source = format!("public key {}", path.display());
+    PublicKey::from_pem_inferred(&pem, algorithm, &source).map_err(|source| match source {
+        // Already names the file.
+        CryptoError::AlgorithmNotImplied { .. } => CliError::Crypto(source),
+        source => CliError::PublicKey {
+            path: path.clone(),
+            source,
+        },
+    })
+}
+
+/// The trust anchors at `path` and the trusted identities, as an Attestor's `certificates` key.
+fn read_trust(path: &PathBuf, identities: &[String]) -> Result<TrustStore, CliError> {
+    let pem = std::fs::read_to_string(path).map_err(|source| CliError::File {
+        what: "cannot read trust anchors",
+        path: path.clone(),
+        source,
+    })?;
+    TrustStore::new(&pem, identities, None)
+        .map_err(|e| CliError::Usage(format!("--certificate {}: {e}", path.display())))
 }
 
 /// Prints key verifications as they complete (in the order given); decides the exit.

@@ -1,5 +1,6 @@
 //! Verifying one image against one set of keys: resolve, fetch its signatures, check each.
-//! Used by `signet verify --key`; the policy engine does the same for attestors. It lives with
+//! Used by `signet verify --key` (cosign formats) and `--certificate` (Notation signatures,
+//! against X.509 trust anchors); the policy engine does the same for attestors. It lives with
 //! the CLI because only `verify` reports signatures one by one (with reasons) this way.
 
 use std::collections::BTreeMap;
@@ -7,9 +8,13 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::crypto::PublicKey;
+use crate::crypto::x509::TrustStore;
 use crate::reference::ImageRef;
 use crate::registry::{RegistryError, SignatureStore, SkippedLayers};
-use crate::signature::{SignatureFormat, SignatureType, check_signature};
+use crate::signature::{
+    Accepted, Rejection, SignatureFormat, SignatureType, StoredSignature, check_notation,
+    check_signature,
+};
 
 /// The verdict for one image and one key set, with the fate of every signature found.
 #[derive(Clone, Debug, Serialize)]
@@ -32,16 +37,22 @@ pub struct KeyVerification {
 pub struct SignatureFinding {
     /// Position among the signatures read (manifest order), from 1.
     pub index: usize,
-    /// `CosignSignature` (the `.sig` tag) or `SigstoreBundle` (a referrer).
+    /// `CosignSignature` (the `.sig` tag), `SigstoreBundle` or `Notation` (referrers).
     pub format: SignatureFormat,
     /// True when one of the keys verified it for this image and digest.
     pub valid: bool,
-    /// The fingerprint of the key that verified it.
+    /// The fingerprint of the key that verified it (for Notation: of the trust anchor reached).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// The signed identity, when valid.
+    /// The signed identity, when valid (for Notation: `io.signet.reference`, else the digest).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// Notation: the signing certificate's subject, when valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// Notation: what revocation checking the verdict rests on (`not checked`), when valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<&'static str>,
     /// Why it does not count, when invalid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -80,44 +91,43 @@ pub async fn verify_with_keys(
     keys: &[PublicKey],
     required: &RequiredAnnotations,
 ) -> Result<KeyVerification, RegistryError> {
+    verify_with_trust(store, image, signature_type, keys, &[], required).await
+}
+
+/// [`verify_with_keys`], Notation signatures also checked against `trust` (certificate trust
+/// anchors and their trusted identities).
+pub async fn verify_with_trust(
+    store: &SignatureStore,
+    image: &ImageRef,
+    signature_type: SignatureType,
+    keys: &[PublicKey],
+    trust: &[&TrustStore],
+    required: &RequiredAnnotations,
+) -> Result<KeyVerification, RegistryError> {
     let digest = store.client().resolve_digest(image).await?;
     let set = store.fetch_signatures(image, &digest).await?;
+    let now = jiff::Timestamp::now().as_second();
     let signatures: Vec<SignatureFinding> = set
         .signatures
         .iter()
         .enumerate()
-        .map(
-            |(i, s)| match check_signature(s, image, &digest, signature_type, keys) {
-                Ok(accepted) if required.missing(&accepted.payload.optional).is_some() => {
-                    SignatureFinding {
-                        index: i + 1,
-                        format: s.format,
-                        valid: false,
-                        key: None,
-                        identity: None,
-                        reason: required.missing(&accepted.payload.optional),
-                    }
+        .map(|(i, s)| {
+            let finding = match s.format {
+                SignatureFormat::Notation => {
+                    notation_finding(s, image, &digest, signature_type, trust, now, required)
                 }
-                Ok(accepted) => SignatureFinding {
-                    index: i + 1,
-                    format: s.format,
-                    valid: true,
-                    key: keys
-                        .get(accepted.key_index)
-                        .map(|k| k.fingerprint().to_string()),
-                    identity: Some(accepted.payload.docker_reference),
-                    reason: None,
-                },
-                Err(rejection) => SignatureFinding {
-                    index: i + 1,
-                    format: s.format,
-                    valid: false,
-                    key: None,
-                    identity: None,
-                    reason: Some(rejection.to_string()),
-                },
-            },
-        )
+                _ => key_finding(
+                    check_signature(s, image, &digest, signature_type, keys),
+                    keys,
+                    required,
+                ),
+            };
+            SignatureFinding {
+                index: i + 1,
+                format: s.format,
+                ..finding
+            }
+        })
         .collect();
     Ok(KeyVerification {
         image: image.to_string(),
@@ -128,16 +138,93 @@ pub async fn verify_with_keys(
     })
 }
 
+fn invalid(reason: String) -> SignatureFinding {
+    SignatureFinding {
+        index: 0,
+        format: SignatureFormat::CosignSignature,
+        valid: false,
+        key: None,
+        identity: None,
+        signer: None,
+        revocation: None,
+        reason: Some(reason),
+    }
+}
+
+fn key_finding(
+    checked: Result<Accepted, Rejection>,
+    keys: &[PublicKey],
+    required: &RequiredAnnotations,
+) -> SignatureFinding {
+    match checked {
+        Ok(accepted) => match required.missing(&accepted.payload.optional) {
+            Some(why) => invalid(why),
+            None => SignatureFinding {
+                valid: true,
+                key: keys
+                    .get(accepted.key_index)
+                    .map(|k| k.fingerprint().to_string()),
+                identity: Some(accepted.payload.docker_reference),
+                reason: None,
+                ..invalid(String::new())
+            },
+        },
+        Err(rejection) => invalid(rejection.to_string()),
+    }
+}
+
+fn notation_finding(
+    stored: &StoredSignature,
+    image: &ImageRef,
+    digest: &str,
+    signature_type: SignatureType,
+    trust: &[&TrustStore],
+    now: i64,
+    required: &RequiredAnnotations,
+) -> SignatureFinding {
+    match check_notation(stored, image, digest, signature_type, trust, now) {
+        Ok(accepted) => {
+            let claims = accepted.claims;
+            // The signed `targetArtifact.annotations` play the part of cosign's `optional`.
+            let annotations = claims
+                .annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            match required.missing(&annotations) {
+                Some(why) => invalid(why),
+                None => SignatureFinding {
+                    valid: true,
+                    key: Some(claims.anchor_fingerprint),
+                    identity: Some(claims.reference.unwrap_or_else(|| digest.to_string())),
+                    signer: Some(claims.signer),
+                    revocation: Some(claims.revocation),
+                    reason: None,
+                    ..invalid(String::new())
+                },
+            }
+        }
+        Err(rejection) => invalid(rejection.to_string()),
+    }
+}
+
 impl KeyVerification {
     /// A human report: one line when verified; otherwise why each signature failed.
     pub fn to_text(&self) -> String {
         let head = format!("{} ({})", self.image, self.digest);
         if let Some(ok) = self.signatures.iter().find(|s| s.valid) {
+            let by = match &ok.signer {
+                Some(signer) => format!(
+                    "signer {signer:?} under trust anchor {} (revocation {})",
+                    ok.key.as_deref().unwrap_or("?"),
+                    ok.revocation.unwrap_or("?")
+                ),
+                None => format!("key {}", ok.key.as_deref().unwrap_or("?")),
+            };
             return format!(
-                "verified: {head}: signature {} ({}) by key {} for {}\n",
+                "verified: {head}: signature {} ({}) by {by} for {}\n",
                 ok.index,
                 ok.format,
-                ok.key.as_deref().unwrap_or("?"),
                 ok.identity.as_deref().unwrap_or("?")
             );
         }

@@ -7,8 +7,9 @@ use super::{Lookup, NoMatch};
 use crate::crd::Mode;
 use crate::reference::ImageRef;
 use crate::registry::LookupFailureKind;
+use crate::signature::notation::NotationRejection;
 use crate::signature::{
-    Rejection, SignatureFormat, SignatureType, StoredSignature, check_signature,
+    Rejection, SignatureFormat, SignatureType, StoredSignature, check_notation, check_signature,
 };
 
 /// The result of checking an image's signatures against one attestor's keys.
@@ -89,13 +90,18 @@ impl Checks<'_> {
 /// one no trusted key verifies.
 fn rank(rejection: &Rejection) -> u8 {
     match rejection {
-        Rejection::TagNotBound { .. } | Rejection::NoTagBinding { .. } => 6,
+        Rejection::TagNotBound { .. }
+        | Rejection::NoTagBinding { .. }
+        | Rejection::NotationDigestOnly => 6,
         Rejection::OtherRepository(_) => 5,
-        Rejection::OtherDigest(_) => 4,
+        Rejection::OtherDigest(_) | Rejection::Notation(NotationRejection::OtherTarget(_)) => 4,
         Rejection::UnknownType(_) | Rejection::NotImageSignature(_) => 3,
         Rejection::MalformedPayload(_) | Rejection::MalformedBundle(_) => 2,
-        Rejection::UntrustedKey | Rejection::UntrustedBundleKey => 1,
-        Rejection::Unsigned => 0,
+        // Verified by the chain's key but refused by the trust or the signature's expiry.
+        Rejection::Notation(NotationRejection::Certificate { .. })
+        | Rejection::Notation(NotationRejection::Expired(_)) => 2,
+        Rejection::Notation(_) | Rejection::UntrustedKey | Rejection::UntrustedBundleKey => 1,
+        Rejection::Unsigned | Rejection::NoCertificateTrust => 0,
     }
 }
 
@@ -113,7 +119,32 @@ fn check_attestor(
         Evidence::Unavailable(_) => return AttestorCheck::failed("not checked"),
     };
     let mut best: Option<Rejection> = None;
+    let trust: Vec<_> = attestor.trust_stores.iter().map(|s| s.as_ref()).collect();
+    let now = jiff::Timestamp::now().as_second();
     for stored in signatures {
+        if stored.format == SignatureFormat::Notation {
+            match check_notation(stored, image, digest, signature_type, &trust, now) {
+                Ok(accepted) => {
+                    return AttestorCheck {
+                        verified_by_key: Some(
+                            attestor
+                                .trust_labels
+                                .get(accepted.trust_index)
+                                .cloned()
+                                .unwrap_or_else(|| format!("#{}", accepted.trust_index)),
+                        ),
+                        format: Some(stored.format),
+                        reason: None,
+                    };
+                }
+                Err(rejection) => {
+                    if best.as_ref().is_none_or(|b| rank(&rejection) > rank(b)) {
+                        best = Some(rejection);
+                    }
+                }
+            }
+            continue;
+        }
         match check_signature(stored, image, digest, signature_type, &attestor.keys) {
             Ok(accepted) => {
                 return AttestorCheck {
@@ -137,9 +168,15 @@ fn check_attestor(
     }
     AttestorCheck::failed(match best {
         None => "no signature".to_string(),
-        Some(Rejection::UntrustedKey) => format!(
+        Some(Rejection::UntrustedKey | Rejection::NoCertificateTrust) => format!(
             "no signature by key {} for this digest",
-            attestor.key_labels.join(" or ")
+            attestor
+                .key_labels
+                .iter()
+                .chain(&attestor.trust_labels)
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" or ")
         ),
         Some(other) => other.to_string(),
     })

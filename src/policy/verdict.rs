@@ -64,7 +64,7 @@ pub struct AttestorOutcome {
     /// The key that verified a signature that counts: its `id`, else its fingerprint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified_by_key: Option<String>,
-    /// The format of that signature (`CosignSignature` or `SigstoreBundle`).
+    /// The format of that signature (`CosignSignature`, `SigstoreBundle` or `Notation`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<crate::signature::SignatureFormat>,
     /// Why no signature counted (the most telling rejection), when none did.

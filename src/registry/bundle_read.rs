@@ -1,13 +1,20 @@
-//! Reading Sigstore bundles of a digest: the referrers classified as bundles (see
-//! [`super::referrers`]), their bundle layers fetched within the referrers' blob budget,
-//! smallest first. The bundles are checked later, by the format layer (`signature::bundle`).
+//! Reading the referrer signatures of a digest: the referrers classified as Sigstore bundles or
+//! Notation signatures (see [`super::referrers`]), their layers fetched within one shared blob
+//! budget, smallest first. They are checked later, by the format layer (`signature::bundle`,
+//! `signature::notation`).
+//!
+//! A Notation payload must name the admitted manifest's media type and size as well as its
+//! digest; the digest resolution (cached apart, skipped for pinned digests) does not carry
+//! them, so the manifest is fetched once by digest here, and only when a Notation signature is
+//! present. The thumbprint annotation is not used to skip blobs here: this read serves every
+//! policy at once and knows no trust anchor (`verify_notation` checks it).
 
 use super::SignatureStore;
 use super::budget::{SkipReason, SkippedLayers};
 use super::error::RegistryError;
 use super::referrers::{BlobBudget, IndexEntry, ReferrerKind, ReferrersSource};
 use crate::reference::ImageRef;
-use crate::signature::StoredSignature;
+use crate::signature::{Descriptor, NotationStored, StoredSignature};
 
 /// The bundles found for one digest, and what discovery found around them.
 #[derive(Clone, Debug)]
@@ -28,7 +35,8 @@ pub(crate) struct BundleRead {
 }
 
 impl SignatureStore {
-    /// The bundles attached to `digest` in `image`'s repository, read within budget.
+    /// The bundles and Notation signatures attached to `digest` in `image`'s repository, read
+    /// within budget.
     pub(crate) async fn read_bundles(
         &self,
         image: &ImageRef,
@@ -36,12 +44,26 @@ impl SignatureStore {
     ) -> Result<BundleRead, RegistryError> {
         let referrers = self.referrers(image, digest).await?;
         let mut skipped = referrers.skipped.clone();
-        let mut layers: Vec<_> = referrers
+        // (layer, the signature manifest for a Notation signature), smallest first.
+        let notation_kind = ReferrerKind::NotationSignature {
+            envelope_media_type: String::new(),
+        };
+        let mut layers: Vec<(Descriptor, Option<&[u8]>)> = referrers
             .of_kind(&ReferrerKind::SigstoreBundle)
-            .filter_map(|r| r.layer.clone())
+            .filter_map(|r| r.layer.clone().map(|l| (l, None)))
+            .chain(
+                referrers
+                    .of_kind(&notation_kind)
+                    .filter_map(|r| r.layer.clone().map(|l| (l, Some(r.manifest.as_slice())))),
+            )
             .collect();
-        layers.sort_by_key(|l| l.size);
-        layers.dedup_by(|a, b| a.digest == b.digest);
+        layers.sort_by_key(|(l, _)| l.size);
+        layers.dedup_by(|a, b| a.0.digest == b.0.digest);
+        let target = if layers.iter().any(|(_, m)| m.is_some()) {
+            self.target_descriptor(image, digest).await?
+        } else {
+            None
+        };
         let mut budget = BlobBudget::default();
         let mut read = BundleRead {
             signatures: Vec::with_capacity(layers.len()),
@@ -51,24 +73,54 @@ impl SignatureStore {
             source: referrers.source,
             entries: referrers.entries.clone(),
         };
-        for layer in &layers {
+        for (layer, notation_manifest) in &layers {
+            let notation = match (notation_manifest, &target) {
+                (None, _) => None,
+                (Some(manifest), Some((media_type, size))) => Some(NotationStored {
+                    manifest: manifest.to_vec(),
+                    target_media_type: media_type.clone(),
+                    target_size: *size,
+                }),
+                // The manifest vanished between the resolution and now: nothing to sign.
+                (Some(_), None) => {
+                    skipped.add(SkipReason::Unreadable, 1);
+                    continue;
+                }
+            };
             match self.referrer_blob(image, layer, &mut budget).await {
                 Ok(Some(bytes)) => {
                     read.blobs_fetched += 1;
                     read.bytes_fetched += bytes.len() as u64;
-                    read.signatures.push(StoredSignature::bundle(bytes));
+                    read.signatures.push(match notation {
+                        Some(n) => StoredSignature::notation(bytes, n),
+                        None => StoredSignature::bundle(bytes),
+                    });
                 }
                 Ok(None) => skipped.add(SkipReason::OverBudget, 1),
                 Err(e) if e.is_unreachable() || matches!(e, RegistryError::Unauthorized { .. }) => {
                     return Err(e);
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "bundle layer unreadable; skipped");
+                    tracing::debug!(error = %e, "referrer signature layer unreadable; skipped");
                     skipped.add(SkipReason::Unreadable, 1);
                 }
             }
         }
         read.skipped = skipped;
         Ok(read)
+    }
+
+    /// The media type and size of the manifest `digest` names (fetched by digest, so the size
+    /// is that of the bytes hashing to it); `None` when the registry no longer has it.
+    async fn target_descriptor(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+    ) -> Result<Option<(String, u64)>, RegistryError> {
+        let fetched = self
+            .client
+            .fetch_manifest(&image.with_digest(digest))
+            .await?;
+        Ok(fetched.map(|m| (m.media_type, m.bytes.len() as u64)))
     }
 }

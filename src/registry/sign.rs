@@ -25,6 +25,9 @@ pub enum SignError {
     /// The digest cannot name a `.sig` tag.
     #[error(transparent)]
     Format(#[from] SignatureError),
+    /// The format is read and verified by signet but not written (Notation, for now).
+    #[error("signet does not sign in the {0} format yet (it verifies it)")]
+    FormatNotWritten(SignatureFormat),
     /// The reference pins a digest the registry does not serve for it; nothing was signed.
     #[error("digest mismatch: {image} names {named} but the registry serves {resolved}")]
     DigestMismatch {
@@ -94,6 +97,9 @@ pub async fn sign_image_formats(
     annotations: &BTreeMap<String, String>,
     formats: &[SignatureFormat],
 ) -> Result<Signed, SignError> {
+    if let Some(&format) = formats.iter().find(|f| **f == SignatureFormat::Notation) {
+        return Err(SignError::FormatNotWritten(format));
+    }
     let resolved = store.client().resolve_digest(image).await?;
     if let Some(named) = image.digest()
         && !named.eq_ignore_ascii_case(&resolved)
@@ -174,6 +180,7 @@ pub async fn sign_digest_formats(
                     reference: signature_ref.clone(),
                 });
             }
+            SignatureFormat::Notation => return Err(SignError::FormatNotWritten(format)),
             SignatureFormat::SigstoreBundle => {
                 let report = store
                     .ensure_bundles(&lock, image, digest, None, &wanted, true)

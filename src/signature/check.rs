@@ -26,6 +26,22 @@ pub struct StoredSignature {
     pub signature: Option<Vec<u8>>,
     /// Which format `payload` is in.
     pub format: SignatureFormat,
+    /// `Notation` only: the signature manifest and the admitted manifest's descriptor (`payload`
+    /// holds the envelope).
+    pub notation: Option<NotationStored>,
+}
+
+/// What a Notation signature is checked with besides its envelope: its signature manifest (which
+/// names the envelope blob and the chain's thumbprints) and the media type and size of the
+/// manifest it was read for, which the signed payload must also name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotationStored {
+    /// The signature manifest, as fetched.
+    pub manifest: Vec<u8>,
+    /// The admitted manifest's media type, as the registry serves it.
+    pub target_media_type: String,
+    /// The admitted manifest's size in bytes.
+    pub target_size: u64,
 }
 
 impl StoredSignature {
@@ -35,6 +51,7 @@ impl StoredSignature {
             payload,
             signature,
             format: SignatureFormat::CosignSignature,
+            notation: None,
         }
     }
 
@@ -44,6 +61,17 @@ impl StoredSignature {
             payload: bundle,
             signature: None,
             format: SignatureFormat::SigstoreBundle,
+            notation: None,
+        }
+    }
+
+    /// A Notation signature: its envelope (the layer blob), and what it is checked with.
+    pub fn notation(envelope: Vec<u8>, stored: NotationStored) -> Self {
+        StoredSignature {
+            payload: envelope,
+            signature: None,
+            format: SignatureFormat::Notation,
+            notation: Some(stored),
         }
     }
 }
@@ -81,6 +109,13 @@ pub enum Rejection {
         /// The identity the payload signs (`critical.identity.docker-reference`).
         signed: String,
     },
+    /// A Notation signature was checked against public keys, or against no trust anchor: only
+    /// an Attestor's `certificates` key can verify it.
+    NoCertificateTrust,
+    /// A Notation signature that does not verify under the Attestor's certificate trust.
+    Notation(crate::signature::notation::NotationRejection),
+    /// `Default`: a Notation signature without `io.signet.reference` binds the digest only.
+    NotationDigestOnly,
 }
 
 impl fmt::Display for Rejection {
@@ -105,6 +140,14 @@ impl fmt::Display for Rejection {
             Rejection::NoTagBinding { .. } => write!(f, "{NO_TAG_BINDING_HINT}"),
             Rejection::TagNotBound { tag, signed } => {
                 write!(f, "tag {tag:?} not bound: the signature names {signed}")
+            }
+            Rejection::NoCertificateTrust => write!(
+                f,
+                "Notation signature, and no certificate trust anchor to verify it"
+            ),
+            Rejection::Notation(why) => write!(f, "Notation signature: {why}"),
+            Rejection::NotationDigestOnly => {
+                write!(f, "{}", super::check_notation::NOTATION_DIGEST_ONLY_HINT)
             }
         }
     }
@@ -132,8 +175,19 @@ pub fn check_signature(
     signature_type: SignatureType,
     keys: &[PublicKey],
 ) -> Result<Accepted, Rejection> {
-    if stored.format == SignatureFormat::SigstoreBundle {
-        return super::bundle::check_bundle(&stored.payload, image, digest, signature_type, keys);
+    match stored.format {
+        SignatureFormat::SigstoreBundle => {
+            return super::bundle::check_bundle(
+                &stored.payload,
+                image,
+                digest,
+                signature_type,
+                keys,
+            );
+        }
+        // Public keys never verify a Notation signature: see `check_notation`.
+        SignatureFormat::Notation => return Err(Rejection::NoCertificateTrust),
+        SignatureFormat::CosignSignature => {}
     }
     let signature = stored.signature.as_deref().ok_or(Rejection::Unsigned)?;
     // Verify before reading any claim: an unsigned claim means nothing.

@@ -3,14 +3,17 @@
 
 pub mod bundle;
 mod check;
+mod check_notation;
 mod layout;
 pub mod notation;
 mod payload;
 
 pub use bundle::{BUNDLE_MEDIA_TYPE, is_bundle_media_type};
 pub use check::{
-    Accepted, NO_TAG_BINDING_HINT, Rejection, StoredSignature, check_claims, check_signature,
+    Accepted, NO_TAG_BINDING_HINT, NotationStored, Rejection, StoredSignature, check_claims,
+    check_signature,
 };
+pub use check_notation::{AcceptedNotation, NOTATION_DIGEST_ONLY_HINT, check_notation};
 pub use layout::{
     BuiltManifest, Descriptor, OCI_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE,
     SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, build_signature_manifest, is_artifact_tag,
@@ -38,6 +41,10 @@ pub enum SignatureFormat {
     CosignSignature,
     /// A Sigstore bundle (cosign v3) attached as an OCI 1.1 referrer.
     SigstoreBundle,
+    /// A Notation (Notary Project) signature attached as an OCI 1.1 referrer: verified against
+    /// an Attestor's certificate trust anchors. Read only: signet does not write it yet, so it
+    /// is not in [`SignatureFormat::ALL`].
+    Notation,
 }
 
 impl SignatureFormat {
@@ -52,6 +59,7 @@ impl SignatureFormat {
         match self {
             SignatureFormat::CosignSignature => "CosignSignature",
             SignatureFormat::SigstoreBundle => "SigstoreBundle",
+            SignatureFormat::Notation => "Notation",
         }
     }
 }
@@ -68,6 +76,7 @@ impl std::str::FromStr for SignatureFormat {
         match s.to_ascii_lowercase().as_str() {
             "cosignsignature" | "cosign" | "sig" => Ok(SignatureFormat::CosignSignature),
             "sigstorebundle" | "bundle" => Ok(SignatureFormat::SigstoreBundle),
+            "notation" | "notary" => Ok(SignatureFormat::Notation),
             _ => Err(SignatureError::UnknownFormat(s.to_string())),
         }
     }

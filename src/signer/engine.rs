@@ -637,6 +637,8 @@ impl Signer {
                 .collect();
             let store = &self.inner.store;
             let written = match format {
+                // Not in `SignatureFormat::ALL`: the signer does not write Notation yet.
+                SignatureFormat::Notation => continue,
                 SignatureFormat::CosignSignature => {
                     let r = store
                         .ensure_signed(lock, identity, digest, &wanted, keep)
