@@ -51,7 +51,7 @@ fn make_demo_ends_with_one_allowed_and_one_denied_admission_and_their_reasons() 
     );
     assert!(
         line("policy demo-images-are-release-signed")
-            .contains("signed by release (key release-demo)")
+            .contains("signed by release (key release-demo, ")
     );
     assert_eq!(
         stdout.matches("ALLOWED").count() + stdout.matches("DENIED").count(),

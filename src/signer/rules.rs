@@ -128,6 +128,14 @@ impl RuleSet {
                     // going unsigned in silence.
                     tracing::error!(rule = %name, "{}", super::keys::forbidden_attribute_message(attribute));
                 }
+                if rule.spec.formats.contains(&SignatureFormat::Notation) {
+                    // Said at every load, so that a rule asking for Notation alone is not taken
+                    // for one that signs.
+                    tracing::error!(
+                        rule = %name,
+                        "SigningRule asks for the Notation format, which signet does not write yet: only its other formats are written"
+                    );
+                }
                 let scope = rule
                     .spec
                     .scope
