@@ -29,10 +29,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use signet::crypto::Algorithm;
 use support::signer::{TOKEN, TestKey, key};
-use support::webhook::{TestCa, attestor_yaml, fixture};
+use support::webhook::{TestCa, attestor_yaml, pod_review};
 use support::{CorruptingProxy, Fault, FaultSwitch, ProxyOptions, Registry, closed_port};
 
 /// The webhook's `--deadline`, and the margin allowed for the answer to travel back.
@@ -185,16 +185,6 @@ impl Lcg {
     }
 }
 
-/// `pod-create.json` running only `image`.
-fn pod_running(host: &str, image: &str) -> Vec<u8> {
-    let mut review: Value =
-        serde_json::from_slice(&fixture("pod-create.json", host, None)).expect("fixture");
-    let spec = &mut review["request"]["object"]["spec"];
-    spec["containers"] = json!([{"name": "app", "image": image}]);
-    spec["initContainers"] = json!([]);
-    serde_json::to_vec(&review).expect("JSON")
-}
-
 struct Load {
     client: reqwest::Client,
     url: String,
@@ -215,7 +205,7 @@ async fn admit(load: &Load, rng: &mut Lcg) {
         (&load.unsigned[rng.below(load.unsigned.len())], false)
     };
     let image = format!("{}/{repo}", load.proxy_host);
-    let body = pod_running(&load.proxy_host, &image);
+    let body = pod_review(&image);
     load.tally.sent.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let answer = load

@@ -26,7 +26,9 @@ use support::bundle::{
 };
 use support::referrers_front::ReferrersFront;
 use support::signer::{TestKey, key};
-use support::webhook::{TestWebhook, attestor_yaml, policy_state_of, registry_client, settings};
+use support::webhook::{
+    TestWebhook, attestor_yaml, pod_review, policy_state_of, registry_client, settings,
+};
 
 struct Run {
     code: i32,
@@ -337,28 +339,6 @@ async fn bad_bundles_are_denied_each_with_its_reason() {
     }
 }
 
-fn review(uid: &str, image: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "shop",
-            "operation": "CREATE",
-            "userInfo": {"username": "dev"},
-            "object": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "p", "namespace": "shop"},
-                "spec": {"containers": [{"name": "c", "image": image}]},
-            },
-        },
-    }))
-    .unwrap()
-}
-
 fn policy(host: &str, name: &str, repos: &str, signature_type: &str) -> String {
     format!(
         "---\napiVersion: signet.dev/v1alpha1\nkind: ClusterVerificationPolicy\nmetadata:\n  name: {name}\n\
@@ -417,16 +397,16 @@ async fn the_webhook_admits_by_either_format_and_names_it() {
     .await;
 
     let answer = webhook
-        .review("/validate", review("u1", &signet_image.to_string()))
+        .review("/validate", pod_review(&signet_image.to_string()))
         .await;
     assert_eq!(answer["allowed"], true, "{answer}");
     assert_eq!(signet_digest.len(), 71);
     let answer = webhook
-        .review("/validate", review("u2", &cosign_images[1].to_string()))
+        .review("/validate", pod_review(&cosign_images[1].to_string()))
         .await;
     assert_eq!(answer["allowed"], true, "{answer}");
     let answer = webhook
-        .review("/validate", review("u3", &cosign_images[0].to_string()))
+        .review("/validate", pod_review(&cosign_images[0].to_string()))
         .await;
     assert_eq!(answer["allowed"], false, "{answer}");
     let message = answer["status"]["message"].as_str().unwrap_or_default();

@@ -26,7 +26,9 @@ use signet::signature::{NOTATION_DIGEST_ONLY_HINT, SignatureFormat, SignatureTyp
 
 use support::Registry;
 use support::bundle::{OCI_INDEX, OCI_MANIFEST, fallback_entries, fallback_tag};
-use support::webhook::{TestWebhook, attestor_yaml, policy_state_of, registry_client, settings};
+use support::webhook::{
+    TestWebhook, attestor_yaml, pod_review, policy_state_of, registry_client, settings,
+};
 
 /// A Notation signer: its key and its self-signed certificate (its own trust anchor).
 struct Signer {
@@ -214,28 +216,6 @@ async fn a_digest_only_notation_signature_satisfies_simple_only() {
     );
 }
 
-fn review(uid: &str, image: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "shop",
-            "operation": "CREATE",
-            "userInfo": {"username": "dev"},
-            "object": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "p", "namespace": "shop"},
-                "spec": {"containers": [{"name": "c", "image": image}]},
-            },
-        },
-    }))
-    .unwrap()
-}
-
 fn indent(pem: &str) -> String {
     pem.lines().map(|l| format!("      {l}\n")).collect()
 }
@@ -287,11 +267,11 @@ async fn a_policy_requiring_cosign_and_notation_attestors_needs_both_signatures(
     .await;
 
     let answer = webhook
-        .review("/validate", review("u1", &images[0].to_string()))
+        .review("/validate", pod_review(&images[0].to_string()))
         .await;
     assert_eq!(answer["allowed"], true, "{answer}");
     let answer = webhook
-        .review("/validate", review("u2", &images[1].to_string()))
+        .review("/validate", pod_review(&images[1].to_string()))
         .await;
     assert_eq!(answer["allowed"], false, "{answer}");
     let message = answer["status"]["message"].as_str().unwrap_or_default();

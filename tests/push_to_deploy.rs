@@ -12,27 +12,17 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use signet::crd::Trigger;
 use signet::crypto::Algorithm;
 use signet::policy::NoMatch;
 use signet::signature::SignatureType;
 use support::Registry;
 use support::signer::{RunningSigner, TOKEN, key, loopback_listener, rule};
-use support::webhook::{TestWebhook, fixture, metric, policy_state_of, policy_yaml, settings};
+use support::webhook::{TestWebhook, metric, pod_review, policy_state_of, policy_yaml, settings};
 
 const DEADLINE: Duration = Duration::from_secs(8);
 const GRACE: Duration = Duration::from_secs(3);
-
-/// `pod-create.json` running only `image`.
-fn pod_running(host: &str, image: &str) -> Vec<u8> {
-    let mut review: Value =
-        serde_json::from_slice(&fixture("pod-create.json", host, None)).unwrap();
-    let spec = &mut review["request"]["object"]["spec"];
-    spec["containers"] = json!([{"name": "app", "image": image}]);
-    spec["initContainers"] = json!([]);
-    serde_json::to_vec(&review).unwrap()
-}
 
 fn message(response: &Value) -> &str {
     response["status"]["message"].as_str().unwrap_or_default()
@@ -78,9 +68,7 @@ async fn an_image_admitted_the_moment_it_is_pushed_waits_for_the_running_signer(
         .await;
     let image = format!("{host}/prod/api:v1");
     let started = Instant::now();
-    let response = webhook
-        .review("/validate", pod_running(&host, &image))
-        .await;
+    let response = webhook.review("/validate", pod_review(&image)).await;
     assert_eq!(response["allowed"], true, "{response}");
     assert!(started.elapsed() < DEADLINE, "{:?}", started.elapsed());
     let metrics = webhook.metrics().await;
@@ -101,9 +89,7 @@ async fn an_image_admitted_the_moment_it_is_pushed_waits_for_the_running_signer(
         .await;
     let image = format!("{host}/prod/api:v2");
     let started = Instant::now();
-    let response = webhook
-        .review("/validate", pod_running(&host, &image))
-        .await;
+    let response = webhook.review("/validate", pod_review(&image)).await;
     let waited = started.elapsed();
     assert_eq!(response["allowed"], false, "{response}");
     assert!(

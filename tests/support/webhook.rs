@@ -402,6 +402,17 @@ pub fn fixture(name: &str, host: &str, sidecar: Option<&str>) -> Vec<u8> {
     text.into_bytes()
 }
 
+/// `pod-create.json` (a Pod review as the API server sends it) running only `image`.
+pub fn pod_review(image: &str) -> Vec<u8> {
+    let mut review: Value =
+        serde_json::from_slice(&fixture("pod-create.json", "registry.invalid", None))
+            .expect("fixture JSON");
+    let spec = &mut review["request"]["object"]["spec"];
+    spec["containers"] = serde_json::json!([{"name": "app", "image": image}]);
+    spec["initContainers"] = serde_json::json!([]);
+    serde_json::to_vec(&review).expect("JSON")
+}
+
 /// The request uid of a fixture body.
 pub fn uid_of(body: &[u8]) -> String {
     let value: Value = serde_json::from_slice(body).expect("fixture JSON");
