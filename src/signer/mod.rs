@@ -44,7 +44,7 @@ use crate::registry::{
 };
 use crate::serve::{
     Drain, DrainSettings, PolicySource, PolicySourceConfig, PolicySourceError, Server, ServerError,
-    TlsSource, bind, drain_and_stop, shutdown_signal,
+    Serving, TlsSource, bind, drain_and_stop, shutdown_signal,
 };
 
 /// Errors of the signer. Each message is one line and names what was wrong; none carries a token
@@ -205,6 +205,7 @@ pub async fn run(config: SignerConfig) -> Result<(), SignerError> {
         config.tls.as_ref(),
         &drain,
         signer.metrics().common().certificate_expiry(),
+        Serving::OnRuntime,
     )?;
     let mut ops = match config.metrics_listen {
         Some(listen) => {
