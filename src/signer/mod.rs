@@ -18,6 +18,7 @@ pub mod engine;
 pub mod event;
 mod keys;
 mod metrics;
+mod notation;
 pub mod reconcile;
 pub mod rules;
 pub mod server;
@@ -72,6 +73,15 @@ pub enum SignerError {
         /// Why the key could not be opened.
         cause: CryptoError,
     },
+    /// The rule's key cannot sign in Notation format: no or a bad certificate chain, a chain
+    /// whose leaf is not the key's, an algorithm Notary does not allow for the leaf key.
+    #[error("SigningRule {rule:?}: cannot sign in Notation format: {reason}")]
+    Notation {
+        /// The SigningRule's name.
+        rule: String,
+        /// Why, in one line.
+        reason: String,
+    },
     /// The key refused to sign.
     #[error("SigningRule {rule:?}: signing failed: {cause}")]
     Signing {
@@ -123,7 +133,9 @@ impl SignerError {
     pub fn metric_reason(&self) -> FailureReason {
         match self {
             SignerError::Registry(_) | SignerError::Contended(_) => FailureReason::Registry,
-            SignerError::Key { .. } | SignerError::Signing { .. } => FailureReason::Key,
+            SignerError::Key { .. }
+            | SignerError::Signing { .. }
+            | SignerError::Notation { .. } => FailureReason::Key,
             SignerError::Write(SignatureWriteError::Registry(_)) => FailureReason::Registry,
             SignerError::Config(_)
             | SignerError::Policy(_)

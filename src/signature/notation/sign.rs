@@ -99,6 +99,54 @@ fn ecdsa_der_to_fixed(signature: &[u8], len: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Checks at load time that `key` can sign in Notation format with `chain` (leaf first) at `now`:
+/// the leaf holds the key's public key, the chain obeys the Notary certificate rules, and the
+/// key's algorithm is the one Notary demands for the leaf key. Gives that algorithm.
+pub fn check_signing_key(
+    key: &dyn SigningKey,
+    chain: &[Certificate],
+    now: i64,
+) -> Result<NotaryAlgorithm, NotationError> {
+    let Some(leaf) = chain.first() else {
+        return Err(NotationError::Chain(X509Error::Rule(
+            "the certificate chain is empty".into(),
+        )));
+    };
+    if leaf.spki_der() != key.public_key().spki_der() {
+        return Err(NotationError::KeyMismatch(format!(
+            "the leaf certificate {:?} does not hold the public key of {}",
+            leaf.subject(),
+            key.key_id()
+        )));
+    }
+    validate_code_signing_chain(chain, now)?;
+    algorithm_for(key, leaf)
+}
+
+/// Whether the stored Notation signature (`manifest`, its `envelope`) for `target` is one `key`
+/// made that still counts: it verifies under `trust` at `now`, its leaf certificate holds the
+/// key's public key, and it binds the target. Gives the signed `io.signet.reference` (`None`
+/// for a digest-only signature); `None` overall when it is not such a signature. The writer's
+/// "already signed" test.
+pub fn signed_by_key(
+    manifest: &[u8],
+    envelope: &[u8],
+    target: &TargetArtifact,
+    key: &dyn SigningKey,
+    trust: &crate::crypto::x509::TrustStore,
+    now: i64,
+) -> Option<Option<String>> {
+    let claims = super::verify_notation(manifest, envelope, target, trust, now).ok()?;
+    let format = super::parse_signature_manifest(manifest).ok()?.format;
+    let parsed = match format {
+        EnvelopeFormat::Jws => jws::parse(envelope),
+        EnvelopeFormat::Cose => cose::parse(envelope),
+    }
+    .ok()?;
+    let leaf = Certificate::from_der(parsed.chain.first()?).ok()?;
+    (leaf.spki_der() == key.public_key().spki_der()).then_some(claims.reference)
+}
+
 /// Signs `target` with `key`, whose certificate chain (leaf first) is `chain`, at `now` (Unix
 /// seconds), optionally expiring at `expiry`. The chain must hold the key's public key in its
 /// leaf and be valid under the Notary rules now.
