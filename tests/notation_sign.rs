@@ -100,7 +100,14 @@ fn sign_notation(image: &str, key: &str, chain: &Path, extra: &[&str]) -> Run {
 
 /// `signet verify IMAGE --certificate ROOTS --type default`: exit code and output.
 fn verify_certificate(image: &str, roots: &Path) -> Run {
-    signet(&["verify", image, "--certificate", path(roots), "--type", "default"])
+    signet(&[
+        "verify",
+        image,
+        "--certificate",
+        path(roots),
+        "--type",
+        "default",
+    ])
 }
 
 async fn wait_for_notation(image: &ImageRef, digest: &str, expected: usize) -> Vec<Vec<u8>> {
@@ -165,10 +172,9 @@ async fn cli_signs_file_keys_in_notation_format_once_and_admission_verifies() {
     let ec = keygen_with_certificate(dir.path(), "release-ec", "ECDSA_P256_SHA_256");
 
     let mut images = Vec::new();
-    for (repo, prefix, envelope, layer) in [
-        ("cli/rsa", &rsa, "jws", JWS),
-        ("cli/ec", &ec, "cose", COSE),
-    ] {
+    for (repo, prefix, envelope, layer) in
+        [("cli/rsa", &rsa, "jws", JWS), ("cli/ec", &ec, "cose", COSE)]
+    {
         let digest = registry.push_test_image(repo, "v1", repo).await;
         let image = ImageRef::parse(&format!("{host}/{repo}:v1")).unwrap();
         let key = format!("file:{}", path(&with_ext(prefix, ".key")));
@@ -201,12 +207,18 @@ async fn cli_signs_file_keys_in_notation_format_once_and_admission_verifies() {
         assert_notation_manifest(&manifests[0], &digest, layer);
 
         let verified = verify_certificate(&image.to_string(), &chain);
-        assert_eq!(verified.code, 0, "{repo}: {}{}", verified.stdout, verified.stderr);
+        assert_eq!(
+            verified.code, 0,
+            "{repo}: {}{}",
+            verified.stdout, verified.stderr
+        );
         images.push((image, digest));
     }
 
     // A key that is not its certificate's is refused in one line, before any request.
-    let digest = registry.push_test_image("cli/mismatch", "v1", "mismatch").await;
+    let digest = registry
+        .push_test_image("cli/mismatch", "v1", "mismatch")
+        .await;
     let image = ImageRef::parse(&format!("{host}/cli/mismatch:v1")).unwrap();
     let ec_key = format!("file:{}", path(&with_ext(&ec, ".key")));
     let refused = sign_notation(&image.to_string(), &ec_key, &with_ext(&rsa, ".crt"), &[]);
@@ -216,8 +228,20 @@ async fn cli_signs_file_keys_in_notation_format_once_and_admission_verifies() {
         "{}",
         refused.stderr
     );
-    assert_eq!(refused.stderr.trim().lines().count(), 1, "{}", refused.stderr);
-    let missing = signet(&["sign", &image.to_string(), "--key", &ec_key, "--format", "notation"]);
+    assert_eq!(
+        refused.stderr.trim().lines().count(),
+        1,
+        "{}",
+        refused.stderr
+    );
+    let missing = signet(&[
+        "sign",
+        &image.to_string(),
+        "--key",
+        &ec_key,
+        "--format",
+        "notation",
+    ]);
     assert_ne!(missing.code, 0);
     assert!(
         missing.stderr.contains("--certificate-chain"),
@@ -230,8 +254,14 @@ async fn cli_signs_file_keys_in_notation_format_once_and_admission_verifies() {
     // signed by nobody is denied.
     let yaml = format!(
         "{}---\n{}---\n{}",
-        certificate_attestor_yaml("rsa", &std::fs::read_to_string(with_ext(&rsa, ".crt")).unwrap()),
-        certificate_attestor_yaml("ec", &std::fs::read_to_string(with_ext(&ec, ".crt")).unwrap()),
+        certificate_attestor_yaml(
+            "rsa",
+            &std::fs::read_to_string(with_ext(&rsa, ".crt")).unwrap()
+        ),
+        certificate_attestor_yaml(
+            "ec",
+            &std::fs::read_to_string(with_ext(&ec, ".crt")).unwrap()
+        ),
         policy_yaml("cli", &format!("{host}/cli/**"), &["rsa", "ec"]),
     );
     let webhook = TestWebhook::start(
@@ -318,7 +348,10 @@ async fn a_notation_rule_signs_pushes_once_and_a_mismatched_key_stops_the_signer
     let yaml = format!(
         "{}---\n{}---\n{}---\n{}",
         certificate_attestor_yaml("rsa-release", &pki.root_pem),
-        certificate_attestor_yaml("ec-release", &std::fs::read_to_string(with_ext(&ec, ".crt")).unwrap()),
+        certificate_attestor_yaml(
+            "ec-release",
+            &std::fs::read_to_string(with_ext(&ec, ".crt")).unwrap()
+        ),
         policy_yaml("rsa", &format!("{host}/signed/rsa/**"), &["rsa-release"]),
         policy_yaml("ec", &format!("{host}/signed/ec/**"), &["ec-release"]),
     );
@@ -332,9 +365,14 @@ async fn a_notation_rule_signs_pushes_once_and_a_mismatched_key_stops_the_signer
         let (allowed, message) = admitted(&webhook, &image.to_string()).await;
         assert!(allowed, "{image}: {message}");
     }
-    let unsigned = registry.push_test_image("signed/rsa/other", "v1", "other").await;
+    let unsigned = registry
+        .push_test_image("signed/rsa/other", "v1", "other")
+        .await;
     let (allowed, message) = admitted(&webhook, &format!("{host}/signed/rsa/other:v1")).await;
-    assert!(!allowed, "{unsigned}: an image the signer never saw is denied");
+    assert!(
+        !allowed,
+        "{unsigned}: an image the signer never saw is denied"
+    );
     assert!(message.contains("rsa-release"), "{message}");
 
     // A rule whose chain is not its key's: the signer refuses to start, in one line.
@@ -358,9 +396,9 @@ async fn a_notation_rule_signs_pushes_once_and_a_mismatched_key_stops_the_signer
 /// body runs in a re-run of this test with `SOFTHSM2_CONF` set.
 #[test]
 fn token_keys_sign_in_notation_format_by_cli_and_by_rule() {
-    let Some(conf) = support::SoftHsm::in_own_process(
-        "token_keys_sign_in_notation_format_by_cli_and_by_rule",
-    ) else {
+    let Some(conf) =
+        support::SoftHsm::in_own_process("token_keys_sign_in_notation_format_by_cli_and_by_rule")
+    else {
         return;
     };
     support::softhsm::init_token(&conf, "signet");
@@ -399,7 +437,12 @@ fn token_keys_sign_in_notation_format_by_cli_and_by_rule() {
         let chain = pki.chain_pem(&public, leaf_params(&format!("token-{object}")));
         let chain_path = dir.path().join(format!("token-{object}.chain.pem"));
         std::fs::write(&chain_path, &chain).unwrap();
-        keys.push((object, algorithm.parse::<Algorithm>().unwrap(), chain, chain_path));
+        keys.push((
+            object,
+            algorithm.parse::<Algorithm>().unwrap(),
+            chain,
+            chain_path,
+        ));
     }
     let root = dir.path().join("root.pem");
     std::fs::write(&root, &pki.root_pem).unwrap();

@@ -149,14 +149,8 @@ fn keygen_on_token(
             ));
         }
     };
-    let key = crypto::generate_on_token_sized(
-        &args.pkcs11_module,
-        token,
-        &pin,
-        object,
-        algorithm,
-        bits,
-    )?;
+    let key =
+        crypto::generate_on_token_sized(&args.pkcs11_module, token, &pin, object, algorithm, bits)?;
     let public = output.with_extension("pub");
     write_new_file(&public, key.public_key.to_pem().as_bytes())?;
     println!("key: {}\npublic key: {}", key.uri, public.display());

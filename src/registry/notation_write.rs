@@ -215,7 +215,9 @@ impl SignatureStore {
                 .is_some_and(|reference| reference == expected)
             })
         };
-        let missing: Vec<usize> = (0..wanted.len()).filter(|&i| !present(&wanted[i])).collect();
+        let missing: Vec<usize> = (0..wanted.len())
+            .filter(|&i| !present(&wanted[i]))
+            .collect();
         let mut report = BundleReport {
             outcomes: vec![AppendOutcome::AlreadyPresent; wanted.len()],
             ..BundleReport::default()

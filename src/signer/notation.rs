@@ -90,7 +90,10 @@ pub(crate) async fn write(
         .map_err(|e| match e {
             NotationWriteError::Write(e) => super::engine::write_error(e, rules),
             NotationWriteError::Notation { index, cause } => SignerError::Notation {
-                rule: rules.get(index).map(|(r, _)| r.name.clone()).unwrap_or_default(),
+                rule: rules
+                    .get(index)
+                    .map(|(r, _)| r.name.clone())
+                    .unwrap_or_default(),
                 reason: cause.to_string(),
             },
             NotationWriteError::Task(why) => SignerError::Internal(why),

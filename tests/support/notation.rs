@@ -51,7 +51,8 @@ fn ca_params(cn: &str, path_len: u8) -> CertificateParams {
     params.distinguished_name = name(cn);
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.not_before = date_time_ymd(year - 2, 1, 1);
+    // From five years back: a leaf that expired years ago is still inside its CAs' validity.
+    params.not_before = date_time_ymd(year - 5, 1, 1);
     params.not_after = date_time_ymd(year + 10, 1, 1);
     params
 }
