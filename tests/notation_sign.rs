@@ -215,12 +215,74 @@ async fn cli_signs_file_keys_in_notation_format_once_and_admission_verifies() {
         images.push((image, digest));
     }
 
+    // Another identity is another signature: `Simple` (digest only) beside `Default`, once.
+    let (ec_image, ec_digest) = &images[1];
+    let ec_key = format!("file:{}", path(&with_ext(&ec, ".key")));
+    for _ in 0..2 {
+        let run = sign_notation(
+            &ec_image.to_string(),
+            &ec_key,
+            &with_ext(&ec, ".crt"),
+            &["--type", "simple"],
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    assert_eq!(notation_manifests(ec_image, ec_digest).await.len(), 2);
+
+    // All three formats at once share the fallback index: each is found once.
+    let digest = registry.push_test_image("cli/all", "v1", "all").await;
+    let image = ImageRef::parse(&format!("{host}/cli/all:v1")).unwrap();
+    let run = signet(&[
+        "sign",
+        &image.to_string(),
+        "--key",
+        &ec_key,
+        "--format",
+        "cosignsignature,sigstorebundle,notation",
+        "--certificate-chain",
+        path(&with_ext(&ec, ".crt")),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for format in ["(CosignSignature)", "(SigstoreBundle)", "(Notation)"] {
+        assert!(run.stdout.contains(format), "{format}: {}", run.stdout);
+    }
+    assert_eq!(notation_manifests(&image, &digest).await.len(), 1);
+    assert_eq!(
+        support::signer::bundle_count(&registry, "cli/all:v1", &digest).await,
+        1
+    );
+    assert_eq!(
+        support::signer::signature_count(&registry, "cli/all:v1", &digest).await,
+        1
+    );
+    let both = signet(&[
+        "verify",
+        &image.to_string(),
+        "--certificate",
+        path(&with_ext(&ec, ".crt")),
+        "--key",
+        path(&with_ext(&ec, ".pub")),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(both.code, 0, "{}{}", both.stdout, both.stderr);
+    let report: serde_json::Value = serde_json::from_str(&both.stdout).unwrap();
+    let formats: Vec<&str> = report["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["valid"] == true)
+        .filter_map(|s| s["format"].as_str())
+        .collect();
+    for format in ["CosignSignature", "SigstoreBundle", "Notation"] {
+        assert!(formats.contains(&format), "{format}: {report}");
+    }
+
     // A key that is not its certificate's is refused in one line, before any request.
     let digest = registry
         .push_test_image("cli/mismatch", "v1", "mismatch")
         .await;
     let image = ImageRef::parse(&format!("{host}/cli/mismatch:v1")).unwrap();
-    let ec_key = format!("file:{}", path(&with_ext(&ec, ".key")));
     let refused = sign_notation(&image.to_string(), &ec_key, &with_ext(&rsa, ".crt"), &[]);
     assert_ne!(refused.code, 0, "{}", refused.stdout);
     assert!(
