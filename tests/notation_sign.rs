@@ -310,7 +310,28 @@ async fn cli_signs_file_keys_in_notation_format_once_and_admission_verifies() {
         "{}",
         missing.stderr
     );
+    let unused = signet(&[
+        "sign",
+        &image.to_string(),
+        "--key",
+        &ec_key,
+        "--certificate-chain",
+        path(&with_ext(&ec, ".crt")),
+    ]);
+    assert_ne!(unused.code, 0);
+    assert!(
+        unused
+            .stderr
+            .contains("--certificate-chain is for --format notation"),
+        "{}",
+        unused.stderr
+    );
     assert!(notation_manifests(&image, &digest).await.is_empty());
+    assert_eq!(
+        support::signer::signature_count(&registry, "cli/mismatch:v1", &digest).await,
+        0,
+        "refused before anything was pushed"
+    );
 
     // Admission: each signature satisfies the attestor holding its certificate; the image
     // signed by nobody is denied.

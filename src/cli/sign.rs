@@ -114,7 +114,13 @@ fn notation_signer(
     formats: &[SignatureFormat],
 ) -> Result<Option<Arc<NotationSigner>>, CliError> {
     if !formats.contains(&SignatureFormat::Notation) {
-        return Ok(None);
+        // A chain given for nothing would leave the user believing a Notation signature exists.
+        return match &one.certificate_chain {
+            Some(_) => Err(CliError::Usage(
+                "--certificate-chain is for --format notation, which was not asked for".into(),
+            )),
+            None => Ok(None),
+        };
     }
     let Some(path) = &one.certificate_chain else {
         return Err(CliError::Usage(

@@ -6,6 +6,7 @@
 //!   (repository, digest), with retries;
 //! - [`mod@reconcile`]: the periodic scan (and `signet sign --backfill`);
 //! - [`server`]: `POST /events`, health, readiness and metrics (served by `crate::serve`);
+//! - `notation`: a rule's certificate chain, checked against its key, for the Notation format;
 //! - `keys`, `metrics`: opened keys, Prometheus counters. Every `.sig` read and write goes
 //!   through [`SignatureStore`].
 //!
