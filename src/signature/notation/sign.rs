@@ -270,7 +270,74 @@ pub(crate) fn sign_with(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::crypto::x509::{TrustStore, self_signed_code_signing_certificate};
+    use crate::crypto::{FileKey, generate_key_pair};
+
+    fn key_and_certificate() -> (FileKey, String) {
+        let pair = generate_key_pair(Algorithm::EcdsaP256Sha256, None).unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        let pem = self_signed_code_signing_certificate(
+            pair.private_key_pem(),
+            Algorithm::EcdsaP256Sha256,
+            "CN=release,O=acme,C=US",
+            now,
+            1,
+        )
+        .unwrap();
+        let key =
+            FileKey::from_pem(pair.private_key_pem(), Algorithm::EcdsaP256Sha256, "k").unwrap();
+        (key, pem)
+    }
+
+    #[test]
+    fn signed_by_key_is_the_writers_already_signed_test() {
+        let (key, pem) = key_and_certificate();
+        let (other_key, other_pem) = key_and_certificate();
+        let chain = Certificate::from_pem_bundle(&pem).unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        let target = TargetArtifact {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            digest: format!("sha256:{}", "a".repeat(64)),
+            size: 321,
+            annotations: BTreeMap::from([(
+                super::super::REFERENCE_ANNOTATION.to_string(),
+                "reg.example/app:v1".to_string(),
+            )]),
+        };
+        let signed = sign_notation(&key, &chain, &target, EnvelopeFormat::Cose, now, None).unwrap();
+        let trust = TrustStore::new(&pem, &[], None).unwrap();
+        let bare = TargetArtifact {
+            annotations: BTreeMap::new(),
+            ..target.clone()
+        };
+        let found = |key: &FileKey, trust: &TrustStore, target: &TargetArtifact| {
+            signed_by_key(&signed.manifest, &signed.envelope, target, key, trust, now)
+        };
+        assert_eq!(
+            found(&key, &trust, &bare),
+            Some(Some("reg.example/app:v1".to_string()))
+        );
+        // Another key, another anchor, another manifest size: not this writer's signature.
+        assert_eq!(found(&other_key, &trust, &bare), None);
+        let other_trust = TrustStore::new(&other_pem, &[], None).unwrap();
+        assert_eq!(found(&key, &other_trust, &bare), None);
+        let bigger = TargetArtifact {
+            size: 322,
+            ..bare.clone()
+        };
+        assert_eq!(found(&key, &trust, &bigger), None);
+        assert_eq!(
+            check_signing_key(&key, &chain, now),
+            Ok(NotaryAlgorithm::Es256)
+        );
+        assert!(matches!(
+            check_signing_key(&other_key, &chain, now),
+            Err(NotationError::KeyMismatch(_))
+        ));
+    }
 
     #[test]
     fn ecdsa_der_becomes_fixed_width() {
