@@ -229,7 +229,7 @@ impl SignatureStore {
         written.contains(&digest.to_ascii_lowercase())
     }
 
-    fn remember_referrer(&self, digest: &str) {
+    pub(super) fn remember_referrer(&self, digest: &str) {
         let mut written = self
             .written_referrers
             .lock()
@@ -241,7 +241,7 @@ impl SignatureStore {
     }
 
     /// Pushes the empty config blob to `repo` unless this store already knows it is there.
-    async fn ensure_empty_config(&self, repo: &ImageRef) -> Result<(), RegistryError> {
+    pub(super) async fn ensure_empty_config(&self, repo: &ImageRef) -> Result<(), RegistryError> {
         let key = repo.repo_path();
         let known = {
             let known = self
@@ -268,7 +268,7 @@ impl SignatureStore {
 
     /// Read-modify-write of the fallback index, adding `ours` (each once), then re-read until
     /// every one of them is listed. Returns how many times it had to repair.
-    async fn add_to_fallback_index(
+    pub(super) async fn add_to_fallback_index(
         &self,
         image: &ImageRef,
         digest: &str,

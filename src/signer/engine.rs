@@ -167,7 +167,10 @@ impl Signer {
     pub async fn open_keys(&self) -> Result<(), SignerError> {
         let rules = self.rules();
         for rule in rules.all() {
-            self.inner.keys.key_for_async(rule).await?;
+            let key = self.inner.keys.key_for_async(rule).await?;
+            if rule.formats.contains(&SignatureFormat::Notation) {
+                super::notation::notation_signer(rule, key)?;
+            }
         }
         Ok(())
     }
@@ -619,7 +622,7 @@ impl Signer {
         // its formats was written.
         let mut outcomes = vec![AppendOutcome::AlreadyPresent; signing.len()];
         let mut report = EnsureReport::default();
-        for format in SignatureFormat::ALL {
+        for format in SignatureFormat::WRITTEN {
             let chosen: Vec<usize> = (0..signing.len())
                 .filter(|&i| signing[i].0.formats.contains(&format))
                 .collect();
@@ -637,8 +640,19 @@ impl Signer {
                 .collect();
             let store = &self.inner.store;
             let written = match format {
-                // Not in `SignatureFormat::ALL`: the signer does not write Notation yet.
-                SignatureFormat::Notation => continue,
+                SignatureFormat::Notation => {
+                    let r = super::notation::write(
+                        store,
+                        lock,
+                        (identity, digest),
+                        subject.clone(),
+                        &rules,
+                        self.inner.options.recheck_after.is_none(),
+                    )
+                    .await?;
+                    report.overwritten += r.repaired;
+                    r.outcomes
+                }
                 SignatureFormat::CosignSignature => {
                     let r = store
                         .ensure_signed(lock, identity, digest, &wanted, keep)
@@ -793,7 +807,7 @@ async fn tag_names(
 }
 
 /// The signer's error for a store error; `signing` names the rule of each wanted signature.
-fn write_error(
+pub(super) fn write_error(
     e: SignatureWriteError,
     signing: &[&(Arc<CompiledRule>, Arc<dyn SigningKey>)],
 ) -> SignerError {
