@@ -192,32 +192,84 @@ const HANDLED_KINDS: &[(&str, &str, &[&str])] = &[
 const TEMPLATE_SPEC: &[&str] = &["spec", "template", "spec"];
 const CRONJOB_TEMPLATE_SPEC: &[&str] = &["spec", "jobTemplate", "spec", "template", "spec"];
 
-/// A field's location, kept in both forms: the RFC 6901 pointer for patches and the dotted path
-/// for messages.
-#[derive(Clone, Default)]
-struct FieldPath {
-    pointer: String,
-    dotted: String,
+/// A field's location, written out only when needed: as the RFC 6901 pointer for patches and
+/// as the dotted path for messages. Built by borrowing the parent, so walking a pod spec
+/// allocates nothing until an image's pointer or an error's path is asked for.
+#[derive(Clone, Copy)]
+enum FieldPath<'a> {
+    /// Keys from the object root.
+    Keys(&'a [&'a str]),
+    /// A key of an object.
+    Key(&'a FieldPath<'a>, &'a str),
+    /// An element of an array.
+    Index(&'a FieldPath<'a>, usize),
 }
 
-impl FieldPath {
-    fn key(&self, key: &str) -> Self {
-        let escaped = key.replace('~', "~0").replace('/', "~1");
-        let dotted = if self.dotted.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.dotted)
+impl<'a> FieldPath<'a> {
+    fn key(&'a self, key: &'a str) -> FieldPath<'a> {
+        FieldPath::Key(self, key)
+    }
+
+    fn index(&'a self, index: usize) -> FieldPath<'a> {
+        FieldPath::Index(self, index)
+    }
+
+    fn pointer(&self) -> String {
+        let mut out = String::with_capacity(48);
+        self.write_pointer(&mut out);
+        out
+    }
+
+    fn dotted(&self) -> String {
+        let mut out = String::with_capacity(48);
+        self.write_dotted(&mut out);
+        out
+    }
+
+    fn write_pointer(&self, out: &mut String) {
+        let push_key = |out: &mut String, key: &str| {
+            out.push('/');
+            for c in key.chars() {
+                match c {
+                    '~' => out.push_str("~0"),
+                    '/' => out.push_str("~1"),
+                    c => out.push(c),
+                }
+            }
         };
-        FieldPath {
-            pointer: format!("{}/{escaped}", self.pointer),
-            dotted,
+        match self {
+            FieldPath::Keys(keys) => keys.iter().for_each(|key| push_key(out, key)),
+            FieldPath::Key(parent, key) => {
+                parent.write_pointer(out);
+                push_key(out, key);
+            }
+            FieldPath::Index(parent, index) => {
+                parent.write_pointer(out);
+                out.push('/');
+                out.push_str(&index.to_string());
+            }
         }
     }
 
-    fn index(&self, index: usize) -> Self {
-        FieldPath {
-            pointer: format!("{}/{index}", self.pointer),
-            dotted: format!("{}[{index}]", self.dotted),
+    fn write_dotted(&self, out: &mut String) {
+        let push_key = |out: &mut String, key: &str| {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(key);
+        };
+        match self {
+            FieldPath::Keys(keys) => keys.iter().for_each(|key| push_key(out, key)),
+            FieldPath::Key(parent, key) => {
+                parent.write_dotted(out);
+                push_key(out, key);
+            }
+            FieldPath::Index(parent, index) => {
+                parent.write_dotted(out);
+                out.push('[');
+                out.push_str(&index.to_string());
+                out.push(']');
+            }
         }
     }
 }
@@ -264,7 +316,7 @@ pub fn workload_of(request: &ReviewRequest) -> Result<Option<Workload>, ImagesEr
         images,
         annotations: object.metadata.annotations.clone().unwrap_or_default(),
         template_annotations,
-        pod_spec_pointer: pod_spec_path.pointer,
+        pod_spec_pointer: pod_spec_path.pointer(),
         image_pull_secrets,
         service_account: Some(service_account),
     }))
@@ -336,36 +388,36 @@ fn operation_name(operation: &Operation) -> &'static str {
 /// `apiVersion`, `kind` and `metadata`, so pointers into it are pointers into the whole object.
 fn pod_spec_of<'a>(
     data: &'a Value,
-    path: &[&str],
-) -> Result<(&'a Map<String, Value>, FieldPath), ImagesError> {
-    let mut here = FieldPath::default();
+    path: &'static [&'static str],
+) -> Result<(&'a Map<String, Value>, FieldPath<'static>), ImagesError> {
     let mut value = data;
-    for key in path {
+    for (depth, key) in path.iter().enumerate() {
         let object = value.as_object().ok_or_else(|| ImagesError::NotAnObject {
-            field: object_name(&here),
+            field: object_name(&FieldPath::Keys(&path[..depth])),
         })?;
-        here = here.key(key);
         value = match object.get(*key) {
             None | Some(Value::Null) => {
                 return Err(ImagesError::MissingField {
-                    field: here.dotted.clone(),
+                    field: FieldPath::Keys(&path[..=depth]).dotted(),
                 });
             }
             Some(child) => child,
         };
     }
+    let here = FieldPath::Keys(path);
     let spec = value.as_object().ok_or_else(|| ImagesError::NotAnObject {
-        field: here.dotted.clone(),
+        field: here.dotted(),
     })?;
     Ok((spec, here))
 }
 
 /// How a message names the object root, which has no dotted path of its own.
 fn object_name(path: &FieldPath) -> String {
-    if path.dotted.is_empty() {
+    let dotted = path.dotted();
+    if dotted.is_empty() {
         "object".to_string()
     } else {
-        path.dotted.clone()
+        dotted
     }
 }
 
@@ -379,7 +431,7 @@ fn optional_array<'a>(
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(items)) => Ok(items),
         Some(_) => Err(ImagesError::NotAnArray {
-            field: field.dotted.clone(),
+            field: field.dotted(),
         }),
     }
 }
@@ -394,7 +446,7 @@ fn optional_string<'a>(
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text)),
         Some(_) => Err(ImagesError::NotAString {
-            field: field.dotted.clone(),
+            field: field.dotted(),
         }),
     }
 }
@@ -412,7 +464,7 @@ fn images_of(
             let container = container
                 .as_object()
                 .ok_or_else(|| ImagesError::NotAnObject {
-                    field: container_path.dotted.clone(),
+                    field: container_path.dotted(),
                 })?;
             let name = optional_string(container, &container_path.key("name"), "name")?;
             let image_path = container_path.key("image");
@@ -420,10 +472,10 @@ fn images_of(
             let image = optional_string(container, &image_path, "image")?
                 .filter(|image| !image.trim().is_empty())
                 .ok_or_else(|| ImagesError::EmptyImage {
-                    field: image_path.dotted.clone(),
+                    field: image_path.dotted(),
                 })?;
             images.push(WorkloadImage {
-                pointer: image_path.pointer,
+                pointer: image_path.pointer(),
                 image: image.to_string(),
                 container: name.unwrap_or_default().to_string(),
                 kind,
@@ -448,7 +500,7 @@ fn image_volumes_of(
     {
         let volume_path = list_path.index(index);
         let volume = volume.as_object().ok_or_else(|| ImagesError::NotAnObject {
-            field: volume_path.dotted.clone(),
+            field: volume_path.dotted(),
         })?;
         let source_path = volume_path.key("image");
         let source = match volume.get("image") {
@@ -456,7 +508,7 @@ fn image_volumes_of(
             Some(Value::Object(source)) => source,
             Some(_) => {
                 return Err(ImagesError::NotAnObject {
-                    field: source_path.dotted,
+                    field: source_path.dotted(),
                 });
             }
         };
@@ -465,10 +517,10 @@ fn image_volumes_of(
         let reference = optional_string(source, &reference_path, "reference")?
             .filter(|reference| !reference.trim().is_empty())
             .ok_or_else(|| ImagesError::EmptyImage {
-                field: reference_path.dotted.clone(),
+                field: reference_path.dotted(),
             })?;
         images.push(WorkloadImage {
-            pointer: reference_path.pointer,
+            pointer: reference_path.pointer(),
             image: reference.to_string(),
             container: name.unwrap_or_default().to_string(),
             kind: ContainerKind::ImageVolume,
@@ -490,7 +542,7 @@ fn pull_secrets_of(
     {
         let entry_path = list_path.index(index);
         let entry = entry.as_object().ok_or_else(|| ImagesError::NotAnObject {
-            field: entry_path.dotted.clone(),
+            field: entry_path.dotted(),
         })?;
         if let Some(name) = optional_string(entry, &entry_path.key("name"), "name")?
             && !name.is_empty()

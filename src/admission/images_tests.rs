@@ -354,11 +354,18 @@ fn distinct_images_keeps_first_appearance_order() {
 
 #[test]
 fn pointer_keys_are_escaped_per_rfc_6901() {
-    let path = FieldPath::default().key("a/b").key("c~d").index(2);
-    assert_eq!(path.pointer, "/a~1b/c~0d/2");
-    assert_eq!(path.dotted, "a/b.c~d[2]");
+    let root = FieldPath::Keys(&[]);
+    let a = root.key("a/b");
+    let cd = a.key("c~d");
+    let path = cd.index(2);
+    assert_eq!(path.pointer(), "/a~1b/c~0d/2");
+    assert_eq!(path.dotted(), "a/b.c~d[2]");
     let value = json!({"a/b": {"c~d": [0, 1, "two"]}});
-    assert_eq!(value.pointer(&path.pointer), Some(&json!("two")));
+    assert_eq!(value.pointer(&path.pointer()), Some(&json!("two")));
+    let spec = FieldPath::Keys(&["spec", "template", "spec"]);
+    let containers = spec.key("containers");
+    assert_eq!(containers.index(0).pointer(), "/spec/template/spec/containers/0");
+    assert_eq!(containers.index(0).dotted(), "spec.template.spec.containers[0]");
 }
 
 #[test]
