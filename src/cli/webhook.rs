@@ -343,6 +343,13 @@ mod tests {
         );
         assert_eq!(defaults.drain.shutdown_delay, Duration::from_secs(5));
         assert_eq!(defaults.metrics_listen, None);
+        assert_eq!(defaults.serving_threads, None, "one per CPU unless told");
+        let threads = |n: &str| {
+            Cli::try_parse_from(["webhook", "--tls-self-signed", "--serving-threads", n])
+                .map(|c| c.args.serving_threads.map(std::num::NonZeroUsize::get))
+        };
+        assert_eq!(threads("3").ok().flatten(), Some(3));
+        assert!(threads("0").is_err(), "no thread at all cannot serve");
         // The metrics port, under its name and its former one.
         for flag in ["--metrics-listen", "--ops-listen"] {
             let parsed =
