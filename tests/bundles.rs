@@ -224,7 +224,7 @@ async fn a_bundle_as_cosign_v3_writes_it_satisfies_simple_and_is_denied_under_de
         annotations: BTreeMap::new(),
     }];
     store
-        .ensure_signed(&lock, &image, &digest, &wanted, &[])
+        .ensure_signed(&lock, &image, &digest, &wanted, &[], true)
         .await
         .unwrap();
     drop(lock);

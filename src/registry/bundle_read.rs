@@ -32,6 +32,9 @@ pub(crate) struct BundleRead {
     pub(crate) source: ReferrersSource,
     /// The index entries as listed.
     pub(crate) entries: Vec<IndexEntry>,
+    /// A referrer or its layer not read because the registry failed (see
+    /// [`super::referrers::Referrers::transient_failure`]).
+    pub(crate) transient_failure: Option<String>,
 }
 
 impl SignatureStore {
@@ -72,6 +75,7 @@ impl SignatureStore {
             bytes_fetched: 0,
             source: referrers.source,
             entries: referrers.entries.clone(),
+            transient_failure: referrers.transient_failure.clone(),
         };
         for (layer, notation_manifest) in &layers {
             let notation = match (notation_manifest, &target) {
@@ -102,6 +106,9 @@ impl SignatureStore {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "referrer signature layer unreadable; skipped");
+                    if super::referrers::is_transient(&e) {
+                        read.transient_failure = Some(e.to_string());
+                    }
                     skipped.add(SkipReason::Unreadable, 1);
                 }
             }

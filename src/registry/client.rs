@@ -548,6 +548,14 @@ impl RegistryClient {
         self.shared
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // One line per request sent (method and path, never headers): how request counts are
+        // taken apart (`RUST_LOG=signet::registry::requests=trace`).
+        tracing::trace!(
+            target: "signet::registry::requests",
+            method = %call.method,
+            path = call.url.path(),
+            "registry request"
+        );
         let mut request = self
             .shared
             .http

@@ -177,25 +177,6 @@ impl SignatureStore {
             set,
         })
     }
-
-    /// Every layer descriptor of the `.sig` manifest, `None` when it does not exist.
-    pub(crate) async fn manifest_layers(
-        &self,
-        image: &ImageRef,
-        digest: &str,
-    ) -> Result<Option<Vec<Descriptor>>, RegistryError> {
-        let tag = signature_tag(image, digest)?;
-        let Some(manifest) = self.client.fetch_manifest(&image.with_tag(&tag)).await? else {
-            return Ok(None);
-        };
-        signature::parse_manifest_layers(&manifest.bytes)
-            .map(Some)
-            .map_err(|cause| RegistryError::Malformed {
-                host: image.registry().to_string(),
-                what: format!("{}:{tag}", image.repository()),
-                cause,
-            })
-    }
 }
 
 /// Failures of the registry as a whole (as opposed to one bad blob: missing, too large, not

@@ -383,6 +383,45 @@ impl RegistryClient {
             .await
     }
 
+    /// Puts the blob `data` (whose `sha256:` digest is `digest`) into `repo` by mounting it from
+    /// `from`, a repository of the same registry known to hold it: one request (`POST
+    /// ?mount=&from=`, 201) when the registry mounts it; when it does not (202, an upload
+    /// opened instead), the PUT of that upload carries the bytes, so a refused mount costs
+    /// nothing over a plain upload.
+    pub(crate) async fn mount_or_push_blob(
+        &self,
+        repo: &ImageRef,
+        from: &str,
+        data: &[u8],
+    ) -> Result<String, RegistryError> {
+        let digest = sha256_digest(data);
+        let what = format!("upload of blob {}@{digest}", repo.repository());
+        let registry = repo.registry();
+        let mut url = self.v2_url(registry, &format!("{}/blobs/uploads/", repo.repository()))?;
+        url.query_pairs_mut()
+            .append_pair("mount", &digest)
+            .append_pair("from", from);
+        let start = Call {
+            registry,
+            repository: repo.repository(),
+            access: Access::Push,
+            method: Method::POST,
+            url,
+            accept: None,
+            content_type: None,
+            body: None,
+        };
+        let response = self.send(&start).await?;
+        if response.status() == StatusCode::CREATED {
+            return Ok(digest);
+        }
+        if !response.status().is_success() {
+            return Err(self.failure(&start, &what, response).await);
+        }
+        self.finish_upload(repo, response, data, &digest, &what)
+            .await
+    }
+
     /// The PUT of an upload the registry answered a POST for (202 with `Location`).
     async fn finish_upload(
         &self,
@@ -507,6 +546,30 @@ impl RegistryClient {
             digest,
             oci_subject,
         })
+    }
+
+    /// The digest the tag (or digest) of `image` names now, from one HEAD; `None` when the
+    /// registry does not have it. Without `Docker-Content-Digest` in the answer, the manifest is
+    /// fetched and hashed. Used to tell whether a manifest this client wrote is still the one
+    /// at its tag without reading it again.
+    pub(crate) async fn current_digest(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Option<String>, RegistryError> {
+        let what = manifest_label(image);
+        let accept = accept_manifests();
+        let call = self.manifest_call(image, Method::HEAD, &accept)?;
+        let response = self.send(&call).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(self.failure(&call, &what, response).await);
+        }
+        match announced_digest(response.headers(), image.registry(), &what)? {
+            Some(d) => Ok(Some(d)),
+            None => Ok(self.fetch_manifest(image).await?.map(|m| m.digest)),
+        }
     }
 
     /// The media type and size of the manifest `image` names (one HEAD); `None` when absent.

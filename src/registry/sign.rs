@@ -171,7 +171,7 @@ pub async fn sign_digest_formats(
         match format {
             SignatureFormat::CosignSignature => {
                 let report = store
-                    .ensure_signed(&lock, image, digest, &wanted, &[])
+                    .ensure_signed(&lock, image, digest, &wanted, &[], true)
                     .await?;
                 compaction = report.compaction;
                 outcomes.push(FormatOutcome {

@@ -3,9 +3,12 @@
 //!
 //! Idempotence: within one process, everything for one (repository, digest) runs under the
 //! [`SignatureStore`]'s lock: check that the manifest still exists and, for `Default` rules, that
-//! the event's tag still names the event's digest; then the store reads the `.sig` manifest,
+//! the event's tag still names the event's digest (both from one GET of the manifest by its tag
+//! when the bytes served hash to the event's digest; else a GET by digest and the tag's HEAD,
+//! waiting `tag_patience` for a tag not linked yet); then the store reads the `.sig` manifest,
 //! skips every rule already satisfied (a signature that verifies under the rule's key and names
-//! the rule's identity), signs the others, writes the manifest back once and re-reads it.
+//! the rule's identity), signs the others and writes the manifest back once (the PUT's answer,
+//! its digest checked, proves what was stored: no re-read).
 //! Repeated events find the signatures there and add nothing. When a write would pass the layer
 //! cap, the store drops the layers no rule's key verifies (counted in `sig_compactions`).
 //!
@@ -13,10 +16,25 @@
 //! manifest PUT replaces the tag: two instances that read the same old manifest both write, and
 //! the last write wins. That can *lose* a layer, never duplicate one, since a writer adds a layer
 //! only for a rule it found unsatisfied in what it read, and a rule's signatures are equivalent.
-//! A lost layer is repaired by (1) re-reading right after the write and redoing the
-//! read-check-write when the new layers are gone, (2) a recheck of the same image
-//! `recheck_after` later (default 2 s), after any concurrent writer has finished, and (3) the
-//! periodic reconcile, as a last resort.
+//! A lost layer is repaired by (1) a recheck of the same image `recheck_after` later (default
+//! 2 s), after any concurrent writer has finished: one HEAD per tag written (the `.sig` tag, the
+//! fallback index) compared with the digest written, and the whole read-check-write again only
+//! when one changed; (2) the periodic reconcile, as a last resort. Without `recheck_after`, the
+//! stores check right after writing instead.
+//!
+//! Registry requests per signed image (one `Default` rule, image pushed by tag, not yet signed;
+//! distribution 2.8, so no referrers API and a POST and a PUT per blob; counted with
+//! `RUST_LOG=signet::registry::requests=trace` over `examples/signer_load.rs`):
+//!
+//! | before | after |
+//! | --- | --- |
+//! | `GET manifests/sha256:<d>` and `HEAD manifests/<tag>` | `GET manifests/<tag>` (hashes to the event's digest) |
+//! | `.sig`: `GET` `.sig`, 2 blobs x (`POST`+`PUT`), `PUT` `.sig`, `GET` `.sig` again | the same without the re-read |
+//! | bundle: `GET` index, bundle blob and empty config (`POST`+`PUT` each), `PUT` bundle manifest, `PUT` index | the same, the empty config mounted (one `POST`) or known |
+//! | recheck: `HEAD <tag>`, `GET` `.sig`, `GET` payload, `GET` index, `GET` bundle manifest, `GET` bundle | recheck: `HEAD` `.sig`, `HEAD` index |
+//!
+//! The signer's own pushes come back as events and cost nothing: `sha256-<hex>` tags are ignored
+//! by name, the bundle manifests by digest (remembered when pushed).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +47,7 @@ use crate::crypto::{PublicKey, SigningKey};
 use crate::reference::ImageRef;
 use crate::registry::{
     AppendOutcome, EnsureReport, RegistryClient, RegistryError, SignPayloadError, SignatureLock,
-    SignatureStore, SignatureWriteError, SubjectManifest, Wanted,
+    SignatureStore, SignatureWriteError, SubjectManifest, Wanted, WrittenTag,
 };
 use crate::signature::{SignatureFormat, SignatureType};
 
@@ -376,7 +394,7 @@ impl Signer {
                 .ensure_signed_once(identity, &child, index, rules, false)
                 .await?
             {
-                Ok((ensured, _)) => done.push((child, ensured)),
+                Ok((ensured, _, _)) => done.push((child, ensured)),
                 Err(why) => tracing::warn!(
                     image = %identity.with_digest(&child),
                     reason = ?why,
@@ -396,7 +414,7 @@ impl Signer {
         rules: &[Arc<CompiledRule>],
         check_manifest: bool,
     ) -> Result<Result<Ensured, NothingToSign>, SignerError> {
-        let (mut ensured, platforms) = match self
+        let (mut ensured, platforms, written_tags) = match self
             .ensure_signed_once(identity, digest, digest, rules, check_manifest)
             .await?
         {
@@ -411,6 +429,7 @@ impl Signer {
             .sign_platforms(identity, digest, platforms, rules)
             .await?;
         if !ensured.added.is_empty()
+            && !written_tags.is_empty()
             && let Some(delay) = self.inner.options.recheck_after
         {
             let signer = self.clone();
@@ -420,11 +439,16 @@ impl Signer {
                 let Ok(_worker) = signer.inner.workers.acquire().await else {
                     return;
                 };
+                // One HEAD per tag written; the full cycle only when one changed (or could
+                // not be asked).
+                if signer.still_written(&identity, &written_tags).await {
+                    return;
+                }
                 match signer
                     .ensure_signed_once(&identity, &digest, &digest, &rules, false)
                     .await
                 {
-                    Ok(Ok((again, _))) if !again.added.is_empty() => {
+                    Ok(Ok((again, _, _))) if !again.added.is_empty() => {
                         signer
                             .inner
                             .metrics
@@ -459,7 +483,7 @@ impl Signer {
         tag_digest: &str,
         rules: &[Arc<CompiledRule>],
         check_manifest: bool,
-    ) -> Result<Result<(Ensured, Vec<String>), NothingToSign>, SignerError> {
+    ) -> Result<Result<SignedOnce, NothingToSign>, SignerError> {
         let mut ensured = Ensured::default();
         let mut keyed = Vec::with_capacity(rules.len());
         for rule in rules {
@@ -485,7 +509,7 @@ impl Signer {
             keyed.push((Arc::clone(rule), key));
         }
         if keyed.is_empty() {
-            return Ok(Ok((ensured, Vec::new())));
+            return Ok(Ok((ensured, Vec::new(), Vec::new())));
         }
         let keep = self.configured_keys();
         let store = &self.inner.store;
@@ -545,7 +569,7 @@ impl Signer {
                 "signature manifest compacted: dropped layers no rule's key verifies"
             );
         }
-        Ok(Ok((ensured, written.platforms)))
+        Ok(Ok((ensured, written.platforms, written.written_tags)))
     }
 
     /// The public keys of every rule whose key is open: what compaction keeps. Keys are opened
@@ -598,7 +622,20 @@ impl Signer {
                 _ => Ok(None),
             }
         };
-        let (manifest, tag_names_digest) = tokio::try_join!(manifest, tag)?;
+        // One GET by tag answers both questions when the bytes served hash to the event's
+        // digest: the manifest exists (and is these bytes) and the tag names it. Otherwise
+        // (the tag not linked yet, or moved) the two are asked apart, with patience.
+        let by_tag = match (check_manifest && binds_tag, identity.tag()) {
+            (true, Some(tag)) if tag_digest.eq_ignore_ascii_case(digest) => client
+                .fetch_manifest(&identity.with_tag(tag))
+                .await?
+                .filter(|m| m.digest.eq_ignore_ascii_case(digest)),
+            _ => None,
+        };
+        let (manifest, tag_names_digest) = match by_tag {
+            Some(m) => (Some(Some(m)), Some(true)),
+            None => tokio::try_join!(manifest, tag)?,
+        };
         let (platforms, subject) = match manifest {
             Some(None) => return Ok(Err(NothingToSign::ManifestGone)),
             Some(Some(m)) if is_referrer(&m.bytes) => return Ok(Err(NothingToSign::Referrer)),
@@ -619,6 +656,7 @@ impl Signer {
         // its formats was written.
         let mut outcomes = vec![AppendOutcome::AlreadyPresent; signing.len()];
         let mut report = EnsureReport::default();
+        let mut written_tags = Vec::new();
         for format in SignatureFormat::ALL {
             let chosen: Vec<usize> = (0..signing.len())
                 .filter(|&i| signing[i].0.formats.contains(&format))
@@ -641,10 +679,18 @@ impl Signer {
                 SignatureFormat::Notation => continue,
                 SignatureFormat::CosignSignature => {
                     let r = store
-                        .ensure_signed(lock, identity, digest, &wanted, keep)
+                        .ensure_signed(
+                            lock,
+                            identity,
+                            digest,
+                            &wanted,
+                            keep,
+                            self.inner.options.recheck_after.is_none(),
+                        )
                         .await
                         .map_err(|e| write_error(e, &rules))?;
                     let outcomes = r.outcomes.clone();
+                    written_tags.extend(r.written.clone());
                     report = r;
                     outcomes
                 }
@@ -664,6 +710,7 @@ impl Signer {
                         .map_err(|e| write_error(e, &rules))?;
                     report.overwritten += r.repaired;
                     self.inner.metrics.bundles_written(r.pushed.len());
+                    written_tags.extend(r.index_written);
                     r.outcomes
                 }
             };
@@ -679,6 +726,7 @@ impl Signer {
             tag_moved: moved.iter().map(|(r, _)| r.name.clone()).collect(),
             report,
             platforms,
+            written_tags,
         }))
     }
 
@@ -705,6 +753,17 @@ impl Signer {
         }
     }
 
+    /// Whether every tag of `written` (in `identity`'s repository) still names the manifest
+    /// written there; `false` when one cannot be asked.
+    async fn still_written(&self, identity: &ImageRef, written: &[WrittenTag]) -> bool {
+        let store = &self.inner.store;
+        let checks = written.iter().map(|w| store.still_written(identity, w));
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .all(|r| r.unwrap_or(false))
+    }
+
     /// Waits for a worker (reconcile shares the pool with events).
     pub(crate) async fn worker(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.inner.workers.acquire().await.ok()
@@ -719,7 +778,14 @@ struct Written {
     report: EnsureReport,
     /// The platform manifests of an index (empty for an image manifest or when not fetched).
     platforms: Vec<String>,
+    /// The tags written (`.sig`, fallback index) with the digests written: what the recheck
+    /// compares.
+    written_tags: Vec<WrittenTag>,
 }
+
+/// What one signing of a digest did, the platform manifests when it is an index, and the tags
+/// it wrote (for the recheck).
+type SignedOnce = (Ensured, Vec<String>, Vec<WrittenTag>);
 
 /// Platform manifests an index lists beyond which none are signed: an index is written by whoever
 /// may push, so its size must not decide how much the signer does.
