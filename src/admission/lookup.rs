@@ -242,7 +242,10 @@ impl Lookups {
                     &metrics,
                     image.registry(),
                     RegistryOperation::Resolve,
-                    async { Ok(client.resolve_digest(&image).await?) },
+                    // A GET, not a HEAD: the same one request, and a Notation signature's
+                    // payload is then checked against the manifest's media type and size
+                    // without fetching it again.
+                    async { Ok(client.resolve_manifest(&image).await?) },
                 )
                 .await;
                 match result {

@@ -104,8 +104,16 @@ pub async fn verify_with_trust(
     trust: &[&TrustStore],
     required: &RequiredAnnotations,
 ) -> Result<KeyVerification, RegistryError> {
-    let digest = store.client().resolve_digest(image).await?;
-    let set = store.fetch_signatures(image, &digest).await?;
+    let digest = store.client().resolve_manifest(image).await?;
+    // Notation envelopes whose thumbprints name none of `trust` are not fetched.
+    let set = match trust {
+        [] => store.fetch_signatures(image, &digest).await?,
+        _ => {
+            store
+                .fetch_signatures_trusting(image, &digest, trust)
+                .await?
+        }
+    };
     let now = jiff::Timestamp::now().as_second();
     let signatures: Vec<SignatureFinding> = set
         .signatures

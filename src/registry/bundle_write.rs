@@ -163,7 +163,7 @@ impl SignatureStore {
                 held: lock.key().to_string(),
             });
         }
-        let read = self.read_bundles(image, digest).await?;
+        let read = self.read_bundles(image, digest, None).await?;
         if let Some(why) = &read.transient_failure {
             // Deciding "not signed" from a partial read would push a second bundle.
             return Err(RegistryError::bad_response(

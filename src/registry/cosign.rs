@@ -13,6 +13,7 @@ use futures::StreamExt as _;
 
 use super::budget::{BLOB_FETCHES, FETCHES_PER_LOOKUP, ReadPlan, SignatureSet, SkipReason};
 use super::{RegistryClient, RegistryError};
+use crate::crypto::x509::TrustStore;
 use crate::reference::ImageRef;
 use crate::signature::{self, Descriptor, StoredSignature};
 
@@ -67,9 +68,33 @@ impl SignatureStore {
         image: &ImageRef,
         digest: &str,
     ) -> Result<SignatureSet, RegistryError> {
+        self.fetch_signatures_within(image, digest, None).await
+    }
+
+    /// [`SignatureStore::fetch_signatures`] for a check against these certificate trust anchors
+    /// only: a Notation signature whose thumbprint annotation names none of them is skipped
+    /// before its envelope is fetched (see [`super::bundle_read`]).
+    pub async fn fetch_signatures_trusting(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        trust: &[&TrustStore],
+    ) -> Result<SignatureSet, RegistryError> {
+        self.fetch_signatures_within(image, digest, Some(trust))
+            .await
+    }
+
+    async fn fetch_signatures_within(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        notation_trust: Option<&[&TrustStore]>,
+    ) -> Result<SignatureSet, RegistryError> {
         // Both formats at once: one lookup, whatever the policy, and no format is preferred.
-        let (legacy, bundles) =
-            futures::join!(self.read(image, digest), self.read_bundles(image, digest));
+        let (legacy, bundles) = futures::join!(
+            self.read(image, digest),
+            self.read_bundles(image, digest, notation_trust)
+        );
         let mut set = legacy?.set;
         let bundles = bundles?;
         set.signatures.extend(bundles.signatures);

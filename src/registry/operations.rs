@@ -138,6 +138,28 @@ impl RegistryClient {
         Ok(digest)
     }
 
+    /// [`RegistryClient::resolve_digest`] by one GET instead of a HEAD (the same one request):
+    /// the manifest's bytes hash to the digest returned, and its media type and size are
+    /// remembered for a moment, so that a Notation signature's payload is checked against them
+    /// without fetching the manifest again (admission and `verify` resolve this way).
+    pub async fn resolve_manifest(&self, image: &ImageRef) -> Result<String, RegistryError> {
+        let what = manifest_label(image);
+        let fetched = self
+            .fetch_manifest(image)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound {
+                host: image.registry().to_string(),
+                what,
+            })?;
+        self.remember_descriptor(
+            image.registry(),
+            image.repository(),
+            &fetched.digest,
+            (fetched.media_type, fetched.bytes.len() as u64),
+        );
+        Ok(fetched.digest)
+    }
+
     /// Fetches the manifest `image` names (by digest when it has one, else by tag); `None` when
     /// the registry does not have it. Bodies over [`MAX_MANIFEST_BYTES`] are refused unread. The
     /// body must hash to the requested digest, or for a tag to the announced

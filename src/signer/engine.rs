@@ -623,18 +623,28 @@ impl Signer {
             }
         };
         // One GET by tag answers both questions when the bytes served hash to the event's
-        // digest: the manifest exists (and is these bytes) and the tag names it. Otherwise
-        // (the tag not linked yet, or moved) the two are asked apart, with patience.
-        let by_tag = match (check_manifest && binds_tag, identity.tag()) {
-            (true, Some(tag)) if tag_digest.eq_ignore_ascii_case(digest) => client
-                .fetch_manifest(&identity.with_tag(tag))
+        // digest: the manifest exists (and is these bytes) and the tag names it. The registry
+        // notifies before it links the tag, so "not yet" is asked again (with patience); a tag
+        // that never comes to name the digest moved, and the manifest is then fetched by
+        // digest to tell whether there is still anything to sign.
+        let (manifest, tag_names_digest) = match (check_manifest && binds_tag, identity.tag()) {
+            (true, Some(tag)) if tag_digest.eq_ignore_ascii_case(digest) => {
+                match manifest_by_tag(
+                    client,
+                    &identity.with_tag(tag),
+                    digest,
+                    self.inner.options.tag_patience,
+                )
                 .await?
-                .filter(|m| m.digest.eq_ignore_ascii_case(digest)),
-            _ => None,
-        };
-        let (manifest, tag_names_digest) = match by_tag {
-            Some(m) => (Some(Some(m)), Some(true)),
-            None => tokio::try_join!(manifest, tag)?,
+                {
+                    Some(m) => (Some(Some(m)), Some(true)),
+                    None => (
+                        Some(client.fetch_manifest(&identity.with_digest(digest)).await?),
+                        Some(false),
+                    ),
+                }
+            }
+            _ => tokio::try_join!(manifest, tag)?,
         };
         let (platforms, subject) = match manifest {
             Some(None) => return Ok(Err(NothingToSign::ManifestGone)),
@@ -831,6 +841,33 @@ fn platform_manifests(bytes: &[u8]) -> Vec<String> {
         .filter_map(|e| crate::reference::normalise_digest(&e.digest))
         .take(MAX_PLATFORM_MANIFESTS)
         .collect()
+}
+
+/// The manifest `tagged` (a tag, no digest) names once its bytes hash to `digest`, asked again
+/// with growing pauses for `patience`; `None` when the tag did not come to name it.
+async fn manifest_by_tag(
+    client: &RegistryClient,
+    tagged: &ImageRef,
+    digest: &str,
+    patience: Duration,
+) -> Result<Option<crate::registry::FetchedManifest>, RegistryError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        if let Some(m) = client
+            .fetch_manifest(tagged)
+            .await?
+            .filter(|m| m.digest.eq_ignore_ascii_case(digest))
+        {
+            return Ok(Some(m));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
 }
 
 /// Whether `tagged` (a tag, no digest) names `digest` now; a deleted tag names nothing.
