@@ -206,7 +206,9 @@ impl SignatureStore {
             }
         };
         let repo = image.with_tag("latest");
-        self.ensure_empty_config(&repo).await?;
+        // The empty config is put along with the first bundle blob (no order between them: only
+        // the manifest needs both).
+        let mut config = Some(self.ensure_empty_config(&repo));
         let mut entries = Vec::with_capacity(missing.len());
         let mut all_indexed = true;
         for &i in &missing {
@@ -217,7 +219,15 @@ impl SignatureStore {
                 .map_err(|cause| SignatureWriteError::Signing { index: i, cause })?;
             let bundle = build_bundle(&statement, &signature, w.key.public_key());
             let (manifest, annotations) = bundle_manifest(&bundle, digest, &subject)?;
-            self.client.push_new_blob(&repo, &bundle).await?;
+            let blob = self.client.push_new_blob(&repo, &bundle);
+            match config.take() {
+                Some(config) => {
+                    tokio::try_join!(config, blob)?;
+                }
+                None => {
+                    blob.await?;
+                }
+            }
             let manifest_digest = sha256_digest(&manifest);
             // By digest alone: a tag in the reference would move the image's tag to the bundle.
             let by_digest = ImageRef::from_parts(

@@ -663,10 +663,12 @@ impl Signer {
             .iter()
             .partition(|(rule, _)| tag_moved && rule.signature_type == SignatureType::Default);
         // Each format writes for the rules that ask for it; a rule counts as added when any of
-        // its formats was written.
-        let mut outcomes = vec![AppendOutcome::AlreadyPresent; signing.len()];
-        let mut report = EnsureReport::default();
-        let mut written_tags = Vec::new();
+        // its formats was written. The formats write different tags under the one lock, so
+        // they are written at once: the event is answered after the slower of them, not after
+        // their sum (the registry's notification queue waits for that answer).
+        let store = &self.inner.store;
+        let check_now = self.inner.options.recheck_after.is_none();
+        let mut writes = Vec::new();
         for format in SignatureFormat::ALL {
             let chosen: Vec<usize> = (0..signing.len())
                 .filter(|&i| signing[i].0.formats.contains(&format))
@@ -683,53 +685,61 @@ impl Signer {
                     annotations: Default::default(),
                 })
                 .collect();
-            let store = &self.inner.store;
-            let written = match format {
-                // Not in `SignatureFormat::ALL`: the signer does not write Notation yet.
-                SignatureFormat::Notation => continue,
-                SignatureFormat::CosignSignature => {
-                    let r = store
-                        .ensure_signed(
-                            lock,
-                            identity,
-                            digest,
-                            &wanted,
-                            keep,
-                            self.inner.options.recheck_after.is_none(),
-                        )
-                        .await
-                        .map_err(|e| write_error(e, &rules))?;
-                    let outcomes = r.outcomes.clone();
-                    written_tags.extend(r.written.clone());
-                    report = r;
-                    outcomes
-                }
-                SignatureFormat::SigstoreBundle => {
-                    let r = store
-                        // The recheck (`recheck_after`) reads the index again later and
-                        // repairs it; the event is answered without waiting for that.
-                        .ensure_bundles(
-                            lock,
-                            identity,
-                            digest,
-                            subject.clone(),
-                            &wanted,
-                            self.inner.options.recheck_after.is_none(),
-                        )
-                        .await
-                        .map_err(|e| write_error(e, &rules))?;
-                    report.overwritten += r.repaired;
-                    self.inner.metrics.bundles_written(r.pushed.len());
-                    written_tags.extend(r.index_written);
-                    r.outcomes
-                }
-            };
-            for (&i, outcome) in chosen.iter().zip(written) {
+            let subject = subject.clone();
+            writes.push(async move {
+                let done = match format {
+                    // Not in `SignatureFormat::ALL`: the signer does not write Notation yet.
+                    SignatureFormat::Notation => FormatWrite::default(),
+                    SignatureFormat::CosignSignature => {
+                        let r = store
+                            .ensure_signed(lock, identity, digest, &wanted, keep, check_now)
+                            .await
+                            .map_err(|e| write_error(e, &rules))?;
+                        FormatWrite {
+                            outcomes: r.outcomes.clone(),
+                            written: r.written.clone(),
+                            repaired: 0,
+                            report: Some(r),
+                        }
+                    }
+                    SignatureFormat::SigstoreBundle => {
+                        // Without `check_now`, the recheck (`recheck_after`) looks at the index
+                        // again later and repairs it; the event is answered without waiting.
+                        let r = store
+                            .ensure_bundles(lock, identity, digest, subject, &wanted, check_now)
+                            .await
+                            .map_err(|e| write_error(e, &rules))?;
+                        // Counted when pushed, whatever the other format does.
+                        self.inner.metrics.bundles_written(r.pushed.len());
+                        FormatWrite {
+                            outcomes: r.outcomes,
+                            written: r.index_written,
+                            repaired: r.repaired,
+                            report: None,
+                        }
+                    }
+                };
+                Ok::<_, SignerError>((chosen, done))
+            });
+        }
+        let mut outcomes = vec![AppendOutcome::AlreadyPresent; signing.len()];
+        let mut report = EnsureReport::default();
+        let mut repaired = 0;
+        let mut written_tags = Vec::new();
+        for result in futures::future::join_all(writes).await {
+            let (chosen, done) = result?;
+            if let Some(r) = done.report {
+                report = r;
+            }
+            repaired += done.repaired;
+            written_tags.extend(done.written);
+            for (&i, outcome) in chosen.iter().zip(done.outcomes) {
                 if outcome == AppendOutcome::Added {
                     outcomes[i] = AppendOutcome::Added;
                 }
             }
         }
+        report.overwritten += repaired;
         report.outcomes = outcomes;
         Ok(Ok(Written {
             signing: signing.iter().map(|(r, _)| r.name.clone()).collect(),
@@ -793,6 +803,19 @@ struct Written {
     written_tags: Vec<WrittenTag>,
 }
 
+/// What one format's write did for the rules that asked for it.
+#[derive(Default)]
+struct FormatWrite {
+    /// One per rule, in order.
+    outcomes: Vec<AppendOutcome>,
+    /// The tag written, for the recheck.
+    written: Option<WrittenTag>,
+    /// Times a concurrent writer's overwrite was repaired.
+    repaired: usize,
+    /// The `.sig` store's report (compaction, skipped layers).
+    report: Option<EnsureReport>,
+}
+
 /// What one signing of a digest did, the platform manifests when it is an index, and the tags
 /// it wrote (for the recheck).
 type SignedOnce = (Ensured, Vec<String>, Vec<WrittenTag>);
@@ -852,7 +875,9 @@ async fn manifest_by_tag(
     patience: Duration,
 ) -> Result<Option<crate::registry::FetchedManifest>, RegistryError> {
     let deadline = tokio::time::Instant::now() + patience;
-    let mut pause = Duration::from_millis(50);
+    // The tag is usually linked within milliseconds of the event: a short first pause keeps
+    // the event's answer (and the registry's sequential queue) from waiting long.
+    let mut pause = Duration::from_millis(10);
     loop {
         if let Some(m) = client
             .fetch_manifest(tagged)
