@@ -343,3 +343,60 @@ async fn signing_a_pushed_image_in_both_formats_costs_at_most_sixteen_requests()
     assert!(costs[1] <= 16, "{costs:?}");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn where_the_registry_takes_one_request_uploads_and_lists_referrers_a_format_costs_five() {
+    use support::referrers_front::ReferrersFront;
+    // A stand-in for such a registry (none installable here): the front takes a blob in one
+    // request (POST ?digest= with the bytes) and serves the referrers API from distribution
+    // 2.8's storage; what it records is what signet sent.
+    let registry = Registry::start();
+    let front = ReferrersFront::with_single_post(&registry.host(), &registry.storage_dir());
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let mut costs = Vec::new();
+    for (repo, format) in [
+        ("one/warm", SignatureFormat::SigstoreBundle),
+        ("one/sig", SignatureFormat::CosignSignature),
+        ("one/bundle", SignatureFormat::SigstoreBundle),
+    ] {
+        registry.push_test_image(repo, "v1", repo).await;
+        let image = ImageRef::parse(&format!("{}/{repo}:v1", front.host())).unwrap();
+        front.clear();
+        signet::registry::sign_image_formats(
+            &SignatureStore::new(registry_client()),
+            &image,
+            file_key(&release),
+            SignatureType::Simple,
+            &BTreeMap::new(),
+            &[format],
+        )
+        .await
+        .unwrap();
+        costs.push((format, front.requests()));
+    }
+    // One GET resolves the tag; then `.sig`: its GET, the payload and config in one POST each,
+    // the manifest PUT and the HEAD checking it; bundle: the referrers API, the bundle in one
+    // POST (the empty config too, the first time in a repository), the manifest PUT, answered
+    // with OCI-Subject (no index to keep).
+    for (format, requests) in &costs {
+        eprintln!("{format:?}: {} requests: {requests:?}", requests.len());
+    }
+    for (format, requests) in &costs[1..] {
+        assert!(
+            requests.len() <= 6,
+            "{format:?}: {} requests: {requests:#?}",
+            requests.len()
+        );
+    }
+    let verified = signet::cli::verify_keys::verify_with_keys(
+        &SignatureStore::new(registry_client()),
+        &ImageRef::parse(&format!("{}/one/bundle:v1", front.host())).unwrap(),
+        SignatureType::Simple,
+        &[public_key(&release)],
+        &signet::cli::verify_keys::RequiredAnnotations::default(),
+    )
+    .await
+    .unwrap();
+    assert!(verified.verified);
+}

@@ -100,7 +100,8 @@ pub async fn sign_image_formats(
     if let Some(&format) = formats.iter().find(|f| **f == SignatureFormat::Notation) {
         return Err(SignError::FormatNotWritten(format));
     }
-    let resolved = store.client().resolve_digest(image).await?;
+    // A GET (one request, as a HEAD): a bundle's `subject` then needs no HEAD of its own.
+    let resolved = store.client().resolve_manifest(image).await?;
     if let Some(named) = image.digest()
         && !named.eq_ignore_ascii_case(&resolved)
     {
@@ -161,6 +162,10 @@ pub async fn sign_digest_formats(
     }];
     let tag = signature::signature_tag(digest)?;
     let signature_ref = format!("{}:{tag}", image.repo_path());
+    let subject = store
+        .client()
+        .known_descriptor(image.registry(), image.repository(), digest)
+        .map(|(media_type, size)| super::SubjectManifest { media_type, size });
     let lock = store.lock(image, digest).await;
     let mut compaction = None;
     let mut outcomes = Vec::with_capacity(formats.len());
@@ -183,7 +188,7 @@ pub async fn sign_digest_formats(
             SignatureFormat::Notation => return Err(SignError::FormatNotWritten(format)),
             SignatureFormat::SigstoreBundle => {
                 let report = store
-                    .ensure_bundles(&lock, image, digest, None, &wanted, true)
+                    .ensure_bundles(&lock, image, digest, subject.clone(), &wanted, true)
                     .await?;
                 let reference = match report.pushed.first() {
                     Some(manifest) => format!("{}@{manifest}", image.repo_path()),
