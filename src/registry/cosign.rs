@@ -73,7 +73,7 @@ impl SignatureStore {
 
     /// [`SignatureStore::fetch_signatures`] for a check against these certificate trust anchors
     /// only: a Notation signature whose thumbprint annotation names none of them is skipped
-    /// before its envelope is fetched (see [`super::bundle_read`]).
+    /// before its envelope is fetched (the `untrusted_chain` skip reason).
     pub async fn fetch_signatures_trusting(
         &self,
         image: &ImageRef,
