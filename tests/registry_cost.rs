@@ -164,7 +164,9 @@ async fn cold_costs(
             .filter(|s| s.valid)
             .map(|s| s.format)
             .collect();
-        costs.push((proxy.request_lines().len() - before, valid));
+        let lines = proxy.request_lines();
+        eprintln!("{image}: {:?}", &lines[before..]);
+        costs.push((lines.len() - before, valid));
     }
     costs
 }
