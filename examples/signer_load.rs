@@ -402,11 +402,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             key: SigningKeyRef {
                 reference: key,
                 id: None,
+                certificate_chain: None,
             },
             algorithm: Algorithm::EcdsaP256Sha256,
             signature_type: SignatureType::Default,
             trigger: Trigger::Automatic,
             formats: args.formats.clone(),
+            notation_envelope: Default::default(),
         },
     );
     let compiled = signet::policy::compile(&Default::default(), 1, Default::default());

@@ -27,11 +27,13 @@ fn token_rule(name: &str, scope: String, uri: String, algorithm: Algorithm) -> S
             key: SigningKeyRef {
                 reference: uri,
                 id: None,
+                certificate_chain: None,
             },
             algorithm,
             signature_type: SignatureType::Default,
             trigger: Trigger::Automatic,
             formats: signet::signature::SignatureFormat::ALL.to_vec(),
+            notation_envelope: Default::default(),
         },
     )
 }

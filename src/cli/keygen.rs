@@ -60,7 +60,7 @@ pub struct Pkcs11KeygenArgs {
 /// Runs `signet keygen`.
 pub fn run(args: KeygenArgs) -> Result<Outcome, CliError> {
     if let Some(token) = &args.pkcs11.pkcs11_token {
-        keygen_on_token(args.algorithm, &args.output, token, &args.pkcs11)?;
+        keygen_on_token(args.algorithm, args.bits, &args.output, token, &args.pkcs11)?;
         return Ok(Outcome::Success);
     }
     if let Some(subject) = args.subject.as_deref().filter(|_| args.certificate) {
@@ -124,6 +124,7 @@ fn keygen_with_certificate(args: &KeygenArgs, subject: &str) -> Result<Outcome, 
 
 fn keygen_on_token(
     algorithm: Algorithm,
+    bits: Option<u32>,
     output: &Path,
     token: &str,
     args: &Pkcs11KeygenArgs,
@@ -148,7 +149,8 @@ fn keygen_on_token(
             ));
         }
     };
-    let key = crypto::generate_on_token(&args.pkcs11_module, token, &pin, object, algorithm)?;
+    let key =
+        crypto::generate_on_token_sized(&args.pkcs11_module, token, &pin, object, algorithm, bits)?;
     let public = output.with_extension("pub");
     write_new_file(&public, key.public_key.to_pem().as_bytes())?;
     println!("key: {}\npublic key: {}", key.uri, public.display());

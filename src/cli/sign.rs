@@ -4,13 +4,18 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{ArgMatches, Args, FromArgMatches};
 
 use super::{CliError, Outcome, TypeArg};
-use crate::crypto::{self, Algorithm};
+use crate::crypto::{self, Algorithm, SigningKey};
 use crate::reference::ImageRef;
-use crate::registry::{AppendOutcome, RegistryClient, RegistryOptions, SignatureStore};
+use crate::registry::{
+    AppendOutcome, NotationSigner, RegistryClient, RegistryOptions, SignatureStore,
+};
+use crate::signature::SignatureFormat;
+use crate::signature::notation::EnvelopeFormat;
 
 /// Flags of `signet sign`.
 #[derive(Args, Debug)]
@@ -25,7 +30,8 @@ pub struct SignArgs {
     #[arg(long = "type", env = "SIGNET_SIGNATURE_TYPE", value_enum, default_value_t = TypeArg::Default)]
     pub signature_type: TypeArg,
     /// Signature formats to write: CosignSignature (the `.sig` tag, cosign v2), SigstoreBundle
-    /// (an OCI 1.1 referrer, cosign v3 and v4); comma-separated or repeated. Default: both.
+    /// (an OCI 1.1 referrer, cosign v3 and v4), Notation (an OCI 1.1 referrer, notation and
+    /// Ratify; needs --certificate-chain); comma-separated or repeated. Default: the first two.
     #[arg(
         long = "format",
         env = "SIGNET_SIGNATURE_FORMATS",
@@ -73,6 +79,62 @@ pub struct OneImage {
     /// RSA_PSS_SHA_256 or RSA_PKCS1_SHA_256 named).
     #[arg(long, env = "SIGNET_ALGORITHM")]
     pub algorithm: Option<Algorithm>,
+    /// PEM file of the key's X.509 certificate chain, leaf first (a self-signed leaf from
+    /// `signet keygen --certificate`, or leaf, intermediates, root): for `--format notation`.
+    #[arg(long, env = "SIGNET_CERTIFICATE_CHAIN")]
+    pub certificate_chain: Option<PathBuf>,
+    /// Envelope of Notation signatures: jws (notation's default) or cose.
+    #[arg(long, env = "SIGNET_NOTATION_ENVELOPE", value_enum, default_value_t = EnvelopeArg::Jws)]
+    pub notation_envelope: EnvelopeArg,
+}
+
+/// `--notation-envelope`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnvelopeArg {
+    /// JWS flattened JSON (`application/jose+json`).
+    Jws,
+    /// COSE_Sign1 (`application/cose`).
+    Cose,
+}
+
+impl From<EnvelopeArg> for EnvelopeFormat {
+    fn from(arg: EnvelopeArg) -> Self {
+        match arg {
+            EnvelopeArg::Jws => EnvelopeFormat::Jws,
+            EnvelopeArg::Cose => EnvelopeFormat::Cose,
+        }
+    }
+}
+
+/// The key with its certificate chain when `formats` asks for Notation; checked together
+/// before any request (a key that is not the leaf's, or an algorithm Notary refuses for it).
+fn notation_signer(
+    one: &OneImage,
+    key: &Arc<dyn SigningKey>,
+    formats: &[SignatureFormat],
+) -> Result<Option<Arc<NotationSigner>>, CliError> {
+    if !formats.contains(&SignatureFormat::Notation) {
+        // A chain given for nothing would leave the user believing a Notation signature exists.
+        return match &one.certificate_chain {
+            Some(_) => Err(CliError::Usage(
+                "--certificate-chain is for --format notation, which was not asked for".into(),
+            )),
+            None => Ok(None),
+        };
+    }
+    let Some(path) = &one.certificate_chain else {
+        return Err(CliError::Usage(
+            "--format notation needs --certificate-chain (PEM, leaf first)".into(),
+        ));
+    };
+    let pem = std::fs::read_to_string(path).map_err(|source| CliError::File {
+        what: "cannot read certificate chain",
+        path: path.clone(),
+        source,
+    })?;
+    NotationSigner::new(Arc::clone(key), &pem, one.notation_envelope.into())
+        .map(|signer| Some(Arc::new(signer)))
+        .map_err(|e| CliError::Usage(format!("--certificate-chain {}: {e}", path.display())))
 }
 
 /// Signing what a folder's rules cover.
@@ -139,11 +201,13 @@ pub async fn run(args: SignArgs, registry: &RegistryOptions) -> Result<Outcome, 
             let annotations = parse_annotations(&args.annotations)?;
             let key =
                 crypto::open_signing_key_inferred(&one.key, one.algorithm, args.key_id.as_deref())?;
+            let notation = notation_signer(&one, &key, &args.formats)?;
             let store = SignatureStore::new(RegistryClient::new(registry)?);
-            let signed = crate::registry::sign_image_formats(
+            let signed = crate::registry::sign_image_with(
                 &store,
                 &image,
                 key,
+                notation,
                 args.signature_type.into(),
                 &annotations,
                 &args.formats,

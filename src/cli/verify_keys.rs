@@ -243,6 +243,11 @@ impl KeyVerification {
                     self.skipped
                 );
             }
+            // Signatures skipped unread because they could not verify here (a Notation chain
+            // naming none of the anchors) are still said.
+            if !self.skipped.is_empty() {
+                return format!("not verified: {head}: no signature: {}\n", self.skipped);
+            }
             return format!("not verified: {head}: no signature\n");
         }
         let mut out = format!(

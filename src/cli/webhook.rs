@@ -77,6 +77,10 @@ pub struct WebhookArgs {
     /// Address to serve HTTPS on.
     #[arg(long, env = "SIGNET_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
+    /// Threads serving the admission port, each with its own event loop (default: one per CPU
+    /// the process may use, cgroup limits included).
+    #[arg(long, env = "SIGNET_SERVING_THREADS")]
+    pub serving_threads: Option<std::num::NonZeroUsize>,
     /// Certificate flags.
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -228,6 +232,7 @@ impl WebhookArgs {
             listen: self.listen,
             tls,
             metrics_listen: self.metrics_listen,
+            serving_threads: self.serving_threads,
             policy_dir: self.policy_dir.clone(),
             engine: EngineOptions {
                 no_match: self.no_match.into(),

@@ -28,7 +28,7 @@ pub use attestor::{Attestor, AttestorKey, AttestorSpec};
 pub use cluster_verification_policy::{ClusterVerificationPolicy, ClusterVerificationPolicySpec};
 pub use policy_rules::PolicyRules;
 use policy_rules::policy_spec;
-pub use signing_rule::{SigningKeyRef, SigningRule, SigningRuleSpec};
+pub use signing_rule::{NotationEnvelope, SigningKeyRef, SigningRule, SigningRuleSpec};
 pub use status::{AttestorStatus, KeyStatus, READY_CONDITION, ResourceStatus};
 pub use verification_policy::{VerificationPolicy, VerificationPolicySpec};
 

@@ -62,10 +62,42 @@ pub struct SigningRuleSpec {
     /// `Automatic`: sign on every push event; `Manual`: only by `signet sign` or the API.
     #[serde(default)]
     pub trigger: Trigger,
-    /// The formats written: `CosignSignature` (the `sha256-<hex>.sig` tag, read by cosign v2)
-    /// and `SigstoreBundle` (an OCI 1.1 referrer, read by cosign v3 and v4). Default: both.
+    /// The formats written: `CosignSignature` (the `sha256-<hex>.sig` tag, read by cosign v2),
+    /// `SigstoreBundle` (an OCI 1.1 referrer, read by cosign v3 and v4) and `Notation` (an OCI
+    /// 1.1 referrer, read by notation, Ratify, Kyverno; needs `key.certificateChain`).
+    /// Default: `CosignSignature` and `SigstoreBundle`.
     #[serde(default = "all_formats")]
     pub formats: Vec<SignatureFormat>,
+    /// The Notation envelope: `JWS` (notation's default) or `COSE`.
+    #[serde(default, skip_serializing_if = "NotationEnvelope::is_default")]
+    pub notation_envelope: NotationEnvelope,
+}
+
+/// The envelope of Notation signatures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum NotationEnvelope {
+    /// JWS flattened JSON (`application/jose+json`).
+    #[default]
+    #[serde(rename = "JWS")]
+    Jws,
+    /// COSE_Sign1 (`application/cose`).
+    #[serde(rename = "COSE")]
+    Cose,
+}
+
+impl NotationEnvelope {
+    fn is_default(&self) -> bool {
+        *self == NotationEnvelope::Jws
+    }
+}
+
+impl From<NotationEnvelope> for crate::signature::notation::EnvelopeFormat {
+    fn from(envelope: NotationEnvelope) -> Self {
+        match envelope {
+            NotationEnvelope::Jws => crate::signature::notation::EnvelopeFormat::Jws,
+            NotationEnvelope::Cose => crate::signature::notation::EnvelopeFormat::Cose,
+        }
+    }
 }
 
 fn all_formats() -> Vec<SignatureFormat> {
@@ -83,4 +115,9 @@ pub struct SigningKeyRef {
     /// Free text naming the key (e.g. the KMS key id), matching the Attestor key's `id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The key's X.509 certificate chain for the `Notation` format: PEM certificates, leaf
+    /// first (a single self-signed leaf, or leaf, intermediates, root), or `file:/path/chain.pem`
+    /// naming a file on the signer holding them. The leaf must hold the key's public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_chain: Option<String>,
 }

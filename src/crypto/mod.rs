@@ -16,7 +16,10 @@ pub use file_key::FileKey;
 pub use key_ref::{open_signing_key, open_signing_key_inferred};
 pub use keygen::{GeneratedKey, generate_key_pair, write_key_pair};
 pub use kms::{KmsKey, register_kms_metrics};
-pub use pkcs11::{DEFAULT_PKCS11_MODULE, Pkcs11Key, Pkcs11Uri, TokenKey, generate_on_token};
+pub use pkcs11::{
+    DEFAULT_PKCS11_MODULE, Pkcs11Key, Pkcs11Uri, TokenKey, generate_on_token,
+    generate_on_token_sized,
+};
 pub use public_key::PublicKey;
 pub use signing::SigningKey;
 

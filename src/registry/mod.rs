@@ -23,6 +23,7 @@ mod error;
 mod failure;
 mod lazy_roots;
 mod loopback_tls;
+mod notation_write;
 mod operations;
 mod referrers;
 pub mod sign;
@@ -44,6 +45,7 @@ pub use cred_helper::HELPER_CACHE_TTL;
 pub use credentials::{Credential, CredentialSource, DOCKER_HUB_CONFIG_KEY, DockerConfig};
 pub use error::RegistryError;
 pub use failure::{LookupFailure, LookupFailureKind};
+pub use notation_write::{NotationSigner, NotationWriteError, WantedNotation};
 pub use referrers::{
     BlobBudget, IndexEntry, MAX_REFERRER_BLOB, MAX_REFERRERS, NOTATION_ARTIFACT_TYPE,
     NOTATION_COSE_MEDIA_TYPE, NOTATION_JWS_MEDIA_TYPE, OCI_EMPTY_MEDIA_TYPE, REFERRER_BLOB_BUDGET,
@@ -51,8 +53,8 @@ pub use referrers::{
     classify, fallback_tag, parse_index,
 };
 pub use sign::{
-    FormatOutcome, SignError, Signed, sign_digest, sign_digest_formats, sign_image,
-    sign_image_formats,
+    FormatOutcome, SignError, Signed, sign_digest, sign_digest_formats, sign_digest_with,
+    sign_image, sign_image_formats, sign_image_with,
 };
 pub use transport::MAX_REDIRECTS;
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use crate::crypto::SigningKey;
 use crate::reference::ImageRef;
 use crate::registry::{
-    AppendOutcome, Compaction, RegistryError, SignatureStore, SignatureWriteError, Wanted,
+    AppendOutcome, Compaction, NotationSigner, NotationWriteError, RegistryError, SignatureStore,
+    SignatureWriteError, Wanted, WantedNotation,
 };
 use crate::signature::{self, SignatureError, SignatureFormat, SignatureType};
 
@@ -25,9 +26,14 @@ pub enum SignError {
     /// The digest cannot name a `.sig` tag.
     #[error(transparent)]
     Format(#[from] SignatureError),
-    /// The format is read and verified by signet but not written (Notation, for now).
-    #[error("signet does not sign in the {0} format yet (it verifies it)")]
-    FormatNotWritten(SignatureFormat),
+    /// The Notation format was asked for without the key's certificate chain.
+    #[error(
+        "the Notation format needs the key's certificate chain (--certificate-chain, PEM, leaf first)"
+    )]
+    NotationNeedsChain,
+    /// The Notation signature could not be made or stored.
+    #[error(transparent)]
+    Notation(#[from] NotationWriteError),
     /// The reference pins a digest the registry does not serve for it; nothing was signed.
     #[error("digest mismatch: {image} names {named} but the registry serves {resolved}")]
     DigestMismatch {
@@ -88,7 +94,8 @@ pub async fn sign_image(
     .await
 }
 
-/// [`sign_image`] in each of `formats` (the `.sig` tag, a Sigstore bundle, or both).
+/// [`sign_image`] in each of `formats` (the `.sig` tag, a Sigstore bundle, or both; Notation
+/// needs [`sign_image_with`]).
 pub async fn sign_image_formats(
     store: &SignatureStore,
     image: &ImageRef,
@@ -97,8 +104,32 @@ pub async fn sign_image_formats(
     annotations: &BTreeMap<String, String>,
     formats: &[SignatureFormat],
 ) -> Result<Signed, SignError> {
-    if let Some(&format) = formats.iter().find(|f| **f == SignatureFormat::Notation) {
-        return Err(SignError::FormatNotWritten(format));
+    sign_image_with(
+        store,
+        image,
+        key,
+        None,
+        signature_type,
+        annotations,
+        formats,
+    )
+    .await
+}
+
+/// [`sign_image_formats`], with the key's certificate chain for the Notation format
+/// (`notation`, whose key is `key`); refused before any request when Notation is asked for
+/// without it.
+pub async fn sign_image_with(
+    store: &SignatureStore,
+    image: &ImageRef,
+    key: Arc<dyn SigningKey>,
+    notation: Option<Arc<NotationSigner>>,
+    signature_type: SignatureType,
+    annotations: &BTreeMap<String, String>,
+    formats: &[SignatureFormat],
+) -> Result<Signed, SignError> {
+    if formats.contains(&SignatureFormat::Notation) && notation.is_none() {
+        return Err(SignError::NotationNeedsChain);
     }
     // A GET (one request, as a HEAD): a bundle's `subject` then needs no HEAD of its own.
     let resolved = store.client().resolve_manifest(image).await?;
@@ -111,11 +142,12 @@ pub async fn sign_image_formats(
             resolved,
         });
     }
-    sign_digest_formats(
+    sign_digest_with(
         store,
         image,
         &resolved,
         key,
+        notation,
         signature_type,
         annotations,
         formats,
@@ -155,6 +187,34 @@ pub async fn sign_digest_formats(
     annotations: &BTreeMap<String, String>,
     formats: &[SignatureFormat],
 ) -> Result<Signed, SignError> {
+    sign_digest_with(
+        store,
+        image,
+        digest,
+        key,
+        None,
+        signature_type,
+        annotations,
+        formats,
+    )
+    .await
+}
+
+/// [`sign_digest_formats`], with the key's certificate chain for the Notation format.
+#[allow(clippy::too_many_arguments)]
+pub async fn sign_digest_with(
+    store: &SignatureStore,
+    image: &ImageRef,
+    digest: &str,
+    key: Arc<dyn SigningKey>,
+    notation: Option<Arc<NotationSigner>>,
+    signature_type: SignatureType,
+    annotations: &BTreeMap<String, String>,
+    formats: &[SignatureFormat],
+) -> Result<Signed, SignError> {
+    if formats.contains(&SignatureFormat::Notation) && notation.is_none() {
+        return Err(SignError::NotationNeedsChain);
+    }
     let wanted = [Wanted {
         key,
         signature_type,
@@ -185,7 +245,28 @@ pub async fn sign_digest_formats(
                     reference: signature_ref.clone(),
                 });
             }
-            SignatureFormat::Notation => return Err(SignError::FormatNotWritten(format)),
+            SignatureFormat::Notation => {
+                let Some(signer) = &notation else {
+                    return Err(SignError::NotationNeedsChain);
+                };
+                let wanted = [WantedNotation {
+                    signer: Arc::clone(signer),
+                    signature_type,
+                    annotations: annotations.clone(),
+                }];
+                let report = store
+                    .ensure_notation(&lock, image, digest, subject.clone(), &wanted, true)
+                    .await?;
+                let reference = match report.pushed.first() {
+                    Some(manifest) => format!("{}@{manifest}", image.repo_path()),
+                    None => format!("{}@{digest} (referrers)", image.repo_path()),
+                };
+                outcomes.push(FormatOutcome {
+                    format,
+                    outcome: first(&report.outcomes),
+                    reference,
+                });
+            }
             SignatureFormat::SigstoreBundle => {
                 let report = store
                     .ensure_bundles(&lock, image, digest, subject.clone(), &wanted, true)

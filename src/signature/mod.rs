@@ -42,16 +42,25 @@ pub enum SignatureFormat {
     /// A Sigstore bundle (cosign v3) attached as an OCI 1.1 referrer.
     SigstoreBundle,
     /// A Notation (Notary Project) signature attached as an OCI 1.1 referrer: verified against
-    /// an Attestor's certificate trust anchors. Read only: signet does not write it yet, so it
-    /// is not in [`SignatureFormat::ALL`].
+    /// an Attestor's certificate trust anchors. Written only with the key's certificate chain,
+    /// so it is not among the default formats ([`SignatureFormat::ALL`]).
     Notation,
 }
 
 impl SignatureFormat {
-    /// Every format, in the order signet writes them.
+    /// The formats written when none are named: those a key alone can write, in the order
+    /// signet writes them.
     pub const ALL: [SignatureFormat; 2] = [
         SignatureFormat::CosignSignature,
         SignatureFormat::SigstoreBundle,
+    ];
+
+    /// Every format signet writes when asked, in the order it writes them (Notation needs the
+    /// key's certificate chain).
+    pub const WRITTEN: [SignatureFormat; 3] = [
+        SignatureFormat::CosignSignature,
+        SignatureFormat::SigstoreBundle,
+        SignatureFormat::Notation,
     ];
 
     /// The name used in resources, flags and verdicts.

@@ -185,7 +185,10 @@ impl Signer {
     pub async fn open_keys(&self) -> Result<(), SignerError> {
         let rules = self.rules();
         for rule in rules.all() {
-            self.inner.keys.key_for_async(rule).await?;
+            let key = self.inner.keys.key_for_async(rule).await?;
+            if rule.formats.contains(&SignatureFormat::Notation) {
+                super::notation::notation_signer(rule, key)?;
+            }
         }
         Ok(())
     }
@@ -663,13 +666,16 @@ impl Signer {
             .iter()
             .partition(|(rule, _)| tag_moved && rule.signature_type == SignatureType::Default);
         // Each format writes for the rules that ask for it; a rule counts as added when any of
-        // its formats was written. The formats write different tags under the one lock, so
-        // they are written at once: the event is answered after the slower of them, not after
-        // their sum (the registry's notification queue waits for that answer).
+        // its formats was written. The `.sig` tag and the referrers are different tags under
+        // the one lock, so the `.sig` is written at the same time as the referrers: the event is
+        // answered after the slower of the two (the registry's notification queue waits for
+        // that answer). The referrer formats (bundle, Notation) share the fallback index, a
+        // read-modify-write, so they are written one after the other.
         let store = &self.inner.store;
         let check_now = self.inner.options.recheck_after.is_none();
-        let mut writes = Vec::new();
-        for format in SignatureFormat::ALL {
+        let mut sig_writes = Vec::new();
+        let mut referrer_writes = Vec::new();
+        for format in SignatureFormat::WRITTEN {
             let chosen: Vec<usize> = (0..signing.len())
                 .filter(|&i| signing[i].0.formats.contains(&format))
                 .collect();
@@ -686,10 +692,25 @@ impl Signer {
                 })
                 .collect();
             let subject = subject.clone();
-            writes.push(async move {
+            let write = async move {
                 let done = match format {
-                    // Not in `SignatureFormat::ALL`: the signer does not write Notation yet.
-                    SignatureFormat::Notation => FormatWrite::default(),
+                    SignatureFormat::Notation => {
+                        let r = super::notation::write(
+                            store,
+                            lock,
+                            (identity, digest),
+                            subject,
+                            &rules,
+                            check_now,
+                        )
+                        .await?;
+                        FormatWrite {
+                            outcomes: r.outcomes,
+                            written: r.index_written,
+                            repaired: r.repaired,
+                            report: None,
+                        }
+                    }
                     SignatureFormat::CosignSignature => {
                         let r = store
                             .ensure_signed(lock, identity, digest, &wanted, keep, check_now)
@@ -709,7 +730,7 @@ impl Signer {
                             .ensure_bundles(lock, identity, digest, subject, &wanted, check_now)
                             .await
                             .map_err(|e| write_error(e, &rules))?;
-                        // Counted when pushed, whatever the other format does.
+                        // Counted when pushed, whatever the other formats do.
                         self.inner.metrics.bundles_written(r.pushed.len());
                         FormatWrite {
                             outcomes: r.outcomes,
@@ -720,19 +741,42 @@ impl Signer {
                     }
                 };
                 Ok::<_, SignerError>((chosen, done))
-            });
+            };
+            match format {
+                SignatureFormat::CosignSignature => sig_writes.push(write),
+                _ => referrer_writes.push(write),
+            }
         }
+        let referrers_in_turn = async {
+            let mut done = Vec::with_capacity(referrer_writes.len());
+            for write in referrer_writes {
+                let result = write.await;
+                let failed = result.is_err();
+                done.push(result);
+                if failed {
+                    break;
+                }
+            }
+            done
+        };
+        let (sig_done, referrers_done) =
+            futures::join!(futures::future::join_all(sig_writes), referrers_in_turn);
         let mut outcomes = vec![AppendOutcome::AlreadyPresent; signing.len()];
         let mut report = EnsureReport::default();
         let mut repaired = 0;
-        let mut written_tags = Vec::new();
-        for result in futures::future::join_all(writes).await {
+        let mut written_tags: Vec<WrittenTag> = Vec::new();
+        for result in sig_done.into_iter().chain(referrers_done) {
             let (chosen, done) = result?;
             if let Some(r) = done.report {
                 report = r;
             }
             repaired += done.repaired;
-            written_tags.extend(done.written);
+            // The last write of a tag (the fallback index, by each referrer format in turn) is
+            // what the recheck compares.
+            if let Some(w) = done.written {
+                written_tags.retain(|t| t.tag != w.tag);
+                written_tags.push(w);
+            }
             for (&i, outcome) in chosen.iter().zip(done.outcomes) {
                 if outcome == AppendOutcome::Added {
                     outcomes[i] = AppendOutcome::Added;
@@ -921,7 +965,7 @@ async fn tag_names(
 }
 
 /// The signer's error for a store error; `signing` names the rule of each wanted signature.
-fn write_error(
+pub(super) fn write_error(
     e: SignatureWriteError,
     signing: &[&(Arc<CompiledRule>, Arc<dyn SigningKey>)],
 ) -> SignerError {

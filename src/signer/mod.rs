@@ -6,6 +6,7 @@
 //!   (repository, digest), with retries;
 //! - [`mod@reconcile`]: the periodic scan (and `signet sign --backfill`);
 //! - [`server`]: `POST /events`, health, readiness and metrics (served by `crate::serve`);
+//! - `notation`: a rule's certificate chain, checked against its key, for the Notation format;
 //! - `keys`, `metrics`: opened keys, Prometheus counters. Every `.sig` read and write goes
 //!   through [`SignatureStore`].
 //!
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod event;
 mod keys;
 mod metrics;
+mod notation;
 pub mod reconcile;
 pub mod rules;
 pub mod server;
@@ -44,7 +46,7 @@ use crate::registry::{
 };
 use crate::serve::{
     Drain, DrainSettings, PolicySource, PolicySourceConfig, PolicySourceError, Server, ServerError,
-    TlsSource, bind, drain_and_stop, shutdown_signal,
+    Serving, TlsSource, bind, drain_and_stop, shutdown_signal,
 };
 
 /// Errors of the signer. Each message is one line and names what was wrong; none carries a token
@@ -71,6 +73,15 @@ pub enum SignerError {
         reference: String,
         /// Why the key could not be opened.
         cause: CryptoError,
+    },
+    /// The rule's key cannot sign in Notation format: no or a bad certificate chain, a chain
+    /// whose leaf is not the key's, an algorithm Notary does not allow for the leaf key.
+    #[error("SigningRule {rule:?}: cannot sign in Notation format: {reason}")]
+    Notation {
+        /// The SigningRule's name.
+        rule: String,
+        /// Why, in one line.
+        reason: String,
     },
     /// The key refused to sign.
     #[error("SigningRule {rule:?}: signing failed: {cause}")]
@@ -123,7 +134,9 @@ impl SignerError {
     pub fn metric_reason(&self) -> FailureReason {
         match self {
             SignerError::Registry(_) | SignerError::Contended(_) => FailureReason::Registry,
-            SignerError::Key { .. } | SignerError::Signing { .. } => FailureReason::Key,
+            SignerError::Key { .. }
+            | SignerError::Signing { .. }
+            | SignerError::Notation { .. } => FailureReason::Key,
             SignerError::Write(SignatureWriteError::Registry(_)) => FailureReason::Registry,
             SignerError::Config(_)
             | SignerError::Policy(_)
@@ -205,6 +218,7 @@ pub async fn run(config: SignerConfig) -> Result<(), SignerError> {
         config.tls.as_ref(),
         &drain,
         signer.metrics().common().certificate_expiry(),
+        Serving::OnRuntime,
     )?;
     let mut ops = match config.metrics_listen {
         Some(listen) => {

@@ -72,6 +72,8 @@ pub struct CompiledRule {
     pub trigger: Trigger,
     /// The formats written (at least one: an empty list means both).
     pub formats: Vec<SignatureFormat>,
+    /// The Notation envelope (with `Notation` among the formats).
+    pub notation_envelope: crate::signature::notation::EnvelopeFormat,
 }
 
 impl CompiledRule {
@@ -128,13 +130,11 @@ impl RuleSet {
                     // going unsigned in silence.
                     tracing::error!(rule = %name, "{}", super::keys::forbidden_attribute_message(attribute));
                 }
-                if rule.spec.formats.contains(&SignatureFormat::Notation) {
-                    // Said at every load, so that a rule asking for Notation alone is not taken
-                    // for one that signs.
-                    tracing::error!(
-                        rule = %name,
-                        "SigningRule asks for the Notation format, which signet does not write yet: only its other formats are written"
-                    );
+                if rule.spec.formats.contains(&SignatureFormat::Notation)
+                    && let Err(why) = super::notation::chain_source(&rule.spec.key)
+                {
+                    // Kept, so that its pushes fail loudly instead of going unsigned in silence.
+                    tracing::error!(rule = %name, "SigningRule cannot sign in Notation format: {why}");
                 }
                 let scope = rule
                     .spec
@@ -160,6 +160,7 @@ impl RuleSet {
                     } else {
                         rule.spec.formats.clone()
                     },
+                    notation_envelope: rule.spec.notation_envelope.into(),
                 })
             })
             .collect();
@@ -199,11 +200,13 @@ mod tests {
                 key: SigningKeyRef {
                     reference: "file:/k.pem".into(),
                     id: None,
+                    certificate_chain: None,
                 },
                 algorithm: Algorithm::EcdsaP256Sha256,
                 signature_type: SignatureType::Default,
                 trigger,
                 formats: crate::signature::SignatureFormat::ALL.to_vec(),
+                notation_envelope: Default::default(),
             },
         )
     }

@@ -101,10 +101,12 @@ pub fn kms_rule(name: &str, scope: String, reference: String, algorithm: Algorit
             key: SigningKeyRef {
                 reference,
                 id: Some(format!("{name}-kms")),
+                certificate_chain: None,
             },
             algorithm,
             signature_type: SignatureType::Default,
             formats: signet::signature::SignatureFormat::ALL.to_vec(),
+            notation_envelope: Default::default(),
             trigger: Trigger::Automatic,
         },
     )

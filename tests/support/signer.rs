@@ -51,11 +51,13 @@ pub fn rule(
             key: SigningKeyRef {
                 reference: format!("file:{}", key.private.display()),
                 id: Some(name.to_string()),
+                certificate_chain: None,
             },
             algorithm: key.algorithm,
             signature_type: kind,
             trigger,
             formats: signet::signature::SignatureFormat::ALL.to_vec(),
+            notation_envelope: Default::default(),
         },
     )
 }

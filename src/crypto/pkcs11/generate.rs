@@ -35,7 +35,35 @@ pub fn generate_on_token(
     object_label: &str,
     algorithm: Algorithm,
 ) -> Result<TokenKey, CryptoError> {
+    generate_on_token_sized(module, token_label, pin, object_label, algorithm, None)
+}
+
+/// [`generate_on_token`] with the RSA size `bits` (2048, 3072 or 4096; default 3072), which must
+/// be absent for ECDSA. A Notation RSA key has 2048 bits (Notary signs RSA-3072 with PS384).
+pub fn generate_on_token_sized(
+    module: &Path,
+    token_label: &str,
+    pin: &str,
+    object_label: &str,
+    algorithm: Algorithm,
+    bits: Option<u32>,
+) -> Result<TokenKey, CryptoError> {
     unsupported_on_pkcs11(algorithm)?;
+    let modulus_bits: u64 = match (algorithm.is_rsa(), bits) {
+        (true, None) => 3072,
+        (true, Some(bits @ (2048 | 3072 | 4096))) => bits.into(),
+        (true, Some(other)) => {
+            return Err(CryptoError::KeyStore(format!(
+                "RSA key size {other} is not offered (choose 2048, 3072 or 4096)"
+            )));
+        }
+        (false, Some(bits)) => {
+            return Err(CryptoError::KeyStore(format!(
+                "a key size ({bits} bits) applies to RSA keys only, not to {algorithm}"
+            )));
+        }
+        (false, None) => 0,
+    };
     if object_label.is_empty() {
         return Err(CryptoError::KeyStore(
             "the key label must not be empty".into(),
@@ -88,7 +116,7 @@ pub fn generate_on_token(
             (
                 Mechanism::RsaPkcsKeyPairGen,
                 vec![
-                    Attribute::ModulusBits(3072.into()),
+                    Attribute::ModulusBits(modulus_bits.into()),
                     Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
                     Attribute::Encrypt(false),
                     Attribute::Wrap(false),

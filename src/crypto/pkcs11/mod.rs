@@ -22,7 +22,7 @@ mod objects;
 mod session;
 mod uri;
 
-pub use generate::{TokenKey, generate_on_token};
+pub use generate::{TokenKey, generate_on_token, generate_on_token_sized};
 pub use key::Pkcs11Key;
 pub use uri::Pkcs11Uri;
 

@@ -33,7 +33,7 @@ pub use manifest::{
     build_signature_manifest, parse_signature_manifest,
 };
 pub use payload::{REFERENCE_ANNOTATION, TargetArtifact};
-pub use sign::{NotationError, SignedNotation, sign_notation};
+pub use sign::{NotationError, SignedNotation, check_signing_key, sign_notation, signed_by_key};
 
 use crate::crypto::x509::{Certificate, TrustStore, X509Error};
 use crate::signature::sha256_digest;

@@ -99,6 +99,54 @@ fn ecdsa_der_to_fixed(signature: &[u8], len: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Checks at load time that `key` can sign in Notation format with `chain` (leaf first) at `now`:
+/// the leaf holds the key's public key, the chain obeys the Notary certificate rules, and the
+/// key's algorithm is the one Notary demands for the leaf key. Gives that algorithm.
+pub fn check_signing_key(
+    key: &dyn SigningKey,
+    chain: &[Certificate],
+    now: i64,
+) -> Result<NotaryAlgorithm, NotationError> {
+    let Some(leaf) = chain.first() else {
+        return Err(NotationError::Chain(X509Error::Rule(
+            "the certificate chain is empty".into(),
+        )));
+    };
+    if leaf.spki_der() != key.public_key().spki_der() {
+        return Err(NotationError::KeyMismatch(format!(
+            "the leaf certificate {:?} does not hold the public key of {}",
+            leaf.subject(),
+            key.key_id()
+        )));
+    }
+    validate_code_signing_chain(chain, now)?;
+    algorithm_for(key, leaf)
+}
+
+/// Whether the stored Notation signature (`manifest`, its `envelope`) for `target` is one `key`
+/// made that still counts: it verifies under `trust` at `now`, its leaf certificate holds the
+/// key's public key, and it binds the target. Gives the signed `io.signet.reference` (`None`
+/// for a digest-only signature); `None` overall when it is not such a signature. The writer's
+/// "already signed" test.
+pub fn signed_by_key(
+    manifest: &[u8],
+    envelope: &[u8],
+    target: &TargetArtifact,
+    key: &dyn SigningKey,
+    trust: &crate::crypto::x509::TrustStore,
+    now: i64,
+) -> Option<Option<String>> {
+    let claims = super::verify_notation(manifest, envelope, target, trust, now).ok()?;
+    let format = super::parse_signature_manifest(manifest).ok()?.format;
+    let parsed = match format {
+        EnvelopeFormat::Jws => jws::parse(envelope),
+        EnvelopeFormat::Cose => cose::parse(envelope),
+    }
+    .ok()?;
+    let leaf = Certificate::from_der(parsed.chain.first()?).ok()?;
+    (leaf.spki_der() == key.public_key().spki_der()).then_some(claims.reference)
+}
+
 /// Signs `target` with `key`, whose certificate chain (leaf first) is `chain`, at `now` (Unix
 /// seconds), optionally expiring at `expiry`. The chain must hold the key's public key in its
 /// leaf and be valid under the Notary rules now.
@@ -222,7 +270,74 @@ pub(crate) fn sign_with(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::crypto::x509::{TrustStore, self_signed_code_signing_certificate};
+    use crate::crypto::{FileKey, generate_key_pair};
+
+    fn key_and_certificate() -> (FileKey, String) {
+        let pair = generate_key_pair(Algorithm::EcdsaP256Sha256, None).unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        let pem = self_signed_code_signing_certificate(
+            pair.private_key_pem(),
+            Algorithm::EcdsaP256Sha256,
+            "CN=release,O=acme,C=US",
+            now,
+            1,
+        )
+        .unwrap();
+        let key =
+            FileKey::from_pem(pair.private_key_pem(), Algorithm::EcdsaP256Sha256, "k").unwrap();
+        (key, pem)
+    }
+
+    #[test]
+    fn signed_by_key_is_the_writers_already_signed_test() {
+        let (key, pem) = key_and_certificate();
+        let (other_key, other_pem) = key_and_certificate();
+        let chain = Certificate::from_pem_bundle(&pem).unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        let target = TargetArtifact {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            digest: format!("sha256:{}", "a".repeat(64)),
+            size: 321,
+            annotations: BTreeMap::from([(
+                super::super::REFERENCE_ANNOTATION.to_string(),
+                "reg.example/app:v1".to_string(),
+            )]),
+        };
+        let signed = sign_notation(&key, &chain, &target, EnvelopeFormat::Cose, now, None).unwrap();
+        let trust = TrustStore::new(&pem, &[], None).unwrap();
+        let bare = TargetArtifact {
+            annotations: BTreeMap::new(),
+            ..target.clone()
+        };
+        let found = |key: &FileKey, trust: &TrustStore, target: &TargetArtifact| {
+            signed_by_key(&signed.manifest, &signed.envelope, target, key, trust, now)
+        };
+        assert_eq!(
+            found(&key, &trust, &bare),
+            Some(Some("reg.example/app:v1".to_string()))
+        );
+        // Another key, another anchor, another manifest size: not this writer's signature.
+        assert_eq!(found(&other_key, &trust, &bare), None);
+        let other_trust = TrustStore::new(&other_pem, &[], None).unwrap();
+        assert_eq!(found(&key, &other_trust, &bare), None);
+        let bigger = TargetArtifact {
+            size: 322,
+            ..bare.clone()
+        };
+        assert_eq!(found(&key, &trust, &bigger), None);
+        assert_eq!(
+            check_signing_key(&key, &chain, now),
+            Ok(NotaryAlgorithm::Es256)
+        );
+        assert!(matches!(
+            check_signing_key(&other_key, &chain, now),
+            Err(NotationError::KeyMismatch(_))
+        ));
+    }
 
     #[test]
     fn ecdsa_der_becomes_fixed_width() {
