@@ -302,7 +302,7 @@ async fn a_notation_envelope_whose_chain_names_no_trusted_anchor_is_not_download
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn signing_a_pushed_image_in_both_formats_costs_at_most_sixteen_requests() {
+async fn signing_a_pushed_image_in_both_formats_costs_fifteen_requests_and_the_tag_polls() {
     use support::signer::{RunningSigner, TOKEN, bundle_count, loopback_listener, rule};
     let dir = tempfile::tempdir().unwrap();
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
@@ -337,12 +337,12 @@ async fn signing_a_pushed_image_in_both_formats_costs_at_most_sixteen_requests()
         tokio::time::sleep(Duration::from_millis(2600)).await;
         costs.push(client.requests_sent() - before);
     }
-    // The manifest by its tag (distribution notifies before it links the tag, so usually two
-    // GETs: "not yet", then the manifest); `.sig`: read, two blobs (POST+PUT each), the
-    // manifest; bundle: the index read, the bundle blob (POST+PUT), the empty config mounted
-    // (one POST: each repository here is new), the manifest, the index; the recheck: one HEAD
-    // per tag written.
-    assert!(costs[1] <= 16, "{costs:?}");
+    // 15: the manifest by its tag; `.sig`: read, two blobs (POST+PUT each), the manifest;
+    // bundle: the index read, the bundle blob (POST+PUT), the empty config mounted (one POST:
+    // each repository here is new), the manifest, the index; the recheck: one HEAD per tag
+    // written. Plus the GETs of the tag asked again while distribution, which notifies before
+    // it links the tag, has not linked it yet (one here, up to three on a loaded machine).
+    assert!(costs[1] <= 18, "{costs:?}");
     running.stop().await;
 }
 
