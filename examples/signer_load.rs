@@ -51,6 +51,7 @@ use signet::reference::ImageRef;
 use signet::registry::{RegistryClient, RegistryOptions, SignatureStore, sha256_digest};
 use signet::signature::SignatureType;
 use signet::signer::{self, BearerToken, Signer, SignerOptions};
+use tracing::Instrument as _;
 
 // The KMS emulators of the tests (`--key awskms|alikms`).
 #[path = "../tests/support/mod.rs"]
@@ -446,11 +447,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
     }
 
+    // The warm-up images' rechecks (2 s after each) must not be counted as the measured ones'.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let requests_before = signer_client.requests_sent();
     let mut latencies = Vec::with_capacity(args.sequential);
     for i in 0..args.sequential {
         let repo = format!("load/seq{i}");
-        let digest = push_image(&client, &host, &repo, 2_000_000 + i).await?;
+        let digest = push_image(&client, &host, &repo, 2_000_000 + i)
+            .instrument(tracing::info_span!("loadgen"))
+            .await?;
         let pushed = Instant::now();
         if args.direct {
             deliver(&events_url, &host, &repo, &digest).await?;
@@ -463,6 +468,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             &args.formats,
             Duration::from_millis(2),
         )
+        .instrument(tracing::info_span!("loadgen"))
         .await?;
         latencies.push(signed - pushed);
     }
@@ -681,6 +687,14 @@ fn main() -> anyhow::Result<()> {
             .stdin(Stdio::null())
             .status()?;
         std::process::exit(status.code().unwrap_or(1));
+    }
+    // `RUST_LOG=signet::registry::requests=trace` lists every registry request; the load
+    // generator's own (pushes, polls) carry the span `loadgen`, the signer's do not.
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -224,7 +224,7 @@ async fn a_bundle_as_cosign_v3_writes_it_satisfies_simple_and_is_denied_under_de
         annotations: BTreeMap::new(),
     }];
     store
-        .ensure_signed(&lock, &image, &digest, &wanted, &[])
+        .ensure_signed(&lock, &image, &digest, &wanted, &[], true)
         .await
         .unwrap();
     drop(lock);
@@ -577,69 +577,4 @@ async fn one_push_gives_one_bundle_and_one_sig_layer_whatever_the_events() {
         "{text}"
     );
     running.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn cold_verification_of_both_formats_costs_seven_requests_then_six() {
-    use support::CorruptingProxy;
-    let registry = Registry::start();
-    let dir = tempfile::tempdir().unwrap();
-    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
-    let proxy = CorruptingProxy::recording(&registry.host());
-    let store = SignatureStore::new(registry_client());
-    let mut images = Vec::new();
-    for repo in ["cost/a", "cost/b"] {
-        registry.push_test_image(repo, "v1", repo).await;
-        let image = ImageRef::parse(&format!("{}/{repo}:v1", registry.host())).unwrap();
-        signet::registry::sign_image_formats(
-            &store,
-            &image,
-            file_key(&release),
-            SignatureType::Simple,
-            &BTreeMap::new(),
-            &SignatureFormat::ALL,
-        )
-        .await
-        .unwrap();
-        images.push(format!("{}/{repo}:v1", proxy.host()));
-    }
-    // One verifier (one process, as the webhook): both images, one after the other.
-    let keys = [signet::crypto::PublicKey::from_pem(
-        &std::fs::read_to_string(&release.public).unwrap(),
-        release.algorithm,
-    )
-    .unwrap()];
-    let client = registry_client();
-    let verifier = SignatureStore::new(client.clone());
-    let mut costs = Vec::new();
-    for image in &images {
-        let before = proxy.request_lines().len();
-        let image = ImageRef::parse(image).unwrap();
-        let verdict = signet::cli::verify_keys::verify_with_keys(
-            &verifier,
-            &image,
-            SignatureType::Simple,
-            &keys,
-            &signet::cli::verify_keys::RequiredAnnotations::default(),
-        )
-        .await
-        .unwrap();
-        assert!(verdict.verified);
-        let formats: Vec<_> = verdict
-            .signatures
-            .iter()
-            .map(|s| (s.format, s.valid))
-            .collect();
-        assert_eq!(
-            formats,
-            [
-                (SignatureFormat::CosignSignature, true),
-                (SignatureFormat::SigstoreBundle, true)
-            ]
-        );
-        costs.push(proxy.request_lines().len() - before);
-    }
-    // The tag, the .sig manifest and payload, the referrers API (asked once per registry), the
-    // fallback index, the bundle manifest and the bundle.
-    assert_eq!(costs, [7, 6], "{:#?}", proxy.request_lines());
 }

@@ -7,6 +7,15 @@
 //! that gives up stops waiting, the load finishes, fills the caches, and later requests find the
 //! answer. The moka caches only store answers (with a TTL) and failures (with a shorter one).
 //!
+//! Registry requests of one cold lookup (nothing cached; Debian's distribution 2.8, no referrers
+//! API): `GET manifests/<tag>` (the resolution: a GET rather than a HEAD, the same one request,
+//! so that a Notation payload is checked against the manifest's media type and size without
+//! fetching it again), then, at once, `GET manifests/sha256-<hex>.sig` and its payload blobs,
+//! and `GET manifests/sha256-<hex>` (the fallback index; the referrers API is asked first once
+//! per registry and 10 minutes) with each signature referrer's manifest and blob. Both cosign
+//! formats present: 6 (7 for a registry's first image); a `.sig` and a Notation signature: 6.
+//! `tests/registry_cost.rs` holds these as bounds.
+//!
 //! Answers are shared across requests whatever their credentials (a digest and its signatures
 //! are the same for everyone who may pull them); failures and loads in flight are keyed by the
 //! credential used as well, so one pod's wrong secret never fails another pod's lookup.
@@ -242,7 +251,10 @@ impl Lookups {
                     &metrics,
                     image.registry(),
                     RegistryOperation::Resolve,
-                    async { Ok(client.resolve_digest(&image).await?) },
+                    // A GET, not a HEAD: the same one request, and a Notation signature's
+                    // payload is then checked against the manifest's media type and size
+                    // without fetching it again.
+                    async { Ok(client.resolve_manifest(&image).await?) },
                 )
                 .await;
                 match result {

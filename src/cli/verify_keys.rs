@@ -104,8 +104,16 @@ pub async fn verify_with_trust(
     trust: &[&TrustStore],
     required: &RequiredAnnotations,
 ) -> Result<KeyVerification, RegistryError> {
-    let digest = store.client().resolve_digest(image).await?;
-    let set = store.fetch_signatures(image, &digest).await?;
+    let digest = store.client().resolve_manifest(image).await?;
+    // Notation envelopes whose thumbprints name none of `trust` are not fetched.
+    let set = match trust {
+        [] => store.fetch_signatures(image, &digest).await?,
+        _ => {
+            store
+                .fetch_signatures_trusting(image, &digest, trust)
+                .await?
+        }
+    };
     let now = jiff::Timestamp::now().as_second();
     let signatures: Vec<SignatureFinding> = set
         .signatures
@@ -234,6 +242,11 @@ impl KeyVerification {
                     "not verified: {head}: no valid signature within the read budget: {}\n",
                     self.skipped
                 );
+            }
+            // Signatures skipped unread because they could not verify here (a Notation chain
+            // naming none of the anchors) are still said.
+            if !self.skipped.is_empty() {
+                return format!("not verified: {head}: no signature: {}\n", self.skipped);
             }
             return format!("not verified: {head}: no signature\n");
         }

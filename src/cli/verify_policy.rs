@@ -78,7 +78,7 @@ pub fn load_snapshot(
 }
 
 async fn look_up(store: &SignatureStore, image: &ImageRef) -> Result<Lookup, LookupFailure> {
-    let digest = store.client().resolve_digest(image).await?;
+    let digest = store.client().resolve_manifest(image).await?;
     let set = store.fetch_signatures(image, &digest).await?;
     // As at admission: nothing read because of the budgets is a failure that says why.
     if let Some(failure) = set.unread_failure() {

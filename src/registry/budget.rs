@@ -66,6 +66,9 @@ pub enum SkipReason {
     Unreadable,
     /// The `.sig` manifest itself is not an image manifest (counted once).
     MalformedManifest,
+    /// A Notation signature whose thumbprint annotation names none of the trust anchors being
+    /// checked: its chain cannot reach them, so its envelope is not fetched.
+    UntrustedChain,
 }
 
 impl SkipReason {
@@ -79,13 +82,17 @@ impl SkipReason {
             SkipReason::OverBudget => "over_budget",
             SkipReason::Unreadable => "unreadable",
             SkipReason::MalformedManifest => "malformed_manifest",
+            SkipReason::UntrustedChain => "untrusted_chain",
         }
     }
 
     /// Whether skipping for this reason means a signature may have been missed (as opposed to a
     /// layer that could not have been a signature at all).
     pub fn may_hide_signature(self) -> bool {
-        !matches!(self, SkipReason::ForeignMediaType | SkipReason::Unsigned)
+        !matches!(
+            self,
+            SkipReason::ForeignMediaType | SkipReason::Unsigned | SkipReason::UntrustedChain
+        )
     }
 
     fn describe(self) -> String {
@@ -103,6 +110,9 @@ impl SkipReason {
             }
             SkipReason::Unreadable => "blob unreadable".into(),
             SkipReason::MalformedManifest => "the signature manifest is malformed".into(),
+            SkipReason::UntrustedChain => {
+                "Notation certificate chain naming none of the trust anchors".into()
+            }
         }
     }
 }

@@ -4,16 +4,28 @@
 //! `signature::notation`).
 //!
 //! A Notation payload must name the admitted manifest's media type and size as well as its
-//! digest; the digest resolution (cached apart, skipped for pinned digests) does not carry
-//! them, so the manifest is fetched once by digest here, and only when a Notation signature is
-//! present. The thumbprint annotation is not used to skip blobs here: this read serves every
-//! policy at once and knows no trust anchor (`verify_notation` checks it).
+//! digest. A resolution by [`super::RegistryClient::resolve_manifest`] (admission, `verify`)
+//! fetched the manifest and remembers them; otherwise (a pinned digest, or long after) the
+//! manifest is fetched once by digest here, and only when a Notation signature is present.
+//!
+//! With trust anchors given ([`SignatureStore::fetch_signatures_trusting`]: `verify
+//! --certificate`), a Notation signature whose `io.cncf.notary.x509chain.thumbprint#S256`
+//! annotation names none of them is skipped before its envelope is fetched (and counted,
+//! `untrusted_chain`); the annotation is checked against the chain (`verify_notation`) for
+//! those read. Admission reads for every policy at once and passes none.
+//!
+//! Registry requests of a cold read (distribution 2.8, no referrers API): `GET
+//! manifests/sha256-<hex>` (the fallback index; the referrers API is asked first once per
+//! registry and 10 minutes), then per signature referrer `GET manifests/sha256:<d>` and `GET
+//! blobs/sha256:<d>` (its one layer).
 
 use super::SignatureStore;
 use super::budget::{SkipReason, SkippedLayers};
 use super::error::RegistryError;
 use super::referrers::{BlobBudget, IndexEntry, ReferrerKind, ReferrersSource};
+use crate::crypto::x509::TrustStore;
 use crate::reference::ImageRef;
+use crate::signature::notation::{may_reach, parse_signature_manifest};
 use crate::signature::{Descriptor, NotationStored, StoredSignature};
 
 /// The bundles found for one digest, and what discovery found around them.
@@ -32,18 +44,30 @@ pub(crate) struct BundleRead {
     pub(crate) source: ReferrersSource,
     /// The index entries as listed.
     pub(crate) entries: Vec<IndexEntry>,
+    /// A referrer or its layer not read because the registry failed (see
+    /// [`super::referrers::Referrers::transient_failure`]).
+    pub(crate) transient_failure: Option<String>,
 }
 
 impl SignatureStore {
     /// The bundles and Notation signatures attached to `digest` in `image`'s repository, read
-    /// within budget.
+    /// within budget. With `notation_trust`, Notation signatures whose thumbprints reach none of
+    /// those anchors are skipped unread.
     pub(crate) async fn read_bundles(
         &self,
         image: &ImageRef,
         digest: &str,
+        notation_trust: Option<&[&TrustStore]>,
     ) -> Result<BundleRead, RegistryError> {
         let referrers = self.referrers(image, digest).await?;
         let mut skipped = referrers.skipped.clone();
+        let reachable = |manifest: &[u8]| match (notation_trust, parse_signature_manifest(manifest))
+        {
+            (Some(trust), Ok(parsed)) => trust.iter().any(|t| may_reach(&parsed, t)),
+            // Unparsed here: `verify_notation` says why.
+            _ => true,
+        };
+        let mut untrusted = 0;
         // (layer, the signature manifest for a Notation signature), smallest first.
         let notation_kind = ReferrerKind::NotationSignature {
             envelope_media_type: String::new(),
@@ -54,9 +78,15 @@ impl SignatureStore {
             .chain(
                 referrers
                     .of_kind(&notation_kind)
+                    .filter(|r| {
+                        let keep = reachable(&r.manifest);
+                        untrusted += usize::from(!keep);
+                        keep
+                    })
                     .filter_map(|r| r.layer.clone().map(|l| (l, Some(r.manifest.as_slice())))),
             )
             .collect();
+        skipped.add(SkipReason::UntrustedChain, untrusted);
         layers.sort_by_key(|(l, _)| l.size);
         layers.dedup_by(|a, b| a.0.digest == b.0.digest);
         let target = if layers.iter().any(|(_, m)| m.is_some()) {
@@ -72,6 +102,7 @@ impl SignatureStore {
             bytes_fetched: 0,
             source: referrers.source,
             entries: referrers.entries.clone(),
+            transient_failure: referrers.transient_failure.clone(),
         };
         for (layer, notation_manifest) in &layers {
             let notation = match (notation_manifest, &target) {
@@ -102,6 +133,9 @@ impl SignatureStore {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "referrer signature layer unreadable; skipped");
+                    if super::referrers::is_transient(&e) {
+                        read.transient_failure = Some(e.to_string());
+                    }
                     skipped.add(SkipReason::Unreadable, 1);
                 }
             }
@@ -117,6 +151,12 @@ impl SignatureStore {
         image: &ImageRef,
         digest: &str,
     ) -> Result<Option<(String, u64)>, RegistryError> {
+        if let Some(known) =
+            self.client
+                .known_descriptor(image.registry(), image.repository(), digest)
+        {
+            return Ok(Some(known));
+        }
         let fetched = self
             .client
             .fetch_manifest(&image.with_digest(digest))

@@ -3,11 +3,30 @@
 //! referrers itself says so with `OCI-Subject` in its answer; otherwise the fallback index at
 //! `sha256-<hex>` is updated read-modify-write under the per-digest lock (the caller's
 //! [`SignatureLock`]), starting from the index read under that lock, never listing an entry
-//! twice, and read again once, after twice as long as the write took (at least 100 ms) so that a concurrent writer in another process that
-//! replaced it is repaired, as the `.sig` path does.
+//! twice. A concurrent writer in another process may replace the index a moment later: after
+//! twice as long as the write took (at least 100 ms), one HEAD compares the tag's digest with the
+//! index written, and only when it changed is the index read again and repaired (or the caller
+//! does that check later itself, as the signer's recheck does, from
+//! [`BundleReport::index_written`]). [`SignatureStore::add_to_fallback_index`] is the one index
+//! update, for every referrer writer (it takes the descriptors to add).
 //!
 //! Idempotent: a bundle by the same key naming the same identity already attached means
-//! nothing is written (the same [`already_signed`] rule as the `.sig` path).
+//! nothing is written (the same [`already_signed`] rule as the `.sig` path). The decision is
+//! made only from a complete read: a referrer listed but not readable because the registry
+//! failed (5xx, timeout) makes the write fail and be retried, rather than push a second bundle
+//! and count it.
+//!
+//! The empty config blob is put once per repository this store writes to: the first time in a
+//! registry by an upload, then by mounting it from a repository known to hold it (one request,
+//! `POST ?mount=&from=`; a registry that does not mount answers with an upload whose PUT carries
+//! the two bytes, so nothing is lost by asking).
+//!
+//! Registry requests of one bundle for an image not yet signed (distribution 2.8: no referrers
+//! API, no single-request upload; `RUST_LOG=signet::registry::requests=trace`): `GET
+//! manifests/sha256-<hex>` (404), `POST`+`PUT blobs/uploads/` for the bundle, the empty config
+//! (nothing when the repository is known, else one mounting `POST`), `PUT manifests/sha256:<d>`
+//! (the bundle manifest, by digest), `PUT manifests/sha256-<hex>` (the index): 5 to 6, and one
+//! `HEAD` of the index for the check after the write.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -16,8 +35,8 @@ use serde_json::json;
 
 use super::SignatureStore;
 use super::cosign_write::{
-    AppendOutcome, SignatureLock, SignatureWriteError, WRITE_ATTEMPTS, Wanted, already_signed,
-    lock_key, sign_payload,
+    AppendOutcome, SignatureLock, SignatureWriteError, WRITE_ATTEMPTS, Wanted, WrittenTag,
+    already_signed, lock_key, sign_payload,
 };
 use super::error::RegistryError;
 use super::referrers::{
@@ -64,6 +83,18 @@ pub struct BundleReport {
     /// Times the fallback index had lost an entry of this writer's to a concurrent writer and
     /// was repaired.
     pub repaired: usize,
+    /// The fallback index this call wrote last: a later check compares the tag's digest with it
+    /// (one HEAD).
+    pub index_written: Option<WrittenTag>,
+}
+
+/// What [`SignatureStore::add_to_fallback_index`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexUpdate {
+    /// Times the index had lost an entry to a concurrent writer and was repaired.
+    pub repaired: usize,
+    /// The index written last (none when every entry was already listed).
+    pub written: Option<WrittenTag>,
 }
 
 /// The manifest of one bundle layer, as cosign v3 writes it.
@@ -132,7 +163,16 @@ impl SignatureStore {
                 held: lock.key().to_string(),
             });
         }
-        let read = self.read_bundles(image, digest).await?;
+        let read = self.read_bundles(image, digest, None).await?;
+        if let Some(why) = &read.transient_failure {
+            // Deciding "not signed" from a partial read would push a second bundle.
+            return Err(RegistryError::bad_response(
+                image.registry(),
+                &format!("referrers of {}@{digest}", image.repository()),
+                format!("a referrer could not be read: {why}"),
+            )
+            .into());
+        }
         let missing: Vec<usize> = (0..wanted.len())
             .filter(|&i| {
                 !already_signed(
@@ -166,7 +206,9 @@ impl SignatureStore {
             }
         };
         let repo = image.with_tag("latest");
-        self.ensure_empty_config(&repo).await?;
+        // The empty config is put along with the first bundle blob (no order between them: only
+        // the manifest needs both).
+        let mut config = Some(self.ensure_empty_config(&repo));
         let mut entries = Vec::with_capacity(missing.len());
         let mut all_indexed = true;
         for &i in &missing {
@@ -177,7 +219,15 @@ impl SignatureStore {
                 .map_err(|cause| SignatureWriteError::Signing { index: i, cause })?;
             let bundle = build_bundle(&statement, &signature, w.key.public_key());
             let (manifest, annotations) = bundle_manifest(&bundle, digest, &subject)?;
-            self.client.push_new_blob(&repo, &bundle).await?;
+            let blob = self.client.push_new_blob(&repo, &bundle);
+            match config.take() {
+                Some(config) => {
+                    tokio::try_join!(config, blob)?;
+                }
+                None => {
+                    blob.await?;
+                }
+            }
             let manifest_digest = sha256_digest(&manifest);
             // By digest alone: a tag in the reference would move the image's tag to the bundle.
             let by_digest = ImageRef::from_parts(
@@ -213,9 +263,11 @@ impl SignatureStore {
             let known = (read.source == ReferrersSource::FallbackTag
                 || read.source == ReferrersSource::None)
                 .then_some(read.entries);
-            report.repaired = self
+            let update = self
                 .add_to_fallback_index(image, digest, &entries, known, check_after_write)
                 .await?;
+            report.repaired = update.repaired;
+            report.index_written = update.written;
         }
         Ok(report)
     }
@@ -229,7 +281,9 @@ impl SignatureStore {
         written.contains(&digest.to_ascii_lowercase())
     }
 
-    pub(super) fn remember_referrer(&self, digest: &str) {
+    /// Remembers that this store pushed the referrer manifest `digest` (see
+    /// [`SignatureStore::wrote_referrer`]).
+    pub(crate) fn remember_referrer(&self, digest: &str) {
         let mut written = self
             .written_referrers
             .lock()
@@ -240,21 +294,33 @@ impl SignatureStore {
         written.insert(digest.to_ascii_lowercase());
     }
 
-    /// Pushes the empty config blob to `repo` unless this store already knows it is there.
-    pub(super) async fn ensure_empty_config(&self, repo: &ImageRef) -> Result<(), RegistryError> {
+    /// Puts the empty config blob into `repo` unless this store already knows it is there:
+    /// mounted from another repository of the registry known to hold it, else uploaded.
+    pub(crate) async fn ensure_empty_config(&self, repo: &ImageRef) -> Result<(), RegistryError> {
         let key = repo.repo_path();
-        let known = {
+        let same_registry = format!("{}/", repo.registry());
+        let (known, source) = {
             let known = self
                 .empty_config_known
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            known.contains(&key)
+            let source = known
+                .iter()
+                .find_map(|k| k.strip_prefix(&same_registry).map(str::to_string));
+            (known.contains(&key), source)
         };
         if known {
             return Ok(());
         }
         // Two bytes: uploading them again costs less than asking first.
-        self.client.push_new_blob(repo, EMPTY_CONFIG).await?;
+        match source {
+            Some(from) => {
+                self.client
+                    .mount_or_push_blob(repo, &from, EMPTY_CONFIG)
+                    .await?
+            }
+            None => self.client.push_new_blob(repo, EMPTY_CONFIG).await?,
+        };
         let mut known = self
             .empty_config_known
             .lock()
@@ -266,16 +332,19 @@ impl SignatureStore {
         Ok(())
     }
 
-    /// Read-modify-write of the fallback index, adding `ours` (each once), then re-read until
-    /// every one of them is listed. Returns how many times it had to repair.
-    pub(super) async fn add_to_fallback_index(
+    /// Read-modify-write of the fallback index of `digest`, adding the referrer descriptors
+    /// `ours` (each once, after what is listed). `known` is the index as read under the same
+    /// lock (`None`: read it first). With `check_after_write`, looks again after a short wait
+    /// (one HEAD compared with the index written) and repairs until every one of `ours` is
+    /// listed. The caller holds the digest's [`SignatureLock`].
+    pub(crate) async fn add_to_fallback_index(
         &self,
         image: &ImageRef,
         digest: &str,
         ours: &[IndexEntry],
         mut known: Option<Vec<IndexEntry>>,
         check_after_write: bool,
-    ) -> Result<usize, SignatureWriteError> {
+    ) -> Result<IndexUpdate, SignatureWriteError> {
         let tag = fallback_tag(digest).ok_or_else(|| {
             SignatureError::MalformedManifest(format!("not a digest: {digest:?}"))
         })?;
@@ -287,8 +356,10 @@ impl SignatureStore {
                     .any(|e| e.digest.eq_ignore_ascii_case(&o.digest))
             })
         };
+        let mut written: Option<WrittenTag> = None;
         for repaired in 0..WRITE_ATTEMPTS {
             let started = Instant::now();
+            let mut wrote_now = false;
             // Something unreadable at the tag is replaced by a readable index.
             let mut entries = match known.take() {
                 Some(entries) => entries,
@@ -308,20 +379,31 @@ impl SignatureStore {
                 }
                 let index = build_index(&entries)
                     .map_err(|e| SignatureError::MalformedManifest(e.to_string()))?;
-                self.client
+                let index_digest = self
+                    .client
                     .push_manifest(&index_ref, &index, OCI_INDEX_MEDIA_TYPE)
                     .await?;
+                written = Some(WrittenTag {
+                    tag: tag.clone(),
+                    digest: index_digest,
+                });
+                wrote_now = true;
             }
             // A writer in another process that read before this write may replace the index a
             // moment later: look again after twice as long as this cycle took (within bounds).
             // The write's own answer proves it was stored; only that later look can catch this.
             if !check_after_write {
-                return Ok(repaired);
+                return Ok(IndexUpdate { repaired, written });
             }
             let settle = (started.elapsed() * 2).clamp(MIN_SETTLE, MAX_SETTLE);
             tokio::time::sleep(settle).await;
-            if self.still_listed(image, digest, &listed).await? {
-                return Ok(repaired);
+            let unchanged = match (&written, wrote_now) {
+                // One HEAD: the index written is still the one at the tag.
+                (Some(w), true) => self.still_written(image, w).await?,
+                _ => self.still_listed(image, digest, &listed).await?,
+            };
+            if unchanged {
+                return Ok(IndexUpdate { repaired, written });
             }
             tracing::info!(
                 image = %image.with_digest(digest),

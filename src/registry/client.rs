@@ -115,6 +115,10 @@ pub(crate) struct Shared {
     /// Registries seen refusing a blob in the upload's first request (202 to a POST with
     /// `digest`): their uploads are a POST then a PUT, without sending the body twice.
     no_single_post: Mutex<std::collections::HashSet<String>>,
+    /// Media type and size of manifests fetched by [`RegistryClient::resolve_manifest`]
+    /// (`registry/repository@digest`; the bytes hashed to the digest): a Notation payload is
+    /// checked against them without fetching the manifest again.
+    manifest_descriptors: Mutex<HashMap<String, (String, u64)>>,
     /// HTTP requests sent (every attempt, authentication retries included): what a caller
     /// measures registry cost with.
     requests: std::sync::atomic::AtomicU64,
@@ -227,6 +231,7 @@ impl RegistryClient {
             loopback: LoopbackSchemes::default(),
             no_referrers_api: Mutex::new(HashMap::new()),
             no_single_post: Mutex::new(std::collections::HashSet::new()),
+            manifest_descriptors: Mutex::new(HashMap::new()),
             requests: std::sync::atomic::AtomicU64::new(0),
         };
         Ok(RegistryClient {
@@ -334,6 +339,43 @@ impl RegistryClient {
             refused.clear();
         }
         refused.insert(registry.to_string());
+    }
+
+    /// The media type and size of `repository@digest` of `registry`, when this client resolved
+    /// it by fetching it lately.
+    pub(crate) fn known_descriptor(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+    ) -> Option<(String, u64)> {
+        let known = self
+            .shared
+            .manifest_descriptors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        known
+            .get(&format!("{registry}/{repository}@{digest}"))
+            .cloned()
+    }
+
+    /// Remembers the media type and size of a manifest fetched (its bytes hashed to `digest`).
+    pub(crate) fn remember_descriptor(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+        descriptor: (String, u64),
+    ) {
+        let mut known = self
+            .shared
+            .manifest_descriptors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if known.len() > 10_000 {
+            known.clear();
+        }
+        known.insert(format!("{registry}/{repository}@{digest}"), descriptor);
     }
 
     /// Whether `registry` answered the referrers API with "not implemented" lately.
@@ -548,6 +590,14 @@ impl RegistryClient {
         self.shared
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // One line per request sent (method and path, never headers): how request counts are
+        // taken apart (`RUST_LOG=signet::registry::requests=trace`).
+        tracing::trace!(
+            target: "signet::registry::requests",
+            method = %call.method,
+            path = call.url.path(),
+            "registry request"
+        );
         let mut request = self
             .shared
             .http

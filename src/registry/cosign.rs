@@ -13,6 +13,7 @@ use futures::StreamExt as _;
 
 use super::budget::{BLOB_FETCHES, FETCHES_PER_LOOKUP, ReadPlan, SignatureSet, SkipReason};
 use super::{RegistryClient, RegistryError};
+use crate::crypto::x509::TrustStore;
 use crate::reference::ImageRef;
 use crate::signature::{self, Descriptor, StoredSignature};
 
@@ -67,9 +68,33 @@ impl SignatureStore {
         image: &ImageRef,
         digest: &str,
     ) -> Result<SignatureSet, RegistryError> {
+        self.fetch_signatures_within(image, digest, None).await
+    }
+
+    /// [`SignatureStore::fetch_signatures`] for a check against these certificate trust anchors
+    /// only: a Notation signature whose thumbprint annotation names none of them is skipped
+    /// before its envelope is fetched (the `untrusted_chain` skip reason).
+    pub async fn fetch_signatures_trusting(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        trust: &[&TrustStore],
+    ) -> Result<SignatureSet, RegistryError> {
+        self.fetch_signatures_within(image, digest, Some(trust))
+            .await
+    }
+
+    async fn fetch_signatures_within(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        notation_trust: Option<&[&TrustStore]>,
+    ) -> Result<SignatureSet, RegistryError> {
         // Both formats at once: one lookup, whatever the policy, and no format is preferred.
-        let (legacy, bundles) =
-            futures::join!(self.read(image, digest), self.read_bundles(image, digest));
+        let (legacy, bundles) = futures::join!(
+            self.read(image, digest),
+            self.read_bundles(image, digest, notation_trust)
+        );
         let mut set = legacy?.set;
         let bundles = bundles?;
         set.signatures.extend(bundles.signatures);
@@ -176,25 +201,6 @@ impl SignatureStore {
             read_index,
             set,
         })
-    }
-
-    /// Every layer descriptor of the `.sig` manifest, `None` when it does not exist.
-    pub(crate) async fn manifest_layers(
-        &self,
-        image: &ImageRef,
-        digest: &str,
-    ) -> Result<Option<Vec<Descriptor>>, RegistryError> {
-        let tag = signature_tag(image, digest)?;
-        let Some(manifest) = self.client.fetch_manifest(&image.with_tag(&tag)).await? else {
-            return Ok(None);
-        };
-        signature::parse_manifest_layers(&manifest.bytes)
-            .map(Some)
-            .map_err(|cause| RegistryError::Malformed {
-                host: image.registry().to_string(),
-                what: format!("{}:{tag}", image.repository()),
-                cause,
-            })
     }
 }
 

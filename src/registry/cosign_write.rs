@@ -2,9 +2,22 @@
 //!
 //! Under one lock per `repository@digest` (held by the caller, see [`SignatureStore::lock`]):
 //! read the `.sig` manifest within budget, skip every wanted signature that is
-//! [`already_signed`], sign the others off the async threads, write the manifest back once and
-//! re-read it. "Already signed" is about meaning, not bytes: ECDSA and RSA-PSS signatures differ
-//! every time, so comparing layers byte for byte would add a layer per run.
+//! [`already_signed`], sign the others off the async threads, write the manifest back once.
+//! "Already signed" is about meaning, not bytes: ECDSA and RSA-PSS signatures differ every time,
+//! so comparing layers byte for byte would add a layer per run.
+//!
+//! The write is not read back: the manifest PUT's success, with the digest the registry
+//! announces checked against the bytes sent, proves what was stored. What a re-read could still
+//! catch is another process's write landing after this one; the caller asks for that check
+//! (`check_after_write`: one HEAD of the tag compared with the digest written, and the whole
+//! cycle again only when it changed) or does it later itself, as the signer's recheck does with
+//! [`EnsureReport::written`].
+//!
+//! Registry requests of one `.sig` write for an image not yet signed (distribution 2.8, which
+//! takes no single-request upload; measured with `RUST_LOG=signet::registry::requests=trace`):
+//! `GET manifests/sha256-<hex>.sig` (404), `POST blobs/uploads/` + `PUT blobs/uploads/<id>` for
+//! the payload, the same two for the config, `PUT manifests/sha256-<hex>.sig`: 6 (4 on a
+//! registry that takes `POST ?digest=` with the body); `check_after_write` adds one `HEAD`.
 //!
 //! The manifest never grows past [`MAX_SIGNATURE_LAYERS`]: a write that would pass it first
 //! drops every layer no configured key verifies for this digest (junk pushed to shadow real
@@ -72,6 +85,18 @@ pub struct EnsureReport {
     pub overwritten: usize,
     /// Layers the last read skipped.
     pub skipped: SkippedLayers,
+    /// The `.sig` manifest this call wrote last, when it wrote one: a later check compares the
+    /// tag's digest with it (one HEAD) instead of reading the manifest again.
+    pub written: Option<WrittenTag>,
+}
+
+/// A manifest written under a tag: whether it is still there is one HEAD away.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenTag {
+    /// The tag (in the signed image's repository).
+    pub tag: String,
+    /// The digest of the manifest written.
+    pub digest: String,
 }
 
 /// Why signatures could not be written.
@@ -196,8 +221,9 @@ impl SignatureStore {
     /// Makes sure `image` (its tag, for `Default`) at `digest` holds each of `wanted`, adding
     /// only those not [`already_signed`]. When the manifest would pass
     /// [`MAX_SIGNATURE_LAYERS`], layers that verify for this digest under none of `keep` (nor
-    /// the wanted keys) are dropped first. Re-reads after writing and redoes the cycle when
-    /// another writer replaced the manifest.
+    /// the wanted keys) are dropped first. With `check_after_write`, asks right after writing
+    /// whether the tag still names the manifest written (one HEAD) and redoes the cycle when
+    /// another writer replaced it; without, the caller checks later ([`EnsureReport::written`]).
     pub async fn ensure_signed(
         &self,
         lock: &SignatureLock,
@@ -205,6 +231,7 @@ impl SignatureStore {
         digest: &str,
         wanted: &[Wanted],
         keep: &[PublicKey],
+        check_after_write: bool,
     ) -> Result<EnsureReport, SignatureWriteError> {
         let asked = lock_key(image, digest);
         if lock.key != asked {
@@ -256,18 +283,17 @@ impl SignatureStore {
                 );
                 report.compaction = Some(c);
             }
-            self.write(image, digest, &kept, &new).await?;
+            let written = self.write(image, digest, &kept, &new).await?;
             for &i in &missing {
                 added[i] = true;
             }
-            let after = self
-                .manifest_layers(image, digest)
-                .await?
-                .unwrap_or_default();
-            if new
-                .iter()
-                .all(|(_, layer)| after.iter().any(|a| a.same_signature(layer)))
-            {
+            let written = WrittenTag {
+                tag: signature_tag(image, digest)?,
+                digest: written,
+            };
+            let still = !check_after_write || self.still_written(image, &written).await?;
+            report.written = Some(written);
+            if still {
                 report.outcomes = outcomes(&added);
                 return Ok(report);
             }
@@ -282,14 +308,15 @@ impl SignatureStore {
         ))
     }
 
-    /// Pushes the payload blobs of `added`, then the manifest holding `existing` followed by them.
+    /// Pushes the payload blobs of `added`, then the manifest holding `existing` followed by
+    /// them; returns the manifest's digest.
     async fn write(
         &self,
         image: &ImageRef,
         digest: &str,
         existing: &[Descriptor],
         added: &[(Vec<u8>, Descriptor)],
-    ) -> Result<(), SignatureWriteError> {
+    ) -> Result<String, SignatureWriteError> {
         let repo = image.with_tag("latest");
         let mut layers = existing.to_vec();
         layers.extend(added.iter().map(|(_, layer)| layer.clone()));
@@ -302,14 +329,34 @@ impl SignatureStore {
         // Both are new (a payload re-uploaded is harmless): no existence check first.
         try_join_all(blobs.map(|blob| self.client.push_new_blob(&repo, blob))).await?;
         let tag = signature_tag(image, digest)?;
-        self.client
+        // `push_manifest` checks the `Docker-Content-Digest` answered against the bytes sent.
+        Ok(self
+            .client
             .push_manifest(
                 &image.with_tag(&tag),
                 &built.manifest,
                 OCI_MANIFEST_MEDIA_TYPE,
             )
-            .await?;
-        Ok(())
+            .await?)
+    }
+
+    /// Whether the tag of `written` (in `image`'s repository) still names the manifest written
+    /// (one HEAD). An error answer reads as "changed" (the caller then reads the tag again):
+    /// distribution 2.8 answers 500 to a request for a tag another writer is replacing.
+    pub async fn still_written(
+        &self,
+        image: &ImageRef,
+        written: &WrittenTag,
+    ) -> Result<bool, RegistryError> {
+        match self
+            .client
+            .current_digest(&image.with_tag(&written.tag))
+            .await
+        {
+            Ok(now) => Ok(now.is_some_and(|now| now.eq_ignore_ascii_case(&written.digest))),
+            Err(RegistryError::BadResponse { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -39,7 +39,7 @@ pub use client::{RegistryClient, RegistryOptions};
 pub use cosign::SignatureStore;
 pub use cosign_write::{
     AppendOutcome, Compaction, EnsureReport, SignPayloadError, SignatureLock, SignatureWriteError,
-    Wanted, already_signed, expected_identity, sign_payload,
+    Wanted, WrittenTag, already_signed, expected_identity, sign_payload,
 };
 pub use cred_helper::HELPER_CACHE_TTL;
 pub use credentials::{Credential, CredentialSource, DOCKER_HUB_CONFIG_KEY, DockerConfig};

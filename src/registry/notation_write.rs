@@ -186,7 +186,16 @@ impl SignatureStore {
                 SubjectManifest { media_type, size }
             }
         };
-        let read = self.read_bundles(image, digest).await?;
+        let read = self.read_bundles(image, digest, None).await?;
+        if let Some(why) = &read.transient_failure {
+            // Deciding "not signed" from a partial read would push a second signature.
+            return Err(SignatureWriteError::from(RegistryError::bad_response(
+                image.registry(),
+                &format!("referrers of {}@{digest}", image.repository()),
+                format!("a referrer could not be read: {why}"),
+            ))
+            .into());
+        }
         let at = now();
         let target = TargetArtifact {
             media_type: subject.media_type.clone(),
@@ -289,9 +298,11 @@ impl SignatureStore {
             let known = (read.source == ReferrersSource::FallbackTag
                 || read.source == ReferrersSource::None)
                 .then_some(read.entries);
-            report.repaired = self
+            let update = self
                 .add_to_fallback_index(image, digest, &entries, known, check_after_write)
                 .await?;
+            report.repaired = update.repaired;
+            report.index_written = update.written;
         }
         Ok(report)
     }

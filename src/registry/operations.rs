@@ -138,6 +138,28 @@ impl RegistryClient {
         Ok(digest)
     }
 
+    /// [`RegistryClient::resolve_digest`] by one GET instead of a HEAD (the same one request):
+    /// the manifest's bytes hash to the digest returned, and its media type and size are
+    /// remembered for a moment, so that a Notation signature's payload is checked against them
+    /// without fetching the manifest again (admission and `verify` resolve this way).
+    pub async fn resolve_manifest(&self, image: &ImageRef) -> Result<String, RegistryError> {
+        let what = manifest_label(image);
+        let fetched = self
+            .fetch_manifest(image)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound {
+                host: image.registry().to_string(),
+                what,
+            })?;
+        self.remember_descriptor(
+            image.registry(),
+            image.repository(),
+            &fetched.digest,
+            (fetched.media_type, fetched.bytes.len() as u64),
+        );
+        Ok(fetched.digest)
+    }
+
     /// Fetches the manifest `image` names (by digest when it has one, else by tag); `None` when
     /// the registry does not have it. Bodies over [`MAX_MANIFEST_BYTES`] are refused unread. The
     /// body must hash to the requested digest, or for a tag to the announced
@@ -383,6 +405,45 @@ impl RegistryClient {
             .await
     }
 
+    /// Puts the blob `data` (whose `sha256:` digest is `digest`) into `repo` by mounting it from
+    /// `from`, a repository of the same registry known to hold it: one request (`POST
+    /// ?mount=&from=`, 201) when the registry mounts it; when it does not (202, an upload
+    /// opened instead), the PUT of that upload carries the bytes, so a refused mount costs
+    /// nothing over a plain upload.
+    pub(crate) async fn mount_or_push_blob(
+        &self,
+        repo: &ImageRef,
+        from: &str,
+        data: &[u8],
+    ) -> Result<String, RegistryError> {
+        let digest = sha256_digest(data);
+        let what = format!("upload of blob {}@{digest}", repo.repository());
+        let registry = repo.registry();
+        let mut url = self.v2_url(registry, &format!("{}/blobs/uploads/", repo.repository()))?;
+        url.query_pairs_mut()
+            .append_pair("mount", &digest)
+            .append_pair("from", from);
+        let start = Call {
+            registry,
+            repository: repo.repository(),
+            access: Access::Push,
+            method: Method::POST,
+            url,
+            accept: None,
+            content_type: None,
+            body: None,
+        };
+        let response = self.send(&start).await?;
+        if response.status() == StatusCode::CREATED {
+            return Ok(digest);
+        }
+        if !response.status().is_success() {
+            return Err(self.failure(&start, &what, response).await);
+        }
+        self.finish_upload(repo, response, data, &digest, &what)
+            .await
+    }
+
     /// The PUT of an upload the registry answered a POST for (202 with `Location`).
     async fn finish_upload(
         &self,
@@ -507,6 +568,30 @@ impl RegistryClient {
             digest,
             oci_subject,
         })
+    }
+
+    /// The digest the tag (or digest) of `image` names now, from one HEAD; `None` when the
+    /// registry does not have it. Without `Docker-Content-Digest` in the answer, the manifest is
+    /// fetched and hashed. Used to tell whether a manifest this client wrote is still the one
+    /// at its tag without reading it again.
+    pub(crate) async fn current_digest(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Option<String>, RegistryError> {
+        let what = manifest_label(image);
+        let accept = accept_manifests();
+        let call = self.manifest_call(image, Method::HEAD, &accept)?;
+        let response = self.send(&call).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(self.failure(&call, &what, response).await);
+        }
+        match announced_digest(response.headers(), image.registry(), &what)? {
+            Some(d) => Ok(Some(d)),
+            None => Ok(self.fetch_manifest(image).await?.map(|m| m.digest)),
+        }
     }
 
     /// The media type and size of the manifest `image` names (one HEAD); `None` when absent.

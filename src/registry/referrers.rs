@@ -130,6 +130,10 @@ pub struct Referrers {
     pub skipped: SkippedLayers,
     /// The index entries as listed (after de-duplication), for a writer of the fallback index.
     pub entries: Vec<IndexEntry>,
+    /// Set when a listed referrer was skipped because the registry failed (5xx, throttled),
+    /// not because of what it holds: a reader counts it skipped, a writer must not decide
+    /// from such a read.
+    pub transient_failure: Option<String>,
 }
 
 impl Referrers {
@@ -297,6 +301,14 @@ pub fn classify(manifest: &[u8], digest: &str, subject: &str) -> Result<Referrer
     })
 }
 
+/// A failure of the registry that may pass (as opposed to what a referrer holds).
+pub(crate) fn is_transient(e: &RegistryError) -> bool {
+    matches!(
+        e,
+        RegistryError::BadResponse { .. } | RegistryError::RateLimited { .. }
+    )
+}
+
 /// Whether an error body is the distribution spec's `{"errors":[...]}` (a registry that has
 /// the route, answering about this request) rather than a bare "404 page not found".
 fn answers_with_oci_error(body: &[u8]) -> bool {
@@ -324,6 +336,7 @@ impl SignatureStore {
             reason: format!("{digest:?} is not a digest"),
         })?;
         let mut skipped = SkippedLayers::default();
+        let mut transient_failure = None;
         let (source, listed) = match self.referrers_api(image, &digest).await? {
             ApiAnswer::Listed(entries) => (ReferrersSource::Api, entries),
             ApiAnswer::NotImplemented => match self.fallback_index(image, &digest).await? {
@@ -342,13 +355,20 @@ impl SignatureStore {
             .filter(|e| seen.insert(e.digest.to_ascii_lowercase()))
             .collect();
         let referrers = self
-            .fetch_referrers(image, &digest, &entries, &mut skipped)
+            .fetch_referrers(
+                image,
+                &digest,
+                &entries,
+                &mut skipped,
+                &mut transient_failure,
+            )
             .await?;
         Ok(Referrers {
             source,
             referrers,
             skipped,
             entries,
+            transient_failure,
         })
     }
 
@@ -465,6 +485,7 @@ impl SignatureStore {
         subject: &str,
         entries: &[IndexEntry],
         skipped: &mut SkippedLayers,
+        transient_failure: &mut Option<String>,
     ) -> Result<Vec<Referrer>, RegistryError> {
         let mut candidates: Vec<(u64, usize, String)> = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
@@ -530,6 +551,9 @@ impl SignatureStore {
                 }
                 Err(e) => {
                     tracing::debug!(%digest, error = %e, "referrer unreadable; skipped");
+                    if is_transient(&e) {
+                        *transient_failure = Some(e.to_string());
+                    }
                     skipped.add(SkipReason::Unreadable, 1);
                 }
             }

@@ -131,7 +131,8 @@ pub async fn sign_image_with(
     if formats.contains(&SignatureFormat::Notation) && notation.is_none() {
         return Err(SignError::NotationNeedsChain);
     }
-    let resolved = store.client().resolve_digest(image).await?;
+    // A GET (one request, as a HEAD): a bundle's `subject` then needs no HEAD of its own.
+    let resolved = store.client().resolve_manifest(image).await?;
     if let Some(named) = image.digest()
         && !named.eq_ignore_ascii_case(&resolved)
     {
@@ -221,6 +222,10 @@ pub async fn sign_digest_with(
     }];
     let tag = signature::signature_tag(digest)?;
     let signature_ref = format!("{}:{tag}", image.repo_path());
+    let subject = store
+        .client()
+        .known_descriptor(image.registry(), image.repository(), digest)
+        .map(|(media_type, size)| super::SubjectManifest { media_type, size });
     let lock = store.lock(image, digest).await;
     let mut compaction = None;
     let mut outcomes = Vec::with_capacity(formats.len());
@@ -231,7 +236,7 @@ pub async fn sign_digest_with(
         match format {
             SignatureFormat::CosignSignature => {
                 let report = store
-                    .ensure_signed(&lock, image, digest, &wanted, &[])
+                    .ensure_signed(&lock, image, digest, &wanted, &[], true)
                     .await?;
                 compaction = report.compaction;
                 outcomes.push(FormatOutcome {
@@ -250,7 +255,7 @@ pub async fn sign_digest_with(
                     annotations: annotations.clone(),
                 }];
                 let report = store
-                    .ensure_notation(&lock, image, digest, None, &wanted, true)
+                    .ensure_notation(&lock, image, digest, subject.clone(), &wanted, true)
                     .await?;
                 let reference = match report.pushed.first() {
                     Some(manifest) => format!("{}@{manifest}", image.repo_path()),
@@ -264,7 +269,7 @@ pub async fn sign_digest_with(
             }
             SignatureFormat::SigstoreBundle => {
                 let report = store
-                    .ensure_bundles(&lock, image, digest, None, &wanted, true)
+                    .ensure_bundles(&lock, image, digest, subject.clone(), &wanted, true)
                     .await?;
                 let reference = match report.pushed.first() {
                     Some(manifest) => format!("{}@{manifest}", image.repo_path()),

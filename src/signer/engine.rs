@@ -3,9 +3,12 @@
 //!
 //! Idempotence: within one process, everything for one (repository, digest) runs under the
 //! [`SignatureStore`]'s lock: check that the manifest still exists and, for `Default` rules, that
-//! the event's tag still names the event's digest; then the store reads the `.sig` manifest,
+//! the event's tag still names the event's digest (both from one GET of the manifest by its tag
+//! when the bytes served hash to the event's digest; else a GET by digest and the tag's HEAD,
+//! waiting `tag_patience` for a tag not linked yet); then the store reads the `.sig` manifest,
 //! skips every rule already satisfied (a signature that verifies under the rule's key and names
-//! the rule's identity), signs the others, writes the manifest back once and re-reads it.
+//! the rule's identity), signs the others and writes the manifest back once (the PUT's answer,
+//! its digest checked, proves what was stored: no re-read).
 //! Repeated events find the signatures there and add nothing. When a write would pass the layer
 //! cap, the store drops the layers no rule's key verifies (counted in `sig_compactions`).
 //!
@@ -13,10 +16,25 @@
 //! manifest PUT replaces the tag: two instances that read the same old manifest both write, and
 //! the last write wins. That can *lose* a layer, never duplicate one, since a writer adds a layer
 //! only for a rule it found unsatisfied in what it read, and a rule's signatures are equivalent.
-//! A lost layer is repaired by (1) re-reading right after the write and redoing the
-//! read-check-write when the new layers are gone, (2) a recheck of the same image
-//! `recheck_after` later (default 2 s), after any concurrent writer has finished, and (3) the
-//! periodic reconcile, as a last resort.
+//! A lost layer is repaired by (1) a recheck of the same image `recheck_after` later (default
+//! 2 s), after any concurrent writer has finished: one HEAD per tag written (the `.sig` tag, the
+//! fallback index) compared with the digest written, and the whole read-check-write again only
+//! when one changed; (2) the periodic reconcile, as a last resort. Without `recheck_after`, the
+//! stores check right after writing instead.
+//!
+//! Registry requests per signed image (one `Default` rule, image pushed by tag, not yet signed;
+//! distribution 2.8, so no referrers API and a POST and a PUT per blob; counted with
+//! `RUST_LOG=signet::registry::requests=trace` over `examples/signer_load.rs`):
+//!
+//! | before | after |
+//! | --- | --- |
+//! | `GET manifests/sha256:<d>` and `HEAD manifests/<tag>` | `GET manifests/<tag>` (hashes to the event's digest) |
+//! | `.sig`: `GET` `.sig`, 2 blobs x (`POST`+`PUT`), `PUT` `.sig`, `GET` `.sig` again | the same without the re-read |
+//! | bundle: `GET` index, bundle blob and empty config (`POST`+`PUT` each), `PUT` bundle manifest, `PUT` index | the same, the empty config mounted (one `POST`) or known |
+//! | recheck: `HEAD <tag>`, `GET` `.sig`, `GET` payload, `GET` index, `GET` bundle manifest, `GET` bundle | recheck: `HEAD` `.sig`, `HEAD` index |
+//!
+//! The signer's own pushes come back as events and cost nothing: `sha256-<hex>` tags are ignored
+//! by name, the bundle manifests by digest (remembered when pushed).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +47,7 @@ use crate::crypto::{PublicKey, SigningKey};
 use crate::reference::ImageRef;
 use crate::registry::{
     AppendOutcome, EnsureReport, RegistryClient, RegistryError, SignPayloadError, SignatureLock,
-    SignatureStore, SignatureWriteError, SubjectManifest, Wanted,
+    SignatureStore, SignatureWriteError, SubjectManifest, Wanted, WrittenTag,
 };
 use crate::signature::{SignatureFormat, SignatureType};
 
@@ -379,7 +397,7 @@ impl Signer {
                 .ensure_signed_once(identity, &child, index, rules, false)
                 .await?
             {
-                Ok((ensured, _)) => done.push((child, ensured)),
+                Ok((ensured, _, _)) => done.push((child, ensured)),
                 Err(why) => tracing::warn!(
                     image = %identity.with_digest(&child),
                     reason = ?why,
@@ -399,7 +417,7 @@ impl Signer {
         rules: &[Arc<CompiledRule>],
         check_manifest: bool,
     ) -> Result<Result<Ensured, NothingToSign>, SignerError> {
-        let (mut ensured, platforms) = match self
+        let (mut ensured, platforms, written_tags) = match self
             .ensure_signed_once(identity, digest, digest, rules, check_manifest)
             .await?
         {
@@ -414,6 +432,7 @@ impl Signer {
             .sign_platforms(identity, digest, platforms, rules)
             .await?;
         if !ensured.added.is_empty()
+            && !written_tags.is_empty()
             && let Some(delay) = self.inner.options.recheck_after
         {
             let signer = self.clone();
@@ -423,11 +442,16 @@ impl Signer {
                 let Ok(_worker) = signer.inner.workers.acquire().await else {
                     return;
                 };
+                // One HEAD per tag written; the full cycle only when one changed (or could
+                // not be asked).
+                if signer.still_written(&identity, &written_tags).await {
+                    return;
+                }
                 match signer
                     .ensure_signed_once(&identity, &digest, &digest, &rules, false)
                     .await
                 {
-                    Ok(Ok((again, _))) if !again.added.is_empty() => {
+                    Ok(Ok((again, _, _))) if !again.added.is_empty() => {
                         signer
                             .inner
                             .metrics
@@ -462,7 +486,7 @@ impl Signer {
         tag_digest: &str,
         rules: &[Arc<CompiledRule>],
         check_manifest: bool,
-    ) -> Result<Result<(Ensured, Vec<String>), NothingToSign>, SignerError> {
+    ) -> Result<Result<SignedOnce, NothingToSign>, SignerError> {
         let mut ensured = Ensured::default();
         let mut keyed = Vec::with_capacity(rules.len());
         for rule in rules {
@@ -488,7 +512,7 @@ impl Signer {
             keyed.push((Arc::clone(rule), key));
         }
         if keyed.is_empty() {
-            return Ok(Ok((ensured, Vec::new())));
+            return Ok(Ok((ensured, Vec::new(), Vec::new())));
         }
         let keep = self.configured_keys();
         let store = &self.inner.store;
@@ -548,7 +572,7 @@ impl Signer {
                 "signature manifest compacted: dropped layers no rule's key verifies"
             );
         }
-        Ok(Ok((ensured, written.platforms)))
+        Ok(Ok((ensured, written.platforms, written.written_tags)))
     }
 
     /// The public keys of every rule whose key is open: what compaction keeps. Keys are opened
@@ -601,7 +625,30 @@ impl Signer {
                 _ => Ok(None),
             }
         };
-        let (manifest, tag_names_digest) = tokio::try_join!(manifest, tag)?;
+        // One GET by tag answers both questions when the bytes served hash to the event's
+        // digest: the manifest exists (and is these bytes) and the tag names it. The registry
+        // notifies before it links the tag, so "not yet" is asked again (with patience); a tag
+        // that never comes to name the digest moved, and the manifest is then fetched by
+        // digest to tell whether there is still anything to sign.
+        let (manifest, tag_names_digest) = match (check_manifest && binds_tag, identity.tag()) {
+            (true, Some(tag)) if tag_digest.eq_ignore_ascii_case(digest) => {
+                match manifest_by_tag(
+                    client,
+                    &identity.with_tag(tag),
+                    digest,
+                    self.inner.options.tag_patience,
+                )
+                .await?
+                {
+                    Some(m) => (Some(Some(m)), Some(true)),
+                    None => (
+                        Some(client.fetch_manifest(&identity.with_digest(digest)).await?),
+                        Some(false),
+                    ),
+                }
+            }
+            _ => tokio::try_join!(manifest, tag)?,
+        };
         let (platforms, subject) = match manifest {
             Some(None) => return Ok(Err(NothingToSign::ManifestGone)),
             Some(Some(m)) if is_referrer(&m.bytes) => return Ok(Err(NothingToSign::Referrer)),
@@ -619,9 +666,15 @@ impl Signer {
             .iter()
             .partition(|(rule, _)| tag_moved && rule.signature_type == SignatureType::Default);
         // Each format writes for the rules that ask for it; a rule counts as added when any of
-        // its formats was written.
-        let mut outcomes = vec![AppendOutcome::AlreadyPresent; signing.len()];
-        let mut report = EnsureReport::default();
+        // its formats was written. The `.sig` tag and the referrers are different tags under
+        // the one lock, so the `.sig` is written at the same time as the referrers: the event is
+        // answered after the slower of the two (the registry's notification queue waits for
+        // that answer). The referrer formats (bundle, Notation) share the fallback index, a
+        // read-modify-write, so they are written one after the other.
+        let store = &self.inner.store;
+        let check_now = self.inner.options.recheck_after.is_none();
+        let mut sig_writes = Vec::new();
+        let mut referrer_writes = Vec::new();
         for format in SignatureFormat::WRITTEN {
             let chosen: Vec<usize> = (0..signing.len())
                 .filter(|&i| signing[i].0.formats.contains(&format))
@@ -638,61 +691,106 @@ impl Signer {
                     annotations: Default::default(),
                 })
                 .collect();
-            let store = &self.inner.store;
-            let written = match format {
-                SignatureFormat::Notation => {
-                    let r = super::notation::write(
-                        store,
-                        lock,
-                        (identity, digest),
-                        subject.clone(),
-                        &rules,
-                        self.inner.options.recheck_after.is_none(),
-                    )
-                    .await?;
-                    report.overwritten += r.repaired;
-                    r.outcomes
-                }
-                SignatureFormat::CosignSignature => {
-                    let r = store
-                        .ensure_signed(lock, identity, digest, &wanted, keep)
-                        .await
-                        .map_err(|e| write_error(e, &rules))?;
-                    let outcomes = r.outcomes.clone();
-                    report = r;
-                    outcomes
-                }
-                SignatureFormat::SigstoreBundle => {
-                    let r = store
-                        // The recheck (`recheck_after`) reads the index again later and
-                        // repairs it; the event is answered without waiting for that.
-                        .ensure_bundles(
+            let subject = subject.clone();
+            let write = async move {
+                let done = match format {
+                    SignatureFormat::Notation => {
+                        let r = super::notation::write(
+                            store,
                             lock,
-                            identity,
-                            digest,
-                            subject.clone(),
-                            &wanted,
-                            self.inner.options.recheck_after.is_none(),
+                            (identity, digest),
+                            subject,
+                            &rules,
+                            check_now,
                         )
-                        .await
-                        .map_err(|e| write_error(e, &rules))?;
-                    report.overwritten += r.repaired;
-                    self.inner.metrics.bundles_written(r.pushed.len());
-                    r.outcomes
-                }
+                        .await?;
+                        FormatWrite {
+                            outcomes: r.outcomes,
+                            written: r.index_written,
+                            repaired: r.repaired,
+                            report: None,
+                        }
+                    }
+                    SignatureFormat::CosignSignature => {
+                        let r = store
+                            .ensure_signed(lock, identity, digest, &wanted, keep, check_now)
+                            .await
+                            .map_err(|e| write_error(e, &rules))?;
+                        FormatWrite {
+                            outcomes: r.outcomes.clone(),
+                            written: r.written.clone(),
+                            repaired: 0,
+                            report: Some(r),
+                        }
+                    }
+                    SignatureFormat::SigstoreBundle => {
+                        // Without `check_now`, the recheck (`recheck_after`) looks at the index
+                        // again later and repairs it; the event is answered without waiting.
+                        let r = store
+                            .ensure_bundles(lock, identity, digest, subject, &wanted, check_now)
+                            .await
+                            .map_err(|e| write_error(e, &rules))?;
+                        // Counted when pushed, whatever the other formats do.
+                        self.inner.metrics.bundles_written(r.pushed.len());
+                        FormatWrite {
+                            outcomes: r.outcomes,
+                            written: r.index_written,
+                            repaired: r.repaired,
+                            report: None,
+                        }
+                    }
+                };
+                Ok::<_, SignerError>((chosen, done))
             };
-            for (&i, outcome) in chosen.iter().zip(written) {
+            match format {
+                SignatureFormat::CosignSignature => sig_writes.push(write),
+                _ => referrer_writes.push(write),
+            }
+        }
+        let referrers_in_turn = async {
+            let mut done = Vec::with_capacity(referrer_writes.len());
+            for write in referrer_writes {
+                let result = write.await;
+                let failed = result.is_err();
+                done.push(result);
+                if failed {
+                    break;
+                }
+            }
+            done
+        };
+        let (sig_done, referrers_done) =
+            futures::join!(futures::future::join_all(sig_writes), referrers_in_turn);
+        let mut outcomes = vec![AppendOutcome::AlreadyPresent; signing.len()];
+        let mut report = EnsureReport::default();
+        let mut repaired = 0;
+        let mut written_tags: Vec<WrittenTag> = Vec::new();
+        for result in sig_done.into_iter().chain(referrers_done) {
+            let (chosen, done) = result?;
+            if let Some(r) = done.report {
+                report = r;
+            }
+            repaired += done.repaired;
+            // The last write of a tag (the fallback index, by each referrer format in turn) is
+            // what the recheck compares.
+            if let Some(w) = done.written {
+                written_tags.retain(|t| t.tag != w.tag);
+                written_tags.push(w);
+            }
+            for (&i, outcome) in chosen.iter().zip(done.outcomes) {
                 if outcome == AppendOutcome::Added {
                     outcomes[i] = AppendOutcome::Added;
                 }
             }
         }
+        report.overwritten += repaired;
         report.outcomes = outcomes;
         Ok(Ok(Written {
             signing: signing.iter().map(|(r, _)| r.name.clone()).collect(),
             tag_moved: moved.iter().map(|(r, _)| r.name.clone()).collect(),
             report,
             platforms,
+            written_tags,
         }))
     }
 
@@ -719,6 +817,17 @@ impl Signer {
         }
     }
 
+    /// Whether every tag of `written` (in `identity`'s repository) still names the manifest
+    /// written there; `false` when one cannot be asked.
+    async fn still_written(&self, identity: &ImageRef, written: &[WrittenTag]) -> bool {
+        let store = &self.inner.store;
+        let checks = written.iter().map(|w| store.still_written(identity, w));
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .all(|r| r.unwrap_or(false))
+    }
+
     /// Waits for a worker (reconcile shares the pool with events).
     pub(crate) async fn worker(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.inner.workers.acquire().await.ok()
@@ -733,7 +842,27 @@ struct Written {
     report: EnsureReport,
     /// The platform manifests of an index (empty for an image manifest or when not fetched).
     platforms: Vec<String>,
+    /// The tags written (`.sig`, fallback index) with the digests written: what the recheck
+    /// compares.
+    written_tags: Vec<WrittenTag>,
 }
+
+/// What one format's write did for the rules that asked for it.
+#[derive(Default)]
+struct FormatWrite {
+    /// One per rule, in order.
+    outcomes: Vec<AppendOutcome>,
+    /// The tag written, for the recheck.
+    written: Option<WrittenTag>,
+    /// Times a concurrent writer's overwrite was repaired.
+    repaired: usize,
+    /// The `.sig` store's report (compaction, skipped layers).
+    report: Option<EnsureReport>,
+}
+
+/// What one signing of a digest did, the platform manifests when it is an index, and the tags
+/// it wrote (for the recheck).
+type SignedOnce = (Ensured, Vec<String>, Vec<WrittenTag>);
 
 /// Platform manifests an index lists beyond which none are signed: an index is written by whoever
 /// may push, so its size must not decide how much the signer does.
@@ -779,6 +908,35 @@ fn platform_manifests(bytes: &[u8]) -> Vec<String> {
         .filter_map(|e| crate::reference::normalise_digest(&e.digest))
         .take(MAX_PLATFORM_MANIFESTS)
         .collect()
+}
+
+/// The manifest `tagged` (a tag, no digest) names once its bytes hash to `digest`, asked again
+/// with growing pauses for `patience`; `None` when the tag did not come to name it.
+async fn manifest_by_tag(
+    client: &RegistryClient,
+    tagged: &ImageRef,
+    digest: &str,
+    patience: Duration,
+) -> Result<Option<crate::registry::FetchedManifest>, RegistryError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    // The tag is usually linked within milliseconds of the event: a short first pause keeps
+    // the event's answer (and the registry's sequential queue) from waiting long.
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(m) = client
+            .fetch_manifest(tagged)
+            .await?
+            .filter(|m| m.digest.eq_ignore_ascii_case(digest))
+        {
+            return Ok(Some(m));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
 }
 
 /// Whether `tagged` (a tag, no digest) names `digest` now; a deleted tag names nothing.

@@ -6,8 +6,12 @@
 //! manifest revision the registry stores for the repository (its filesystem storage, as the
 //! registry itself would index it) whose `subject` names the digest, listed as an OCI index with
 //! each manifest's `artifactType` and annotations. A manifest PUT whose body has a `subject` is
-//! answered with `OCI-Subject`, as a registry with the API does. Everything else is forwarded
-//! unchanged. Every request is recorded (method and path).
+//! answered with `OCI-Subject`, as a registry with the API does. With
+//! [`ReferrersFront::with_single_post`], a blob upload in one request (`POST
+//! /v2/<name>/blobs/uploads/?digest=` with the bytes, which the distribution spec allows and
+//! distribution 2.8 does not take) is answered 201, the front doing the registry's POST and PUT
+//! itself. Everything else is forwarded unchanged. Every request is recorded (method and path):
+//! what signet sent.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +34,7 @@ struct Front {
     storage: PathBuf,
     http: reqwest::Client,
     log: Arc<Mutex<Vec<String>>>,
+    single_post: bool,
 }
 
 /// The running front; stopped when dropped.
@@ -43,6 +48,15 @@ impl ReferrersFront {
     /// A front for the registry at `upstream` (`127.0.0.1:PORT`) keeping its content in
     /// `storage` (the registry's `rootdirectory`).
     pub fn start(upstream: &str, storage: &Path) -> Self {
+        Self::start_with(upstream, storage, false)
+    }
+
+    /// [`ReferrersFront::start`], also taking a blob upload in one request.
+    pub fn with_single_post(upstream: &str, storage: &Path) -> Self {
+        Self::start_with(upstream, storage, true)
+    }
+
+    fn start_with(upstream: &str, storage: &Path, single_post: bool) -> Self {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (upstream, storage, shared) = (
             upstream.to_string(),
@@ -56,6 +70,7 @@ impl ReferrersFront {
                 storage,
                 http: reqwest::Client::new(),
                 log: shared,
+                single_post,
             };
             Router::new().fallback(any(handle)).with_state(front)
         });
@@ -107,6 +122,16 @@ async fn handle(State(front): State<Front>, request: Request) -> Response {
     let body: Bytes = axum::body::to_bytes(request.into_body(), 64 * 1024 * 1024)
         .await
         .unwrap_or_default();
+    if front.single_post
+        && method == Method::POST
+        && path.ends_with("/blobs/uploads/")
+        && !body.is_empty()
+        && let Some(digest) = query
+            .as_deref()
+            .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("digest=")))
+    {
+        return single_post_upload(&front, &path, digest, &headers, body).await;
+    }
     let subject = (method == Method::PUT && path.contains("/manifests/"))
         .then(|| serde_json::from_slice::<Value>(&body).ok())
         .flatten()
@@ -152,6 +177,55 @@ async fn handle(State(front): State<Front>, request: Request) -> Response {
     }
     let bytes = answer.bytes().await.unwrap_or_default();
     response.body(Body::from(bytes)).unwrap()
+}
+
+/// A blob in one request: the registry's POST then PUT, answered as one 201.
+async fn single_post_upload(
+    front: &Front,
+    path: &str,
+    digest: &str,
+    headers: &axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let digest = digest.replace("%3A", ":");
+    let auth = headers.get("authorization").cloned();
+    let with_auth = |r: reqwest::RequestBuilder| match &auth {
+        Some(a) => r.header("authorization", a),
+        None => r,
+    };
+    let start = with_auth(
+        front
+            .http
+            .post(format!("http://{}{path}", front.upstream))
+            .header("content-length", "0"),
+    )
+    .send()
+    .await
+    .unwrap();
+    let location = start.headers()["location"].to_str().unwrap().to_string();
+    let mut url = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{}{location}", front.upstream)
+    };
+    url.push(if url.contains('?') { '&' } else { '?' });
+    url.push_str(&format!("digest={digest}"));
+    let put = with_auth(front.http.put(url).body(body))
+        .send()
+        .await
+        .unwrap();
+    let status = put.status().as_u16();
+    let mut response = Response::builder().status(if status == 201 { 201 } else { status });
+    if let Some(d) = put.headers().get("docker-content-digest") {
+        response = response.header("Docker-Content-Digest", d);
+    }
+    let name = path
+        .trim_start_matches("/v2/")
+        .trim_end_matches("/blobs/uploads/");
+    response
+        .header("Location", format!("/v2/{name}/blobs/{digest}"))
+        .body(Body::empty())
+        .unwrap()
 }
 
 /// `(name, digest)` of `/v2/<name>/referrers/<digest>`.

@@ -1,0 +1,404 @@
+//! What signing and verifying cost in registry requests, against Debian's `docker-registry` 2.8
+//! (no referrers API, so the fallback index `sha256-<hex>`; no single-request blob upload, so a
+//! POST and a PUT per new blob). What a user checks: "verifying an image costs at most N
+//! requests", "signing one pushed image costs at most M". Requests are counted by a recording
+//! proxy in front of the registry (verification) and by the signer's own client (signing).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+use signet::crypto::x509::{Certificate, TrustStore, self_signed_code_signing_certificate};
+use signet::crypto::{Algorithm, FileKey, PublicKey, generate_key_pair};
+use signet::reference::ImageRef;
+use signet::registry::{RegistryClient, SignatureStore, sha256_digest};
+use signet::signature::notation::{EnvelopeFormat, TargetArtifact, sign_notation};
+use signet::signature::{SignatureFormat, SignatureType};
+
+use support::bundle::{OCI_INDEX, OCI_MANIFEST, fallback_entries, fallback_tag};
+use support::signer::{TestKey, key};
+use support::webhook::registry_client;
+use support::{CorruptingProxy, Registry};
+
+fn file_key(key: &TestKey) -> std::sync::Arc<dyn signet::crypto::SigningKey> {
+    let pem = std::fs::read_to_string(&key.private).unwrap();
+    std::sync::Arc::new(FileKey::from_pem(&pem, key.algorithm, "test").unwrap())
+}
+
+fn public_key(key: &TestKey) -> PublicKey {
+    PublicKey::from_pem(
+        &std::fs::read_to_string(&key.public).unwrap(),
+        key.algorithm,
+    )
+    .unwrap()
+}
+
+/// A Notation signer: an ECDSA P-256 key and its self-signed code-signing certificate.
+struct NotationSigner {
+    key: FileKey,
+    certificate_pem: String,
+}
+
+fn notation_signer(subject: &str) -> NotationSigner {
+    let pair = generate_key_pair(Algorithm::EcdsaP256Sha256, None).unwrap();
+    let now = jiff::Timestamp::now().as_second();
+    let certificate_pem = self_signed_code_signing_certificate(
+        pair.private_key_pem(),
+        Algorithm::EcdsaP256Sha256,
+        subject,
+        now,
+        2,
+    )
+    .unwrap();
+    let key =
+        FileKey::from_pem(pair.private_key_pem(), Algorithm::EcdsaP256Sha256, "test").unwrap();
+    NotationSigner {
+        key,
+        certificate_pem,
+    }
+}
+
+/// Attaches a Notation signature (JWS, thumbprint annotation as `notation sign` writes it) to
+/// `image`@`digest` through the fallback index; returns the envelope blob's digest.
+async fn attach_notation(
+    client: &RegistryClient,
+    image: &ImageRef,
+    digest: &str,
+    signer: &NotationSigner,
+) -> String {
+    let subject = client
+        .fetch_manifest(&image.with_digest(digest))
+        .await
+        .unwrap()
+        .expect("subject exists");
+    let target = TargetArtifact {
+        media_type: subject.media_type.clone(),
+        digest: digest.to_string(),
+        size: subject.bytes.len() as u64,
+        annotations: BTreeMap::new(),
+    };
+    let chain = Certificate::from_pem_bundle(&signer.certificate_pem).unwrap();
+    let now = jiff::Timestamp::now().as_second();
+    let signed =
+        sign_notation(&signer.key, &chain, &target, EnvelopeFormat::Jws, now, None).unwrap();
+    let repo = image.with_tag("latest");
+    client.push_blob(&repo, b"{}").await.unwrap();
+    let envelope = client.push_blob(&repo, &signed.envelope).await.unwrap();
+    let manifest_digest = sha256_digest(&signed.manifest);
+    let by_digest = ImageRef::from_parts(
+        image.registry(),
+        image.repository(),
+        None,
+        Some(&manifest_digest),
+    )
+    .unwrap();
+    client
+        .push_manifest(&by_digest, &signed.manifest, OCI_MANIFEST)
+        .await
+        .unwrap();
+    let mut entries = fallback_entries(client, image, digest).await;
+    entries.push(json!({
+        "mediaType": OCI_MANIFEST,
+        "digest": manifest_digest,
+        "size": signed.manifest.len(),
+        "artifactType": "application/vnd.cncf.notary.signature",
+    }));
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries,
+    }))
+    .unwrap();
+    client
+        .push_manifest(&image.with_tag(&fallback_tag(digest)), &index, OCI_INDEX)
+        .await
+        .unwrap();
+    envelope
+}
+
+/// Signs `repo:v1` of `registry` with `key` in `formats` (Simple), as `signet sign` does.
+async fn sign(registry: &Registry, repo: &str, key: &TestKey, formats: &[SignatureFormat]) {
+    registry.push_test_image(repo, "v1", repo).await;
+    let image = ImageRef::parse(&format!("{}/{repo}:v1", registry.host())).unwrap();
+    signet::registry::sign_image_formats(
+        &SignatureStore::new(registry_client()),
+        &image,
+        file_key(key),
+        SignatureType::Simple,
+        &BTreeMap::new(),
+        formats,
+    )
+    .await
+    .unwrap();
+}
+
+/// Verifies each of `images` (through `proxy`) with one verifier, as one webhook process would;
+/// returns the requests each cost and the formats found valid.
+async fn cold_costs(
+    proxy: &CorruptingProxy,
+    images: &[String],
+    keys: &[PublicKey],
+    trust: &[&TrustStore],
+) -> Vec<(usize, Vec<SignatureFormat>)> {
+    let verifier = SignatureStore::new(registry_client());
+    let mut costs = Vec::new();
+    for image in images {
+        let before = proxy.request_lines().len();
+        let image = ImageRef::parse(&format!("{}/{image}", proxy.host())).unwrap();
+        let verdict = signet::cli::verify_keys::verify_with_trust(
+            &verifier,
+            &image,
+            SignatureType::Simple,
+            keys,
+            trust,
+            &signet::cli::verify_keys::RequiredAnnotations::default(),
+        )
+        .await
+        .unwrap();
+        assert!(verdict.verified, "{image}");
+        let valid = verdict
+            .signatures
+            .iter()
+            .filter(|s| s.valid)
+            .map(|s| s.format)
+            .collect();
+        let lines = proxy.request_lines();
+        eprintln!("{image}: {:?}", &lines[before..]);
+        costs.push((lines.len() - before, valid));
+    }
+    costs
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cold_verification_of_both_cosign_formats_costs_at_most_six_requests() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let proxy = CorruptingProxy::recording(&registry.host());
+    for repo in ["cost/a", "cost/b"] {
+        sign(&registry, repo, &release, &SignatureFormat::ALL).await;
+    }
+    let images = ["cost/a:v1".to_string(), "cost/b:v1".to_string()];
+    let costs = cold_costs(&proxy, &images, &[public_key(&release)], &[]).await;
+    for (_, valid) in &costs {
+        assert_eq!(
+            valid,
+            &[
+                SignatureFormat::CosignSignature,
+                SignatureFormat::SigstoreBundle
+            ]
+        );
+    }
+    // The tag (one GET), the .sig manifest and payload, the fallback index, the bundle
+    // manifest and the bundle; the first image of a registry also asks the referrers API.
+    assert!(costs[0].0 <= 7, "{costs:?}: {:#?}", proxy.request_lines());
+    assert!(costs[1].0 <= 6, "{costs:?}: {:#?}", proxy.request_lines());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cold_verification_with_cosign_and_notation_signatures_costs_at_most_six_requests() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let notary = notation_signer("CN=release,O=signet,C=FR");
+    let client = registry_client();
+    let proxy = CorruptingProxy::recording(&registry.host());
+    let mut images = Vec::new();
+    for repo in ["mixed/a", "mixed/b"] {
+        sign(
+            &registry,
+            repo,
+            &release,
+            &[SignatureFormat::CosignSignature],
+        )
+        .await;
+        let image = ImageRef::parse(&format!("{}/{repo}:v1", registry.host())).unwrap();
+        let digest = client.resolve_digest(&image).await.unwrap();
+        attach_notation(&client, &image, &digest, &notary).await;
+        images.push(format!("{repo}:v1"));
+    }
+    let trust = TrustStore::new(&notary.certificate_pem, &[], None).unwrap();
+    let costs = cold_costs(&proxy, &images, &[public_key(&release)], &[&trust]).await;
+    for (_, valid) in &costs {
+        assert_eq!(
+            valid,
+            &[SignatureFormat::CosignSignature, SignatureFormat::Notation]
+        );
+    }
+    // The tag (a GET, whose media type and size the Notation payload is checked against), the
+    // .sig manifest and payload, the fallback index, the signature manifest and the envelope.
+    assert!(costs[0].0 <= 7, "{costs:?}: {:#?}", proxy.request_lines());
+    assert!(costs[1].0 <= 6, "{costs:?}: {:#?}", proxy.request_lines());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notation_envelope_whose_chain_names_no_trusted_anchor_is_not_downloaded() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let trusted = notation_signer("CN=release,O=signet,C=FR");
+    let stranger = notation_signer("CN=stranger,O=elsewhere,C=FR");
+    let client = registry_client();
+    let proxy = CorruptingProxy::recording(&registry.host());
+    sign(
+        &registry,
+        "skip/app",
+        &release,
+        &[SignatureFormat::CosignSignature],
+    )
+    .await;
+    let image = ImageRef::parse(&format!("{}/skip/app:v1", registry.host())).unwrap();
+    let digest = client.resolve_digest(&image).await.unwrap();
+    let envelope = attach_notation(&client, &image, &digest, &stranger).await;
+    let trust = TrustStore::new(&trusted.certificate_pem, &[], None).unwrap();
+    let through = ImageRef::parse(&format!("{}/skip/app:v1", proxy.host())).unwrap();
+    let verdict = signet::cli::verify_keys::verify_with_trust(
+        &SignatureStore::new(registry_client()),
+        &through,
+        SignatureType::Simple,
+        &[public_key(&release)],
+        &[&trust],
+        &signet::cli::verify_keys::RequiredAnnotations::default(),
+    )
+    .await
+    .unwrap();
+    assert!(verdict.verified);
+    assert!(
+        verdict
+            .skipped
+            .to_string()
+            .contains("none of the trust anchors"),
+        "{}",
+        verdict.skipped
+    );
+    let lines = proxy.request_lines();
+    assert!(
+        !lines.iter().any(|l| l.contains(&envelope)),
+        "the envelope was fetched: {lines:#?}"
+    );
+    // With the signer's own anchor, the same signature is read and verifies.
+    let anchors = format!("{}{}", trusted.certificate_pem, stranger.certificate_pem);
+    let both = TrustStore::new(&anchors, &[], None).unwrap();
+    let verdict = signet::cli::verify_keys::verify_with_trust(
+        &SignatureStore::new(registry_client()),
+        &through,
+        SignatureType::Simple,
+        &[public_key(&release)],
+        &[&both],
+        &signet::cli::verify_keys::RequiredAnnotations::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        verdict
+            .signatures
+            .iter()
+            .any(|s| s.format == SignatureFormat::Notation && s.valid),
+        "{:?}",
+        verdict.signatures
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_a_pushed_image_in_both_formats_costs_fifteen_requests_and_the_tag_polls() {
+    use support::signer::{RunningSigner, TOKEN, bundle_count, loopback_listener, rule};
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let listener = loopback_listener();
+    let port = listener.local_addr().unwrap().port();
+    let registry =
+        Registry::start_with_notifications(&format!("http://127.0.0.1:{port}/events"), TOKEN);
+    let host = registry.host();
+    let rules = vec![rule(
+        "release",
+        &[format!("{host}/prod/**")],
+        &release,
+        SignatureType::Default,
+        signet::crd::Trigger::Automatic,
+    )];
+    let running = RunningSigner::start(listener, rules, None).await;
+    let client = running.signer.client().clone();
+    let mut costs = Vec::new();
+    // The first image of a registry also learns that it takes no single-request upload and
+    // uploads the empty config; the second shows the steady cost.
+    for repo in ["prod/first", "prod/second"] {
+        let before = client.requests_sent();
+        let digest = registry.push_test_image(repo, "v1", repo).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while bundle_count(&registry, &format!("{repo}:v1"), &digest).await < 1
+            || support::signer::signature_count(&registry, &format!("{repo}:v1"), &digest).await < 1
+        {
+            assert!(std::time::Instant::now() < deadline, "not signed in 20 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Past the recheck (2 s after the signing), part of what a signed image costs.
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        costs.push(client.requests_sent() - before);
+    }
+    // 15: the manifest by its tag; `.sig`: read, two blobs (POST+PUT each), the manifest;
+    // bundle: the index read, the bundle blob (POST+PUT), the empty config mounted (one POST:
+    // each repository here is new), the manifest, the index; the recheck: one HEAD per tag
+    // written. Plus the GETs of the tag asked again while distribution, which notifies before
+    // it links the tag, has not linked it yet (one here, up to three on a loaded machine).
+    assert!(costs[1] <= 18, "{costs:?}");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn where_the_registry_takes_one_request_uploads_and_lists_referrers_a_format_costs_five() {
+    use support::referrers_front::ReferrersFront;
+    // A stand-in for such a registry (none installable here): the front takes a blob in one
+    // request (POST ?digest= with the bytes) and serves the referrers API from distribution
+    // 2.8's storage; what it records is what signet sent.
+    let registry = Registry::start();
+    let front = ReferrersFront::with_single_post(&registry.host(), &registry.storage_dir());
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let mut costs = Vec::new();
+    for (repo, format) in [
+        ("one/warm", SignatureFormat::SigstoreBundle),
+        ("one/sig", SignatureFormat::CosignSignature),
+        ("one/bundle", SignatureFormat::SigstoreBundle),
+    ] {
+        registry.push_test_image(repo, "v1", repo).await;
+        let image = ImageRef::parse(&format!("{}/{repo}:v1", front.host())).unwrap();
+        front.clear();
+        signet::registry::sign_image_formats(
+            &SignatureStore::new(registry_client()),
+            &image,
+            file_key(&release),
+            SignatureType::Simple,
+            &BTreeMap::new(),
+            &[format],
+        )
+        .await
+        .unwrap();
+        costs.push((format, front.requests()));
+    }
+    // One GET resolves the tag; then `.sig`: its GET, the payload and config in one POST each,
+    // the manifest PUT and the HEAD checking it; bundle: the referrers API, the bundle in one
+    // POST (the empty config too, the first time in a repository), the manifest PUT, answered
+    // with OCI-Subject (no index to keep).
+    for (format, requests) in &costs {
+        eprintln!("{format:?}: {} requests: {requests:?}", requests.len());
+    }
+    for (format, requests) in &costs[1..] {
+        assert!(
+            requests.len() <= 6,
+            "{format:?}: {} requests: {requests:#?}",
+            requests.len()
+        );
+    }
+    let verified = signet::cli::verify_keys::verify_with_keys(
+        &SignatureStore::new(registry_client()),
+        &ImageRef::parse(&format!("{}/one/bundle:v1", front.host())).unwrap(),
+        SignatureType::Simple,
+        &[public_key(&release)],
+        &signet::cli::verify_keys::RequiredAnnotations::default(),
+    )
+    .await
+    .unwrap();
+    assert!(verified.verified);
+}
