@@ -118,9 +118,19 @@ impl TrustStore {
     /// its certificates is an anchor, and that the leaf is a trusted identity. Returns the
     /// anchor reached.
     pub fn verify_chain(&self, chain: &[Certificate], at: i64) -> Result<&Certificate, X509Error> {
+        self.verify_chain_during(chain, (at, at))
+    }
+
+    /// [`TrustStore::verify_chain`] with every certificate valid through `during` (`(from, to)`,
+    /// Unix seconds): the span a trusted timestamp places the signing in.
+    pub fn verify_chain_during(
+        &self,
+        chain: &[Certificate],
+        during: (i64, i64),
+    ) -> Result<&Certificate, X509Error> {
         // Anchors that are self-issued had their signature checked in `new`.
         let known = |c: &Certificate| c.is_self_issued() && self.anchors.iter().any(|a| a == c);
-        validate_chain_with(chain, at, &known)?;
+        validate_chain_with(chain, during, &known)?;
         let leaf_subject = chain.first().map(|c| c.subject()).unwrap_or_default();
         let anchor = chain
             .iter()
