@@ -178,10 +178,20 @@ fn notation_expired_leaf_with_a_timestamp_from_a_trusted_tsa_verifies() {
     let manifest = manifest_for(&envelope, EnvelopeFormat::Jws, &target);
     let trust = TrustStore::new(&leaf, &[], Some(&globalsign_r6())).unwrap();
     let claims = verify_notation(&manifest, &envelope, &target, &trust, NOW).unwrap();
-    let proved = claims.authentic_signing_time.expect("a timestamp was needed");
+    let proved = claims
+        .authentic_signing_time
+        .expect("a timestamp was needed");
     assert_eq!(proved.time, "2024-06-18T07:21:42Z");
-    assert!(proved.tsa.contains("Globalsign TSA for Advanced"), "{}", proved.tsa);
-    assert!(proved.tsa_root.contains("GlobalSign Root CA - R6"), "{}", proved.tsa_root);
+    assert!(
+        proved.tsa.contains("Globalsign TSA for Advanced"),
+        "{}",
+        proved.tsa
+    );
+    assert!(
+        proved.tsa_root.contains("GlobalSign Root CA - R6"),
+        "{}",
+        proved.tsa_root
+    );
 
     // The same envelope with no TSA roots, or with another root as the TSA root, is refused,
     // and says why.
@@ -190,7 +200,10 @@ fn notation_expired_leaf_with_a_timestamp_from_a_trusted_tsa_verifies() {
         .unwrap_err()
         .to_string();
     assert!(text.contains("is expired at"), "{text}");
-    assert!(text.contains("the Attestor key has no tsaCertificates"), "{text}");
+    assert!(
+        text.contains("the Attestor key has no tsaCertificates"),
+        "{text}"
+    );
     let trust = TrustStore::new(&leaf, &[], Some(&leaf)).unwrap();
     let text = verify_notation(&manifest, &envelope, &target, &trust, NOW)
         .unwrap_err()

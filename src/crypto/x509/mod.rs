@@ -26,7 +26,7 @@ pub use certificate::{Certificate, KeySpec};
 pub use chain::validate_code_signing_chain;
 pub use identity::TrustedIdentity;
 pub use self_signed::self_signed_code_signing_certificate;
-pub use store::{AnchorInfo, TrustStore};
+pub use store::{AnchorInfo, TrustStore, parse_tsa_roots};
 pub use timestamp::{MAX_TOKEN_SIZE, TimestampError, VerifiedTimestamp, verify_timestamp};
 
 /// Why a certificate, chain, trust anchor or trusted identity is refused. Each message names the

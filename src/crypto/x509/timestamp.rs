@@ -59,32 +59,36 @@ pub struct VerifiedTimestamp {
     pub tsa_root: String,
 }
 
-/// Why a timestamp token does not prove a signing time. Each reads after "the timestamp ...".
+/// Why a timestamp token does not prove a signing time; each message names the timestamp.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TimestampError {
     /// Over [`MAX_TOKEN_SIZE`].
-    #[error("token is {0} bytes, over the limit of {MAX_TOKEN_SIZE}")]
+    #[error("the timestamp token is {0} bytes, over the limit of {MAX_TOKEN_SIZE}")]
     TooLarge(usize),
     /// Not a DER TimeStampToken, or a required part is missing.
-    #[error("token is malformed: {0}")]
+    #[error("the timestamp token is malformed: {0}")]
     Malformed(String),
     /// A hash or signature algorithm that is not accepted.
-    #[error("token uses {0}")]
+    #[error("the timestamp token uses {0}")]
     Unsupported(String),
     /// The messageImprint is not the hash of the envelope's signature.
-    #[error("is over another signature (its message imprint is not the hash of this envelope's signature)")]
+    #[error(
+        "the timestamp is over another signature (its message imprint is not the hash of this envelope's signature)"
+    )]
     OtherSignature,
     /// The token's own signature or signed attributes do not verify (tampered token).
-    #[error("token does not verify: {0}")]
+    #[error("the timestamp token does not verify: {0}")]
     BadSignature(String),
     /// The TSA certificate or its chain breaks a rule (EKU, key usage, CA rules, validity).
-    #[error("TSA certificate {0}")]
+    #[error("the timestamp's TSA certificate {0}")]
     TsaCertificate(String),
     /// The TSA chain reaches none of the trusted TSA roots.
-    #[error("is signed by {0:?}, which does not lead to a trusted TSA (tsaCertificates)")]
+    #[error(
+        "the timestamp is signed by {0:?}, which does not lead to a trusted TSA (tsaCertificates)"
+    )]
     UntrustedTsa(String),
     /// The Attestor key states no `tsaCertificates`.
-    #[error("cannot be trusted: the Attestor key has no tsaCertificates")]
+    #[error("the timestamp cannot be trusted: the Attestor key has no tsaCertificates")]
     NoTsaRoots,
 }
 
@@ -202,12 +206,10 @@ pub fn verify_timestamp(
         )));
     }
     let algorithm = signer_algorithm(parsed.signature_algorithm, content_hash_kind);
-    tsa.verify_signature(
-        &algorithm,
-        &parsed.signed_attributes_der,
-        parsed.signature,
-    )
-    .map_err(|why| TimestampError::BadSignature(format!("signature by {:?}: {why}", tsa.subject())))?;
+    tsa.verify_signature(&algorithm, &parsed.signed_attributes_der, parsed.signature)
+        .map_err(|why| {
+            TimestampError::BadSignature(format!("signature by {:?}: {why}", tsa.subject()))
+        })?;
 
     let (gen_time, fraction) =
         generalized_time(info.gen_time).map_err(TimestampError::Malformed)?;

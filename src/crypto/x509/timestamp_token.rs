@@ -236,7 +236,8 @@ pub(super) fn parse_token(der: &[u8]) -> Result<Token<'_>, String> {
     } else {
         None
     };
-    let digest_algorithm = algorithm_id(si.take(TAG_SEQUENCE, "digestAlgorithm")?, "digestAlgorithm")?;
+    let digest_algorithm =
+        algorithm_id(si.take(TAG_SEQUENCE, "digestAlgorithm")?, "digestAlgorithm")?;
     let (attrs_tag, attrs, attrs_whole) = si.any("signedAttrs")?;
     if attrs_tag != TAG_CONTEXT_0 {
         return Err("the SignerInfo has no signed attributes".into());
@@ -298,9 +299,9 @@ pub(super) fn parse_token(der: &[u8]) -> Result<Token<'_>, String> {
         signed_attributes_der,
         content_type: content_type.ok_or("the content-type signed attribute is missing")?,
         message_digest: message_digest.ok_or("the message-digest signed attribute is missing")?,
-        ess: ess.or(ess_v1).ok_or(
-            "the signing-certificate signed attribute (ESS, v1 or v2) is missing",
-        )?,
+        ess: ess
+            .or(ess_v1)
+            .ok_or("the signing-certificate signed attribute (ESS, v1 or v2) is missing")?,
         signature_algorithm,
         signature,
     })
@@ -324,8 +325,7 @@ pub(super) fn parse_tst_info(der: &[u8]) -> Result<TstInfo<'_>, String> {
     imprint.finish("messageImprint")?;
     tst.take(TAG_INTEGER, "serialNumber")?;
     let gen_time = tst.take(TAG_GENERALIZED_TIME, "genTime")?;
-    let gen_time =
-        std::str::from_utf8(gen_time).map_err(|_| "genTime is not ASCII".to_string())?;
+    let gen_time = std::str::from_utf8(gen_time).map_err(|_| "genTime is not ASCII".to_string())?;
     let accuracy_micros = tst
         .optional(TAG_SEQUENCE, "accuracy")?
         .map(accuracy)
@@ -435,13 +435,22 @@ mod tests {
     #[test]
     fn accuracy_adds_its_parts() {
         // seconds 1, millis 500
-        assert_eq!(accuracy(&[0x02, 0x01, 0x01, 0x80, 0x02, 0x01, 0xf4]), Ok(1_500_000));
+        assert_eq!(
+            accuracy(&[0x02, 0x01, 0x01, 0x80, 0x02, 0x01, 0xf4]),
+            Ok(1_500_000)
+        );
         assert!(accuracy(&[0x02, 0x01, 0xff]).is_err());
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bytes in [&b""[..], b"\x30", b"\x30\x00", b"\x30\x03\x06\x01\x00", &[0xff; 64]] {
+        for bytes in [
+            &b""[..],
+            b"\x30",
+            b"\x30\x00",
+            b"\x30\x03\x06\x01\x00",
+            &[0xff; 64],
+        ] {
             assert!(parse_token(bytes).is_err());
             assert!(parse_tst_info(bytes).is_err());
         }

@@ -82,9 +82,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, String> {
         .as_deref()
         .map(|t| {
             if t.len() > MAX_TOKEN_SIZE / 3 * 4 + 4 {
-                return Err(format!(
-                    "{HEADER_TIMESTAMP} is over {MAX_TOKEN_SIZE} bytes"
-                ));
+                return Err(format!("{HEADER_TIMESTAMP} is over {MAX_TOKEN_SIZE} bytes"));
             }
             STANDARD
                 .decode(t.as_bytes())

@@ -187,7 +187,7 @@ impl fmt::Display for NotationRejection {
                 ),
                 Some(TimestampFailure::Refused(why)) => write!(
                     f,
-                    "{error}, and its timestamp does not prove the signing time: the timestamp {why}"
+                    "{error}, and its timestamp does not prove the signing time: {why}"
                 ),
                 Some(TimestampFailure::OutsideValidity { time, tsa }) => write!(
                     f,
@@ -280,8 +280,7 @@ pub fn verify_notation(
                 .ok()
         })
         .ok_or(NotationRejection::BadSignature)?;
-    let (anchor, authentic_signing_time) =
-        verify_chain_or_timestamp(&chain, trust, &parsed, now)?;
+    let (anchor, authentic_signing_time) = verify_chain_or_timestamp(&chain, trust, &parsed, now)?;
     if let Some(expiry) = parsed.expiry
         && expiry < now
     {
