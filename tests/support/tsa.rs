@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use signet::signature::sha256_digest;
 use tempfile::TempDir;
@@ -58,6 +58,8 @@ ess_cert_id_alg = sha256
 /// The TSA material, in a folder that lives as long as the test binary.
 pub struct Tsa {
     dir: TempDir,
+    /// `openssl ts -reply` rewrites the serial file: one reply at a time.
+    serial: Mutex<()>,
     /// PEM of the trusted TSA root: what an Attestor's `tsaCertificates` holds.
     pub root_pem: String,
     /// PEM of the untrusted TSA's root.
@@ -217,6 +219,7 @@ impl Tsa {
                 root_pem: read("root.pem"),
                 other_root_pem: read("other_root.pem"),
                 dir,
+                serial: Mutex::new(()),
             }
         })
     }
@@ -245,6 +248,7 @@ impl Tsa {
                 &p(&query),
             ],
         );
+        let _one_at_a_time = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         openssl(
             self.path(),
             &[
