@@ -18,7 +18,7 @@
 //! digitalSignature, is not a CA; its chain (from the token's certificates) reaches one of the
 //! Attestor's `tsaCertificates`, every certificate on it valid at genTime (as notation-go checks
 //! the TSA chain: at the time stamped, not now) and meeting the CA rules of
-//! [`super::chain`]. The result is genTime widened by the stated accuracy.
+//! the Notary chain rules (`chain.rs`). The result is genTime widened by the stated accuracy.
 
 use aws_lc_rs::digest;
 

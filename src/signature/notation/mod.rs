@@ -149,8 +149,8 @@ pub enum NotationRejection {
         /// The reason.
         error: X509Error,
         /// When a certificate is outside its validity: why no timestamp proved a signing time
-        /// inside it. `None` for every other reason.
-        timestamp: Option<TimestampFailure>,
+        /// inside it. `None` for every other reason. Boxed: rejections travel in `Result`s.
+        timestamp: Option<Box<TimestampFailure>>,
     },
     /// The signature's `expiry` has passed.
     Expired(String),
@@ -179,7 +179,7 @@ impl fmt::Display for NotationRejection {
                     "signature does not verify under the leaf certificate's key"
                 )
             }
-            NotationRejection::Certificate { error, timestamp } => match timestamp {
+            NotationRejection::Certificate { error, timestamp } => match timestamp.as_deref() {
                 None => write!(f, "{error}"),
                 Some(TimestampFailure::Absent) => write!(
                     f,
@@ -325,7 +325,7 @@ fn verify_chain_or_timestamp<'t>(
     };
     let refuse = |failure| NotationRejection::Certificate {
         error: error.clone(),
-        timestamp: Some(failure),
+        timestamp: Some(Box::new(failure)),
     };
     let token = parsed
         .timestamp
@@ -337,10 +337,10 @@ fn verify_chain_or_timestamp<'t>(
         Ok(anchor) => Ok((anchor, Some(AuthenticSigningTime::from(&proved)))),
         Err(error @ X509Error::Validity { .. }) => Err(NotationRejection::Certificate {
             error,
-            timestamp: Some(TimestampFailure::OutsideValidity {
+            timestamp: Some(Box::new(TimestampFailure::OutsideValidity {
                 time: rfc3339(proved.gen_time),
                 tsa: proved.tsa,
-            }),
+            })),
         }),
         Err(error) => Err(NotationRejection::Certificate {
             error,
