@@ -173,6 +173,10 @@ fn expired_leaf_with_a_trusted_timestamp_is_accepted_in_both_formats() {
         assert_eq!(proved.tsa, "C=US, O=acme, CN=Test TSA");
         assert_eq!(proved.tsa_root, "C=US, O=acme, CN=Test TSA Root");
 
+        // A SHA-384 message imprint (Notation's for RSA-3072 and P-384 signers) verifies too.
+        let stamped_384 = with_timestamp(&envelope, format, &tsa.stamp_sha384(&signature));
+        verify(&signer, format, &stamped_384, Some(&tsa.root_pem), later).unwrap();
+
         // While the leaf is valid the timestamp is not needed, and no authentic time is claimed.
         let claims = verify(&signer, format, &stamped, None, t).unwrap();
         assert_eq!(claims.authentic_signing_time, None);
@@ -236,7 +240,7 @@ fn a_timestamp_from_an_untrusted_tsa_or_without_tsa_roots_is_refused() {
 }
 
 #[test]
-fn a_tsa_certificate_without_the_timestamping_eku_is_refused() {
+fn a_tsa_certificate_without_a_critical_timestamping_eku_is_refused() {
     let tsa = Tsa::get();
     let t = now();
     let signer = signer(t - 60, t + 60);
@@ -268,6 +272,20 @@ fn a_tsa_certificate_without_the_timestamping_eku_is_refused() {
     );
     assert!(
         text.contains("the timestamp's TSA certificate \"C=US, O=acme, CN=Test TSA without EKU\" has no extendedKeyUsage (timeStamping is required)"),
+        "{text}"
+    );
+
+    let token = tsa.cms_signed(&signature, "noncritical");
+    let stamped = with_timestamp(&envelope, EnvelopeFormat::Jws, &token);
+    let text = refused(
+        &signer,
+        EnvelopeFormat::Jws,
+        &stamped,
+        Some(&tsa.root_pem),
+        later,
+    );
+    assert!(
+        text.contains("\"C=US, O=acme, CN=Test TSA with a non-critical EKU\" must mark its extendedKeyUsage (timeStamping) critical"),
         "{text}"
     );
 }

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-use signet::signature::sha256_digest;
 use tempfile::TempDir;
 
 const CONFIG: &str = "\
@@ -35,6 +34,11 @@ keyUsage = critical, digitalSignature
 extendedKeyUsage = critical, timeStamping
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
+[ noncritical_eku_ext ]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = timeStamping
+subjectKeyIdentifier = hash
 [ no_eku_ext ]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -200,6 +204,14 @@ impl Tsa {
             );
             issue(
                 path,
+                "noncritical",
+                "ec",
+                "/C=US/O=acme/CN=Test TSA with a non-critical EKU",
+                Some("ca"),
+                "noncritical_eku_ext",
+            );
+            issue(
+                path,
                 "other_root",
                 "ec",
                 "/C=US/O=elsewhere/CN=Other TSA Root",
@@ -228,10 +240,12 @@ impl Tsa {
         self.dir.path()
     }
 
-    fn reply(&self, message: &[u8], signer: &str, chain: &str) -> Vec<u8> {
+    /// `openssl ts -query` over `message` hashed with `hash` (`sha256`, `sha384`...), answered by
+    /// `openssl ts -reply` signing with `signer` and carrying `chain`.
+    fn reply(&self, message: &[u8], signer: &str, chain: &str, hash: &str) -> Vec<u8> {
         let work = tempfile::tempdir_in(self.path()).unwrap();
-        let digest = sha256_digest(message);
-        let hex = digest.trim_start_matches("sha256:");
+        let data = work.path().join("message.bin");
+        std::fs::write(&data, message).unwrap();
         let query = work.path().join("q.tsq");
         let token = work.path().join("token.der");
         let p = |p: &PathBuf| p.display().to_string();
@@ -240,9 +254,9 @@ impl Tsa {
             &[
                 "ts",
                 "-query",
-                "-digest",
-                hex,
-                "-sha256",
+                "-data",
+                &p(&data),
+                &format!("-{hash}"),
                 "-cert",
                 "-out",
                 &p(&query),
@@ -275,16 +289,23 @@ impl Tsa {
     /// A genuine token from the trusted TSA over SHA-256 of `message` (an envelope's signature
     /// value); it carries the TSA certificate and its CA, not the root.
     pub fn stamp(&self, message: &[u8]) -> Vec<u8> {
-        self.reply(message, "tsa", "ca.pem")
+        self.reply(message, "tsa", "ca.pem", "sha256")
+    }
+
+    /// [`Tsa::stamp`] with a SHA-384 message imprint (what Notation asks for RSA-3072 and P-384
+    /// signatures).
+    pub fn stamp_sha384(&self, message: &[u8]) -> Vec<u8> {
+        self.reply(message, "tsa", "ca.pem", "sha384")
     }
 
     /// A genuine token from the TSA whose root is not trusted.
     pub fn stamp_untrusted(&self, message: &[u8]) -> Vec<u8> {
-        self.reply(message, "other_tsa", "other_root.pem")
+        self.reply(message, "other_tsa", "other_root.pem", "sha256")
     }
 
     /// The trusted TSA's TSTInfo for `message`, signed as CMS (CAdES: signingCertificateV2) by
-    /// `signer` (`tsa`, or `noeku`: a certificate of the same CA without the timeStamping EKU).
+    /// `signer`: `tsa`, `noeku` (a certificate of the same CA without the timeStamping EKU, which
+    /// `openssl ts` will not sign with) or `noncritical` (timeStamping not marked critical).
     pub fn cms_signed(&self, message: &[u8], signer: &str) -> Vec<u8> {
         let work = tempfile::tempdir_in(self.path()).unwrap();
         let p = |name: &str| work.path().join(name).display().to_string();
