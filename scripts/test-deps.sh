@@ -15,6 +15,8 @@ declare -A need=(
   [/etc/ssl/certs/ca-certificates.crt]=ca-certificates
   [/usr/bin/promtool]=prometheus
   [/usr/bin/htpasswd]=apache2-utils
+  # `openssl ts` is the RFC 3161 TSA of the Notation timestamp tests (tests/support/tsa.rs).
+  [/usr/bin/openssl]=openssl
 )
 missing=()
 for bin in "${!need[@]}"; do

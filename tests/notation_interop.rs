@@ -158,23 +158,75 @@ fn notation_envelope_for_another_manifest_is_refused() {
     assert!(err.to_string().contains("another size (481 bytes"), "{err}");
 }
 
+/// GlobalSign Root CA - R6, the root of the TSA that timestamped notation-go's
+/// `jwsExpiredWithTimestamp.sig`, from Debian's ca-certificates (an independent source of the
+/// root, not the copy the token carries).
+fn globalsign_r6() -> String {
+    let path = "/etc/ssl/certs/GlobalSign_Root_CA_-_R6.pem";
+    std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!("{path}: {e} (install the Debian package ca-certificates: scripts/test-deps.sh)")
+    })
+}
+
 #[test]
-fn notation_expired_leaf_with_a_timestamp_is_refused_and_says_the_timestamp_is_not_verified() {
+fn notation_expired_leaf_with_a_timestamp_from_a_trusted_tsa_verifies() {
+    // The leaf was valid 2024-06-18 07:20:31 to 07:30:31 UTC; GlobalSign's TSA stamped the
+    // signature at 07:21:42 (accuracy 1 s).
     let envelope = fixture("jwsExpiredWithTimestamp.sig");
-    let trust = TrustStore::new(&jws_leaf(&envelope).to_pem(), &[], None).unwrap();
+    let leaf = jws_leaf(&envelope).to_pem();
     let target = timestamp_target();
-    let err = verify_notation(
-        &manifest_for(&envelope, EnvelopeFormat::Jws, &target),
-        &envelope,
-        &target,
-        &trust,
-        NOW,
-    )
-    .unwrap_err();
-    let text = err.to_string();
+    let manifest = manifest_for(&envelope, EnvelopeFormat::Jws, &target);
+    let trust = TrustStore::new(&leaf, &[], Some(&globalsign_r6())).unwrap();
+    let claims = verify_notation(&manifest, &envelope, &target, &trust, NOW).unwrap();
+    let proved = claims
+        .authentic_signing_time
+        .expect("a timestamp was needed");
+    assert_eq!(proved.time, "2024-06-18T07:21:42Z");
+    assert!(
+        proved.tsa.contains("Globalsign TSA for Advanced"),
+        "{}",
+        proved.tsa
+    );
+    assert!(
+        proved.tsa_root.contains("GlobalSign Root CA - R6"),
+        "{}",
+        proved.tsa_root
+    );
+
+    // The same envelope with no TSA roots, or with another root as the TSA root, is refused,
+    // and says why.
+    let trust = TrustStore::new(&leaf, &[], None).unwrap();
+    let text = verify_notation(&manifest, &envelope, &target, &trust, NOW)
+        .unwrap_err()
+        .to_string();
     assert!(text.contains("is expired at"), "{text}");
     assert!(
-        text.contains("RFC 3161 timestamp is not verified"),
+        text.contains("the Attestor key has no tsaCertificates"),
         "{text}"
     );
+    let trust = TrustStore::new(&leaf, &[], Some(&leaf)).unwrap();
+    let text = verify_notation(&manifest, &envelope, &target, &trust, NOW)
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("does not lead to a trusted TSA"), "{text}");
+}
+
+#[test]
+fn notation_timestamps_of_valid_chains_are_not_needed() {
+    // jwsWithTimestamp / coseWithTimestamp: the leaf is still valid, so an Attestor without
+    // tsaCertificates verifies them (checked above); with GlobalSign as TSA root they verify
+    // too and no authentic signing time is claimed, since none was needed.
+    let anchor = String::from_utf8(fixture("TestTimestamp.crt")).unwrap();
+    let trust = TrustStore::new(&anchor, &[], Some(&globalsign_r6())).unwrap();
+    let target = timestamp_target();
+    for (name, format) in [
+        ("jwsWithTimestamp.sig", EnvelopeFormat::Jws),
+        ("coseWithTimestamp.sig", EnvelopeFormat::Cose),
+    ] {
+        let envelope = fixture(name);
+        let manifest = manifest_for(&envelope, format, &target);
+        let claims = verify_notation(&manifest, &envelope, &target, &trust, NOW)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(claims.authentic_signing_time, None, "{name}");
+    }
 }

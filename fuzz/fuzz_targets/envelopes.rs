@@ -1,13 +1,14 @@
 //! The parsers of referrer signatures on arbitrary bytes: Sigstore bundles and their in-toto
 //! statements, OCI referrer indexes and manifests, Notation signature manifests, and JWS and
 //! COSE envelopes (the bytes wrapped in the manifest Notation pushes, so that verification
-//! reaches the envelope parsers). No panic.
+//! reaches the envelope parsers), and RFC 3161 timestamp tokens (the bytes as a token over
+//! themselves, under a TSA root). No panic.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use signet::crypto::x509::TrustStore;
+use signet::crypto::x509::{TrustStore, verify_timestamp};
 use signet::registry::{classify, parse_index};
 use signet::signature::bundle::{parse_bundle, parse_statement};
 use signet::signature::notation::{
@@ -30,6 +31,7 @@ fn trust() -> &'static TrustStore {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let _ = verify_timestamp(data, data, trust().anchors());
     let _ = parse_bundle(data);
     let _ = parse_statement(data);
     let _ = parse_index(data);

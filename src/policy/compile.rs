@@ -15,7 +15,7 @@ use super::{
 };
 use crate::crd::{Attestor, AttestorKey, KeyStatus, Mode, PolicyRules};
 use crate::crypto::PublicKey;
-use crate::crypto::x509::{Certificate, TrustStore, X509Error};
+use crate::crypto::x509::{TrustStore, X509Error, parse_tsa_roots};
 use crate::reference::{Glob, ImageRef};
 use crate::signature::SignatureType;
 
@@ -635,8 +635,7 @@ impl CompiledKeys {
             }
             (None, Some(pem)) => {
                 if let Some(tsa) = &key.tsa_certificates {
-                    Certificate::from_pem_bundle(tsa)
-                        .map_err(|e| invalid(".tsaCertificates", e.to_string()))?;
+                    parse_tsa_roots(tsa).map_err(|e| invalid(".tsaCertificates", e.to_string()))?;
                 }
                 let store = TrustStore::new(
                     pem,
@@ -662,6 +661,13 @@ impl CompiledKeys {
                     return Err(invalid(
                         ".certificates",
                         format!("trust anchor {}", expired.join(", ")),
+                    ));
+                }
+                let expired = store.expired_tsa_roots(now);
+                if !expired.is_empty() {
+                    return Err(invalid(
+                        ".tsaCertificates",
+                        format!("TSA root {}", expired.join(", ")),
                     ));
                 }
                 let first = store

@@ -62,6 +62,7 @@ pub struct Certificate {
     subject_attributes: Vec<(String, String)>,
     raw_subject: Vec<u8>,
     raw_issuer: Vec<u8>,
+    raw_serial: Vec<u8>,
     not_before: i64,
     not_after: i64,
     spki: Vec<u8>,
@@ -82,6 +83,10 @@ pub(crate) struct ExtendedKeyUsage {
     pub(crate) email_protection: bool,
     pub(crate) time_stamping: bool,
     pub(crate) ocsp_signing: bool,
+    /// Any purpose besides the ones above.
+    pub(crate) other: bool,
+    /// Whether the extension is marked critical.
+    pub(crate) critical: bool,
 }
 
 impl fmt::Debug for Certificate {
@@ -106,7 +111,7 @@ const OID_SHA384: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02
 const OID_SHA512: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03];
 const OID_P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
 
-fn signature_algorithm(oid: &str, params: Option<&[u8]>) -> CertSignature {
+pub(super) fn signature_algorithm(oid: &str, params: Option<&[u8]>) -> CertSignature {
     match oid {
         "1.2.840.113549.1.1.11" => CertSignature::RsaPkcs1(Hash::Sha256),
         "1.2.840.113549.1.1.12" => CertSignature::RsaPkcs1(Hash::Sha384),
@@ -128,7 +133,7 @@ fn signature_algorithm(oid: &str, params: Option<&[u8]>) -> CertSignature {
 
 /// The hash of RSASSA-PSS-params (the content of its SEQUENCE): `[0] hashAlgorithm`, whose
 /// default is SHA-1 (refused).
-fn pss_hash(params: &[u8]) -> Option<Hash> {
+pub(super) fn pss_hash(params: &[u8]) -> Option<Hash> {
     let (0xa0, explicit, _) = der::element(params)? else {
         return None;
     };
@@ -144,6 +149,47 @@ fn pss_hash(params: &[u8]) -> Option<Hash> {
         o if o == OID_SHA512 => Some(Hash::Sha512),
         _ => None,
     }
+}
+
+/// The aws-lc-rs algorithm verifying `signature` made by a `key`; says why none fits.
+pub(crate) fn verification_algorithm(
+    signature: &CertSignature,
+    key: KeySpec,
+) -> Result<&'static dyn VerificationAlgorithm, String> {
+    Ok(match (signature, key) {
+        (CertSignature::Weak(hash), _) => {
+            return Err(format!("signed with {hash}, which is not accepted"));
+        }
+        (CertSignature::Other(oid), _) => {
+            return Err(format!("signed with an unsupported algorithm ({oid})"));
+        }
+        (CertSignature::RsaPkcs1(h), KeySpec::Rsa(_)) => match h {
+            Hash::Sha256 => &lc::RSA_PKCS1_2048_8192_SHA256,
+            Hash::Sha384 => &lc::RSA_PKCS1_2048_8192_SHA384,
+            Hash::Sha512 => &lc::RSA_PKCS1_2048_8192_SHA512,
+        },
+        (CertSignature::RsaPss(h), KeySpec::Rsa(_)) => match h {
+            Hash::Sha256 => &lc::RSA_PSS_2048_8192_SHA256,
+            Hash::Sha384 => &lc::RSA_PSS_2048_8192_SHA384,
+            Hash::Sha512 => &lc::RSA_PSS_2048_8192_SHA512,
+        },
+        (CertSignature::Ecdsa(h), KeySpec::Ec(bits)) => match (bits, h) {
+            (256, Hash::Sha256) => &lc::ECDSA_P256_SHA256_ASN1,
+            (256, Hash::Sha384) => &lc::ECDSA_P256_SHA384_ASN1,
+            (256, Hash::Sha512) => &lc::ECDSA_P256_SHA512_ASN1,
+            (384, Hash::Sha256) => &lc::ECDSA_P384_SHA256_ASN1,
+            (384, Hash::Sha384) => &lc::ECDSA_P384_SHA384_ASN1,
+            (384, Hash::Sha512) => &lc::ECDSA_P384_SHA512_ASN1,
+            (_, Hash::Sha256) => &lc::ECDSA_P521_SHA256_ASN1,
+            (_, Hash::Sha384) => &lc::ECDSA_P521_SHA384_ASN1,
+            (_, Hash::Sha512) => &lc::ECDSA_P521_SHA512_ASN1,
+        },
+        (_, key) => {
+            return Err(format!(
+                "its signature algorithm does not fit the signer's {key} key"
+            ));
+        }
+    })
 }
 
 /// The short name RFC 4514 (and Notation's trust policy) uses for a name attribute.
@@ -236,6 +282,8 @@ impl Certificate {
                 email_protection: ext.value.email_protection,
                 time_stamping: ext.value.time_stamping,
                 ocsp_signing: ext.value.ocsp_signing,
+                other: !ext.value.other.is_empty(),
+                critical: ext.critical,
             });
         let basic_constraints = cert
             .basic_constraints()
@@ -251,6 +299,7 @@ impl Certificate {
             subject_attributes,
             raw_subject: cert.subject().as_raw().to_vec(),
             raw_issuer: cert.issuer().as_raw().to_vec(),
+            raw_serial: cert.raw_serial().to_vec(),
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             spki: spki.raw.to_vec(),
@@ -335,6 +384,27 @@ impl Certificate {
         format!("sha256:{}", self.sha256)
     }
 
+    /// The raw DER of the issuer name and the serial number's content octets: how CMS names a
+    /// signer (issuerAndSerialNumber).
+    pub(crate) fn issuer_and_serial(&self) -> (&[u8], &[u8]) {
+        (&self.raw_issuer, &self.raw_serial)
+    }
+
+    /// Whether `signature` over `message` verifies under this certificate's key with
+    /// `algorithm`; says why not.
+    pub(crate) fn verify_signature(
+        &self,
+        algorithm: &CertSignature,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), String> {
+        let algorithm = verification_algorithm(algorithm, self.key)?;
+        ParsedPublicKey::new(algorithm, &self.spki)
+            .ok()
+            .and_then(|key| key.verify_sig(message, signature).ok())
+            .ok_or_else(|| "the signature does not verify".to_string())
+    }
+
     /// Whether issuer and subject names are the same bytes.
     pub(crate) fn is_self_issued(&self) -> bool {
         self.raw_subject == self.raw_issuer
@@ -348,50 +418,8 @@ impl Certificate {
                 self.subject, issuer.subject
             ));
         }
-        let algorithm: &'static dyn VerificationAlgorithm = match (
-            &self.signature_algorithm,
-            issuer.key,
-        ) {
-            (CertSignature::Weak(hash), _) => {
-                return Err(format!(
-                    "certificate {:?} is signed with {hash}, which is not accepted",
-                    self.subject
-                ));
-            }
-            (CertSignature::Other(oid), _) => {
-                return Err(format!(
-                    "certificate {:?} is signed with an unsupported algorithm ({oid})",
-                    self.subject
-                ));
-            }
-            (CertSignature::RsaPkcs1(h), KeySpec::Rsa(_)) => match h {
-                Hash::Sha256 => &lc::RSA_PKCS1_2048_8192_SHA256,
-                Hash::Sha384 => &lc::RSA_PKCS1_2048_8192_SHA384,
-                Hash::Sha512 => &lc::RSA_PKCS1_2048_8192_SHA512,
-            },
-            (CertSignature::RsaPss(h), KeySpec::Rsa(_)) => match h {
-                Hash::Sha256 => &lc::RSA_PSS_2048_8192_SHA256,
-                Hash::Sha384 => &lc::RSA_PSS_2048_8192_SHA384,
-                Hash::Sha512 => &lc::RSA_PSS_2048_8192_SHA512,
-            },
-            (CertSignature::Ecdsa(h), KeySpec::Ec(bits)) => match (bits, h) {
-                (256, Hash::Sha256) => &lc::ECDSA_P256_SHA256_ASN1,
-                (256, Hash::Sha384) => &lc::ECDSA_P256_SHA384_ASN1,
-                (256, Hash::Sha512) => &lc::ECDSA_P256_SHA512_ASN1,
-                (384, Hash::Sha256) => &lc::ECDSA_P384_SHA256_ASN1,
-                (384, Hash::Sha384) => &lc::ECDSA_P384_SHA384_ASN1,
-                (384, Hash::Sha512) => &lc::ECDSA_P384_SHA512_ASN1,
-                (_, Hash::Sha256) => &lc::ECDSA_P521_SHA256_ASN1,
-                (_, Hash::Sha384) => &lc::ECDSA_P521_SHA384_ASN1,
-                (_, Hash::Sha512) => &lc::ECDSA_P521_SHA512_ASN1,
-            },
-            (_, key) => {
-                return Err(format!(
-                    "certificate {:?}: its signature algorithm does not fit the issuer's {key} key",
-                    self.subject
-                ));
-            }
-        };
+        let algorithm = verification_algorithm(&self.signature_algorithm, issuer.key)
+            .map_err(|why| format!("certificate {:?}: {why}", self.subject))?;
         ParsedPublicKey::new(algorithm, &issuer.spki)
             .ok()
             .and_then(|key| key.verify_sig(&self.tbs, &self.signature).ok())

@@ -23,15 +23,17 @@ const LEAF_FORBIDDEN: [(u16, &str); 7] = [
 /// self-signed leaf) under the Notary rules, every certificate valid at `at` (Unix seconds).
 /// Says which certificate breaks which rule.
 pub fn validate_code_signing_chain(chain: &[Certificate], at: i64) -> Result<(), X509Error> {
-    validate_chain_with(chain, at, &|_| false)
+    validate_chain_with(chain, (at, at), &|_| false)
 }
 
-/// [`validate_code_signing_chain`], skipping the self-signature check of a root for which
+/// [`validate_code_signing_chain`] with every certificate valid through the whole `during`
+/// window (`(from, to)`, Unix seconds: a single instant, or the span an RFC 3161 timestamp
+/// places the signing in), skipping the self-signature check of a root for which
 /// `known_self_signed` says its signature was already verified (a trust anchor, checked once when
 /// its store was built: the bytes are the same, so the signature is too).
 pub(crate) fn validate_chain_with(
     chain: &[Certificate],
-    at: i64,
+    during: (i64, i64),
     known_self_signed: &dyn Fn(&Certificate) -> bool,
 ) -> Result<(), X509Error> {
     let Some(leaf) = chain.first() else {
@@ -41,7 +43,7 @@ pub(crate) fn validate_chain_with(
     };
     let last = chain.len() - 1;
     for (i, cert) in chain.iter().enumerate() {
-        check_validity(cert, at)?;
+        check_validity(cert, during)?;
         check_key(cert)?;
         if i == last {
             if !cert.is_self_issued() {
@@ -74,11 +76,12 @@ pub(crate) fn validate_chain_with(
     Ok(())
 }
 
-fn check_validity(cert: &Certificate, at: i64) -> Result<(), X509Error> {
-    let state = if at < cert.not_before() {
-        "not yet valid"
-    } else if at > cert.not_after() {
-        "expired"
+/// Whether `cert` is valid through `(from, to)`; the error names the instant that falls outside.
+pub(super) fn check_validity(cert: &Certificate, (from, to): (i64, i64)) -> Result<(), X509Error> {
+    let (state, at) = if from < cert.not_before() {
+        ("not yet valid", from)
+    } else if to > cert.not_after() {
+        ("expired", to)
     } else {
         return Ok(());
     };
@@ -91,7 +94,7 @@ fn check_validity(cert: &Certificate, at: i64) -> Result<(), X509Error> {
     })
 }
 
-fn check_key(cert: &Certificate) -> Result<(), X509Error> {
+pub(super) fn check_key(cert: &Certificate) -> Result<(), X509Error> {
     match cert.key_spec() {
         KeySpec::Rsa(bits) if bits < 2048 => Err(X509Error::Rule(format!(
             "certificate {:?} has an RSA key of {bits} bits (at least 2048 are required)",
@@ -159,7 +162,7 @@ fn check_leaf(cert: &Certificate) -> Result<(), X509Error> {
 }
 
 /// A CA certificate with `below` CA certificates between it and the leaf.
-fn check_ca(cert: &Certificate, below: usize) -> Result<(), X509Error> {
+pub(super) fn check_ca(cert: &Certificate, below: usize) -> Result<(), X509Error> {
     let subject = cert.subject();
     let rule = |text: String| {
         Err(X509Error::Rule(format!(

@@ -10,20 +10,24 @@
 //!
 //! Trust follows notation-go: the chain is valid under the Notary rules, and one of its
 //! certificates is byte-for-byte a trust anchor of the Attestor. Revocation (OCSP, CRL) is not
-//! checked: admission must not wait on a CA's responder. RFC 3161 timestamp countersignatures are
-//! not verified yet, so an expired certificate fails even when a timestamp is present.
+//! checked: admission must not wait on a CA's responder. RFC 3161 timestamp countersignatures
+//! ([`timestamp`]) are verified against the Attestor's `tsaCertificates` and let a chain that has
+//! expired since count when the timestamp proves the signing inside its validity.
 
 mod certificate;
 mod chain;
 mod identity;
 mod self_signed;
 mod store;
+pub mod timestamp;
+mod timestamp_token;
 
 pub use certificate::{Certificate, KeySpec};
 pub use chain::validate_code_signing_chain;
 pub use identity::TrustedIdentity;
 pub use self_signed::self_signed_code_signing_certificate;
-pub use store::{AnchorInfo, TrustStore};
+pub use store::{AnchorInfo, TrustStore, parse_tsa_roots};
+pub use timestamp::{MAX_TOKEN_SIZE, TimestampError, VerifiedTimestamp, verify_timestamp};
 
 /// Why a certificate, chain, trust anchor or trusted identity is refused. Each message names the
 /// certificate (by subject) and the rule.

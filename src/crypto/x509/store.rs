@@ -34,27 +34,13 @@ impl TrustStore {
         identities: &[String],
         tsa_pem: Option<&str>,
     ) -> Result<Self, X509Error> {
-        let anchors = Certificate::from_pem_bundle(certificates_pem)?;
-        for anchor in &anchors {
-            let is_ca = matches!(anchor.basic_constraints, Some((_, true, _)));
-            if !is_ca && !anchor.is_self_issued() {
-                return Err(X509Error::Rule(format!(
-                    "trust anchor {:?} is neither a CA certificate nor self-signed",
-                    anchor.subject()
-                )));
-            }
-            if anchor.is_self_issued() {
-                anchor
-                    .check_issued_by(anchor)
-                    .map_err(|why| X509Error::Rule(format!("trust anchor: {why}")))?;
-            }
-        }
+        let anchors = parse_roots(certificates_pem, "trust anchor")?;
         let identities = identities
             .iter()
             .map(|text| TrustedIdentity::parse(text))
             .collect::<Result<Vec<_>, _>>()?;
         let tsa = match tsa_pem {
-            Some(pem) => Certificate::from_pem_bundle(pem)?,
+            Some(pem) => parse_tsa_roots(pem)?,
             None => Vec::new(),
         };
         Ok(TrustStore {
@@ -69,7 +55,7 @@ impl TrustStore {
         &self.anchors
     }
 
-    /// The TSA roots (kept for RFC 3161 countersignatures, which are not verified yet).
+    /// The TSA roots RFC 3161 timestamp countersignatures must chain to.
     pub fn tsa_roots(&self) -> &[Certificate] {
         &self.tsa
     }
@@ -86,21 +72,16 @@ impl TrustStore {
             .collect()
     }
 
-    /// Anchors (and TSA roots) outside their validity at `now`, named with the reason.
+    /// Anchors outside their validity at `now`, named with the reason.
     pub fn expired_anchors(&self, now: i64) -> Vec<String> {
-        self.anchors
-            .iter()
-            .chain(&self.tsa)
-            .filter(|a| now < a.not_before() || now > a.not_after())
-            .map(|a| {
-                let state = if now > a.not_after() {
-                    format!("expired {}", rfc3339(a.not_after()))
-                } else {
-                    format!("not valid before {}", rfc3339(a.not_before()))
-                };
-                format!("{:?} {state}", a.subject())
-            })
-            .collect()
+        outside_validity(&self.anchors, now)
+    }
+
+    /// TSA roots outside their validity at `now`, named with the reason. (A timestamp is judged
+    /// at its own time, but a TSA root that has expired cannot vouch for new timestamps, and an
+    /// Attestor stating one is stale: it is shown as not Ready, like an expired anchor.)
+    pub fn expired_tsa_roots(&self, now: i64) -> Vec<String> {
+        outside_validity(&self.tsa, now)
     }
 
     /// Whether a chain with these certificate thumbprints (lower-case hex SHA-256, the
@@ -118,9 +99,19 @@ impl TrustStore {
     /// its certificates is an anchor, and that the leaf is a trusted identity. Returns the
     /// anchor reached.
     pub fn verify_chain(&self, chain: &[Certificate], at: i64) -> Result<&Certificate, X509Error> {
+        self.verify_chain_during(chain, (at, at))
+    }
+
+    /// [`TrustStore::verify_chain`] with every certificate valid through `during` (`(from, to)`,
+    /// Unix seconds): the span a trusted timestamp places the signing in.
+    pub fn verify_chain_during(
+        &self,
+        chain: &[Certificate],
+        during: (i64, i64),
+    ) -> Result<&Certificate, X509Error> {
         // Anchors that are self-issued had their signature checked in `new`.
         let known = |c: &Certificate| c.is_self_issued() && self.anchors.iter().any(|a| a == c);
-        validate_chain_with(chain, at, &known)?;
+        validate_chain_with(chain, during, &known)?;
         let leaf_subject = chain.first().map(|c| c.subject()).unwrap_or_default();
         let anchor = chain
             .iter()
@@ -134,4 +125,46 @@ impl TrustStore {
         }
         Ok(anchor)
     }
+}
+
+/// Certificates of `roots` outside their validity at `now`, each named with its state.
+fn outside_validity(roots: &[Certificate], now: i64) -> Vec<String> {
+    roots
+        .iter()
+        .filter(|a| now < a.not_before() || now > a.not_after())
+        .map(|a| {
+            let state = if now > a.not_after() {
+                format!("expired {}", rfc3339(a.not_after()))
+            } else {
+                format!("not valid before {}", rfc3339(a.not_before()))
+            };
+            format!("{:?} {state}", a.subject())
+        })
+        .collect()
+}
+
+/// A PEM bundle of roots, each a CA certificate or self-signed (its signature checked once
+/// here); `role` names them in errors.
+fn parse_roots(pem: &str, role: &str) -> Result<Vec<Certificate>, X509Error> {
+    let roots = Certificate::from_pem_bundle(pem)?;
+    for root in &roots {
+        let is_ca = matches!(root.basic_constraints, Some((_, true, _)));
+        if !is_ca && !root.is_self_issued() {
+            return Err(X509Error::Rule(format!(
+                "{role} {:?} is neither a CA certificate nor self-signed",
+                root.subject()
+            )));
+        }
+        if root.is_self_issued() {
+            root.check_issued_by(root)
+                .map_err(|why| X509Error::Rule(format!("{role}: {why}")))?;
+        }
+    }
+    Ok(roots)
+}
+
+/// An Attestor key's `tsaCertificates`: the roots (or self-signed TSA certificates) RFC 3161
+/// timestamps must chain to.
+pub fn parse_tsa_roots(pem: &str) -> Result<Vec<Certificate>, X509Error> {
+    parse_roots(pem, "TSA root")
 }

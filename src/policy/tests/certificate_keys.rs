@@ -112,6 +112,14 @@ fn expired_or_invalid_anchors_make_the_attestor_not_ready() {
         ),
         (
             format!(
+                "  - certificates: |\n{}    tsaCertificates: |\n{}",
+                indent(&root_pem("Acme Root", 2040)),
+                indent(&root_pem("Old TSA Root", 2021))
+            ),
+            "spec.keys[0].tsaCertificates: TSA root \"C=US, O=acme, CN=Old TSA Root\" expired 2021-01-01T00:00:00Z",
+        ),
+        (
+            format!(
                 "  - algorithm: ED25519\n    publicKey: x\n    certificates: |\n{}",
                 indent(&root_pem("Acme Root", 2040))
             ),

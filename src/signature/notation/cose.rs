@@ -82,7 +82,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, String> {
         }
     }
     let mut chain = Vec::new();
-    let mut has_timestamp = false;
+    let mut timestamp = None;
     for (label, value) in &sign1.unprotected.rest {
         match (label, value) {
             (Label::Int(LABEL_X5CHAIN), Value::Bytes(one)) => chain = vec![one.clone()],
@@ -96,7 +96,12 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, String> {
                     .collect::<Result<_, _>>()?;
             }
             (Label::Int(LABEL_X5CHAIN), _) => return Err("x5chain is not bytes".into()),
-            (Label::Text(name), _) if name == HEADER_TIMESTAMP => has_timestamp = true,
+            (Label::Text(name), Value::Bytes(token)) if name == HEADER_TIMESTAMP => {
+                timestamp = Some(token.clone());
+            }
+            (Label::Text(name), _) if name == HEADER_TIMESTAMP => {
+                return Err(format!("{HEADER_TIMESTAMP} is not a byte string"));
+            }
             _ => {}
         }
     }
@@ -118,7 +123,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, String> {
         payload,
         signature: sign1.signature.clone(),
         chain,
-        has_timestamp,
+        timestamp,
     })
 }
 

@@ -7,8 +7,9 @@ use super::alg::NotaryAlgorithm;
 pub const PAYLOAD_MEDIA_TYPE: &str = "application/vnd.cncf.notary.payload.v1+json";
 /// The signing scheme signet verifies and writes.
 pub const SCHEME_X509: &str = "notary.x509";
-/// The signing-authority scheme (AWS Signer): needs a signing-authority trust store, which an
-/// Attestor cannot state yet, so it is refused rather than trusted like a CA.
+/// The signing-authority scheme (AWS Signer): its signing time is the authority's signed
+/// `authenticSigningTime`, not an RFC 3161 timestamp, and it needs a signing-authority trust
+/// store, which an Attestor cannot state yet; so it is refused rather than trusted like a CA.
 pub const SCHEME_SIGNING_AUTHORITY: &str = "notary.x509.signingAuthority";
 
 pub(crate) const HEADER_SIGNING_SCHEME: &str = "io.cncf.notary.signingScheme";
@@ -78,7 +79,8 @@ pub(crate) struct Envelope {
     pub(crate) signature: Vec<u8>,
     /// DER certificates, leaf first.
     pub(crate) chain: Vec<Vec<u8>>,
-    pub(crate) has_timestamp: bool,
+    /// The RFC 3161 TimeStampToken (DER) of the unprotected `io.cncf.notary.timestampSignature`.
+    pub(crate) timestamp: Option<Vec<u8>>,
 }
 
 impl Envelope {

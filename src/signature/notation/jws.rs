@@ -10,8 +10,9 @@ use serde_json::{Map, Value};
 use super::alg::NotaryAlgorithm;
 use super::envelope::{
     Envelope, EnvelopeFormat, HEADER_AUTHENTIC_SIGNING_TIME, HEADER_EXPIRY, HEADER_SIGNING_SCHEME,
-    HEADER_SIGNING_TIME, PAYLOAD_MEDIA_TYPE, SCHEME_X509,
+    HEADER_SIGNING_TIME, HEADER_TIMESTAMP, PAYLOAD_MEDIA_TYPE, SCHEME_X509,
 };
+use crate::crypto::x509::MAX_TOKEN_SIZE;
 
 #[derive(Serialize, Deserialize)]
 struct JwsDoc {
@@ -75,6 +76,20 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
+    let timestamp = doc
+        .header
+        .timestamp
+        .as_deref()
+        .map(|t| {
+            if t.len() > MAX_TOKEN_SIZE / 3 * 4 + 4 {
+                return Err(format!("{HEADER_TIMESTAMP} is over {MAX_TOKEN_SIZE} bytes"));
+            }
+            STANDARD
+                .decode(t.as_bytes())
+                .map_err(|e| format!("{HEADER_TIMESTAMP} is not base64: {e}"))
+        })
+        .transpose()?;
+
     let algorithm = match protected.get("alg") {
         Some(Value::String(name)) => NotaryAlgorithm::from_jws(name).ok_or_else(|| name.clone()),
         Some(other) => Err(other.to_string()),
@@ -135,7 +150,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope, String> {
         payload,
         signature,
         chain,
-        has_timestamp: doc.header.timestamp.is_some(),
+        timestamp,
     })
 }
 

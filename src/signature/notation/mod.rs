@@ -7,8 +7,17 @@
 //! matches the thumbprint annotation, `alg` is the one the leaf key demands, the signature
 //! verifies, the chain is valid under the Notary certificate rules and reaches an anchor (and a
 //! trusted identity), the signature has not expired, and only then the signed payload is read.
-//! Revocation is not checked (stated in every verdict's claims), and RFC 3161 timestamps are not
-//! verified: an expired certificate fails even when the envelope carries one.
+//! Revocation is not checked (stated in every verdict's claims).
+//!
+//! Timestamps (the unprotected `io.cncf.notary.timestampSignature`, an RFC 3161 token over the
+//! signature value, checked by [`crate::crypto::x509::verify_timestamp`]): when every
+//! certificate of the chain is valid now, the timestamp is not needed and not read. When one is
+//! outside its validity now, the signature counts only if the token verifies under the
+//! Attestor's `tsaCertificates` and the span it places the signing in (genTime ± accuracy) lies
+//! inside every certificate's validity; the refusal says which of these failed. notation-go
+//! also verifies a timestamp it does not need (and fails without a TSA trust store); signet
+//! does not, since such a timestamp cannot change the decision, and an Attestor without
+//! `tsaCertificates` keeps verifying timestamped signatures of valid certificates.
 
 mod alg;
 mod cose;
@@ -35,7 +44,9 @@ pub use manifest::{
 pub use payload::{REFERENCE_ANNOTATION, TargetArtifact};
 pub use sign::{NotationError, SignedNotation, check_signing_key, sign_notation, signed_by_key};
 
-use crate::crypto::x509::{Certificate, TrustStore, X509Error};
+use crate::crypto::x509::{
+    Certificate, TimestampError, TrustStore, VerifiedTimestamp, X509Error, verify_timestamp,
+};
 use crate::signature::sha256_digest;
 
 /// What revocation checking the claims rest on (stated in verdicts).
@@ -56,6 +67,9 @@ pub struct NotationClaims {
     pub anchor_fingerprint: String,
     /// The signer's claimed signing time, RFC 3339 (not authenticated without a timestamp).
     pub signing_time: Option<String>,
+    /// The signing time a trusted RFC 3161 timestamp proves, when one was needed (a certificate
+    /// outside its validity now): genTime, RFC 3339, and the TSA.
+    pub authentic_signing_time: Option<AuthenticSigningTime>,
     /// The signature's expiry, RFC 3339, when it has one.
     pub expiry: Option<String>,
     /// The signed `targetArtifact.annotations`.
@@ -65,6 +79,44 @@ pub struct NotationClaims {
     pub reference: Option<String>,
     /// Always [`REVOCATION_NOT_CHECKED`] for now.
     pub revocation: &'static str,
+}
+
+/// The signing time a trusted timestamp proved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthenticSigningTime {
+    /// genTime, RFC 3339.
+    pub time: String,
+    /// The TSA certificate's subject.
+    pub tsa: String,
+    /// The trusted TSA root reached (subject).
+    pub tsa_root: String,
+}
+
+impl From<&VerifiedTimestamp> for AuthenticSigningTime {
+    fn from(t: &VerifiedTimestamp) -> Self {
+        AuthenticSigningTime {
+            time: rfc3339(t.gen_time),
+            tsa: t.tsa.clone(),
+            tsa_root: t.tsa_root.clone(),
+        }
+    }
+}
+
+/// Why a certificate outside its validity now was not saved by a timestamp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimestampFailure {
+    /// The envelope carries no timestamp.
+    Absent,
+    /// The envelope's timestamp does not verify, or not under a trusted TSA.
+    Refused(TimestampError),
+    /// The timestamp verifies, but the signing time it proves is outside a certificate's
+    /// validity (the accompanying error names it).
+    OutsideValidity {
+        /// genTime, RFC 3339.
+        time: String,
+        /// The TSA certificate's subject.
+        tsa: String,
+    },
 }
 
 /// Why a Notation signature does not count. Each reads as the end of a sentence about it.
@@ -96,8 +148,9 @@ pub enum NotationRejection {
     Certificate {
         /// The reason.
         error: X509Error,
-        /// The envelope carries an RFC 3161 timestamp, which signet does not verify yet.
-        timestamp_ignored: bool,
+        /// When a certificate is outside its validity: why no timestamp proved a signing time
+        /// inside it. `None` for every other reason. Boxed: rejections travel in `Result`s.
+        timestamp: Option<Box<TimestampFailure>>,
     },
     /// The signature's `expiry` has passed.
     Expired(String),
@@ -126,16 +179,21 @@ impl fmt::Display for NotationRejection {
                     "signature does not verify under the leaf certificate's key"
                 )
             }
-            NotationRejection::Certificate {
-                error,
-                timestamp_ignored,
-            } => {
-                write!(f, "{error}")?;
-                if *timestamp_ignored && matches!(error, X509Error::Validity { .. }) {
-                    write!(f, " (its RFC 3161 timestamp is not verified by signet)")?;
-                }
-                Ok(())
-            }
+            NotationRejection::Certificate { error, timestamp } => match timestamp.as_deref() {
+                None => write!(f, "{error}"),
+                Some(TimestampFailure::Absent) => write!(
+                    f,
+                    "{error}, and the signature carries no timestamp from a trusted TSA"
+                ),
+                Some(TimestampFailure::Refused(why)) => write!(
+                    f,
+                    "{error}, and its timestamp does not prove the signing time: {why}"
+                ),
+                Some(TimestampFailure::OutsideValidity { time, tsa }) => write!(
+                    f,
+                    "{error}: the signing time a trusted timestamp proves ({time}, TSA {tsa:?}) is outside the certificate's validity"
+                ),
+            },
             NotationRejection::Expired(at) => write!(f, "signature expired at {at}"),
             NotationRejection::OtherTarget(why) => write!(f, "{why}"),
         }
@@ -190,7 +248,7 @@ pub fn verify_notation(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| NotationRejection::Certificate {
             error,
-            timestamp_ignored: false,
+            timestamp: None,
         })?;
     if let Some(thumbprints) = &recognised.thumbprints {
         let matches = thumbprints.len() == chain.len()
@@ -222,13 +280,7 @@ pub fn verify_notation(
                 .ok()
         })
         .ok_or(NotationRejection::BadSignature)?;
-    let anchor =
-        trust
-            .verify_chain(&chain, now)
-            .map_err(|error| NotationRejection::Certificate {
-                error,
-                timestamp_ignored: parsed.has_timestamp,
-            })?;
+    let (anchor, authentic_signing_time) = verify_chain_or_timestamp(&chain, trust, &parsed, now)?;
     if let Some(expiry) = parsed.expiry
         && expiry < now
     {
@@ -244,11 +296,57 @@ pub fn verify_notation(
         anchor: anchor.subject().to_string(),
         anchor_fingerprint: anchor.fingerprint(),
         signing_time: parsed.signing_time.map(rfc3339),
+        authentic_signing_time,
         expiry: parsed.expiry.map(rfc3339),
         reference: signed.annotations.get(REFERENCE_ANNOTATION).cloned(),
         annotations: signed.annotations,
         revocation: REVOCATION_NOT_CHECKED,
     })
+}
+
+/// The chain under `trust` at `now`; when a certificate is outside its validity now, under the
+/// span the envelope's trusted timestamp places the signing in instead. Returns the anchor and,
+/// when a timestamp was needed, the signing time it proved.
+fn verify_chain_or_timestamp<'t>(
+    chain: &[Certificate],
+    trust: &'t TrustStore,
+    parsed: &envelope::Envelope,
+    now: i64,
+) -> Result<(&'t Certificate, Option<AuthenticSigningTime>), NotationRejection> {
+    let error = match trust.verify_chain(chain, now) {
+        Ok(anchor) => return Ok((anchor, None)),
+        Err(error @ X509Error::Validity { .. }) => error,
+        Err(error) => {
+            return Err(NotationRejection::Certificate {
+                error,
+                timestamp: None,
+            });
+        }
+    };
+    let refuse = |failure| NotationRejection::Certificate {
+        error: error.clone(),
+        timestamp: Some(Box::new(failure)),
+    };
+    let token = parsed
+        .timestamp
+        .as_deref()
+        .ok_or_else(|| refuse(TimestampFailure::Absent))?;
+    let proved = verify_timestamp(token, &parsed.signature, trust.tsa_roots())
+        .map_err(|why| refuse(TimestampFailure::Refused(why)))?;
+    match trust.verify_chain_during(chain, (proved.earliest, proved.latest)) {
+        Ok(anchor) => Ok((anchor, Some(AuthenticSigningTime::from(&proved)))),
+        Err(error @ X509Error::Validity { .. }) => Err(NotationRejection::Certificate {
+            error,
+            timestamp: Some(Box::new(TimestampFailure::OutsideValidity {
+                time: rfc3339(proved.gen_time),
+                tsa: proved.tsa,
+            })),
+        }),
+        Err(error) => Err(NotationRejection::Certificate {
+            error,
+            timestamp: None,
+        }),
+    }
 }
 
 /// Whether a signature manifest's thumbprint annotation lets its chain reach `trust`: `false`
