@@ -364,8 +364,14 @@ fn pointer_keys_are_escaped_per_rfc_6901() {
     assert_eq!(value.pointer(&path.pointer()), Some(&json!("two")));
     let spec = FieldPath::Keys(&["spec", "template", "spec"]);
     let containers = spec.key("containers");
-    assert_eq!(containers.index(0).pointer(), "/spec/template/spec/containers/0");
-    assert_eq!(containers.index(0).dotted(), "spec.template.spec.containers[0]");
+    assert_eq!(
+        containers.index(0).pointer(),
+        "/spec/template/spec/containers/0"
+    );
+    assert_eq!(
+        containers.index(0).dotted(),
+        "spec.template.spec.containers[0]"
+    );
 }
 
 #[test]

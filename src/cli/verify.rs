@@ -84,6 +84,15 @@ pub struct KeyArgs {
         requires = "certificate"
     )]
     pub trusted_identities: Vec<String>,
+    /// With --certificate: PEM roots of the RFC 3161 timestamping authorities trusted to prove
+    /// the signing time, as an Attestor key's `tsaCertificates`: a signature whose certificate
+    /// has expired since counts when a timestamp from one of them shows it was made in time.
+    #[arg(
+        long = "tsa-certificate",
+        env = "SIGNET_TSA_CERTIFICATE",
+        requires = "certificate"
+    )]
+    pub tsa_certificate: Option<PathBuf>,
     /// Signature algorithm of the key; default: the one an EC or Ed25519 key implies (an RSA key
     /// needs RSA_PSS_SHA_256 or RSA_PKCS1_SHA_256 named).
     #[arg(long, env = "SIGNET_ALGORITHM")]
@@ -186,7 +195,11 @@ pub async fn run(args: VerifyArgs, registry: &RegistryOptions) -> Result<Outcome
                 None => Vec::new(),
             };
             let trust = match &keys.certificate {
-                Some(path) => vec![read_trust(path, &keys.trusted_identities)?],
+                Some(path) => vec![read_trust(
+                    path,
+                    &keys.trusted_identities,
+                    keys.tsa_certificate.as_ref(),
+                )?],
                 None => Vec::new(),
             };
             let trust: Vec<&TrustStore> = trust.iter().collect();
@@ -233,15 +246,31 @@ fn read_public_key(path: &PathBuf, algorithm: Option<Algorithm>) -> Result<Publi
     })
 }
 
-/// The trust anchors at `path` and the trusted identities, as an Attestor's `certificates` key.
-fn read_trust(path: &PathBuf, identities: &[String]) -> Result<TrustStore, CliError> {
-    let pem = std::fs::read_to_string(path).map_err(|source| CliError::File {
-        what: "cannot read trust anchors",
-        path: path.clone(),
-        source,
-    })?;
-    TrustStore::new(&pem, identities, None)
-        .map_err(|e| CliError::Usage(format!("--certificate {}: {e}", path.display())))
+/// The trust anchors at `path`, the trusted identities and the TSA roots at `tsa`, as an
+/// Attestor's `certificates` key.
+fn read_trust(
+    path: &PathBuf,
+    identities: &[String],
+    tsa: Option<&PathBuf>,
+) -> Result<TrustStore, CliError> {
+    let read = |path: &PathBuf, what| {
+        std::fs::read_to_string(path).map_err(|source| CliError::File {
+            what,
+            path: path.clone(),
+            source,
+        })
+    };
+    let pem = read(path, "cannot read trust anchors")?;
+    let tsa_pem = tsa
+        .map(|tsa| read(tsa, "cannot read TSA roots"))
+        .transpose()?;
+    TrustStore::new(&pem, identities, tsa_pem.as_deref()).map_err(|e| {
+        let flags = match tsa {
+            Some(tsa) => format!(" / --tsa-certificate {}", tsa.display()),
+            None => String::new(),
+        };
+        CliError::Usage(format!("--certificate {}{flags}: {e}", path.display()))
+    })
 }
 
 /// Prints key verifications as they complete (in the order given); decides the exit.

@@ -53,6 +53,13 @@ pub struct SignatureFinding {
     /// Notation: what revocation checking the verdict rests on (`not checked`), when valid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation: Option<&'static str>,
+    /// Notation: the signing time a trusted RFC 3161 timestamp proved (RFC 3339), when the
+    /// verdict needed one (a certificate outside its validity now).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamped_at: Option<String>,
+    /// Notation: the timestamping authority that proved it (certificate subject).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamped_by: Option<String>,
     /// Why it does not count, when invalid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -155,6 +162,8 @@ fn invalid(reason: String) -> SignatureFinding {
         identity: None,
         signer: None,
         revocation: None,
+        timestamped_at: None,
+        timestamped_by: None,
         reason: Some(reason),
     }
 }
@@ -207,6 +216,11 @@ fn notation_finding(
                     identity: Some(claims.reference.unwrap_or_else(|| digest.to_string())),
                     signer: Some(claims.signer),
                     revocation: Some(claims.revocation),
+                    timestamped_at: claims
+                        .authentic_signing_time
+                        .as_ref()
+                        .map(|t| t.time.clone()),
+                    timestamped_by: claims.authentic_signing_time.map(|t| t.tsa),
                     reason: None,
                     ..invalid(String::new())
                 },
