@@ -2,7 +2,8 @@
 //! Cloud KMS exists: `tests/support/kms/alikms_server.py`, real keys, every request's
 //! ACS3-HMAC-SHA256 signature recomputed by the official Alibaba Cloud Python SDK's signing code):
 //! `signet public-key`, `signet sign` and `signet verify` (with the key, and with a policy folder as
-//! admission judges) with RSA-PSS, RSA PKCS#1 and ECDSA keys,
+//! admission judges, and at admission by the webhook over TLS) with RSA-PSS, RSA PKCS#1 and
+//! ECDSA keys,
 //! credentials from the environment and from RRSA (AssumeRoleWithOIDC), throttling retried; a
 //! SigningRule served by `signet signer`; and every way a key can be unusable: one line, exit 2,
 //! nothing pushed. What this cannot show: the cloud's own answers beyond its API reference.
@@ -19,8 +20,8 @@ use signet::signature::SignatureType;
 use support::Registry;
 use support::alikms::{AliKms, OIDC_PROVIDER_ARN, ROLE_ARN};
 use support::kms_cli::{
-    CloudEnv, admission_policies, exit_of, judge, kms_calls, kms_rule, public_key, signet,
-    start_signer, wait_listening,
+    CloudEnv, admission_policies, admission_webhook, admitted, exit_of, judge, kms_calls, kms_rule,
+    public_key, signet, start_signer, wait_listening,
 };
 use support::signer::{TOKEN, policy_dir, signature_count, signet_verify, wait_for_signatures};
 
@@ -104,6 +105,34 @@ async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
         code, 1,
         "an image signed by the EC key is denied under the RSA key's Attestor: {out}"
     );
+
+    // At admission, through the webhook (real TLS, an API-server-shaped Pod review): the RSA-PSS
+    // and the ECDSA signed images are admitted by Attestors holding `signet public-key`'s output;
+    // an unsigned image and an image signed by another KMS key are denied.
+    let repo = |i: usize| signed[i].0.trim_end_matches(":v1").to_string();
+    let per_image = admission_policies(
+        &dir.path().join("per-image"),
+        &[
+            ("alikms-rsa", &signed[0].1, repo(0)),
+            ("alikms-ec", &signed[2].1, repo(2)),
+            // app-4 was signed by key-busy, not key-ec.
+            ("alikms-ec-other", &signed[2].1, repo(4)),
+        ],
+    );
+    registry
+        .push_test_image("alikms/app-0", "unsigned", "unsigned")
+        .await;
+    let webhook = admission_webhook(&per_image).await;
+    for image in [&signed[0].0, &signed[2].0] {
+        let (allowed, message) = admitted(&webhook, image).await;
+        assert!(allowed, "webhook, {image}: {message}");
+    }
+    let (allowed, message) = admitted(&webhook, &signed[4].0).await;
+    assert!(!allowed, "webhook, image signed by another key: {message}");
+    assert!(message.contains("no signature by key"), "{message}");
+    let (allowed, message) = admitted(&webhook, &format!("{}:unsigned", repo(0))).await;
+    assert!(!allowed, "webhook, unsigned image: {message}");
+    assert!(message.contains("no signature"), "{message}");
 
     let digest = registry
         .push_test_image("alikms/refused", "v1", "refused")

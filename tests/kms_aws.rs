@@ -1,7 +1,8 @@
 //! AWS KMS keys (`awskms://`) against moto in server mode (real SigV4 checking by botocore inside
 //! moto, real RSA and EC keys): `signet public-key`, `signet sign`, `sign --backfill`, `signet
 //! verify` with the key and with a policy folder (Attestor + ClusterVerificationPolicy, judged as
-//! admission judges); a SigningRule served by `signet signer`; IRSA web identity through moto's
+//! admission judges), and at admission by the webhook over TLS (signed admitted, unsigned and
+//! other-key images denied); a SigningRule served by `signet signer`; IRSA web identity through moto's
 //! STS; and every way a key can be unusable: one line, exit 2, nothing pushed.
 //!
 //! What the emulator cannot show (moto 5.2.5): a good RSA_PSS_SHA_256 signature (moto salts PSS
@@ -20,8 +21,8 @@ use signet::crypto::Algorithm;
 use signet::signature::SignatureType;
 use support::Registry;
 use support::kms_cli::{
-    CloudEnv, admission_policies, exit_of, judge, kms_calls, kms_rule, public_key, signet,
-    start_signer, wait_listening,
+    CloudEnv, admission_policies, admission_webhook, admitted, exit_of, judge, kms_calls, kms_rule,
+    public_key, signet, start_signer, wait_listening,
 };
 use support::moto::Moto;
 use support::signer::{TOKEN, policy_dir, signature_count, signet_verify, wait_for_signatures};
@@ -74,6 +75,28 @@ async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
         code, 1,
         "an RSA-signed image under the EC key's Attestor: {out}"
     );
+
+    // At admission, through the webhook (real TLS, an API-server-shaped Pod review): each image
+    // signed by a KMS key is admitted by the Attestor holding `signet public-key`'s output; an
+    // unsigned image and an image signed by the other KMS key are denied.
+    let webhook = admission_webhook(&policies).await;
+    for (alias, _, repo) in &attestors {
+        let (allowed, message) = admitted(&webhook, &format!("{repo}:v1")).await;
+        assert!(allowed, "webhook, {alias}-signed image: {message}");
+    }
+    registry
+        .push_test_image("kms/app-ec", "unsigned", "unsigned")
+        .await;
+    let (allowed, message) = admitted(&webhook, &format!("{}:unsigned", attestors[0].2)).await;
+    assert!(!allowed, "webhook, unsigned image: {message}");
+    assert!(message.contains("no signature"), "{message}");
+    let webhook = admission_webhook(&other).await;
+    let (allowed, message) = admitted(&webhook, &format!("{}:v1", attestors[1].2)).await;
+    assert!(
+        !allowed,
+        "webhook, RSA-signed image under the EC key's Attestor: {message}"
+    );
+    assert!(message.contains("no signature by key"), "{message}");
 
     // Every unusable key: exit 2, one line naming the cause, no secret, nothing pushed.
     let digest = registry

@@ -215,3 +215,31 @@ pub fn judge(image: &str, policies: &Path) -> (i32, String) {
     );
     (code, format!("{stdout}{stderr}"))
 }
+
+/// The webhook (this crate's admission server over real TLS, started in the test process) judging
+/// with the policy folder of [`admission_policies`], as the API server would call it.
+pub async fn admission_webhook(policies: &Path) -> super::webhook::TestWebhook {
+    let yaml = std::fs::read_to_string(policies.join("policies.yaml")).unwrap();
+    super::webhook::TestWebhook::start(
+        super::webhook::policy_state_of(&yaml, signet::policy::NoMatch::Allow),
+        super::webhook::settings(Duration::from_secs(10)),
+        None,
+    )
+    .await
+}
+
+/// Whether `webhook` admits a Pod running `image` (an API-server-shaped Pod review at
+/// `/validate`), and the message of its answer.
+pub async fn admitted(webhook: &super::webhook::TestWebhook, image: &str) -> (bool, String) {
+    let answer = webhook
+        .review("/validate", super::webhook::pod_review(image))
+        .await;
+    let allowed = answer["allowed"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no verdict in {answer}"));
+    let message = answer["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (allowed, message)
+}
