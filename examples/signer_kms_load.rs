@@ -238,9 +238,15 @@ fn registry_time(log: &str, from: usize) -> (usize, Duration) {
 
 /// A Go duration as the registry logs it (`512.3µs`, `2.1ms`, `1.2s`).
 fn go_duration(text: &str) -> Option<Duration> {
-    let (number, scale) = [("ns", 1e-9), ("µs", 1e-6), ("us", 1e-6), ("ms", 1e-3), ("s", 1.0)]
-        .iter()
-        .find_map(|(unit, scale)| text.strip_suffix(unit).map(|n| (n, *scale)))?;
+    let (number, scale) = [
+        ("ns", 1e-9),
+        ("µs", 1e-6),
+        ("us", 1e-6),
+        ("ms", 1e-3),
+        ("s", 1.0),
+    ]
+    .iter()
+    .find_map(|(unit, scale)| text.strip_suffix(unit).map(|n| (n, *scale)))?;
     number
         .parse::<f64>()
         .ok()
@@ -368,7 +374,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "per image: push answered -> both formats readable p50 {} | signer latency (event -> written) {} over {} events",
         ms(walls[walls.len() / 2]),
-        ms(Duration::from_secs_f64(latency_sum / latency_count.max(1.0))),
+        ms(Duration::from_secs_f64(
+            latency_sum / latency_count.max(1.0)
+        )),
         latency_count
     );
     println!(
