@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release --bin signet --example signer_kms_load
-//! target/release/examples/signer_kms_load --provider aws|alibaba [--images 200]
+//! target/release/examples/signer_kms_load --provider aws|alibaba|file [--images 200]
 //! ```
 //!
 //! Images are pushed one at a time, each waited for until both its `.sig` tag and its Sigstore
@@ -20,7 +20,12 @@
 //! - the signer's own overhead: its CPU time (utime + stime of its process, from
 //!   `/proc/PID/stat`), divided by the images signed. This is everything the signer does
 //!   itself: the notification, the event, the request signing, the local verification of each
-//!   KMS signature, the envelopes, and the events of its own pushes.
+//!   KMS signature, the envelopes, and the events of its own pushes. Its CPU time over
+//!   `--idle-seconds` with nothing to sign is measured first and reported, and the figure is also
+//!   given net of it.
+//!
+//! `--provider file` runs the same harness with a key file: the difference in CPU per image
+//! between a KMS run and this one is what the KMS path itself costs the signer.
 //!
 //! The KMS stand-ins are Python servers on the same two cores: their round trip is not the
 //! cloud's (tens of ms across a network); the signer's CPU time per image is the figure that
@@ -47,6 +52,7 @@ struct Args {
     provider: String,
     images: usize,
     warmup: usize,
+    idle: u64,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -54,6 +60,7 @@ fn args() -> anyhow::Result<Args> {
         provider: "aws".into(),
         images: 200,
         warmup: 5,
+        idle: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -62,7 +69,10 @@ fn args() -> anyhow::Result<Args> {
             "--provider" => parsed.provider = value()?,
             "--images" => parsed.images = value()?.parse()?,
             "--warmup" => parsed.warmup = value()?.parse()?,
-            other => bail!("unknown flag {other} (--provider aws|alibaba, --images N, --warmup N)"),
+            "--idle-seconds" => parsed.idle = value()?.parse()?,
+            other => bail!(
+                "unknown flag {other} (--provider aws|alibaba|file, --images N, --warmup N, --idle-seconds N)"
+            ),
         }
     }
     if parsed.images == 0 {
@@ -71,10 +81,12 @@ fn args() -> anyhow::Result<Args> {
     Ok(parsed)
 }
 
-/// The KMS stand-in, kept alive for the run.
+/// The KMS stand-in, kept alive for the run (or a key file, the baseline the KMS runs are
+/// compared with: the same harness, no KMS).
 enum Kms {
     Aws(support::moto::Moto),
     Alibaba(support::alikms::AliKms),
+    File(tempfile::TempDir),
 }
 
 impl Kms {
@@ -82,7 +94,8 @@ impl Kms {
         Ok(match provider {
             "aws" => Kms::Aws(support::moto::Moto::start()),
             "alibaba" => Kms::Alibaba(support::alikms::AliKms::start()),
-            other => bail!("--provider {other}: aws or alibaba"),
+            "file" => Kms::File(tempfile::tempdir()?),
+            other => bail!("--provider {other}: aws, alibaba or file"),
         })
     }
 
@@ -100,6 +113,10 @@ impl Kms {
                 env.push(("SIGNET_ALIBABA_KMS_ENDPOINT", kms.endpoint()));
                 (env, "alikms://key-ec?region=cn-hangzhou".into())
             }
+            Kms::File(dir) => {
+                let key = support::signer::key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+                (Vec::new(), format!("file:{}", key.private.display()))
+            }
         }
     }
 
@@ -107,6 +124,7 @@ impl Kms {
         match self {
             Kms::Aws(_) => "aws_kms",
             Kms::Alibaba(_) => "alibaba_kms",
+            Kms::File(_) => "none",
         }
     }
 }
@@ -321,6 +339,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let digest = registry.push_test_image("load/app", &tag, &tag).await;
         wait_signed(&http, &host, "load/app", &digest).await?;
     }
+    // What the signer spends with nothing to do (timers, the policy folder's polling), so that
+    // it can be told from the work per image.
+    let idle_start = cpu_time(pid, ticks)?;
+    let idle_started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.idle)).await;
+    let idle_rate = cpu_time(pid, ticks)?
+        .saturating_sub(idle_start)
+        .as_secs_f64()
+        / idle_started.elapsed().as_secs_f64();
     let before_metrics = scrape(port).await?;
     let before_cpu = cpu_time(pid, ticks)?;
     let before_log = registry.log().len();
@@ -366,6 +393,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         match &kms {
             Kms::Aws(_) => "moto 5.2.5",
             Kms::Alibaba(_) => "local endpoint, Alibaba SDK signature check",
+            Kms::File(_) => "key file, no KMS: the baseline",
         },
         args.images,
         args.warmup,
@@ -389,6 +417,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ms(per_image(cpu.as_secs_f64())),
         ms(cpu),
         args.images
+    );
+    let idle_share = idle_rate * elapsed.as_secs_f64();
+    println!(
+        "signer idle: {:.2} ms CPU per second with nothing to sign; net of it, the signer's own CPU per image {}",
+        idle_rate * 1e3,
+        ms(per_image((cpu.as_secs_f64() - idle_share).max(0.0)))
     );
     let latency = latency_sum / latency_count.max(1.0);
     let rest = latency - kms_sum / n - registry_total.as_secs_f64() / n;
