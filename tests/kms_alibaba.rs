@@ -2,8 +2,11 @@
 //! Cloud KMS exists: `tests/support/kms/alikms_server.py`, real keys, every request's
 //! ACS3-HMAC-SHA256 signature recomputed by the official Alibaba Cloud Python SDK's signing code):
 //! `signet public-key`, `signet sign` and `signet verify` (with the key, and with a policy folder as
-//! admission judges) with RSA-PSS, RSA PKCS#1 and ECDSA keys,
-//! credentials from the environment and from RRSA (AssumeRoleWithOIDC), throttling retried; a
+//! admission judges, and at admission by the webhook over TLS) with RSA-PSS, RSA PKCS#1 and
+//! ECDSA keys,
+//! credentials from the environment, from RRSA (AssumeRoleWithOIDC) and from the ECS instance RAM
+//! role (a local, mocked metadata service in token mode; refreshed before expiry), throttling
+//! retried; a
 //! SigningRule served by `signet signer`; and every way a key can be unusable: one line, exit 2,
 //! nothing pushed. What this cannot show: the cloud's own answers beyond its API reference.
 
@@ -19,9 +22,10 @@ use signet::signature::SignatureType;
 use support::Registry;
 use support::alikms::{AliKms, OIDC_PROVIDER_ARN, ROLE_ARN};
 use support::kms_cli::{
-    CloudEnv, admission_policies, exit_of, judge, kms_calls, kms_rule, public_key, signet,
-    start_signer, wait_listening,
+    CloudEnv, admission_policies, admission_webhook, admitted, exit_of, judge, kms_calls, kms_rule,
+    public_key, signet, start_signer, wait_listening,
 };
+use support::metadata::{Cloud, Handed, MetadataServer};
 use support::signer::{TOKEN, policy_dir, signature_count, signet_verify, wait_for_signatures};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,6 +108,34 @@ async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
         code, 1,
         "an image signed by the EC key is denied under the RSA key's Attestor: {out}"
     );
+
+    // At admission, through the webhook (real TLS, an API-server-shaped Pod review): the RSA-PSS
+    // and the ECDSA signed images are admitted by Attestors holding `signet public-key`'s output;
+    // an unsigned image and an image signed by another KMS key are denied.
+    let repo = |i: usize| signed[i].0.trim_end_matches(":v1").to_string();
+    let per_image = admission_policies(
+        &dir.path().join("per-image"),
+        &[
+            ("alikms-rsa", &signed[0].1, repo(0)),
+            ("alikms-ec", &signed[2].1, repo(2)),
+            // app-4 was signed by key-busy, not key-ec.
+            ("alikms-ec-other", &signed[2].1, repo(4)),
+        ],
+    );
+    registry
+        .push_test_image("alikms/app-0", "unsigned", "unsigned")
+        .await;
+    let webhook = admission_webhook(&per_image).await;
+    for image in [&signed[0].0, &signed[2].0] {
+        let (allowed, message) = admitted(&webhook, image).await;
+        assert!(allowed, "webhook, {image}: {message}");
+    }
+    let (allowed, message) = admitted(&webhook, &signed[4].0).await;
+    assert!(!allowed, "webhook, image signed by another key: {message}");
+    assert!(message.contains("no signature by key"), "{message}");
+    let (allowed, message) = admitted(&webhook, &format!("{}:unsigned", repo(0))).await;
+    assert!(!allowed, "webhook, unsigned image: {message}");
+    assert!(message.contains("no signature"), "{message}");
 
     let digest = registry
         .push_test_image("alikms/refused", "v1", "refused")
@@ -313,4 +345,129 @@ async fn a_signing_rule_with_a_kms_key_signs_pushes_and_unusable_rules_stop_the_
         );
         assert!(!err.contains(&kms.secret), "{err}");
     }
+}
+
+/// The ECS instance RAM role (a local, mocked metadata service in its token mode: none can run
+/// here): the signer, with no other credential source, asks for a session token, the
+/// instance's role and its temporary credentials (made by the endpoint's STS, so the endpoint
+/// checks their security token). The first expire within the refresh margin (4 minutes): each
+/// KMS call fetches again; once the service hands out new ones and the first are revoked, the
+/// next image is signed with the new ones. Long-lived credentials are fetched once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecs_ram_role_credentials_sign_and_are_refreshed_before_they_expire() {
+    let kms = AliKms::start();
+    let dir = tempfile::tempdir().unwrap();
+    let handed = |expires_in: Duration| {
+        let kms = &kms;
+        async move {
+            let (access_key_id, secret, token) = kms.temporary_credentials().await;
+            Handed {
+                access_key_id,
+                secret,
+                token,
+                expires_in,
+            }
+        }
+    };
+    let first = handed(Duration::from_secs(240)).await;
+    let ecs = MetadataServer::start(Cloud::Alibaba, "signet-node", first.clone()).await;
+    let env = vec![
+        ("SIGNET_ALIBABA_KMS_ENDPOINT", kms.endpoint()),
+        ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "false".to_string()),
+        ("SIGNET_ALIBABA_ECS_METADATA_ENDPOINT", ecs.url()),
+    ];
+    let reference = "alikms://key-ec?region=cn-hangzhou".to_string();
+    // The role named in the environment (ALIBABA_CLOUD_ECS_METADATA), not listed.
+    let mut named_role = env.clone();
+    named_role.push(("ALIBABA_CLOUD_ECS_METADATA", "signet-node".to_string()));
+    let public = public_key(
+        &named_role,
+        &reference,
+        "ECDSA_P256_SHA_256",
+        &dir.path().join("ec.pub"),
+    );
+
+    let port = support::closed_port();
+    let registry =
+        Registry::start_with_notifications(&format!("http://127.0.0.1:{port}/events"), TOKEN);
+    let host = registry.host();
+    let policies = policy_dir(
+        dir.path(),
+        &[kms_rule(
+            "ecs",
+            format!("{host}/ecs/**"),
+            reference.clone(),
+            Algorithm::EcdsaP256Sha256,
+        )],
+    );
+    let mut signer = start_signer(&env, dir.path(), &policies, port);
+    wait_listening(&mut signer, port);
+    let sign_and_verify = |tag: &'static str| {
+        let (registry, public, host) = (&registry, &public, host.clone());
+        async move {
+            let digest = registry.push_test_image("ecs/app", tag, tag).await;
+            wait_for_signatures(
+                registry,
+                &[(format!("ecs/app:{tag}"), digest)],
+                1,
+                Duration::from_secs(30),
+            )
+            .await;
+            let (code, out) = signet_verify(
+                &format!("{host}/ecs/app:{tag}"),
+                public,
+                SignatureType::Default,
+            );
+            assert_eq!(code, 0, "{tag}: {out}");
+        }
+    };
+    sign_and_verify("v1").await;
+    let documents = ecs.seen(|s| s.documents.clone());
+    // public-key (1), the signer at start (DescribeKey, ListKeyVersions, GetPublicKey) and its
+    // AsymmetricSign: each fetched anew.
+    assert!(documents.len() >= 4, "{documents:?}");
+    assert!(documents.iter().all(|d| *d == first.access_key_id));
+
+    kms.revoke(&first.access_key_id).await;
+    let old = vec![
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", first.access_key_id.clone()),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", first.secret.clone()),
+        ("ALIBABA_CLOUD_SECURITY_TOKEN", first.token.clone()),
+    ];
+    let (code, _, stderr) = signet(
+        &old,
+        &[
+            "public-key",
+            "--key",
+            &kms.reference("key-ec"),
+            "--algorithm",
+            "ECDSA_P256_SHA_256",
+        ],
+    );
+    assert_eq!(code, 2, "the revoked credentials still work: {stderr}");
+    assert!(stderr.contains("InvalidAccessKeyId.NotFound"), "{stderr}");
+    let second = handed(Duration::from_secs(3600)).await;
+    ecs.hand_out(second.clone());
+    sign_and_verify("v2").await;
+    let after_v2 = ecs.seen(|s| s.documents.len());
+    assert_eq!(
+        ecs.seen(|s| s.documents.last().cloned()),
+        Some(second.access_key_id.clone())
+    );
+    sign_and_verify("v3").await;
+    assert_eq!(
+        ecs.seen(|s| s.documents.len()),
+        after_v2,
+        "long-lived credentials were fetched again"
+    );
+    ecs.seen(|s| {
+        assert!(s.refused.is_empty(), "{:?}", s.refused);
+        assert!(
+            s.token_ttls.iter().all(|t| t == "21600"),
+            "{:?}",
+            s.token_ttls
+        );
+    });
+    let _ = signer.kill();
+    let _ = signer.wait();
 }

@@ -1,8 +1,11 @@
 //! AWS KMS keys (`awskms://`) against moto in server mode (real SigV4 checking by botocore inside
 //! moto, real RSA and EC keys): `signet public-key`, `signet sign`, `sign --backfill`, `signet
 //! verify` with the key and with a policy folder (Attestor + ClusterVerificationPolicy, judged as
-//! admission judges); a SigningRule served by `signet signer`; IRSA web identity through moto's
-//! STS; and every way a key can be unusable: one line, exit 2, nothing pushed.
+//! admission judges), and at admission by the webhook over TLS (signed admitted, unsigned and
+//! other-key images denied); a SigningRule served by `signet signer`; IRSA web identity through moto's
+//! STS; IMDSv2 (a local, mocked metadata service handing out moto role sessions, refreshed before
+//! expiry); the shared credentials/config files and `AWS_PROFILE`; and every way a key can be
+//! unusable: one line, exit 2, nothing pushed. One moto serves the tests of this binary.
 //!
 //! What the emulator cannot show (moto 5.2.5): a good RSA_PSS_SHA_256 signature (moto salts PSS
 //! with the maximum length; AWS uses 32 bytes, as signet verifies), and `MessageType: DIGEST`
@@ -20,15 +23,16 @@ use signet::crypto::Algorithm;
 use signet::signature::SignatureType;
 use support::Registry;
 use support::kms_cli::{
-    CloudEnv, admission_policies, exit_of, judge, kms_calls, kms_rule, public_key, signet,
-    start_signer, wait_listening,
+    CloudEnv, admission_policies, admission_webhook, admitted, exit_of, judge, kms_calls, kms_rule,
+    public_key, signet, start_signer, wait_listening,
 };
+use support::metadata::{Cloud, Handed, MetadataServer};
 use support::moto::Moto;
 use support::signer::{TOKEN, policy_dir, signature_count, signet_verify, wait_for_signatures};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
-    let moto = Moto::start();
+    let moto = Moto::shared();
     let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let env = moto.env();
@@ -74,6 +78,28 @@ async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
         code, 1,
         "an RSA-signed image under the EC key's Attestor: {out}"
     );
+
+    // At admission, through the webhook (real TLS, an API-server-shaped Pod review): each image
+    // signed by a KMS key is admitted by the Attestor holding `signet public-key`'s output; an
+    // unsigned image and an image signed by the other KMS key are denied.
+    let webhook = admission_webhook(&policies).await;
+    for (alias, _, repo) in &attestors {
+        let (allowed, message) = admitted(&webhook, &format!("{repo}:v1")).await;
+        assert!(allowed, "webhook, {alias}-signed image: {message}");
+    }
+    registry
+        .push_test_image("kms/app-ec", "unsigned", "unsigned")
+        .await;
+    let (allowed, message) = admitted(&webhook, &format!("{}:unsigned", attestors[0].2)).await;
+    assert!(!allowed, "webhook, unsigned image: {message}");
+    assert!(message.contains("no signature"), "{message}");
+    let webhook = admission_webhook(&other).await;
+    let (allowed, message) = admitted(&webhook, &format!("{}:v1", attestors[1].2)).await;
+    assert!(
+        !allowed,
+        "webhook, RSA-signed image under the EC key's Attestor: {message}"
+    );
+    assert!(message.contains("no signature by key"), "{message}");
 
     // Every unusable key: exit 2, one line naming the cause, no secret, nothing pushed.
     let digest = registry
@@ -176,7 +202,7 @@ async fn kms_keys_sign_images_that_verify_and_unusable_keys_push_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signing_rule_with_a_kms_key_signs_pushes_and_unusable_rules_stop_the_signer() {
-    let moto = Moto::start();
+    let moto = Moto::shared();
     let dir = tempfile::tempdir().unwrap();
     // Rules name no endpoint: the signer's environment does, as the chart sets it.
     let mut env = moto.env();
@@ -366,4 +392,250 @@ async fn web_identity_credentials_sign() {
         stderr.contains("web identity token file") && stderr.contains("gone"),
         "{stderr}"
     );
+}
+
+/// IMDSv2 (a local, mocked metadata service: none can run here): the signer, with no other
+/// credential source, asks for a session token, the instance's role and its credentials, which
+/// are sessions of moto roles (moto checks their session token). The first session expires
+/// within the refresh margin (4 minutes): each KMS call fetches again; once the service hands
+/// out a session of another role and the first role loses its KMS permissions, the next image
+/// is signed with the new credentials. Long-lived credentials are fetched once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_metadata_credentials_sign_and_are_refreshed_before_they_expire() {
+    let moto = Moto::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let handed = |role: &str, expires_in: Duration| {
+        let (access_key_id, secret, token) = moto.assume_role(role);
+        Handed {
+            access_key_id,
+            secret,
+            token,
+            expires_in,
+        }
+    };
+    let first = handed("signet-node-a", Duration::from_secs(240));
+    let imds = MetadataServer::start(Cloud::Aws, "signet-node-a", first.clone()).await;
+    let env = vec![
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ENDPOINT_URL_KMS", moto.url()),
+        ("AWS_EC2_METADATA_DISABLED", "false".to_string()),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url()),
+    ];
+    let public = public_key(
+        &env,
+        "awskms:///alias/ec",
+        "ECDSA_P256_SHA_256",
+        &dir.path().join("ec.pub"),
+    );
+
+    let port = support::closed_port();
+    let registry =
+        Registry::start_with_notifications(&format!("http://127.0.0.1:{port}/events"), TOKEN);
+    let host = registry.host();
+    let policies = policy_dir(
+        dir.path(),
+        &[kms_rule(
+            "imds",
+            format!("{host}/imds/**"),
+            "awskms:///alias/ec".into(),
+            Algorithm::EcdsaP256Sha256,
+        )],
+    );
+    let mut signer = start_signer(&env, dir.path(), &policies, port);
+    wait_listening(&mut signer, port);
+    let sign_and_verify = |tag: &'static str| {
+        let (registry, public, host) = (&registry, &public, host.clone());
+        async move {
+            let digest = registry.push_test_image("imds/app", tag, tag).await;
+            wait_for_signatures(
+                registry,
+                &[(format!("imds/app:{tag}"), digest)],
+                1,
+                Duration::from_secs(30),
+            )
+            .await;
+            let (code, out) = signet_verify(
+                &format!("{host}/imds/app:{tag}"),
+                public,
+                SignatureType::Default,
+            );
+            assert_eq!(code, 0, "{tag}: {out}");
+        }
+    };
+    sign_and_verify("v1").await;
+    let documents = imds.seen(|s| s.documents.clone());
+    // public-key (1), the signer's GetPublicKey at start (1), its Sign (1): each fetched anew.
+    assert!(documents.len() >= 3, "{documents:?}");
+    assert!(documents.iter().all(|d| *d == first.access_key_id));
+
+    // The first role can no longer sign; the service hands out a long-lived session of another.
+    moto.revoke_role("signet-node-a");
+    let old_session = vec![
+        ("AWS_ACCESS_KEY_ID", first.access_key_id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", first.secret.clone()),
+        ("AWS_SESSION_TOKEN", first.token.clone()),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ];
+    let (code, _, stderr) = signet(
+        &old_session,
+        &[
+            "public-key",
+            "--key",
+            &format!("awskms://{}/alias/ec", moto.endpoint()),
+            "--algorithm",
+            "ECDSA_P256_SHA_256",
+        ],
+    );
+    assert_eq!(code, 2, "the revoked session still works: {stderr}");
+    assert!(stderr.contains("AccessDenied"), "{stderr}");
+    let second = handed("signet-node-b", Duration::from_secs(3600));
+    imds.hand_out(second.clone());
+    sign_and_verify("v2").await;
+    let after_v2 = imds.seen(|s| s.documents.len());
+    assert_eq!(
+        imds.seen(|s| s.documents.last().cloned()),
+        Some(second.access_key_id.clone())
+    );
+    sign_and_verify("v3").await;
+    assert_eq!(
+        imds.seen(|s| s.documents.len()),
+        after_v2,
+        "long-lived credentials were fetched again"
+    );
+    imds.seen(|s| {
+        assert!(s.refused.is_empty(), "{:?}", s.refused);
+        assert!(
+            s.token_ttls.iter().all(|t| t == "21600"),
+            "{:?}",
+            s.token_ttls
+        );
+    });
+    let _ = signer.kill();
+    let _ = signer.wait();
+}
+
+/// The AWS shared files (`~/.aws/credentials`, `AWS_SHARED_CREDENTIALS_FILE`, `AWS_CONFIG_FILE`,
+/// `AWS_PROFILE`), after the environment in the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_credentials_files_sign_under_the_chosen_profile() {
+    let moto = Moto::shared();
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (id, secret) = (&moto.access_key_id, &moto.secret);
+    let credentials = dir.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        format!(
+            "[default]\naws_access_key_id = {id}\naws_secret_access_key = not-the-secret\n\n\
+             [signer]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n\n\
+             [assume]\nrole_arn = arn:aws:iam::123456789012:role/x\nsource_profile = signer\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\nregion = us-east-1\n[profile from-config]\naws_access_key_id = {id}\n\
+             aws_secret_access_key = {secret}\n"
+        ),
+    )
+    .unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(
+        home.join(".aws/credentials"),
+        format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
+    let key = format!("awskms://{}/alias/ec", moto.endpoint());
+    let files = |profile: Option<&str>| {
+        let mut env = vec![
+            ("AWS_REGION", "us-east-1".to_string()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                credentials.display().to_string(),
+            ),
+            ("AWS_CONFIG_FILE", config.display().to_string()),
+        ];
+        if let Some(p) = profile {
+            env.push(("AWS_PROFILE", p.to_string()));
+        }
+        env
+    };
+    let mut env_wins = files(Some("missing"));
+    env_wins.extend(moto.env());
+    let home_env = vec![
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("HOME", home.display().to_string()),
+        ("AWS_SHARED_CREDENTIALS_FILE", String::new()),
+        ("AWS_CONFIG_FILE", String::new()),
+    ];
+    // (case, environment, Ok or the refusal's text)
+    type Case<'a> = (&'a str, Vec<(&'static str, String)>, Result<(), &'a str>);
+    let cases: Vec<Case> = vec![
+        ("AWS_PROFILE=signer", files(Some("signer")), Ok(())),
+        (
+            "[profile NAME] in the config file",
+            files(Some("from-config")),
+            Ok(()),
+        ),
+        ("~/.aws/credentials", home_env, Ok(())),
+        ("the environment before the files", env_wins, Ok(())),
+        // The default profile's secret is wrong: it is the one used without AWS_PROFILE.
+        ("default profile", files(None), Err("SignatureDoesNotMatch")),
+        (
+            "missing profile",
+            files(Some("missing")),
+            Err("AWS_PROFILE \"missing\" is in none of the AWS shared files"),
+        ),
+        (
+            "role profile",
+            files(Some("assume")),
+            Err("uses role_arn, which signet does not support"),
+        ),
+    ];
+    let public = public_key(
+        &moto.env(),
+        &key,
+        "ECDSA_P256_SHA_256",
+        &dir.path().join("ec.pub"),
+    );
+    for (i, (case, env, expected)) in cases.into_iter().enumerate() {
+        let tag = format!("v{i}");
+        let digest = registry.push_test_image("shared/app", &tag, &tag).await;
+        let image = format!("{}/shared/app:{tag}", registry.host());
+        let (code, _, stderr) = signet(
+            &env,
+            &[
+                "sign",
+                &image,
+                "--key",
+                &key,
+                "--algorithm",
+                "ECDSA_P256_SHA_256",
+            ],
+        );
+        match expected {
+            Ok(()) => {
+                assert_eq!(code, 0, "{case}: {stderr}");
+                let (code, out) = signet_verify(&image, &public, SignatureType::Default);
+                assert_eq!(code, 0, "{case}: {out}");
+            }
+            Err(text) => {
+                assert_eq!(code, 2, "{case}: {stderr}");
+                assert_eq!(stderr.trim_end().lines().count(), 1, "{case}: {stderr}");
+                assert!(
+                    stderr.contains(text),
+                    "{case}: expected {text:?} in {stderr}"
+                );
+                assert!(!stderr.contains(secret.as_str()), "{stderr}");
+                assert_eq!(
+                    signature_count(&registry, &format!("shared/app:{tag}"), &digest).await,
+                    0,
+                    "{case} pushed a signature"
+                );
+            }
+        }
+    }
 }

@@ -313,6 +313,14 @@ impl Signer {
         }
         let outcome = self.sign_pushed(&identity, &push.digest, &covering).await;
         match &outcome {
+            EventOutcome::Failed(e) => {
+                if let Some(kind) = e.registry_failure_kind() {
+                    metrics.registry_outcome(&host, Some(kind));
+                }
+            }
+            _ => metrics.registry_outcome(&host, None),
+        }
+        match &outcome {
             EventOutcome::Signed(ensured) => {
                 metrics
                     .signing_latency

@@ -6,6 +6,12 @@
 //! it covered; a rule's series exist at zero from the moment the rule is in the picture, and go
 //! when it leaves it (a deleted rule's numbers would otherwise stay forever). `pending_images`
 //! against `workers` shows whether the signer keeps up.
+//!
+//! `registry_requests_total{registry,operation="sign",outcome}` counts, per registry, how each
+//! pushed image's signing ended with the registry, in the webhook's terms: `success`, or the
+//! failure's kind (`rate_limited` when the registry still throttled after the retries,
+//! `unreachable`, `unauthorized`...). A registry's series all exist from its first image;
+//! past [`MAX_REGISTRY_LABELS`] registries, the rest count as `other`.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -20,6 +26,7 @@ use prometheus_client::registry::Registry;
 
 use crate::metrics::labels::label_enum;
 use crate::metrics::{CommonMetrics, Format, render};
+use crate::registry::LookupFailureKind;
 
 label_enum! {
     /// Why an event (or a notification) was not signed: the `reason` of `events_ignored`.
@@ -80,6 +87,20 @@ label_enum! {
     }
 }
 
+/// Registries with series of their own in `registry_requests_total`, as the webhook's.
+pub const MAX_REGISTRY_LABELS: usize = 64;
+
+/// Labels of `registry_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistryRequestLabels {
+    /// The registry host (or `other`).
+    pub registry: String,
+    /// Always `sign` (the webhook's metric of the same name has `resolve`, `signatures`).
+    pub operation: String,
+    /// `success` or a failure kind.
+    pub outcome: String,
+}
+
 /// A `reason` label naming an [`IgnoreReason`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IgnoreLabel {
@@ -138,6 +159,10 @@ pub struct RuleOutcomeLabels {
 /// Counters and histograms; cheap to update from any task.
 pub struct Metrics {
     registry: Registry,
+    /// Signing operations by registry and outcome.
+    registry_requests: Family<RegistryRequestLabels, Counter>,
+    /// The registries whose series exist.
+    registries: Mutex<BTreeSet<String>>,
     common: CommonMetrics,
     /// Per rule, by outcome.
     rule_outcomes: Family<RuleOutcomeLabels, Counter>,
@@ -195,6 +220,8 @@ impl Metrics {
         let registry = root.sub_registry_with_prefix("signet_signer");
         let m = Metrics {
             registry: Registry::default(),
+            registry_requests: Family::default(),
+            registries: Mutex::new(BTreeSet::new()),
             common,
             rule_outcomes: Family::default(),
             rules: Mutex::new(BTreeSet::new()),
@@ -217,6 +244,11 @@ impl Metrics {
             reconcile_signed: Counter::default(),
             reconcile_failed: Counter::default(),
         };
+        registry.register(
+            "registry_requests",
+            "Pushed images' signing by registry and outcome with it (success, or the failure's kind: rate_limited, unreachable...)",
+            m.registry_requests.clone(),
+        );
         registry.register(
             "rule_outcomes",
             "Images each SigningRule covered, by rule and outcome (signed, already_signed, skipped, failed)",
@@ -384,6 +416,49 @@ impl Metrics {
         self.bundles_written.inc_by(n as u64);
     }
 
+    /// Counts how signing one pushed image on `host` ended with the registry: `None` when it
+    /// answered, else the failure's kind.
+    pub fn registry_outcome(&self, host: &str, failure: Option<LookupFailureKind>) {
+        let registry = self.registry_label(host);
+        let outcome = failure.map_or("success", LookupFailureKind::as_str);
+        self.registry_requests
+            .get_or_create(&RegistryRequestLabels {
+                registry,
+                operation: "sign".into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// The `registry` label for `host`: the host (its series all created at zero the first
+    /// time), or `other` past [`MAX_REGISTRY_LABELS`].
+    fn registry_label(&self, host: &str) -> String {
+        let mut known = self.registries.lock().unwrap_or_else(|p| p.into_inner());
+        if known.contains(host) {
+            return host.to_string();
+        }
+        let label = if known.len() < MAX_REGISTRY_LABELS - 1 || host == "other" {
+            host.to_string()
+        } else {
+            "other".to_string()
+        };
+        if known.insert(label.clone()) {
+            let outcomes =
+                std::iter::once("success").chain(LookupFailureKind::ALL.iter().map(|k| k.as_str()));
+            for outcome in outcomes {
+                drop(
+                    self.registry_requests
+                        .get_or_create(&RegistryRequestLabels {
+                            registry: label.clone(),
+                            operation: "sign".into(),
+                            outcome: outcome.into(),
+                        }),
+                );
+            }
+        }
+        label
+    }
+
     /// Counts a failure.
     pub fn failure(&self, reason: FailureReason) {
         self.failed.get_or_create(&FailureLabel { reason }).inc();
@@ -405,6 +480,35 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_outcomes_are_counted_per_registry_with_every_series_present() {
+        let m = Metrics::new();
+        m.registry_outcome("registry.example.com", None);
+        m.registry_outcome("registry.example.com", Some(LookupFailureKind::RateLimited));
+        m.registry_outcome("ghcr.io", Some(LookupFailureKind::RateLimited));
+        let text = m.encode();
+        for line in [
+            "signet_signer_registry_requests_total{registry=\"registry.example.com\",operation=\"sign\",outcome=\"success\"} 1",
+            "signet_signer_registry_requests_total{registry=\"registry.example.com\",operation=\"sign\",outcome=\"rate_limited\"} 1",
+            "signet_signer_registry_requests_total{registry=\"registry.example.com\",operation=\"sign\",outcome=\"unreachable\"} 0",
+            "signet_signer_registry_requests_total{registry=\"ghcr.io\",operation=\"sign\",outcome=\"rate_limited\"} 1",
+            "signet_signer_registry_requests_total{registry=\"ghcr.io\",operation=\"sign\",outcome=\"success\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        for i in 0..MAX_REGISTRY_LABELS + 5 {
+            m.registry_outcome(&format!("r{i}.example.com"), None);
+        }
+        let text = m.encode();
+        let registries: BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("signet_signer_registry_requests_total{registry=\""))
+            .filter_map(|l| l.split('"').next())
+            .collect();
+        assert_eq!(registries.len(), MAX_REGISTRY_LABELS);
+        assert!(registries.contains("other"));
+    }
 
     #[test]
     fn every_metric_is_exposed() {

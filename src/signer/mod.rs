@@ -130,6 +130,18 @@ impl SignerError {
         matches!(self, SignerError::Registry(e) if e.is_not_found())
     }
 
+    /// How the registry failed, when it did (the `outcome` of `registry_requests_total`);
+    /// `None` for a failure of the key, the configuration or the signer itself.
+    pub fn registry_failure_kind(&self) -> Option<crate::registry::LookupFailureKind> {
+        match self {
+            SignerError::Registry(e) | SignerError::Write(SignatureWriteError::Registry(e)) => {
+                Some(e.failure_kind())
+            }
+            SignerError::Contended(_) => Some(crate::registry::LookupFailureKind::Other),
+            _ => None,
+        }
+    }
+
     /// The `reason` label of the failure metric.
     pub fn metric_reason(&self) -> FailureReason {
         match self {

@@ -101,6 +101,58 @@ impl AliKms {
     }
 }
 
+impl AliKms {
+    /// Temporary credentials (access key id, secret, security token) from the endpoint's STS,
+    /// as an ECS instance's RAM role would hold.
+    pub async fn temporary_credentials(&self) -> (String, String, String) {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(format!("http://{}/", self.endpoint()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[
+                ("Action", "AssumeRoleWithOIDC"),
+                ("RoleArn", ROLE_ARN),
+                ("OIDCProviderArn", OIDC_PROVIDER_ARN),
+                ("OIDCToken", &self.oidc_token),
+                ("RoleSessionName", "ecs-instance"),
+            ]))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let c = &answer["Credentials"];
+        let field = |name: &str| c[name].as_str().unwrap().to_string();
+        (
+            field("AccessKeyId"),
+            field("AccessKeySecret"),
+            field("SecurityToken"),
+        )
+    }
+
+    /// Makes temporary credentials stop working (the endpoint forgets them).
+    pub async fn revoke(&self, access_key_id: &str) {
+        let status = reqwest::Client::new()
+            .post(format!("http://{}/", self.endpoint()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[
+                ("Action", "TestRevokeCredentials"),
+                ("AccessKeyId", access_key_id),
+            ]))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_success(), "revoke {access_key_id}: {status}");
+    }
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
 impl Drop for AliKms {
     fn drop(&mut self) {
         let _ = self.child.kill();

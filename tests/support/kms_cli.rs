@@ -17,7 +17,7 @@ pub type CloudEnv = [(&'static str, String)];
 
 /// Variables of the caller's environment that would change which credentials or endpoints
 /// signet uses.
-const CLOUD_VARIABLES: [&str; 20] = [
+const CLOUD_VARIABLES: [&str; 27] = [
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -38,17 +38,31 @@ const CLOUD_VARIABLES: [&str; 20] = [
     "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
     "ALIBABA_CLOUD_STS_ENDPOINT",
     "SIGNET_ALIBABA_KMS_ENDPOINT",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "ALIBABA_CLOUD_ECS_METADATA",
+    "SIGNET_ALIBABA_ECS_METADATA_ENDPOINT",
+    "AWS_DEFAULT_PROFILE",
 ];
 
 /// `signet` with the cloud environment `env` and nothing else of the caller's; metadata services
-/// are off for both clouds so that no test reaches for a metadata address.
+/// are off for both clouds so that no test reaches for a metadata address, and the AWS shared
+/// files are ones that do not exist, so that no file of the caller's home is read (a test that
+/// wants `~/.aws` gives these variables empty, which signet treats as unset).
 pub fn command(env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(super::signer::signet_binary());
     for name in CLOUD_VARIABLES {
         cmd.env_remove(name);
     }
     cmd.env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true");
+        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/signet-test/credentials",
+        )
+        .env("AWS_CONFIG_FILE", "/nonexistent/signet-test/config");
     for (name, value) in env {
         cmd.env(name, value);
     }
@@ -216,4 +230,32 @@ pub fn judge(image: &str, policies: &Path) -> (i32, String) {
         &["verify", image, "--policy-dir", policies.to_str().unwrap()],
     );
     (code, format!("{stdout}{stderr}"))
+}
+
+/// The webhook (this crate's admission server over real TLS, started in the test process) judging
+/// with the policy folder of [`admission_policies`], as the API server would call it.
+pub async fn admission_webhook(policies: &Path) -> super::webhook::TestWebhook {
+    let yaml = std::fs::read_to_string(policies.join("policies.yaml")).unwrap();
+    super::webhook::TestWebhook::start(
+        super::webhook::policy_state_of(&yaml, signet::policy::NoMatch::Allow),
+        super::webhook::settings(Duration::from_secs(10)),
+        None,
+    )
+    .await
+}
+
+/// Whether `webhook` admits a Pod running `image` (an API-server-shaped Pod review at
+/// `/validate`), and the message of its answer.
+pub async fn admitted(webhook: &super::webhook::TestWebhook, image: &str) -> (bool, String) {
+    let answer = webhook
+        .review("/validate", super::webhook::pod_review(image))
+        .await;
+    let allowed = answer["allowed"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no verdict in {answer}"));
+    let message = answer["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (allowed, message)
 }

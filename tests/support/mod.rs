@@ -14,7 +14,8 @@
 //! - [`kube_api`]: a mocked Kubernetes API for the webhook.
 //! - [`audit_api`]: a mocked Kubernetes API for the audit (watches, Events, PolicyReports).
 //! - [`signer`]: keys, rules and an in-process signer for the signer tests.
-//! - [`moto`]: the moto AWS KMS emulator; [`alikms`]: a local Alibaba Cloud KMS endpoint.
+//! - [`moto`]: the moto AWS KMS emulator; [`alikms`]: a local Alibaba Cloud KMS endpoint;
+//!   [`metadata`]: a local (mocked) AWS IMDSv2 / Alibaba ECS metadata service.
 //! - [`notation`]: a test PKI, certificate Attestors, Notation referrers counted or crafted.
 // Each test crate uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
@@ -25,6 +26,7 @@ pub mod bundle;
 pub mod image;
 pub mod kms_cli;
 pub mod kube_api;
+pub mod metadata;
 pub mod moto;
 pub mod notation;
 pub mod referrers_front;

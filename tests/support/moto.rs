@@ -1,7 +1,9 @@
 //! `moto` (PyPI `moto[server]`, pinned in scripts/test-deps.sh) as an AWS KMS emulator: a child
 //! process on a free loopback port, with IAM authentication on, so that every request's SigV4
 //! signature is checked by botocore's signer. [`Moto::start`] creates the user the tests sign
-//! as and the keys (`alias/rsa`, `alias/ec`: SIGN_VERIFY; `alias/encrypt`: ENCRYPT_DECRYPT).
+//! as, two instance roles whose sessions (with their session token, which moto checks) the
+//! metadata test hands out, and the keys (`alias/rsa`, `alias/ec`: SIGN_VERIFY;
+//! `alias/encrypt`: ENCRYPT_DECRYPT).
 //!
 //! What moto 5.2.5 cannot show: it hashes a `MessageType: DIGEST` message again, and signs
 //! RSA-PSS with the maximum salt length where AWS uses the digest length, so an RSA_PSS_SHA_256
@@ -41,6 +43,55 @@ impl Moto {
     /// Starts moto with IAM authentication on and prepares the user and keys.
     pub fn start() -> Self {
         Self::launch(true)
+    }
+
+    /// One moto (with authentication) shared by the tests of a test binary: started by the
+    /// first caller, stopped when the binary exits (its standard input closes). Tests only read
+    /// its keys; only the instance metadata test changes a role, one of its own.
+    pub fn shared() -> &'static Moto {
+        static SHARED: std::sync::OnceLock<Moto> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Self::start)
+    }
+
+    /// A session of the instance role `role` (`signet-node-a` or `signet-node-b`, made by the
+    /// setup with KMS permissions), from moto's STS: access key id, secret, session token.
+    pub fn assume_role(&self, role: &str) -> (String, String, String) {
+        let out = self.boto3(&format!(
+            "c = boto3.client('sts', **common).assume_role(\
+             RoleArn='arn:aws:iam::123456789012:role/{role}', RoleSessionName='node')['Credentials']\n\
+             print(c['AccessKeyId'], c['SecretAccessKey'], c['SessionToken'])"
+        ));
+        let mut fields = out.split_whitespace().map(str::to_string);
+        let mut next = || fields.next().unwrap();
+        (next(), next(), next())
+    }
+
+    /// Takes the KMS permissions of instance role `role` away (its sessions stop signing).
+    pub fn revoke_role(&self, role: &str) {
+        self.boto3(&format!(
+            "boto3.client('iam', **common).delete_role_policy(RoleName='{role}', PolicyName='kms')"
+        ));
+    }
+
+    /// Runs a Python snippet with `boto3` and `common` (moto's URL, the test user's key) set.
+    fn boto3(&self, code: &str) -> String {
+        let script = format!(
+            "import boto3\ncommon = dict(endpoint_url='{}', region_name='us-east-1', \
+             aws_access_key_id='{}', aws_secret_access_key='{}')\n{code}\n",
+            self.url(),
+            self.access_key_id,
+            self.secret
+        );
+        let out = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{code}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// Starts moto with authentication off: moto's authentication cannot serve STS's anonymous

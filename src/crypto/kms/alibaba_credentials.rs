@@ -7,8 +7,11 @@
 //!    by `AssumeRoleWithOIDC` (an anonymous call; endpoint `ALIBABA_CLOUD_STS_ENDPOINT`, else
 //!    `sts.REGION.aliyuncs.com`);
 //! 3. the ECS instance RAM role, from the metadata service at 100.100.100.200 in its hardened
-//!    (token) mode; role name from `ALIBABA_CLOUD_ECS_METADATA` or the service; off with
-//!    `ALIBABA_CLOUD_ECS_METADATA_DISABLED=true`.
+//!    (token) mode only: a session token (`PUT /latest/api/token`, TTL header), the role name
+//!    from `ALIBABA_CLOUD_ECS_METADATA` or the service, then its credentials, fetched again
+//!    before their `Expiration`; off with `ALIBABA_CLOUD_ECS_METADATA_DISABLED=true`.
+//!    `SIGNET_ALIBABA_ECS_METADATA_ENDPOINT` (signet's own; Alibaba's SDKs have no such setting)
+//!    moves the service elsewhere: for tests and unusual networks only.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -71,9 +74,16 @@ pub(super) fn chain(region: &str, http: reqwest::Client) -> Result<Fetch, KmsErr
         ));
     }
     let role = env("ALIBABA_CLOUD_ECS_METADATA");
+    let endpoint =
+        env("SIGNET_ALIBABA_ECS_METADATA_ENDPOINT").unwrap_or_else(|| ECS_METADATA.into());
+    let base = url::Url::parse(&format!("{}/", endpoint.trim_end_matches('/'))).map_err(|e| {
+        KmsError::Config(format!(
+            "SIGNET_ALIBABA_ECS_METADATA_ENDPOINT {endpoint:?}: {e}"
+        ))
+    })?;
     Ok(Arc::new(move || {
-        let (http, role) = (http.clone(), role.clone());
-        Box::pin(async move { ecs_ram_role(&http, role.as_deref()).await })
+        let (http, role, base) = (http.clone(), role.clone(), base.clone());
+        Box::pin(async move { ecs_ram_role(&http, &base, role.as_deref()).await })
     }))
 }
 
@@ -159,7 +169,11 @@ struct EcsDocument {
 }
 
 /// The instance RAM role's credentials from the ECS metadata service (token mode).
-async fn ecs_ram_role(http: &reqwest::Client, role: Option<&str>) -> Result<Credentials, KmsError> {
+async fn ecs_ram_role(
+    http: &reqwest::Client,
+    base: &url::Url,
+    role: Option<&str>,
+) -> Result<Credentials, KmsError> {
     let fail = |e: KmsError| {
         KmsError::Credentials(format!(
             "no Alibaba Cloud credentials: none in the environment (ALIBABA_CLOUD_ACCESS_KEY_ID), no RRSA (ALIBABA_CLOUD_ROLE_ARN + ALIBABA_CLOUD_OIDC_PROVIDER_ARN + ALIBABA_CLOUD_OIDC_TOKEN_FILE), and the ECS metadata service failed: {}",
@@ -167,7 +181,7 @@ async fn ecs_ram_role(http: &reqwest::Client, role: Option<&str>) -> Result<Cred
         ))
     };
     let parse = |path: &str| {
-        url::Url::parse(&format!("{ECS_METADATA}{path}"))
+        base.join(path.trim_start_matches('/'))
             .map_err(|e| KmsError::Config(format!("metadata URL: {e}")))
     };
     let token_url = parse("/latest/api/token")?;

@@ -1,16 +1,20 @@
-//! AWS credentials, from the first source configured, in the order the AWS SDKs use:
+//! AWS credentials, from the first source configured, in the order of the AWS SDKs for Java 2.x
+//! and PHP (the AWS SDK for Rust reads the shared files before web identity; in a pod, where
+//! no shared files exist, the two orders agree):
 //! 1. the environment: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`;
 //! 2. web identity (EKS IRSA): `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`
 //!    (`AWS_ROLE_SESSION_NAME`), exchanged at STS by `AssumeRoleWithWebIdentity` (endpoint
 //!    `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL` or the regional one);
-//! 3. container credentials (ECS, EKS Pod Identity): `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`, or
+//! 3. the shared files' static keys for `AWS_PROFILE` (`~/.aws/credentials`, `~/.aws/config`,
+//!    `AWS_SHARED_CREDENTIALS_FILE`, `AWS_CONFIG_FILE`: [`aws_profile`](super::aws_profile));
+//!    role, SSO and credential-process profiles are refused with one line;
+//! 4. container credentials (ECS, EKS Pod Identity): `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`, or
 //!    `AWS_CONTAINER_CREDENTIALS_FULL_URI` with `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` /
 //!    `AWS_CONTAINER_AUTHORIZATION_TOKEN`;
-//! 4. the EC2 instance metadata service, IMDSv2 (`AWS_EC2_METADATA_SERVICE_ENDPOINT`; off with
+//! 5. the EC2 instance metadata service, IMDSv2: a session token (`PUT /latest/api/token`,
+//!    TTL header), the role name, then its credentials, fetched again before their `Expiration`
+//!    (`AWS_EC2_METADATA_SERVICE_ENDPOINT` moves the service, as the SDKs allow; off with
 //!    `AWS_EC2_METADATA_DISABLED=true`).
-//!
-//! The SDKs' shared config files (`~/.aws/credentials`, profiles, SSO) are not read: the signer
-//! runs in a pod, where the sources above are the ones that exist.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -62,6 +66,12 @@ pub(super) fn chain(region: &str, http: reqwest::Client) -> Result<Fetch, KmsErr
             Box::pin(async move { web_identity(&http, &url, &token_file, &role, &session).await })
         }));
     }
+    if let Some(creds) = super::aws_profile::profile_credentials()? {
+        return Ok(Arc::new(move || {
+            let creds = creds.clone();
+            Box::pin(async move { Ok(creds) })
+        }));
+    }
     if let Some(container) = container_source()? {
         return Ok(Arc::new(move || {
             let (http, source) = (http.clone(), container.clone());
@@ -70,7 +80,7 @@ pub(super) fn chain(region: &str, http: reqwest::Client) -> Result<Fetch, KmsErr
     }
     if env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return Err(KmsError::Credentials(
-            "no AWS credentials: none in the environment (AWS_ACCESS_KEY_ID), no web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), no container credentials, and instance metadata is disabled".into(),
+            "no AWS credentials: none in the environment (AWS_ACCESS_KEY_ID), no web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), no shared credentials file, no container credentials, and instance metadata is disabled".into(),
         ));
     }
     let endpoint =
@@ -234,7 +244,7 @@ async fn instance_metadata(
 ) -> Result<Credentials, KmsError> {
     let fail = |e: KmsError| {
         KmsError::Credentials(format!(
-            "no AWS credentials: none in the environment (AWS_ACCESS_KEY_ID), no web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), no container credentials, and the instance metadata service failed: {}",
+            "no AWS credentials: none in the environment (AWS_ACCESS_KEY_ID), no web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), no shared credentials file, no container credentials, and the instance metadata service failed: {}",
             e.reason()
         ))
     };

@@ -22,6 +22,7 @@ mod alibaba;
 mod alibaba_credentials;
 mod aws;
 mod aws_credentials;
+mod aws_profile;
 mod credentials;
 mod metrics;
 mod request_signing;

@@ -2,7 +2,8 @@
 
 It implements the KMS API (version 2016-01-20) actions signet calls, DescribeKey, ListKeyVersions,
 GetPublicKey and AsymmetricSign, over real keys made at start with `cryptography`, and STS's
-AssumeRoleWithOIDC (for RRSA). Every KMS request's ACS3-HMAC-SHA256 signature is recomputed with
+AssumeRoleWithOIDC (for RRSA; the tests also use its temporary credentials as an ECS RAM role's,
+and revoke them with the test-only action TestRevokeCredentials). Every KMS request's ACS3-HMAC-SHA256 signature is recomputed with
 the official Alibaba Cloud Python SDK's own signing code (PyPI `alibabacloud-openapi-util`,
 `Client.get_authorization`) and must match the request's Authorization header exactly, so
 signet's request signing is checked by an independent implementation. It also checks what the
@@ -181,6 +182,12 @@ def act(action, query):
 
 
 def assume_role_with_oidc(form):
+    if form.get("Action") == "TestRevokeCredentials":
+        # Test-only (no such STS action): temporary credentials stop working, as when they
+        # expire, so a test can show that a signer uses the ones it was handed next.
+        with lock:
+            sts_credentials.pop(form.get("AccessKeyId"), None)
+        return {"RequestId": secrets.token_hex(8)}
     if form.get("Action") != "AssumeRoleWithOIDC":
         raise Refused(400, "InvalidAction.NotFound", "only AssumeRoleWithOIDC is served")
     if form.get("OIDCToken") != OIDC_TOKEN:

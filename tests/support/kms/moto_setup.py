@@ -17,12 +17,31 @@ iam.put_user_policy(
     UserName="signer",
     PolicyName="kms",
     PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["kms:*"], "Resource": "*"}]}
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["kms:*", "iam:*", "sts:AssumeRole"], "Resource": "*"}]}
     ),
 )
 kms = boto3.client(
     "kms", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"], **common
 )
+# Two instance roles for the metadata test: it hands out sessions of each and takes the first
+# role's permissions away.
+signed_iam = boto3.client(
+    "iam", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"], **common
+)
+for role in ["signet-node-a", "signet-node-b"]:
+    signed_iam.create_role(
+        RoleName=role,
+        AssumeRolePolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:user/signer"}, "Action": "sts:AssumeRole"}]}
+        ),
+    )
+    signed_iam.put_role_policy(
+        RoleName=role,
+        PolicyName="kms",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["kms:*"], "Resource": "*"}]}
+        ),
+    )
 keys = {}
 for name, spec, usage in [
     ("rsa", "RSA_2048", "SIGN_VERIFY"),
