@@ -16,7 +16,7 @@ use crate::policy::EngineOptions;
 use crate::registry::{RegistryClient, RegistryError, RegistryOptions};
 use crate::serve::{
     Drain, DrainSettings, PolicySource, PolicySourceConfig, PolicySourceError, Server, ServerError,
-    Serving, TlsSource, bind, drain_and_stop, shutdown_signal,
+    TlsSource, bind, drain_and_stop, shutdown_signal,
 };
 
 /// Why `signet webhook` could not run.
@@ -48,8 +48,6 @@ pub struct WebhookConfig {
     pub tls: TlsSource,
     /// Also serve probes and metrics over plain HTTP here (`--metrics-listen`).
     pub metrics_listen: Option<SocketAddr>,
-    /// Threads serving the admission port (`--serving-threads`); `None`: one per CPU.
-    pub serving_threads: Option<std::num::NonZeroUsize>,
     /// Folder of policy YAML; `None`: the cluster.
     pub policy_dir: Option<PathBuf>,
     /// Engine options (`--no-match`).
@@ -139,7 +137,6 @@ pub async fn run_webhook(
         &config.tls,
         Arc::clone(&admission),
         &drain,
-        Serving::per_core(config.serving_threads),
     )?
     .into_server();
     let mut ops = match config.metrics_listen {

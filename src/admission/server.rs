@@ -23,7 +23,7 @@ use super::decide::Admission;
 use super::metrics::Endpoint;
 use super::review::ReviewError;
 use crate::metrics::{OpsTarget, metrics_response, readiness};
-use crate::serve::{Drain, Server, ServerError, Serving, TlsSource, bind};
+use crate::serve::{Drain, Server, ServerError, TlsSource, bind};
 use prometheus_client::registry::Registry;
 
 /// Largest AdmissionReview body read. The API server stores objects of at most ~1.5 MiB (etcd's
@@ -162,13 +162,7 @@ impl WebhookServer {
         tls: &TlsSource,
         admission: Admission,
     ) -> Result<Self, ServerError> {
-        Self::start_on(
-            bind(listen)?,
-            tls,
-            Arc::new(admission),
-            &Drain::new(),
-            Serving::per_core(None),
-        )
+        Self::start_on(bind(listen)?, tls, Arc::new(admission), &Drain::new())
     }
 
     /// Serves on a bound listener, answering 503 on `/readyz` once `drain` is draining.
@@ -177,12 +171,10 @@ impl WebhookServer {
         tls: &TlsSource,
         admission: Arc<Admission>,
         drain: &Drain,
-        serving: Serving,
     ) -> Result<Self, ServerError> {
         let app = router(Arc::clone(&admission));
         let expiry = admission.metrics().common().certificate_expiry().clone();
-        let server =
-            Server::start_observed("webhook", listener, app, Some(tls), drain, &expiry, serving)?;
+        let server = Server::start_observed("webhook", listener, app, Some(tls), drain, &expiry)?;
         Ok(WebhookServer { server, admission })
     }
 

@@ -77,10 +77,6 @@ pub struct WebhookArgs {
     /// Address to serve HTTPS on.
     #[arg(long, env = "SIGNET_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
-    /// Threads serving the admission port, each with its own event loop (default: one per CPU
-    /// the process may use, cgroup limits included).
-    #[arg(long, env = "SIGNET_SERVING_THREADS")]
-    pub serving_threads: Option<std::num::NonZeroUsize>,
     /// Certificate flags.
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -232,7 +228,6 @@ impl WebhookArgs {
             listen: self.listen,
             tls,
             metrics_listen: self.metrics_listen,
-            serving_threads: self.serving_threads,
             policy_dir: self.policy_dir.clone(),
             engine: EngineOptions {
                 no_match: self.no_match.into(),
@@ -343,13 +338,6 @@ mod tests {
         );
         assert_eq!(defaults.drain.shutdown_delay, Duration::from_secs(5));
         assert_eq!(defaults.metrics_listen, None);
-        assert_eq!(defaults.serving_threads, None, "one per CPU unless told");
-        let threads = |n: &str| {
-            Cli::try_parse_from(["webhook", "--tls-self-signed", "--serving-threads", n])
-                .map(|c| c.args.serving_threads.map(std::num::NonZeroUsize::get))
-        };
-        assert_eq!(threads("3").ok().flatten(), Some(3));
-        assert!(threads("0").is_err(), "no thread at all cannot serve");
         // The metrics port, under its name and its former one.
         for flag in ["--metrics-listen", "--ops-listen"] {
             let parsed =

@@ -25,6 +25,6 @@ pub use cert_expiry::CertificateExpiry;
 pub use drain::{DEFAULT_SHUTDOWN_DELAY, Drain, DrainSettings};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use policy_source::{PolicySource, PolicySourceConfig, PolicySourceError};
-pub use server::{Server, ServerError, Serving, bind, drain_and_stop};
+pub use server::{Server, ServerError, bind, drain_and_stop};
 pub use signal::shutdown_signal;
 pub use tls::{Tls, TlsError, TlsSource};

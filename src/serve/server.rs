@@ -2,18 +2,8 @@
 //! notice when it dies, and stop it gracefully. The webhook (admission and operations ports) and
 //! the signer all serve through [`Server`], so they share one accept path (TCP_NODELAY, TLS with
 //! reload) and one drain sequence ([`drain_and_stop`]).
-//!
-//! The admission port is served thread per core ([`Serving::Threads`]): each thread runs its own
-//! single-threaded runtime and accept loop on the shared listening socket, so a connection's
-//! reads, decision and answer stay on one thread. On the multi-threaded runtime, every request
-//! woke a parked worker (reschedule IPIs and task switches were a third of the webhook's CPU
-//! profile); measured side by side with nginx (`scripts/bench-vs-nginx.sh`), the cached 3-image
-//! Pod admission went from 0.37-0.40x nginx's rate to 0.93-1.05x over HTTP/1.1. The signer and
-//! the operations ports stay on the caller's runtime: their traffic is light, and the signer's
-//! work outlives requests.
 
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use axum::Router;
@@ -101,12 +91,11 @@ impl Server {
             tls,
             drain,
             &CertificateExpiry::default(),
-            Serving::OnRuntime,
         )
     }
 
     /// [`Server::start`], recording the served certificate's expiry (through every reload) in
-    /// `expiry`, for the metrics, and served as `serving` says.
+    /// `expiry`, for the metrics.
     pub fn start_observed(
         name: &'static str,
         listener: std::net::TcpListener,
@@ -114,39 +103,33 @@ impl Server {
         tls: Option<&TlsSource>,
         drain: &Drain,
         expiry: &CertificateExpiry,
-        serving: Serving,
     ) -> Result<Self, ServerError> {
         let addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
         })?;
-        let tls_used = tls.is_some();
         let app = app.layer(middleware::from_fn_with_state(
             drain.clone(),
             readiness_gate,
         ));
+        let service = app.into_make_service();
         let handle = Handle::new();
+        let bind_error = |source| ServerError::Bind { addr, source };
+        let server = axum_server::from_tcp(listener)
+            .map_err(bind_error)?
+            .handle(handle.clone());
         // TCP_NODELAY: answers are small and latency-bound; without it, Nagle's algorithm holds
         // the last segment of a response until the client's delayed ACK.
-        let tls = match tls {
-            Some(source) => Some(Tls::start(source, expiry)?),
-            None => None,
-        };
-        let tls = tls.map(|t| t.config);
-        let bind_error = |source| ServerError::Bind { addr, source };
-        let task = match serving {
-            Serving::OnRuntime => {
-                let server = axum_server::from_tcp(listener)
-                    .map_err(bind_error)?
-                    .handle(handle.clone());
-                tokio::spawn(serve(server, app, tls))
+        let task = match tls {
+            Some(source) => {
+                let tls = Tls::start(source, expiry)?;
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.config)
+                    .acceptor(NoDelayAcceptor::new());
+                tokio::spawn(server.acceptor(acceptor).serve(service))
             }
-            Serving::Threads(threads) => {
-                spawn_serving_threads(name, threads, listener, app, tls, &handle)
-                    .map_err(bind_error)?
-            }
+            None => tokio::spawn(server.acceptor(NoDelayAcceptor::new()).serve(service)),
         };
-        let scheme = if tls_used { "HTTPS" } else { "HTTP" };
+        let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
         tracing::info!(%addr, server = name, scheme, "listening");
         Ok(Server {
             addr,
@@ -200,8 +183,8 @@ impl Server {
     }
 
     /// Waits until the server has stopped (after [`Server::shutdown`]).
-    pub async fn wait(mut self) -> Result<(), ServerError> {
-        let Some(task) = self.task.take() else {
+    pub async fn wait(self) -> Result<(), ServerError> {
+        let Some(task) = self.task else {
             return Ok(());
         };
         let result = match task.await {
@@ -217,16 +200,6 @@ impl Server {
         };
         tracing::info!(addr = %self.addr, server = self.name, "stopped");
         result
-    }
-}
-
-impl Drop for Server {
-    /// A server nobody holds any more stops: its serving threads would otherwise outlive the
-    /// runtime that started it (a test's, say).
-    fn drop(&mut self) {
-        if self.task.is_some() {
-            self.handle.shutdown();
-        }
     }
 }
 
@@ -265,89 +238,4 @@ pub async fn drain_and_stop(
         }
     }
     first_error
-}
-
-/// Where a server's connections are served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Serving {
-    /// As tasks of the runtime that starts the server, among its other tasks.
-    OnRuntime,
-    /// On this many threads, each with its own single-threaded runtime and accept loop.
-    Threads(NonZeroUsize),
-}
-
-impl Serving {
-    /// One thread per CPU this process may use (cgroup quotas included), or `threads` when given.
-    pub fn per_core(threads: Option<NonZeroUsize>) -> Self {
-        let cores = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
-        Serving::Threads(threads.unwrap_or(cores))
-    }
-}
-
-/// Serves `app` on `server` until it is shut down.
-async fn serve(
-    server: axum_server::Server<SocketAddr>,
-    app: Router,
-    tls: Option<axum_server::tls_rustls::RustlsConfig>,
-) -> std::io::Result<()> {
-    let service = app.into_make_service();
-    match tls {
-        Some(config) => {
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
-                .acceptor(NoDelayAcceptor::new());
-            server.acceptor(acceptor).serve(service).await
-        }
-        None => server.acceptor(NoDelayAcceptor::new()).serve(service).await,
-    }
-}
-
-/// One accept loop per thread, each on its own single-threaded runtime, all on `listener`
-/// (the kernel hands each new connection to one of them). The returned task ends when every
-/// thread has, with the first error.
-fn spawn_serving_threads(
-    name: &'static str,
-    threads: NonZeroUsize,
-    listener: std::net::TcpListener,
-    app: Router,
-    tls: Option<axum_server::tls_rustls::RustlsConfig>,
-    handle: &Handle<SocketAddr>,
-) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
-    let mut ends = Vec::with_capacity(threads.get());
-    for index in 0..threads.get() {
-        let listener = listener.try_clone()?;
-        let app = app.clone();
-        let tls = tls.clone();
-        let handle = handle.clone();
-        let (sender, end) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name(format!("{name}-{index}"))
-            .spawn(move || {
-                let result = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .and_then(|runtime| {
-                        let served = runtime.block_on(async move {
-                            let server = axum_server::from_tcp(listener)?.handle(handle);
-                            serve(server, app, tls).await
-                        });
-                        // Tasks the requests left behind (coalesced lookups, events) end with
-                        // the server, as they would with the process.
-                        runtime.shutdown_background();
-                        served
-                    });
-                // Nobody listening any more only means the server was dropped.
-                let _ = sender.send(result);
-            })?;
-        ends.push(end);
-    }
-    Ok(tokio::spawn(async move {
-        for end in ends {
-            match end.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(std::io::Error::other("a serving thread ended abnormally")),
-            }
-        }
-        Ok(())
-    }))
 }

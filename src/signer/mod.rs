@@ -46,7 +46,7 @@ use crate::registry::{
 };
 use crate::serve::{
     Drain, DrainSettings, PolicySource, PolicySourceConfig, PolicySourceError, Server, ServerError,
-    Serving, TlsSource, bind, drain_and_stop, shutdown_signal,
+    TlsSource, bind, drain_and_stop, shutdown_signal,
 };
 
 /// Errors of the signer. Each message is one line and names what was wrong; none carries a token
@@ -230,7 +230,6 @@ pub async fn run(config: SignerConfig) -> Result<(), SignerError> {
         config.tls.as_ref(),
         &drain,
         signer.metrics().common().certificate_expiry(),
-        Serving::OnRuntime,
     )?;
     let mut ops = match config.metrics_listen {
         Some(listen) => {
