@@ -232,13 +232,19 @@ async fn an_expired_leaf_is_admitted_with_a_trusted_timestamp_and_denied_without
     let verify = |image: &ImageRef, with_tsa: bool| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_signet"));
         command.args(["verify", &image.to_string(), "--certificate"]);
-        command.arg(&roots).args(["--type", "default", "-o", "json"]);
+        command
+            .arg(&roots)
+            .args(["--type", "default", "-o", "json"]);
         if with_tsa {
             command.arg("--tsa-certificate").arg(&tsa_roots);
         }
         let out = command.env_remove("DOCKER_CONFIG").output().unwrap();
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        (out.status.code(), json, String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            json,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, json, stderr) = verify(&stamped, true);
     assert_eq!(code, Some(0), "{json} {stderr}");
@@ -247,10 +253,24 @@ async fn an_expired_leaf_is_admitted_with_a_trusted_timestamp_and_denied_without
         .and_then(|all| all.iter().find(|s| s["valid"] == true))
         .cloned()
         .unwrap_or_default();
-    assert!(valid["timestamped_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{json}");
-    assert!(valid["timestamped_by"].as_str().is_some_and(|t| !t.is_empty()), "{json}");
+    assert!(
+        valid["timestamped_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{json}"
+    );
+    assert!(
+        valid["timestamped_by"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{json}"
+    );
     let (code, json, stderr) = verify(&stamped, false);
-    assert_eq!(code, Some(1), "without TSA roots the timestamp proves nothing: {json} {stderr}");
+    assert_eq!(
+        code,
+        Some(1),
+        "without TSA roots the timestamp proves nothing: {json} {stderr}"
+    );
     let (code, json, stderr) = verify(&plain, true);
     assert_eq!(code, Some(1), "{json} {stderr}");
 }
