@@ -33,6 +33,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::bundle_read::BundleRead;
+use super::operations::PushedManifest;
+
 use super::SignatureStore;
 use super::cosign_write::{
     AppendOutcome, SignatureLock, SignatureWriteError, WRITE_ATTEMPTS, Wanted, WrittenTag,
@@ -156,23 +159,7 @@ impl SignatureStore {
         wanted: &[Wanted],
         check_after_write: bool,
     ) -> Result<BundleReport, SignatureWriteError> {
-        let asked = lock_key(image, digest);
-        if lock.key() != asked {
-            return Err(SignatureWriteError::WrongLock {
-                asked,
-                held: lock.key().to_string(),
-            });
-        }
-        let read = self.read_bundles(image, digest, None).await?;
-        if let Some(why) = &read.transient_failure {
-            // Deciding "not signed" from a partial read would push a second bundle.
-            return Err(RegistryError::bad_response(
-                image.registry(),
-                &format!("referrers of {}@{digest}", image.repository()),
-                format!("a referrer could not be read: {why}"),
-            )
-            .into());
-        }
+        let read = self.referrers_to_write(lock, image, digest).await?;
         let missing: Vec<usize> = (0..wanted.len())
             .filter(|&i| {
                 !already_signed(
@@ -191,20 +178,7 @@ impl SignatureStore {
         if missing.is_empty() {
             return Ok(report);
         }
-        let subject = match subject {
-            Some(s) => s,
-            None => {
-                let (media_type, size) = self
-                    .client
-                    .manifest_descriptor(&image.with_digest(digest))
-                    .await?
-                    .ok_or_else(|| RegistryError::NotFound {
-                        host: image.registry().to_string(),
-                        what: format!("manifest {}@{digest}", image.repository()),
-                    })?;
-                SubjectManifest { media_type, size }
-            }
-        };
+        let subject = self.subject_manifest(image, digest, subject).await?;
         let repo = image.with_tag("latest");
         // The empty config is put along with the first bundle blob (no order between them: only
         // the manifest needs both).
@@ -228,24 +202,8 @@ impl SignatureStore {
                     blob.await?;
                 }
             }
-            let manifest_digest = sha256_digest(&manifest);
-            // By digest alone: a tag in the reference would move the image's tag to the bundle.
-            let by_digest = ImageRef::from_parts(
-                image.registry(),
-                image.repository(),
-                None,
-                Some(&manifest_digest),
-            )
-            .map_err(|e| RegistryError::InvalidRequest {
-                host: image.registry().to_string(),
-                reason: e.to_string(),
-            })?;
-            let pushed = self
-                .client
-                .push_manifest_answer(&by_digest, &manifest, OCI_MANIFEST_MEDIA_TYPE)
-                .await?;
+            let pushed = self.push_referrer(image, &manifest).await?;
             all_indexed &= pushed.oci_subject;
-            self.remember_referrer(&pushed.digest);
             report.outcomes[i] = AppendOutcome::Added;
             report.pushed.push(pushed.digest.clone());
             entries.push(IndexEntry {
@@ -256,20 +214,122 @@ impl SignatureStore {
                 annotations,
             });
         }
-        report.indexed_by_registry = all_indexed;
-        if !all_indexed {
-            // What was read above, under this same lock, is the index as it stands (unless
-            // another process wrote since: the check after the write catches that).
-            let known = (read.source == ReferrersSource::FallbackTag
-                || read.source == ReferrersSource::None)
-                .then_some(read.entries);
-            let update = self
-                .add_to_fallback_index(image, digest, &entries, known, check_after_write)
-                .await?;
-            report.repaired = update.repaired;
-            report.index_written = update.written;
-        }
+        self.index_referrers(
+            image,
+            digest,
+            read,
+            entries,
+            all_indexed,
+            check_after_write,
+            &mut report,
+        )
+        .await?;
         Ok(report)
+    }
+
+    /// The referrers already attached to `digest`, read under `lock` (which must be the lock of
+    /// `image@digest`) by a writer deciding what is missing.
+    pub(super) async fn referrers_to_write(
+        &self,
+        lock: &SignatureLock,
+        image: &ImageRef,
+        digest: &str,
+    ) -> Result<BundleRead, SignatureWriteError> {
+        let asked = lock_key(image, digest);
+        if lock.key() != asked {
+            return Err(SignatureWriteError::WrongLock {
+                asked,
+                held: lock.key().to_string(),
+            });
+        }
+        let read = self.read_bundles(image, digest, None).await?;
+        if let Some(why) = &read.transient_failure {
+            // Deciding "not signed" from a partial read would push a second signature.
+            return Err(RegistryError::bad_response(
+                image.registry(),
+                &format!("referrers of {}@{digest}", image.repository()),
+                format!("a referrer could not be read: {why}"),
+            )
+            .into());
+        }
+        Ok(read)
+    }
+
+    /// The signed manifest's media type and size: `known` when the caller has them, else asked
+    /// with one HEAD.
+    pub(super) async fn subject_manifest(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        known: Option<SubjectManifest>,
+    ) -> Result<SubjectManifest, RegistryError> {
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let (media_type, size) = self
+            .client
+            .manifest_descriptor(&image.with_digest(digest))
+            .await?
+            .ok_or_else(|| RegistryError::NotFound {
+                host: image.registry().to_string(),
+                what: format!("manifest {}@{digest}", image.repository()),
+            })?;
+        Ok(SubjectManifest { media_type, size })
+    }
+
+    /// Pushes a referrer manifest by digest alone (a tag in the reference would move the image's
+    /// tag to it) and remembers it as this store's.
+    pub(super) async fn push_referrer(
+        &self,
+        image: &ImageRef,
+        manifest: &[u8],
+    ) -> Result<PushedManifest, RegistryError> {
+        let by_digest = ImageRef::from_parts(
+            image.registry(),
+            image.repository(),
+            None,
+            Some(&sha256_digest(manifest)),
+        )
+        .map_err(|e| RegistryError::InvalidRequest {
+            host: image.registry().to_string(),
+            reason: e.to_string(),
+        })?;
+        let pushed = self
+            .client
+            .push_manifest_answer(&by_digest, manifest, OCI_MANIFEST_MEDIA_TYPE)
+            .await?;
+        self.remember_referrer(&pushed.digest);
+        Ok(pushed)
+    }
+
+    /// After a writer pushed `entries`: unless the registry indexed them all itself, adds them
+    /// to the fallback index, starting from what `read` (under the same lock) found there.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn index_referrers(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        read: BundleRead,
+        entries: Vec<IndexEntry>,
+        all_indexed: bool,
+        check_after_write: bool,
+        report: &mut BundleReport,
+    ) -> Result<(), SignatureWriteError> {
+        report.indexed_by_registry = all_indexed;
+        if all_indexed {
+            return Ok(());
+        }
+        // What was read under this same lock is the index as it stands (unless another process
+        // wrote since: the check after the write catches that).
+        let known = (read.source == ReferrersSource::FallbackTag
+            || read.source == ReferrersSource::None)
+            .then_some(read.entries);
+        let update = self
+            .add_to_fallback_index(image, digest, &entries, known, check_after_write)
+            .await?;
+        report.repaired = update.repaired;
+        report.index_written = update.written;
+        Ok(())
     }
 
     /// Whether this store pushed the referrer manifest `digest` (its push event needs no look).

@@ -17,12 +17,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::OCI_MANIFEST_MEDIA_TYPE;
 use super::SignatureStore;
 use super::bundle_write::{BundleReport, SubjectManifest};
-use super::cosign_write::{AppendOutcome, SignatureLock, SignatureWriteError, lock_key};
+use super::cosign_write::{AppendOutcome, SignatureLock, SignatureWriteError};
 use super::error::RegistryError;
-use super::referrers::{IndexEntry, ReferrersSource};
-use super::{OCI_MANIFEST_MEDIA_TYPE, sha256_digest};
+use super::referrers::IndexEntry;
 use crate::crypto::SigningKey;
 use crate::crypto::x509::{Certificate, TrustStore};
 use crate::reference::ImageRef;
@@ -164,38 +164,8 @@ impl SignatureStore {
         wanted: &[WantedNotation],
         check_after_write: bool,
     ) -> Result<BundleReport, NotationWriteError> {
-        let asked = lock_key(image, digest);
-        if lock.key() != asked {
-            return Err(SignatureWriteError::WrongLock {
-                asked,
-                held: lock.key().to_string(),
-            }
-            .into());
-        }
-        let subject = match subject {
-            Some(s) => s,
-            None => {
-                let (media_type, size) = self
-                    .client
-                    .manifest_descriptor(&image.with_digest(digest))
-                    .await?
-                    .ok_or_else(|| RegistryError::NotFound {
-                        host: image.registry().to_string(),
-                        what: format!("manifest {}@{digest}", image.repository()),
-                    })?;
-                SubjectManifest { media_type, size }
-            }
-        };
-        let read = self.read_bundles(image, digest, None).await?;
-        if let Some(why) = &read.transient_failure {
-            // Deciding "not signed" from a partial read would push a second signature.
-            return Err(SignatureWriteError::from(RegistryError::bad_response(
-                image.registry(),
-                &format!("referrers of {}@{digest}", image.repository()),
-                format!("a referrer could not be read: {why}"),
-            ))
-            .into());
-        }
+        let read = self.referrers_to_write(lock, image, digest).await?;
+        let subject = self.subject_manifest(image, digest, subject).await?;
         let at = now();
         let target = TargetArtifact {
             media_type: subject.media_type.clone(),
@@ -265,24 +235,8 @@ impl SignatureStore {
             .map_err(|e| NotationWriteError::Task(e.to_string()))?
             .map_err(|cause| NotationWriteError::Notation { index: i, cause })?;
             self.client.push_new_blob(&repo, &signed.envelope).await?;
-            let manifest_digest = sha256_digest(&signed.manifest);
-            // By digest alone: a tag in the reference would move the image's tag.
-            let by_digest = ImageRef::from_parts(
-                image.registry(),
-                image.repository(),
-                None,
-                Some(&manifest_digest),
-            )
-            .map_err(|e| RegistryError::InvalidRequest {
-                host: image.registry().to_string(),
-                reason: e.to_string(),
-            })?;
-            let pushed = self
-                .client
-                .push_manifest_answer(&by_digest, &signed.manifest, OCI_MANIFEST_MEDIA_TYPE)
-                .await?;
+            let pushed = self.push_referrer(image, &signed.manifest).await?;
             all_indexed &= pushed.oci_subject;
-            self.remember_referrer(&pushed.digest);
             report.outcomes[i] = AppendOutcome::Added;
             report.pushed.push(pushed.digest.clone());
             entries.push(IndexEntry {
@@ -293,17 +247,16 @@ impl SignatureStore {
                 annotations: index_annotations(&signed.manifest),
             });
         }
-        report.indexed_by_registry = all_indexed;
-        if !all_indexed {
-            let known = (read.source == ReferrersSource::FallbackTag
-                || read.source == ReferrersSource::None)
-                .then_some(read.entries);
-            let update = self
-                .add_to_fallback_index(image, digest, &entries, known, check_after_write)
-                .await?;
-            report.repaired = update.repaired;
-            report.index_written = update.written;
-        }
+        self.index_referrers(
+            image,
+            digest,
+            read,
+            entries,
+            all_indexed,
+            check_after_write,
+            &mut report,
+        )
+        .await?;
         Ok(report)
     }
 }
