@@ -23,7 +23,7 @@ use support::Registry;
 use support::alikms::{AliKms, OIDC_PROVIDER_ARN, ROLE_ARN};
 use support::kms_cli::{
     CloudEnv, admission_policies, admission_webhook, admitted, exit_of, judge, kms_calls, kms_rule,
-    public_key, signet, start_signer, wait_listening,
+    public_key, push_signed_and_verified, signet, start_signer, wait_listening,
 };
 use support::metadata::{Cloud, Handed, MetadataServer};
 use support::signer::{TOKEN, policy_dir, signature_count, signet_verify, wait_for_signatures};
@@ -402,25 +402,8 @@ async fn ecs_ram_role_credentials_sign_and_are_refreshed_before_they_expire() {
     );
     let mut signer = start_signer(&env, dir.path(), &policies, port);
     wait_listening(&mut signer, port);
-    let sign_and_verify = |tag: &'static str| {
-        let (registry, public, host) = (&registry, &public, host.clone());
-        async move {
-            let digest = registry.push_test_image("ecs/app", tag, tag).await;
-            wait_for_signatures(
-                registry,
-                &[(format!("ecs/app:{tag}"), digest)],
-                1,
-                Duration::from_secs(30),
-            )
-            .await;
-            let (code, out) = signet_verify(
-                &format!("{host}/ecs/app:{tag}"),
-                public,
-                SignatureType::Default,
-            );
-            assert_eq!(code, 0, "{tag}: {out}");
-        }
-    };
+    let sign_and_verify =
+        |tag: &'static str| push_signed_and_verified(&registry, "ecs/app", tag, &public);
     sign_and_verify("v1").await;
     let documents = ecs.seen(|s| s.documents.clone());
     // public-key (1), the signer at start (DescribeKey, ListKeyVersions, GetPublicKey) and its

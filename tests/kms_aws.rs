@@ -24,7 +24,7 @@ use signet::signature::SignatureType;
 use support::Registry;
 use support::kms_cli::{
     CloudEnv, admission_policies, admission_webhook, admitted, exit_of, judge, kms_calls, kms_rule,
-    public_key, signet, start_signer, wait_listening,
+    public_key, push_signed_and_verified, signet, start_signer, wait_listening,
 };
 use support::metadata::{Cloud, Handed, MetadataServer};
 use support::moto::Moto;
@@ -443,25 +443,8 @@ async fn instance_metadata_credentials_sign_and_are_refreshed_before_they_expire
     );
     let mut signer = start_signer(&env, dir.path(), &policies, port);
     wait_listening(&mut signer, port);
-    let sign_and_verify = |tag: &'static str| {
-        let (registry, public, host) = (&registry, &public, host.clone());
-        async move {
-            let digest = registry.push_test_image("imds/app", tag, tag).await;
-            wait_for_signatures(
-                registry,
-                &[(format!("imds/app:{tag}"), digest)],
-                1,
-                Duration::from_secs(30),
-            )
-            .await;
-            let (code, out) = signet_verify(
-                &format!("{host}/imds/app:{tag}"),
-                public,
-                SignatureType::Default,
-            );
-            assert_eq!(code, 0, "{tag}: {out}");
-        }
-    };
+    let sign_and_verify =
+        |tag: &'static str| push_signed_and_verified(&registry, "imds/app", tag, &public);
     sign_and_verify("v1").await;
     let documents = imds.seen(|s| s.documents.clone());
     // public-key (1), the signer's GetPublicKey at start (1), its Sign (1): each fetched anew.

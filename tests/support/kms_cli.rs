@@ -259,3 +259,24 @@ pub async fn admitted(webhook: &super::webhook::TestWebhook, image: &str) -> (bo
         .to_string();
     (allowed, message)
 }
+
+/// Pushes `repo:tag` to `registry` (notifying a running signer), waits until the signer has
+/// signed it, and checks that `signet verify` accepts it under `public` (`Default` type).
+pub async fn push_signed_and_verified(
+    registry: &super::Registry,
+    repo: &str,
+    tag: &str,
+    public: &TestKey,
+) {
+    let digest = registry.push_test_image(repo, tag, tag).await;
+    super::signer::wait_for_signatures(
+        registry,
+        &[(format!("{repo}:{tag}"), digest)],
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let image = format!("{}/{repo}:{tag}", registry.host());
+    let (code, out) = super::signer::signet_verify(&image, public, SignatureType::Default);
+    assert_eq!(code, 0, "{image}: {out}");
+}
