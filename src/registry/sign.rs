@@ -257,29 +257,13 @@ pub async fn sign_digest_with(
                 let report = store
                     .ensure_notation(&lock, image, digest, subject.clone(), &wanted, true)
                     .await?;
-                let reference = match report.pushed.first() {
-                    Some(manifest) => format!("{}@{manifest}", image.repo_path()),
-                    None => format!("{}@{digest} (referrers)", image.repo_path()),
-                };
-                outcomes.push(FormatOutcome {
-                    format,
-                    outcome: first(&report.outcomes),
-                    reference,
-                });
+                outcomes.push(referrer_outcome(format, image, digest, &report));
             }
             SignatureFormat::SigstoreBundle => {
                 let report = store
                     .ensure_bundles(&lock, image, digest, subject.clone(), &wanted, true)
                     .await?;
-                let reference = match report.pushed.first() {
-                    Some(manifest) => format!("{}@{manifest}", image.repo_path()),
-                    None => format!("{}@{digest} (referrers)", image.repo_path()),
-                };
-                outcomes.push(FormatOutcome {
-                    format,
-                    outcome: first(&report.outcomes),
-                    reference,
-                });
+                outcomes.push(referrer_outcome(format, image, digest, &report));
             }
         }
     }
@@ -304,4 +288,23 @@ fn first(outcomes: &[AppendOutcome]) -> AppendOutcome {
         .first()
         .copied()
         .unwrap_or(AppendOutcome::AlreadyPresent)
+}
+
+/// What a referrer writer did, for the CLI's report: the manifest it pushed, else where the
+/// existing signature is attached.
+fn referrer_outcome(
+    format: SignatureFormat,
+    image: &ImageRef,
+    digest: &str,
+    report: &super::BundleReport,
+) -> FormatOutcome {
+    let reference = match report.pushed.first() {
+        Some(manifest) => format!("{}@{manifest}", image.repo_path()),
+        None => format!("{}@{digest} (referrers)", image.repo_path()),
+    };
+    FormatOutcome {
+        format,
+        outcome: first(&report.outcomes),
+        reference,
+    }
 }
