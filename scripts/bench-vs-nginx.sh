@@ -6,12 +6,15 @@
 #   scripts/bench-vs-nginx.sh [SECONDS]        # default 10 s per measurement
 #
 # Prints, for HTTP/1.1 and HTTP/2: the maximum rate (50 connections, closed loop) of each server and
-# their ratio, then p50/p99 latency at a fixed 5,000 req/s. Needs the Debian packages nginx-light and
+# their ratio, then p50/p99 latency at a fixed 5,000 req/s. ROUNDS=N (default 1) measures each
+# figure N times, the two servers alternating, and prints the medians: nginx's own figures move by
+# 20-50% from one run to the next on a shared 2-core machine. Needs the Debian packages nginx-light and
 # docker-registry, openssl, python3, curl, and oha (`cargo install oha --locked`). Not part of CI: the
 # figures depend on what else the machine runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-10}
+ROUNDS=${ROUNDS:-1}
 RATE=${RATE:-5000}
 CONNECTIONS=${CONNECTIONS:-50}
 OHA=${OHA:-$(command -v oha || echo /opt/oha/bin/oha)}
@@ -166,11 +169,28 @@ load() { # url http-flag [rate]
     -m POST -H 'Content-Type: application/json' -D "$work/review.json" "$1" | summary
 }
 
+# ROUNDS alternating runs of each server -> two lines of medians, "rps p50 p99 success": signet's, nginx's.
+measure() { # http-flag [rate]
+  local round
+  for round in $(seq "$ROUNDS"); do
+    echo "hook $(load "$hook" "$1" "${2:-}")"
+    echo "yard $(load "$yard" "$1" "${2:-}")"
+  done | python3 -c '
+import statistics, sys
+rows = {"hook": [], "yard": []}
+for line in sys.stdin:
+    name, *values = line.split()
+    rows[name].append([float(v) for v in values])
+for name in ("hook", "yard"):
+    columns = list(zip(*rows[name]))
+    print("%.0f %.2f %.2f %s" % tuple(statistics.median(c) for c in columns))'
+}
+
 hook="https://127.0.0.1:$hook_port/validate"
 yard="https://127.0.0.1:$nginx_port/validate"
 load "$hook" --http-version=1.1 > /dev/null   # warm both up
 load "$yard" --http-version=1.1 > /dev/null
-echo "cached 3-image Pod admission, $CONNECTIONS connections, ${SECONDS_PER_RUN}s per run, $(nproc) cores"
+echo "cached 3-image Pod admission, $CONNECTIONS connections, ${SECONDS_PER_RUN}s per run, median of $ROUNDS, $(nproc) cores"
 printf '%-9s %-14s %10s %9s %9s %8s\n' proto server req/s p50_ms p99_ms success
 for proto in "--http-version=1.1" "--http2"; do
   name=${proto#--}; name=${name#http-version=}
@@ -179,13 +199,11 @@ for proto in "--http-version=1.1" "--http2"; do
     perf record -e cpu-clock -F 4000 -g -p "$webhook_pid" -o "$PERF_RECORD" -- sleep "$SECONDS_PER_RUN" \
       > /dev/null 2>&1 &
   fi
-  read -r h_rps h_p50 h_p99 h_ok < <(load "$hook" "$proto")
-  read -r n_rps n_p50 n_p99 n_ok < <(load "$yard" "$proto")
+  { read -r h_rps h_p50 h_p99 h_ok; read -r n_rps n_p50 n_p99 n_ok; } < <(measure "$proto")
   printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "signet max" "$h_rps" "$h_p50" "$h_p99" "$h_ok"
   printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "nginx max" "$n_rps" "$n_p50" "$n_p99" "$n_ok"
   python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'ratio', $h_rps / $n_rps))"
-  read -r h_rps h_p50 h_p99 h_ok < <(load "$hook" "$proto" "$RATE")
-  read -r n_rps n_p50 n_p99 n_ok < <(load "$yard" "$proto" "$RATE")
+  { read -r h_rps h_p50 h_p99 h_ok; read -r n_rps n_p50 n_p99 n_ok; } < <(measure "$proto" "$RATE")
   printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "signet @$RATE" "$h_rps" "$h_p50" "$h_p99" "$h_ok"
   printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "nginx @$RATE" "$n_rps" "$n_p50" "$n_p99" "$n_ok"
 done
