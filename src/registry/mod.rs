@@ -53,8 +53,8 @@ pub use referrers::{
     classify, fallback_tag, parse_index,
 };
 pub use sign::{
-    FormatOutcome, SignError, Signed, sign_digest, sign_digest_formats, sign_digest_with,
-    sign_image, sign_image_formats, sign_image_with,
+    FormatOutcome, SignError, Signed, sign_digest, sign_digest_with, sign_image,
+    sign_image_formats, sign_image_with,
 };
 pub use transport::MAX_REDIRECTS;
 

@@ -165,28 +165,6 @@ pub async fn sign_digest(
     signature_type: SignatureType,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Signed, SignError> {
-    sign_digest_formats(
-        store,
-        image,
-        digest,
-        key,
-        signature_type,
-        annotations,
-        &[SignatureFormat::CosignSignature],
-    )
-    .await
-}
-
-/// [`sign_digest`] in each of `formats`, under one lock for the digest.
-pub async fn sign_digest_formats(
-    store: &SignatureStore,
-    image: &ImageRef,
-    digest: &str,
-    key: Arc<dyn SigningKey>,
-    signature_type: SignatureType,
-    annotations: &BTreeMap<String, String>,
-    formats: &[SignatureFormat],
-) -> Result<Signed, SignError> {
     sign_digest_with(
         store,
         image,
@@ -195,12 +173,13 @@ pub async fn sign_digest_formats(
         None,
         signature_type,
         annotations,
-        formats,
+        &[SignatureFormat::CosignSignature],
     )
     .await
 }
 
-/// [`sign_digest_formats`], with the key's certificate chain for the Notation format.
+/// [`sign_digest`] in each of `formats`, under one lock for the digest, with the key's certificate
+/// chain for the Notation format.
 #[allow(clippy::too_many_arguments)]
 pub async fn sign_digest_with(
     store: &SignatureStore,
