@@ -244,7 +244,8 @@ async fn a_policy_requiring_cosign_and_notation_attestors_needs_both_signatures(
             Arc::clone(&ci_key),
             SignatureType::Default,
             &BTreeMap::new(),
-            &[SignatureFormat::CosignSignature],
+            // A Sigstore bundle, as cosign v3 writes, beside the Notation signature.
+            &[SignatureFormat::SigstoreBundle],
         )
         .await
         .unwrap();
@@ -310,5 +311,5 @@ async fn a_policy_requiring_cosign_and_notation_attestors_needs_both_signatures(
         })
         .collect();
     assert_eq!(formats["release"], "Notation", "{verdict}");
-    assert_eq!(formats["ci"], "CosignSignature", "{verdict}");
+    assert_eq!(formats["ci"], "SigstoreBundle", "{verdict}");
 }
