@@ -154,12 +154,22 @@ impl SignatureLock {
     }
 }
 
-/// Signs `payload` with `key` on the blocking pool (a PKCS#11 token or a KMS call blocks), and
-/// hands the payload back with the signature.
+/// Signs `payload` with `key`: awaited where the key signs without blocking (a KMS call, an
+/// ECDSA or Ed25519 key file), else on the blocking pool (a PKCS#11 token, an RSA key file); hands
+/// the payload back with the signature.
 pub async fn sign_payload(
     key: &Arc<dyn SigningKey>,
     payload: Vec<u8>,
 ) -> Result<(Vec<u8>, Vec<u8>), SignPayloadError> {
+    let started = std::time::Instant::now();
+    let inline = match key.sign_nonblocking(&payload) {
+        Some(signing) => Some(signing.await),
+        None => None,
+    };
+    if let Some(signed) = inline {
+        crate::crypto::signing_metrics::record_signature(started.elapsed());
+        return Ok((payload, signed?));
+    }
     let key = Arc::clone(key);
     let (payload, signed) = tokio::task::spawn_blocking(move || {
         let signed = key.sign(&payload);
@@ -167,6 +177,7 @@ pub async fn sign_payload(
     })
     .await
     .map_err(SignPayloadError::Task)?;
+    crate::crypto::signing_metrics::record_signature(started.elapsed());
     Ok((payload, signed?))
 }
 
