@@ -651,3 +651,62 @@ async fn where_the_registry_takes_one_request_uploads_and_lists_referrers_a_form
     .unwrap();
     assert!(verified.verified);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_fails_when_it_is_needed_fails_closed() {
+    use support::{Fault, FaultSwitch, ProxyOptions};
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let qa = key(dir.path(), "qa", Algorithm::EcdsaP256Sha256);
+    let faults = FaultSwitch::default();
+    let proxy = CorruptingProxy::start_with(
+        &registry.host(),
+        ProxyOptions {
+            faults: faults.clone(),
+            ..ProxyOptions::passthrough()
+        },
+    );
+    sign(
+        &registry,
+        "fail/app",
+        &release,
+        &[SignatureFormat::CosignSignature],
+    )
+    .await;
+    let images = format!("{}/fail/**", proxy.host());
+    let yaml = format!(
+        "{}---\n{}{}{}",
+        attestor_yaml("release", &std::fs::read_to_string(&release.public).unwrap()),
+        attestor_yaml("qa", &std::fs::read_to_string(&qa.public).unwrap()),
+        namespaced_policy("shop", &images, "release", 1),
+        namespaced_policy("orders", &images, "release, qa", 2),
+    );
+    let webhook = TestWebhook::start(
+        policy_state_of(&yaml, NoMatch::Allow),
+        settings(Duration::from_secs(8)),
+        None,
+    )
+    .await;
+    let image = format!("{}/fail/app:v1", proxy.host());
+    // `shop`: the .sig settles it; the digest and the .sig are now cached.
+    let answer = webhook
+        .review("/validate", pod_review_in("shop", &image))
+        .await;
+    assert_eq!(answer["allowed"], true, "{answer}");
+    // The registry now fails every request. `orders` needs a second key: the .sig (cached) does
+    // not settle it, the referrers must be read, and that read fails: denied, saying why, not
+    // judged on the .sig alone.
+    faults.set(Fault::InternalError);
+    let answer = webhook
+        .review("/validate", pod_review_in("orders", &image))
+        .await;
+    assert_eq!(answer["allowed"], false, "{answer}");
+    let message = answer["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("registry lookup failed"), "{message}");
+    assert!(
+        proxy.request_lines().iter().any(|l| l.contains("referrers") || l.contains("sha256-")),
+        "{:#?}",
+        proxy.request_lines()
+    );
+}
