@@ -211,7 +211,11 @@ async fn cold_verification_of_both_cosign_formats_reads_the_sig_only_three_reque
         );
         // The tag (one GET), the .sig manifest and its payload: the referrers are not asked,
         // so a registry's first image costs no more (no referrers API probe).
-        assert!(cost.requests <= 3, "{costs:?}: {:#?}", proxy.request_lines());
+        assert!(
+            cost.requests <= 3,
+            "{costs:?}: {:#?}",
+            proxy.request_lines()
+        );
     }
     // Both formats are there: `--all-signatures` reads and verifies both (the full read: the
     // 3 above, the fallback index, the bundle manifest and the bundle, and the referrers API
@@ -241,7 +245,11 @@ async fn cold_verification_of_both_cosign_formats_reads_the_sig_only_three_reque
     assert_eq!(valid, SignatureFormat::ALL);
     assert!(every.formats_not_read.is_empty());
     let full = proxy.request_lines().len() - before;
-    assert!((6..=7).contains(&full), "{full}: {:#?}", proxy.request_lines());
+    assert!(
+        (6..=7).contains(&full),
+        "{full}: {:#?}",
+        proxy.request_lines()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -267,8 +275,16 @@ async fn cold_verification_of_a_bundle_alone_as_cosign_v3_writes_costs_five_requ
     }
     // The tag, the .sig (404), the fallback index, the bundle manifest and the bundle; the
     // first image of a registry also asks the referrers API (404: distribution 2.8 lacks it).
-    assert!(costs[0].requests <= 6, "{costs:?}: {:#?}", proxy.request_lines());
-    assert!(costs[1].requests <= 5, "{costs:?}: {:#?}", proxy.request_lines());
+    assert!(
+        costs[0].requests <= 6,
+        "{costs:?}: {:#?}",
+        proxy.request_lines()
+    );
+    assert!(
+        costs[1].requests <= 5,
+        "{costs:?}: {:#?}",
+        proxy.request_lines()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -297,12 +313,24 @@ async fn cold_verification_against_certificates_only_reads_the_referrers_first()
     let costs = cold_costs(&proxy, &images, &[], &[&trust]).await;
     for cost in &costs {
         assert_eq!(cost.valid, [SignatureFormat::Notation], "{cost:?}");
-        assert_eq!(cost.not_read, [SignatureFormat::CosignSignature], "{cost:?}");
+        assert_eq!(
+            cost.not_read,
+            [SignatureFormat::CosignSignature],
+            "{cost:?}"
+        );
     }
     // The tag (a GET, whose media type and size the Notation payload is checked against), the
     // fallback index, the signature manifest and the envelope; not the .sig.
-    assert!(costs[0].requests <= 5, "{costs:?}: {:#?}", proxy.request_lines());
-    assert!(costs[1].requests <= 4, "{costs:?}: {:#?}", proxy.request_lines());
+    assert!(
+        costs[0].requests <= 5,
+        "{costs:?}: {:#?}",
+        proxy.request_lines()
+    );
+    assert!(
+        costs[1].requests <= 4,
+        "{costs:?}: {:#?}",
+        proxy.request_lines()
+    );
 }
 
 /// An Attestor holding `pem` as its certificate trust anchors.
@@ -345,9 +373,17 @@ async fn a_required_two_policy_of_a_key_and_a_certificate_reads_both_stores_and_
     }
     let yaml = format!(
         "{}---\n{}{}",
-        attestor_yaml("release", &std::fs::read_to_string(&release.public).unwrap()),
+        attestor_yaml(
+            "release",
+            &std::fs::read_to_string(&release.public).unwrap()
+        ),
         anchors_attestor_yaml("notary", &notary.certificate_pem),
-        namespaced_policy("shop", &format!("{}/two/**", proxy.host()), "release, notary", 2),
+        namespaced_policy(
+            "shop",
+            &format!("{}/two/**", proxy.host()),
+            "release, notary",
+            2
+        ),
     );
     let state = policy_state_of(&yaml, NoMatch::Allow);
     let snapshot = state.snapshot();
@@ -408,7 +444,10 @@ async fn the_webhook_reads_the_referrers_only_for_the_policy_that_needs_them() {
     let images = format!("{}/web/**", proxy.host());
     let yaml = format!(
         "{}---\n{}{}{}",
-        attestor_yaml("release", &std::fs::read_to_string(&release.public).unwrap()),
+        attestor_yaml(
+            "release",
+            &std::fs::read_to_string(&release.public).unwrap()
+        ),
         anchors_attestor_yaml("notary", &notary.certificate_pem),
         namespaced_policy("shop", &images, "release", 1),
         namespaced_policy("orders", &images, "release, notary", 2),
@@ -434,10 +473,7 @@ async fn the_webhook_reads_the_referrers_only_for_the_policy_that_needs_them() {
         "{first:#?}"
     );
     let fallback = fallback_tag(&digest);
-    assert!(
-        !first.iter().any(|l| l.ends_with(&fallback)),
-        "{first:#?}"
-    );
+    assert!(!first.iter().any(|l| l.ends_with(&fallback)), "{first:#?}");
 
     // `orders` needs the Notation signature too: only the referrers are read now (the digest
     // and the .sig come from the caches the first admission filled).
@@ -450,10 +486,7 @@ async fn the_webhook_reads_the_referrers_only_for_the_policy_that_needs_them() {
     eprintln!("orders (required 2): {} requests: {second:?}", second.len());
     assert!(!second.iter().any(|l| l.contains(".sig")), "{second:#?}");
     assert!(!second.iter().any(|l| l.ends_with(":v1")), "{second:#?}");
-    assert!(
-        second.iter().any(|l| l.ends_with(&fallback)),
-        "{second:#?}"
-    );
+    assert!(second.iter().any(|l| l.ends_with(&fallback)), "{second:#?}");
     // The referrers API probe, the index, the bundle's and the Notation signature's manifests
     // and blobs.
     assert!(second.len() <= 6, "{second:#?}");
@@ -677,7 +710,10 @@ async fn a_store_that_fails_when_it_is_needed_fails_closed() {
     let images = format!("{}/fail/**", proxy.host());
     let yaml = format!(
         "{}---\n{}{}{}",
-        attestor_yaml("release", &std::fs::read_to_string(&release.public).unwrap()),
+        attestor_yaml(
+            "release",
+            &std::fs::read_to_string(&release.public).unwrap()
+        ),
         attestor_yaml("qa", &std::fs::read_to_string(&qa.public).unwrap()),
         namespaced_policy("shop", &images, "release", 1),
         namespaced_policy("orders", &images, "release, qa", 2),
@@ -705,7 +741,10 @@ async fn a_store_that_fails_when_it_is_needed_fails_closed() {
     let message = answer["status"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("registry lookup failed"), "{message}");
     assert!(
-        proxy.request_lines().iter().any(|l| l.contains("referrers") || l.contains("sha256-")),
+        proxy
+            .request_lines()
+            .iter()
+            .any(|l| l.contains("referrers") || l.contains("sha256-")),
         "{:#?}",
         proxy.request_lines()
     );

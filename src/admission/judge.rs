@@ -342,7 +342,13 @@ impl Judge {
             Ok(Looked::Failed(failure)) => {
                 let lookup = Lookup::Failed { failure };
                 let verdict = self
-                    .evaluate(written, snapshot, governing.clone(), &parsed, lookup.clone())
+                    .evaluate(
+                        written,
+                        snapshot,
+                        governing.clone(),
+                        &parsed,
+                        lookup.clone(),
+                    )
                     .await
                     .0;
                 (None, lookup, verdict)
@@ -353,7 +359,13 @@ impl Judge {
                     after: self.deadline,
                 });
                 let verdict = self
-                    .evaluate(written, snapshot, governing.clone(), &parsed, lookup.clone())
+                    .evaluate(
+                        written,
+                        snapshot,
+                        governing.clone(),
+                        &parsed,
+                        lookup.clone(),
+                    )
                     .await
                     .0;
                 (None, lookup, verdict)

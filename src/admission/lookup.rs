@@ -49,7 +49,9 @@ use moka::future::Cache;
 use super::metrics::{CacheName, Metrics, RegistryOperation, RegistryOutcome};
 use super::signature_entry::SignatureEntry;
 use crate::reference::ImageRef;
-use crate::registry::{DockerConfig, LookupFailure, RegistryClient, SignatureSource, SignatureStore};
+use crate::registry::{
+    DockerConfig, LookupFailure, RegistryClient, SignatureSource, SignatureStore,
+};
 use crate::signature::StoredSignature;
 
 /// Bytes the signatures cache may hold (payloads, signatures and keys, with a per-entry
@@ -217,9 +219,7 @@ impl Lookups {
                 .time_to_live(timings.digest_ttl)
                 .build(),
             signatures: Cache::builder()
-                .weigher(|key: &String, value: &Arc<SignatureEntry>| {
-                    signatures_weight(key, value)
-                })
+                .weigher(|key: &String, value: &Arc<SignatureEntry>| signatures_weight(key, value))
                 .max_capacity(signature_bytes)
                 .time_to_live(timings.signatures_ttl)
                 .expire_after(FromOldestRead {
@@ -303,7 +303,9 @@ impl Lookups {
         digest: &str,
         registry: &RequestRegistry,
     ) -> Result<Signatures, Failure> {
-        self.signatures.invalidate(&signatures_key(image, digest)).await;
+        self.signatures
+            .invalidate(&signatures_key(image, digest))
+            .await;
         self.signatures(image, digest, registry).await
     }
 
@@ -351,7 +353,8 @@ impl Lookups {
             .copied()
             .filter(|&s| !entry.as_ref().is_some_and(|e| e.holds(s)))
             .collect();
-        self.metrics.cache(CacheName::Signatures, missing.is_empty());
+        self.metrics
+            .cache(CacheName::Signatures, missing.is_empty());
         if missing.is_empty()
             && let Some(entry) = entry
         {

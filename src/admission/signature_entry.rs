@@ -7,9 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::registry::{
-    LookupFailure, SignatureSet, SignatureSource, SkippedLayers, held_bytes,
-};
+use crate::registry::{LookupFailure, SignatureSet, SignatureSource, SkippedLayers, held_bytes};
 use crate::signature::StoredSignature;
 
 use super::lookup::Signatures;
@@ -105,8 +103,10 @@ impl SignatureEntry {
                 None
             }
         };
-        let (legacy_from, referrers_from) =
-            (pick(SignatureSource::SigTag), pick(SignatureSource::Referrers));
+        let (legacy_from, referrers_from) = (
+            pick(SignatureSource::SigTag),
+            pick(SignatureSource::Referrers),
+        );
         let all = match (legacy_from, referrers_from) {
             (Some(a), Some(b)) if std::ptr::eq(a, b) => a.signatures(),
             (None, Some(only)) | (Some(only), None) => only.signatures(),
@@ -231,7 +231,10 @@ mod tests {
         let legacy = SignatureEntry::read(SignatureSource::SigTag, over, now);
         let none = SignatureEntry::read(SignatureSource::Referrers, set(&[]), now);
         let failure = legacy.merged(&none).unread_failure().map(|f| f.kind());
-        assert_eq!(failure, Some(crate::registry::LookupFailureKind::OverBudget));
+        assert_eq!(
+            failure,
+            Some(crate::registry::LookupFailureKind::OverBudget)
+        );
         // A signature in the other store is something to verify.
         let found = SignatureEntry::read(SignatureSource::Referrers, set(&["b"]), now);
         assert!(legacy.merged(&found).unread_failure().is_none());

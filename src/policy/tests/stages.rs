@@ -113,7 +113,12 @@ fn a_verdict_is_settled_only_when_every_governing_policy_passed() {
     assert!(full.settled());
     // Settled stays settled, and allowed, whatever else is read after it.
     let junk = TestKey::ec().sign(IMAGE, D2, SignatureType::Default);
-    let more = accepts(&snapshot, "ns", IMAGE, &found(D1, vec![by_release, by_qa, junk]));
+    let more = accepts(
+        &snapshot,
+        "ns",
+        IMAGE,
+        &found(D1, vec![by_release, by_qa, junk]),
+    );
     assert!(more.settled());
     // Nothing governs: nothing to settle (and nothing read).
     let other = evaluate(&snapshot, "ns", "elsewhere.io/app:v1", &found(D1, vec![]));
