@@ -544,20 +544,23 @@ impl Judge {
             if complete || settled {
                 return (lookup, verdict);
             }
-            let Some(registry) = registry.get() else {
-                return (lookup, verdict);
+            // `look_up` set the registry before the first store was read.
+            let rest = match registry.get() {
+                Some(registry) => {
+                    tokio::time::timeout_at(
+                        deadline,
+                        self.lookups.signatures_from(
+                            &parsed.image,
+                            digest,
+                            registry,
+                            &SignatureSource::ALL,
+                            Some(Arc::clone(&entry)),
+                        ),
+                    )
+                    .await
+                }
+                None => Ok(Err(Arc::new(LookupFailure::NotLookedUp))),
             };
-            let rest = tokio::time::timeout_at(
-                deadline,
-                self.lookups.signatures_from(
-                    &parsed.image,
-                    digest,
-                    registry,
-                    &SignatureSource::ALL,
-                    Some(Arc::clone(&entry)),
-                ),
-            )
-            .await;
             let failure = match rest {
                 Ok(Ok(all)) if all.holds_all() => {
                     entry = all;
