@@ -749,3 +749,61 @@ async fn a_store_that_fails_when_it_is_needed_fails_closed() {
         proxy.request_lines()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_settled_by_the_sig_says_what_it_did_not_read() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let qa = key(dir.path(), "qa", Algorithm::EcdsaP256Sha256);
+    let proxy = CorruptingProxy::recording(&registry.host());
+    sign(&registry, "said/app", &release, &SignatureFormat::ALL).await;
+    let yaml = format!(
+        "{}---\n{}{}",
+        attestor_yaml(
+            "release",
+            &std::fs::read_to_string(&release.public).unwrap()
+        ),
+        attestor_yaml("qa", &std::fs::read_to_string(&qa.public).unwrap()),
+        namespaced_policy(
+            "shop",
+            &format!("{}/said/**", proxy.host()),
+            "release, qa",
+            1
+        ),
+    );
+    let snapshot = policy_state_of(&yaml, NoMatch::Allow).snapshot();
+    let image = ImageRef::parse(&format!("{}/said/app:v1", proxy.host())).unwrap();
+    let checked = signet::cli::verify_policy::verify_with_policies(
+        &SignatureStore::new(registry_client()),
+        &snapshot,
+        "shop",
+        &image,
+    )
+    .await;
+    assert!(checked.verdict.allowed, "{:#?}", checked.verdict);
+    assert_eq!(
+        checked.formats_not_read,
+        [SignatureFormat::SigstoreBundle, SignatureFormat::Notation]
+    );
+    let json = serde_json::to_value(&checked).unwrap();
+    assert_eq!(
+        json["formatsNotRead"],
+        json!(["SigstoreBundle", "Notation"]),
+        "{json}"
+    );
+    let attestors = &checked.verdict.policies[0].attestors;
+    assert_eq!(attestors[0].format, Some(SignatureFormat::CosignSignature));
+    // qa was not needed (`required: 1`): not reported as unsigned, but as not checked.
+    let reason = attestors[1].reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.starts_with("not checked") && reason.contains("SigstoreBundle"),
+        "{reason}"
+    );
+    assert_eq!(
+        proxy.request_lines().len(),
+        3,
+        "{:#?}",
+        proxy.request_lines()
+    );
+}

@@ -100,8 +100,9 @@ impl RequiredAnnotations {
     }
 }
 
-/// Resolves `image`, fetches its signatures and checks each against `keys`; a signature counts
-/// only when its payload also carries the `required` annotations.
+/// Resolves `image`, fetches its signatures (in stages: the referrers only when no `.sig`
+/// signature verifies) and checks each against `keys`; a signature counts only when its payload
+/// also carries the `required` annotations.
 pub async fn verify_with_keys(
     store: &SignatureStore,
     image: &ImageRef,
