@@ -476,11 +476,18 @@ async fn the_webhook_reads_the_referrers_only_for_the_policy_that_needs_them() {
     assert!(!first.iter().any(|l| l.ends_with(&fallback)), "{first:#?}");
 
     // `orders` needs the Notation signature too: only the referrers are read now (the digest
-    // and the .sig come from the caches the first admission filled).
-    let answer = webhook
-        .review("/validate", pod_review_in("orders", &image))
-        .await;
-    assert_eq!(answer["allowed"], true, "{answer}");
+    // and the .sig come from the caches the first admission filled), once for 20 concurrent
+    // admissions.
+    let webhook = std::sync::Arc::new(webhook);
+    let answers = futures::future::join_all((0..20).map(|_| {
+        let webhook = std::sync::Arc::clone(&webhook);
+        let body = pod_review_in("orders", &image);
+        async move { webhook.review("/validate", body).await }
+    }))
+    .await;
+    for answer in &answers {
+        assert_eq!(answer["allowed"], true, "{answer}");
+    }
     let lines = proxy.request_lines();
     let second = &lines[first.len()..];
     eprintln!("orders (required 2): {} requests: {second:?}", second.len());
@@ -488,8 +495,33 @@ async fn the_webhook_reads_the_referrers_only_for_the_policy_that_needs_them() {
     assert!(!second.iter().any(|l| l.ends_with(":v1")), "{second:#?}");
     assert!(second.iter().any(|l| l.ends_with(&fallback)), "{second:#?}");
     // The referrers API probe, the index, the bundle's and the Notation signature's manifests
-    // and blobs.
+    // and blobs, each once.
     assert!(second.len() <= 6, "{second:#?}");
+    let distinct: std::collections::BTreeSet<&String> = second.iter().collect();
+    assert_eq!(distinct.len(), second.len(), "{second:#?}");
+
+    // The other way round on a new image: `orders` first reads both stores; `shop` then finds
+    // everything cached (whichever policy asked first, the same verdicts).
+    sign(&registry, "web/other", &release, &SignatureFormat::ALL).await;
+    let direct = ImageRef::parse(&format!("{}/web/other:v1", registry.host())).unwrap();
+    let digest = client.resolve_digest(&direct).await.unwrap();
+    attach_notation(&client, &direct, &digest, &notary).await;
+    let other = format!("{}/web/other:v1", proxy.host());
+    let answer = webhook
+        .review("/validate", pod_review_in("orders", &other))
+        .await;
+    assert_eq!(answer["allowed"], true, "{answer}");
+    let before = proxy.request_lines().len();
+    let answer = webhook
+        .review("/validate", pod_review_in("shop", &other))
+        .await;
+    assert_eq!(answer["allowed"], true, "{answer}");
+    assert_eq!(
+        proxy.request_lines().len(),
+        before,
+        "{:#?}",
+        proxy.request_lines()
+    );
 
     // And a signature the policy does not accept is still a denial after a staged read: a
     // `required: 2` policy on an image with the key's signature only.
