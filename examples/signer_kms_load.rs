@@ -24,6 +24,10 @@
 //!   `--idle-seconds` with nothing to sign is measured first and reported, and the figure is also
 //!   given net of it.
 //!
+//! - signing: the signer's `signet_signer_signature_duration_seconds` (payload in, verified
+//!   signature out) split into the KMS round trip and the signer's own part (the rest);
+//! - notifications: the events the registry posted to the signer.
+//!
 //! `--provider file` runs the same harness with a key file: the difference in CPU per image
 //! between a KMS run and this one is what the KMS path itself costs the signer.
 //!
