@@ -340,35 +340,28 @@ impl Judge {
                 (Some(digest), lookup, verdict)
             }
             Ok(Looked::Failed(failure)) => {
-                let lookup = Lookup::Failed { failure };
-                let verdict = self
-                    .evaluate(
-                        written,
-                        snapshot,
-                        governing.clone(),
-                        &parsed,
-                        lookup.clone(),
-                    )
-                    .await
-                    .0;
-                (None, lookup, verdict)
+                self.judge_failed(
+                    written,
+                    snapshot,
+                    &governing,
+                    &parsed,
+                    Lookup::Failed { failure },
+                )
+                .await
             }
             Err(_elapsed) => {
-                let lookup = Lookup::failed(LookupFailure::Deadline {
+                let deadline = LookupFailure::Deadline {
                     host: image.registry().to_string(),
                     after: self.deadline,
-                });
-                let verdict = self
-                    .evaluate(
-                        written,
-                        snapshot,
-                        governing.clone(),
-                        &parsed,
-                        lookup.clone(),
-                    )
-                    .await
-                    .0;
-                (None, lookup, verdict)
+                };
+                self.judge_failed(
+                    written,
+                    snapshot,
+                    &governing,
+                    &parsed,
+                    Lookup::failed(deadline),
+                )
+                .await
             }
         };
         let found = matches!(lookup, Lookup::Found { .. });
@@ -478,6 +471,23 @@ impl Judge {
             denial: denied.denial.map(|d| format!("{d}{note}").into_boxed_str()),
             ..denied
         }
+    }
+
+    /// The verdict on an image whose lookup failed: no digest, the failure judged by the
+    /// governing policies (each says whether it fails closed).
+    async fn judge_failed(
+        &self,
+        written: &str,
+        snapshot: &Arc<Snapshot>,
+        governing: &Governing,
+        parsed: &Arc<ParsedImage>,
+        lookup: Lookup,
+    ) -> (Option<Arc<str>>, Lookup, CachedVerdict) {
+        let verdict = self
+            .evaluate(written, snapshot, governing.clone(), parsed, lookup.clone())
+            .await
+            .0;
+        (None, lookup, verdict)
     }
 
     /// The engine's verdict on `lookup`. Signature checks are CPU work (~0.1 ms each), so with
