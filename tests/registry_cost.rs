@@ -402,3 +402,208 @@ async fn where_the_registry_takes_one_request_uploads_and_lists_referrers_a_form
     .unwrap();
     assert!(verified.verified);
 }
+
+/// The config descriptor of the manifest `reference` names.
+async fn config_of(client: &RegistryClient, reference: &ImageRef) -> serde_json::Value {
+    let manifest = client
+        .fetch_manifest(reference)
+        .await
+        .unwrap()
+        .expect("manifest exists");
+    let doc: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    doc["config"].clone()
+}
+
+/// Writes a `.sig` in cosign v2's layout (a config listing the layers as `rootfs.diff_ids`,
+/// content-dependent) holding one signature of `image`@`digest` by `key`.
+async fn write_cosign_sig(client: &RegistryClient, image: &ImageRef, digest: &str, key: &TestKey) {
+    use signet::signature::{self, Descriptor};
+    let payload =
+        signature::build_payload(image, digest, SignatureType::Simple, &BTreeMap::new()).unwrap();
+    let signed = file_key(key).sign(&payload).unwrap();
+    let layer = Descriptor::for_signature(&payload, &signed, &BTreeMap::new());
+    let built = signature::build_signature_manifest(&[layer]).unwrap();
+    let repo = image.with_tag("latest");
+    client.push_blob(&repo, &payload).await.unwrap();
+    client.push_blob(&repo, &built.config).await.unwrap();
+    client
+        .push_manifest(
+            &image.with_tag(&signature::signature_tag(digest).unwrap()),
+            &built.manifest,
+            OCI_MANIFEST,
+        )
+        .await
+        .unwrap();
+}
+
+/// How many blob uploads were started (`POST .../blobs/uploads/`) among `lines`.
+fn uploads_started(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|l| l.starts_with("POST ") && l.contains("/blobs/uploads/"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sig_names_one_fixed_config_put_once_per_repository_and_cosign_sigs_still_read() {
+    let registry = Registry::start();
+    let proxy = CorruptingProxy::recording(&registry.host());
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let cosign = key(dir.path(), "cosign", Algorithm::EcdsaP256Sha256);
+    let client = registry_client();
+    // One store, as one signer process: it remembers which repositories hold the config.
+    let store = SignatureStore::new(registry_client());
+    let mut uploads = Vec::new();
+    for (tag, seed) in [("v1", "fixed-1"), ("v2", "fixed-2")] {
+        registry.push_test_image("fixed/app", tag, seed).await;
+        let image = ImageRef::parse(&format!("{}/fixed/app:{tag}", proxy.host())).unwrap();
+        let before = proxy.request_lines().len();
+        signet::registry::sign_image_formats(
+            &store,
+            &image,
+            file_key(&release),
+            SignatureType::Simple,
+            &BTreeMap::new(),
+            &SignatureFormat::ALL,
+        )
+        .await
+        .unwrap();
+        uploads.push(uploads_started(&proxy.request_lines()[before..]));
+    }
+    // The first image: the payload, the bundle and the one config both formats name; the
+    // second image in the same repository: the payload and the bundle only.
+    assert_eq!(uploads, [3, 2], "{:#?}", proxy.request_lines());
+
+    let image = ImageRef::parse(&format!("{}/fixed/app:v2", registry.host())).unwrap();
+    let digest = client.resolve_digest(&image).await.unwrap();
+    let empty = sha256_digest(b"{}");
+    let sig = image.with_tag(&signet::signature::signature_tag(&digest).unwrap());
+    let sig_config = config_of(&client, &sig).await;
+    assert_eq!(sig_config["digest"], empty.as_str(), "{sig_config}");
+    assert_eq!(sig_config["size"], 2);
+    assert_eq!(
+        sig_config["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
+    );
+    let bundles = fallback_entries(&client, &image, &digest).await;
+    let bundle = ImageRef::from_parts(
+        image.registry(),
+        image.repository(),
+        None,
+        Some(bundles[0]["digest"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(config_of(&client, &bundle).await["digest"], empty.as_str());
+    let blob = client
+        .fetch_blob(&image.with_tag("latest"), &empty, 16)
+        .await
+        .unwrap();
+    assert_eq!(blob, b"{}");
+
+    // A `.sig` cosign wrote (content config) is read, and signet's write keeps its layer.
+    registry.push_test_image("fixed/app", "v3", "fixed-3").await;
+    let image = ImageRef::parse(&format!("{}/fixed/app:v3", registry.host())).unwrap();
+    let digest = client.resolve_digest(&image).await.unwrap();
+    write_cosign_sig(&client, &image, &digest, &cosign).await;
+    let verify = |key: &TestKey| {
+        let store = SignatureStore::new(registry_client());
+        let image = image.clone();
+        let public = public_key(key);
+        async move {
+            signet::cli::verify_keys::verify_with_keys(
+                &store,
+                &image,
+                SignatureType::Simple,
+                &[public],
+                &signet::cli::verify_keys::RequiredAnnotations::default(),
+            )
+            .await
+            .unwrap()
+            .verified
+        }
+    };
+    assert!(verify(&cosign).await, "cosign's .sig not read");
+    signet::registry::sign_image_formats(
+        &store,
+        &image,
+        file_key(&release),
+        SignatureType::Simple,
+        &BTreeMap::new(),
+        &[SignatureFormat::CosignSignature],
+    )
+    .await
+    .unwrap();
+    assert!(verify(&cosign).await, "cosign's layer lost");
+    assert!(verify(&release).await, "signet's layer missing");
+    let sig = image.with_tag(&signet::signature::signature_tag(&digest).unwrap());
+    assert_eq!(config_of(&client, &sig).await["digest"], empty.as_str());
+}
+
+/// `DELETE /v2/<repo>/blobs/<digest>` on the registry (distribution unlinks the blob from
+/// the repository); the answer's status.
+fn delete_blob(registry: &Registry, repo: &str, digest: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(registry.host()).unwrap();
+    write!(
+        stream,
+        "DELETE /v2/{repo}/blobs/{digest} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        registry.host()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repository_that_lost_the_fixed_config_gets_it_put_again() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let store = SignatureStore::new(registry_client());
+    let empty = sha256_digest(b"{}");
+    for (tag, seed) in [("v1", "lost-1"), ("v2", "lost-2")] {
+        registry.push_test_image("lost/app", tag, seed).await;
+        let image = ImageRef::parse(&format!("{}/lost/app:{tag}", registry.host())).unwrap();
+        signet::registry::sign_image_formats(
+            &store,
+            &image,
+            file_key(&release),
+            SignatureType::Simple,
+            &BTreeMap::new(),
+            &SignatureFormat::ALL,
+        )
+        .await
+        .unwrap();
+        let verdict = signet::cli::verify_keys::verify_with_keys(
+            &SignatureStore::new(registry_client()),
+            &image,
+            SignatureType::Simple,
+            &[public_key(&release)],
+            &signet::cli::verify_keys::RequiredAnnotations::default(),
+        )
+        .await
+        .unwrap();
+        let valid: Vec<_> = verdict
+            .signatures
+            .iter()
+            .filter(|s| s.valid)
+            .map(|s| s.format)
+            .collect();
+        assert_eq!(
+            valid,
+            [
+                SignatureFormat::CosignSignature,
+                SignatureFormat::SigstoreBundle
+            ],
+            "{tag}"
+        );
+        // The store now believes the repository holds the config: take it away.
+        assert_eq!(delete_blob(&registry, "lost/app", &empty), 202, "{tag}");
+    }
+}

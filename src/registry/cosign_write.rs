@@ -31,12 +31,13 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::RegistryError;
 use super::budget::{MAX_SIGNATURE_LAYERS, SkippedLayers};
+use super::bundle_write::EMPTY_CONFIG;
 use super::cosign::{ReadLayers, SignatureStore, signature_tag};
 use crate::crypto::{CryptoError, PublicKey, SigningKey};
 use crate::reference::ImageRef;
 use crate::signature::{
-    self, Descriptor, OCI_MANIFEST_MEDIA_TYPE, SIMPLE_SIGNING_MEDIA_TYPE, SignatureError,
-    SignatureType, StoredSignature, check_signature,
+    self, Descriptor, OCI_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, SIMPLE_SIGNING_MEDIA_TYPE,
+    SignatureError, SignatureType, StoredSignature, check_signature,
 };
 
 /// How many times the read-check-write cycle is redone when another writer replaced the manifest.
@@ -308,8 +309,8 @@ impl SignatureStore {
         ))
     }
 
-    /// Pushes the payload blobs of `added`, then the manifest holding `existing` followed by
-    /// them; returns the manifest's digest.
+    /// Pushes the payload blobs of `added` (and the empty config, once per repository), then the
+    /// manifest holding `existing` followed by them; returns the manifest's digest.
     async fn write(
         &self,
         image: &ImageRef,
@@ -320,23 +321,22 @@ impl SignatureStore {
         let repo = image.with_tag("latest");
         let mut layers = existing.to_vec();
         layers.extend(added.iter().map(|(_, layer)| layer.clone()));
-        let built = signature::build_signature_manifest(&layers)?;
+        let manifest = signature_manifest(&layers)?;
         // The blobs are independent: upload them at once, the manifest only after all of them.
-        let blobs = added
-            .iter()
-            .map(|(payload, _)| payload.as_slice())
-            .chain(std::iter::once(built.config.as_slice()));
-        // Both are new (a payload re-uploaded is harmless): no existence check first.
-        try_join_all(blobs.map(|blob| self.client.push_new_blob(&repo, blob))).await?;
-        let tag = signature_tag(image, digest)?;
+        // The payloads are new (a payload re-uploaded is harmless): no existence check first.
+        let payloads = try_join_all(
+            added
+                .iter()
+                .map(|(payload, _)| self.client.push_new_blob(&repo, payload)),
+        );
+        tokio::try_join!(payloads, self.ensure_empty_config(&repo))?;
+        let tagged = image.with_tag(&signature_tag(image, digest)?);
         // `push_manifest` checks the `Docker-Content-Digest` answered against the bytes sent.
         Ok(self
-            .client
-            .push_manifest(
-                &image.with_tag(&tag),
-                &built.manifest,
-                OCI_MANIFEST_MEDIA_TYPE,
-            )
+            .put_naming_empty_config(&repo, || {
+                self.client
+                    .push_manifest(&tagged, &manifest, OCI_MANIFEST_MEDIA_TYPE)
+            })
             .await?)
     }
 
@@ -358,6 +358,25 @@ impl SignatureStore {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The `.sig` manifest signet writes for `layers`: cosign's layout (an OCI image manifest, one
+/// simple-signing layer per signature) with the fixed config `{}` (media type
+/// `application/vnd.oci.image.config.v1+json`) instead of one listing the layers, so that the
+/// config is put once per repository and not uploaded with every signature (see the module
+/// documentation for why verifiers do not mind).
+fn signature_manifest(layers: &[Descriptor]) -> Result<Vec<u8>, SignatureError> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+        "config": {
+            "mediaType": OCI_CONFIG_MEDIA_TYPE,
+            "size": EMPTY_CONFIG.len(),
+            "digest": super::sha256_digest(EMPTY_CONFIG),
+        },
+        "layers": layers,
+    }))
+    .map_err(|e| SignatureError::MalformedManifest(e.to_string()))
 }
 
 pub(super) fn lock_key(image: &ImageRef, digest: &str) -> String {
