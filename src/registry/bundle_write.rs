@@ -16,17 +16,25 @@
 //! failed (5xx, timeout) makes the write fail and be retried, rather than push a second bundle
 //! and count it.
 //!
-//! The empty config blob is put once per repository this store writes to: the first time in a
+//! The empty config blob is put once per repository this store writes to (the `.sig` and
+//! Notation writers name the same blob, so one put serves every format): the first time in a
 //! registry by an upload, then by mounting it from a repository known to hold it (one request,
 //! `POST ?mount=&from=`; a registry that does not mount answers with an upload whose PUT carries
-//! the two bytes, so nothing is lost by asking).
+//! the two bytes, so nothing is lost by asking). Concurrent writers in one repository wait for
+//! the one put in flight. A manifest refused because the repository lost the blob
+//! (`MANIFEST_BLOB_UNKNOWN`) makes the store put it again and push the manifest once more.
 //!
 //! Registry requests of one bundle for an image not yet signed (distribution 2.8: no referrers
-//! API, no single-request upload; `RUST_LOG=signet::registry::requests=trace`): `GET
-//! manifests/sha256-<hex>` (404), `POST`+`PUT blobs/uploads/` for the bundle, the empty config
-//! (nothing when the repository is known, else one mounting `POST`), `PUT manifests/sha256:<d>`
-//! (the bundle manifest, by digest), `PUT manifests/sha256-<hex>` (the index): 5 to 6, and one
-//! `HEAD` of the index for the check after the write.
+//! API, no single-request upload; seen in tests/registry_cost.rs through a recording proxy):
+//! `GET manifests/sha256-<hex>` (the fallback index, 404), `POST`+`PUT blobs/uploads/` for the
+//! bundle, the empty config (nothing in a repository this store wrote to, else one mounting
+//! `POST`), `PUT manifests/sha256:<d>` (the bundle manifest, by digest), `PUT
+//! manifests/sha256-<hex>` (the index): 5 (6 in a new repository), and one `HEAD` of the index
+//! for the check after the write (or the signer's recheck). The referrers API is asked once per
+//! registry and 10 minutes (a registry without it is remembered, see `referrers.rs`). Where the
+//! registry takes one-request uploads and indexes referrers itself (its answer carries
+//! `OCI-Subject`): the referrers API, the bundle's `POST`, the manifest `PUT`: 3, no index and no
+//! check.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -13,12 +13,38 @@
 //! cycle again only when it changed) or does it later itself, as the signer's recheck does with
 //! [`EnsureReport::written`].
 //!
-//! Registry requests of one `.sig` write for an image not yet signed (distribution 2.8, which
-//! takes no single-request upload; measured with `RUST_LOG=signet::registry::requests=trace`):
-//! `GET manifests/sha256-<hex>.sig` (404), `POST blobs/uploads/` + `PUT blobs/uploads/<id>` for
-//! the payload, the same two for the config, `PUT manifests/sha256-<hex>.sig`: 6 (4 on a
-//! registry that takes `POST ?digest=` with the body); `check_after_write` adds one `HEAD`.
+//! The `.sig` manifest names a fixed config, the two bytes `{}` (media type
+//! `application/vnd.oci.image.config.v1+json`), instead of cosign v2's config listing every
+//! layer as `rootfs.diff_ids`: that one changes with each signature added, so it cost an upload
+//! (`POST`+`PUT` on distribution 2.8) with every write; `{}` is put once per repository, and is
+//! the blob bundles and Notation signatures name too, so one put serves every format
+//! ([`SignatureStore::ensure_empty_config`]). A manifest refused for an unknown blob (the
+//! repository lost it) makes the store put it again and retry once. Safe because no verifier
+//! reads a `.sig`'s config (read in their code, 2026-11):
+//! - cosign v2/v3 (`pkg/oci/remote/signatures.go`, `Get`): the manifest's layers, each through
+//!   go-containerregistry's `LayerByDigest` and `Compressed()` (the raw payload), and the
+//!   layer annotations; nothing outside tests in `pkg/` or `cmd/` calls `ConfigFile` or
+//!   `DiffID` on a signature layer (the one path that would, `DiffID`, maps layers through
+//!   the config). policy-controller and Kyverno verify through this same library.
+//! - sigstore-rs (`src/cosign/client.rs`): pulls the config with the `.sig` image but reads only
+//!   its layers, and itself writes `.sig` manifests with exactly this `{}` config.
+//! - cosign appending to a `.sig` signet wrote (`mutate.AppendSignatures`): go-containerregistry
+//!   parses `{}` as an empty image config and lists the layers it adds as diff_ids; the manifest
+//!   it writes keeps every layer (its layers come from the manifest, the base blobs are already
+//!   in the repository).
 //!
+//! signet's reader never reads the config either: `.sig`s cosign wrote (content configs) read
+//! as before, and a write keeps their layers (tests/registry_cost.rs shows both).
+//!
+//! Registry requests of one `.sig` write for an image not yet signed (distribution 2.8, which
+//! takes no single-request upload; seen in tests/registry_cost.rs through a recording proxy and
+//! with `RUST_LOG=signet::registry::requests=trace`): `GET manifests/sha256-<hex>.sig` (404),
+//! `POST blobs/uploads/` + `PUT blobs/uploads/<id>` for the payload, `PUT
+//! manifests/sha256-<hex>.sig`: 4 (3 on a registry that takes `POST ?digest=` with the body);
+//! the first write of this store in a repository adds the config (one mounting `POST` when
+//! another repository of the registry is known to hold it, else an upload); `check_after_write`
+//! (or the signer's recheck) adds one `HEAD`. Before the fixed config: 6, and 7 with the `HEAD`.
+
 //! The manifest never grows past [`MAX_SIGNATURE_LAYERS`]: a write that would pass it first
 //! drops every layer no configured key verifies for this digest (junk pushed to shadow real
 //! signatures, or to make the reader work), then, if still full, the oldest kept layers.
