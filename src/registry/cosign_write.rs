@@ -462,3 +462,36 @@ fn compact_if_full(
     };
     (kept, Some(compaction))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sig_manifest_names_the_fixed_config_whatever_its_layers() {
+        let one = Descriptor::for_signature(b"payload one", b"sig", &BTreeMap::new());
+        let two = Descriptor::for_signature(b"payload two", b"sig", &BTreeMap::new());
+        let configs: Vec<serde_json::Value> = [vec![one.clone()], vec![one.clone(), two.clone()]]
+            .iter()
+            .map(|layers| {
+                let doc: serde_json::Value =
+                    serde_json::from_slice(&signature_manifest(layers).unwrap()).unwrap();
+                assert_eq!(doc["layers"].as_array().unwrap().len(), layers.len());
+                doc["config"].clone()
+            })
+            .collect();
+        assert_eq!(configs[0], configs[1]);
+        assert_eq!(configs[0]["mediaType"], OCI_CONFIG_MEDIA_TYPE);
+        assert_eq!(configs[0]["size"], 2);
+        assert_eq!(
+            configs[0]["digest"],
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        let layers =
+            signature::parse_manifest_layers(&signature_manifest(&[one, two]).unwrap()).unwrap();
+        assert_eq!(
+            layers[1].digest,
+            super::super::sha256_digest(b"payload two")
+        );
+    }
+}
