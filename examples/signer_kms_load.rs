@@ -222,6 +222,16 @@ fn histogram(metrics: &str, name: &str, labels: &str) -> (f64, f64) {
     (value("sum"), value("count"))
 }
 
+/// The value of a counter (summed over its label sets).
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 async fn scrape(port: u16) -> anyhow::Result<String> {
     Ok(reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await?
@@ -424,11 +434,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         idle_rate * 1e3,
         ms(per_image((cpu.as_secs_f64() - idle_share).max(0.0)))
     );
-    let latency = latency_sum / latency_count.max(1.0);
-    let rest = latency - kms_sum / n - registry_total.as_secs_f64() / n;
+    let (signing_sum, signatures) = delta("signet_signer_signature_duration_seconds", "");
+    let own = (signing_sum - kms_sum).max(0.0);
     println!(
-        "per image: signer latency - KMS - registry = {:.3} ms (the signer's own work on the critical path, plus waiting for a core)",
-        rest * 1e3
+        "signing: {:.1} signatures per image, {} each (KMS round trip {}, the signer's own part {}: thread hops, digest, request signing, local verification)",
+        signatures / n,
+        ms(Duration::from_secs_f64(signing_sum / signatures.max(1.0))),
+        ms(Duration::from_secs_f64(kms_sum / signatures.max(1.0))),
+        ms(Duration::from_secs_f64(own / signatures.max(1.0)))
+    );
+    println!(
+        "signing per image: {} (KMS round trip {}, the signer's own part {})",
+        ms(per_image(signing_sum)),
+        ms(per_image(kms_sum)),
+        ms(per_image(own))
+    );
+    let events = counter(&after_metrics, "signet_signer_events_received_total")
+        - counter(&before_metrics, "signet_signer_events_received_total");
+    println!(
+        "notifications received per image: {:.1} (the image's push and the signer's own pushes; the registry sends no pull events: `ignore: actions: [pull]`)",
+        events / n
     );
     Ok(())
 }

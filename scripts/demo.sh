@@ -143,6 +143,8 @@ notifications:
       backoff: 1s
       ignoredmediatypes:
         - application/octet-stream
+      ignore:
+        actions: [pull]
 EOF
 "$registry_bin" serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
 pids+=($!)

@@ -163,7 +163,28 @@ async fn each_format_and_type_is_signed_and_verified_on_a_registry_without_refer
     let run = sign(&image, &release, "default", None);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout.lines().count(), 3, "{}", run.stdout);
+    // A plain verify stops at the .sig (it settles the verdict) and says what it did not read;
+    // `--all-signatures` reads and checks both.
     let run = verify(&image, &release, "default", "json");
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(
+        formats_found(&json_of(&run)),
+        BTreeMap::from([("CosignSignature".to_string(), vec![true])])
+    );
+    assert_eq!(
+        json_of(&run)["formats_not_read"],
+        json!(["SigstoreBundle", "Notation"])
+    );
+    let public = release.public.to_str().unwrap().to_string();
+    let run = signet(&[
+        "verify",
+        &image,
+        "--key",
+        &public,
+        "--all-signatures",
+        "--output",
+        "json",
+    ]);
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert_eq!(
         formats_found(&json_of(&run)),

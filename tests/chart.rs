@@ -429,7 +429,10 @@ const NOTIFICATIONS_ENDPOINT: &str = r#"
     threshold:
     backoff:
     ignoredmediatypes:
-    - application/octet-stream"#;
+    - application/octet-stream
+    ignore:
+    actions:
+    - pull"#;
 
 #[test]
 fn the_readme_gives_the_registry_notifications_endpoint_the_signer_service_serves() {

@@ -4,8 +4,9 @@
 //! admission judges), and at admission by the webhook over TLS (signed admitted, unsigned and
 //! other-key images denied); a SigningRule served by `signet signer`; IRSA web identity through moto's
 //! STS; IMDSv2 (a local, mocked metadata service handing out moto role sessions, refreshed before
-//! expiry); the shared credentials/config files and `AWS_PROFILE`; and every way a key can be
-//! unusable: one line, exit 2, nothing pushed. One moto serves the tests of this binary.
+//! expiry); EKS Pod Identity's container credential endpoint (mocked likewise); the shared
+//! credentials/config files and `AWS_PROFILE`; and every way a key can be unusable: one line,
+//! exit 2, nothing pushed. One moto serves the tests of this binary.
 //!
 //! What the emulator cannot show (moto 5.2.5): a good RSA_PSS_SHA_256 signature (moto salts PSS
 //! with the maximum length; AWS uses 32 bytes, as signet verifies), and `MessageType: DIGEST`
@@ -26,7 +27,7 @@ use support::kms_cli::{
     CloudEnv, admission_policies, admission_webhook, admitted, exit_of, judge, kms_calls, kms_rule,
     public_key, push_signed_and_verified, signet, start_signer, wait_listening,
 };
-use support::metadata::{Cloud, Handed, MetadataServer};
+use support::metadata::{Cloud, ContainerCredentials, Handed, MetadataServer};
 use support::moto::Moto;
 use support::signer::{TOKEN, policy_dir, signature_count, signet_verify, wait_for_signatures};
 
@@ -495,6 +496,76 @@ async fn instance_metadata_credentials_sign_and_are_refreshed_before_they_expire
     });
     let _ = signer.kill();
     let _ = signer.wait();
+}
+
+/// EKS Pod Identity (and ECS task roles given by full URI): with no other source, signet asks the
+/// container credential endpoint of `AWS_CONTAINER_CREDENTIALS_FULL_URI` with the token read from
+/// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`. The endpoint is mocked (the agent cannot run here);
+/// the credentials it hands out are a moto role session, which moto checks. Another pod's token:
+/// one line naming the endpoint's refusal, nothing pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eks_pod_identity_container_credentials_sign() {
+    let moto = Moto::shared();
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (access_key_id, secret, token) = moto.assume_role("signet-node-b");
+    let handed = Handed {
+        access_key_id: access_key_id.clone(),
+        secret,
+        token,
+        expires_in: Duration::from_secs(3600),
+    };
+    let agent = ContainerCredentials::start("pod-identity-token-1", handed).await;
+    let token_file = dir.path().join("eks-pod-identity-token");
+    std::fs::write(&token_file, "pod-identity-token-1").unwrap();
+    let env = vec![
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent.url()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ];
+    let key = format!("awskms://{}/alias/ec", moto.endpoint());
+    let public = public_key(&env, &key, "ECDSA_P256_SHA_256", &dir.path().join("ec.pub"));
+    let sign = |image: String| {
+        signet(
+            &env,
+            &[
+                "sign",
+                &image,
+                "--key",
+                &key,
+                "--algorithm",
+                "ECDSA_P256_SHA_256",
+            ],
+        )
+    };
+    registry.push_test_image("pod/app", "v1", "pod-1").await;
+    let image = format!("{}/pod/app:v1", registry.host());
+    let (code, _, stderr) = sign(image.clone());
+    assert_eq!(code, 0, "{stderr}");
+    let (code, out) = signet_verify(&image, &public, SignatureType::Default);
+    assert_eq!(code, 0, "{out}");
+    agent.seen(|s| {
+        assert!(s.refused.is_empty(), "{:?}", s.refused);
+        assert!(!s.documents.is_empty());
+        assert!(s.documents.iter().all(|d| *d == access_key_id));
+    });
+
+    // The token file now holds another pod's token: the agent refuses it.
+    std::fs::write(&token_file, "another-pods-token").unwrap();
+    let digest = registry.push_test_image("pod/app", "v2", "pod-2").await;
+    let (code, _, stderr) = sign(format!("{}/pod/app:v2", registry.host()));
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("container credentials") && stderr.contains("401"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("another-pods-token"), "{stderr}");
+    assert_eq!(signature_count(&registry, "pod/app:v2", &digest).await, 0);
+    assert_eq!(agent.seen(|s| s.refused.len()), 1);
 }
 
 /// The AWS shared files (`~/.aws/credentials`, `AWS_SHARED_CREDENTIALS_FILE`, `AWS_CONFIG_FILE`,

@@ -262,6 +262,8 @@ async fn cli_signs_file_keys_in_notation_format_once_and_admission_verifies() {
         path(&with_ext(&ec, ".crt")),
         "--key",
         path(&with_ext(&ec, ".pub")),
+        // Every store: by default the .sig alone settles it and the referrers are not read.
+        "--all-signatures",
         "--output",
         "json",
     ]);

@@ -2,6 +2,11 @@
 //! policy governs it (no registry call when none does), look the digest and signatures up
 //! (coalesced and cached in [`super::lookup`]), evaluate, and keep the verdict.
 //!
+//! Signatures are read in stages: the store the governing policies' attestors can be satisfied
+//! from first (`Snapshot::read_order`); when the verdict on it is settled (every governing
+//! policy passed) it is the answer, else the other store is read and every signature judged,
+//! as a full read would (see [`super::lookup`] for the requests this saves).
+//!
 //! Verdicts are cached by (snapshot generation, namespace, normalised reference, digest). An
 //! allowed verdict lives as long as the signature cache (`--signature-cache-ttl`), so deleting a
 //! signature matters within that time; a failing one lives at most [`FAILED_VERDICT_TTL`].
@@ -19,13 +24,14 @@ use super::lookup::{LookupTimings, Lookups, RequestRegistry};
 use super::metrics::{CacheName, GraceOutcome, Metrics};
 use super::namespaces::{Labels, NamespaceReader};
 use super::pull_secrets::PullSecrets;
+use super::signature_entry::SignatureEntry;
 use super::verdict_cache::ExpiringMap;
 use crate::controller::PolicyState;
 use crate::crd::Trigger;
 use crate::policy::{Governing, ImageVerdict, Lookup, NoMatch, Snapshot};
 use crate::reference::ImageRef;
 use crate::registry::LookupFailure::{self, NotLookedUp};
-use crate::registry::RegistryClient;
+use crate::registry::{RegistryClient, SignatureSource};
 
 /// How long a failing verdict is reused at most: short, the image may be signed in a moment.
 const FAILED_VERDICT_TTL: Duration = Duration::from_secs(10);
@@ -314,10 +320,10 @@ impl Judge {
         }
         let looked_up = tokio::time::timeout_at(
             deadline,
-            self.look_up(&parsed, workload, snapshot, registry),
+            self.look_up(&parsed, workload, snapshot, &governing, registry),
         )
         .await;
-        let (digest, lookup) = match looked_up {
+        let (digest, lookup, verdict) = match looked_up {
             Ok(Looked::Cached(digest, verdict)) => {
                 return ImageOutcome {
                     written: written.to_string(),
@@ -325,28 +331,51 @@ impl Judge {
                     verdict,
                 };
             }
-            // The engine borrows the cached signatures: no copy per evaluation.
-            Ok(Looked::Fetched(digest, signatures)) => (
-                Some(Arc::clone(&digest)),
-                Lookup::Found {
-                    digest: digest.to_string(),
-                    signatures,
-                },
-            ),
-            Ok(Looked::Failed(failure)) => (None, Lookup::Failed { failure }),
-            Err(_elapsed) => (
-                None,
-                Lookup::failed(LookupFailure::Deadline {
+            Ok(Looked::Fetched(digest, entry)) => {
+                let (lookup, verdict) = self
+                    .judge_staged(
+                        written, snapshot, &governing, &parsed, &digest, entry, registry, deadline,
+                    )
+                    .await;
+                (Some(digest), lookup, verdict)
+            }
+            Ok(Looked::Failed(failure)) => {
+                let lookup = Lookup::Failed { failure };
+                let verdict = self
+                    .evaluate(
+                        written,
+                        snapshot,
+                        governing.clone(),
+                        &parsed,
+                        lookup.clone(),
+                    )
+                    .await
+                    .0;
+                (None, lookup, verdict)
+            }
+            Err(_elapsed) => {
+                let lookup = Lookup::failed(LookupFailure::Deadline {
                     host: image.registry().to_string(),
                     after: self.deadline,
-                }),
-            ),
+                });
+                let verdict = self
+                    .evaluate(
+                        written,
+                        snapshot,
+                        governing.clone(),
+                        &parsed,
+                        lookup.clone(),
+                    )
+                    .await
+                    .0;
+                (None, lookup, verdict)
+            }
         };
         let found = matches!(lookup, Lookup::Found { .. });
         let unsigned = matches!(&lookup, Lookup::Found { signatures, .. } if signatures.is_empty());
-        let mut verdict = self
-            .evaluate(written, snapshot, governing.clone(), &parsed, lookup)
-            .await;
+        // A lookup that failed at its second store counts as failed, as a full read did.
+        let digest = digest.filter(|_| found);
+        let mut verdict = verdict;
         if let (false, true, Some(digest), Some(registry)) =
             (verdict.allowed, unsigned, &digest, registry.get())
             && let Some(rule) = self.expected_signer(image)
@@ -434,7 +463,8 @@ impl Judge {
                     let lookup = Lookup::found(grace.digest.to_string(), signatures);
                     return self
                         .evaluate(written, snapshot, governing.clone(), parsed, lookup)
-                        .await;
+                        .await
+                        .0;
                 }
                 _ => self.metrics.signing_grace(GraceOutcome::StillUnsigned),
             }
@@ -462,25 +492,93 @@ impl Judge {
         governing: Governing,
         parsed: &Arc<ParsedImage>,
         lookup: Lookup,
-    ) -> CachedVerdict {
+    ) -> (CachedVerdict, bool) {
         let has_signatures =
             matches!(&lookup, Lookup::Found { signatures, .. } if !signatures.is_empty());
+        let judged = |verdict: ImageVerdict| (CachedVerdict::of(&verdict), verdict.settled());
         if !has_signatures {
-            return CachedVerdict::of(&snapshot.evaluate_governed(
-                &governing,
-                &parsed.image,
-                &lookup,
-            ));
+            return judged(snapshot.evaluate_governed(&governing, &parsed.image, &lookup));
         }
         let snapshot = Arc::clone(snapshot);
         let parsed = Arc::clone(parsed);
         let checked = tokio::spawn(async move {
-            CachedVerdict::of(&snapshot.evaluate_governed(&governing, &parsed.image, &lookup))
+            judged(snapshot.evaluate_governed(&governing, &parsed.image, &lookup))
         })
         .await;
         checked.unwrap_or_else(|e| {
-            CachedVerdict::denied(format!("{written}: signature check failed: {e}"))
+            (
+                CachedVerdict::denied(format!("{written}: signature check failed: {e}")),
+                false,
+            )
         })
+    }
+
+    /// The staged read: the verdict on the store(s) read first when it is settled; else the
+    /// other store is read (within the deadline) and every signature judged. Returns the lookup
+    /// the final verdict rests on, and that verdict.
+    #[allow(clippy::too_many_arguments)]
+    async fn judge_staged(
+        &self,
+        written: &str,
+        snapshot: &Arc<Snapshot>,
+        governing: &Governing,
+        parsed: &Arc<ParsedImage>,
+        digest: &Arc<str>,
+        first: Arc<SignatureEntry>,
+        registry: &OnceCell<RequestRegistry>,
+        deadline: tokio::time::Instant,
+    ) -> (Lookup, CachedVerdict) {
+        let mut entry = first;
+        // Two rounds at most: the first store, then every store.
+        loop {
+            let lookup = match (entry.holds_all(), entry.unread_failure()) {
+                // As a full read judged it: nothing readable anywhere is a failure saying why.
+                (true, Some(failure)) => Lookup::failed(failure),
+                // The engine borrows the cached signatures: no copy per evaluation.
+                _ => Lookup::found(digest.to_string(), entry.signatures()),
+            };
+            let complete = entry.holds_all();
+            let (verdict, settled) = self
+                .evaluate(written, snapshot, governing.clone(), parsed, lookup.clone())
+                .await;
+            if complete || settled {
+                return (lookup, verdict);
+            }
+            // `look_up` set the registry before the first store was read.
+            let rest = match registry.get() {
+                Some(registry) => {
+                    tokio::time::timeout_at(
+                        deadline,
+                        self.lookups.signatures_from(
+                            &parsed.image,
+                            digest,
+                            registry,
+                            &SignatureSource::ALL,
+                            Some(Arc::clone(&entry)),
+                        ),
+                    )
+                    .await
+                }
+                None => Ok(Err(Arc::new(LookupFailure::NotLookedUp))),
+            };
+            let failure = match rest {
+                Ok(Ok(all)) if all.holds_all() => {
+                    entry = all;
+                    continue;
+                }
+                Ok(Ok(_)) => Arc::new(LookupFailure::NotLookedUp),
+                Ok(Err(failure)) => failure,
+                Err(_elapsed) => Arc::new(LookupFailure::Deadline {
+                    host: parsed.image.registry().to_string(),
+                    after: self.deadline,
+                }),
+            };
+            let lookup = Lookup::Failed { failure };
+            let (verdict, _) = self
+                .evaluate(written, snapshot, governing.clone(), parsed, lookup.clone())
+                .await;
+            return (lookup, verdict);
+        }
     }
 
     /// Digest, then a cached verdict or the signatures.
@@ -489,6 +587,7 @@ impl Judge {
         parsed: &ParsedImage,
         workload: &Workload,
         snapshot: &Snapshot,
+        governing: &Governing,
         registry: &OnceCell<RequestRegistry>,
     ) -> Looked {
         let registry = registry
@@ -510,8 +609,13 @@ impl Judge {
             return Looked::Cached(digest, verdict);
         }
         self.metrics.cache(CacheName::Verdict, false);
-        match self.lookups.signatures(image, &digest, registry).await {
-            Ok(signatures) => Looked::Fetched(digest, signatures),
+        let order = snapshot.read_order(governing);
+        match self
+            .lookups
+            .signatures_from(image, &digest, registry, order.first_read(), None)
+            .await
+        {
+            Ok(entry) => Looked::Fetched(digest, entry),
             Err(reason) => Looked::Failed(reason),
         }
     }
@@ -544,7 +648,8 @@ struct Grace<'a> {
 
 enum Looked {
     Cached(Arc<str>, Arc<CachedVerdict>),
-    Fetched(Arc<str>, super::lookup::Signatures),
+    /// The digest, and the signatures of the first store read (or more, when cached).
+    Fetched(Arc<str>, Arc<SignatureEntry>),
     Failed(super::lookup::Failure),
 }
 

@@ -7,14 +7,31 @@
 //! that gives up stops waiting, the load finishes, fills the caches, and later requests find the
 //! answer. The moka caches only store answers (with a TTL) and failures (with a shorter one).
 //!
-//! Registry requests of one cold lookup (nothing cached; Debian's distribution 2.8, no referrers
-//! API): `GET manifests/<tag>` (the resolution: a GET rather than a HEAD, the same one request,
-//! so that a Notation payload is checked against the manifest's media type and size without
-//! fetching it again), then, at once, `GET manifests/sha256-<hex>.sig` and its payload blobs,
-//! and `GET manifests/sha256-<hex>` (the fallback index; the referrers API is asked first once
-//! per registry and 10 minutes) with each signature referrer's manifest and blob. Both cosign
-//! formats present: 6 (7 for a registry's first image); a `.sig` and a Notation signature: 6.
-//! `tests/registry_cost.rs` holds these as bounds.
+//! Signatures are read store by store ([`SignatureSource`]: the `.sig` tag, the referrers), a
+//! staged read: the judge asks for the store its policies' attestors can be satisfied from
+//! (`Snapshot::read_order`), judges, and asks for the other only when the verdict is not
+//! settled (`ImageVerdict::settled`), then judges every signature as a full read would. A
+//! cache entry ([`SignatureEntry`]) says which stores it holds; a later request whose policy
+//! needs the other store reads only that one, coalesced per (credential, repository, digest,
+//! store). The cache is shared by every policy: a request never trusts an entry for a store it
+//! does not hold, so which policy asked first changes the requests made, never a verdict.
+//!
+//! Registry requests of one cold admission (nothing cached; Debian's distribution 2.8, no
+//! referrers API), measured by `tests/registry_cost.rs`: `GET manifests/<tag>` (the
+//! resolution: a GET rather than a HEAD, the same one request, so that a Notation payload is
+//! checked against the manifest's media type and size without fetching it again); then, for a
+//! policy a key can satisfy, `GET manifests/sha256-<hex>.sig` and its payload blob: 3 when the
+//! `.sig` satisfies the policy, whatever else is attached. Otherwise the referrers: `GET
+//! manifests/sha256-<hex>` (the fallback index; the referrers API is asked first once per
+//! registry and 10 minutes) and each signature referrer's manifest and blob: 5 for a bundle
+//! alone (cosign v3: the `.sig` answers 404), 6 for a registry's first image. Policies whose
+//! attestors hold only certificates read the referrers first (4 for one Notation signature);
+//! `required: 2` of a key and a certificate attestor reads both stores at once (6).
+//!
+//! A store that is read and fails (unreachable, refused, throttled) fails the lookup, and the
+//! failure is remembered as briefly as any (fail closed, as a full read did); a store that is
+//! not needed is not read, so its failure cannot matter: an allowed verdict rests only on
+//! signatures that verified.
 //!
 //! Answers are shared across requests whatever their credentials (a digest and its signatures
 //! are the same for everyone who may pull them); failures and loads in flight are keyed by the
@@ -30,8 +47,11 @@ use futures::future::{BoxFuture, Shared};
 use moka::future::Cache;
 
 use super::metrics::{CacheName, Metrics, RegistryOperation, RegistryOutcome};
+use super::signature_entry::SignatureEntry;
 use crate::reference::ImageRef;
-use crate::registry::{DockerConfig, LookupFailure, RegistryClient, SignatureStore, held_bytes};
+use crate::registry::{
+    DockerConfig, LookupFailure, RegistryClient, SignatureSource, SignatureStore,
+};
 use crate::signature::StoredSignature;
 
 /// Bytes the signatures cache may hold (payloads, signatures and keys, with a per-entry
@@ -46,8 +66,8 @@ const ENTRY_OVERHEAD_BYTES: u64 = 256;
 const SIGNATURE_OVERHEAD_BYTES: u64 = 48;
 
 /// The weight of one signatures cache entry, in bytes (saturating at `u32::MAX`, moka's unit).
-fn signatures_weight(key: &str, value: &Signatures) -> u32 {
-    let bytes = held_bytes(value)
+fn signatures_weight(key: &str, value: &SignatureEntry) -> u32 {
+    let bytes = value.held_bytes()
         + value.len() as u64 * SIGNATURE_OVERHEAD_BYTES
         + key.len() as u64
         + ENTRY_OVERHEAD_BYTES;
@@ -172,10 +192,10 @@ impl RequestRegistry {
 /// Cached, coalesced registry lookups.
 pub struct Lookups {
     digests: Cache<String, Arc<str>>,
-    signatures: Cache<String, Signatures>,
+    signatures: Cache<String, Arc<SignatureEntry>>,
     failures: Cache<String, Failure>,
     digest_flights: Arc<Flights<Arc<str>>>,
-    signature_flights: Arc<Flights<Signatures>>,
+    signature_flights: Arc<Flights<Arc<SignatureEntry>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -199,11 +219,12 @@ impl Lookups {
                 .time_to_live(timings.digest_ttl)
                 .build(),
             signatures: Cache::builder()
-                .weigher(|key: &String, value: &Signatures| signatures_weight(key, value))
+                .weigher(|key: &String, value: &Arc<SignatureEntry>| signatures_weight(key, value))
                 .max_capacity(signature_bytes)
                 .time_to_live(timings.signatures_ttl)
-                .expire_after(EmptySetsExpireSooner {
-                    after: timings.failure_ttl,
+                .expire_after(FromOldestRead {
+                    ttl: timings.signatures_ttl,
+                    empty_ttl: timings.failure_ttl,
                 })
                 .build(),
             failures: Cache::builder()
@@ -282,25 +303,91 @@ impl Lookups {
         digest: &str,
         registry: &RequestRegistry,
     ) -> Result<Signatures, Failure> {
-        let key = format!("{}/{}@{digest}", image.registry(), image.repository());
-        self.signatures.invalidate(&key).await;
+        self.signatures
+            .invalidate(&signatures_key(image, digest))
+            .await;
         self.signatures(image, digest, registry).await
     }
 
-    /// The signatures stored for `digest` in `image`'s repository (empty when there are none).
+    /// Every signature stored for `digest` in `image`'s repository, both stores (empty when
+    /// there are none); a failure when nothing could be read within the budgets although
+    /// something might have been a signature.
     pub async fn signatures(
         &self,
         image: &ImageRef,
         digest: &str,
         registry: &RequestRegistry,
     ) -> Result<Signatures, Failure> {
-        let key = format!("{}/{}@{digest}", image.registry(), image.repository());
-        if let Some(found) = self.signatures.get(&key).await {
-            self.metrics.cache(CacheName::Signatures, true);
-            return Ok(found);
+        let entry = self
+            .signatures_from(image, digest, registry, &SignatureSource::ALL, None)
+            .await?;
+        match entry.unread_failure() {
+            Some(failure) => Err(Arc::new(failure)),
+            None => Ok(entry.signatures()),
         }
-        self.metrics.cache(CacheName::Signatures, false);
-        let flight_key = format!("{}|{key}", registry.credential_id(image.registry()));
+    }
+
+    /// The signatures of `digest` in `image`'s repository from at least `sources`: `have` (what
+    /// the caller judged already) and the cached stores, and each missing store read (one read
+    /// in flight per store and key, all missing stores at once). The first store that fails
+    /// fails the whole answer.
+    pub async fn signatures_from(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        registry: &RequestRegistry,
+        sources: &[SignatureSource],
+        have: Option<Arc<SignatureEntry>>,
+    ) -> Result<Arc<SignatureEntry>, Failure> {
+        let key = signatures_key(image, digest);
+        let mut entry = have;
+        if let Some(cached) = self.signatures.get(&key).await {
+            // The caller's own stores win: it already judged them.
+            entry = Some(match entry {
+                Some(have) => Arc::new(cached.merged(&have)),
+                None => cached,
+            });
+        }
+        let missing: Vec<SignatureSource> = sources
+            .iter()
+            .copied()
+            .filter(|&s| !entry.as_ref().is_some_and(|e| e.holds(s)))
+            .collect();
+        self.metrics
+            .cache(CacheName::Signatures, missing.is_empty());
+        if missing.is_empty()
+            && let Some(entry) = entry
+        {
+            return Ok(entry);
+        }
+        let reads = missing
+            .iter()
+            .map(|&source| self.read_store(image, digest, registry, source, &key));
+        for read in futures::future::join_all(reads).await {
+            let read = read?;
+            entry = Some(match entry {
+                Some(have) => Arc::new(have.merged(&read)),
+                None => read,
+            });
+        }
+        entry.ok_or_else(|| Arc::new(LookupFailure::NotLookedUp))
+    }
+
+    /// Reads `source` for `key` (coalesced: one read in flight per credential, key and store),
+    /// merges it into the cached entry and returns the merged entry.
+    async fn read_store(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        registry: &RequestRegistry,
+        source: SignatureSource,
+        key: &str,
+    ) -> Result<Arc<SignatureEntry>, Failure> {
+        let flight_key = format!(
+            "{}|{key}|{}",
+            registry.credential_id(image.registry()),
+            source.as_str()
+        );
         if let Some(reason) = self.recent_failure(&flight_key).await {
             return Err(reason);
         }
@@ -310,51 +397,45 @@ impl Lookups {
                 let store = SignatureStore::new(registry.client().clone());
                 let image = image.clone();
                 let digest = digest.to_string();
+                let key = key.to_string();
                 let cache = self.signatures.clone();
                 let failures = self.failures.clone();
                 let metrics = Arc::clone(&self.metrics);
                 async move {
-                    // As for digests: a load that just finished has filled the cache.
-                    if let Some(found) = cache.get(&key).await {
+                    // As for digests: a read that just finished has filled the cache.
+                    if let Some(found) = cache.get(&key).await
+                        && found.holds(source)
+                    {
                         return Ok(found);
                     }
-                    let result = measured(
+                    let result = measured_store(
                         &metrics,
                         image.registry(),
-                        RegistryOperation::Signatures,
-                        async {
-                            let set = store.fetch_signatures(&image, &digest).await?;
-                            // Nothing read because of the budgets: no valid signature, and the
-                            // failure says why (remembered as briefly as any failure, so an
-                            // attacker's manifest costs one bounded read per period, not memory).
-                            match set.unread_failure() {
-                                Some(failure) => Err(failure),
-                                None => Ok(set),
-                            }
-                        },
+                        store.fetch_source(&image, &digest, source, None),
                     )
                     .await;
                     match result {
                         Ok(set) => {
                             if set.skipped.may_hide_signature() {
+                                // Nothing read because of the budgets is "no valid signature",
+                                // remembered as briefly as a failure (an empty entry), so an
+                                // attacker's manifest costs one bounded read per period.
                                 tracing::warn!(
                                     image = %image.with_digest(&digest),
+                                    store = source.as_str(),
                                     skipped = %set.skipped,
                                     "some signature layers not read"
                                 );
                             }
-                            let found: Signatures = Arc::from(set.signatures);
-                            cache.insert(key, Arc::clone(&found)).await;
-                            Ok(found)
+                            let read = SignatureEntry::read(source, set, Instant::now());
+                            let entry = Arc::new(match cache.get(&key).await {
+                                Some(cached) => cached.merged(&read),
+                                None => read,
+                            });
+                            cache.insert(key, Arc::clone(&entry)).await;
+                            Ok(entry)
                         }
                         Err(failure) => {
-                            if let LookupFailure::OverBudget { .. } = failure {
-                                tracing::warn!(
-                                    image = %image.with_digest(&digest),
-                                    reason = %failure,
-                                    "signatures not read"
-                                );
-                            }
                             let failure = Arc::new(failure);
                             failures.insert(flight_key, Arc::clone(&failure)).await;
                             Err(failure)
@@ -374,22 +455,67 @@ impl Lookups {
     }
 }
 
-/// "No signature yet" is kept only as long as a failure: the image may be signed a moment after
-/// its first admission (the signer works on push events, beside the deployment), and a kept empty
-/// set would deny it for the whole signature cache time after it was signed.
-struct EmptySetsExpireSooner {
-    after: Duration,
+/// The signatures cache key of `digest` in `image`'s repository.
+fn signatures_key(image: &ImageRef, digest: &str) -> String {
+    format!("{}/{}@{digest}", image.registry(), image.repository())
 }
 
-impl moka::Expiry<String, Signatures> for EmptySetsExpireSooner {
+/// An entry lives `ttl` from its oldest store's read (a merge never makes old signatures look
+/// fresh), and "no signature yet" only as long as a failure: the image may be signed a moment
+/// after its first admission (the signer works on push events, beside the deployment), and a
+/// kept empty set would deny it for the whole signature cache time after it was signed.
+struct FromOldestRead {
+    ttl: Duration,
+    empty_ttl: Duration,
+}
+
+impl moka::Expiry<String, Arc<SignatureEntry>> for FromOldestRead {
     fn expire_after_create(
         &self,
         _key: &String,
-        value: &Signatures,
-        _created_at: std::time::Instant,
+        value: &Arc<SignatureEntry>,
+        _created_at: Instant,
     ) -> Option<Duration> {
-        value.is_empty().then_some(self.after)
+        Some(value.remaining(self.ttl, self.empty_ttl))
     }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Arc<SignatureEntry>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.remaining(self.ttl, self.empty_ttl))
+    }
+}
+
+/// Reads one store of signatures, counted like any registry operation: a store where nothing
+/// could be read within the budgets is an `over_budget` outcome, though its (empty) answer is
+/// kept.
+async fn measured_store(
+    metrics: &Metrics,
+    host: &str,
+    work: impl Future<Output = Result<crate::registry::SignatureSet, crate::registry::RegistryError>>,
+) -> Result<crate::registry::SignatureSet, LookupFailure> {
+    metrics.lookups_in_flight(1);
+    let started = Instant::now();
+    let result = work.await.map_err(LookupFailure::from);
+    let outcome = match &result {
+        Ok(set) => match set.unread_failure() {
+            Some(failure) => RegistryOutcome::Failed(failure.kind()),
+            None => RegistryOutcome::Success,
+        },
+        Err(failure) => RegistryOutcome::Failed(failure.kind()),
+    };
+    metrics.registry_request(
+        host,
+        RegistryOperation::Signatures,
+        outcome,
+        started.elapsed().as_secs_f64(),
+    );
+    metrics.lookups_in_flight(-1);
+    result
 }
 
 /// Runs one registry operation against `host`, counting it in flight and recording its outcome
@@ -417,9 +543,21 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    fn entry(signatures: Vec<StoredSignature>) -> Arc<SignatureEntry> {
+        let set = crate::registry::SignatureSet {
+            signatures,
+            ..Default::default()
+        };
+        Arc::new(SignatureEntry::read(
+            SignatureSource::SigTag,
+            set,
+            Instant::now(),
+        ))
+    }
+
     #[tokio::test]
     async fn the_signatures_cache_is_bounded_in_bytes() {
-        let big: Signatures = Arc::from(vec![
+        let big = entry(vec![
             StoredSignature::cosign(
                 vec![0; 200 * 1024],
                 Some(vec![0; 64])
@@ -428,7 +566,7 @@ mod tests {
         ]);
         let weight = signatures_weight("k", &big);
         assert!(u64::from(weight) > 200 * 1024, "{weight}");
-        assert!(signatures_weight("k", &Arc::from(Vec::new())) < 1024);
+        assert!(signatures_weight("k", &entry(Vec::new())) < 1024);
         // A 1 MiB cache holds a handful of 200 KiB sets, however many are inserted.
         let lookups = Lookups::with_signature_bytes(
             1000,
@@ -450,20 +588,20 @@ mod tests {
     #[test]
     fn an_empty_signature_set_is_kept_only_as_long_as_a_failure() {
         use moka::Expiry as _;
-        let policy = EmptySetsExpireSooner {
-            after: Duration::from_secs(5),
+        let policy = FromOldestRead {
+            ttl: Duration::from_secs(30),
+            empty_ttl: Duration::from_secs(5),
         };
-        let now = std::time::Instant::now();
-        let empty: Signatures = Arc::from(Vec::new());
-        assert_eq!(
-            policy.expire_after_create(&"k".to_string(), &empty, now),
-            Some(Duration::from_secs(5))
-        );
-        let found: Signatures = Arc::from(vec![StoredSignature::cosign(b"{}".to_vec(), None)]);
-        assert_eq!(
-            policy.expire_after_create(&"k".to_string(), &found, now),
-            None
-        );
+        let now = Instant::now();
+        let kept = |e: &Arc<SignatureEntry>| {
+            policy
+                .expire_after_create(&"k".to_string(), e, now)
+                .unwrap_or_default()
+        };
+        let empty = kept(&entry(Vec::new()));
+        assert!(empty <= Duration::from_secs(5) && empty > Duration::from_secs(4));
+        let found = kept(&entry(vec![StoredSignature::cosign(b"{}".to_vec(), None)]));
+        assert!(found <= Duration::from_secs(30) && found > Duration::from_secs(29));
     }
 
     #[tokio::test]

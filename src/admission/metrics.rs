@@ -71,7 +71,8 @@ label_enum! {
     pub enum RegistryOperation {
         /// Tag to digest.
         Resolve => "resolve",
-        /// The `.sig` manifest and its payload blobs.
+        /// One store of signatures: the `.sig` manifest and its payload blobs, or the referrers
+        /// (list, manifests, blobs); a staged lookup reads one or both.
         Signatures => "signatures",
     }
 }

@@ -21,6 +21,7 @@ pub mod review;
 mod review_prune;
 pub mod run;
 pub mod server;
+pub mod signature_entry;
 pub mod verdict_cache;
 
 pub use decide::{Admission, BREAKGLASS_ANNOTATION, DecisionSettings};

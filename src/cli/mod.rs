@@ -18,6 +18,7 @@ pub mod signer;
 pub mod verify;
 pub mod verify_keys;
 pub mod verify_policy;
+pub mod verify_staged;
 pub mod webhook;
 
 use std::path::PathBuf;

@@ -4,6 +4,9 @@
 //! clap ([`VerifyAgainst`]). One result per image, in the order given (text), or one JSON
 //! document (`--output json`: an object for one image, an array for several).
 //!
+//! Signatures are read in stages (the store that can settle the verdict first, the other only
+//! when needed: [`super::verify_staged`]); `--all-signatures` reads every one.
+//!
 //! Exit: 0 every image verified (allowed); 1 one was not (denied); 2 one could not be checked
 //! (registry unreachable, bad folder, bad reference), reported on stderr as `error: ...`.
 
@@ -14,7 +17,7 @@ use futures::StreamExt as _;
 use serde::Serialize;
 
 use super::sign::parse_annotations;
-use super::verify_keys::{KeyVerification, RequiredAnnotations, verify_with_trust};
+use super::verify_keys::{Against, KeyVerification, RequiredAnnotations, verify_reading};
 use super::verify_policy::{PolicyVerification, load_snapshot, verify_with_policies};
 use super::{CliError, NoMatchArg, Outcome, OutputFormat, TypeArg};
 use crate::crypto::x509::TrustStore;
@@ -108,6 +111,15 @@ pub struct KeyArgs {
         conflicts_with = "policy_dir"
     )]
     pub annotations: Vec<String>,
+    /// Read every store of signatures (the `.sig` tag and the referrers) and report each
+    /// signature, even when one read first already verifies (by default the second store is
+    /// read only when needed, and the report names the formats not read).
+    #[arg(
+        long = "all-signatures",
+        env = "SIGNET_VERIFY_ALL_SIGNATURES",
+        conflicts_with = "policy_dir"
+    )]
+    pub all_signatures: bool,
 }
 
 /// A policy folder and where the images would run.
@@ -206,10 +218,15 @@ pub async fn run(args: VerifyArgs, registry: &RegistryOptions) -> Result<Outcome
             let required = RequiredAnnotations(parse_annotations(&keys.annotations)?);
             let store = SignatureStore::new(RegistryClient::new(registry)?);
             let signature_type = args.signature_type.into();
+            let against = Against {
+                signature_type,
+                keys: &public,
+                trust: &trust,
+                required: &required,
+            };
+            let every_store = keys.all_signatures;
             let results = futures::stream::iter(images.iter())
-                .map(|image| {
-                    verify_with_trust(&store, image, signature_type, &public, &trust, &required)
-                })
+                .map(|image| verify_reading(&store, image, &against, every_store))
                 .buffered(concurrency);
             report_keys(&images, results, args.output).await
         }

@@ -2,15 +2,23 @@
 //! Used by `signet verify --key` (cosign formats) and `--certificate` (Notation signatures,
 //! against X.509 trust anchors); the policy engine does the same for attestors. It lives with
 //! the CLI because only `verify` reports signatures one by one (with reasons) this way.
+//!
+//! Signatures are read in stages ([`super::verify_staged`]): with a key, the `.sig` tag first,
+//! and the referrers only when no `.sig` signature verifies (3 requests instead of 6 for an
+//! image signed in both cosign formats); with anchors only, the referrers first. The report
+//! names the formats not read (`formats_not_read`); `--all-signatures` reads and reports every
+//! one.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::verify_staged::read_staged;
 use crate::crypto::PublicKey;
 use crate::crypto::x509::TrustStore;
+use crate::policy::ReadOrder;
 use crate::reference::ImageRef;
-use crate::registry::{RegistryError, SignatureStore, SkippedLayers};
+use crate::registry::{RegistryError, SignatureSet, SignatureStore, SkippedLayers};
 use crate::signature::{
     Accepted, Rejection, SignatureFormat, SignatureType, StoredSignature, check_notation,
     check_signature,
@@ -30,6 +38,9 @@ pub struct KeyVerification {
     /// Layers of the `.sig` manifest not read (by reason): not signatures, or past the budgets.
     #[serde(skip_serializing_if = "SkippedLayers::is_empty")]
     pub skipped: SkippedLayers,
+    /// Formats whose store was not read because a signature read first already verified.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub formats_not_read: Vec<SignatureFormat>,
 }
 
 /// What became of one stored signature.
@@ -89,8 +100,9 @@ impl RequiredAnnotations {
     }
 }
 
-/// Resolves `image`, fetches its signatures and checks each against `keys`; a signature counts
-/// only when its payload also carries the `required` annotations.
+/// Resolves `image`, fetches its signatures (in stages: the referrers only when no `.sig`
+/// signature verifies) and checks each against `keys`; a signature counts only when its payload
+/// also carries the `required` annotations.
 pub async fn verify_with_keys(
     store: &SignatureStore,
     image: &ImageRef,
@@ -102,7 +114,8 @@ pub async fn verify_with_keys(
 }
 
 /// [`verify_with_keys`], Notation signatures also checked against `trust` (certificate trust
-/// anchors and their trusted identities).
+/// anchors and their trusted identities). Staged: the store read second is read only when
+/// nothing in the first verifies.
 pub async fn verify_with_trust(
     store: &SignatureStore,
     image: &ImageRef,
@@ -111,30 +124,87 @@ pub async fn verify_with_trust(
     trust: &[&TrustStore],
     required: &RequiredAnnotations,
 ) -> Result<KeyVerification, RegistryError> {
+    let against = Against {
+        signature_type,
+        keys,
+        trust,
+        required,
+    };
+    verify_reading(store, image, &against, false).await
+}
+
+/// What signatures are checked against.
+pub struct Against<'a> {
+    /// `Default` binds the tag too; `Simple` the digest only.
+    pub signature_type: SignatureType,
+    /// Public keys (cosign formats).
+    pub keys: &'a [PublicKey],
+    /// Certificate trust anchors (Notation).
+    pub trust: &'a [&'a TrustStore],
+    /// Annotations a signature must carry.
+    pub required: &'a RequiredAnnotations,
+}
+
+/// [`verify_with_trust`]; with `every_store`, both stores are read (at once) and every
+/// signature reported, even when the first store would settle it.
+pub async fn verify_reading(
+    store: &SignatureStore,
+    image: &ImageRef,
+    against: &Against<'_>,
+    every_store: bool,
+) -> Result<KeyVerification, RegistryError> {
     let digest = store.client().resolve_manifest(image).await?;
-    // Notation envelopes whose thumbprints name none of `trust` are not fetched.
-    let set = match trust {
-        [] => store.fetch_signatures(image, &digest).await?,
-        _ => {
-            store
-                .fetch_signatures_trusting(image, &digest, trust)
-                .await?
-        }
+    let order = if every_store {
+        ReadOrder::Together
+    } else {
+        ReadOrder::for_keys(!against.keys.is_empty(), !against.trust.is_empty())
     };
     let now = jiff::Timestamp::now().as_second();
-    let signatures: Vec<SignatureFinding> = set
-        .signatures
+    // Notation envelopes whose thumbprints name none of `trust` are not fetched.
+    let notation_trust = (!against.trust.is_empty()).then_some(against.trust);
+    let read = read_staged(store, image, &digest, order, notation_trust, |set| {
+        findings(set, image, &digest, against, now)
+            .iter()
+            .any(|f| f.valid)
+    })
+    .await?;
+    let signatures = findings(&read.set, image, &digest, against, now);
+    Ok(KeyVerification {
+        image: image.to_string(),
+        digest,
+        verified: signatures.iter().any(|s| s.valid),
+        signatures,
+        formats_not_read: read.unread_formats(),
+        skipped: read.set.skipped,
+    })
+}
+
+/// The fate of each signature of `set`.
+fn findings(
+    set: &SignatureSet,
+    image: &ImageRef,
+    digest: &str,
+    against: &Against<'_>,
+    now: i64,
+) -> Vec<SignatureFinding> {
+    set.signatures
         .iter()
         .enumerate()
         .map(|(i, s)| {
             let finding = match s.format {
-                SignatureFormat::Notation => {
-                    notation_finding(s, image, &digest, signature_type, trust, now, required)
-                }
+                SignatureFormat::Notation => notation_finding(
+                    s,
+                    image,
+                    digest,
+                    against.signature_type,
+                    against.trust,
+                    now,
+                    against.required,
+                ),
                 _ => key_finding(
-                    check_signature(s, image, &digest, signature_type, keys),
-                    keys,
-                    required,
+                    check_signature(s, image, digest, against.signature_type, against.keys),
+                    against.keys,
+                    against.required,
                 ),
             };
             SignatureFinding {
@@ -143,14 +213,7 @@ pub async fn verify_with_trust(
                 ..finding
             }
         })
-        .collect();
-    Ok(KeyVerification {
-        image: image.to_string(),
-        digest,
-        verified: signatures.iter().any(|s| s.valid),
-        signatures,
-        skipped: set.skipped,
-    })
+        .collect()
 }
 
 fn invalid(reason: String) -> SignatureFinding {

@@ -2,16 +2,23 @@
 //! govern it in a namespace, look it up in the registry (only when one does), and evaluate.
 //! Used by `signet verify --policy-dir`; the webhook asks the same engine through its own lookup
 //! (caches, single flight), which a one-shot command does not need.
+//!
+//! The read is staged as at admission ([`super::verify_staged`], `Snapshot::read_order`): the
+//! store the attestors can be satisfied from first, the other only when the verdict is not
+//! settled. When it was settled early, the attestors a passing policy did not need are reported
+//! as not checked (rather than as unsigned), and `formatsNotRead` names what was not read.
 
 use std::path::Path;
 
 use serde::Serialize;
 
+use super::verify_staged::read_staged;
 use crate::controller::{ControllerError, load_policy_dir};
 use crate::crd::Mode;
-use crate::policy::{self, EngineOptions, ImageVerdict, Lookup, Snapshot};
+use crate::policy::{self, EngineOptions, Governing, ImageVerdict, Lookup, Snapshot};
 use crate::reference::ImageRef;
 use crate::registry::{LookupFailure, SignatureStore};
+use crate::signature::SignatureFormat;
 
 /// Errors that prevent a verdict.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +40,9 @@ pub struct PolicyVerification {
     /// Why the registry could not be asked (the verdict then fails every matching policy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lookup_error: Option<String>,
+    /// Formats whose store was not read because every governing policy passed without it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub formats_not_read: Vec<SignatureFormat>,
 }
 
 /// Judges `image` in `namespace` under `snapshot`. The registry is asked only when a policy
@@ -45,26 +55,54 @@ pub async fn verify_with_policies(
     image: &ImageRef,
 ) -> PolicyVerification {
     let mut lookup_error = None;
-    let lookup = if snapshot.matching_policies(namespace, image).is_empty() {
+    let mut formats_not_read = Vec::new();
+    let governing = snapshot.governing(namespace, image);
+    let lookup = if governing.is_empty() {
         // No policy governs it: the no-match flag decides, the signatures do not matter.
         Lookup::found(image.digest().unwrap_or_default(), Vec::new())
     } else {
-        match look_up(store, image).await {
-            Ok(found) => found,
+        match look_up(store, snapshot, &governing, image).await {
+            Ok((found, unread)) => {
+                formats_not_read = unread;
+                found
+            }
             Err(failure) => {
                 lookup_error = Some(failure.to_string());
                 Lookup::failed(failure)
             }
         }
     };
-    let mut verdict = snapshot.evaluate(namespace, image, &lookup);
+    let mut verdict = snapshot.evaluate_governed(&governing, image, &lookup);
     if verdict.policies.is_empty() && image.digest().is_none() {
         verdict.digest = None;
+    }
+    if !formats_not_read.is_empty() {
+        mark_not_checked(&mut verdict, &formats_not_read);
     }
     PolicyVerification {
         namespace: namespace.to_string(),
         verdict,
         lookup_error,
+        formats_not_read,
+    }
+}
+
+/// The attestors a settled verdict did not need were judged on part of the signatures: say so
+/// instead of the reason a partial read gave ("no signature").
+fn mark_not_checked(verdict: &mut ImageVerdict, unread: &[SignatureFormat]) {
+    let formats: Vec<String> = unread.iter().map(ToString::to_string).collect();
+    let why = format!(
+        "not checked: the policy passed without reading the {} signatures",
+        formats.join(" and ")
+    );
+    for attestor in verdict
+        .policies
+        .iter_mut()
+        .filter(|p| p.passed)
+        .flat_map(|p| p.attestors.iter_mut())
+        .filter(|a| a.verified_by_key.is_none())
+    {
+        attestor.reason = Some(why.clone());
     }
 }
 
@@ -77,14 +115,28 @@ pub fn load_snapshot(
     Ok(policy::compile(&loaded.inputs, 1, options).snapshot)
 }
 
-async fn look_up(store: &SignatureStore, image: &ImageRef) -> Result<Lookup, LookupFailure> {
+/// The digest and its signatures, read in stages; the formats not read.
+async fn look_up(
+    store: &SignatureStore,
+    snapshot: &Snapshot,
+    governing: &Governing,
+    image: &ImageRef,
+) -> Result<(Lookup, Vec<SignatureFormat>), LookupFailure> {
     let digest = store.client().resolve_manifest(image).await?;
-    let set = store.fetch_signatures(image, &digest).await?;
+    let order = snapshot.read_order(governing);
+    let read = read_staged(store, image, &digest, order, None, |set| {
+        let partial = Lookup::found(digest.clone(), set.signatures.clone());
+        snapshot
+            .evaluate_governed(governing, image, &partial)
+            .settled()
+    })
+    .await?;
     // As at admission: nothing read because of the budgets is a failure that says why.
-    if let Some(failure) = set.unread_failure() {
+    if let Some(failure) = read.set.unread_failure() {
         return Err(failure);
     }
-    Ok(Lookup::found(digest, set.signatures))
+    let unread = read.unread_formats();
+    Ok((Lookup::found(digest, read.set.signatures), unread))
 }
 
 impl PolicyVerification {

@@ -9,6 +9,7 @@ mod kms;
 mod pkcs11;
 mod public_key;
 mod signing;
+pub(crate) mod signing_metrics;
 pub mod x509;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
@@ -22,6 +23,7 @@ pub use pkcs11::{
 };
 pub use public_key::PublicKey;
 pub use signing::SigningKey;
+pub use signing_metrics::register_signing_metrics;
 
 /// Errors of the crypto layer: keys that cannot be read or used, signatures that do not verify.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

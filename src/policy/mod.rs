@@ -41,6 +41,7 @@ mod evaluate;
 mod index;
 mod matcher;
 mod selector;
+mod stages;
 mod verdict;
 
 use std::collections::BTreeMap;
@@ -56,6 +57,7 @@ use crate::registry::LookupFailure;
 use crate::signature::StoredSignature;
 
 pub use compile::{CompiledPolicy, Governing, Snapshot, compile};
+pub use stages::ReadOrder;
 pub use verdict::{AttestorOutcome, ImageVerdict, PolicyOutcome};
 
 /// Everything the engine compiles: the resources (from the cluster or a policy folder) and the

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt as _;
 
 use super::budget::{BLOB_FETCHES, FETCHES_PER_LOOKUP, ReadPlan, SignatureSet, SkipReason};
+use super::sources::SignatureSource;
 use super::{RegistryClient, RegistryError};
 use crate::crypto::x509::TrustStore;
 use crate::reference::ImageRef;
@@ -91,20 +92,9 @@ impl SignatureStore {
         digest: &str,
         notation_trust: Option<&[&TrustStore]>,
     ) -> Result<SignatureSet, RegistryError> {
-        // Both formats at once: one lookup, whatever the policy, and no format is preferred.
-        let (legacy, bundles) = futures::join!(
-            self.read(image, digest),
-            self.read_bundles(image, digest, notation_trust)
-        );
-        let mut set = legacy?.set;
-        let bundles = bundles?;
-        set.signatures.extend(bundles.signatures);
-        for (reason, n) in bundles.skipped.iter() {
-            set.skipped.add(reason, n);
-        }
-        set.blobs_fetched += bundles.blobs_fetched;
-        set.bytes_fetched += bundles.bytes_fetched;
-        Ok(set)
+        // Both sources at once: one lookup, whatever the policy, and no format is preferred.
+        self.fetch_sources(image, digest, &SignatureSource::ALL, notation_trust)
+            .await
     }
 
     /// The legacy `.sig` signatures alone (what the `.sig` writer reads).

@@ -44,7 +44,7 @@
 //! the first write of this store in a repository adds the config (one mounting `POST` when
 //! another repository of the registry is known to hold it, else an upload); `check_after_write`
 //! (or the signer's recheck) adds one `HEAD`. Before the fixed config: 6, and 7 with the `HEAD`.
-
+//!
 //! The manifest never grows past [`MAX_SIGNATURE_LAYERS`]: a write that would pass it first
 //! drops every layer no configured key verifies for this digest (junk pushed to shadow real
 //! signatures, or to make the reader work), then, if still full, the oldest kept layers.
@@ -181,12 +181,22 @@ impl SignatureLock {
     }
 }
 
-/// Signs `payload` with `key` on the blocking pool (a PKCS#11 token or a KMS call blocks), and
-/// hands the payload back with the signature.
+/// Signs `payload` with `key`: awaited where the key signs without blocking (a KMS call, an
+/// ECDSA or Ed25519 key file), else on the blocking pool (a PKCS#11 token, an RSA key file); hands
+/// the payload back with the signature.
 pub async fn sign_payload(
     key: &Arc<dyn SigningKey>,
     payload: Vec<u8>,
 ) -> Result<(Vec<u8>, Vec<u8>), SignPayloadError> {
+    let started = std::time::Instant::now();
+    let inline = match key.sign_nonblocking(&payload) {
+        Some(signing) => Some(signing.await),
+        None => None,
+    };
+    if let Some(signed) = inline {
+        crate::crypto::signing_metrics::record_signature(started.elapsed());
+        return Ok((payload, signed?));
+    }
     let key = Arc::clone(key);
     let (payload, signed) = tokio::task::spawn_blocking(move || {
         let signed = key.sign(&payload);
@@ -194,6 +204,7 @@ pub async fn sign_payload(
     })
     .await
     .map_err(SignPayloadError::Task)?;
+    crate::crypto::signing_metrics::record_signature(started.elapsed());
     Ok((payload, signed?))
 }
 

@@ -27,6 +27,7 @@ mod notation_write;
 mod operations;
 mod referrers;
 pub mod sign;
+mod sources;
 mod transport;
 
 pub use budget::{
@@ -56,6 +57,7 @@ pub use sign::{
     FormatOutcome, SignError, Signed, sign_digest, sign_digest_with, sign_image,
     sign_image_formats, sign_image_with,
 };
+pub use sources::{SignatureSource, join_sets};
 pub use transport::MAX_REDIRECTS;
 
 use sha2::Digest as _;

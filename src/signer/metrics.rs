@@ -353,6 +353,7 @@ impl Metrics {
         // Cloud KMS calls (issue 12): `kms_calls_total` and `kms_call_duration_seconds` by
         // `provider` and `outcome`, kept process-wide by the crypto layer.
         crate::crypto::register_kms_metrics(registry);
+        crate::crypto::register_signing_metrics(registry);
         Metrics {
             registry: root,
             ..m

@@ -17,7 +17,7 @@ pub type CloudEnv = [(&'static str, String)];
 
 /// Variables of the caller's environment that would change which credentials or endpoints
 /// signet uses.
-const CLOUD_VARIABLES: [&str; 27] = [
+const CLOUD_VARIABLES: [&str; 29] = [
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -30,6 +30,8 @@ const CLOUD_VARIABLES: [&str; 27] = [
     "AWS_ENDPOINT_URL_STS",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
     "ALIBABA_CLOUD_ACCESS_KEY_ID",
     "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
     "ALIBABA_CLOUD_SECURITY_TOKEN",

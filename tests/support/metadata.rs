@@ -5,6 +5,10 @@
 //! /latest/api/token` and a TTL header, then sent with every `GET`, else HTTP 401 / 400), and it
 //! hands out whatever credentials the test sets, with the expiry the test sets, counting the
 //! credential documents it served.
+//!
+//! [`ContainerCredentials`] is the container credential endpoint of ECS tasks and of the EKS Pod
+//! Identity agent (`169.254.170.23/v1/credentials`): one `GET` whose `Authorization` header must
+//! be the pod's token (the agent's token file), answered with the same document as IMDS.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -220,4 +224,60 @@ async fn role_credentials(
         .documents
         .push(handed.access_key_id);
     (StatusCode::OK, document.to_string())
+}
+
+/// The ECS / EKS Pod Identity container credential endpoint (mocked, as the agent cannot run
+/// here): `GET /v1/credentials` with `Authorization: <token>`, else HTTP 401.
+pub struct ContainerCredentials {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl ContainerCredentials {
+    /// Serves `handed` to requests carrying `token`.
+    pub async fn start(token: &str, handed: Handed) -> Self {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (expected, recorded) = (token.to_string(), Arc::clone(&seen));
+        let app = axum::Router::new().route(
+            "/v1/credentials",
+            get(move |headers: HeaderMap| async move {
+                let given = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let mut seen = recorded.lock().unwrap();
+                if given != expected {
+                    seen.refused
+                        .push(format!("GET credentials: authorization {given:?}"));
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                seen.documents.push(handed.access_key_id.clone());
+                let expires =
+                    jiff::Timestamp::try_from(SystemTime::now() + handed.expires_in).unwrap();
+                let document = serde_json::json!({
+                    "AccessKeyId": handed.access_key_id,
+                    "SecretAccessKey": handed.secret,
+                    "Token": handed.token,
+                    "AccountId": "123456789012",
+                    "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                });
+                (StatusCode::OK, document.to_string())
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        ContainerCredentials { addr, seen }
+    }
+
+    /// The full URI, as `AWS_CONTAINER_CREDENTIALS_FULL_URI` names it.
+    pub fn url(&self) -> String {
+        format!("http://{}/v1/credentials", self.addr)
+    }
+
+    /// Runs `f` over what the endpoint saw.
+    pub fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
+        f(&self.seen.lock().unwrap())
+    }
 }

@@ -42,7 +42,7 @@ impl Registry {
 
     /// Starts a registry that POSTs its events to `url` with `Authorization: Bearer <token>`
     /// (timeout 1s, threshold 3, backoff 1s; blob events, typed `application/octet-stream`,
-    /// are not sent).
+    /// and pull events are not sent, as the README's configuration says).
     pub fn start_with_notifications(url: &str, token: &str) -> Self {
         Self::launch(Some((url.to_string(), token.to_string())))
     }
@@ -170,7 +170,8 @@ impl Registry {
             config.push_str(&format!(
                 "notifications:\n  endpoints:\n    - name: signet\n      url: {url}\n      \
                  headers:\n        Authorization: [\"Bearer {token}\"]\n      timeout: 1s\n      \
-                 threshold: 3\n      backoff: 1s\n      ignoredmediatypes:\n        - application/octet-stream\n"
+                 threshold: 3\n      backoff: 1s\n      ignoredmediatypes:\n        - application/octet-stream\n      \
+                 ignore:\n        actions: [pull]\n"
             ));
         }
         std::fs::write(&self.config_path, config).expect("write registry config");

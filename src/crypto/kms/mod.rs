@@ -231,6 +231,30 @@ impl SigningKey for KmsKey {
         let message = payload.to_vec();
         let signature = block_on(async move { backend.sign(&message, algorithm).await })
             .map_err(|e| CryptoError::SigningFailed(format!("{}: {e}", self.reference)))?;
+        self.checked(payload, signature)
+    }
+
+    /// The same call awaited on the caller's runtime (the signer's): no blocking-pool thread, no
+    /// hop to the KMS runtime and back.
+    fn sign_nonblocking<'a>(
+        &'a self,
+        payload: &'a [u8],
+    ) -> Option<futures::future::BoxFuture<'a, Result<Vec<u8>, CryptoError>>> {
+        Some(Box::pin(async move {
+            let signature = self
+                .backend
+                .sign(payload, self.algorithm)
+                .await
+                .map_err(|e| CryptoError::SigningFailed(format!("{}: {e}", self.reference)))?;
+            self.checked(payload, signature)
+        }))
+    }
+}
+
+impl KmsKey {
+    /// `signature` when it verifies under the public key fetched at open: a KMS that signs with
+    /// another key (or another PSS salt length) never produces a stored signature.
+    fn checked(&self, payload: &[u8], signature: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
         // The caller reports the error (the signer logs it and counts a key failure).
         self.public_key.verify(payload, &signature).map_err(|_| {
             CryptoError::SigningFailed(format!(

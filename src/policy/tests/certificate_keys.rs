@@ -8,7 +8,7 @@ use rcgen::{
 
 use super::*;
 
-fn root_pem(cn: &str, not_after_year: i32) -> String {
+pub(super) fn root_pem(cn: &str, not_after_year: i32) -> String {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
@@ -24,7 +24,7 @@ fn root_pem(cn: &str, not_after_year: i32) -> String {
     params.self_signed(&key).unwrap().pem()
 }
 
-fn indent(pem: &str) -> String {
+pub(super) fn indent(pem: &str) -> String {
     pem.lines().map(|l| format!("      {l}\n")).collect()
 }
 

@@ -4,6 +4,7 @@
 mod bad_input;
 mod certificate_keys;
 mod spellings;
+mod stages;
 mod table;
 
 use std::collections::BTreeMap;
