@@ -982,12 +982,19 @@ async fn a_repository_that_lost_the_fixed_config_gets_it_put_again() {
         )
         .await
         .unwrap();
-        let verdict = signet::cli::verify_keys::verify_with_keys(
+        // Both stores read, so that each format's signature is reported.
+        let keys = [public_key(&release)];
+        let against = Against {
+            signature_type: SignatureType::Simple,
+            keys: &keys,
+            trust: &[],
+            required: &signet::cli::verify_keys::RequiredAnnotations::default(),
+        };
+        let verdict = verify_reading(
             &SignatureStore::new(registry_client()),
             &image,
-            SignatureType::Simple,
-            &[public_key(&release)],
-            &signet::cli::verify_keys::RequiredAnnotations::default(),
+            &against,
+            true,
         )
         .await
         .unwrap();
