@@ -615,49 +615,106 @@ async fn a_notation_envelope_whose_chain_names_no_trusted_anchor_is_not_download
     );
 }
 
+/// The signer's requests for one image, without the GETs of the pushed tag asked again while
+/// distribution, which notifies before it links the tag, had not linked it yet (the first GET
+/// of the tag is kept); and how many of those there were.
+fn without_tag_polls(lines: &[String], repo: &str, tag: &str) -> (Vec<String>, usize) {
+    let by_tag = format!("GET /v2/{repo}/manifests/{tag}");
+    let polls = lines
+        .iter()
+        .filter(|l| **l == by_tag)
+        .count()
+        .saturating_sub(1);
+    let mut seen = false;
+    let kept = lines
+        .iter()
+        .filter(|l| **l != by_tag || !std::mem::replace(&mut seen, true))
+        .cloned()
+        .collect();
+    (kept, polls)
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn signing_a_pushed_image_in_both_formats_costs_fifteen_requests_and_the_tag_polls() {
-    use support::signer::{RunningSigner, TOKEN, bundle_count, loopback_listener, rule};
+async fn signing_a_pushed_image_in_both_formats_costs_twelve_requests_thirteen_in_a_new_repository()
+{
+    use signet::signer::{AddressMap, BearerToken, Signer, SignerOptions};
+    use support::signer::{TOKEN, bundle_count, fixed_policy, loopback_listener, rule};
     let dir = tempfile::tempdir().unwrap();
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
     let listener = loopback_listener();
     let port = listener.local_addr().unwrap().port();
     let registry =
         Registry::start_with_notifications(&format!("http://127.0.0.1:{port}/events"), TOKEN);
-    let host = registry.host();
+    // The signer reaches the registry through a recording proxy (the events' host is mapped to
+    // the proxy's): every request it sends is seen.
+    let proxy = CorruptingProxy::recording(&registry.host());
     let rules = vec![rule(
         "release",
-        &[format!("{host}/prod/**")],
+        &[format!("{}/prod/**", proxy.host())],
         &release,
         SignatureType::Default,
         signet::crd::Trigger::Automatic,
     )];
-    let running = RunningSigner::start(listener, rules, None).await;
-    let client = running.signer.client().clone();
+    let options = SignerOptions {
+        aliases: AddressMap::parse(&[format!("{}={}", registry.host(), proxy.host())]).unwrap(),
+        ..SignerOptions::default()
+    };
+    let signer = Signer::new(
+        SignatureStore::new(registry_client()),
+        fixed_policy(rules),
+        options,
+    );
+    signer.open_keys().await.unwrap();
+    let server = signet::serve::Server::start(
+        "signer",
+        listener,
+        signet::signer::router(signer.clone(), BearerToken::new(TOKEN).unwrap()),
+        None,
+        &signet::serve::Drain::new(),
+    )
+    .unwrap();
     let mut costs = Vec::new();
     // The first image of a registry also learns that it takes no single-request upload and
-    // uploads the empty config; the second shows the steady cost.
-    for repo in ["prod/first", "prod/second"] {
-        let before = client.requests_sent();
-        let digest = registry.push_test_image(repo, "v1", repo).await;
+    // uploads the empty config; then a new repository (the config mounted), then a second
+    // image in a repository signed before (nothing for the config).
+    for (repo, tag) in [
+        ("prod/first", "v1"),
+        ("prod/second", "v1"),
+        ("prod/second", "v2"),
+    ] {
+        let before = proxy.request_lines().len();
+        let digest = registry
+            .push_test_image(repo, tag, &format!("{repo}:{tag}"))
+            .await;
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while bundle_count(&registry, &format!("{repo}:v1"), &digest).await < 1
-            || support::signer::signature_count(&registry, &format!("{repo}:v1"), &digest).await < 1
+        let repo_tag = format!("{repo}:{tag}");
+        while bundle_count(&registry, &repo_tag, &digest).await < 1
+            || support::signer::signature_count(&registry, &repo_tag, &digest).await < 1
         {
             assert!(std::time::Instant::now() < deadline, "not signed in 20 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // Past the recheck (2 s after the signing), part of what a signed image costs.
         tokio::time::sleep(Duration::from_millis(2600)).await;
-        costs.push(client.requests_sent() - before);
+        let lines = proxy.request_lines()[before..].to_vec();
+        costs.push(without_tag_polls(&lines, repo, tag));
     }
-    // 15: the manifest by its tag; `.sig`: read, two blobs (POST+PUT each), the manifest;
-    // bundle: the index read, the bundle blob (POST+PUT), the empty config mounted (one POST:
-    // each repository here is new), the manifest, the index; the recheck: one HEAD per tag
-    // written. Plus the GETs of the tag asked again while distribution, which notifies before
-    // it links the tag, has not linked it yet (one here, up to three on a loaded machine).
-    assert!(costs[1] <= 18, "{costs:?}");
-    running.stop().await;
+    for (lines, polls) in &costs {
+        eprintln!("{} requests (+{polls} tag polls): {lines:#?}", lines.len());
+    }
+    // 12: the manifest by its tag; `.sig`: its read, the payload (POST+PUT), the manifest;
+    // bundle: the index read, the bundle (POST+PUT), the manifest, the index; the recheck:
+    // one HEAD per tag written. The empty config both name: one mounting POST in a repository
+    // new to the signer, nothing after.
+    assert_eq!(costs[1].0.len(), 13, "{:#?}", costs[1].0);
+    assert_eq!(uploads_started(&costs[1].0), 3, "{:#?}", costs[1].0);
+    assert_eq!(costs[2].0.len(), 12, "{:#?}", costs[2].0);
+    assert_eq!(uploads_started(&costs[2].0), 2, "{:#?}", costs[2].0);
+    // The tag asked again: one here, up to three on a loaded machine.
+    for (_, polls) in &costs[1..] {
+        assert!(*polls <= 3, "{costs:#?}");
+    }
+    server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -672,49 +729,292 @@ async fn where_the_registry_takes_one_request_uploads_and_lists_referrers_a_form
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
     let mut costs = Vec::new();
     for (repo, format) in [
-        ("one/warm", SignatureFormat::SigstoreBundle),
         ("one/sig", SignatureFormat::CosignSignature),
         ("one/bundle", SignatureFormat::SigstoreBundle),
     ] {
-        registry.push_test_image(repo, "v1", repo).await;
-        let image = ImageRef::parse(&format!("{}/{repo}:v1", front.host())).unwrap();
-        front.clear();
-        signet::registry::sign_image_formats(
+        // One store per format, as one process: the second image is in a repository it has
+        // written to.
+        let store = SignatureStore::new(registry_client());
+        for tag in ["v1", "v2"] {
+            registry
+                .push_test_image(repo, tag, &format!("{repo}:{tag}"))
+                .await;
+            let image = ImageRef::parse(&format!("{}/{repo}:{tag}", front.host())).unwrap();
+            front.clear();
+            signet::registry::sign_image_formats(
+                &store,
+                &image,
+                file_key(&release),
+                SignatureType::Simple,
+                &BTreeMap::new(),
+                &[format],
+            )
+            .await
+            .unwrap();
+            costs.push((format, tag, front.requests()));
+        }
+    }
+    for (format, tag, requests) in &costs {
+        eprintln!(
+            "{format:?} {tag}: {} requests: {requests:?}",
+            requests.len()
+        );
+    }
+    // One GET resolves the tag; then `.sig`: its GET, the payload in one POST, the manifest
+    // PUT and the HEAD checking it: 5; bundle: the referrers API, the bundle in one POST, the
+    // manifest PUT, answered with OCI-Subject (no index to keep): 4. The first image of a
+    // repository also puts the empty config (one more POST).
+    let count = |format, tag| {
+        costs
+            .iter()
+            .find(|(f, t, _)| *f == format && *t == tag)
+            .map(|(_, _, r)| r.len())
+            .unwrap()
+    };
+    assert_eq!(
+        count(SignatureFormat::CosignSignature, "v1"),
+        6,
+        "{costs:#?}"
+    );
+    assert_eq!(
+        count(SignatureFormat::CosignSignature, "v2"),
+        5,
+        "{costs:#?}"
+    );
+    assert_eq!(
+        count(SignatureFormat::SigstoreBundle, "v1"),
+        5,
+        "{costs:#?}"
+    );
+    assert_eq!(
+        count(SignatureFormat::SigstoreBundle, "v2"),
+        4,
+        "{costs:#?}"
+    );
+    for tag in ["v1", "v2"] {
+        let verified = signet::cli::verify_keys::verify_with_keys(
             &SignatureStore::new(registry_client()),
+            &ImageRef::parse(&format!("{}/one/bundle:{tag}", front.host())).unwrap(),
+            SignatureType::Simple,
+            &[public_key(&release)],
+            &signet::cli::verify_keys::RequiredAnnotations::default(),
+        )
+        .await
+        .unwrap();
+        assert!(verified.verified, "{tag}");
+    }
+}
+
+/// The config descriptor of the manifest `reference` names.
+async fn config_of(client: &RegistryClient, reference: &ImageRef) -> serde_json::Value {
+    let manifest = client
+        .fetch_manifest(reference)
+        .await
+        .unwrap()
+        .expect("manifest exists");
+    let doc: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    doc["config"].clone()
+}
+
+/// Writes a `.sig` in cosign v2's layout (a config listing the layers as `rootfs.diff_ids`,
+/// content-dependent) holding one signature of `image`@`digest` by `key`.
+async fn write_cosign_sig(client: &RegistryClient, image: &ImageRef, digest: &str, key: &TestKey) {
+    use signet::signature::{self, Descriptor};
+    let payload =
+        signature::build_payload(image, digest, SignatureType::Simple, &BTreeMap::new()).unwrap();
+    let signed = file_key(key).sign(&payload).unwrap();
+    let layer = Descriptor::for_signature(&payload, &signed, &BTreeMap::new());
+    let built = signature::build_signature_manifest(&[layer]).unwrap();
+    let repo = image.with_tag("latest");
+    client.push_blob(&repo, &payload).await.unwrap();
+    client.push_blob(&repo, &built.config).await.unwrap();
+    client
+        .push_manifest(
+            &image.with_tag(&signature::signature_tag(digest).unwrap()),
+            &built.manifest,
+            OCI_MANIFEST,
+        )
+        .await
+        .unwrap();
+}
+
+/// How many blob uploads were started (`POST .../blobs/uploads/`) among `lines`.
+fn uploads_started(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|l| l.starts_with("POST ") && l.contains("/blobs/uploads/"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sig_names_one_fixed_config_put_once_per_repository_and_cosign_sigs_still_read() {
+    let registry = Registry::start();
+    let proxy = CorruptingProxy::recording(&registry.host());
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let cosign = key(dir.path(), "cosign", Algorithm::EcdsaP256Sha256);
+    let client = registry_client();
+    // One store, as one signer process: it remembers which repositories hold the config.
+    let store = SignatureStore::new(registry_client());
+    let mut uploads = Vec::new();
+    for (tag, seed) in [("v1", "fixed-1"), ("v2", "fixed-2")] {
+        registry.push_test_image("fixed/app", tag, seed).await;
+        let image = ImageRef::parse(&format!("{}/fixed/app:{tag}", proxy.host())).unwrap();
+        let before = proxy.request_lines().len();
+        signet::registry::sign_image_formats(
+            &store,
             &image,
             file_key(&release),
             SignatureType::Simple,
             &BTreeMap::new(),
-            &[format],
+            &SignatureFormat::ALL,
         )
         .await
         .unwrap();
-        costs.push((format, front.requests()));
+        uploads.push(uploads_started(&proxy.request_lines()[before..]));
     }
-    // One GET resolves the tag; then `.sig`: its GET, the payload and config in one POST each,
-    // the manifest PUT and the HEAD checking it; bundle: the referrers API, the bundle in one
-    // POST (the empty config too, the first time in a repository), the manifest PUT, answered
-    // with OCI-Subject (no index to keep).
-    for (format, requests) in &costs {
-        eprintln!("{format:?}: {} requests: {requests:?}", requests.len());
-    }
-    for (format, requests) in &costs[1..] {
-        assert!(
-            requests.len() <= 6,
-            "{format:?}: {} requests: {requests:#?}",
-            requests.len()
-        );
-    }
-    let verified = signet::cli::verify_keys::verify_with_keys(
-        &SignatureStore::new(registry_client()),
-        &ImageRef::parse(&format!("{}/one/bundle:v1", front.host())).unwrap(),
+    // The first image: the payload, the bundle and the one config both formats name; the
+    // second image in the same repository: the payload and the bundle only.
+    assert_eq!(uploads, [3, 2], "{:#?}", proxy.request_lines());
+
+    let image = ImageRef::parse(&format!("{}/fixed/app:v2", registry.host())).unwrap();
+    let digest = client.resolve_digest(&image).await.unwrap();
+    let empty = sha256_digest(b"{}");
+    let sig = image.with_tag(&signet::signature::signature_tag(&digest).unwrap());
+    let sig_config = config_of(&client, &sig).await;
+    assert_eq!(sig_config["digest"], empty.as_str(), "{sig_config}");
+    assert_eq!(sig_config["size"], 2);
+    assert_eq!(
+        sig_config["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
+    );
+    let bundles = fallback_entries(&client, &image, &digest).await;
+    let bundle = ImageRef::from_parts(
+        image.registry(),
+        image.repository(),
+        None,
+        Some(bundles[0]["digest"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(config_of(&client, &bundle).await["digest"], empty.as_str());
+    let blob = client
+        .fetch_blob(&image.with_tag("latest"), &empty, 16)
+        .await
+        .unwrap();
+    assert_eq!(blob, b"{}");
+
+    // A `.sig` cosign wrote (content config) is read, and signet's write keeps its layer.
+    registry.push_test_image("fixed/app", "v3", "fixed-3").await;
+    let image = ImageRef::parse(&format!("{}/fixed/app:v3", registry.host())).unwrap();
+    let digest = client.resolve_digest(&image).await.unwrap();
+    write_cosign_sig(&client, &image, &digest, &cosign).await;
+    let verify = |key: &TestKey| {
+        let store = SignatureStore::new(registry_client());
+        let image = image.clone();
+        let public = public_key(key);
+        async move {
+            signet::cli::verify_keys::verify_with_keys(
+                &store,
+                &image,
+                SignatureType::Simple,
+                &[public],
+                &signet::cli::verify_keys::RequiredAnnotations::default(),
+            )
+            .await
+            .unwrap()
+            .verified
+        }
+    };
+    assert!(verify(&cosign).await, "cosign's .sig not read");
+    signet::registry::sign_image_formats(
+        &store,
+        &image,
+        file_key(&release),
         SignatureType::Simple,
-        &[public_key(&release)],
-        &signet::cli::verify_keys::RequiredAnnotations::default(),
+        &BTreeMap::new(),
+        &[SignatureFormat::CosignSignature],
     )
     .await
     .unwrap();
-    assert!(verified.verified);
+    assert!(verify(&cosign).await, "cosign's layer lost");
+    assert!(verify(&release).await, "signet's layer missing");
+    let sig = image.with_tag(&signet::signature::signature_tag(&digest).unwrap());
+    assert_eq!(config_of(&client, &sig).await["digest"], empty.as_str());
+}
+
+/// `DELETE /v2/<repo>/blobs/<digest>` on the registry (distribution unlinks the blob from
+/// the repository); the answer's status.
+fn delete_blob(registry: &Registry, repo: &str, digest: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(registry.host()).unwrap();
+    write!(
+        stream,
+        "DELETE /v2/{repo}/blobs/{digest} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        registry.host()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repository_that_lost_the_fixed_config_gets_it_put_again() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let store = SignatureStore::new(registry_client());
+    let empty = sha256_digest(b"{}");
+    for (tag, seed) in [("v1", "lost-1"), ("v2", "lost-2")] {
+        registry.push_test_image("lost/app", tag, seed).await;
+        let image = ImageRef::parse(&format!("{}/lost/app:{tag}", registry.host())).unwrap();
+        signet::registry::sign_image_formats(
+            &store,
+            &image,
+            file_key(&release),
+            SignatureType::Simple,
+            &BTreeMap::new(),
+            &SignatureFormat::ALL,
+        )
+        .await
+        .unwrap();
+        // Both stores read, so that each format's signature is reported.
+        let keys = [public_key(&release)];
+        let against = Against {
+            signature_type: SignatureType::Simple,
+            keys: &keys,
+            trust: &[],
+            required: &signet::cli::verify_keys::RequiredAnnotations::default(),
+        };
+        let verdict = verify_reading(
+            &SignatureStore::new(registry_client()),
+            &image,
+            &against,
+            true,
+        )
+        .await
+        .unwrap();
+        let valid: Vec<_> = verdict
+            .signatures
+            .iter()
+            .filter(|s| s.valid)
+            .map(|s| s.format)
+            .collect();
+        assert_eq!(
+            valid,
+            [
+                SignatureFormat::CosignSignature,
+                SignatureFormat::SigstoreBundle
+            ],
+            "{tag}"
+        );
+        // The store now believes the repository holds the config: take it away.
+        assert_eq!(delete_blob(&registry, "lost/app", &empty), 202, "{tag}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

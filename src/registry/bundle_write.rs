@@ -16,19 +16,28 @@
 //! failed (5xx, timeout) makes the write fail and be retried, rather than push a second bundle
 //! and count it.
 //!
-//! The empty config blob is put once per repository this store writes to: the first time in a
+//! The empty config blob is put once per repository this store writes to (the `.sig` and
+//! Notation writers name the same blob, so one put serves every format): the first time in a
 //! registry by an upload, then by mounting it from a repository known to hold it (one request,
 //! `POST ?mount=&from=`; a registry that does not mount answers with an upload whose PUT carries
-//! the two bytes, so nothing is lost by asking).
+//! the two bytes, so nothing is lost by asking). Concurrent writers in one repository wait for
+//! the one put in flight. A manifest refused because the repository lost the blob
+//! (`MANIFEST_BLOB_UNKNOWN`) makes the store put it again and push the manifest once more.
 //!
 //! Registry requests of one bundle for an image not yet signed (distribution 2.8: no referrers
-//! API, no single-request upload; `RUST_LOG=signet::registry::requests=trace`): `GET
-//! manifests/sha256-<hex>` (404), `POST`+`PUT blobs/uploads/` for the bundle, the empty config
-//! (nothing when the repository is known, else one mounting `POST`), `PUT manifests/sha256:<d>`
-//! (the bundle manifest, by digest), `PUT manifests/sha256-<hex>` (the index): 5 to 6, and one
-//! `HEAD` of the index for the check after the write.
+//! API, no single-request upload; seen in tests/registry_cost.rs through a recording proxy):
+//! `GET manifests/sha256-<hex>` (the fallback index, 404), `POST`+`PUT blobs/uploads/` for the
+//! bundle, the empty config (nothing in a repository this store wrote to, else one mounting
+//! `POST`), `PUT manifests/sha256:<d>` (the bundle manifest, by digest), `PUT
+//! manifests/sha256-<hex>` (the index): 5 (6 in a new repository), and one `HEAD` of the index
+//! for the check after the write (or the signer's recheck). The referrers API is asked once per
+//! registry and 10 minutes (a registry without it is remembered, see `referrers.rs`). Where the
+//! registry takes one-request uploads and indexes referrers itself (its answer carries
+//! `OCI-Subject`): the referrers API, the bundle's `POST`, the manifest `PUT`: 3, no index and no
+//! check.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -53,8 +62,10 @@ use crate::signature::bundle::{
     pae,
 };
 
-/// The empty JSON config every bundle manifest names.
-const EMPTY_CONFIG: &[u8] = b"{}";
+/// The empty JSON config every manifest signet writes names (bundle, Notation, and the `.sig`).
+pub(super) const EMPTY_CONFIG: &[u8] = b"{}";
+/// Repositories whose empty config put is remembered (then forgotten all at once).
+const MAX_REMEMBERED_REPOSITORIES: usize = 10_000;
 
 /// Longest wait before the fallback index is read again after a write.
 const MAX_SETTLE: Duration = Duration::from_secs(1);
@@ -294,9 +305,12 @@ impl SignatureStore {
             host: image.registry().to_string(),
             reason: e.to_string(),
         })?;
+        // Every referrer signet writes (bundle, Notation) names the empty config.
         let pushed = self
-            .client
-            .push_manifest_answer(&by_digest, manifest, OCI_MANIFEST_MEDIA_TYPE)
+            .put_naming_empty_config(&image.with_tag("latest"), || {
+                self.client
+                    .push_manifest_answer(&by_digest, manifest, OCI_MANIFEST_MEDIA_TYPE)
+            })
             .await?;
         self.remember_referrer(&pushed.digest);
         Ok(pushed)
@@ -355,41 +369,76 @@ impl SignatureStore {
     }
 
     /// Puts the empty config blob into `repo` unless this store already knows it is there:
-    /// mounted from another repository of the registry known to hold it, else uploaded.
+    /// mounted from another repository of the registry known to hold it, else uploaded. Once
+    /// per repository: concurrent writers (the `.sig` and the bundle of one image, written at
+    /// once) wait for the one put in flight; a failed put is tried again by the next writer.
     pub(crate) async fn ensure_empty_config(&self, repo: &ImageRef) -> Result<(), RegistryError> {
         let key = repo.repo_path();
         let same_registry = format!("{}/", repo.registry());
-        let (known, source) = {
-            let known = self
+        let (put, source) = {
+            let mut known = self
                 .empty_config_known
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
+            if known.len() > MAX_REMEMBERED_REPOSITORIES {
+                known.clear();
+            }
             let source = known
                 .iter()
-                .find_map(|k| k.strip_prefix(&same_registry).map(str::to_string));
-            (known.contains(&key), source)
+                .filter(|(k, put)| put.initialized() && **k != key)
+                .find_map(|(k, _)| k.strip_prefix(&same_registry).map(str::to_string));
+            (Arc::clone(known.entry(key).or_default()), source)
         };
-        if known {
-            return Ok(());
-        }
-        // Two bytes: uploading them again costs less than asking first.
-        match source {
-            Some(from) => {
-                self.client
-                    .mount_or_push_blob(repo, &from, EMPTY_CONFIG)
-                    .await?
+        put.get_or_try_init(|| async {
+            // Two bytes: uploading them again costs less than asking first.
+            match source {
+                Some(from) => {
+                    self.client
+                        .mount_or_push_blob(repo, &from, EMPTY_CONFIG)
+                        .await
+                }
+                None => self.client.push_new_blob(repo, EMPTY_CONFIG).await,
             }
-            None => self.client.push_new_blob(repo, EMPTY_CONFIG).await?,
-        };
+            .map(|_| ())
+        })
+        .await
+        .copied()
+    }
+
+    /// Forgets that `repo` holds the empty config blob (a manifest naming it was refused).
+    fn forget_empty_config(&self, repo: &ImageRef) {
         let mut known = self
             .empty_config_known
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if known.len() > 10_000 {
-            known.clear();
+        known.remove(&repo.repo_path());
+    }
+
+    /// Pushes a manifest naming the empty config with `put`. The store remembers per repository
+    /// that the blob is there; when the registry refuses the manifest for an unknown blob (the
+    /// repository was deleted and made again, or its blob link removed), that memory is wrong:
+    /// the blob is put again and the manifest once more.
+    pub(super) async fn put_naming_empty_config<T, F, Fut>(
+        &self,
+        repo: &ImageRef,
+        put: F,
+    ) -> Result<T, RegistryError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RegistryError>>,
+    {
+        match put().await {
+            Err(e) if names_unknown_blob(&e) => {
+                tracing::info!(
+                    repository = %repo.repo_path(),
+                    "the registry no longer holds the empty config blob here; putting it again"
+                );
+                self.forget_empty_config(repo);
+                self.ensure_empty_config(repo).await?;
+                put().await
+            }
+            other => other,
         }
-        known.insert(key);
-        Ok(())
     }
 
     /// Read-modify-write of the fallback index of `digest`, adding the referrer descriptors
@@ -505,6 +554,12 @@ impl SignatureStore {
             _ => false,
         })
     }
+}
+
+/// Whether the registry refused a manifest because a blob it names is not in the repository
+/// (`MANIFEST_BLOB_UNKNOWN`, or `BLOB_UNKNOWN` from some registries).
+fn names_unknown_blob(e: &RegistryError) -> bool {
+    matches!(e, RegistryError::BadResponse { detail, .. } if detail.contains("BLOB_UNKNOWN"))
 }
 
 #[cfg(test)]

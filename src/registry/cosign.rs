@@ -25,9 +25,10 @@ pub struct SignatureStore {
     /// One async lock per `repository@digest`, shared by clones, so that concurrent writers in
     /// this process do not overwrite each other's layers.
     pub(super) write_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
-    /// Repositories known to hold the empty config blob (`{}`) bundles refer to: checked once
-    /// per repository, not once per bundle.
-    pub(super) empty_config_known: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Per repository, the one put of the empty config blob (`{}`) that every manifest signet
+    /// writes names (`.sig`, bundle, Notation): set once the repository is known to hold it, so
+    /// it is put once per repository, and concurrent writers wait for the one put in flight.
+    pub(super) empty_config_known: Arc<Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>>,
     /// Digests of the referrer manifests (bundles) this store pushed: the signer ignores their
     /// push events without fetching them.
     pub(super) written_referrers: Arc<Mutex<std::collections::HashSet<String>>>,

@@ -13,11 +13,37 @@
 //! cycle again only when it changed) or does it later itself, as the signer's recheck does with
 //! [`EnsureReport::written`].
 //!
+//! The `.sig` manifest names a fixed config, the two bytes `{}` (media type
+//! `application/vnd.oci.image.config.v1+json`), instead of cosign v2's config listing every
+//! layer as `rootfs.diff_ids`: that one changes with each signature added, so it cost an upload
+//! (`POST`+`PUT` on distribution 2.8) with every write; `{}` is put once per repository, and is
+//! the blob bundles and Notation signatures name too, so one put serves every format
+//! ([`SignatureStore::ensure_empty_config`]). A manifest refused for an unknown blob (the
+//! repository lost it) makes the store put it again and retry once. Safe because no verifier
+//! reads a `.sig`'s config (read in their code, 2026-11):
+//! - cosign v2/v3 (`pkg/oci/remote/signatures.go`, `Get`): the manifest's layers, each through
+//!   go-containerregistry's `LayerByDigest` and `Compressed()` (the raw payload), and the
+//!   layer annotations; nothing outside tests in `pkg/` or `cmd/` calls `ConfigFile` or
+//!   `DiffID` on a signature layer (the one path that would, `DiffID`, maps layers through
+//!   the config). policy-controller and Kyverno verify through this same library.
+//! - sigstore-rs (`src/cosign/client.rs`): pulls the config with the `.sig` image but reads only
+//!   its layers, and itself writes `.sig` manifests with exactly this `{}` config.
+//! - cosign appending to a `.sig` signet wrote (`mutate.AppendSignatures`): go-containerregistry
+//!   parses `{}` as an empty image config and lists the layers it adds as diff_ids; the manifest
+//!   it writes keeps every layer (its layers come from the manifest, the base blobs are already
+//!   in the repository).
+//!
+//! signet's reader never reads the config either: `.sig`s cosign wrote (content configs) read
+//! as before, and a write keeps their layers (tests/registry_cost.rs shows both).
+//!
 //! Registry requests of one `.sig` write for an image not yet signed (distribution 2.8, which
-//! takes no single-request upload; measured with `RUST_LOG=signet::registry::requests=trace`):
-//! `GET manifests/sha256-<hex>.sig` (404), `POST blobs/uploads/` + `PUT blobs/uploads/<id>` for
-//! the payload, the same two for the config, `PUT manifests/sha256-<hex>.sig`: 6 (4 on a
-//! registry that takes `POST ?digest=` with the body); `check_after_write` adds one `HEAD`.
+//! takes no single-request upload; seen in tests/registry_cost.rs through a recording proxy and
+//! with `RUST_LOG=signet::registry::requests=trace`): `GET manifests/sha256-<hex>.sig` (404),
+//! `POST blobs/uploads/` + `PUT blobs/uploads/<id>` for the payload, `PUT
+//! manifests/sha256-<hex>.sig`: 4 (3 on a registry that takes `POST ?digest=` with the body);
+//! the first write of this store in a repository adds the config (one mounting `POST` when
+//! another repository of the registry is known to hold it, else an upload); `check_after_write`
+//! (or the signer's recheck) adds one `HEAD`. Before the fixed config: 6, and 7 with the `HEAD`.
 //!
 //! The manifest never grows past [`MAX_SIGNATURE_LAYERS`]: a write that would pass it first
 //! drops every layer no configured key verifies for this digest (junk pushed to shadow real
@@ -31,12 +57,13 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::RegistryError;
 use super::budget::{MAX_SIGNATURE_LAYERS, SkippedLayers};
+use super::bundle_write::EMPTY_CONFIG;
 use super::cosign::{ReadLayers, SignatureStore, signature_tag};
 use crate::crypto::{CryptoError, PublicKey, SigningKey};
 use crate::reference::ImageRef;
 use crate::signature::{
-    self, Descriptor, OCI_MANIFEST_MEDIA_TYPE, SIMPLE_SIGNING_MEDIA_TYPE, SignatureError,
-    SignatureType, StoredSignature, check_signature,
+    self, Descriptor, OCI_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, SIMPLE_SIGNING_MEDIA_TYPE,
+    SignatureError, SignatureType, StoredSignature, check_signature,
 };
 
 /// How many times the read-check-write cycle is redone when another writer replaced the manifest.
@@ -319,8 +346,8 @@ impl SignatureStore {
         ))
     }
 
-    /// Pushes the payload blobs of `added`, then the manifest holding `existing` followed by
-    /// them; returns the manifest's digest.
+    /// Pushes the payload blobs of `added` (and the empty config, once per repository), then the
+    /// manifest holding `existing` followed by them; returns the manifest's digest.
     async fn write(
         &self,
         image: &ImageRef,
@@ -331,23 +358,22 @@ impl SignatureStore {
         let repo = image.with_tag("latest");
         let mut layers = existing.to_vec();
         layers.extend(added.iter().map(|(_, layer)| layer.clone()));
-        let built = signature::build_signature_manifest(&layers)?;
+        let manifest = signature_manifest(&layers)?;
         // The blobs are independent: upload them at once, the manifest only after all of them.
-        let blobs = added
-            .iter()
-            .map(|(payload, _)| payload.as_slice())
-            .chain(std::iter::once(built.config.as_slice()));
-        // Both are new (a payload re-uploaded is harmless): no existence check first.
-        try_join_all(blobs.map(|blob| self.client.push_new_blob(&repo, blob))).await?;
-        let tag = signature_tag(image, digest)?;
+        // The payloads are new (a payload re-uploaded is harmless): no existence check first.
+        let payloads = try_join_all(
+            added
+                .iter()
+                .map(|(payload, _)| self.client.push_new_blob(&repo, payload)),
+        );
+        tokio::try_join!(payloads, self.ensure_empty_config(&repo))?;
+        let tagged = image.with_tag(&signature_tag(image, digest)?);
         // `push_manifest` checks the `Docker-Content-Digest` answered against the bytes sent.
         Ok(self
-            .client
-            .push_manifest(
-                &image.with_tag(&tag),
-                &built.manifest,
-                OCI_MANIFEST_MEDIA_TYPE,
-            )
+            .put_naming_empty_config(&repo, || {
+                self.client
+                    .push_manifest(&tagged, &manifest, OCI_MANIFEST_MEDIA_TYPE)
+            })
             .await?)
     }
 
@@ -369,6 +395,25 @@ impl SignatureStore {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The `.sig` manifest signet writes for `layers`: cosign's layout (an OCI image manifest, one
+/// simple-signing layer per signature) with the fixed config `{}` (media type
+/// `application/vnd.oci.image.config.v1+json`) instead of one listing the layers, so that the
+/// config is put once per repository and not uploaded with every signature (see the module
+/// documentation for why verifiers do not mind).
+fn signature_manifest(layers: &[Descriptor]) -> Result<Vec<u8>, SignatureError> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+        "config": {
+            "mediaType": OCI_CONFIG_MEDIA_TYPE,
+            "size": EMPTY_CONFIG.len(),
+            "digest": super::sha256_digest(EMPTY_CONFIG),
+        },
+        "layers": layers,
+    }))
+    .map_err(|e| SignatureError::MalformedManifest(e.to_string()))
 }
 
 pub(super) fn lock_key(image: &ImageRef, digest: &str) -> String {
@@ -427,4 +472,37 @@ fn compact_if_full(
         kept: kept.len(),
     };
     (kept, Some(compaction))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sig_manifest_names_the_fixed_config_whatever_its_layers() {
+        let one = Descriptor::for_signature(b"payload one", b"sig", &BTreeMap::new());
+        let two = Descriptor::for_signature(b"payload two", b"sig", &BTreeMap::new());
+        let configs: Vec<serde_json::Value> = [vec![one.clone()], vec![one.clone(), two.clone()]]
+            .iter()
+            .map(|layers| {
+                let doc: serde_json::Value =
+                    serde_json::from_slice(&signature_manifest(layers).unwrap()).unwrap();
+                assert_eq!(doc["layers"].as_array().unwrap().len(), layers.len());
+                doc["config"].clone()
+            })
+            .collect();
+        assert_eq!(configs[0], configs[1]);
+        assert_eq!(configs[0]["mediaType"], OCI_CONFIG_MEDIA_TYPE);
+        assert_eq!(configs[0]["size"], 2);
+        assert_eq!(
+            configs[0]["digest"],
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        let layers =
+            signature::parse_manifest_layers(&signature_manifest(&[one, two]).unwrap()).unwrap();
+        assert_eq!(
+            layers[1].digest,
+            super::super::sha256_digest(b"payload two")
+        );
+    }
 }

@@ -22,16 +22,37 @@
 //! when one changed; (2) the periodic reconcile, as a last resort. Without `recheck_after`, the
 //! stores check right after writing instead.
 //!
-//! Registry requests per signed image (one `Default` rule, image pushed by tag, not yet signed;
-//! distribution 2.8, so no referrers API and a POST and a PUT per blob; counted with
-//! `RUST_LOG=signet::registry::requests=trace` over `examples/signer_load.rs`):
+//! Why the recheck stays one HEAD per tag written: the registry has no conditional write, so a
+//! writer cannot tell from its own requests that another process read the state it replaced
+//! and will write after it. The loser of such a race is whichever wrote first, and only a look
+//! after the other's write can see it; either writer may be the loser, so both look. Relying on
+//! the registry's events instead (the other writer's push of the `.sig` or `sha256-<hex>` tag)
+//! was weighed and refused: an event reaches one replica of the signer, maybe not the one that
+//! lost, and none at all when the notification endpoint filters those tags or the registry
+//! restarts (its queue is in memory). A HEAD is the cheapest look (no body); an image whose
+//! writes the registry indexed itself (`OCI-Subject`) has no index to look at.
 //!
-//! | before | after |
-//! | --- | --- |
-//! | `GET manifests/sha256:<d>` and `HEAD manifests/<tag>` | `GET manifests/<tag>` (hashes to the event's digest) |
-//! | `.sig`: `GET` `.sig`, 2 blobs x (`POST`+`PUT`), `PUT` `.sig`, `GET` `.sig` again | the same without the re-read |
-//! | bundle: `GET` index, bundle blob and empty config (`POST`+`PUT` each), `PUT` bundle manifest, `PUT` index | the same, the empty config mounted (one `POST`) or known |
-//! | recheck: `HEAD <tag>`, `GET` `.sig`, `GET` payload, `GET` index, `GET` bundle manifest, `GET` bundle | recheck: `HEAD` `.sig`, `HEAD` index |
+//! Registry requests per signed image (one `Default` rule, image pushed by tag, not yet signed;
+//! distribution 2.8: no referrers API, a `POST` and a `PUT` per blob; seen request by request
+//! through a recording proxy in tests/registry_cost.rs, counted by `examples/signer_load.rs`):
+//!
+//! | requests | `.sig` | bundle |
+//! | --- | --- | --- |
+//! | `GET manifests/<tag>`: hashes to the event's digest (the tag names it), one for both formats | 1 | 1 |
+//! | the existing signatures: `GET` `.sig` / `GET` the fallback index | 1 | 1 |
+//! | the new blob: payload / bundle (`POST`+`PUT`) | 2 | 2 |
+//! | the empty config `{}` both name: nothing in a repository this signer wrote to, else one mounting `POST` (one for both) | 0 (1) | 0 (1) |
+//! | `PUT` `.sig` / `PUT` bundle manifest and `PUT` index | 1 | 2 |
+//! | the recheck, 2 s later: `HEAD` per tag written | 1 | 1 |
+//! | per image (in a new repository) | 6 (7) | 7 (8) |
+//!
+//! Both formats: 12 (13 in a new repository), was 15 (the `.sig`'s config was content-dependent:
+//! `POST`+`PUT` per image). Plus, while distribution has not linked the tag it notified
+//! (it notifies first), the tag's GET asked again (usually one). The referrers API is asked once
+//! per registry and 10 minutes. What blocks 5 here is the registry: no one-request upload (the
+//! payload or bundle costs 2), no referrers API (the bundle's index is read and written); where a
+//! registry has both, a `.sig` costs 5 and a bundle 4 with the tag's GET (tests/registry_cost.rs,
+//! through a stand-in front).
 //!
 //! The signer's own pushes come back as events and cost nothing: `sha256-<hex>` tags are ignored
 //! by name, the bundle manifests by digest (remembered when pushed).
