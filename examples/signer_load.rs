@@ -15,7 +15,9 @@
 //! about 10 ms each on a virtual disk); `--storage disk` measures with a temporary folder.
 //!
 //! `--deliver registry` (default): the registry notifies the signer, one event at a time (its
-//! notification queue is sequential), so throughput is bounded by 1 / (time per event).
+//! notification queue is sequential), so throughput is bounded by 1 / (time per event). It sends
+//! pushes only (`ignore: actions: [pull]`, as the README configures it): with pull events, every
+//! GET of the signer's and every poll of this harness would queue an event ahead of the next push.
 //! `--deliver direct`: each pusher POSTs its push event itself and waits for the answer, as several
 //! registry replicas (each with its own queue) would: the signer's own capacity.
 //!
@@ -144,7 +146,8 @@ fn start_registry(
         Some(url) => format!(
             "notifications:\n  endpoints:\n    - name: signet\n      url: {url}\n      \
              headers:\n        Authorization: [\"Bearer {TOKEN}\"]\n      timeout: 5s\n      \
-             threshold: 3\n      backoff: 1s\n      ignoredmediatypes:\n        - application/octet-stream\n"
+             threshold: 3\n      backoff: 1s\n      ignoredmediatypes:\n        - application/octet-stream\n      \
+             ignore:\n        actions: [pull]\n"
         ),
         None => String::new(),
     };

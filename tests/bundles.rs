@@ -86,11 +86,6 @@ fn verify(image: &str, key: &TestKey, ty: &str, output: &str) -> Run {
     ])
 }
 
-fn file_key(key: &TestKey) -> Arc<dyn SigningKey> {
-    let pem = std::fs::read_to_string(&key.private).unwrap();
-    Arc::new(FileKey::from_pem(&pem, key.algorithm, "test").unwrap())
-}
-
 fn json_of(run: &Run) -> Value {
     serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", run.stdout, run.stderr))
@@ -202,7 +197,7 @@ async fn a_bundle_as_cosign_v3_writes_it_satisfies_simple_and_is_denied_under_de
     let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
-    let signing = file_key(&release);
+    let signing = release.signing_key();
     let client = registry_client();
     // Index entries labelled the empty type (older tools), or not labelled at all.
     for (i, label) in [Some(EMPTY_MEDIA_TYPE), None, Some(BUNDLE_MEDIA_TYPE)]
@@ -278,7 +273,7 @@ async fn bad_bundles_are_denied_each_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
     let stranger = key(dir.path(), "stranger", Algorithm::EcdsaP256Sha256);
-    let (signing, foreign) = (file_key(&release), file_key(&stranger));
+    let (signing, foreign) = (release.signing_key(), stranger.signing_key());
     let client = registry_client();
     type Make = Box<dyn Fn(&str, &str) -> Value>;
     let cases: Vec<(&str, Make, &str)> = vec![
@@ -456,7 +451,7 @@ async fn two_writers_racing_on_one_digest_lose_no_index_entry() {
             let (image, digest) = (image.clone(), digest.clone());
             let store = SignatureStore::new(registry_client());
             let wanted = [Wanted {
-                key: file_key(k),
+                key: k.signing_key(),
                 signature_type: SignatureType::Default,
                 annotations: BTreeMap::new(),
             }];

@@ -26,6 +26,23 @@ pub struct TestKey {
     pub algorithm: Algorithm,
 }
 
+#[allow(dead_code)]
+impl TestKey {
+    /// The private key, opened as signet opens a key file.
+    pub fn signing_key(&self) -> std::sync::Arc<dyn signet::crypto::SigningKey> {
+        let pem = std::fs::read_to_string(&self.private).unwrap();
+        std::sync::Arc::new(
+            signet::crypto::FileKey::from_pem(&pem, self.algorithm, "test").unwrap(),
+        )
+    }
+
+    /// The public key, as a verifier holds it.
+    pub fn public_key(&self) -> signet::crypto::PublicKey {
+        let pem = std::fs::read_to_string(&self.public).unwrap();
+        signet::crypto::PublicKey::from_pem(&pem, self.algorithm).unwrap()
+    }
+}
+
 pub fn key(dir: &Path, name: &str, algorithm: Algorithm) -> TestKey {
     let bits = algorithm.is_rsa().then_some(2048);
     let generated = signet::crypto::generate_key_pair(algorithm, bits).unwrap();
