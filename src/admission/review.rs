@@ -389,7 +389,8 @@ mod tests {
     fn escapes_numbers_and_duplicate_keys_read_as_serde_json_reads_them() {
         let image_of = |body: &[u8]| {
             parse_review(body).map(|r| {
-                r.object.map(|o| o.data["spec"]["containers"][0]["image"].clone())
+                r.object
+                    .map(|o| o.data["spec"]["containers"][0]["image"].clone())
             })
         };
         let review = pod_review(json!([{"name": "c", "image": "MARK"}]));
@@ -407,11 +408,18 @@ mod tests {
         assert!(parse_review(&body).is_err());
         // A duplicate key in a pod spec: the last one counts, as for the API server's decoder
         // (the image verified is the one that runs).
-        let body = with_raw(&review, "\"MARK\"", b"\"r/first:v1\", \"image\": \"r/last:v1\"");
+        let body = with_raw(
+            &review,
+            "\"MARK\"",
+            b"\"r/first:v1\", \"image\": \"r/last:v1\"",
+        );
         assert_eq!(image_of(&body).ok().flatten(), Some(json!("r/last:v1")));
         // A duplicate field of the request itself is refused.
         let body = with_raw(&review, "\"u-1\"", b"\"u-1\", \"uid\": \"u-2\"");
-        assert!(matches!(parse_review(&body), Err(ReviewError::NotAReview(_))));
+        assert!(matches!(
+            parse_review(&body),
+            Err(ReviewError::NotAReview(_))
+        ));
     }
 
     #[test]
