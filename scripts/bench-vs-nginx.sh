@@ -8,7 +8,8 @@
 # Prints, for HTTP/1.1 and HTTP/2: the maximum rate (50 connections, closed loop) of each server and
 # their ratio, then p50/p99 latency at a fixed 5,000 req/s. ROUNDS=N (default 1) measures each
 # figure N times, the two servers alternating, and prints the medians: nginx's own figures move by
-# 20-50% from one run to the next on a shared 2-core machine. Needs the Debian packages nginx-light and
+# 20-50% from one run to the next on a shared 2-core machine. COST=N counts the webhook's instructions
+# per request instead (see below). Needs the Debian packages nginx-light and
 # docker-registry, openssl, python3, curl, and oha (`cargo install oha --locked`). Not part of CI: the
 # figures depend on what else the machine runs.
 set -euo pipefail
@@ -152,6 +153,85 @@ EOF
 nginx -c "$work/nginx.conf" -e "$work/nginx/error.log" &
 pids+=($!)
 wait_for "https://127.0.0.1:$nginx_port/"
+
+# COST=N: instead of rates, the webhook's own CPU work per cached admission, as user-space instructions
+# counted by callgrind (valgrind): deterministic, so two builds compare on a busy machine where rates
+# do not. N requests per protocol after a warm-up, 50 connections. Printed apart, and left out of
+# "steady": the 50 TLS handshakes; the verdict key's SHA-256 (SHA-NI natively, which valgrind lacks,
+# so it counts ~10x its native cost there); re-verification and registry reads when a cache entry
+# expires during the run. The kernel's share is not counted (use `perf stat -e task-clock`).
+if [ -n "${COST:-}" ]; then
+  need valgrind "apt-get install valgrind"
+  cost_port=$(free_port)
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$BIN" --log warn webhook \
+    --listen "127.0.0.1:$cost_port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
+    --policy-dir "$work/policies" --mutate=false --signature-cache-ttl 1h > "$work/cost.log" 2>&1 &
+  cost_pid=$!
+  pids+=($cost_pid)
+  for _ in $(seq 300); do curl -sk -o /dev/null "https://127.0.0.1:$cost_port/readyz" && break; sleep 0.2; done
+  cost_url="https://127.0.0.1:$cost_port/validate"
+  printf '%-6s %9s %11s %11s %11s %9s %9s\n' proto total handshakes verdict_key re-verify steady parse
+  for proto in --http-version=1.1 --http2; do
+    name=${proto#--}; name=${name#http-version=}
+    "$OHA" --no-tui --insecure -n 1000 -c "$CONNECTIONS" $proto -m POST -H 'Content-Type: application/json' \
+      -D "$work/review.json" "$cost_url" > /dev/null
+    callgrind_control -z "$cost_pid" > /dev/null 2>&1
+    rm -f "$work/cg.$cost_pid"*
+    "$OHA" --no-tui --insecure -n "$COST" -c "$CONNECTIONS" $proto -m POST -H 'Content-Type: application/json' \
+      -D "$work/review.json" "$cost_url" > /dev/null
+    callgrind_control -d "$cost_pid" > /dev/null 2>&1
+    dump=""
+    for _ in $(seq 240); do
+      dump=$(grep -lE '^(summary|totals):' "$work/cg.$cost_pid"* 2>/dev/null | head -1) || true
+      [ -n "$dump" ] && break
+      sleep 0.5
+    done
+    [ -n "$dump" ] || { echo "callgrind wrote no dump" >&2; exit 1; }
+    python3 - "$dump" "$COST" "$name" <<'PY'
+import collections, re, sys
+path, n, proto = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+names, own, calls = {}, collections.Counter(), collections.Counter()
+fn = callee = None
+after_call = False
+def name(text):
+    m = re.match(r"\((\d+)\)(?: (.*))?", text)
+    if not m:
+        return text
+    if m.group(2):
+        names[m.group(1)] = m.group(2)
+    return names.get(m.group(1), text)
+for line in open(path, errors="replace"):
+    if line.startswith("fn="):
+        fn, after_call = name(line[3:].strip()), False
+    elif line.startswith(("cfn=", "cfni=")):
+        callee = name(line.split("=", 1)[1].strip())
+    elif line.startswith("calls="):
+        after_call = True
+    elif line[:1].isdigit() or line[:1] in "+-*":
+        parts = line.split()
+        if len(parts) >= 2:
+            if after_call:
+                calls[(fn, callee)] += int(parts[1])
+                after_call = False
+            else:
+                own[fn] += int(parts[1])
+inclusive = collections.Counter(own)
+for (caller, called), cost in calls.items():
+    if caller != called:
+        inclusive[caller] += cost
+def largest(pattern):
+    return max([inclusive[f] for f in inclusive if re.search(pattern, f)] or [0])
+total = sum(own.values())
+handshakes = largest(r"^<tokio_rustls::common::handshake::MidHandshake<IS> as core::future::future::Future>::poll$")
+key = largest(r"^signet::admission::judge::verdict_key_of$")
+again = largest(r"^signet::admission::judge::Judge::evaluate::\{\{closure\}\}::\{\{closure\}\}$") + largest(r"resolve_manifest")
+parse = largest(r"^signet::admission::review::parse_review$")
+steady = total - handshakes - key - again
+print("%-6s %9.0f %11.0f %11.0f %11.0f %9.0f %9.0f" % tuple([proto] + [v / n for v in (total, handshakes, key, again, steady, parse)]))
+PY
+  done
+  exit 0
+fi
 
 # oha's JSON summary -> "rps p50_ms p99_ms"
 summary() {

@@ -169,13 +169,20 @@ fn compose_judged(
         return;
     }
     answer.warnings.extend(ask.warning());
-    let verified: Vec<String> = outcomes
-        .iter()
-        .filter(|o| o.verdict.verified)
-        .filter_map(|o| Some(format!("{}@{}", o.written, o.digest.as_deref()?)))
-        .collect();
+    // `repo:tag@sha256:...,...`, written straight into one string.
+    let mut verified = String::new();
+    for outcome in outcomes.iter().filter(|o| o.verdict.verified) {
+        if let Some(digest) = outcome.digest.as_deref() {
+            if !verified.is_empty() {
+                verified.push(',');
+            }
+            verified.push_str(&outcome.written);
+            verified.push('@');
+            verified.push_str(digest);
+        }
+    }
     if !verified.is_empty() {
-        set_audit(answer, AUDIT_IMAGES, &verified.join(","));
+        set_audit(answer, AUDIT_IMAGES, verified);
     }
     let dry_run_warnings: Vec<String> = outcomes
         .iter()
@@ -224,8 +231,8 @@ fn image_volumes_using(workload: &Workload, written: &str) -> String {
 }
 
 /// Sets an audit annotation, cut to [`MAX_AUDIT_VALUE`] bytes on a character boundary.
-fn set_audit(answer: &mut Answer, key: &str, value: &str) {
-    let mut value = value.to_string();
+fn set_audit(answer: &mut Answer, key: &str, value: impl Into<String>) {
+    let mut value: String = value.into();
     if value.len() > MAX_AUDIT_VALUE {
         let mut end = MAX_AUDIT_VALUE - 3;
         while !value.is_char_boundary(end) {

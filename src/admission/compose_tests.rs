@@ -445,7 +445,7 @@ fn every_branch_of_the_answer() {
 #[test]
 fn audit_values_are_cut_on_a_character_boundary() {
     let mut answer = Answer::default();
-    set_audit(&mut answer, "k", &"é".repeat(2000));
+    set_audit(&mut answer, "k", "é".repeat(2000));
     let value = &answer.audit_annotations["k"];
     assert!(
         value.len() <= MAX_AUDIT_VALUE && value.ends_with("..."),

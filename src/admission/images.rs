@@ -23,7 +23,7 @@
 //! - UPDATE: only the new object (`request.object`) counts; what ran before does not matter.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use kube::core::admission::Operation;
 use serde_json::{Map, Value};
@@ -229,6 +229,10 @@ impl<'a> FieldPath<'a> {
     fn write_pointer(&self, out: &mut String) {
         let push_key = |out: &mut String, key: &str| {
             out.push('/');
+            if !key.contains(['~', '/']) {
+                out.push_str(key);
+                return;
+            }
             for c in key.chars() {
                 match c {
                     '~' => out.push_str("~0"),
@@ -245,8 +249,7 @@ impl<'a> FieldPath<'a> {
             }
             FieldPath::Index(parent, index) => {
                 parent.write_pointer(out);
-                out.push('/');
-                out.push_str(&index.to_string());
+                let _ = write!(out, "/{index}");
             }
         }
     }
@@ -266,9 +269,7 @@ impl<'a> FieldPath<'a> {
             }
             FieldPath::Index(parent, index) => {
                 parent.write_dotted(out);
-                out.push('[');
-                out.push_str(&index.to_string());
-                out.push(']');
+                let _ = write!(out, "[{index}]");
             }
         }
     }

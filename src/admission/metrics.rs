@@ -161,18 +161,30 @@ struct CacheLabels {
     cache: CacheName,
 }
 
+/// Handles on the series every admission records, indexed by the label enums' positions
+/// (handles share their value with the family's series).
+struct HotSeries {
+    /// `[endpoint][result]`.
+    admissions: Vec<Vec<Counter>>,
+    /// `[endpoint]`.
+    latency: Vec<Histogram>,
+    /// `[cache]`.
+    cache_hits: Vec<Counter>,
+    /// `[cache]`.
+    cache_misses: Vec<Counter>,
+}
+
 /// Every metric the webhook exports, registered in one registry.
 pub struct Metrics {
     registry: Registry,
     common: CommonMetrics,
-    admissions: Family<AdmissionLabels, Counter>,
-    latency: Family<EndpointLabels, Histogram>,
     registry_requests: Family<RegistryLabels, Counter>,
     registry_latency: Family<OperationLabels, Histogram>,
     /// The `registry` label values in use (at most [`MAX_REGISTRY_LABELS`]).
     registries: Mutex<HashSet<String>>,
-    cache_hits: Family<CacheLabels, Counter>,
-    cache_misses: Family<CacheLabels, Counter>,
+    /// The per-request series, resolved once: a family lookup hashes its labels under a lock,
+    /// and each admission records a handful of these.
+    hot: HotSeries,
     in_flight: Gauge<i64, AtomicI64>,
     events_dropped: Counter,
     signing_grace: Family<GraceLabels, Counter>,
@@ -255,34 +267,49 @@ impl Metrics {
             "Signature re-reads while waiting for the signer (push-to-deploy grace), by outcome",
             signing_grace.clone(),
         );
-        // Every series whose labels are known exists from the start, at zero (the guards are
-        // released at once).
-        for &endpoint in Endpoint::ALL {
-            for &result in AdmissionResult::ALL {
-                drop(admissions.get_or_create(&AdmissionLabels { endpoint, result }));
-            }
-            drop(latency.get_or_create(&EndpointLabels { endpoint }));
-        }
+        // Every series whose labels are known exists from the start, at zero; those every
+        // admission records are kept as handles (`ALL` lists each enum in declaration order,
+        // so a value's position is `value as usize`).
+        let hot = HotSeries {
+            admissions: Endpoint::ALL
+                .iter()
+                .map(|&endpoint| {
+                    AdmissionResult::ALL
+                        .iter()
+                        .map(|&result| {
+                            admissions
+                                .get_or_create(&AdmissionLabels { endpoint, result })
+                                .clone()
+                        })
+                        .collect()
+                })
+                .collect(),
+            latency: Endpoint::ALL
+                .iter()
+                .map(|&endpoint| latency.get_or_create(&EndpointLabels { endpoint }).clone())
+                .collect(),
+            cache_hits: CacheName::ALL
+                .iter()
+                .map(|&cache| cache_hits.get_or_create(&CacheLabels { cache }).clone())
+                .collect(),
+            cache_misses: CacheName::ALL
+                .iter()
+                .map(|&cache| cache_misses.get_or_create(&CacheLabels { cache }).clone())
+                .collect(),
+        };
         for &outcome in GraceOutcome::ALL {
             drop(signing_grace.get_or_create(&GraceLabels { outcome }));
         }
         for &operation in RegistryOperation::ALL {
             drop(registry_latency.get_or_create(&OperationLabels { operation }));
         }
-        for &cache in CacheName::ALL {
-            drop(cache_hits.get_or_create(&CacheLabels { cache }));
-            drop(cache_misses.get_or_create(&CacheLabels { cache }));
-        }
         Metrics {
             registry: root,
             common,
-            admissions,
-            latency,
             registry_requests,
             registry_latency,
             registries: Mutex::new(HashSet::new()),
-            cache_hits,
-            cache_misses,
+            hot,
             in_flight,
             events_dropped,
             signing_grace,
@@ -314,12 +341,17 @@ impl Metrics {
 
     /// Counts one answered review and its latency.
     pub fn admission(&self, endpoint: Endpoint, result: AdmissionResult, seconds: f64) {
-        self.admissions
-            .get_or_create(&AdmissionLabels { endpoint, result })
-            .inc();
-        self.latency
-            .get_or_create(&EndpointLabels { endpoint })
-            .observe(seconds);
+        if let Some(counter) = self
+            .hot
+            .admissions
+            .get(endpoint as usize)
+            .and_then(|by_result| by_result.get(result as usize))
+        {
+            counter.inc();
+        }
+        if let Some(histogram) = self.hot.latency.get(endpoint as usize) {
+            histogram.observe(seconds);
+        }
     }
 
     /// Counts one registry operation against the registry `host`.
@@ -370,12 +402,14 @@ impl Metrics {
 
     /// Counts a cache hit (`true`) or miss.
     pub fn cache(&self, cache: CacheName, hit: bool) {
-        let family = if hit {
-            &self.cache_hits
+        let series = if hit {
+            &self.hot.cache_hits
         } else {
-            &self.cache_misses
+            &self.hot.cache_misses
         };
-        family.get_or_create(&CacheLabels { cache }).inc();
+        if let Some(counter) = series.get(cache as usize) {
+            counter.inc();
+        }
     }
 
     /// A lookup started (`+1`) or ended (`-1`).

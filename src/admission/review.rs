@@ -175,8 +175,16 @@ struct ReviewIn {
 }
 
 /// Reads an AdmissionReview v1 body and returns its request.
+///
+/// The whole body must be UTF-8 (RFC 8259 section 8.1; the API server's encoder never writes
+/// anything else), checked once up front: serde_json's slice reader checks each string it keeps
+/// one call at a time (about a seventh of reading a review) and none of those it skips, so a
+/// body with invalid bytes in a skipped field used to be read, and is now refused as not JSON. Strings, escapes, numbers and duplicate keys are judged by the same
+/// serde_json code as before.
 pub fn parse_review(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
-    let review: ReviewIn = serde_json::from_slice(body).map_err(|e| match e.classify() {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ReviewError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    let review: ReviewIn = serde_json::from_str(text).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ReviewError::NotAReview(e.to_string()),
         _ => ReviewError::NotJson(e.to_string()),
     })?;
@@ -338,6 +346,79 @@ mod tests {
         ] {
             assert!(!error.to_string().contains('\n'));
         }
+    }
+
+    /// The review as text, with `marker` (a JSON string in the text) replaced by raw `bytes`.
+    fn with_raw(review: &Value, marker: &str, bytes: &[u8]) -> Vec<u8> {
+        let text = review.to_string();
+        let Some(at) = text.find(marker) else {
+            panic!("{marker} not in the review");
+        };
+        let mut out = text.as_bytes()[..at].to_vec();
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(&text.as_bytes()[at + marker.len()..]);
+        out
+    }
+
+    fn pod_review(containers: Value) -> Value {
+        let mut review = minimal_review(ADMISSION_API_VERSION);
+        review["request"]["object"]["spec"] = json!({ "containers": containers });
+        review["request"]["options"] = json!({"fieldManager": "MARK-SKIPPED"});
+        review
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_is_not_json() {
+        let review = pod_review(json!([{"name": "c", "image": "MARK-KEPT"}]));
+        // In a string signet keeps, and in one it skips (it used to be read past there).
+        for marker in ["\"MARK-KEPT\"", "\"MARK-SKIPPED\""] {
+            let body = with_raw(&review, marker, b"\"r/app\xff:v1\"");
+            let error = parse_review(&body).err();
+            assert!(
+                matches!(&error, Some(ReviewError::NotJson(m)) if m.starts_with("invalid UTF-8 at byte ")),
+                "{marker}: {error:?}"
+            );
+        }
+        // Valid multi-byte UTF-8 reads as before.
+        let body = with_raw(&review, "\"MARK-SKIPPED\"", "\"gestionnaire-é\"".as_bytes());
+        assert!(parse_review(&body).is_ok());
+    }
+
+    #[test]
+    fn escapes_numbers_and_duplicate_keys_read_as_serde_json_reads_them() {
+        let image_of = |body: &[u8]| {
+            parse_review(body).map(|r| {
+                r.object
+                    .map(|o| o.data["spec"]["containers"][0]["image"].clone())
+            })
+        };
+        let review = pod_review(json!([{"name": "c", "image": "MARK"}]));
+        // An escaped character is the character.
+        let body = with_raw(&review, "\"MARK\"", b"\"r\\u002fapp:v\\u0031\"");
+        assert_eq!(image_of(&body).ok().flatten(), Some(json!("r/app:v1")));
+        // A lone surrogate is not a character.
+        let body = with_raw(&review, "\"MARK\"", b"\"r/app\\ud800\"");
+        assert!(matches!(parse_review(&body), Err(ReviewError::NotJson(_))));
+        // A number where an image belongs is kept as a number (and refused by `images`); one
+        // beyond f64 is not JSON serde_json reads.
+        let body = with_raw(&review, "\"MARK\"", b"12");
+        assert_eq!(image_of(&body).ok().flatten(), Some(json!(12)));
+        let body = with_raw(&review, "\"MARK\"", b"1e999");
+        assert!(parse_review(&body).is_err());
+        // A duplicate key in a pod spec: the last one counts, as for the API server's decoder
+        // (the image verified is the one that runs).
+        let body = with_raw(
+            &review,
+            "\"MARK\"",
+            b"\"r/first:v1\", \"image\": \"r/last:v1\"",
+        );
+        assert_eq!(image_of(&body).ok().flatten(), Some(json!("r/last:v1")));
+        // A duplicate field of the request itself is refused.
+        let body = with_raw(&review, "\"u-1\"", b"\"u-1\", \"uid\": \"u-2\"");
+        assert!(matches!(
+            parse_review(&body),
+            Err(ReviewError::NotAReview(_))
+        ));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -72,9 +72,15 @@ async fn mutate(State(admission): State<Arc<Admission>>, body: Body) -> Response
 }
 
 /// The body, at most [`MAX_BODY_BYTES`]; an oversized one is drained (up to
-/// [`MAX_DRAINED_BYTES`]) so that the client reads the 413.
+/// [`MAX_DRAINED_BYTES`]) so that the client reads the 413. A body that arrives in one chunk
+/// (the usual case) is used as it is; one in several is gathered into a buffer sized once from
+/// its `Content-Length`.
 async fn read_body(body: Body) -> Result<Bytes, (StatusCode, ReviewError)> {
+    let expected = usize::try_from(body.size_hint().lower())
+        .unwrap_or(MAX_BODY_BYTES)
+        .min(MAX_BODY_BYTES);
     let mut stream = body.into_data_stream();
+    let mut first: Option<Bytes> = None;
     let mut collected: Vec<u8> = Vec::new();
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
@@ -85,10 +91,22 @@ async fn read_body(body: Body) -> Result<Bytes, (StatusCode, ReviewError)> {
             )
         })?;
         seen = seen.saturating_add(chunk.len());
-        if seen <= MAX_BODY_BYTES {
-            collected.extend_from_slice(&chunk);
-        } else if seen > MAX_DRAINED_BYTES {
-            break;
+        if seen > MAX_BODY_BYTES {
+            first = None;
+            collected = Vec::new();
+            if seen > MAX_DRAINED_BYTES {
+                break;
+            }
+            continue;
+        }
+        match first.take() {
+            None if collected.is_empty() => first = Some(chunk),
+            None => collected.extend_from_slice(&chunk),
+            Some(head) => {
+                collected.reserve_exact(expected.max(seen));
+                collected.extend_from_slice(&head);
+                collected.extend_from_slice(&chunk);
+            }
         }
     }
     if seen > MAX_BODY_BYTES {
@@ -99,7 +117,7 @@ async fn read_body(body: Body) -> Result<Bytes, (StatusCode, ReviewError)> {
             },
         ));
     }
-    Ok(Bytes::from(collected))
+    Ok(first.unwrap_or_else(|| Bytes::from(collected)))
 }
 
 async fn answer(admission: &Admission, body: Body, endpoint: Endpoint) -> Response {
