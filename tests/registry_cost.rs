@@ -408,6 +408,30 @@ async fn a_required_two_policy_of_a_key_and_a_certificate_reads_both_stores_and_
 }
 
 /// `pod_review(image)` in `namespace`.
+/// A webhook over `images` whose namespace `shop` needs the `release` key and whose namespace
+/// `orders` needs it and a second attestor, `(name, YAML)`.
+async fn shop_and_orders_webhook(
+    images: &str,
+    release: &TestKey,
+    (second, second_yaml): (&str, String),
+) -> TestWebhook {
+    let yaml = format!(
+        "{}---\n{second_yaml}{}{}",
+        attestor_yaml(
+            "release",
+            &std::fs::read_to_string(&release.public).unwrap()
+        ),
+        namespaced_policy("shop", images, "release", 1),
+        namespaced_policy("orders", images, &format!("release, {second}"), 2),
+    );
+    TestWebhook::start(
+        policy_state_of(&yaml, NoMatch::Allow),
+        settings(Duration::from_secs(8)),
+        None,
+    )
+    .await
+}
+
 fn pod_review_in(namespace: &str, image: &str) -> Vec<u8> {
     let mut review: serde_json::Value = serde_json::from_slice(&pod_review(image)).unwrap();
     review["request"]["namespace"] = json!(namespace);
@@ -429,20 +453,13 @@ async fn the_webhook_reads_the_referrers_only_for_the_policy_that_needs_them() {
     let digest = client.resolve_digest(&direct).await.unwrap();
     attach_notation(&client, &direct, &digest, &notary).await;
     let images = format!("{}/web/**", proxy.host());
-    let yaml = format!(
-        "{}---\n{}{}{}",
-        attestor_yaml(
-            "release",
-            &std::fs::read_to_string(&release.public).unwrap()
+    let webhook = shop_and_orders_webhook(
+        &images,
+        &release,
+        (
+            "notary",
+            anchors_attestor_yaml("notary", &notary.certificate_pem),
         ),
-        anchors_attestor_yaml("notary", &notary.certificate_pem),
-        namespaced_policy("shop", &images, "release", 1),
-        namespaced_policy("orders", &images, "release, notary", 2),
-    );
-    let webhook = TestWebhook::start(
-        policy_state_of(&yaml, NoMatch::Allow),
-        settings(Duration::from_secs(8)),
-        None,
     )
     .await;
     let image = format!("{}/web/app:v1", proxy.host());
@@ -628,22 +645,8 @@ async fn a_store_that_fails_when_it_is_needed_fails_closed() {
     )
     .await;
     let images = format!("{}/fail/**", proxy.host());
-    let yaml = format!(
-        "{}---\n{}{}{}",
-        attestor_yaml(
-            "release",
-            &std::fs::read_to_string(&release.public).unwrap()
-        ),
-        attestor_yaml("qa", &std::fs::read_to_string(&qa.public).unwrap()),
-        namespaced_policy("shop", &images, "release", 1),
-        namespaced_policy("orders", &images, "release, qa", 2),
-    );
-    let webhook = TestWebhook::start(
-        policy_state_of(&yaml, NoMatch::Allow),
-        settings(Duration::from_secs(8)),
-        None,
-    )
-    .await;
+    let qa_yaml = attestor_yaml("qa", &std::fs::read_to_string(&qa.public).unwrap());
+    let webhook = shop_and_orders_webhook(&images, &release, ("qa", qa_yaml)).await;
     let image = format!("{}/fail/app:v1", proxy.host());
     // `shop`: the .sig settles it; the digest and the .sig are now cached.
     let answer = webhook
