@@ -38,24 +38,35 @@ fn without_tag_polls(lines: &[String], repo: &str, tag: &str) -> (Vec<String>, u
     (kept, polls)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn signing_a_pushed_image_in_both_formats_costs_twelve_requests_thirteen_in_a_new_repository()
-{
+/// A registry notifying an in-process signer (one `Default` rule over `prod/**`, both formats,
+/// key `release`) that reaches the registry through a recording proxy (the events' host mapped
+/// to the proxy's): every request the signer sends is seen.
+async fn signer_behind_recording_proxy(
+    release: &TestKey,
+) -> (
+    Registry,
+    CorruptingProxy,
+    signet::serve::Server,
+    support::FaultSwitch,
+) {
     use signet::signer::{AddressMap, BearerToken, Signer, SignerOptions};
-    use support::signer::{TOKEN, bundle_count, fixed_policy, loopback_listener, rule};
-    let dir = tempfile::tempdir().unwrap();
-    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    use support::signer::{TOKEN, fixed_policy, loopback_listener, rule};
     let listener = loopback_listener();
     let port = listener.local_addr().unwrap().port();
     let registry =
         Registry::start_with_notifications(&format!("http://127.0.0.1:{port}/events"), TOKEN);
-    // The signer reaches the registry through a recording proxy (the events' host is mapped to
-    // the proxy's): every request it sends is seen.
-    let proxy = CorruptingProxy::recording(&registry.host());
+    let faults = support::FaultSwitch::default();
+    let proxy = CorruptingProxy::start_with(
+        &registry.host(),
+        support::ProxyOptions {
+            faults: faults.clone(),
+            ..support::ProxyOptions::passthrough()
+        },
+    );
     let rules = vec![rule(
         "release",
         &[format!("{}/prod/**", proxy.host())],
-        &release,
+        release,
         SignatureType::Default,
         signet::crd::Trigger::Automatic,
     )];
@@ -77,6 +88,71 @@ async fn signing_a_pushed_image_in_both_formats_costs_twelve_requests_thirteen_i
         &signet::serve::Drain::new(),
     )
     .unwrap();
+    (registry, proxy, server, faults)
+}
+
+/// The signer's first reads (the `.sig`, the fallback index) go out with the check of the
+/// pushed manifest, not after its answer: one round trip less on the path the registry's
+/// notification queue waits on. Every answer is held 120 ms, so a request sent after another's
+/// answer arrives at least 120 ms after it; the blob uploads, which need the check, still wait.
+/// (Longer holds pass the test registry's 1 s notification timeout: the registry then drops the
+/// delivery, which cancels the signer's work, and sends the event again.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_signers_first_reads_go_out_with_the_manifest_check() {
+    use support::Fault;
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let (registry, proxy, server, faults) = signer_behind_recording_proxy(&release).await;
+    let hold = Duration::from_millis(120);
+    faults.set(Fault::Slow(hold));
+    let digest = registry
+        .push_test_image("prod/overlap", "v1", "overlap")
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while support::signer::signature_count(&registry, "prod/overlap:v1", &digest).await < 1 {
+        assert!(std::time::Instant::now() < deadline, "not signed in 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    faults.set(Fault::None);
+    let requests = proxy.requests();
+    let hex = digest.trim_start_matches("sha256:");
+    let arrival = |method: &str, target: &str| {
+        requests
+            .iter()
+            .find(|r| r.method == method && r.target == target)
+            .unwrap_or_else(|| panic!("no {method} {target}: {:#?}", proxy.request_lines()))
+            .at
+    };
+    let check = arrival("GET", "/v2/prod/overlap/manifests/v1");
+    let sig = format!("/v2/prod/overlap/manifests/sha256-{hex}.sig");
+    let after = arrival("GET", &sig).duration_since(check);
+    assert!(
+        after < hold,
+        "{sig} sent {after:?} after the check: waited for its answer"
+    );
+    // The referrers: this registry's first image asks the referrers API first (then the
+    // fallback index, after that answer).
+    let probe = format!("/v2/prod/overlap/referrers/{digest}");
+    let after = arrival("GET", &probe).duration_since(check);
+    assert!(
+        after < hold,
+        "{probe} sent {after:?} after the check: waited for its answer"
+    );
+    let first_upload = requests
+        .iter()
+        .find(|r| r.method == "POST" && r.target.contains("/blobs/uploads/"))
+        .expect("an upload");
+    assert!(first_upload.at.duration_since(check) >= hold);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_a_pushed_image_in_both_formats_costs_twelve_requests_thirteen_in_a_new_repository()
+{
+    use support::signer::bundle_count;
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let (registry, proxy, server, _) = signer_behind_recording_proxy(&release).await;
     let mut costs = Vec::new();
     // The first image of a registry also learns that it takes no single-request upload and
     // uploads the empty config; then a new repository (the config mounted), then a second

@@ -47,8 +47,8 @@ use super::operations::PushedManifest;
 
 use super::SignatureStore;
 use super::cosign_write::{
-    AppendOutcome, SignatureLock, SignatureWriteError, WRITE_ATTEMPTS, Wanted, WrittenTag,
-    already_signed, lock_key, sign_payload,
+    AppendOutcome, FirstReads, SignatureLock, SignatureWriteError, WRITE_ATTEMPTS, Wanted,
+    WrittenTag, already_signed, lock_key, sign_payload,
 };
 use super::error::RegistryError;
 use super::referrers::{
@@ -170,7 +170,37 @@ impl SignatureStore {
         wanted: &[Wanted],
         check_after_write: bool,
     ) -> Result<BundleReport, SignatureWriteError> {
-        let read = self.referrers_to_write(lock, image, digest).await?;
+        let mut none = FirstReads::default();
+        self.ensure_bundles_from(
+            lock,
+            image,
+            digest,
+            subject,
+            wanted,
+            check_after_write,
+            &mut none,
+        )
+        .await
+    }
+
+    /// [`Self::ensure_bundles`], starting from the read of the referrers to write beside that the
+    /// caller got while holding `lock` and before any other referrer write under it (the signer
+    /// reads while it checks the manifest, saving a round trip per event).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn ensure_bundles_from(
+        &self,
+        lock: &SignatureLock,
+        image: &ImageRef,
+        digest: &str,
+        subject: Option<SubjectManifest>,
+        wanted: &[Wanted],
+        check_after_write: bool,
+        first: &mut FirstReads,
+    ) -> Result<BundleReport, SignatureWriteError> {
+        let read = match first.take_bundles() {
+            Some(read) => read?,
+            None => self.referrers_to_write(lock, image, digest).await?,
+        };
         let missing: Vec<usize> = (0..wanted.len())
             .filter(|&i| {
                 !already_signed(
@@ -240,7 +270,7 @@ impl SignatureStore {
 
     /// The referrers already attached to `digest`, read under `lock` (which must be the lock of
     /// `image@digest`) by a writer deciding what is missing.
-    pub(super) async fn referrers_to_write(
+    pub(crate) async fn referrers_to_write(
         &self,
         lock: &SignatureLock,
         image: &ImageRef,

@@ -57,6 +57,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::RegistryError;
 use super::budget::{MAX_SIGNATURE_LAYERS, SkippedLayers};
+use super::bundle_read::BundleRead;
 use super::bundle_write::EMPTY_CONFIG;
 use super::cosign::{ReadLayers, SignatureStore, signature_tag};
 use crate::crypto::{CryptoError, PublicKey, SigningKey};
@@ -168,6 +169,63 @@ pub enum SignPayloadError {
     Task(tokio::task::JoinError),
 }
 
+/// Reads a writer makes first, made ahead by [`SignatureStore::first_reads`] while the caller
+/// does something else under the same lock; each `ensure_*_from` takes its own part once.
+#[derive(Default)]
+pub struct FirstReads {
+    sig: Option<Result<ReadLayers, RegistryError>>,
+    bundles: Option<Result<BundleRead, SignatureWriteError>>,
+}
+
+impl SignatureStore {
+    /// Reads the `.sig` (when `sig`) and the referrers to write beside (when `bundles`) of
+    /// `image`@`digest` at once, under `lock`. Made before anything is written under the lock,
+    /// they are what the writers would read first.
+    pub async fn first_reads(
+        &self,
+        lock: &SignatureLock,
+        image: &ImageRef,
+        digest: &str,
+        sig: bool,
+        bundles: bool,
+    ) -> FirstReads {
+        let sig_read = async {
+            match sig {
+                true => Some(self.read(image, digest).await),
+                false => None,
+            }
+        };
+        let bundles_read = async {
+            match bundles {
+                true => Some(self.referrers_to_write(lock, image, digest).await),
+                false => None,
+            }
+        };
+        let (sig, bundles) = tokio::join!(sig_read, bundles_read);
+        FirstReads { sig, bundles }
+    }
+}
+
+impl FirstReads {
+    /// The `.sig` read and the referrers read apart, for writers that run at once.
+    pub fn split(self) -> (FirstReads, FirstReads) {
+        (
+            FirstReads {
+                sig: self.sig,
+                bundles: None,
+            },
+            FirstReads {
+                sig: None,
+                bundles: self.bundles,
+            },
+        )
+    }
+
+    pub(super) fn take_bundles(&mut self) -> Option<Result<BundleRead, SignatureWriteError>> {
+        self.bundles.take()
+    }
+}
+
 /// Held while writing the signatures of one `repository@digest` (see [`SignatureStore::lock`]).
 pub struct SignatureLock {
     key: String,
@@ -271,6 +329,33 @@ impl SignatureStore {
         keep: &[PublicKey],
         check_after_write: bool,
     ) -> Result<EnsureReport, SignatureWriteError> {
+        let mut none = FirstReads::default();
+        self.ensure_signed_from(
+            lock,
+            image,
+            digest,
+            wanted,
+            keep,
+            check_after_write,
+            &mut none,
+        )
+        .await
+    }
+
+    /// [`Self::ensure_signed`], starting from a read of the `.sig` that the caller made while
+    /// holding `lock` (the signer reads it while it checks the manifest, saving a round trip
+    /// per event); later attempts read again.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn ensure_signed_from(
+        &self,
+        lock: &SignatureLock,
+        image: &ImageRef,
+        digest: &str,
+        wanted: &[Wanted],
+        keep: &[PublicKey],
+        check_after_write: bool,
+        first: &mut FirstReads,
+    ) -> Result<EnsureReport, SignatureWriteError> {
         let asked = lock_key(image, digest);
         if lock.key != asked {
             return Err(SignatureWriteError::WrongLock {
@@ -281,7 +366,10 @@ impl SignatureStore {
         let mut report = EnsureReport::default();
         let mut added = vec![false; wanted.len()];
         for _ in 0..WRITE_ATTEMPTS {
-            let read = self.read(image, digest).await?;
+            let read = match first.sig.take() {
+                Some(read) => read?,
+                None => self.read(image, digest).await?,
+            };
             report.skipped = read.set.skipped.clone();
             let missing: Vec<usize> = (0..wanted.len())
                 .filter(|&i| {

@@ -39,8 +39,8 @@ pub use bundle_write::{BundleReport, SubjectManifest};
 pub use client::{RegistryClient, RegistryOptions};
 pub use cosign::SignatureStore;
 pub use cosign_write::{
-    AppendOutcome, Compaction, EnsureReport, SignPayloadError, SignatureLock, SignatureWriteError,
-    Wanted, WrittenTag, already_signed, expected_identity, sign_payload,
+    AppendOutcome, Compaction, EnsureReport, FirstReads, SignPayloadError, SignatureLock,
+    SignatureWriteError, Wanted, WrittenTag, already_signed, expected_identity, sign_payload,
 };
 pub use cred_helper::HELPER_CACHE_TTL;
 pub use credentials::{Credential, CredentialSource, DOCKER_HUB_CONFIG_KEY, DockerConfig};

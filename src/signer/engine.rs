@@ -5,7 +5,9 @@
 //! [`SignatureStore`]'s lock: check that the manifest still exists and, for `Default` rules, that
 //! the event's tag still names the event's digest (both from one GET of the manifest by its tag
 //! when the bytes served hash to the event's digest; else a GET by digest and the tag's HEAD,
-//! waiting `tag_patience` for a tag not linked yet); then the store reads the `.sig` manifest,
+//! waiting `tag_patience` for a tag not linked yet); the store reads the `.sig` manifest (and
+//! the referrers) at the same time, one round trip less on the path the registry's notification
+//! queue waits on (wasted only for an event with nothing to sign); then it
 //! skips every rule already satisfied (a signature that verifies under the rule's key and names
 //! the rule's identity), signs the others and writes the manifest back once (the PUT's answer,
 //! its digest checked, proves what was stored: no re-read).
@@ -67,8 +69,8 @@ use crate::crd::{SigningRule, Trigger};
 use crate::crypto::{PublicKey, SigningKey};
 use crate::reference::ImageRef;
 use crate::registry::{
-    AppendOutcome, EnsureReport, RegistryClient, RegistryError, SignPayloadError, SignatureLock,
-    SignatureStore, SignatureWriteError, SubjectManifest, Wanted, WrittenTag,
+    AppendOutcome, EnsureReport, FirstReads, RegistryClient, RegistryError, SignPayloadError,
+    SignatureLock, SignatureStore, SignatureWriteError, SubjectManifest, Wanted, WrittenTag,
 };
 use crate::signature::{SignatureFormat, SignatureType};
 
@@ -659,25 +661,43 @@ impl Signer {
         // notifies before it links the tag, so "not yet" is asked again (with patience); a tag
         // that never comes to name the digest moved, and the manifest is then fetched by
         // digest to tell whether there is still anything to sign.
-        let (manifest, tag_names_digest) = match (check_manifest && binds_tag, identity.tag()) {
-            (true, Some(tag)) if tag_digest.eq_ignore_ascii_case(digest) => {
-                match manifest_by_tag(
-                    client,
-                    &identity.with_tag(tag),
-                    digest,
-                    self.inner.options.tag_patience,
-                )
-                .await?
-                {
-                    Some(m) => (Some(Some(m)), Some(true)),
-                    None => (
-                        Some(client.fetch_manifest(&identity.with_digest(digest)).await?),
-                        Some(false),
-                    ),
+        let checked = async {
+            let checked = match (check_manifest && binds_tag, identity.tag()) {
+                (true, Some(tag)) if tag_digest.eq_ignore_ascii_case(digest) => {
+                    match manifest_by_tag(
+                        client,
+                        &identity.with_tag(tag),
+                        digest,
+                        self.inner.options.tag_patience,
+                    )
+                    .await?
+                    {
+                        Some(m) => (Some(Some(m)), Some(true)),
+                        None => (
+                            Some(client.fetch_manifest(&identity.with_digest(digest)).await?),
+                            Some(false),
+                        ),
+                    }
                 }
-            }
-            _ => tokio::try_join!(manifest, tag)?,
+                _ => tokio::try_join!(manifest, tag)?,
+            };
+            Ok::<_, SignerError>(checked)
         };
+        // The writers' first reads (the `.sig`, the referrers) go out with the check rather than
+        // after it: one round trip less per event, on the path the registry's notification
+        // queue waits on. Under the lock, nothing else writes here meanwhile; when the check
+        // finds nothing to sign, the reads were for nothing (an ignored event).
+        let wants = |format| keyed.iter().any(|(rule, _)| rule.formats.contains(&format));
+        let store = &self.inner.store;
+        let reads = store.first_reads(
+            lock,
+            identity,
+            digest,
+            wants(SignatureFormat::CosignSignature),
+            wants(SignatureFormat::SigstoreBundle),
+        );
+        let (checked, first_reads) = tokio::join!(checked, reads);
+        let (manifest, tag_names_digest) = checked?;
         let (platforms, subject) = match manifest {
             Some(None) => return Ok(Err(NothingToSign::ManifestGone)),
             Some(Some(m)) if is_referrer(&m.bytes) => return Ok(Err(NothingToSign::Referrer)),
@@ -700,8 +720,8 @@ impl Signer {
         // answered after the slower of the two (the registry's notification queue waits for
         // that answer). The referrer formats (bundle, Notation) share the fallback index, a
         // read-modify-write, so they are written one after the other.
-        let store = &self.inner.store;
         let check_now = self.inner.options.recheck_after.is_none();
+        let (mut sig_first, mut bundles_first) = first_reads.split();
         let mut sig_writes = Vec::new();
         let mut referrer_writes = Vec::new();
         for format in SignatureFormat::WRITTEN {
@@ -721,6 +741,11 @@ impl Signer {
                 })
                 .collect();
             let subject = subject.clone();
+            let mut first = match format {
+                SignatureFormat::CosignSignature => std::mem::take(&mut sig_first),
+                SignatureFormat::SigstoreBundle => std::mem::take(&mut bundles_first),
+                SignatureFormat::Notation => FirstReads::default(),
+            };
             let write = async move {
                 let done = match format {
                     SignatureFormat::Notation => {
@@ -742,7 +767,9 @@ impl Signer {
                     }
                     SignatureFormat::CosignSignature => {
                         let r = store
-                            .ensure_signed(lock, identity, digest, &wanted, keep, check_now)
+                            .ensure_signed_from(
+                                lock, identity, digest, &wanted, keep, check_now, &mut first,
+                            )
                             .await
                             .map_err(|e| write_error(e, &rules))?;
                         FormatWrite {
@@ -756,7 +783,9 @@ impl Signer {
                         // Without `check_now`, the recheck (`recheck_after`) looks at the index
                         // again later and repairs it; the event is answered without waiting.
                         let r = store
-                            .ensure_bundles(lock, identity, digest, subject, &wanted, check_now)
+                            .ensure_bundles_from(
+                                lock, identity, digest, subject, &wanted, check_now, &mut first,
+                            )
                             .await
                             .map_err(|e| write_error(e, &rules))?;
                         // Counted when pushed, whatever the other formats do.

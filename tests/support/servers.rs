@@ -32,6 +32,8 @@ pub struct RecordedRequest {
     /// Names in lower case, as hyper parses them; look them up with [`RecordedRequest::header`].
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When it arrived (before any fault held its answer).
+    pub at: std::time::Instant,
 }
 
 impl RecordedRequest {
@@ -52,7 +54,9 @@ pub(crate) async fn record(State(log): State<Log>, request: Request, next: Next)
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
+    let at = std::time::Instant::now();
     log.lock().expect("request log").push(RecordedRequest {
+        at,
         method: parts.method.to_string(),
         target: parts
             .uri
