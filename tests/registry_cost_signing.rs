@@ -146,6 +146,38 @@ async fn the_signers_first_reads_go_out_with_the_manifest_check() {
     server.stop().await.unwrap();
 }
 
+/// A delivery the registry gives up on still signs: with every answer held 400 ms, signing takes
+/// longer than the test registry's 1 s notification timeout, so the registry drops each delivery
+/// (and sends the event again later). The signing runs on, writes one `.sig` layer and one
+/// bundle, and the next delivery finds them there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_the_registry_gives_up_on_still_signs() {
+    use support::Fault;
+    use support::signer::{bundle_count, signature_count};
+    let dir = tempfile::tempdir().unwrap();
+    let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
+    let (registry, _proxy, server, faults) = signer_behind_recording_proxy(&release).await;
+    faults.set(Fault::Slow(Duration::from_millis(400)));
+    let digest = registry.push_test_image("prod/slow", "v1", "slow").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while bundle_count(&registry, "prod/slow:v1", &digest).await < 1
+        || signature_count(&registry, "prod/slow:v1", &digest).await < 1
+    {
+        assert!(std::time::Instant::now() < deadline, "not signed in 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        registry.log().contains("timeout") || registry.log().contains("deadline"),
+        "the registry did not give up on a delivery: the test shows nothing"
+    );
+    // The registry's next delivery adds nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    faults.set(Fault::None);
+    assert_eq!(signature_count(&registry, "prod/slow:v1", &digest).await, 1);
+    assert_eq!(bundle_count(&registry, "prod/slow:v1", &digest).await, 1);
+    server.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn signing_a_pushed_image_in_both_formats_costs_twelve_requests_thirteen_in_a_new_repository()
 {

@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use sha2::Digest as _;
 use subtle::ConstantTimeEq;
+use tracing::Instrument as _;
 
 use super::SignerError;
 use super::engine::{EventOutcome, Signer};
@@ -146,7 +147,26 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         )
             .into_response();
     }
-    let outcomes = match state.signer.handle_notification(&body).await {
+    // The work runs as its own task: when the registry's notification timeout runs out first,
+    // it drops the connection, which drops this handler; the signing then still finishes, and
+    // the registry's next delivery of the event finds the image signed. Awaited in the handler,
+    // it would be cancelled half-way on every delivery of a slow image.
+    let signer = state.signer.clone();
+    let work = tokio::spawn(
+        async move { signer.handle_notification(&body).await }.instrument(tracing::Span::current()),
+    );
+    let handled = match work.await {
+        Ok(handled) => handled,
+        Err(e) => {
+            tracing::error!(error = %e, "the notification's task failed");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the notification's task failed\n",
+            )
+                .into_response();
+        }
+    };
+    let outcomes = match handled {
         Ok(o) => o,
         Err(e) => {
             state
