@@ -19,18 +19,17 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, date_time_ymd,
 };
-use serde_json::json;
 use signet::crypto::x509::Certificate;
 use signet::crypto::{Algorithm, FileKey, generate_key_pair};
 use signet::policy::NoMatch;
 use signet::reference::ImageRef;
-use signet::registry::{RegistryClient, sha256_digest};
+use signet::registry::RegistryClient;
 use signet::signature::notation::{
     EnvelopeFormat, REFERENCE_ANNOTATION, TargetArtifact, build_signature_manifest, sign_notation,
 };
 
 use support::Registry;
-use support::bundle::{OCI_INDEX, OCI_MANIFEST, fallback_entries, fallback_tag};
+use support::notation::attach_crafted;
 use support::webhook::{TestWebhook, pod_review, policy_state_of, registry_client, settings};
 use tsa::Tsa;
 
@@ -125,38 +124,7 @@ async fn attach(
         "2026-11-30T00:00:00Z",
     );
 
-    let repo = image.with_tag("latest");
-    client.push_blob(&repo, b"{}").await.expect("empty config");
-    client.push_blob(&repo, &envelope).await.expect("envelope");
-    let manifest_digest = sha256_digest(&manifest);
-    let by_digest = ImageRef::from_parts(
-        image.registry(),
-        image.repository(),
-        None,
-        Some(&manifest_digest),
-    )
-    .unwrap();
-    client
-        .push_manifest(&by_digest, &manifest, OCI_MANIFEST)
-        .await
-        .expect("signature manifest");
-    let mut entries = fallback_entries(client, image, digest).await;
-    entries.push(json!({
-        "mediaType": OCI_MANIFEST,
-        "digest": manifest_digest,
-        "size": manifest.len(),
-        "artifactType": "application/vnd.cncf.notary.signature",
-    }));
-    let index = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": entries,
-    }))
-    .unwrap();
-    client
-        .push_manifest(&image.with_tag(&fallback_tag(digest)), &index, OCI_INDEX)
-        .await
-        .expect("fallback index");
+    attach_crafted(client, image, digest, &envelope, &manifest).await;
 }
 
 fn indent(pem: &str) -> String {

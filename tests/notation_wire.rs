@@ -13,113 +13,18 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use signet::crypto::x509::{Certificate, self_signed_code_signing_certificate};
+use serde_json::Value;
 use signet::crypto::{Algorithm, FileKey, SigningKey, generate_key_pair};
 use signet::policy::NoMatch;
 use signet::reference::ImageRef;
-use signet::registry::{RegistryClient, SignatureStore, sha256_digest};
-use signet::signature::notation::{
-    EnvelopeFormat, REFERENCE_ANNOTATION, TargetArtifact, sign_notation,
-};
+use signet::registry::SignatureStore;
 use signet::signature::{NOTATION_DIGEST_ONLY_HINT, SignatureFormat, SignatureType};
 
 use support::Registry;
-use support::bundle::{OCI_INDEX, OCI_MANIFEST, fallback_entries, fallback_tag};
+use support::notation::SelfSignedNotary;
 use support::webhook::{
     TestWebhook, attestor_yaml, pod_review, policy_state_of, registry_client, settings,
 };
-
-/// A Notation signer: its key and its self-signed certificate (its own trust anchor).
-struct Signer {
-    key: FileKey,
-    certificate_pem: String,
-}
-
-fn signer(subject: &str) -> Signer {
-    let pair = generate_key_pair(Algorithm::EcdsaP256Sha256, None).unwrap();
-    let now = jiff::Timestamp::now().as_second();
-    let certificate_pem = self_signed_code_signing_certificate(
-        pair.private_key_pem(),
-        Algorithm::EcdsaP256Sha256,
-        subject,
-        now,
-        2,
-    )
-    .unwrap();
-    let key =
-        FileKey::from_pem(pair.private_key_pem(), Algorithm::EcdsaP256Sha256, "test").unwrap();
-    Signer {
-        key,
-        certificate_pem,
-    }
-}
-
-/// Signs `image`@`digest` (binding `image`'s tag when `bind_tag`) and attaches the signature as
-/// a referrer through the fallback index, as Notation does on a registry without the API.
-async fn attach_notation(
-    client: &RegistryClient,
-    image: &ImageRef,
-    digest: &str,
-    signer: &Signer,
-    bind_tag: bool,
-) {
-    let subject = client
-        .fetch_manifest(&image.with_digest(digest))
-        .await
-        .unwrap()
-        .expect("subject exists");
-    let mut annotations = BTreeMap::new();
-    if bind_tag {
-        annotations.insert(REFERENCE_ANNOTATION.to_string(), image.to_string());
-    }
-    let target = TargetArtifact {
-        media_type: subject.media_type.clone(),
-        digest: digest.to_string(),
-        size: subject.bytes.len() as u64,
-        annotations,
-    };
-    let chain = Certificate::from_pem_bundle(&signer.certificate_pem).unwrap();
-    let now = jiff::Timestamp::now().as_second();
-    let signed =
-        sign_notation(&signer.key, &chain, &target, EnvelopeFormat::Jws, now, None).unwrap();
-    let repo = image.with_tag("latest");
-    client.push_blob(&repo, b"{}").await.expect("empty config");
-    client
-        .push_blob(&repo, &signed.envelope)
-        .await
-        .expect("envelope blob");
-    let manifest_digest = sha256_digest(&signed.manifest);
-    // By digest alone: the image's tag must keep naming the image.
-    let by_digest = ImageRef::from_parts(
-        image.registry(),
-        image.repository(),
-        None,
-        Some(&manifest_digest),
-    )
-    .unwrap();
-    client
-        .push_manifest(&by_digest, &signed.manifest, OCI_MANIFEST)
-        .await
-        .expect("signature manifest");
-    let mut entries = fallback_entries(client, image, digest).await;
-    entries.push(json!({
-        "mediaType": OCI_MANIFEST,
-        "digest": manifest_digest,
-        "size": signed.manifest.len(),
-        "artifactType": "application/vnd.cncf.notary.signature",
-    }));
-    let index = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": entries,
-    }))
-    .unwrap();
-    client
-        .push_manifest(&image.with_tag(&fallback_tag(digest)), &index, OCI_INDEX)
-        .await
-        .expect("fallback index");
-}
 
 struct Run {
     code: i32,
@@ -148,13 +53,17 @@ async fn verify_certificate_accepts_the_signers_root_and_refuses_another() {
     let client = registry_client();
     let digest = registry.push_test_image("apps/web", "v1", "web").await;
     let image = ImageRef::parse(&format!("{}/apps/web:v1", registry.host())).unwrap();
-    let release = signer("CN=release,O=acme,C=US");
-    attach_notation(&client, &image, &digest, &release, true).await;
+    let release = SelfSignedNotary::new("CN=release,O=acme,C=US");
+    release.attach(&client, &image, &digest, true).await;
     let dir = tempfile::tempdir().unwrap();
     let roots = dir.path().join("roots.pem");
     std::fs::write(&roots, &release.certificate_pem).unwrap();
     let other_roots = dir.path().join("other.pem");
-    std::fs::write(&other_roots, signer("CN=other,O=acme,C=US").certificate_pem).unwrap();
+    std::fs::write(
+        &other_roots,
+        SelfSignedNotary::new("CN=other,O=acme,C=US").certificate_pem,
+    )
+    .unwrap();
 
     let run = verify(&image.to_string(), &roots, &["--output", "json"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
@@ -201,8 +110,8 @@ async fn a_digest_only_notation_signature_satisfies_simple_only() {
     let client = registry_client();
     let digest = registry.push_test_image("apps/api", "v1", "api").await;
     let image = ImageRef::parse(&format!("{}/apps/api:v1", registry.host())).unwrap();
-    let release = signer("CN=release,O=acme,C=US");
-    attach_notation(&client, &image, &digest, &release, false).await;
+    let release = SelfSignedNotary::new("CN=release,O=acme,C=US");
+    release.attach(&client, &image, &digest, false).await;
     let dir = tempfile::tempdir().unwrap();
     let roots = dir.path().join("roots.pem");
     std::fs::write(&roots, &release.certificate_pem).unwrap();
@@ -232,7 +141,7 @@ async fn a_policy_requiring_cosign_and_notation_attestors_needs_both_signatures(
     let ci_key: Arc<dyn SigningKey> = Arc::new(
         FileKey::from_pem(ci.private_key_pem(), Algorithm::EcdsaP256Sha256, "ci").unwrap(),
     );
-    let release = signer("CN=release,O=acme,C=US");
+    let release = SelfSignedNotary::new("CN=release,O=acme,C=US");
 
     let mut images = Vec::new();
     for (repo, with_notation) in [("apps/both", true), ("apps/cosign-only", false)] {
@@ -250,7 +159,7 @@ async fn a_policy_requiring_cosign_and_notation_attestors_needs_both_signatures(
         .await
         .unwrap();
         if with_notation {
-            attach_notation(&client, &image, &digest, &release, true).await;
+            release.attach(&client, &image, &digest, true).await;
         }
         images.push(image);
     }

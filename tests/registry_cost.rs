@@ -16,101 +16,43 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
-use signet::crypto::x509::{Certificate, TrustStore, self_signed_code_signing_certificate};
-use signet::crypto::{Algorithm, FileKey, PublicKey, generate_key_pair};
+use signet::crypto::x509::TrustStore;
+use signet::crypto::{Algorithm, PublicKey};
 use signet::reference::ImageRef;
-use signet::registry::{RegistryClient, SignatureStore, sha256_digest};
-use signet::signature::notation::{EnvelopeFormat, TargetArtifact, sign_notation};
+use signet::registry::SignatureStore;
 use signet::signature::{SignatureFormat, SignatureType};
 
 use signet::cli::verify_keys::{Against, verify_reading};
 use signet::policy::NoMatch;
-use support::bundle::{OCI_INDEX, OCI_MANIFEST, fallback_entries, fallback_tag};
+use support::bundle::fallback_tag;
+use support::notation::SelfSignedNotary;
 use support::signer::{TestKey, key};
 use support::webhook::{
     TestWebhook, attestor_yaml, pod_review, policy_state_of, registry_client, settings,
 };
 use support::{CorruptingProxy, Registry};
 
-/// A Notation signer: an ECDSA P-256 key and its self-signed code-signing certificate.
-struct NotationSigner {
-    key: FileKey,
-    certificate_pem: String,
-}
-
-fn notation_signer(subject: &str) -> NotationSigner {
-    let pair = generate_key_pair(Algorithm::EcdsaP256Sha256, None).unwrap();
-    let now = jiff::Timestamp::now().as_second();
-    let certificate_pem = self_signed_code_signing_certificate(
-        pair.private_key_pem(),
-        Algorithm::EcdsaP256Sha256,
-        subject,
-        now,
-        2,
-    )
-    .unwrap();
-    let key =
-        FileKey::from_pem(pair.private_key_pem(), Algorithm::EcdsaP256Sha256, "test").unwrap();
-    NotationSigner {
-        key,
-        certificate_pem,
-    }
-}
-
-/// Attaches a Notation signature (JWS, thumbprint annotation as `notation sign` writes it) to
-/// `image`@`digest` through the fallback index; returns the envelope blob's digest.
-async fn attach_notation(
-    client: &RegistryClient,
+/// `signet verify --all-signatures` of `image` under `keys` and `trust` (a `Simple` signature),
+/// with a new client: every store read.
+async fn read_every_store(
     image: &ImageRef,
-    digest: &str,
-    signer: &NotationSigner,
-) -> String {
-    let subject = client
-        .fetch_manifest(&image.with_digest(digest))
-        .await
-        .unwrap()
-        .expect("subject exists");
-    let target = TargetArtifact {
-        media_type: subject.media_type.clone(),
-        digest: digest.to_string(),
-        size: subject.bytes.len() as u64,
-        annotations: BTreeMap::new(),
-    };
-    let chain = Certificate::from_pem_bundle(&signer.certificate_pem).unwrap();
-    let now = jiff::Timestamp::now().as_second();
-    let signed =
-        sign_notation(&signer.key, &chain, &target, EnvelopeFormat::Jws, now, None).unwrap();
-    let repo = image.with_tag("latest");
-    client.push_blob(&repo, b"{}").await.unwrap();
-    let envelope = client.push_blob(&repo, &signed.envelope).await.unwrap();
-    let manifest_digest = sha256_digest(&signed.manifest);
-    let by_digest = ImageRef::from_parts(
-        image.registry(),
-        image.repository(),
-        None,
-        Some(&manifest_digest),
+    keys: &[signet::crypto::PublicKey],
+    trust: &[&TrustStore],
+) -> signet::cli::verify_keys::KeyVerification {
+    let required = signet::cli::verify_keys::RequiredAnnotations::default();
+    verify_reading(
+        &SignatureStore::new(registry_client()),
+        image,
+        &Against {
+            signature_type: SignatureType::Simple,
+            keys,
+            trust,
+            required: &required,
+        },
+        true,
     )
-    .unwrap();
-    client
-        .push_manifest(&by_digest, &signed.manifest, OCI_MANIFEST)
-        .await
-        .unwrap();
-    let mut entries = fallback_entries(client, image, digest).await;
-    entries.push(json!({
-        "mediaType": OCI_MANIFEST,
-        "digest": manifest_digest,
-        "size": signed.manifest.len(),
-        "artifactType": "application/vnd.cncf.notary.signature",
-    }));
-    let index = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries,
-    }))
-    .unwrap();
-    client
-        .push_manifest(&image.with_tag(&fallback_tag(digest)), &index, OCI_INDEX)
-        .await
-        .unwrap();
-    envelope
+    .await
+    .unwrap()
 }
 
 /// Signs `repo:v1` of `registry` with `key` in `formats` (Simple), as `signet sign` does.
@@ -208,21 +150,13 @@ async fn cold_verification_of_both_cosign_formats_reads_the_sig_only_three_reque
     // 3 above, the fallback index, the bundle manifest and the bundle, and the referrers API
     // probe of this new client's first image).
     let before = proxy.request_lines().len();
-    let required = signet::cli::verify_keys::RequiredAnnotations::default();
     let keys = [release.public_key()];
-    let every = verify_reading(
-        &SignatureStore::new(registry_client()),
+    let every = read_every_store(
         &ImageRef::parse(&format!("{}/cost/b:v1", proxy.host())).unwrap(),
-        &Against {
-            signature_type: SignatureType::Simple,
-            keys: &keys,
-            trust: &[],
-            required: &required,
-        },
-        true,
+        &keys,
+        &[],
     )
-    .await
-    .unwrap();
+    .await;
     let valid: Vec<_> = every
         .signatures
         .iter()
@@ -279,7 +213,7 @@ async fn cold_verification_against_certificates_only_reads_the_referrers_first()
     let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
-    let notary = notation_signer("CN=release,O=signet,C=FR");
+    let notary = SelfSignedNotary::new("CN=release,O=signet,C=FR");
     let client = registry_client();
     let proxy = CorruptingProxy::recording(&registry.host());
     let mut images = Vec::new();
@@ -293,7 +227,7 @@ async fn cold_verification_against_certificates_only_reads_the_referrers_first()
         .await;
         let image = ImageRef::parse(&format!("{}/{repo}:v1", registry.host())).unwrap();
         let digest = client.resolve_digest(&image).await.unwrap();
-        attach_notation(&client, &image, &digest, &notary).await;
+        notary.attach(&client, &image, &digest, false).await;
         images.push(format!("{repo}:v1"));
     }
     let trust = TrustStore::new(&notary.certificate_pem, &[], None).unwrap();
@@ -343,7 +277,7 @@ async fn a_required_two_policy_of_a_key_and_a_certificate_reads_both_stores_and_
     let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
-    let notary = notation_signer("CN=release,O=signet,C=FR");
+    let notary = SelfSignedNotary::new("CN=release,O=signet,C=FR");
     let client = registry_client();
     let proxy = CorruptingProxy::recording(&registry.host());
     for repo in ["two/a", "two/b"] {
@@ -356,7 +290,7 @@ async fn a_required_two_policy_of_a_key_and_a_certificate_reads_both_stores_and_
         .await;
         let image = ImageRef::parse(&format!("{}/{repo}:v1", registry.host())).unwrap();
         let digest = client.resolve_digest(&image).await.unwrap();
-        attach_notation(&client, &image, &digest, &notary).await;
+        notary.attach(&client, &image, &digest, false).await;
     }
     let yaml = format!(
         "{}---\n{}{}",
@@ -444,14 +378,14 @@ async fn the_webhook_reads_the_referrers_only_for_the_policy_that_needs_them() {
     let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
-    let notary = notation_signer("CN=release,O=signet,C=FR");
+    let notary = SelfSignedNotary::new("CN=release,O=signet,C=FR");
     let client = registry_client();
     let proxy = CorruptingProxy::recording(&registry.host());
     // Signed in both cosign formats, plus a Notation signature.
     sign(&registry, "web/app", &release, &SignatureFormat::ALL).await;
     let direct = ImageRef::parse(&format!("{}/web/app:v1", registry.host())).unwrap();
     let digest = client.resolve_digest(&direct).await.unwrap();
-    attach_notation(&client, &direct, &digest, &notary).await;
+    notary.attach(&client, &direct, &digest, false).await;
     let images = format!("{}/web/**", proxy.host());
     let webhook = shop_and_orders_webhook(
         &images,
@@ -509,7 +443,7 @@ async fn the_webhook_reads_the_referrers_only_for_the_policy_that_needs_them() {
     sign(&registry, "web/other", &release, &SignatureFormat::ALL).await;
     let direct = ImageRef::parse(&format!("{}/web/other:v1", registry.host())).unwrap();
     let digest = client.resolve_digest(&direct).await.unwrap();
-    attach_notation(&client, &direct, &digest, &notary).await;
+    notary.attach(&client, &direct, &digest, false).await;
     let other = format!("{}/web/other:v1", proxy.host());
     let answer = webhook
         .review("/validate", pod_review_in("orders", &other))
@@ -546,8 +480,8 @@ async fn a_notation_envelope_whose_chain_names_no_trusted_anchor_is_not_download
     let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
-    let trusted = notation_signer("CN=release,O=signet,C=FR");
-    let stranger = notation_signer("CN=stranger,O=elsewhere,C=FR");
+    let trusted = SelfSignedNotary::new("CN=release,O=signet,C=FR");
+    let stranger = SelfSignedNotary::new("CN=stranger,O=elsewhere,C=FR");
     let client = registry_client();
     let proxy = CorruptingProxy::recording(&registry.host());
     sign(
@@ -559,26 +493,13 @@ async fn a_notation_envelope_whose_chain_names_no_trusted_anchor_is_not_download
     .await;
     let image = ImageRef::parse(&format!("{}/skip/app:v1", registry.host())).unwrap();
     let digest = client.resolve_digest(&image).await.unwrap();
-    let envelope = attach_notation(&client, &image, &digest, &stranger).await;
+    let envelope = stranger.attach(&client, &image, &digest, false).await;
     let trust = TrustStore::new(&trusted.certificate_pem, &[], None).unwrap();
     let through = ImageRef::parse(&format!("{}/skip/app:v1", proxy.host())).unwrap();
     // Every store read (`--all-signatures`): by default the .sig settles it and the referrers
     // are not read at all.
     let keys = [release.public_key()];
-    let required = signet::cli::verify_keys::RequiredAnnotations::default();
-    let verdict = verify_reading(
-        &SignatureStore::new(registry_client()),
-        &through,
-        &Against {
-            signature_type: SignatureType::Simple,
-            keys: &keys,
-            trust: &[&trust],
-            required: &required,
-        },
-        true,
-    )
-    .await
-    .unwrap();
+    let verdict = read_every_store(&through, &keys, &[&trust]).await;
     assert!(verdict.verified);
     assert!(
         verdict
@@ -596,19 +517,7 @@ async fn a_notation_envelope_whose_chain_names_no_trusted_anchor_is_not_download
     // With the signer's own anchor, the same signature is read and verifies.
     let anchors = format!("{}{}", trusted.certificate_pem, stranger.certificate_pem);
     let both = TrustStore::new(&anchors, &[], None).unwrap();
-    let verdict = verify_reading(
-        &SignatureStore::new(registry_client()),
-        &through,
-        &Against {
-            signature_type: SignatureType::Simple,
-            keys: &keys,
-            trust: &[&both],
-            required: &required,
-        },
-        true,
-    )
-    .await
-    .unwrap();
+    let verdict = read_every_store(&through, &keys, &[&both]).await;
     assert!(
         verdict
             .signatures

@@ -216,17 +216,18 @@ pub fn assert_notation_manifest(manifest: &[u8], digest: &str, layer_media_type:
 }
 
 /// Attaches a crafted Notation signature (`envelope` and its `manifest`) to `digest`: the blobs,
-/// the manifest by digest, and an entry in the fallback index.
+/// the manifest by digest (the image's tag keeps naming the image), and an entry in the fallback
+/// index. Returns the envelope blob's digest.
 pub async fn attach_crafted(
     client: &RegistryClient,
     image: &ImageRef,
     digest: &str,
     envelope: &[u8],
     manifest: &[u8],
-) {
+) -> String {
     let repo = image.with_tag("latest");
     client.push_blob(&repo, b"{}").await.expect("empty config");
-    client.push_blob(&repo, envelope).await.expect("envelope");
+    let envelope_digest = client.push_blob(&repo, envelope).await.expect("envelope");
     let manifest_digest = sha256_digest(manifest);
     let by_digest = ImageRef::from_parts(
         image.registry(),
@@ -256,4 +257,71 @@ pub async fn attach_crafted(
         .push_manifest(&image.with_tag(&fallback_tag(digest)), &index, OCI_INDEX)
         .await
         .expect("fallback index");
+    envelope_digest
+}
+
+/// A Notation signer: an ECDSA P-256 key and its self-signed code-signing certificate (its own
+/// trust anchor).
+pub struct SelfSignedNotary {
+    pub key: signet::crypto::FileKey,
+    pub certificate_pem: String,
+}
+
+impl SelfSignedNotary {
+    /// A new key and a certificate for `subject` (`CN=...,O=...,C=...`), valid two years.
+    pub fn new(subject: &str) -> Self {
+        use signet::crypto::{Algorithm, FileKey, generate_key_pair};
+        let pair = generate_key_pair(Algorithm::EcdsaP256Sha256, None).unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        let certificate_pem = signet::crypto::x509::self_signed_code_signing_certificate(
+            pair.private_key_pem(),
+            Algorithm::EcdsaP256Sha256,
+            subject,
+            now,
+            2,
+        )
+        .unwrap();
+        let key =
+            FileKey::from_pem(pair.private_key_pem(), Algorithm::EcdsaP256Sha256, "test").unwrap();
+        SelfSignedNotary {
+            key,
+            certificate_pem,
+        }
+    }
+
+    /// Signs `image`@`digest` (JWS, binding `image`'s tag when `bind_tag`) and attaches the
+    /// signature as `notation sign` does on a registry without the referrers API; returns the
+    /// envelope blob's digest.
+    pub async fn attach(
+        &self,
+        client: &RegistryClient,
+        image: &ImageRef,
+        digest: &str,
+        bind_tag: bool,
+    ) -> String {
+        use signet::signature::notation::{
+            EnvelopeFormat, REFERENCE_ANNOTATION, TargetArtifact, sign_notation,
+        };
+        let subject = client
+            .fetch_manifest(&image.with_digest(digest))
+            .await
+            .unwrap()
+            .expect("subject exists");
+        let mut annotations = std::collections::BTreeMap::new();
+        if bind_tag {
+            annotations.insert(REFERENCE_ANNOTATION.to_string(), image.to_string());
+        }
+        let target = TargetArtifact {
+            media_type: subject.media_type.clone(),
+            digest: digest.to_string(),
+            size: subject.bytes.len() as u64,
+            annotations,
+        };
+        let chain =
+            signet::crypto::x509::Certificate::from_pem_bundle(&self.certificate_pem).unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        let signed =
+            sign_notation(&self.key, &chain, &target, EnvelopeFormat::Jws, now, None).unwrap();
+        attach_crafted(client, image, digest, &signed.envelope, &signed.manifest).await
+    }
 }
