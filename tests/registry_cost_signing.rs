@@ -22,6 +22,25 @@ use support::signer::{TestKey, key};
 use support::webhook::registry_client;
 use support::{CorruptingProxy, Registry};
 
+/// Signs `image` with `key` in `formats` (`Simple`), as `signet sign` does.
+async fn sign_simple(
+    store: &SignatureStore,
+    image: &ImageRef,
+    key: &TestKey,
+    formats: &[SignatureFormat],
+) {
+    signet::registry::sign_image_formats(
+        store,
+        image,
+        key.signing_key(),
+        SignatureType::Simple,
+        &BTreeMap::new(),
+        formats,
+    )
+    .await
+    .unwrap();
+}
+
 fn without_tag_polls(lines: &[String], repo: &str, tag: &str) -> (Vec<String>, usize) {
     let by_tag = format!("GET /v2/{repo}/manifests/{tag}");
     let polls = lines
@@ -253,16 +272,7 @@ async fn where_the_registry_takes_one_request_uploads_and_lists_referrers_a_form
                 .await;
             let image = ImageRef::parse(&format!("{}/{repo}:{tag}", front.host())).unwrap();
             front.clear();
-            signet::registry::sign_image_formats(
-                &store,
-                &image,
-                release.signing_key(),
-                SignatureType::Simple,
-                &BTreeMap::new(),
-                &[format],
-            )
-            .await
-            .unwrap();
+            sign_simple(&store, &image, &release, &[format]).await;
             costs.push((format, tag, front.requests()));
         }
     }
@@ -373,16 +383,7 @@ async fn the_sig_names_one_fixed_config_put_once_per_repository_and_cosign_sigs_
         registry.push_test_image("fixed/app", tag, seed).await;
         let image = ImageRef::parse(&format!("{}/fixed/app:{tag}", proxy.host())).unwrap();
         let before = proxy.request_lines().len();
-        signet::registry::sign_image_formats(
-            &store,
-            &image,
-            release.signing_key(),
-            SignatureType::Simple,
-            &BTreeMap::new(),
-            &SignatureFormat::ALL,
-        )
-        .await
-        .unwrap();
+        sign_simple(&store, &image, &release, &SignatureFormat::ALL).await;
         uploads.push(uploads_started(&proxy.request_lines()[before..]));
     }
     // The first image: the payload, the bundle and the one config both formats name; the
@@ -438,16 +439,13 @@ async fn the_sig_names_one_fixed_config_put_once_per_repository_and_cosign_sigs_
         }
     };
     assert!(verify(&cosign).await, "cosign's .sig not read");
-    signet::registry::sign_image_formats(
+    sign_simple(
         &store,
         &image,
-        release.signing_key(),
-        SignatureType::Simple,
-        &BTreeMap::new(),
+        &release,
         &[SignatureFormat::CosignSignature],
     )
-    .await
-    .unwrap();
+    .await;
     assert!(verify(&cosign).await, "cosign's layer lost");
     assert!(verify(&release).await, "signet's layer missing");
     let sig = image.with_tag(&signet::signature::signature_tag(&digest).unwrap());
@@ -484,16 +482,7 @@ async fn a_repository_that_lost_the_fixed_config_gets_it_put_again() {
     for (tag, seed) in [("v1", "lost-1"), ("v2", "lost-2")] {
         registry.push_test_image("lost/app", tag, seed).await;
         let image = ImageRef::parse(&format!("{}/lost/app:{tag}", registry.host())).unwrap();
-        signet::registry::sign_image_formats(
-            &store,
-            &image,
-            release.signing_key(),
-            SignatureType::Simple,
-            &BTreeMap::new(),
-            &SignatureFormat::ALL,
-        )
-        .await
-        .unwrap();
+        sign_simple(&store, &image, &release, &SignatureFormat::ALL).await;
         // Both stores read, so that each format's signature is reported.
         let keys = [release.public_key()];
         let against = Against {
