@@ -480,3 +480,22 @@ fn the_chart_crds_are_a_byte_for_byte_copy_of_the_generated_crds() {
         );
     }
 }
+
+/// One signer pod learns of another writer's overwrite from the registry's events; several pods
+/// look again by time, since an event reaches one pod only.
+#[test]
+fn several_signer_pods_recheck_by_time_one_by_events() {
+    let args = |values: &str| -> Vec<String> {
+        let deployment = helm::render("signer-deployment.yaml", values);
+        deployment[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_sequence()
+            .expect("the signer's args")
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect()
+    };
+    let one = args("signer: {enabled: true, replicas: 1}");
+    assert!(!one.iter().any(|a| a.starts_with("--recheck")), "{one:?}");
+    let three = args("signer: {enabled: true, replicas: 3}");
+    assert!(three.contains(&"--recheck=2s".to_string()), "{three:?}");
+}

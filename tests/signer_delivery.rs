@@ -14,6 +14,7 @@ use std::time::Duration;
 use signet::crd::Trigger;
 use signet::crypto::Algorithm;
 use signet::signature::SignatureType;
+use signet::signer::{Recheck, SignerOptions};
 use support::Registry;
 use support::signer::*;
 
@@ -108,8 +109,13 @@ async fn two_instances_on_the_same_events_lose_and_duplicate_nothing() {
             Trigger::Automatic,
         ),
     ];
-    let a = RunningSigner::start(loopback_listener(), rules.clone(), None).await;
-    let b = RunningSigner::start(loopback_listener(), rules, None).await;
+    // Several instances look again by time (`--recheck 2s`): an event reaches one of them only.
+    let timed = || SignerOptions {
+        recheck: Recheck::After(Duration::from_secs(2)),
+        ..Default::default()
+    };
+    let a = RunningSigner::start_with(loopback_listener(), rules.clone(), None, timed()).await;
+    let b = RunningSigner::start_with(loopback_listener(), rules, None, timed()).await;
     // One digest under two tags: the Default rule owes it one signature per tag, and the events of
     // the two tags write the same `.sig` manifest, so the instances' writes race for real.
     let mut images = Vec::new();
@@ -354,12 +360,30 @@ async fn backfill_signs_what_was_pushed_before_the_rules() {
     );
 }
 
+/// Another writer read the `.sig` manifest before the signer's write and writes after it: the
+/// signer's layer is hidden. By default (one instance) the signer learns of it from the
+/// registry's event of that push, and asks the registry nothing while nobody else writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signature_hidden_by_a_stale_concurrent_write_is_restored() {
+async fn a_signature_hidden_by_a_stale_concurrent_write_is_restored_from_the_registrys_event() {
+    signature_hidden_by_a_stale_write_is_restored(Recheck::Events).await;
+}
+
+/// The same with the timed look several instances use (`--recheck 2s`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_hidden_by_a_stale_concurrent_write_is_restored_by_the_timed_recheck() {
+    signature_hidden_by_a_stale_write_is_restored(Recheck::After(Duration::from_secs(2))).await;
+}
+
+async fn signature_hidden_by_a_stale_write_is_restored(recheck: Recheck) {
     let dir = tempfile::tempdir().unwrap();
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
     let other = key(dir.path(), "other", Algorithm::EcdsaP256Sha256);
-    let registry = Registry::start();
+    let listener = loopback_listener();
+    let events_url = format!("http://{}/events", listener.local_addr().unwrap());
+    let registry = match recheck {
+        Recheck::Events => Registry::start_with_notifications(&events_url, TOKEN),
+        _ => Registry::start(),
+    };
     let host = registry.host();
     let rules = vec![rule(
         "release",
@@ -368,15 +392,36 @@ async fn a_signature_hidden_by_a_stale_concurrent_write_is_restored() {
         SignatureType::Default,
         Trigger::Automatic,
     )];
-    let running = RunningSigner::start(loopback_listener(), rules, None).await;
+    let options = SignerOptions {
+        recheck,
+        ..Default::default()
+    };
+    let running = RunningSigner::start_with(listener, rules, None, options).await;
     let digest = registry.push_test_image("race/app", "v1", "race").await;
-    let (status, body) = post_events(
-        &running.url(),
-        Some(TOKEN),
-        push_event(&host, "race/app", Some("v1"), &digest, OCI_MANIFEST),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    if recheck == Recheck::Events {
+        // The registry's own event signs it.
+        wait_for_signatures(
+            &registry,
+            &[("race/app:v1".to_string(), digest.clone())],
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
+        // Let the signer's own pushes come back as events, then: nobody else writes, and the
+        // signer asks the registry nothing (the timed look would send one HEAD per tag).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = running.signer.client().requests_sent();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(running.signer.client().requests_sent(), before);
+    } else {
+        let (status, body) = post_events(
+            &running.url(),
+            Some(TOKEN),
+            push_event(&host, "race/app", Some("v1"), &digest, OCI_MANIFEST),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
     assert_eq!(
         signatures_per_key(&registry, "race/app:v1", &digest, &[&release]).await,
         [1]
@@ -415,17 +460,27 @@ async fn a_signature_hidden_by_a_stale_concurrent_write_is_restored() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        signatures_per_key(&registry, "race/app:v1", &digest, &[&release, &other]).await,
-        [0, 1],
-        "the stale write hid the signer's layer"
-    );
-    // The signer's delayed recheck (2 s after its write) restores it, next to the other layer.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        signatures_per_key(&registry, "race/app:v1", &digest, &[&release, &other]).await,
-        [1, 1]
-    );
+    if recheck != Recheck::Events {
+        assert_eq!(
+            signatures_per_key(&registry, "race/app:v1", &digest, &[&release, &other]).await,
+            [0, 1],
+            "the stale write hid the signer's layer"
+        );
+    }
+    // Restored next to the other layer: from the event at once, or 2 s after the signer's write.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let found =
+            signatures_per_key(&registry, "race/app:v1", &digest, &[&release, &other]).await;
+        if found == [1, 1] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not restored: {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         metric(&running.metrics(), "signet_signer_recheck_restored_total"),
         1

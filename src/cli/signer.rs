@@ -11,7 +11,7 @@ use super::CliError;
 use super::webhook::{DrainArgs, TlsArgs};
 use crate::registry::RegistryOptions;
 use crate::serve::parse_duration;
-use crate::signer::{self, AddressMap, Pkcs11Settings, SignerConfig, SignerOptions};
+use crate::signer::{self, AddressMap, Pkcs11Settings, Recheck, SignerConfig, SignerOptions};
 
 /// Flags of `signet signer`.
 #[derive(Args, Debug)]
@@ -58,6 +58,11 @@ pub struct SignerArgs {
     /// Images signed at once.
     #[arg(long, env = "SIGNET_WORKERS", default_value_t = 16)]
     pub workers: usize,
+    /// How another writer's overwrite of a signature tag the signer wrote is found: `events`
+    /// (the registry's event of that push; one instance), or a DURATION after each write, one
+    /// HEAD per tag written (several instances; 0 = right after the write).
+    #[arg(long, env = "SIGNET_RECHECK", default_value = "events", value_parser = parse_recheck)]
+    pub recheck: Recheck,
     /// EVENT_HOST=SCOPE_HOST: the registry host events name -> the host scopes and signatures use;
     /// repeatable.
     #[arg(
@@ -73,6 +78,18 @@ pub struct SignerArgs {
     /// carry a PIN).
     #[arg(long = "pkcs11-pin-file", env = "SIGNET_PKCS11_PIN_FILE")]
     pub pkcs11_pin_file: Option<PathBuf>,
+}
+
+/// `events`, or a duration (`0` = right after the write).
+fn parse_recheck(text: &str) -> Result<Recheck, String> {
+    if text.trim() == "events" {
+        return Ok(Recheck::Events);
+    }
+    match parse_duration(text) {
+        Ok(d) if d.is_zero() => Ok(Recheck::Immediately),
+        Ok(d) => Ok(Recheck::After(d)),
+        Err(e) => Err(format!("expected `events` or a duration: {e}")),
+    }
 }
 
 impl SignerArgs {
@@ -105,10 +122,28 @@ impl SignerArgs {
             shutdown_delay: self.drain.shutdown_delay,
             options: SignerOptions {
                 workers: self.workers.max(1),
+                recheck: self.recheck,
                 aliases: AddressMap::parse(&self.registry_aliases)?,
                 ..Default::default()
             },
             registry,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recheck_is_events_or_a_duration() {
+        assert_eq!(parse_recheck("events"), Ok(Recheck::Events));
+        assert_eq!(
+            parse_recheck("2s"),
+            Ok(Recheck::After(Duration::from_secs(2)))
+        );
+        assert_eq!(parse_recheck("0"), Ok(Recheck::Immediately));
+        let e = parse_recheck("sometimes").unwrap_err();
+        assert!(e.starts_with("expected `events` or a duration"), "{e}");
     }
 }

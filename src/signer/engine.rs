@@ -18,21 +18,25 @@
 //! manifest PUT replaces the tag: two instances that read the same old manifest both write, and
 //! the last write wins. That can *lose* a layer, never duplicate one, since a writer adds a layer
 //! only for a rule it found unsatisfied in what it read, and a rule's signatures are equivalent.
-//! A lost layer is repaired by (1) a recheck of the same image `recheck_after` later (default
-//! 2 s), after any concurrent writer has finished: one HEAD per tag written (the `.sig` tag, the
-//! fallback index) compared with the digest written, and the whole read-check-write again only
-//! when one changed; (2) the periodic reconcile, as a last resort. Without `recheck_after`, the
-//! stores check right after writing instead.
+//! A lost layer is repaired by (1) a recheck ([`Recheck`]), (2) the periodic reconcile, as a
+//! last resort.
 //!
-//! Why the recheck stays one HEAD per tag written: the registry has no conditional write, so a
-//! writer cannot tell from its own requests that another process read the state it replaced
-//! and will write after it. The loser of such a race is whichever wrote first, and only a look
-//! after the other's write can see it; either writer may be the loser, so both look. Relying on
-//! the registry's events instead (the other writer's push of the `.sig` or `sha256-<hex>` tag)
-//! was weighed and refused: an event reaches one replica of the signer, maybe not the one that
-//! lost, and none at all when the notification endpoint filters those tags or the registry
-//! restarts (its queue is in memory). A HEAD is the cheapest look (no body); an image whose
-//! writes the registry indexed itself (`OCI-Subject`) has no index to look at.
+//! The loser of such a race is whichever wrote first, and only a look after the other's write
+//! can see it (the registry has no conditional write). Two ways to look:
+//! - `Recheck::Events` (the default, one instance): the registry notifies every manifest push,
+//!   the signature tags included. A push of a tag the signer wrote in the last 10 minutes,
+//!   naming a digest it did not write, makes it sign that image again once the tag names that
+//!   digest (bookkeeping in `watch.rs`). No request while nobody else writes. What it cannot
+//!   see: an event the registry never delivers (its queue is in memory; an endpoint filter),
+//!   left to the reconcile.
+//! - `Recheck::After(d)` (several instances, `--recheck 2s`; the chart sets it for more than one
+//!   replica): an event reaches one replica, maybe not the one that lost, so each looks by
+//!   itself `d` after its write: one HEAD per tag written (the `.sig` tag, the fallback index)
+//!   compared with the digest written, and the whole read-check-write again only when one
+//!   changed. A HEAD is the cheapest look (no body); an image whose writes the registry indexed
+//!   itself (`OCI-Subject`) has no index to look at.
+//! - `Recheck::Immediately` (one-shot runs, `sign --backfill`): the stores look right after
+//!   their own write.
 //!
 //! Registry requests per signed image (one `Default` rule, image pushed by tag, not yet signed;
 //! distribution 2.8: no referrers API, a `POST` and a `PUT` per blob; seen request by request
@@ -45,24 +49,27 @@
 //! | the new blob: payload / bundle (`POST`+`PUT`) | 2 | 2 |
 //! | the empty config `{}` both name: nothing in a repository this signer wrote to, else one mounting `POST` (one for both) | 0 (1) | 0 (1) |
 //! | `PUT` `.sig` / `PUT` bundle manifest and `PUT` index | 1 | 2 |
-//! | the recheck, 2 s later: `HEAD` per tag written | 1 | 1 |
-//! | per image (in a new repository) | 6 (7) | 7 (8) |
+//! | per image (in a new repository) | 5 (6) | 6 (7) |
+//! | with `--recheck 2s`, 2 s later: `HEAD` per tag written | +1 | +1 |
 //!
-//! Both formats: 12 (13 in a new repository), was 15 (the `.sig`'s config was content-dependent:
-//! `POST`+`PUT` per image). Plus, while distribution has not linked the tag it notified
+//! Both formats: 10 (11 in a new repository; 12 and 13 with `--recheck 2s`), was 15 (the
+//! `.sig`'s config was content-dependent: `POST`+`PUT` per image). Plus, while distribution has not linked the tag it notified
 //! (it notifies first), the tag's GET asked again (usually one). The referrers API is asked once
 //! per registry and 10 minutes. What blocks 5 here is the registry: no one-request upload (the
 //! payload or bundle costs 2), no referrers API (the bundle's index is read and written); where a
 //! registry has both, a `.sig` costs 5 and a bundle 4 with the tag's GET (tests/registry_cost.rs,
 //! through a stand-in front).
 //!
-//! The signer's own pushes come back as events and cost nothing: `sha256-<hex>` tags are ignored
-//! by name, the bundle manifests by digest (remembered when pushed).
+//! The signer's own pushes come back as events and cost nothing: `sha256-<hex>` tags are
+//! compared with what the signer wrote there (never signed), the bundle manifests ignored by
+//! digest (remembered when pushed).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
+
+mod recheck;
 
 use crate::controller::PolicyState;
 use crate::crd::{SigningRule, Trigger};
@@ -79,6 +86,7 @@ use super::event::{Classified, EnvelopeError, Ignored, PushedManifest, is_referr
 use super::keys::KeyCache;
 use super::metrics::{IgnoreReason, Metrics, NothingToSign, RuleOutcome, RuleSkip};
 use super::rules::{AddressMap, CompiledRule, RuleSet};
+use super::watch::TagWatch;
 
 /// Retries of registry operations that failed for a reason that may pass.
 #[derive(Clone, Copy, Debug)]
@@ -110,9 +118,9 @@ pub struct SignerOptions {
     pub aliases: AddressMap,
     /// Retries on registry errors.
     pub retry: RetryPolicy,
-    /// When set, an image that got new signatures is checked again this long after, to repair a
-    /// concurrent writer's overwrite (see the module documentation).
-    pub recheck_after: Option<Duration>,
+    /// How an image that got new signatures is looked at again, to repair a concurrent writer's
+    /// overwrite (see the module documentation).
+    pub recheck: Recheck,
     /// How long a `Default` rule waits for the event's tag to name the event's digest before it
     /// gives up (`tag_moved`). The registry sends a push event before it links the tag (CNCF
     /// distribution stores the manifest, notifies, then tags), so "not yet" must not be read as
@@ -126,11 +134,33 @@ impl Default for SignerOptions {
             workers: 16,
             aliases: AddressMap::default(),
             retry: RetryPolicy::default(),
-            recheck_after: Some(Duration::from_secs(2)),
+            recheck: Recheck::Events,
             tag_patience: Duration::from_secs(5),
         }
     }
 }
+
+/// How the signer finds out that another writer replaced a signature tag it wrote (a manifest
+/// PUT replaces the tag; see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Recheck {
+    /// From the registry's events: a push of a tag the signer wrote in the last
+    /// [`WATCH_WINDOW`], naming a digest it did not write, signs the image again. No request
+    /// while nobody else writes. For one instance: an event reaches one replica only.
+    #[default]
+    Events,
+    /// One `HEAD` per tag written this long after the write, and everything again when one
+    /// changed: for several instances.
+    After(Duration),
+    /// The stores look right after their own write, before the cycle ends (one-shot runs).
+    Immediately,
+}
+
+/// How long a written signature tag is watched through the registry's events
+/// ([`Recheck::Events`]); later, the periodic reconcile is the safety net.
+pub const WATCH_WINDOW: Duration = Duration::from_secs(600);
+/// Images watched at most ([`Recheck::Events`]; the oldest go first).
+const WATCH_CAPACITY: usize = 100_000;
 
 /// What handling one event did.
 #[derive(Debug)]
@@ -179,6 +209,7 @@ struct Inner {
     workers: Arc<Semaphore>,
     options: SignerOptions,
     metrics: Metrics,
+    watch: TagWatch,
 }
 
 impl Signer {
@@ -199,6 +230,7 @@ impl Signer {
                 workers: Arc::new(Semaphore::new(options.workers.max(1))),
                 options,
                 metrics,
+                watch: TagWatch::new(WATCH_WINDOW, WATCH_CAPACITY),
             }),
         }
     }
@@ -266,6 +298,7 @@ impl Signer {
                     EventOutcome::Ignored(why)
                 }
                 Classified::Sign(push) => self.handle_push(&push, received).await,
+                Classified::SignatureTag(push) => self.noticed_signature_tag(&push),
             }
         });
         Ok(futures::future::join_all(handled).await)
@@ -448,6 +481,7 @@ impl Signer {
         rules: &[Arc<CompiledRule>],
         check_manifest: bool,
     ) -> Result<Result<Ensured, NothingToSign>, SignerError> {
+        let writing = self.begin_watch(identity, digest);
         let (mut ensured, platforms, written_tags) = match self
             .ensure_signed_once(identity, digest, digest, rules, check_manifest)
             .await?
@@ -455,6 +489,9 @@ impl Signer {
             Ok(e) => e,
             Err(why) => return Ok(Err(why)),
         };
+        if !ensured.added.is_empty() {
+            self.after_write(writing, identity, digest, rules, written_tags);
+        }
         // An index is signed with each platform manifest it lists, under the same identity: a
         // workload pinned to a platform digest (GitOps tools, `kubectl debug`) then verifies by
         // its own signatures, and children pushed by digest before their index (skipped then:
@@ -462,47 +499,6 @@ impl Signer {
         ensured.platforms = self
             .sign_platforms(identity, digest, platforms, rules)
             .await?;
-        if !ensured.added.is_empty()
-            && !written_tags.is_empty()
-            && let Some(delay) = self.inner.options.recheck_after
-        {
-            let signer = self.clone();
-            let (identity, digest, rules) = (identity.clone(), digest.to_string(), rules.to_vec());
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let Ok(_worker) = signer.inner.workers.acquire().await else {
-                    return;
-                };
-                // One HEAD per tag written; the full cycle only when one changed (or could
-                // not be asked).
-                if signer.still_written(&identity, &written_tags).await {
-                    return;
-                }
-                match signer
-                    .ensure_signed_once(&identity, &digest, &digest, &rules, false)
-                    .await
-                {
-                    Ok(Ok((again, _, _))) if !again.added.is_empty() => {
-                        signer
-                            .inner
-                            .metrics
-                            .recheck_restored
-                            .inc_by(again.added.len() as u64);
-                        tracing::info!(
-                            image = %identity.with_digest(&digest),
-                            added = ?again.added,
-                            "recheck restored signatures another writer had overwritten"
-                        );
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(
-                        image = %identity.with_digest(&digest),
-                        error = %e,
-                        "recheck failed; the next reconcile covers it"
-                    ),
-                }
-            });
-        }
         Ok(Ok(ensured))
     }
 
@@ -720,7 +716,7 @@ impl Signer {
         // answered after the slower of the two (the registry's notification queue waits for
         // that answer). The referrer formats (bundle, Notation) share the fallback index, a
         // read-modify-write, so they are written one after the other.
-        let check_now = self.inner.options.recheck_after.is_none();
+        let check_now = self.inner.options.recheck == Recheck::Immediately;
         let (mut sig_first, mut bundles_first) = first_reads.split();
         let mut sig_writes = Vec::new();
         let mut referrer_writes = Vec::new();
@@ -780,7 +776,7 @@ impl Signer {
                         }
                     }
                     SignatureFormat::SigstoreBundle => {
-                        // Without `check_now`, the recheck (`recheck_after`) looks at the index
+                        // Without `check_now`, the recheck (`Recheck`) looks at the index
                         // again later and repairs it; the event is answered without waiting.
                         let r = store
                             .ensure_bundles_from(
@@ -873,17 +869,6 @@ impl Signer {
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// Whether every tag of `written` (in `identity`'s repository) still names the manifest
-    /// written there; `false` when one cannot be asked.
-    async fn still_written(&self, identity: &ImageRef, written: &[WrittenTag]) -> bool {
-        let store = &self.inner.store;
-        let checks = written.iter().map(|w| store.still_written(identity, w));
-        futures::future::join_all(checks)
-            .await
-            .into_iter()
-            .all(|r| r.unwrap_or(false))
     }
 
     /// Waits for a worker (reconcile shares the pool with events).

@@ -83,6 +83,9 @@ impl fmt::Display for Ignored {
 pub enum Classified {
     /// A manifest push to sign (if a rule covers it).
     Sign(PushedManifest),
+    /// A push of a signature tag (`sha256-<hex>.sig`, or the fallback index `sha256-<hex>`):
+    /// never signed (that would loop), but compared with what the signer wrote there.
+    SignatureTag(PushedManifest),
     /// Anything else, with the reason.
     Ignore(Ignored),
 }
@@ -142,30 +145,31 @@ pub fn classify(event: &Value) -> Classified {
     let tag = str_at(event, &["target", "tag"])
         .filter(|t| !t.is_empty())
         .map(str::to_string);
-    if let Some(t) = &tag
-        && is_artifact_tag(t)
-    {
-        return ignore(Ignored::ArtifactTag(t.clone()));
-    }
+    let artifact = tag.as_deref().is_some_and(is_artifact_tag);
+    let malformed = |why: &str| match (&tag, artifact) {
+        (Some(t), true) => ignore(Ignored::ArtifactTag(t.clone())),
+        _ => ignore(Ignored::Malformed(why.into())),
+    };
     let Some(digest) = str_at(event, &["target", "digest"]).and_then(normalise_digest) else {
-        return ignore(Ignored::Malformed("no valid target.digest".into()));
+        return malformed("no valid target.digest");
     };
     let repository = str_at(event, &["target", "repository"]).unwrap_or_default();
     if repository.is_empty() {
-        return ignore(Ignored::Malformed("no target.repository".into()));
+        return malformed("no target.repository");
     }
     let host = match str_at(event, &["request", "host"]).filter(|h| !h.is_empty()) {
         Some(h) => h.to_string(),
         None => match host_of_url(url) {
             Some(h) => h,
-            None => {
-                return ignore(Ignored::Malformed(
-                    "neither request.host nor target.url".into(),
-                ));
-            }
+            None => return malformed("neither request.host nor target.url"),
         },
     };
-    Classified::Sign(PushedManifest {
+    let class = match &tag {
+        Some(t) if artifact && is_signature_tag(t) => Classified::SignatureTag,
+        Some(t) if artifact => return ignore(Ignored::ArtifactTag(t.clone())),
+        _ => Classified::Sign,
+    };
+    class(PushedManifest {
         event_id: str_at(event, &["id"]).unwrap_or_default().to_string(),
         host,
         repository: repository.to_string(),
@@ -173,6 +177,12 @@ pub fn classify(event: &Value) -> Classified {
         digest,
         media_type: media_type.to_string(),
     })
+}
+
+/// The artifact tags signet writes: cosign's `.sig` and the referrers fallback index (not
+/// `.att` or `.sbom`).
+fn is_signature_tag(tag: &str) -> bool {
+    tag.ends_with(".sig") || !tag.contains('.')
 }
 
 /// Image manifests and indexes, OCI and Docker.
@@ -264,9 +274,14 @@ mod tests {
     }
 
     #[test]
-    fn signature_pushes_blobs_and_deletes_are_ignored() {
+    fn signature_pushes_are_told_apart_blobs_and_deletes_ignored() {
         assert!(
-            matches!(only(SIG_PUSH), Classified::Ignore(Ignored::ArtifactTag(t)) if t.ends_with(".sig"))
+            matches!(only(SIG_PUSH), Classified::SignatureTag(p) if p.tag.as_deref().is_some_and(|t| t.ends_with(".sig")))
+        );
+        // Attestations and SBOMs are not signet's: ignored by name.
+        let attestation = SIG_PUSH.replace(".sig", ".att");
+        assert!(
+            matches!(only(&attestation), Classified::Ignore(Ignored::ArtifactTag(t)) if t.ends_with(".att"))
         );
         assert_eq!(only(BLOB), Classified::Ignore(Ignored::Blob));
         assert_eq!(
@@ -372,7 +387,7 @@ mod tests {
     }
 
     #[test]
-    fn a_push_of_the_fallback_index_tag_is_never_signed() {
+    fn a_push_of_the_fallback_index_tag_is_never_signed_only_compared() {
         let tag = format!("sha256-{}", "ab".repeat(32));
         let event = serde_json::json!({
             "action": "push",
@@ -385,6 +400,12 @@ mod tests {
             },
             "request": {"host": "127.0.0.1:5000"},
         });
+        assert!(
+            matches!(classify(&event), Classified::SignatureTag(p) if p.tag.as_deref() == Some(tag.as_str()))
+        );
+        // Without a repository it cannot be compared: ignored by name, as before.
+        let mut event = event;
+        event["target"]["repository"] = serde_json::json!("");
         assert_eq!(
             classify(&event),
             Classified::Ignore(Ignored::ArtifactTag(tag))

@@ -23,12 +23,15 @@ mod notation;
 pub mod reconcile;
 pub mod rules;
 pub mod server;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use engine::{Ensured, EventOutcome, RetryPolicy, Signer, SignerOptions};
+pub use engine::{
+    Ensured, EventOutcome, Recheck, RetryPolicy, Signer, SignerOptions, WATCH_WINDOW,
+};
 pub use keys::{
     Pkcs11Settings, forbidden_attribute_message, forbidden_rule_attribute, redact_reference,
     set_pkcs11_settings,
@@ -314,7 +317,7 @@ pub async fn backfill(
     let client = RegistryClient::new(registry)?;
     let options = SignerOptions {
         // A one-shot run exits before a delayed recheck would fire.
-        recheck_after: None,
+        recheck: Recheck::Immediately,
         ..options
     };
     let signer = Signer::new(SignatureStore::new(client), policy, options);

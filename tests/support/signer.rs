@@ -101,7 +101,16 @@ impl RunningSigner {
         rules: Vec<SigningRule>,
         reconcile_every: Option<Duration>,
     ) -> Self {
-        let signer = Signer::new(store(), fixed_policy(rules), SignerOptions::default());
+        Self::start_with(listener, rules, reconcile_every, SignerOptions::default()).await
+    }
+
+    pub async fn start_with(
+        listener: std::net::TcpListener,
+        rules: Vec<SigningRule>,
+        reconcile_every: Option<Duration>,
+        options: SignerOptions,
+    ) -> Self {
+        let signer = Signer::new(store(), fixed_policy(rules), options);
         signer.open_keys().await.unwrap();
         let app = signer::router(signer.clone(), BearerToken::new(TOKEN).unwrap());
         let server = Server::start("signer", listener, app, None, &Drain::new()).unwrap();
