@@ -157,21 +157,12 @@ impl Signer {
     }
 
     /// Waits (at most `tag_patience`) until `pushed.tag` names `pushed.digest`: distribution
-    /// notifies a manifest push before it links the tag.
+    /// notifies a manifest push before it links the tag. A failed look only ends the wait.
     async fn wait_for_link(&self, identity: &ImageRef, pushed: &WrittenTag) {
-        let image = identity.with_tag(&pushed.tag);
-        let deadline = tokio::time::Instant::now() + self.inner.options.tag_patience;
-        let mut pause = Duration::from_millis(10);
-        loop {
-            let current = self.inner.store.client().current_digest(&image).await;
-            if matches!(&current, Ok(Some(d)) if *d == pushed.digest)
-                || tokio::time::Instant::now() + pause > deadline
-            {
-                return;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
-        }
+        let client = self.inner.store.client();
+        let tagged = identity.with_tag(&pushed.tag);
+        let patience = self.inner.options.tag_patience;
+        let _ = super::write::tag_names(client, &tagged, &pushed.digest, patience).await;
     }
 
     /// Whether every tag of `written` (in `identity`'s repository) still names the manifest
