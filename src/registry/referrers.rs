@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::budget::{BLOB_FETCHES, FETCHES_PER_LOOKUP, SkipReason, SkippedLayers};
 use super::client::{Access, Call};
 use super::error::RegistryError;
-use super::operations::next_link;
+use super::listing::next_link;
 use super::{MAX_MANIFEST_BYTES, OCI_INDEX_MEDIA_TYPE, SignatureStore};
 use crate::reference::{ImageRef, normalise_digest};
 use crate::signature::{Descriptor, is_bundle_media_type};
