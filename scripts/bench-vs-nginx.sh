@@ -7,7 +7,8 @@
 #
 # Prints, for HTTP/1.1 and HTTP/2: the maximum rate (50 connections, closed loop) of each server and
 # their ratio, then p50/p99 latency at a fixed 5,000 req/s. ROUNDS=N (default 1) measures each
-# figure N times, the two servers alternating, and prints the medians: nginx's own figures move by
+# figure N times, the two servers alternating, and prints the medians (WEBHOOK_ARGS adds flags to the
+# webhook's command line, e.g. WEBHOOK_ARGS="--signature-cache-ttl 1h"): nginx's own figures move by
 # 20-50% from one run to the next on a shared 2-core machine. COST=N counts the webhook's instructions
 # per request instead (see below). Needs the Debian packages nginx-light and
 # docker-registry, openssl, python3, curl, and oha (`cargo install oha --locked`). Not part of CI: the
@@ -115,7 +116,7 @@ EOF
 
 hook_port=$(free_port)
 "$BIN" --log warn webhook --listen "127.0.0.1:$hook_port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
-  --policy-dir "$work/policies" --mutate=false > "$work/webhook.log" 2>&1 &
+  --policy-dir "$work/policies" --mutate=false ${WEBHOOK_ARGS:-} > "$work/webhook.log" 2>&1 &
 webhook_pid=$!
 pids+=($webhook_pid)
 wait_for "https://127.0.0.1:$hook_port/readyz"
