@@ -24,9 +24,9 @@
 //! The loser of such a race is whichever wrote first, and only a look after the other's write
 //! can see it (the registry has no conditional write). Two ways to look:
 //! - `Recheck::Events` (the default, one instance): the registry notifies every manifest push,
-//!   the signature tags included. A push of a tag the signer wrote in the last 10 minutes,
-//!   naming a digest it did not write, makes it sign that image again once the tag names that
-//!   digest (bookkeeping in `watch.rs`). No request while nobody else writes. What it cannot
+//!   the signature tags included. A push of a tag the signer wrote in the last 10 minutes (of
+//!   the last 10,000 images), naming a digest it did not write, makes it sign that image again
+//!   once the tag names that digest (bookkeeping in `watch.rs`). No request while nobody else writes. What it cannot
 //!   see: an event the registry never delivers (its queue is in memory; an endpoint filter),
 //!   left to the reconcile.
 //! - `Recheck::After(d)` (several instances, `--recheck 2s`; the chart sets it for more than one
@@ -159,8 +159,9 @@ pub enum Recheck {
 /// How long a written signature tag is watched through the registry's events
 /// ([`Recheck::Events`]); later, the periodic reconcile is the safety net.
 pub const WATCH_WINDOW: Duration = Duration::from_secs(600);
-/// Images watched at most ([`Recheck::Events`]; the oldest go first).
-const WATCH_CAPACITY: usize = 100_000;
+/// Images watched at most ([`Recheck::Events`]; the oldest go first): about 1 KB each, and a
+/// writer's race lasts seconds, while 10,000 images take minutes to sign at this registry speed.
+const WATCH_CAPACITY: usize = 10_000;
 
 /// What handling one event did.
 #[derive(Debug)]

@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# Cached admissions, side by side with a static yardstick: `signet webhook` answering a 3-image Pod
+# review whose verdicts are cached, and nginx-light answering the same POST with signet's own answer
+# as a static body. Both over TLS on loopback, same certificate, same load generator (oha), same run.
+#
+#   scripts/bench-vs-nginx.sh [SECONDS]        # default 10 s per measurement
+#
+# Prints, for HTTP/1.1 and HTTP/2: the maximum rate (50 connections, closed loop) of each server and
+# their ratio, then p50/p99 latency at a fixed 5,000 req/s. ROUNDS=N (default 1) measures each
+# figure N times, the two servers alternating, and prints the medians (WEBHOOK_ARGS adds flags to the
+# webhook's command line, e.g. WEBHOOK_ARGS="--signature-cache-ttl 1h"): nginx's own figures move by
+# 20-50% from one run to the next on a shared 2-core machine. COST=N counts the webhook's instructions
+# per request instead (see below). Needs the Debian packages nginx-light and
+# docker-registry, openssl, python3, curl, and oha (`cargo install oha --locked`). Not part of CI: the
+# figures depend on what else the machine runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_RUN=${1:-10}
+ROUNDS=${ROUNDS:-1}
+RATE=${RATE:-5000}
+CONNECTIONS=${CONNECTIONS:-50}
+OHA=${OHA:-$(command -v oha || echo /opt/oha/bin/oha)}
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "missing $1: $2" >&2; exit 2; }; }
+need nginx "apt-get install nginx-light"
+need docker-registry "apt-get install docker-registry"
+need openssl "apt-get install openssl"
+need curl "apt-get install curl"
+need python3 "apt-get install python3"
+[ -x "$OHA" ] || { echo "missing oha: cargo install oha --locked (or set OHA=/path/to/oha)" >&2; exit 2; }
+
+cargo build --release --quiet --bin signet
+BIN=$PWD/target/${CARGO_BUILD_TARGET:-}/release/signet
+[ -x "$BIN" ] || BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/signet
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_for() { for _ in $(seq 100); do curl -sk -o /dev/null "$1" && return 0; sleep 0.1; done; echo "$1 never answered" >&2; exit 1; }
+
+# A registry holding three small images, signed by a fresh key.
+reg_port=$(free_port)
+registry="127.0.0.1:$reg_port"
+mkdir -p "$work/registry"
+cat > "$work/registry.yml" <<EOF
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $work/registry}}
+http: {addr: $registry}
+EOF
+docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
+pids+=($!)
+wait_for "http://$registry/v2/"
+
+push_blob() { # repo file -> digest
+  local digest location
+  digest="sha256:$(sha256sum "$2" | cut -d' ' -f1)"
+  location=$(curl -sf -X POST -D - -o /dev/null "http://$registry/v2/$1/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+  case "$location" in http*) ;; *) location="http://$registry$location" ;; esac
+  case "$location" in *\?*) sep='&' ;; *) sep='?' ;; esac
+  curl -sf -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$2" "$location${sep}digest=$digest" -o /dev/null
+  echo "$digest"
+}
+images=()
+for name in app web worker; do
+  printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{},"seed":"%s"}' "$name" > "$work/config.json"
+  printf 'layer of %s' "$name" | gzip -n > "$work/layer.gz"
+  config=$(push_blob "bench/$name" "$work/config.json")
+  layer=$(push_blob "bench/$name" "$work/layer.gz")
+  cat > "$work/manifest.json" <<EOF
+{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"$config","size":$(stat -c %s "$work/config.json")},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"$layer","size":$(stat -c %s "$work/layer.gz")}]}
+EOF
+  curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary @"$work/manifest.json" "http://$registry/v2/bench/$name/manifests/v1" -o /dev/null
+  images+=("$registry/bench/$name:v1")
+done
+"$BIN" keygen --algorithm ECDSA_P256_SHA_256 --output "$work/release" > /dev/null
+for image in "${images[@]}"; do
+  "$BIN" sign "$image" --key "file:$work/release.key" --algorithm ECDSA_P256_SHA_256 > /dev/null
+done
+
+# The policy folder: every image of bench/ signed by the release key.
+mkdir -p "$work/policies"
+python3 - "$work" "$registry" <<'EOF'
+import sys
+work, registry = sys.argv[1], sys.argv[2]
+key = open(f"{work}/release.pub").read()
+indented = "".join("      " + line + "\n" for line in key.splitlines())
+open(f"{work}/policies/policy.yaml", "w").write(
+    "apiVersion: signet.dev/v1alpha1\nkind: Attestor\nmetadata: {name: release}\nspec:\n  keys:\n"
+    "  - algorithm: ECDSA_P256_SHA_256\n    publicKey: |\n" + indented +
+    "---\napiVersion: signet.dev/v1alpha1\nkind: ClusterVerificationPolicy\nmetadata: {name: bench}\n"
+    f"spec:\n  images: [\"{registry}/bench/**\"]\n  attestors: [release]\n")
+EOF
+
+# One certificate for both servers.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$work/tls.key" -out "$work/tls.crt" 2> /dev/null
+
+# The review: a Pod of the three images, as the API server sends it.
+python3 - "$work" "${images[@]}" <<'EOF'
+import json, sys
+work, images = sys.argv[1], sys.argv[2:]
+review = json.load(open("tests/fixtures/admission/pod-create.json"))
+spec = review["request"]["object"]["spec"]
+spec["containers"] = [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]
+spec.pop("initContainers", None)
+json.dump(review, open(f"{work}/review.json", "w"))
+EOF
+
+hook_port=$(free_port)
+env ${WEBHOOK_ENV:-} "$BIN" --log warn webhook --listen "127.0.0.1:$hook_port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
+  --policy-dir "$work/policies" --mutate=false ${WEBHOOK_ARGS:-} > "$work/webhook.log" 2>&1 &
+webhook_pid=$!
+pids+=($webhook_pid)
+wait_for "https://127.0.0.1:$hook_port/readyz"
+answer=$(curl -sk -X POST -H 'Content-Type: application/json' --data-binary @"$work/review.json" "https://127.0.0.1:$hook_port/validate")
+case "$answer" in *'"allowed":true'*) ;; *) echo "the webhook did not allow the signed pod: $answer" >&2; exit 1 ;; esac
+
+nginx_port=$(free_port)
+mkdir -p "$work/nginx"
+python3 - "$work" "$nginx_port" "$answer" <<'EOF'
+import sys
+work, port, answer = sys.argv[1], sys.argv[2], sys.argv[3]
+body = answer.replace("\\", "\\\\").replace("'", "\\'")
+open(f"{work}/nginx.conf", "w").write(f"""
+worker_processes auto;
+pid {work}/nginx/nginx.pid;
+error_log {work}/nginx/error.log error;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/nginx/body;
+  server {{
+    listen 127.0.0.1:{port} ssl http2;
+    ssl_certificate {work}/tls.crt;
+    ssl_certificate_key {work}/tls.key;
+    keepalive_requests 1000000;
+    location / {{
+      default_type application/json;
+      return 200 '{body}';
+    }}
+  }}
+}}
+""")
+EOF
+nginx -c "$work/nginx.conf" -e "$work/nginx/error.log" &
+pids+=($!)
+wait_for "https://127.0.0.1:$nginx_port/"
+
+# COST=N: instead of rates, the webhook's own CPU work per cached admission, as user-space instructions
+# counted by callgrind (valgrind): deterministic, so two builds compare on a busy machine where rates
+# do not. N requests per protocol after a warm-up, 50 connections. Printed apart, and left out of
+# "steady": the 50 TLS handshakes; the verdict key's SHA-256 (SHA-NI natively, which valgrind lacks,
+# so it counts ~10x its native cost there); re-verification and registry reads when a cache entry
+# expires during the run. The kernel's share is not counted (use `perf stat -e task-clock`).
+if [ -n "${COST:-}" ]; then
+  need valgrind "apt-get install valgrind"
+  cost_port=$(free_port)
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$BIN" --log warn webhook \
+    --listen "127.0.0.1:$cost_port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
+    --policy-dir "$work/policies" --mutate=false --signature-cache-ttl 1h > "$work/cost.log" 2>&1 &
+  cost_pid=$!
+  pids+=($cost_pid)
+  for _ in $(seq 300); do curl -sk -o /dev/null "https://127.0.0.1:$cost_port/readyz" && break; sleep 0.2; done
+  cost_url="https://127.0.0.1:$cost_port/validate"
+  printf '%-6s %9s %11s %11s %11s %9s %9s\n' proto total handshakes verdict_key re-verify steady parse
+  for proto in --http-version=1.1 --http2; do
+    name=${proto#--}; name=${name#http-version=}
+    "$OHA" --no-tui --insecure -n 1000 -c "$CONNECTIONS" $proto -m POST -H 'Content-Type: application/json' \
+      -D "$work/review.json" "$cost_url" > /dev/null
+    callgrind_control -z "$cost_pid" > /dev/null 2>&1
+    rm -f "$work/cg.$cost_pid"*
+    "$OHA" --no-tui --insecure -n "$COST" -c "$CONNECTIONS" $proto -m POST -H 'Content-Type: application/json' \
+      -D "$work/review.json" "$cost_url" > /dev/null
+    callgrind_control -d "$cost_pid" > /dev/null 2>&1
+    dump=""
+    for _ in $(seq 240); do
+      dump=$(grep -lE '^(summary|totals):' "$work/cg.$cost_pid"* 2>/dev/null | head -1) || true
+      [ -n "$dump" ] && break
+      sleep 0.5
+    done
+    [ -n "$dump" ] || { echo "callgrind wrote no dump" >&2; exit 1; }
+    python3 - "$dump" "$COST" "$name" <<'PY'
+import collections, re, sys
+path, n, proto = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+names, own, calls = {}, collections.Counter(), collections.Counter()
+fn = callee = None
+after_call = False
+def name(text):
+    m = re.match(r"\((\d+)\)(?: (.*))?", text)
+    if not m:
+        return text
+    if m.group(2):
+        names[m.group(1)] = m.group(2)
+    return names.get(m.group(1), text)
+for line in open(path, errors="replace"):
+    if line.startswith("fn="):
+        fn, after_call = name(line[3:].strip()), False
+    elif line.startswith(("cfn=", "cfni=")):
+        callee = name(line.split("=", 1)[1].strip())
+    elif line.startswith("calls="):
+        after_call = True
+    elif line[:1].isdigit() or line[:1] in "+-*":
+        parts = line.split()
+        if len(parts) >= 2:
+            if after_call:
+                calls[(fn, callee)] += int(parts[1])
+                after_call = False
+            else:
+                own[fn] += int(parts[1])
+inclusive = collections.Counter(own)
+for (caller, called), cost in calls.items():
+    if caller != called:
+        inclusive[caller] += cost
+def largest(pattern):
+    return max([inclusive[f] for f in inclusive if re.search(pattern, f)] or [0])
+total = sum(own.values())
+handshakes = largest(r"^<tokio_rustls::common::handshake::MidHandshake<IS> as core::future::future::Future>::poll$")
+key = largest(r"^signet::admission::judge::verdict_key_of$")
+again = largest(r"^signet::admission::judge::Judge::evaluate::\{\{closure\}\}::\{\{closure\}\}$") + largest(r"resolve_manifest")
+parse = largest(r"^signet::admission::review::parse_review$")
+steady = total - handshakes - key - again
+print("%-6s %9.0f %11.0f %11.0f %11.0f %9.0f %9.0f" % tuple([proto] + [v / n for v in (total, handshakes, key, again, steady, parse)]))
+PY
+  done
+  exit 0
+fi
+
+# oha's JSON summary -> "rps p50_ms p99_ms"
+summary() {
+  python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+p = s["latencyPercentiles"]
+print("%.0f %.2f %.2f %s" % (s["summary"]["requestsPerSec"], p["p50"] * 1000, p["p99"] * 1000,
+      s["summary"]["successRate"]))'
+}
+load() { # url http-flag [rate]
+  local rate=()
+  [ -n "${3:-}" ] && rate=(-q "$3")
+  "$OHA" --no-tui --output-format json --insecure -z "${SECONDS_PER_RUN}s" -c "$CONNECTIONS" "${rate[@]}" $2 \
+    -m POST -H 'Content-Type: application/json' -D "$work/review.json" "$1" | summary
+}
+
+# ROUNDS alternating runs of each server -> two lines of medians, "rps p50 p99 success": signet's, nginx's.
+measure() { # http-flag [rate]
+  local round
+  for round in $(seq "$ROUNDS"); do
+    echo "hook $(load "$hook" "$1" "${2:-}")"
+    echo "yard $(load "$yard" "$1" "${2:-}")"
+  done | python3 -c '
+import statistics, sys
+rows = {"hook": [], "yard": []}
+for line in sys.stdin:
+    name, *values = line.split()
+    rows[name].append([float(v) for v in values])
+for name in ("hook", "yard"):
+    columns = list(zip(*rows[name]))
+    print("%.0f %.2f %.2f %s" % tuple(statistics.median(c) for c in columns))'
+}
+
+hook="https://127.0.0.1:$hook_port/validate"
+yard="https://127.0.0.1:$nginx_port/validate"
+load "$hook" --http-version=1.1 > /dev/null   # warm both up
+load "$yard" --http-version=1.1 > /dev/null
+echo "cached 3-image Pod admission, $CONNECTIONS connections, ${SECONDS_PER_RUN}s per run, median of $ROUNDS, $(nproc) cores"
+printf '%-9s %-14s %10s %9s %9s %8s\n' proto server req/s p50_ms p99_ms success
+for proto in "--http-version=1.1" "--http2"; do
+  name=${proto#--}; name=${name#http-version=}
+  # PERF_RECORD=file: a CPU profile of the webhook during its HTTP/1.1 maximum-rate run.
+  if [ -n "${PERF_RECORD:-}" ] && [ "$name" = 1.1 ]; then
+    perf record -e cpu-clock -F 4000 -g -p "$webhook_pid" -o "$PERF_RECORD" -- sleep "$SECONDS_PER_RUN" \
+      > /dev/null 2>&1 &
+  fi
+  { read -r h_rps h_p50 h_p99 h_ok; read -r n_rps n_p50 n_p99 n_ok; } < <(measure "$proto")
+  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "signet max" "$h_rps" "$h_p50" "$h_p99" "$h_ok"
+  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "nginx max" "$n_rps" "$n_p50" "$n_p99" "$n_ok"
+  python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'ratio', $h_rps / $n_rps))"
+  { read -r h_rps h_p50 h_p99 h_ok; read -r n_rps n_p50 n_p99 n_ok; } < <(measure "$proto" "$RATE")
+  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "signet @$RATE" "$h_rps" "$h_p50" "$h_p99" "$h_ok"
+  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "nginx @$RATE" "$n_rps" "$n_p50" "$n_p99" "$n_ok"
+done
