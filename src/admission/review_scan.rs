@@ -1,0 +1,863 @@
+//! Reading an AdmissionReview body in one pass over its bytes.
+//!
+//! What [`super::review::parse_review`] reads: the same `ReviewRequest` as the serde_json path
+//! (`review.rs` derives plus the pruning visitor of `review_prune.rs`, kept as
+//! `parse_review_reference`), built field by field while everything signet does not read
+//! (`managedFields`, `status`, `oldObject`, `env`...) is skipped with a scan that still checks it
+//! is JSON. Most of a review is such skipped text, and serde_json's generic machinery (a visitor
+//! call per token) was most of a cached admission's cost.
+//!
+//! The reference's judgement is kept where it decides anything, so the two read every body alike
+//! (pinned by a differential test over the fixtures and the `review_differential` fuzz target):
+//! - Kept strings with an escape, and every kept number, are handed to serde_json itself (the token
+//!   alone), so escapes (`"imag\u0065"` is `image`), lone surrogates (refused), big numbers
+//!   (`1e999` refused, integers beyond u64 read as f64) are judged by the same code. Strings
+//!   without escapes, nearly all of them, are copied straight from the body.
+//! - Skipped values are checked as serde_json's `IgnoredAny` checks them: the JSON grammar, escapes
+//!   well-formed (a lone surrogate passes, as there), no control characters, no depth limit.
+//! - Duplicate fields of the request's own structures are refused at the second key; in maps and in
+//!   kept parts of a spec the last one counts; `userInfo` keeps its last value (k8s-openapi's rule).
+//! - Kept containers count towards serde_json's recursion limit (128), skipped ones do not.
+//! - Malformed JSON is `NotJson`, well-formed JSON of the wrong shape is `NotAReview`, judged at
+//!   the same point of the text as the reference judges it.
+//!
+//! One departure, on purpose: serde's derive also reads a structure written as a JSON array of its
+//! fields in declaration order (`"kind": ["", "v1", "Pod"]`), a form the API server never writes;
+//! such a body is refused here ([`ARRAY_FORM`] in the message) instead of being read by position.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::authentication::v1::UserInfo;
+use kube::core::admission::Operation;
+use serde_json::{Map, Value};
+
+use super::review::{ObjectMetadata, RequestKind, ReviewError, ReviewObject, ReviewRequest};
+use super::review_prune::{SPEC, Shape, TEMPLATE};
+
+/// Part of the message of a body refused because a structure is written as an array.
+#[doc(hidden)]
+pub const ARRAY_FORM: &str = "written as an array";
+
+/// serde_json's default recursion limit: the 128th nested container it builds is refused.
+const DEPTH_LIMIT: u32 = 128;
+
+/// The top level of an AdmissionReview, before `parse_review`'s checks.
+pub(super) struct TopLevel {
+    /// `apiVersion` (empty when absent).
+    pub(super) api_version: String,
+    /// `kind` (empty when absent).
+    pub(super) kind: String,
+    /// `request` (absent or null: `None`).
+    pub(super) request: Option<ReviewRequest>,
+}
+
+/// Reads a whole body (already checked to be UTF-8).
+pub(super) fn read(text: &str) -> Result<TopLevel, ReviewError> {
+    let mut scanner = Scanner {
+        text,
+        bytes: text.as_bytes(),
+        pos: 0,
+        remaining_depth: DEPTH_LIMIT,
+        frames: Vec::new(),
+    };
+    let top = scanner.review()?;
+    match scanner.peek() {
+        None => Ok(top),
+        Some(_) => Err(scanner.syntax("trailing characters")),
+    }
+}
+
+type Result<T, E = ReviewError> = std::result::Result<T, E>;
+
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    remaining_depth: u32,
+    /// Open containers of the value being skipped (`{` or `[`), reused across skips.
+    frames: Vec<u8>,
+}
+
+/// A field of a structure that appears at most once (serde's derive refuses a second one).
+struct Once<T>(Option<T>);
+
+impl<T> Once<T> {
+    fn new() -> Self {
+        Once(None)
+    }
+}
+
+impl<'a> Scanner<'a> {
+    fn syntax(&self, what: &str) -> ReviewError {
+        ReviewError::NotJson(format!("{what} at byte {}", self.pos))
+    }
+
+    fn data(&self, what: &str) -> ReviewError {
+        ReviewError::NotAReview(format!("{what} at byte {}", self.pos))
+    }
+
+    fn eof(&self) -> ReviewError {
+        self.syntax("unexpected end of the body")
+    }
+
+    /// A serde_json error about the token at `at`, in the same category.
+    fn delegated(error: serde_json::Error, at: usize) -> ReviewError {
+        match error.classify() {
+            serde_json::error::Category::Data => {
+                ReviewError::NotAReview(format!("{error} (token at byte {at})"))
+            }
+            _ => ReviewError::NotJson(format!("{error} (token at byte {at})")),
+        }
+    }
+
+    /// The next byte after whitespace, not consumed.
+    #[inline]
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&byte) = self.bytes.get(self.pos) {
+            match byte {
+                b' ' | b'\n' | b'\t' | b'\r' => self.pos += 1,
+                _ => return Some(byte),
+            }
+        }
+        None
+    }
+
+    /// Opens a kept container (the byte at `pos`), counting it towards the recursion limit.
+    fn enter(&mut self) -> Result<()> {
+        self.remaining_depth -= 1;
+        if self.remaining_depth == 0 {
+            return Err(self.syntax("recursion limit exceeded"));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.remaining_depth += 1;
+    }
+
+    fn colon(&mut self) -> Result<()> {
+        match self.peek() {
+            Some(b':') => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(_) => Err(self.syntax("expected `:`")),
+            None => Err(self.eof()),
+        }
+    }
+
+    /// `null`, `true` or `false`, starting at `pos`.
+    fn word(&mut self, word: &[u8]) -> Result<()> {
+        for &expected in word {
+            match self.bytes.get(self.pos) {
+                Some(&byte) if byte == expected => self.pos += 1,
+                Some(_) => return Err(self.syntax("expected `null`, `true` or `false`")),
+                None => return Err(self.eof()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the next value is `null` (then consumed).
+    fn null(&mut self) -> Result<bool> {
+        if self.peek() == Some(b'n') {
+            self.word(b"null")?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// From just after an opening quote to just after the closing one; whether it held an
+    /// escape. Escapes are checked as serde_json checks skipped strings.
+    fn scan_string(&mut self) -> Result<bool> {
+        let mut escaped = false;
+        loop {
+            self.pos = find_special(self.bytes, self.pos);
+            match self.bytes.get(self.pos) {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.pos += 1;
+                    match self.bytes.get(self.pos) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.pos += 1;
+                        }
+                        Some(b'u') => {
+                            self.pos += 1;
+                            match self.bytes.get(self.pos..self.pos + 4) {
+                                Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => {
+                                    self.pos += 4;
+                                }
+                                Some(_) => return Err(self.syntax("invalid escape")),
+                                None => return Err(self.eof()),
+                            }
+                        }
+                        Some(_) => return Err(self.syntax("invalid escape")),
+                        None => return Err(self.eof()),
+                    }
+                }
+                Some(_) => return Err(self.syntax("control character in a string")),
+                None => return Err(self.eof()),
+            }
+        }
+    }
+
+    /// A string as serde_json reads one it keeps (`pos` at the opening quote).
+    fn text(&mut self) -> Result<Cow<'a, str>> {
+        let start = self.pos;
+        self.pos += 1;
+        let escaped = self.scan_string()?;
+        let text = self.text;
+        let Some(token) = text.get(start..self.pos) else {
+            return Err(self.syntax("string ends inside a character"));
+        };
+        if !escaped {
+            return Ok(Cow::Borrowed(
+                token.get(1..token.len() - 1).unwrap_or_default(),
+            ));
+        }
+        serde_json::from_str::<String>(token)
+            .map(Cow::Owned)
+            .map_err(|e| Self::delegated(e, start))
+    }
+
+    /// Checks a number's grammar (`pos` at `-` or a digit), as serde_json's skipping does.
+    fn scan_number(&mut self) -> Result<()> {
+        if self.bytes.get(self.pos) == Some(&b'-') {
+            self.pos += 1;
+        }
+        match self.bytes.get(self.pos) {
+            Some(b'0') => {
+                self.pos += 1;
+                if self.bytes.get(self.pos).is_some_and(u8::is_ascii_digit) {
+                    return Err(self.syntax("invalid number"));
+                }
+            }
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.syntax("invalid number")),
+        }
+        if self.bytes.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            let start = self.pos;
+            self.digits();
+            if self.pos == start {
+                return Err(self.syntax("invalid number"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.bytes.get(self.pos) {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.bytes.get(self.pos) {
+                self.pos += 1;
+            }
+            let start = self.pos;
+            self.digits();
+            if self.pos == start {
+                return Err(self.syntax("invalid number"));
+            }
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while self.bytes.get(self.pos).is_some_and(u8::is_ascii_digit) {
+            self.pos += 1;
+        }
+    }
+
+    /// A kept number, read by serde_json from its token.
+    fn number(&mut self) -> Result<Value> {
+        let start = self.pos;
+        self.scan_number()?;
+        let token = self.text.get(start..self.pos).unwrap_or_default();
+        serde_json::from_str::<Value>(token).map_err(|e| Self::delegated(e, start))
+    }
+
+    /// Skips one value, checking it as serde_json's `IgnoredAny` does (no depth limit: the open
+    /// containers are a byte each in `frames`, not a recursion).
+    fn skip_value(&mut self) -> Result<()> {
+        self.frames.clear();
+        loop {
+            // One value.
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    self.scan_string()?;
+                }
+                Some(b'{') => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(b'}') => self.pos += 1,
+                        Some(b'"') => {
+                            self.frames.push(b'{');
+                            self.skip_key()?;
+                            continue;
+                        }
+                        Some(_) => return Err(self.syntax("expected a string key")),
+                        None => return Err(self.eof()),
+                    }
+                }
+                Some(b'[') => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(b']') => self.pos += 1,
+                        Some(_) => {
+                            self.frames.push(b'[');
+                            continue;
+                        }
+                        None => return Err(self.eof()),
+                    }
+                }
+                Some(b'n') => self.word(b"null")?,
+                Some(b't') => self.word(b"true")?,
+                Some(b'f') => self.word(b"false")?,
+                Some(b'-' | b'0'..=b'9') => self.scan_number()?,
+                Some(_) => return Err(self.syntax("expected a value")),
+                None => return Err(self.eof()),
+            }
+            // After a value: close what ends here, then go on with the next element, if any.
+            loop {
+                let Some(&frame) = self.frames.last() else {
+                    return Ok(());
+                };
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        if frame == b'{' {
+                            match self.peek() {
+                                Some(b'"') => self.skip_key()?,
+                                Some(_) => return Err(self.syntax("expected a string key")),
+                                None => return Err(self.eof()),
+                            }
+                        }
+                        break;
+                    }
+                    Some(b'}') if frame == b'{' => {
+                        self.pos += 1;
+                        self.frames.pop();
+                    }
+                    Some(b']') if frame == b'[' => {
+                        self.pos += 1;
+                        self.frames.pop();
+                    }
+                    Some(_) => return Err(self.syntax("expected `,` or the container's end")),
+                    None => return Err(self.eof()),
+                }
+            }
+        }
+    }
+
+    /// A key of a skipped object and its colon (`pos` at the opening quote).
+    fn skip_key(&mut self) -> Result<()> {
+        self.pos += 1;
+        self.scan_string()?;
+        self.colon()
+    }
+
+    /// The next key of a kept object (after `enter`), or `None` at its end (consumed).
+    fn next_key(&mut self, first: &mut bool) -> Result<Option<Cow<'a, str>>> {
+        let next = match self.peek() {
+            Some(b'}') => {
+                self.pos += 1;
+                return Ok(None);
+            }
+            Some(b',') if !*first => {
+                self.pos += 1;
+                self.peek()
+            }
+            Some(byte) if *first => {
+                *first = false;
+                Some(byte)
+            }
+            Some(_) => return Err(self.syntax("expected `,` or `}`")),
+            None => return Err(self.eof()),
+        };
+        match next {
+            Some(b'"') => self.text().map(Some),
+            Some(b'}') => Err(self.syntax("trailing comma")),
+            Some(_) => Err(self.syntax("expected a string key")),
+            None => Err(self.eof()),
+        }
+    }
+
+    /// Whether a kept array (after `enter`) has another element; its end is consumed.
+    fn next_element(&mut self, first: &mut bool) -> Result<bool> {
+        match self.peek() {
+            Some(b']') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(_) if *first => {
+                *first = false;
+                Ok(true)
+            }
+            Some(b',') => {
+                self.pos += 1;
+                match self.peek() {
+                    Some(b']') => Err(self.syntax("trailing comma")),
+                    Some(_) => Ok(true),
+                    None => Err(self.eof()),
+                }
+            }
+            Some(_) => Err(self.syntax("expected `,` or `]`")),
+            None => Err(self.eof()),
+        }
+    }
+
+    /// A value of the wrong JSON type: refused as not a review, once the token itself is found
+    /// well-formed (as serde_json reads it before it reports the type).
+    fn wrong_type(&mut self, expected: &str) -> ReviewError {
+        let found = match self.peek() {
+            Some(b'n') => self.word(b"null").map(|()| "null"),
+            Some(b't') => self.word(b"true").map(|()| "a boolean"),
+            Some(b'f') => self.word(b"false").map(|()| "a boolean"),
+            Some(b'-' | b'0'..=b'9') => self.number().map(|_| "a number"),
+            Some(b'"') => self.text().map(|_| "a string"),
+            Some(b'[') => Ok("an array"),
+            Some(b'{') => Ok("an object"),
+            Some(_) => return self.syntax("expected a value"),
+            None => return self.eof(),
+        };
+        match found {
+            Ok(found) => self.data(&format!("expected {expected}, found {found}")),
+            Err(error) => error,
+        }
+    }
+
+    /// Opens a structure serde's derive reads (an object; an array is the refused form).
+    fn structure(&mut self, name: &str) -> Result<()> {
+        match self.peek() {
+            Some(b'{') => self.enter(),
+            Some(b'[') => Err(self.data(&format!("{name} {ARRAY_FORM} is not read"))),
+            Some(_) => Err(self.wrong_type(name)),
+            None => Err(self.eof()),
+        }
+    }
+
+    /// The value of a field that may appear once: its colon is read after the duplicate check,
+    /// where serde's derive checks.
+    fn once<T>(
+        &mut self,
+        slot: &mut Once<T>,
+        field: &str,
+        read: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<()> {
+        if slot.0.is_some() {
+            return Err(self.data(&format!("duplicate field `{field}`")));
+        }
+        self.colon()?;
+        slot.0 = Some(read(self)?);
+        Ok(())
+    }
+
+    fn skip_field(&mut self) -> Result<()> {
+        self.colon()?;
+        self.skip_value()
+    }
+
+    fn string(&mut self) -> Result<String> {
+        match self.peek() {
+            Some(b'"') => Ok(self.text()?.into_owned()),
+            Some(_) => Err(self.wrong_type("a string")),
+            None => Err(self.eof()),
+        }
+    }
+
+    fn optional_string(&mut self) -> Result<Option<String>> {
+        if self.null()? {
+            return Ok(None);
+        }
+        self.string().map(Some)
+    }
+
+    fn string_list(&mut self) -> Result<Vec<String>> {
+        match self.peek() {
+            Some(b'[') => self.enter()?,
+            Some(_) => return Err(self.wrong_type("a list of strings")),
+            None => return Err(self.eof()),
+        }
+        let mut items = Vec::new();
+        let mut first = true;
+        while self.next_element(&mut first)? {
+            items.push(self.string()?);
+        }
+        self.leave();
+        Ok(items)
+    }
+
+    /// A JSON object read into a map (the last of duplicate keys counts).
+    fn map<T>(
+        &mut self,
+        mut value: impl FnMut(&mut Self) -> Result<T>,
+    ) -> Result<BTreeMap<String, T>> {
+        match self.peek() {
+            Some(b'{') => self.enter()?,
+            Some(_) => return Err(self.wrong_type("a map")),
+            None => return Err(self.eof()),
+        }
+        let mut map = BTreeMap::new();
+        let mut first = true;
+        while let Some(key) = self.next_key(&mut first)? {
+            self.colon()?;
+            map.insert(key.into_owned(), value(self)?);
+        }
+        self.leave();
+        Ok(map)
+    }
+
+    fn review(&mut self) -> Result<TopLevel> {
+        self.structure("an AdmissionReview")?;
+        let (mut api_version, mut kind, mut request) = (Once::new(), Once::new(), Once::new());
+        let mut first = true;
+        while let Some(key) = self.next_key(&mut first)? {
+            match &*key {
+                "apiVersion" => self.once(&mut api_version, "apiVersion", Self::string)?,
+                "kind" => self.once(&mut kind, "kind", Self::string)?,
+                "request" => self.once(&mut request, "request", |s| {
+                    if s.null()? {
+                        return Ok(None);
+                    }
+                    s.request().map(Some)
+                })?,
+                _ => self.skip_field()?,
+            }
+        }
+        self.leave();
+        Ok(TopLevel {
+            api_version: api_version.0.unwrap_or_default(),
+            kind: kind.0.unwrap_or_default(),
+            request: request.0.flatten(),
+        })
+    }
+
+    fn request(&mut self) -> Result<ReviewRequest> {
+        self.structure("an AdmissionRequest")?;
+        let mut uid = Once::new();
+        let mut kind = Once::new();
+        let mut sub_resource = Once::new();
+        let mut name = Once::new();
+        let mut namespace = Once::new();
+        let mut operation = Once::new();
+        let mut user_info = Once::new();
+        let mut object = Once::new();
+        let mut dry_run = Once::new();
+        let mut first = true;
+        while let Some(key) = self.next_key(&mut first)? {
+            match &*key {
+                "uid" => self.once(&mut uid, "uid", Self::string)?,
+                "kind" => self.once(&mut kind, "kind", Self::request_kind)?,
+                "subResource" => {
+                    self.once(&mut sub_resource, "subResource", Self::optional_string)?
+                }
+                "name" => self.once(&mut name, "name", Self::string)?,
+                "namespace" => self.once(&mut namespace, "namespace", Self::optional_string)?,
+                "operation" => self.once(&mut operation, "operation", Self::operation)?,
+                "userInfo" => self.once(&mut user_info, "userInfo", Self::user_info)?,
+                "object" => self.once(&mut object, "object", |s| {
+                    if s.null()? {
+                        return Ok(None);
+                    }
+                    s.object().map(Some)
+                })?,
+                "dryRun" => self.once(&mut dry_run, "dryRun", Self::dry_run)?,
+                _ => self.skip_field()?,
+            }
+        }
+        let missing = |field: &str| self.data(&format!("missing field `{field}`"));
+        let uid = uid.0.ok_or_else(|| missing("uid"))?;
+        let kind = kind.0.ok_or_else(|| missing("kind"))?;
+        let operation = operation.0.ok_or_else(|| missing("operation"))?;
+        self.leave();
+        Ok(ReviewRequest {
+            uid,
+            kind,
+            sub_resource: sub_resource.0.flatten(),
+            name: name.0.unwrap_or_default(),
+            namespace: namespace.0.flatten(),
+            operation,
+            user_info: user_info.0.unwrap_or_default(),
+            object: object.0.flatten(),
+            dry_run: dry_run.0.unwrap_or(false),
+        })
+    }
+
+    fn request_kind(&mut self) -> Result<RequestKind> {
+        self.structure("a group/version/kind")?;
+        let (mut group, mut version, mut kind) = (Once::new(), Once::new(), Once::new());
+        let mut first = true;
+        while let Some(key) = self.next_key(&mut first)? {
+            match &*key {
+                "group" => self.once(&mut group, "group", Self::string)?,
+                "version" => self.once(&mut version, "version", Self::string)?,
+                "kind" => self.once(&mut kind, "kind", Self::string)?,
+                _ => self.skip_field()?,
+            }
+        }
+        let version = version
+            .0
+            .ok_or_else(|| self.data("missing field `version`"))?;
+        let kind = kind.0.ok_or_else(|| self.data("missing field `kind`"))?;
+        self.leave();
+        Ok(RequestKind {
+            group: group.0.unwrap_or_default(),
+            version,
+            kind,
+        })
+    }
+
+    fn dry_run(&mut self) -> Result<bool> {
+        match self.peek() {
+            Some(b'n') => self.word(b"null").map(|()| false),
+            Some(b't') => self.word(b"true").map(|()| true),
+            Some(b'f') => self.word(b"false").map(|()| false),
+            Some(_) => Err(self.wrong_type("a boolean")),
+            None => Err(self.eof()),
+        }
+    }
+
+    /// `"CREATE"`..., or serde's other form of a unit variant, `{"CREATE": null}`.
+    fn operation(&mut self) -> Result<Operation> {
+        match self.peek() {
+            Some(b'"') => self.variant(),
+            Some(b'{') => {
+                self.enter()?;
+                let operation = match self.peek() {
+                    Some(b'"') => self.variant()?,
+                    Some(_) => return Err(self.wrong_type("an operation")),
+                    None => return Err(self.eof()),
+                };
+                self.colon()?;
+                match self.peek() {
+                    Some(b'n') => self.word(b"null")?,
+                    Some(_) => return Err(self.wrong_type("null")),
+                    None => return Err(self.eof()),
+                }
+                self.leave();
+                match self.peek() {
+                    Some(b'}') => {
+                        self.pos += 1;
+                        Ok(operation)
+                    }
+                    Some(_) => Err(self.syntax("expected `}`")),
+                    None => Err(self.eof()),
+                }
+            }
+            Some(_) => Err(self.syntax("expected an operation")),
+            None => Err(self.eof()),
+        }
+    }
+
+    fn variant(&mut self) -> Result<Operation> {
+        match &*self.text()? {
+            "CREATE" => Ok(Operation::Create),
+            "UPDATE" => Ok(Operation::Update),
+            "DELETE" => Ok(Operation::Delete),
+            "CONNECT" => Ok(Operation::Connect),
+            other => Err(self.data(&format!("unknown operation {other:?}"))),
+        }
+    }
+
+    /// k8s-openapi's `UserInfo`: every field optional, the last of duplicates counts.
+    fn user_info(&mut self) -> Result<UserInfo> {
+        match self.peek() {
+            Some(b'{') => self.enter()?,
+            Some(b'[') => {
+                self.enter()?;
+                return Err(self.data("expected userInfo, found an array"));
+            }
+            Some(_) => return Err(self.wrong_type("userInfo")),
+            None => return Err(self.eof()),
+        }
+        let mut info = UserInfo::default();
+        let mut first = true;
+        while let Some(key) = self.next_key(&mut first)? {
+            match &*key {
+                "username" => {
+                    self.colon()?;
+                    info.username = self.optional_string()?;
+                }
+                "uid" => {
+                    self.colon()?;
+                    info.uid = self.optional_string()?;
+                }
+                "groups" => {
+                    self.colon()?;
+                    info.groups = if self.null()? {
+                        None
+                    } else {
+                        Some(self.string_list()?)
+                    };
+                }
+                "extra" => {
+                    self.colon()?;
+                    info.extra = if self.null()? {
+                        None
+                    } else {
+                        Some(self.map(Self::string_list)?)
+                    };
+                }
+                _ => self.skip_field()?,
+            }
+        }
+        self.leave();
+        Ok(info)
+    }
+
+    fn object(&mut self) -> Result<ReviewObject> {
+        self.structure("an object")?;
+        let (mut metadata, mut spec, mut template) = (Once::new(), Once::new(), Once::new());
+        let mut first = true;
+        while let Some(key) = self.next_key(&mut first)? {
+            match &*key {
+                "metadata" => self.once(&mut metadata, "metadata", |s| {
+                    if s.null()? {
+                        return Ok(None);
+                    }
+                    s.metadata().map(Some)
+                })?,
+                "spec" => self.once(&mut spec, "spec", |s| s.pruned_optional(&SPEC))?,
+                "template" => {
+                    self.once(&mut template, "template", |s| s.pruned_optional(&TEMPLATE))?
+                }
+                _ => self.skip_field()?,
+            }
+        }
+        self.leave();
+        Ok(ReviewObject::from_parts(
+            metadata.0.flatten(),
+            spec.0.flatten(),
+            template.0.flatten(),
+        ))
+    }
+
+    fn metadata(&mut self) -> Result<ObjectMetadata> {
+        self.structure("object metadata")?;
+        let (mut name, mut generate_name, mut namespace, mut annotations) =
+            (Once::new(), Once::new(), Once::new(), Once::new());
+        let mut first = true;
+        while let Some(key) = self.next_key(&mut first)? {
+            match &*key {
+                "name" => self.once(&mut name, "name", Self::optional_string)?,
+                "generateName" => {
+                    self.once(&mut generate_name, "generateName", Self::optional_string)?
+                }
+                "namespace" => self.once(&mut namespace, "namespace", Self::optional_string)?,
+                "annotations" => self.once(&mut annotations, "annotations", |s| {
+                    if s.null()? {
+                        return Ok(None);
+                    }
+                    s.map(Self::string).map(Some)
+                })?,
+                _ => self.skip_field()?,
+            }
+        }
+        self.leave();
+        Ok(ObjectMetadata {
+            name: name.0.flatten(),
+            generate_name: generate_name.0.flatten(),
+            namespace: namespace.0.flatten(),
+            annotations: annotations.0.flatten(),
+        })
+    }
+
+    /// `spec` or `template`: `null` reads as absent.
+    fn pruned_optional(&mut self, shape: &'static Shape) -> Result<Option<Value>> {
+        let value = self.pruned(shape)?;
+        Ok((!value.is_null()).then_some(value))
+    }
+
+    /// One value keeping what `shape` says, as `review_prune::Pruned` builds it: a node of an
+    /// unexpected JSON type is kept whole.
+    fn pruned(&mut self, shape: &'static Shape) -> Result<Value> {
+        match self.peek() {
+            Some(b'"') => Ok(Value::String(self.text()?.into_owned())),
+            Some(b'{') => {
+                self.enter()?;
+                let mut kept = Map::new();
+                let mut first = true;
+                while let Some(key) = self.next_key(&mut first)? {
+                    match shape {
+                        Shape::Fields(fields) => {
+                            match fields.iter().find(|(name, _)| *name == &*key) {
+                                Some((name, field_shape)) => {
+                                    self.colon()?;
+                                    let value = self.pruned(field_shape)?;
+                                    kept.insert((*name).to_string(), value);
+                                }
+                                None => self.skip_field()?,
+                            }
+                        }
+                        _ => {
+                            self.colon()?;
+                            let value = self.pruned(&Shape::Whole)?;
+                            kept.insert(key.into_owned(), value);
+                        }
+                    }
+                }
+                self.leave();
+                Ok(Value::Object(kept))
+            }
+            Some(b'[') => {
+                self.enter()?;
+                let element = match shape {
+                    Shape::Each(element) => *element,
+                    _ => &Shape::Whole,
+                };
+                let mut items = Vec::new();
+                let mut first = true;
+                while self.next_element(&mut first)? {
+                    items.push(self.pruned(element)?);
+                }
+                self.leave();
+                Ok(Value::Array(items))
+            }
+            Some(b'n') => self.word(b"null").map(|()| Value::Null),
+            Some(b't') => self.word(b"true").map(|()| Value::Bool(true)),
+            Some(b'f') => self.word(b"false").map(|()| Value::Bool(false)),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(self.syntax("expected a value")),
+            None => Err(self.eof()),
+        }
+    }
+}
+
+/// The first byte at or after `from` that ends a plain run of string text: `"`, `\` or a control
+/// character (below 0x20); `bytes.len()` if none. Eight bytes at a time: in each word, a byte
+/// equal to `"` or `\`, or below 0x20, sets its top bit in the mask (borrows can only set bits
+/// above a true hit, so the lowest bit is exact).
+#[inline]
+fn find_special(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let mask = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | word.wrapping_sub(ONES * 0x20) & !word)
+            & HIGHS;
+        if mask != 0 {
+            return at + (mask.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while let Some(&byte) = bytes.get(at) {
+        if byte == b'"' || byte == b'\\' || byte < 0x20 {
+            return at;
+        }
+        at += 1;
+    }
+    at
+}
+
+#[cfg(test)]
+#[path = "review_scan_tests.rs"]
+mod tests;
