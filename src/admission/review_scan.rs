@@ -61,14 +61,15 @@ pub(super) fn read(text: &str) -> Result<TopLevel, ReviewError> {
         remaining_depth: DEPTH_LIMIT,
         frames: Vec::new(),
     };
-    let top = scanner.review()?;
+    let top = scanner.review().map_err(|e| *e)?;
     match scanner.peek() {
         None => Ok(top),
-        Some(_) => Err(scanner.syntax("trailing characters")),
+        Some(_) => Err(*scanner.syntax("trailing characters")),
     }
 }
 
-type Result<T, E = ReviewError> = std::result::Result<T, E>;
+/// Errors are boxed inside the reader: a result then fits in registers on the hot paths.
+type Result<T, E = Box<ReviewError>> = std::result::Result<T, E>;
 
 struct Scanner<'a> {
     text: &'a str,
@@ -89,26 +90,37 @@ impl<T> Once<T> {
 }
 
 impl<'a> Scanner<'a> {
-    fn syntax(&self, what: &str) -> ReviewError {
-        ReviewError::NotJson(format!("{what} at byte {}", self.pos))
+    #[cold]
+    #[inline(never)]
+    fn syntax(&self, what: &str) -> Box<ReviewError> {
+        Box::new(ReviewError::NotJson(format!("{what} at byte {}", self.pos)))
     }
 
-    fn data(&self, what: &str) -> ReviewError {
-        ReviewError::NotAReview(format!("{what} at byte {}", self.pos))
+    #[cold]
+    #[inline(never)]
+    fn data(&self, what: &str) -> Box<ReviewError> {
+        Box::new(ReviewError::NotAReview(format!(
+            "{what} at byte {}",
+            self.pos
+        )))
     }
 
-    fn eof(&self) -> ReviewError {
+    #[cold]
+    #[inline(never)]
+    fn eof(&self) -> Box<ReviewError> {
         self.syntax("unexpected end of the body")
     }
 
     /// A serde_json error about the token at `at`, in the same category.
-    fn delegated(error: serde_json::Error, at: usize) -> ReviewError {
-        match error.classify() {
+    #[cold]
+    #[inline(never)]
+    fn delegated(error: serde_json::Error, at: usize) -> Box<ReviewError> {
+        Box::new(match error.classify() {
             serde_json::error::Category::Data => {
                 ReviewError::NotAReview(format!("{error} (token at byte {at})"))
             }
             _ => ReviewError::NotJson(format!("{error} (token at byte {at})")),
-        }
+        })
     }
 
     /// The next byte after whitespace, not consumed.
@@ -137,6 +149,7 @@ impl<'a> Scanner<'a> {
         self.remaining_depth += 1;
     }
 
+    #[inline]
     fn colon(&mut self) -> Result<()> {
         match self.peek() {
             Some(b':') => {
@@ -161,6 +174,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Whether the next value is `null` (then consumed).
+    #[inline]
     fn null(&mut self) -> Result<bool> {
         if self.peek() == Some(b'n') {
             self.word(b"null")?;
@@ -171,6 +185,7 @@ impl<'a> Scanner<'a> {
 
     /// From just after an opening quote to just after the closing one; whether it held an
     /// escape. Escapes are checked as serde_json checks skipped strings.
+    #[inline(always)]
     fn scan_string(&mut self) -> Result<bool> {
         let mut escaped = false;
         loop {
@@ -208,19 +223,19 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string as serde_json reads one it keeps (`pos` at the opening quote).
+    #[inline]
     fn text(&mut self) -> Result<Cow<'a, str>> {
         let start = self.pos;
         self.pos += 1;
         let escaped = self.scan_string()?;
         let text = self.text;
-        let Some(token) = text.get(start..self.pos) else {
-            return Err(self.syntax("string ends inside a character"));
-        };
+        // Both ends are ASCII quotes, so always on character boundaries.
         if !escaped {
             return Ok(Cow::Borrowed(
-                token.get(1..token.len() - 1).unwrap_or_default(),
+                text.get(start + 1..self.pos - 1).unwrap_or_default(),
             ));
         }
+        let token = text.get(start..self.pos).unwrap_or_default();
         serde_json::from_str::<String>(token)
             .map(Cow::Owned)
             .map_err(|e| Self::delegated(e, start))
@@ -352,6 +367,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A key of a skipped object and its colon (`pos` at the opening quote).
+    #[inline]
     fn skip_key(&mut self) -> Result<()> {
         self.pos += 1;
         self.scan_string()?;
@@ -359,6 +375,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// The next key of a kept object (after `enter`), or `None` at its end (consumed).
+    #[inline]
     fn next_key(&mut self, first: &mut bool) -> Result<Option<Cow<'a, str>>> {
         let next = match self.peek() {
             Some(b'}') => {
@@ -385,6 +402,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Whether a kept array (after `enter`) has another element; its end is consumed.
+    #[inline]
     fn next_element(&mut self, first: &mut bool) -> Result<bool> {
         match self.peek() {
             Some(b']') => {
@@ -410,7 +428,9 @@ impl<'a> Scanner<'a> {
 
     /// A value of the wrong JSON type: refused as not a review, once the token itself is found
     /// well-formed (as serde_json reads it before it reports the type).
-    fn wrong_type(&mut self, expected: &str) -> ReviewError {
+    #[cold]
+    #[inline(never)]
+    fn wrong_type(&mut self, expected: &str) -> Box<ReviewError> {
         let found = match self.peek() {
             Some(b'n') => self.word(b"null").map(|()| "null"),
             Some(b't') => self.word(b"true").map(|()| "a boolean"),
@@ -829,7 +849,7 @@ impl<'a> Scanner<'a> {
 /// character (below 0x20); `bytes.len()` if none. Eight bytes at a time: in each word, a byte
 /// equal to `"` or `\`, or below 0x20, sets its top bit in the mask (borrows can only set bits
 /// above a true hit, so the lowest bit is exact).
-#[inline]
+#[inline(always)]
 fn find_special(bytes: &[u8], from: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;

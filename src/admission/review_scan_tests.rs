@@ -3,6 +3,7 @@
 
 use super::super::review::{ReviewError, parse_review, parse_review_reference};
 use super::*;
+use serde_json::json;
 
 /// Same request, or the same kind of refusal (messages differ: they name bytes, not lines).
 fn assert_same(body: &[u8]) {
@@ -114,18 +115,41 @@ fn tricky_values_read_as_the_reference_reads_them() {
     for image in images {
         assert_same(&with_image(image));
     }
+    let image_of = |text: &str| {
+        parse_review(&with_image(text)).map(|r| {
+            r.object
+                .map(|o| o.data["spec"]["containers"][0]["image"].clone())
+        })
+    };
+    assert_eq!(
+        image_of(r#""r\u002fapp:v\u0031""#),
+        Ok(Some(json!("r/app:v1")))
+    );
+    assert_eq!(
+        image_of("18446744073709551616"),
+        Ok(Some(json!(18446744073709551616.0)))
+    );
+    assert!(matches!(
+        image_of(r#""r/app\ud800""#),
+        Err(ReviewError::NotJson(_))
+    ));
+    assert!(matches!(image_of("1e999"), Err(ReviewError::NotJson(_))));
     // In skipped fields: lone surrogates pass, other bad JSON does not, big numbers pass.
-    for skipped in [
-        r#""\ud800""#,
-        r#""\q""#,
-        "1e999",
-        "01",
-        "[1,]",
-        "{\"a\" 1}",
-        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
-    ] {
+    for skipped in [r#""\ud800""#, r#""\q""#, "1e999", "01", "[1,]", "{\"a\" 1}"]
+        .into_iter()
+        .map(str::to_string)
+        .chain([format!("{}{}", "[".repeat(200), "]".repeat(200))])
+    {
+        let skipped = skipped.as_str();
         let body = String::from_utf8(with_image("\"r/a:v1\"")).unwrap();
-        assert_same(body.replacen("\"SKIPPED\"", skipped, 1).as_bytes());
+        let once = body.replacen("\"SKIPPED\"", skipped, 1);
+        let expected_ok = matches!(skipped, r#""\ud800""# | "1e999") || skipped.starts_with("[[");
+        assert_eq!(
+            parse_review(once.as_bytes()).is_ok(),
+            expected_ok,
+            "{skipped}"
+        );
+        assert_same(once.as_bytes());
         assert_same(body.replacen("\"SKIPPED\"", skipped, 2).as_bytes());
     }
     // Escaped keys are compared decoded.
@@ -240,6 +264,11 @@ fn kept_containers_count_towards_the_depth_limit_and_skipped_ones_do_not() {
             "\"containers\"",
             &format!("\"imagePullSecrets\":{nested},\"containers\""),
             1,
+        );
+        assert_eq!(
+            parse_review(kept.as_bytes()).is_ok(),
+            depth < 124,
+            "{depth}"
         );
         assert_same(kept.as_bytes());
         let skipped = body.replacen("\"SKIPPED\"", &nested, 1);
