@@ -647,7 +647,7 @@ impl<'a> Scanner<'a> {
                 self.enter()?;
                 let operation = match self.peek() {
                     Some(b'"') => self.variant()?,
-                    Some(_) => return Err(self.wrong_type("an operation")),
+                    Some(_) => return Err(self.syntax("expected an operation as the key")),
                     None => return Err(self.eof()),
                 };
                 self.colon()?;
