@@ -187,7 +187,10 @@ fn the_request_structures_are_judged_as_the_reference_judges_them() {
         ("\"operation\":\"CREATE\"", "\"operation\":7"),
         ("\"operation\":\"CREATE\"", "\"operation\":{7:null}"),
         ("\"operation\":\"CREATE\"", "\"operation\":{}"),
-        ("\"operation\":\"CREATE\"", "\"operation\":{\"CREATE\" null}"),
+        (
+            "\"operation\":\"CREATE\"",
+            "\"operation\":{\"CREATE\" null}",
+        ),
         ("\"operation\":\"CREATE\"", "\"operation\":\"CR\\u0045ATE\""),
         (
             "\"userInfo\":{\"username\":\"me\"}",
