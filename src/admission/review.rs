@@ -5,7 +5,9 @@
 //! `template` the parts on the way to images (see `review_prune.rs`).
 //! Everything else (`oldObject`, `status`, `managedFields`, `options`...) is skipped without
 //! being built: on a cached admission, building kube's `DynamicObject` tree of the whole review
-//! was the largest cost of a request.
+//! was the largest cost of a request. The body is read in one pass by `review_scan.rs`; the
+//! serde_json reading (derive plus `review_prune.rs`) stays as [`parse_review_reference`], the
+//! reference the one-pass reader is tested and fuzzed against.
 //!
 //! Responses are written with signet's own types too, because kube's
 //! `AdmissionResponse` serialises `patch` as an array of numbers, where the API server expects a
