@@ -9,7 +9,7 @@ ARGS ?= --log info webhook --tls-self-signed --listen 127.0.0.1:8443 --policy-di
 # FUZZ_TARGETS=review`.
 FUZZ_SECONDS ?= 60
 FUZZ_CARGO ?= cargo +nightly
-FUZZ_TARGETS ?= reference payload review registry_event policy_yaml envelopes
+FUZZ_TARGETS ?= reference payload review review_differential registry_event policy_yaml envelopes
 # `make image` builds the container image without docker (scripts/image.py): the release binary plus the
 # Debian files it needs, as an OCI image layout in IMAGE_LAYOUT, named IMAGE (the chart's default image).
 # `make image PUSH=host/repo:tag` also pushes it (REGISTRY_USERNAME / REGISTRY_PASSWORD when the registry
@@ -60,7 +60,7 @@ fuzz:
 	cp tests/fixtures/cosign-*.example.json fuzz/corpus/payload/
 	cd fuzz && for target in $(FUZZ_TARGETS); do \
 		case $$target in \
-			review) seeds=../tests/fixtures/admission;; \
+			review|review_differential) seeds=../tests/fixtures/admission;; \
 			registry_event) seeds=../src/signer/testdata;; \
 			policy_yaml) seeds=../examples/policies;; \
 			envelopes) seeds=../tests/fixtures/notation;; \

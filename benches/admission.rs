@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use signet::admission::review::parse_review;
+use signet::admission::review::{parse_review, parse_review_reference};
 use signet::admission::{Admission, Endpoint, Metrics};
 use signet::policy::NoMatch;
 use support::webhook::{fixture, policy_state, registry_client, settings, signed_registry};
@@ -59,6 +59,10 @@ fn bench_admission(c: &mut Criterion) {
         assert!(answer.allowed, "{name} is not allowed: {answer:?}");
         group.bench_function(format!("parse/{name}"), |b| {
             b.iter(|| parse_review(body).unwrap())
+        });
+        // The serde_json reader it replaced, kept as the differential reference.
+        group.bench_function(format!("parse-serde_json/{name}"), |b| {
+            b.iter(|| parse_review_reference(body).unwrap())
         });
         group.bench_function(format!("review+answer/{name}"), |b| {
             b.to_async(&runtime).iter(|| async {

@@ -19,6 +19,7 @@ pub mod patch;
 pub mod pull_secrets;
 pub mod review;
 mod review_prune;
+pub mod review_scan;
 pub mod run;
 pub mod server;
 pub mod signature_entry;

@@ -5,7 +5,9 @@
 //! `template` the parts on the way to images (see `review_prune.rs`).
 //! Everything else (`oldObject`, `status`, `managedFields`, `options`...) is skipped without
 //! being built: on a cached admission, building kube's `DynamicObject` tree of the whole review
-//! was the largest cost of a request.
+//! was the largest cost of a request. The body is read in one pass by `review_scan.rs`; the
+//! serde_json reading (derive plus `review_prune.rs`) stays as [`parse_review_reference`], the
+//! reference the one-pass reader is tested and fuzzed against.
 //!
 //! Responses are written with signet's own types too, because kube's
 //! `AdmissionResponse` serialises `patch` as an array of numbers, where the API server expects a
@@ -55,7 +57,7 @@ pub enum ReviewError {
 }
 
 /// The request of an AdmissionReview, as far as signet reads it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ReviewRequest {
     /// Echoed in the answer.
@@ -99,7 +101,7 @@ pub struct RequestKind {
 /// The object of a request: its metadata, and of the rest only `spec` and `template` (where pod
 /// specs live; a PodTemplate has `template` at the top), kept in [`ReviewObject::data`] so that
 /// JSON pointers into it are pointers into the whole object.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(from = "ObjectFields")]
 pub struct ReviewObject {
     /// The fields of `metadata` admission reads.
@@ -109,7 +111,7 @@ pub struct ReviewObject {
 }
 
 /// The fields of `metadata` admission reads.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMetadata {
     /// `metadata.name`.
@@ -144,18 +146,29 @@ fn pruned_template<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Valu
     super::review_prune::optional(&super::review_prune::TEMPLATE, d)
 }
 
-impl From<ObjectFields> for ReviewObject {
-    fn from(fields: ObjectFields) -> Self {
+impl ReviewObject {
+    /// The object from what was read of it (absent metadata reads as empty).
+    pub(super) fn from_parts(
+        metadata: Option<ObjectMetadata>,
+        spec: Option<Value>,
+        template: Option<Value>,
+    ) -> Self {
         let mut data = Map::new();
-        for (key, value) in [("spec", fields.spec), ("template", fields.template)] {
+        for (key, value) in [("spec", spec), ("template", template)] {
             if let Some(value) = value {
                 data.insert(key.to_string(), value);
             }
         }
         ReviewObject {
-            metadata: fields.metadata.unwrap_or_default(),
+            metadata: metadata.unwrap_or_default(),
             data: Value::Object(data),
         }
+    }
+}
+
+impl From<ObjectFields> for ReviewObject {
+    fn from(fields: ObjectFields) -> Self {
+        ReviewObject::from_parts(fields.metadata, fields.spec, fields.template)
     }
 }
 
@@ -177,27 +190,48 @@ struct ReviewIn {
 /// Reads an AdmissionReview v1 body and returns its request.
 ///
 /// The whole body must be UTF-8 (RFC 8259 section 8.1; the API server's encoder never writes
-/// anything else), checked once up front: serde_json's slice reader checks each string it keeps
-/// one call at a time (about a seventh of reading a review) and none of those it skips, so a
-/// body with invalid bytes in a skipped field used to be read, and is now refused as not JSON. Strings, escapes, numbers and duplicate keys are judged by the same
-/// serde_json code as before.
+/// anything else), checked once up front, so a body with invalid bytes even in a field signet
+/// skips is refused as not JSON. The body is then read in one pass (`review_scan.rs`), which reads
+/// every body as [`parse_review_reference`] does, faster.
 pub fn parse_review(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| ReviewError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    let text = utf8(body)?;
+    let review = super::review_scan::read(text)?;
+    checked(review.api_version, review.kind, review.request)
+}
+
+/// [`parse_review`] through serde_json (derive and the pruning visitor of `review_prune.rs`):
+/// the reference the one-pass reader is held to by the differential test and fuzz target.
+/// Strings, escapes, numbers and duplicate keys are judged by serde_json here.
+#[doc(hidden)]
+pub fn parse_review_reference(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
+    let text = utf8(body)?;
     let review: ReviewIn = serde_json::from_str(text).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ReviewError::NotAReview(e.to_string()),
         _ => ReviewError::NotJson(e.to_string()),
     })?;
-    if review.kind != ADMISSION_KIND {
+    checked(review.api_version, review.kind, review.request)
+}
+
+fn utf8(body: &[u8]) -> Result<&str, ReviewError> {
+    std::str::from_utf8(body)
+        .map_err(|e| ReviewError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to())))
+}
+
+/// The checks after reading: an AdmissionReview v1 with a request that has a uid.
+fn checked(
+    api_version: String,
+    kind: String,
+    request: Option<ReviewRequest>,
+) -> Result<ReviewRequest, ReviewError> {
+    if kind != ADMISSION_KIND {
         return Err(ReviewError::NotAReview(format!(
-            "kind is {:?}, expected {ADMISSION_KIND}",
-            review.kind
+            "kind is {kind:?}, expected {ADMISSION_KIND}"
         )));
     }
-    if review.api_version != ADMISSION_API_VERSION {
-        return Err(ReviewError::WrongApiVersion(review.api_version));
+    if api_version != ADMISSION_API_VERSION {
+        return Err(ReviewError::WrongApiVersion(api_version));
     }
-    let request = review.request.ok_or(ReviewError::NoRequest)?;
+    let request = request.ok_or(ReviewError::NoRequest)?;
     if request.uid.is_empty() {
         return Err(ReviewError::NoUid);
     }

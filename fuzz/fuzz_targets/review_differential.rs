@@ -1,0 +1,28 @@
+//! The one-pass AdmissionReview reader against the serde_json reference: for every body, the same
+//! request, or both refuse with the same kind of error. The one refusal allowed to differ is the
+//! documented one (`review_scan.rs`): a structure written as a JSON array, which serde's derive reads
+//! by position and the one-pass reader refuses (never the other way round).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use signet::admission::review::{ReviewError, parse_review, parse_review_reference};
+use signet::admission::review_scan::ARRAY_FORM;
+
+fuzz_target!(|data: &[u8]| {
+    let new = parse_review(data);
+    let reference = parse_review_reference(data);
+    match (&new, &reference) {
+        (Ok(new), Ok(reference)) => assert_eq!(new, reference),
+        (Err(new), Err(reference)) => {
+            if !matches!(new, ReviewError::NotAReview(m) if m.contains(ARRAY_FORM)) {
+                assert_eq!(
+                    std::mem::discriminant(new),
+                    std::mem::discriminant(reference),
+                    "{new:?} vs {reference:?}"
+                );
+            }
+        }
+        (Err(ReviewError::NotAReview(m)), Ok(_)) if m.contains(ARRAY_FORM) => {}
+        _ => panic!("one-pass {new:?} vs reference {reference:?}"),
+    }
+});

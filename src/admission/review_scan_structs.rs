@@ -1,0 +1,328 @@
+//! The structures of an AdmissionReview as `review_scan.rs` reads them: each field as serde's
+//! derive (or k8s-openapi's `UserInfo`) reads it, with the JSON primitives of the parent module.
+
+use k8s_openapi::api::authentication::v1::UserInfo;
+use kube::core::admission::Operation;
+use serde_json::{Map, Value};
+
+use super::super::review::{ObjectMetadata, RequestKind, ReviewObject, ReviewRequest};
+use super::super::review_prune::{SPEC, Shape, TEMPLATE};
+use super::{Once, Result, Scanner, TopLevel};
+
+impl Scanner<'_> {
+    /// The whole AdmissionReview object.
+    pub(super) fn review(&mut self) -> Result<TopLevel> {
+        self.structure("an AdmissionReview")?;
+        let (mut api_version, mut kind, mut request) = (Once::new(), Once::new(), Once::new());
+        let mut first = true;
+        while let Some(key) = self.next_key(&mut first)? {
+            match &*key {
+                "apiVersion" => self.once(&mut api_version, "apiVersion", Self::string)?,
+                "kind" => self.once(&mut kind, "kind", Self::string)?,
+                "request" => self.once(&mut request, "request", |s| {
+                    if s.null()? {
+                        return Ok(None);
+                    }
+                    s.request().map(Some)
+                })?,
+                _ => self.skip_field()?,
+            }
+        }
+        self.leave();
+        Ok(TopLevel {
+            api_version: api_version.0.unwrap_or_default(),
+            kind: kind.0.unwrap_or_default(),
+            request: request.0.flatten(),
+        })
+    }
+
+    fn request(&mut self) -> Result<ReviewRequest> {
+        self.structure("an AdmissionRequest")?;
+        let mut uid = Once::new();
+        let mut kind = Once::new();
+        let mut sub_resource = Once::new();
+        let mut name = Once::new();
+        let mut namespace = Once::new();
+        let mut operation = Once::new();
+        let mut user_info = Once::new();
+        let mut object = Once::new();
+        let mut dry_run = Once::new();
+        let mut first = true;
+        while let Some(key) = self.next_key(&mut first)? {
+            match &*key {
+                "uid" => self.once(&mut uid, "uid", Self::string)?,
+                "kind" => self.once(&mut kind, "kind", Self::request_kind)?,
+                "subResource" => {
+                    self.once(&mut sub_resource, "subResource", Self::optional_string)?
+                }
+                "name" => self.once(&mut name, "name", Self::string)?,
+                "namespace" => self.once(&mut namespace, "namespace", Self::optional_string)?,
+                "operation" => self.once(&mut operation, "operation", Self::operation)?,
+                "userInfo" => self.once(&mut user_info, "userInfo", Self::user_info)?,
+                "object" => self.once(&mut object, "object", |s| {
+                    if s.null()? {
+                        return Ok(None);
+                    }
+                    s.object().map(Some)
+                })?,
+                "dryRun" => self.once(&mut dry_run, "dryRun", Self::dry_run)?,
+                _ => self.skip_field()?,
+            }
+        }
+        let missing = |field: &str| self.data(&format!("missing field `{field}`"));
+        let uid = uid.0.ok_or_else(|| missing("uid"))?;
+        let kind = kind.0.ok_or_else(|| missing("kind"))?;
+        let operation = operation.0.ok_or_else(|| missing("operation"))?;
+        self.leave();
+        Ok(ReviewRequest {
+            uid,
+            kind,
+            sub_resource: sub_resource.0.flatten(),
+            name: name.0.unwrap_or_default(),
+            namespace: namespace.0.flatten(),
+            operation,
+            user_info: user_info.0.unwrap_or_default(),
+            object: object.0.flatten(),
+            dry_run: dry_run.0.unwrap_or(false),
+        })
+    }
+
+    fn request_kind(&mut self) -> Result<RequestKind> {
+        self.structure("a group/version/kind")?;
+        let (mut group, mut version, mut kind) = (Once::new(), Once::new(), Once::new());
+        let mut first = true;
+        while let Some(key) = self.next_key(&mut first)? {
+            match &*key {
+                "group" => self.once(&mut group, "group", Self::string)?,
+                "version" => self.once(&mut version, "version", Self::string)?,
+                "kind" => self.once(&mut kind, "kind", Self::string)?,
+                _ => self.skip_field()?,
+            }
+        }
+        let version = version
+            .0
+            .ok_or_else(|| self.data("missing field `version`"))?;
+        let kind = kind.0.ok_or_else(|| self.data("missing field `kind`"))?;
+        self.leave();
+        Ok(RequestKind {
+            group: group.0.unwrap_or_default(),
+            version,
+            kind,
+        })
+    }
+
+    fn dry_run(&mut self) -> Result<bool> {
+        match self.peek() {
+            Some(b'n') => self.word(b"null").map(|()| false),
+            Some(b't') => self.word(b"true").map(|()| true),
+            Some(b'f') => self.word(b"false").map(|()| false),
+            Some(_) => Err(self.wrong_type("a boolean")),
+            None => Err(self.eof()),
+        }
+    }
+
+    /// `"CREATE"`..., or serde's other form of a unit variant, `{"CREATE": null}`.
+    fn operation(&mut self) -> Result<Operation> {
+        match self.peek() {
+            Some(b'"') => self.variant(),
+            Some(b'{') => {
+                self.enter()?;
+                let operation = match self.peek() {
+                    Some(b'"') => self.variant()?,
+                    Some(_) => return Err(self.syntax("expected an operation as the key")),
+                    None => return Err(self.eof()),
+                };
+                self.colon()?;
+                match self.peek() {
+                    Some(b'n') => self.word(b"null")?,
+                    Some(_) => return Err(self.wrong_type("null")),
+                    None => return Err(self.eof()),
+                }
+                self.leave();
+                match self.peek() {
+                    Some(b'}') => {
+                        self.pos += 1;
+                        Ok(operation)
+                    }
+                    Some(_) => Err(self.syntax("expected `}`")),
+                    None => Err(self.eof()),
+                }
+            }
+            Some(_) => Err(self.syntax("expected an operation")),
+            None => Err(self.eof()),
+        }
+    }
+
+    fn variant(&mut self) -> Result<Operation> {
+        match &*self.text()? {
+            "CREATE" => Ok(Operation::Create),
+            "UPDATE" => Ok(Operation::Update),
+            "DELETE" => Ok(Operation::Delete),
+            "CONNECT" => Ok(Operation::Connect),
+            other => Err(self.data(&format!("unknown operation {other:?}"))),
+        }
+    }
+
+    /// k8s-openapi's `UserInfo`: every field optional, the last of duplicates counts.
+    fn user_info(&mut self) -> Result<UserInfo> {
+        match self.peek() {
+            Some(b'{') => self.enter()?,
+            Some(b'[') => {
+                self.enter()?;
+                return Err(self.data("expected userInfo, found an array"));
+            }
+            Some(_) => return Err(self.wrong_type("userInfo")),
+            None => return Err(self.eof()),
+        }
+        let mut info = UserInfo::default();
+        let mut first = true;
+        while let Some(key) = self.next_key(&mut first)? {
+            match &*key {
+                "username" => {
+                    self.colon()?;
+                    info.username = self.optional_string()?;
+                }
+                "uid" => {
+                    self.colon()?;
+                    info.uid = self.optional_string()?;
+                }
+                "groups" => {
+                    self.colon()?;
+                    info.groups = if self.null()? {
+                        None
+                    } else {
+                        Some(self.string_list()?)
+                    };
+                }
+                "extra" => {
+                    self.colon()?;
+                    info.extra = if self.null()? {
+                        None
+                    } else {
+                        Some(self.map(Self::string_list)?)
+                    };
+                }
+                _ => self.skip_field()?,
+            }
+        }
+        self.leave();
+        Ok(info)
+    }
+
+    fn object(&mut self) -> Result<ReviewObject> {
+        self.structure("an object")?;
+        let (mut metadata, mut spec, mut template) = (Once::new(), Once::new(), Once::new());
+        let mut first = true;
+        while let Some(key) = self.next_key(&mut first)? {
+            match &*key {
+                "metadata" => self.once(&mut metadata, "metadata", |s| {
+                    if s.null()? {
+                        return Ok(None);
+                    }
+                    s.metadata().map(Some)
+                })?,
+                "spec" => self.once(&mut spec, "spec", |s| s.pruned_optional(&SPEC))?,
+                "template" => {
+                    self.once(&mut template, "template", |s| s.pruned_optional(&TEMPLATE))?
+                }
+                _ => self.skip_field()?,
+            }
+        }
+        self.leave();
+        Ok(ReviewObject::from_parts(
+            metadata.0.flatten(),
+            spec.0.flatten(),
+            template.0.flatten(),
+        ))
+    }
+
+    fn metadata(&mut self) -> Result<ObjectMetadata> {
+        self.structure("object metadata")?;
+        let (mut name, mut generate_name, mut namespace, mut annotations) =
+            (Once::new(), Once::new(), Once::new(), Once::new());
+        let mut first = true;
+        while let Some(key) = self.next_key(&mut first)? {
+            match &*key {
+                "name" => self.once(&mut name, "name", Self::optional_string)?,
+                "generateName" => {
+                    self.once(&mut generate_name, "generateName", Self::optional_string)?
+                }
+                "namespace" => self.once(&mut namespace, "namespace", Self::optional_string)?,
+                "annotations" => self.once(&mut annotations, "annotations", |s| {
+                    if s.null()? {
+                        return Ok(None);
+                    }
+                    s.map(Self::string).map(Some)
+                })?,
+                _ => self.skip_field()?,
+            }
+        }
+        self.leave();
+        Ok(ObjectMetadata {
+            name: name.0.flatten(),
+            generate_name: generate_name.0.flatten(),
+            namespace: namespace.0.flatten(),
+            annotations: annotations.0.flatten(),
+        })
+    }
+
+    /// `spec` or `template`: `null` reads as absent.
+    fn pruned_optional(&mut self, shape: &'static Shape) -> Result<Option<Value>> {
+        let value = self.pruned(shape)?;
+        Ok((!value.is_null()).then_some(value))
+    }
+
+    /// One value keeping what `shape` says, as `review_prune::Pruned` builds it: a node of an
+    /// unexpected JSON type is kept whole.
+    fn pruned(&mut self, shape: &'static Shape) -> Result<Value> {
+        match self.peek() {
+            Some(b'"') => Ok(Value::String(self.text()?.into_owned())),
+            Some(b'{') => {
+                self.enter()?;
+                let mut kept = Map::new();
+                let mut first = true;
+                while let Some(key) = self.next_key(&mut first)? {
+                    match shape {
+                        Shape::Fields(fields) => {
+                            match fields.iter().find(|(name, _)| *name == &*key) {
+                                Some((name, field_shape)) => {
+                                    self.colon()?;
+                                    let value = self.pruned(field_shape)?;
+                                    kept.insert((*name).to_string(), value);
+                                }
+                                None => self.skip_field()?,
+                            }
+                        }
+                        _ => {
+                            self.colon()?;
+                            let value = self.pruned(&Shape::Whole)?;
+                            kept.insert(key.into_owned(), value);
+                        }
+                    }
+                }
+                self.leave();
+                Ok(Value::Object(kept))
+            }
+            Some(b'[') => {
+                self.enter()?;
+                let element = match shape {
+                    Shape::Each(element) => *element,
+                    _ => &Shape::Whole,
+                };
+                let mut items = Vec::new();
+                let mut first = true;
+                while self.next_element(&mut first)? {
+                    items.push(self.pruned(element)?);
+                }
+                self.leave();
+                Ok(Value::Array(items))
+            }
+            Some(b'n') => self.word(b"null").map(|()| Value::Null),
+            Some(b't') => self.word(b"true").map(|()| Value::Bool(true)),
+            Some(b'f') => self.word(b"false").map(|()| Value::Bool(false)),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(self.syntax("expected a value")),
+            None => Err(self.eof()),
+        }
+    }
+}
