@@ -5,33 +5,58 @@
 
 use crate::reference::{Glob, ImageRef};
 
-/// The forms of an image that globs are matched against, built once per image.
+/// The forms of an image that globs are matched against, built once per image: one text,
+/// `registry/repository` or, when the reference names a tag and no digest,
+/// `registry/repository:tag` (a digest fixes the content, and the tag text must not change which
+/// globs govern it). The shorter form is a prefix of the longer, so one allocation holds both.
 pub(crate) struct ImageTexts {
-    /// `registry/repository`.
-    pub(crate) repository: String,
-    /// `registry/repository:tag`, when the reference names a tag and no digest: a digest fixes
-    /// the content, and the tag text must not change which globs govern it.
-    pub(crate) tagged: Option<String>,
+    text: String,
+    /// Length of `registry/repository` within `text`.
+    repository_len: usize,
 }
 
 impl ImageTexts {
     pub(crate) fn new(image: &ImageRef) -> Self {
-        ImageTexts {
-            repository: image.repo_path(),
-            tagged: match (image.tag(), image.digest()) {
-                (Some(_), None) => Some(image.repo_with_tag()),
-                _ => None,
-            },
+        let (registry, repository) = (image.registry(), image.repository());
+        let tag = match (image.tag(), image.digest()) {
+            (Some(tag), None) => Some(tag),
+            _ => None,
+        };
+        let mut text = String::with_capacity(
+            registry.len() + 1 + repository.len() + tag.map_or(0, |t| t.len() + 1),
+        );
+        text.push_str(registry);
+        text.push('/');
+        text.push_str(repository);
+        let repository_len = text.len();
+        if let Some(tag) = tag {
+            text.push(':');
+            text.push_str(tag);
         }
+        ImageTexts {
+            text,
+            repository_len,
+        }
+    }
+
+    /// `registry/repository`.
+    pub(crate) fn repository(&self) -> &str {
+        // `repository_len` is the length of a prefix pushed as whole `str`s: a char boundary.
+        self.text.get(..self.repository_len).unwrap_or(&self.text)
+    }
+
+    /// `registry/repository:tag`, when matched against.
+    pub(crate) fn tagged(&self) -> Option<&str> {
+        (self.text.len() > self.repository_len).then_some(self.text.as_str())
     }
 
     /// The longest form: every other form is a prefix of it.
     pub(crate) fn longest(&self) -> &str {
-        self.tagged.as_deref().unwrap_or(&self.repository)
+        &self.text
     }
 
     fn each(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.repository.as_str()).chain(self.tagged.as_deref())
+        std::iter::once(self.repository()).chain(self.tagged())
     }
 }
 
