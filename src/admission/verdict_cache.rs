@@ -9,6 +9,11 @@
 //!
 //! Expired entries are not removed when met; they read as absent and are overwritten in place
 //! or evicted in turn, which keeps the queue and the map in step (each key once in each).
+//!
+//! Keys are hashed with foldhash, seeded at random per map, rather than std's SipHash, which
+//! cost about 3,700 instructions of a cached 3-image admission (callgrind). Reference keys are
+//! text from pod specs; the random seed, the bounded shards and the first-in-first-out eviction
+//! keep a crafted set of colliding keys from costing more than a few slow admissions.
 
 use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
@@ -26,7 +31,7 @@ struct Stored<V> {
 }
 
 struct Shard<K, V> {
-    entries: HashMap<K, Stored<V>>,
+    entries: HashMap<K, Stored<V>, foldhash::fast::RandomState>,
     /// Keys in insertion order; the front is evicted first.
     order: VecDeque<K>,
 }
@@ -46,7 +51,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ExpiringMap<K, V> {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        entries: HashMap::new(),
+                        entries: HashMap::default(),
                         order: VecDeque::new(),
                     })
                 })
