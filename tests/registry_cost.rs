@@ -12,7 +12,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
@@ -59,16 +58,13 @@ async fn read_every_store(
 async fn sign(registry: &Registry, repo: &str, key: &TestKey, formats: &[SignatureFormat]) {
     registry.push_test_image(repo, "v1", repo).await;
     let image = ImageRef::parse(&format!("{}/{repo}:v1", registry.host())).unwrap();
-    signet::registry::sign_image_formats(
+    support::signer::sign_simple(
         &SignatureStore::new(registry_client()),
         &image,
-        key.signing_key(),
-        SignatureType::Simple,
-        &BTreeMap::new(),
+        key,
         formats,
     )
-    .await
-    .unwrap();
+    .await;
 }
 
 /// What one cold verification cost and found.

@@ -18,28 +18,9 @@ use signet::signature::{SignatureFormat, SignatureType};
 
 use signet::cli::verify_keys::{Against, verify_reading};
 use support::bundle::{OCI_MANIFEST, fallback_entries};
-use support::signer::{TestKey, key};
+use support::signer::{TestKey, key, sign_simple, wait_for_both_formats};
 use support::webhook::registry_client;
 use support::{CorruptingProxy, Registry};
-
-/// Signs `image` with `key` in `formats` (`Simple`), as `signet sign` does.
-async fn sign_simple(
-    store: &SignatureStore,
-    image: &ImageRef,
-    key: &TestKey,
-    formats: &[SignatureFormat],
-) {
-    signet::registry::sign_image_formats(
-        store,
-        image,
-        key.signing_key(),
-        SignatureType::Simple,
-        &BTreeMap::new(),
-        formats,
-    )
-    .await
-    .unwrap();
-}
 
 fn without_tag_polls(lines: &[String], repo: &str, tag: &str) -> (Vec<String>, usize) {
     let by_tag = format!("GET /v2/{repo}/manifests/{tag}");
@@ -178,13 +159,7 @@ async fn a_delivery_the_registry_gives_up_on_still_signs() {
     let (registry, _proxy, server, faults) = signer_behind_recording_proxy(&release).await;
     faults.set(Fault::Slow(Duration::from_millis(400)));
     let digest = registry.push_test_image("prod/slow", "v1", "slow").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while bundle_count(&registry, "prod/slow:v1", &digest).await < 1
-        || signature_count(&registry, "prod/slow:v1", &digest).await < 1
-    {
-        assert!(std::time::Instant::now() < deadline, "not signed in 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_both_formats(&registry, "prod/slow:v1", &digest, Duration::from_secs(30)).await;
     assert!(
         registry.log().contains("timeout") || registry.log().contains("deadline"),
         "the registry did not give up on a delivery: the test shows nothing"
@@ -199,7 +174,6 @@ async fn a_delivery_the_registry_gives_up_on_still_signs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn signing_a_pushed_image_in_both_formats_costs_ten_requests_eleven_in_a_new_repository() {
-    use support::signer::bundle_count;
     let dir = tempfile::tempdir().unwrap();
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
     let (registry, proxy, server, _) = signer_behind_recording_proxy(&release).await;
@@ -216,14 +190,8 @@ async fn signing_a_pushed_image_in_both_formats_costs_ten_requests_eleven_in_a_n
         let digest = registry
             .push_test_image(repo, tag, &format!("{repo}:{tag}"))
             .await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let repo_tag = format!("{repo}:{tag}");
-        while bundle_count(&registry, &repo_tag, &digest).await < 1
-            || support::signer::signature_count(&registry, &repo_tag, &digest).await < 1
-        {
-            assert!(std::time::Instant::now() < deadline, "not signed in 20 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_both_formats(&registry, &repo_tag, &digest, Duration::from_secs(20)).await;
         // Past the registry's events of the signer's own pushes, and past the 2 s after which
         // a timed recheck would look (one HEAD per tag written): with one instance, the events
         // tell it whether another writer replaced a tag, and its own cost nothing.

@@ -171,6 +171,44 @@ pub async fn bundle_count(registry: &Registry, repo_tag: &str, digest: &str) -> 
         .count()
 }
 
+/// Waits (at most `limit`) until `digest` of `repo_tag` has both a `.sig` signature and a bundle.
+pub async fn wait_for_both_formats(
+    registry: &Registry,
+    repo_tag: &str,
+    digest: &str,
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
+    while bundle_count(registry, repo_tag, digest).await < 1
+        || signature_count(registry, repo_tag, digest).await < 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{repo_tag} not signed in {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Signs `image` with `key` in `formats` (`Simple`), as `signet sign` does.
+pub async fn sign_simple(
+    store: &SignatureStore,
+    image: &ImageRef,
+    key: &TestKey,
+    formats: &[signet::signature::SignatureFormat],
+) {
+    signet::registry::sign_image_formats(
+        store,
+        image,
+        key.signing_key(),
+        SignatureType::Simple,
+        &std::collections::BTreeMap::new(),
+        formats,
+    )
+    .await
+    .unwrap();
+}
+
 /// Polls until `count` images reach `expected` signatures each, or fails after `limit`.
 pub async fn wait_for_signatures(
     registry: &Registry,

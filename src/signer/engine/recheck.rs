@@ -43,13 +43,7 @@ impl Signer {
         };
         match (self.inner.options.recheck, writing) {
             (Recheck::After(delay), _) => self.look_later(delay, repair, written),
-            (Recheck::Events, Some(writing)) => {
-                if let Finished::Pushed(pushed) =
-                    self.inner.watch.finish(writing, &written, repair.clone())
-                {
-                    self.sign_again_once_linked(repair, pushed);
-                }
-            }
+            (Recheck::Events, Some(writing)) => self.watch_written(writing, repair, &written),
             _ => {}
         }
     }
@@ -125,17 +119,14 @@ impl Signer {
                     added = ?again.added,
                     "recheck restored signatures another writer had overwritten"
                 );
+                // Watched anew (events); a timed look is not scheduled again after a repair.
                 if let Some(writing) = writing {
                     let repair = Repair {
                         identity,
                         digest,
                         rules,
                     };
-                    if let Finished::Pushed(pushed) =
-                        self.inner.watch.finish(writing, &written, repair.clone())
-                    {
-                        self.sign_again_once_linked(repair, pushed);
-                    }
+                    self.watch_written(writing, repair, &written);
                 }
             }
             Ok(_) => {}
@@ -144,6 +135,15 @@ impl Signer {
                 error = %e,
                 "recheck failed; the next reconcile covers it"
             ),
+        }
+    }
+
+    /// Ends `writing` in the watch, and signs again at once when another writer pushed one of
+    /// the tags meanwhile.
+    fn watch_written(&self, writing: Writing<'_>, repair: Repair, written: &[WrittenTag]) {
+        if let Finished::Pushed(pushed) = self.inner.watch.finish(writing, written, repair.clone())
+        {
+            self.sign_again_once_linked(repair, pushed);
         }
     }
 
