@@ -4,6 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use signet::reference::ImageRef;
+use signet::signature::is_artifact_tag;
 use signet::signer::event::{Classified, is_referrer, parse_events};
 
 fuzz_target!(|data: &[u8]| {
@@ -21,6 +22,11 @@ fuzz_target!(|data: &[u8]| {
                     push.tag.as_deref(),
                     Some(&push.digest),
                 );
+            }
+            Classified::SignatureTag(push) => {
+                // Only signature tags are compared with what the signer wrote, never signed.
+                let tag = push.tag.as_deref().unwrap_or_default();
+                assert!(is_artifact_tag(tag), "signature tag {tag:?}");
             }
             Classified::Ignore(why) => {
                 let _ = why.label();
