@@ -175,8 +175,8 @@ struct Due {
 /// What the dispatcher does next.
 #[derive(Debug)]
 enum Next {
-    /// Sign this now.
-    Sign(Due),
+    /// Sign this now (boxed: a push is much larger than the other answers).
+    Sign(Box<Due>),
     /// Nothing ready before this time (a retry).
     WaitUntil(Instant),
     /// Nothing held but what is in flight.
@@ -261,11 +261,11 @@ impl Book {
                 && slot.state == SlotState::Ready
             {
                 slot.state = SlotState::InFlight;
-                return Next::Sign(Due {
+                return Next::Sign(Box::new(Due {
                     push: slot.push.clone(),
                     received: slot.received,
                     key,
-                });
+                }));
             }
         }
         match self.waiting.first_key_value() {
@@ -559,7 +559,7 @@ mod tests {
 
     fn signed(next: Next) -> Due {
         match next {
-            Next::Sign(due) => due,
+            Next::Sign(due) => *due,
             other => panic!("expected an image to sign, got {other:?}"),
         }
     }
