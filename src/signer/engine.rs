@@ -241,6 +241,9 @@ impl Signer {
         metrics.common().observe_policy(policy.clone());
         metrics.workers.set(options.workers.max(1) as i64);
         metrics.known_rules(compiled.all().iter().map(|rule| rule.name.as_str()));
+        if options.acknowledge == Acknowledge::Queued {
+            metrics.queue.capacity.set(options.queue.capacity as i64);
+        }
         let queue = SigningQueue::new(options.queue, metrics.queue.clone());
         Signer {
             inner: Arc::new(Inner {

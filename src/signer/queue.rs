@@ -230,10 +230,18 @@ impl Book {
         if self.slots.len() >= self.options.capacity {
             return Acknowledged::Full;
         }
+        // What is held stays small whatever the sender writes: the host, repository and tag
+        // passed the reference grammar's limits (255 and 128 characters) in
+        // `Signer::automatic_scope`, the media type is one of four, and the event's free-text `id`
+        // (used by no signing step) is not kept.
+        let held = PushedManifest {
+            event_id: String::new(),
+            ..push.clone()
+        };
         self.slots.insert(
             key.clone(),
             Slot {
-                push: push.clone(),
+                push: held,
                 received,
                 state: SlotState::Ready,
                 failures: 0,
@@ -349,7 +357,6 @@ impl Shared {
 
 impl SigningQueue {
     pub(super) fn new(options: QueueOptions, metrics: QueueMetrics) -> Self {
-        metrics.capacity.set(options.capacity as i64);
         SigningQueue {
             shared: Arc::new(Shared {
                 book: Mutex::new(Book::new(options)),
@@ -624,6 +631,20 @@ mod tests {
             book.offer(&push("c", Some("v1"), "c"), now),
             Acknowledged::Queued
         ));
+    }
+
+    #[test]
+    fn the_events_free_text_id_is_not_held() {
+        let now = Instant::now();
+        let mut book = Book::new(options(10));
+        let long = PushedManifest {
+            event_id: "x".repeat(100_000),
+            ..push("app", Some("v1"), "a")
+        };
+        book.offer(&long, now);
+        let due = signed(book.next(now));
+        assert_eq!(due.push.event_id, "");
+        assert_eq!(due.push.repository, "app");
     }
 
     #[test]
