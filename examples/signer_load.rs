@@ -15,7 +15,8 @@
 //! about 10 ms each on a virtual disk); `--storage disk` measures with a temporary folder.
 //!
 //! `--deliver registry` (default): the registry notifies the signer, one event at a time (its
-//! notification queue is sequential), so throughput is bounded by 1 / (time per event). It sends
+//! notification queue is sequential), so throughput is bounded by 1 / (time per event) unless the
+//! signer answers before signing (`--acknowledge queued`). It sends
 //! pushes only (`ignore: actions: [pull]`, as the README configures it): with pull events, every
 //! GET of the signer's and every poll of this harness would queue an event ahead of the next push.
 //! `--deliver direct`: each pusher POSTs its push event itself and waits for the answer, as several

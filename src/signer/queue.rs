@@ -374,7 +374,7 @@ impl Signer {
     /// `--acknowledge queued`: classifies every event of a notification body now and holds the
     /// covered pushes in the queue (signed afterwards by the queue's workers). See the module
     /// documentation.
-    pub async fn acknowledge_notification(
+    pub fn acknowledge_notification(
         &self,
         body: &[u8],
     ) -> Result<Vec<Acknowledged>, EnvelopeError> {

@@ -153,7 +153,7 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             .into_response();
     }
     if state.signer.options().acknowledge == Acknowledge::Queued {
-        return acknowledge_queued(&state, &body).await;
+        return acknowledge_queued(&state, &body);
     }
     // The work runs as its own task: when the registry's notification timeout runs out first,
     // it drops the connection, which drops this handler; the signing then still finishes, and
@@ -192,8 +192,8 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
 }
 
 /// `--acknowledge queued`: no signing awaited here (nothing to cancel half-way), so no task.
-async fn acknowledge_queued(state: &AppState, body: &[u8]) -> Response {
-    let answers = match state.signer.acknowledge_notification(body).await {
+fn acknowledge_queued(state: &AppState, body: &[u8]) -> Response {
+    let answers = match state.signer.acknowledge_notification(body) {
         Ok(a) => a,
         Err(e) => return malformed_body(state, &e),
     };
