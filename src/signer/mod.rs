@@ -302,7 +302,7 @@ pub async fn run(config: SignerConfig) -> Result<(), SignerError> {
         } else {
             tracing::error!(
                 images = left,
-                "signing queue not drained within the grace: these images are signed by the reconcile at the next start"
+                "signing queue not drained within the grace: the reconcile at the next start signs the tagged ones"
             );
         }
     }
@@ -321,7 +321,8 @@ async fn ops_died(ops: &mut Option<Server>) -> ServerError {
 }
 
 /// How long in-flight event deliveries get once the signer stopped accepting; a delivery cut
-/// short is answered by no 2xx, so the registry sends it again.
+/// short is answered by no 2xx, so the registry sends it again. With `--acknowledge queued`, the
+/// queue's signing shares this grace.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// `signet sign --backfill --policy-dir DIR`: one reconcile pass over the folder's Automatic
