@@ -15,7 +15,8 @@
 //! about 10 ms each on a virtual disk); `--storage disk` measures with a temporary folder.
 //!
 //! `--deliver registry` (default): the registry notifies the signer, one event at a time (its
-//! notification queue is sequential), so throughput is bounded by 1 / (time per event). It sends
+//! notification queue is sequential), so throughput is bounded by 1 / (time per event) unless the
+//! signer answers before signing (`--acknowledge queued`). It sends
 //! pushes only (`ignore: actions: [pull]`, as the README configures it): with pull events, every
 //! GET of the signer's and every poll of this harness would queue an event ahead of the next push.
 //! `--deliver direct`: each pusher POSTs its push event itself and waits for the answer, as several
@@ -32,6 +33,10 @@
 //! the registry least) or one shaped like a real image. `--recheck events|DURATION` (default
 //! `events`, as `signet signer`): how the signer looks for another writer's overwrite; a
 //! duration adds one `HEAD` per tag written that long after each signing.
+//!
+//! `--acknowledge signed|queued` (default `signed`, as `signet signer`): when the signer answers
+//! an event; with `queued` it answers once the push is in its queue and signs afterwards (the
+//! harness still counts an image signed only when its signature tags answer).
 //!
 //! `--key file` signs with an ECDSA P-256 key file; `--key pkcs11` with an ECDSA P-256 key on a
 //! SoftHSM2 token created in a temporary folder (the process re-runs itself with `SOFTHSM2_CONF`).
@@ -78,6 +83,7 @@ struct Args {
     direct: bool,
     formats: Vec<signet::signature::SignatureFormat>,
     recheck: signer::Recheck,
+    acknowledge: signer::Acknowledge,
 }
 
 /// What each pushed image holds: `--layers` layers of `--layer-bytes` bytes (set once in `main`).
@@ -93,6 +99,7 @@ fn args() -> anyhow::Result<Args> {
         direct: false,
         formats: signet::signature::SignatureFormat::ALL.to_vec(),
         recheck: signer::Recheck::Events,
+        acknowledge: signer::Acknowledge::Signed,
     };
     let (mut layers, mut layer_bytes) = (1usize, 72usize);
     let mut it = std::env::args().skip(1);
@@ -112,6 +119,9 @@ fn args() -> anyhow::Result<Args> {
                     "events" => signer::Recheck::Events,
                     other => signer::Recheck::After(signet::serve::parse_duration(other)?),
                 }
+            }
+            "--acknowledge" => {
+                parsed.acknowledge = value()?.parse().map_err(anyhow::Error::msg)?;
             }
             "--formats" => {
                 parsed.formats = match value()?.as_str() {
@@ -462,6 +472,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         PolicyState::fixed(compiled.snapshot, vec![rule]),
         SignerOptions {
             recheck: args.recheck,
+            acknowledge: args.acknowledge,
             ..SignerOptions::default()
         },
     );
@@ -679,9 +690,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut under_load: Vec<Duration> = timings.iter().map(|(p, s)| *s - *p).collect();
     under_load.sort();
     println!(
-        "key {}, delivery {}: burst of {} images by {} pushers: {:.0} images/s (first push to last signature, {:.2} s); push -> signature p50 {}, p95 {}",
+        "key {}, delivery {}, acknowledge {}: burst of {} images by {} pushers: {:.0} images/s (first push to last signature, {:.2} s); push -> signature p50 {}, p95 {}",
         args.key,
         if args.direct { "direct" } else { "registry" },
+        args.acknowledge,
         args.images,
         args.concurrency,
         args.images as f64 / elapsed.as_secs_f64(),

@@ -498,4 +498,19 @@ fn several_signer_pods_recheck_by_time_one_by_events() {
     assert!(!one.iter().any(|a| a.starts_with("--recheck")), "{one:?}");
     let three = args("signer: {enabled: true, replicas: 3}");
     assert!(three.contains(&"--recheck=2s".to_string()), "{three:?}");
+    // signer.acknowledge is passed as the flag; the queue's capacity only where there is a queue.
+    assert!(one.contains(&"--acknowledge=signed".to_string()), "{one:?}");
+    assert!(
+        !one.iter().any(|a| a.starts_with("--queue-capacity")),
+        "{one:?}"
+    );
+    let queued = args("signer: {enabled: true, acknowledge: queued, queueCapacity: 500}");
+    assert!(
+        queued.contains(&"--acknowledge=queued".to_string()),
+        "{queued:?}"
+    );
+    assert!(
+        queued.contains(&"--queue-capacity=500".to_string()),
+        "{queued:?}"
+    );
 }

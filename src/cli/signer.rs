@@ -11,7 +11,10 @@ use super::CliError;
 use super::webhook::{DrainArgs, TlsArgs};
 use crate::registry::RegistryOptions;
 use crate::serve::parse_duration;
-use crate::signer::{self, AddressMap, Pkcs11Settings, Recheck, SignerConfig, SignerOptions};
+use crate::signer::{
+    self, Acknowledge, AddressMap, DEFAULT_QUEUE_CAPACITY, Pkcs11Settings, QueueOptions, Recheck,
+    SignerConfig, SignerOptions,
+};
 
 /// Flags of `signet signer`.
 #[derive(Args, Debug)]
@@ -63,6 +66,15 @@ pub struct SignerArgs {
     /// HEAD per tag written (several instances; 0 = right after the write).
     #[arg(long, env = "SIGNET_RECHECK", default_value = "events", value_parser = parse_recheck)]
     pub recheck: Recheck,
+    /// When POST /events answers a push that rules cover: `signed` (once its signatures are in
+    /// the registry; the registry's own queue holds the event until then) or `queued` (once the
+    /// signer holds it in memory; signed afterwards, concurrently, retried by the signer).
+    #[arg(long, env = "SIGNET_ACKNOWLEDGE", default_value = "signed", value_parser = parse_acknowledge)]
+    pub acknowledge: Acknowledge,
+    /// With `--acknowledge queued`: images held at most (waiting, being signed, waiting for a
+    /// retry); past it, events are answered 503 and the registry sends them again.
+    #[arg(long, env = "SIGNET_QUEUE_CAPACITY", default_value_t = DEFAULT_QUEUE_CAPACITY)]
+    pub queue_capacity: usize,
     /// EVENT_HOST=SCOPE_HOST: the registry host events name -> the host scopes and signatures use;
     /// repeatable.
     #[arg(
@@ -78,6 +90,10 @@ pub struct SignerArgs {
     /// carry a PIN).
     #[arg(long = "pkcs11-pin-file", env = "SIGNET_PKCS11_PIN_FILE")]
     pub pkcs11_pin_file: Option<PathBuf>,
+}
+
+fn parse_acknowledge(text: &str) -> Result<Acknowledge, String> {
+    text.parse()
 }
 
 /// `events`, or a duration (`0` = right after the write).
@@ -99,6 +115,11 @@ impl SignerArgs {
             module: self.pkcs11_module.clone(),
             pin_file: self.pkcs11_pin_file.clone(),
         });
+        if self.queue_capacity == 0 {
+            return Err(CliError::Usage(
+                "--queue-capacity must be at least 1".into(),
+            ));
+        }
         let default_port = if self.plain_http { 8080 } else { 8443 };
         let tls = if self.plain_http {
             None
@@ -124,6 +145,11 @@ impl SignerArgs {
                 workers: self.workers.max(1),
                 recheck: self.recheck,
                 aliases: AddressMap::parse(&self.registry_aliases)?,
+                acknowledge: self.acknowledge,
+                queue: QueueOptions {
+                    capacity: self.queue_capacity,
+                    ..QueueOptions::default()
+                },
                 ..Default::default()
             },
             registry,

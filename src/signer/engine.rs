@@ -85,6 +85,7 @@ use super::SignerError;
 use super::event::{Classified, EnvelopeError, Ignored, PushedManifest, is_referrer, parse_events};
 use super::keys::KeyCache;
 use super::metrics::{IgnoreReason, Metrics, NothingToSign, RuleOutcome, RuleSkip};
+use super::queue::{Acknowledge, QueueOptions, SigningQueue};
 use super::rules::{AddressMap, CompiledRule, RuleSet};
 use super::watch::TagWatch;
 
@@ -126,6 +127,11 @@ pub struct SignerOptions {
     /// distribution stores the manifest, notifies, then tags), so "not yet" must not be read as
     /// "moved"; a tag still elsewhere after this long was moved, or the event was forged.
     pub tag_patience: Duration,
+    /// When `POST /events` answers a covered push: once signed (the default), or once queued
+    /// (`super::queue`).
+    pub acknowledge: Acknowledge,
+    /// The queue of [`Acknowledge::Queued`].
+    pub queue: QueueOptions,
 }
 
 impl Default for SignerOptions {
@@ -136,6 +142,8 @@ impl Default for SignerOptions {
             retry: RetryPolicy::default(),
             recheck: Recheck::Events,
             tag_patience: Duration::from_secs(5),
+            acknowledge: Acknowledge::Signed,
+            queue: QueueOptions::default(),
         }
     }
 }
@@ -211,6 +219,17 @@ struct Inner {
     options: SignerOptions,
     metrics: Metrics,
     watch: TagWatch,
+    queue: SigningQueue,
+}
+
+/// A [`Signer`] that does not keep it alive (the queue's dispatcher holds one).
+pub(super) struct WeakSigner(std::sync::Weak<Inner>);
+
+impl WeakSigner {
+    /// The signer, while anything else still holds it.
+    pub(super) fn upgrade(&self) -> Option<Signer> {
+        self.0.upgrade().map(|inner| Signer { inner })
+    }
 }
 
 impl Signer {
@@ -222,6 +241,10 @@ impl Signer {
         metrics.common().observe_policy(policy.clone());
         metrics.workers.set(options.workers.max(1) as i64);
         metrics.known_rules(compiled.all().iter().map(|rule| rule.name.as_str()));
+        if options.acknowledge == Acknowledge::Queued {
+            metrics.queue.capacity.set(options.queue.capacity as i64);
+        }
+        let queue = SigningQueue::new(options.queue, metrics.queue.clone());
         Signer {
             inner: Arc::new(Inner {
                 store,
@@ -232,6 +255,7 @@ impl Signer {
                 options,
                 metrics,
                 watch: TagWatch::new(WATCH_WINDOW, WATCH_CAPACITY),
+                queue,
             }),
         }
     }
@@ -283,6 +307,14 @@ impl Signer {
         &self.inner.options
     }
 
+    pub(super) fn queue(&self) -> &SigningQueue {
+        &self.inner.queue
+    }
+
+    pub(super) fn downgrade(&self) -> WeakSigner {
+        WeakSigner(Arc::downgrade(&self.inner))
+    }
+
     /// Handles one notification body: every event in it, concurrently (bounded by the workers).
     pub async fn handle_notification(
         &self,
@@ -305,8 +337,13 @@ impl Signer {
         Ok(futures::future::join_all(handled).await)
     }
 
-    /// Signs one pushed manifest under every Automatic rule that covers it.
-    pub async fn handle_push(&self, push: &PushedManifest, received: Instant) -> EventOutcome {
+    /// The image a push names (scope host, repository, tag, digest) and the Automatic rules that
+    /// cover it; else the answer for a push there is nothing to do for (malformed, out of scope,
+    /// only Manual rules), counted. No I/O.
+    pub(super) fn automatic_scope(
+        &self,
+        push: &PushedManifest,
+    ) -> Result<(ImageRef, Vec<Arc<CompiledRule>>), EventOutcome> {
         let metrics = &self.inner.metrics;
         let host = self.inner.options.aliases.scope_host(&push.host);
         // With the digest in the text, a push without a tag stays without one (no `latest`).
@@ -320,7 +357,7 @@ impl Signer {
             Err(e) => {
                 let why = Ignored::Malformed(e.to_string());
                 metrics.ignored(why.label());
-                return EventOutcome::Ignored(why);
+                return Err(EventOutcome::Ignored(why));
             }
         };
         let rules = self.rules();
@@ -332,8 +369,19 @@ impl Signer {
             } else {
                 IgnoreReason::OutOfScope
             });
-            return EventOutcome::OutOfScope { manual };
+            return Err(EventOutcome::OutOfScope { manual });
         }
+        Ok((identity, covering))
+    }
+
+    /// Signs one pushed manifest under every Automatic rule that covers it.
+    pub async fn handle_push(&self, push: &PushedManifest, received: Instant) -> EventOutcome {
+        let metrics = &self.inner.metrics;
+        let host = self.inner.options.aliases.scope_host(&push.host);
+        let (identity, covering) = match self.automatic_scope(push) {
+            Ok(scope) => scope,
+            Err(answered) => return answered,
+        };
         let _pending = Pending::start(metrics);
         let _worker = match self.inner.workers.acquire().await {
             Ok(permit) => permit,

@@ -204,6 +204,25 @@ pub struct Metrics {
     pub reconcile_signed: Counter,
     /// Images or repositories a reconcile pass could not handle.
     pub reconcile_failed: Counter,
+    /// The queue of `--acknowledge queued`.
+    pub queue: QueueMetrics,
+}
+
+/// The series of the `--acknowledge queued` queue (all at zero in `signed` mode).
+#[derive(Clone, Debug, Default)]
+pub struct QueueMetrics {
+    /// Images held: waiting for a worker, being signed, or waiting for a retry.
+    pub depth: Gauge<i64, AtomicI64>,
+    /// Images held at most (`--queue-capacity`).
+    pub capacity: Gauge<i64, AtomicI64>,
+    /// Pushes answered 503 because the queue was full.
+    pub full: Counter,
+    /// Pushes of an image already held, served by its one signing.
+    pub coalesced: Counter,
+    /// Failed signings the signer tries again by itself.
+    pub retried: Counter,
+    /// Images dropped after failing past the retry horizon.
+    pub dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -243,6 +262,7 @@ impl Metrics {
             reconcile_missing: Counter::default(),
             reconcile_signed: Counter::default(),
             reconcile_failed: Counter::default(),
+            queue: QueueMetrics::default(),
         };
         registry.register(
             "registry_requests",
@@ -339,6 +359,36 @@ impl Metrics {
             "reconcile_failed",
             "Images or repositories reconcile could not handle",
             m.reconcile_failed.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Images the --acknowledge queued queue holds: waiting, being signed, or waiting for a retry",
+            m.queue.depth.clone(),
+        );
+        registry.register(
+            "queue_capacity",
+            "Images the queue holds at most (--queue-capacity)",
+            m.queue.capacity.clone(),
+        );
+        registry.register(
+            "queue_full",
+            "Pushes answered 503 because the signing queue was full",
+            m.queue.full.clone(),
+        );
+        registry.register(
+            "queue_coalesced",
+            "Pushes of an image the queue already held, served by its one signing",
+            m.queue.coalesced.clone(),
+        );
+        registry.register(
+            "queue_retried",
+            "Failed signings of queued images the signer tries again by itself",
+            m.queue.retried.clone(),
+        );
+        registry.register(
+            "queue_dropped",
+            "Queued images dropped after failing past the retry horizon (left to the reconcile)",
+            m.queue.dropped.clone(),
         );
         // Creates every labelled series at zero (the guards returned are released at once).
         for &reason in RuleSkip::ALL {
@@ -532,6 +582,12 @@ mod tests {
             "signet_signer_sig_layers_dropped_total 0",
             "signet_signer_events_ignored_total{reason=\"referrer\"} 0",
             "signet_signer_failed_total{reason=\"key\"} 0",
+            "signet_signer_queue_depth 0",
+            "signet_signer_queue_capacity 0",
+            "signet_signer_queue_full_total 0",
+            "signet_signer_queue_coalesced_total 0",
+            "signet_signer_queue_retried_total 0",
+            "signet_signer_queue_dropped_total 0",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -5,6 +5,7 @@
 //! - [`engine`]: [`Signer`], one signature per rule, idempotent, serialised per
 //!   (repository, digest), with retries;
 //! - [`mod@reconcile`]: the periodic scan (and `signet sign --backfill`);
+//! - `queue`: `--acknowledge queued`, the in-memory queue of pushes answered before signing;
 //! - [`server`]: `POST /events`, health, readiness and metrics (served by `crate::serve`);
 //! - `notation`: a rule's certificate chain, checked against its key, for the Notation format;
 //! - `keys`, `metrics`: opened keys, Prometheus counters. Every `.sig` read and write goes
@@ -20,6 +21,7 @@ pub mod event;
 mod keys;
 mod metrics;
 mod notation;
+mod queue;
 pub mod reconcile;
 pub mod rules;
 pub mod server;
@@ -36,7 +38,10 @@ pub use keys::{
     Pkcs11Settings, forbidden_attribute_message, forbidden_rule_attribute, redact_reference,
     set_pkcs11_settings,
 };
-pub use metrics::{FailureReason, IgnoreReason, Metrics, NothingToSign, RuleOutcome, RuleSkip};
+pub use metrics::{
+    FailureReason, IgnoreReason, Metrics, NothingToSign, QueueMetrics, RuleOutcome, RuleSkip,
+};
+pub use queue::{Acknowledge, Acknowledged, DEFAULT_QUEUE_CAPACITY, QueueOptions};
 pub use reconcile::{ReconcileReport, RuleSelection, reconcile, reconcile_loop};
 pub use rules::AddressMap;
 pub use server::{BearerToken, ops_router, router};
@@ -209,7 +214,8 @@ impl From<PolicySourceError> for SignerError {
 /// Runs `signet signer` until SIGTERM or Ctrl-C: starts the policy source, serves the routes
 /// (`/readyz` answers 503 until the policy has synced), opens every rule's key once the rules are
 /// known (a bad key is an error here), and reconciles at start and every `reconcile_interval`.
-/// On SIGTERM it drains like the webhook (`shutdown_delay`, then in-flight events finish).
+/// On SIGTERM it drains like the webhook (`shutdown_delay`, then in-flight events finish); with
+/// `--acknowledge queued`, the queue is then signed within the same grace.
 pub async fn run(config: SignerConfig) -> Result<(), SignerError> {
     let token = BearerToken::from_file(&config.token_file)?;
     let client = RegistryClient::new(&config.registry)?;
@@ -269,7 +275,7 @@ pub async fn run(config: SignerConfig) -> Result<(), SignerError> {
         return Err(e);
     }
     let interval = (!config.reconcile_interval.is_zero()).then_some(config.reconcile_interval);
-    let reconciler = tokio::spawn(reconcile_loop(signer, interval));
+    let reconciler = tokio::spawn(reconcile_loop(signer.clone(), interval));
     let result = tokio::select! {
         e = server.died() => Err(SignerError::from(e)),
         e = ops_died(&mut ops) => Err(SignerError::from(e)),
@@ -285,7 +291,21 @@ pub async fn run(config: SignerConfig) -> Result<(), SignerError> {
         grace: SHUTDOWN_GRACE,
     };
     let servers: Vec<Server> = std::iter::once(server).chain(ops).collect();
+    // The queue (`--acknowledge queued`) signs on while the servers drain, and gets what is left
+    // of the same grace once they stopped accepting.
+    let queue_deadline = std::time::Instant::now() + settings.delay + settings.grace;
     let drained = drain_and_stop(servers, &drain, settings).await;
+    if config.options.acknowledge == Acknowledge::Queued {
+        let left = signer.drain_queue(queue_deadline).await;
+        if left == 0 {
+            tracing::info!("signing queue drained");
+        } else {
+            tracing::error!(
+                images = left,
+                "signing queue not drained within the grace: the reconcile at the next start signs the tagged ones"
+            );
+        }
+    }
     reconciler.abort();
     source.stop();
     result?;
@@ -301,7 +321,8 @@ async fn ops_died(ops: &mut Option<Server>) -> ServerError {
 }
 
 /// How long in-flight event deliveries get once the signer stopped accepting; a delivery cut
-/// short is answered by no 2xx, so the registry sends it again.
+/// short is answered by no 2xx, so the registry sends it again. With `--acknowledge queued`, the
+/// queue's signing shares this grace.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// `signet sign --backfill --policy-dir DIR`: one reconcile pass over the folder's Automatic

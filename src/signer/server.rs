@@ -7,6 +7,10 @@
 //! otherwise 503, so that the registry sends the event again. Events that can never be signed (not
 //! a push, out of scope, manifest deleted since...) are answered 200: a non-2xx would make the
 //! registry retry them forever and hold back the events queued behind.
+//!
+//! With `--acknowledge queued` (`super::queue`), covered pushes are answered `202` with
+//! `{"result":"queued"}` once held in the signer's queue, and signed afterwards; a full queue
+//! answers the body `503` (the registry sends it again). Everything else is answered as above.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use tracing::Instrument as _;
 
 use super::SignerError;
 use super::engine::{EventOutcome, Signer};
+use super::queue::{Acknowledge, Acknowledged};
 use crate::metrics::{OpsTarget, metrics_response};
 use prometheus_client::registry::Registry;
 
@@ -147,6 +152,9 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         )
             .into_response();
     }
+    if state.signer.options().acknowledge == Acknowledge::Queued {
+        return acknowledge_queued(&state, &body);
+    }
     // The work runs as its own task: when the registry's notification timeout runs out first,
     // it drops the connection, which drops this handler; the signing then still finishes, and
     // the registry's next delivery of the event finds the image signed. Awaited in the handler,
@@ -168,43 +176,86 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     };
     let outcomes = match handled {
         Ok(o) => o,
-        Err(e) => {
-            state
-                .signer
-                .metrics()
-                .ignored(super::IgnoreReason::MalformedBody);
-            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
-        }
+        Err(e) => return malformed_body(&state, &e),
     };
-    let mut failures = Vec::new();
-    let mut results = Vec::with_capacity(outcomes.len());
-    for outcome in &outcomes {
-        results.push(match outcome {
-            EventOutcome::Ignored(why) => json!({"result": "ignored", "reason": why.to_string()}),
-            EventOutcome::OutOfScope { manual: true } => {
-                json!({"result": "ignored", "reason": "only Manual rules cover it"})
-            }
-            EventOutcome::OutOfScope { manual: false } => {
-                json!({"result": "ignored", "reason": "no SigningRule covers it"})
-            }
-            EventOutcome::NothingToSign(why) => {
-                json!({"result": "ignored", "reason": why.as_str()})
-            }
-            EventOutcome::Signed(e) => json!({
-                "result": "signed", "added": e.added, "present": e.present, "skipped": e.skipped,
-            }),
-            EventOutcome::Failed(e) => {
-                failures.push(e.to_string());
-                json!({"result": "failed", "error": e.to_string()})
-            }
-        });
-    }
-    let status = if failures.is_empty() {
+    let mut failures = 0;
+    let results: Vec<_> = outcomes
+        .iter()
+        .map(|outcome| outcome_json(outcome, &mut failures))
+        .collect();
+    let status = if failures == 0 {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(json!({ "events": results }))).into_response()
+}
+
+/// `--acknowledge queued`: no signing awaited here (nothing to cancel half-way), so no task.
+fn acknowledge_queued(state: &AppState, body: &[u8]) -> Response {
+    let answers = match state.signer.acknowledge_notification(body) {
+        Ok(a) => a,
+        Err(e) => return malformed_body(state, &e),
+    };
+    let mut failures = 0;
+    let mut queued = false;
+    let results: Vec<_> = answers
+        .iter()
+        .map(|answer| match answer {
+            Acknowledged::Handled(outcome) => outcome_json(outcome, &mut failures),
+            Acknowledged::Queued => {
+                queued = true;
+                json!({"result": "queued"})
+            }
+            Acknowledged::Coalesced => {
+                queued = true;
+                json!({"result": "queued", "coalesced": true})
+            }
+            Acknowledged::Full => {
+                failures += 1;
+                json!({"result": "failed", "error": "the signing queue is full: send the event again later"})
+            }
+        })
+        .collect();
+    let status = if failures > 0 {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if queued {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    (status, axum::Json(json!({ "events": results }))).into_response()
+}
+
+fn malformed_body(state: &AppState, e: &super::event::EnvelopeError) -> Response {
+    state
+        .signer
+        .metrics()
+        .ignored(super::IgnoreReason::MalformedBody);
+    (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+}
+
+/// One event's entry in the answer; counts the failures (which make the answer 503).
+fn outcome_json(outcome: &EventOutcome, failures: &mut usize) -> serde_json::Value {
+    match outcome {
+        EventOutcome::Ignored(why) => json!({"result": "ignored", "reason": why.to_string()}),
+        EventOutcome::OutOfScope { manual: true } => {
+            json!({"result": "ignored", "reason": "only Manual rules cover it"})
+        }
+        EventOutcome::OutOfScope { manual: false } => {
+            json!({"result": "ignored", "reason": "no SigningRule covers it"})
+        }
+        EventOutcome::NothingToSign(why) => {
+            json!({"result": "ignored", "reason": why.as_str()})
+        }
+        EventOutcome::Signed(e) => json!({
+            "result": "signed", "added": e.added, "present": e.present, "skipped": e.skipped,
+        }),
+        EventOutcome::Failed(e) => {
+            *failures += 1;
+            json!({"result": "failed", "error": e.to_string()})
+        }
+    }
 }
 
 #[cfg(test)]
