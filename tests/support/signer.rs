@@ -151,12 +151,23 @@ pub fn image(registry: &Registry, repo_tag: &str) -> ImageRef {
 
 /// The legacy `.sig` signatures of `digest` (bundles: [`bundle_count`]).
 pub async fn signature_count(registry: &Registry, repo_tag: &str, digest: &str) -> usize {
-    store()
-        .fetch_legacy_signatures(&image(registry, repo_tag), digest)
+    try_signature_count(registry, repo_tag, digest)
         .await
         .unwrap()
+}
+
+/// [`signature_count`], with a failed read as an error: while a signer writes the `.sig` tag,
+/// `docker-registry` now and then answers a read of it with HTTP 500 (about once in 15 runs).
+pub async fn try_signature_count(
+    registry: &Registry,
+    repo_tag: &str,
+    digest: &str,
+) -> Result<usize, signet::registry::RegistryError> {
+    Ok(store()
+        .fetch_legacy_signatures(&image(registry, repo_tag), digest)
+        .await?
         .signatures
-        .len()
+        .len())
 }
 
 /// The Sigstore bundles attached to `digest` (read through the referrers discovery).
@@ -220,9 +231,12 @@ pub async fn wait_for_signatures(
     loop {
         let mut short = Vec::new();
         for (repo_tag, digest) in images {
-            let n = signature_count(registry, repo_tag, digest).await;
-            if n < expected {
-                short.push(format!("{repo_tag}: {n}"));
+            // A failed read counts as "not yet" (see `try_signature_count`); it is named if the
+            // wait runs out.
+            match try_signature_count(registry, repo_tag, digest).await {
+                Ok(n) if n >= expected => {}
+                Ok(n) => short.push(format!("{repo_tag}: {n}")),
+                Err(e) => short.push(format!("{repo_tag}: read failed: {e}")),
             }
         }
         if short.is_empty() {
