@@ -8,7 +8,9 @@
 //! 1. latency: images pushed one at a time; for each, the time from the manifest PUT's answer to
 //!    the `.sig` tag answering (polled every 2 ms): p50, p95, max;
 //! 2. throughput: `--images` pushed by `--concurrency` pushers at once; images/s from the first
-//!    push to the last signature readable, and push -> signature p50/p95 under that load.
+//!    push to the last signature written (the signer's in-process count, so that watching adds
+//!    no registry load; every image is read back once the burst is over), and push -> signature
+//!    p50/p95 under that load, polled on every 8th image.
 //!
 //! `--storage inmemory` (default) keeps the registry's storage in memory, so that the figures are
 //! the signer's and not the disk's (the filesystem driver fsyncs every blob and link it writes:
@@ -621,6 +623,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let burst_requests_before = signer_client.requests_sent();
+    let signed_before = signer.metrics().signed.get();
     let start = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (pushed_tx, mut pushed_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -646,26 +649,44 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 if let Some(url) = &direct {
                     deliver(url, &host, &repo, &digest).await?;
                 }
-                let _ = pushed_tx.send((repo, digest, pushed));
+                let _ = pushed_tx.send((i, repo, digest, pushed));
             }
         }));
     }
     drop(pushed_tx);
-    // One scanner, one request at a time, so that watching adds almost no load: it walks the images
-    // not yet seen signed, over and over; an image counts as signed when the scan first sees it.
+    // When the burst is signed: the signer's own count of signatures written (each counted once
+    // its manifest PUT was answered), read in-process, so that watching costs the registry
+    // nothing. Watching by reading the registry (one request at a time, over every image not
+    // yet seen signed) kept the registry busy during the signed burst only, and the unsigned
+    // baseline has no such load: it lowered the ratio. Every image is read back from the
+    // registry once the burst is over. Push -> signature latencies are measured on every
+    // LATENCY_SAMPLE-th image, polled from the registry.
+    const LATENCY_SAMPLE: usize = 8;
     let mut outstanding: Vec<(String, String, Instant)> = Vec::new();
+    let mut pushed_all: Vec<(String, String)> = Vec::with_capacity(args.images);
     let mut timings: Vec<(Instant, Instant)> = Vec::new();
     let mut pushing = true;
-    while pushing || !outstanding.is_empty() {
+    let mut last_signed: Option<Instant> = None;
+    while pushing || !outstanding.is_empty() || last_signed.is_none() {
         loop {
             match pushed_rx.try_recv() {
-                Ok(item) => outstanding.push(item),
+                Ok((i, repo, digest, pushed)) => {
+                    if i % LATENCY_SAMPLE == 0 {
+                        outstanding.push((repo.clone(), digest.clone(), pushed));
+                    }
+                    pushed_all.push((repo, digest));
+                }
                 Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
                 Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
                     pushing = false;
                     break;
                 }
             }
+        }
+        if last_signed.is_none()
+            && signer.metrics().signed.get() - signed_before >= args.images as u64
+        {
+            last_signed = Some(Instant::now());
         }
         let mut still = Vec::with_capacity(outstanding.len());
         for (repo, digest, pushed) in outstanding {
@@ -678,19 +699,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         outstanding = still;
         if Instant::now() - start > Duration::from_secs(300) {
-            bail!("{} images not signed after 300 s", outstanding.len());
+            bail!(
+                "burst not signed after 300 s ({} of {} signatures written)",
+                signer.metrics().signed.get() - signed_before,
+                args.images
+            );
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     for pusher in pushers {
         pusher.await??;
     }
-    let last_signed = timings.iter().map(|(_, s)| *s).max().unwrap_or(start);
+    let last_signed = last_signed.unwrap_or(start);
     let elapsed = last_signed - start;
+    for (repo, digest) in &pushed_all {
+        let tags = signed_tags(digest, &args.formats)?;
+        if !all_answer(&client, &host, repo, &tags).await {
+            bail!("{repo}@{digest}: counted signed, but its signature tags do not all answer");
+        }
+    }
     let mut under_load: Vec<Duration> = timings.iter().map(|(p, s)| *s - *p).collect();
     under_load.sort();
     println!(
-        "key {}, delivery {}, acknowledge {}: burst of {} images by {} pushers: {:.0} images/s (first push to last signature, {:.2} s); push -> signature p50 {}, p95 {}",
+        "key {}, delivery {}, acknowledge {}: burst of {} images by {} pushers: {:.0} images/s (first push to last signature, {:.2} s); push -> signature (every {LATENCY_SAMPLE}th image) p50 {}, p95 {}",
         args.key,
         if args.direct { "direct" } else { "registry" },
         args.acknowledge,
