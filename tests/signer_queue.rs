@@ -30,6 +30,37 @@ fn queued(queue: QueueOptions, workers: usize) -> SignerOptions {
     }
 }
 
+/// The rule of every test here: `release` signs `scopes` with the `Default` type on push.
+fn release_rule(scopes: &[String], release: &TestKey) -> Vec<signet::crd::SigningRule> {
+    vec![rule(
+        "release",
+        scopes,
+        release,
+        SignatureType::Default,
+        Trigger::Automatic,
+    )]
+}
+
+/// A signer on `listener` acknowledging once queued, under [`release_rule`], past its start-up
+/// reconcile pass.
+async fn start_queued(
+    listener: std::net::TcpListener,
+    scopes: &[String],
+    release: &TestKey,
+    queue: QueueOptions,
+    workers: usize,
+) -> RunningSigner {
+    let running = RunningSigner::start_with(
+        listener,
+        release_rule(scopes, release),
+        None,
+        queued(queue, workers),
+    )
+    .await;
+    wait_reconciled(|| running.metrics()).await;
+    running
+}
+
 /// Waits until the start-up reconcile pass has run (over an empty registry: it finds nothing),
 /// so that what is signed afterwards is signed from events.
 async fn wait_reconciled(metrics: impl Fn() -> String) {
@@ -97,21 +128,14 @@ async fn a_queued_event_is_answered_202_and_its_image_signed_afterwards_once() {
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
     let registry = Registry::start();
     let host = registry.host();
-    let rules = vec![rule(
-        "release",
+    let running = start_queued(
+        loopback_listener(),
         &[format!("{host}/q/**")],
         &release,
-        SignatureType::Default,
-        Trigger::Automatic,
-    )];
-    let running = RunningSigner::start_with(
-        loopback_listener(),
-        rules,
-        None,
-        queued(QueueOptions::default(), 16),
+        QueueOptions::default(),
+        16,
     )
     .await;
-    wait_reconciled(|| running.metrics()).await;
     let digest = registry.push_test_image("q/app", "v1", "queued-1").await;
     let event = push_event(&host, "q/app", Some("v1"), &digest, OCI_MANIFEST);
     let out_of_scope = push_event(&host, "dev/app", Some("v1"), &digest, OCI_MANIFEST);
@@ -162,16 +186,14 @@ async fn a_notifying_registry_burst_is_signed_each_image_once() {
     let registry =
         Registry::start_with_notifications(&format!("http://127.0.0.1:{port}/events"), TOKEN);
     let host = registry.host();
-    let rules = vec![rule(
-        "release",
+    let running = start_queued(
+        listener,
         &[format!("{host}/burst/**")],
         &release,
-        SignatureType::Default,
-        Trigger::Automatic,
-    )];
-    let running =
-        RunningSigner::start_with(listener, rules, None, queued(QueueOptions::default(), 16)).await;
-    wait_reconciled(|| running.metrics()).await;
+        QueueOptions::default(),
+        16,
+    )
+    .await;
     let pushes = (0..24).map(|i| {
         let registry = &registry;
         async move {
@@ -226,22 +248,14 @@ async fn a_full_queue_answers_503_and_the_event_sent_again_is_signed() {
     // An image on a registry that is down keeps failing: it holds the one place of the queue
     // until it is dropped, past a horizon shortened for the test.
     let down = format!("127.0.0.1:{}", support::closed_port());
-    let rules = vec![rule(
-        "release",
-        &[format!("{host}/full/**"), format!("{down}/**")],
-        &release,
-        SignatureType::Default,
-        Trigger::Automatic,
-    )];
+    let scopes = [format!("{host}/full/**"), format!("{down}/**")];
     let options = QueueOptions {
         capacity: 1,
         first_retry: Duration::from_millis(300),
         max_retry: Duration::from_millis(300),
         retry_horizon: Duration::from_secs(2),
     };
-    let running =
-        RunningSigner::start_with(loopback_listener(), rules, None, queued(options, 4)).await;
-    wait_reconciled(|| running.metrics()).await;
+    let running = start_queued(loopback_listener(), &scopes, &release, options, 4).await;
     let unreachable = format!("sha256:{}", "ab".repeat(32));
     let (status, answer) = post_events(
         &running.url(),
@@ -305,21 +319,14 @@ async fn a_signing_that_fails_at_first_is_retried_by_the_signer_without_a_new_ev
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
     let mut registry = Registry::start();
     let host = registry.host();
-    let rules = vec![rule(
-        "release",
+    let running = start_queued(
+        loopback_listener(),
         &[format!("{host}/retry/**")],
         &release,
-        SignatureType::Default,
-        Trigger::Automatic,
-    )];
-    let running = RunningSigner::start_with(
-        loopback_listener(),
-        rules,
-        None,
-        queued(QueueOptions::default(), 16),
+        QueueOptions::default(),
+        16,
     )
     .await;
-    wait_reconciled(|| running.metrics()).await;
     let digest = registry.push_test_image("retry/app", "v1", "retry-1").await;
     // From now on the registry refuses the signer (it holds no password).
     registry.protect(Protection {
@@ -392,13 +399,7 @@ async fn on_sigterm_the_signer_signs_what_it_queued_before_it_exits() {
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
     let registry = Registry::start();
     let host = registry.host();
-    let rules = vec![rule(
-        "release",
-        &[format!("{host}/drain/**")],
-        &release,
-        SignatureType::Default,
-        Trigger::Automatic,
-    )];
+    let rules = release_rule(&[format!("{host}/drain/**")], &release);
     let policies = policy_dir(dir.path(), &rules);
     let port = support::closed_port();
     let mut child = start_signer_process(dir.path(), &policies, port);
