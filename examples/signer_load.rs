@@ -30,6 +30,11 @@
 //! repositories, and over the burst), and, before the signed burst, pushes as many images out of
 //! the rule's scope (nothing to sign) to report the ratio of signed to unsigned push throughput.
 //!
+//! `--burst-repositories N` (default 0): the bursts' images go into N repositories (the signed
+//! burst into ones the one-at-a-time phase signed before), each under its own tag, as a CI pushes
+//! new builds of existing images; 0 puts each image in a new repository of its own (one request
+//! more per signed image: the empty config blob's mount).
+//!
 //! `--layers N --layer-bytes B` (default 1 layer of 72 bytes): what each pushed image holds, so
 //! that the unsigned baseline can be a tiny image (the worst case for the ratio: its push costs
 //! the registry least) or one shaped like a real image. `--recheck events|DURATION` (default
@@ -86,6 +91,7 @@ struct Args {
     formats: Vec<signet::signature::SignatureFormat>,
     recheck: signer::Recheck,
     acknowledge: signer::Acknowledge,
+    burst_repositories: usize,
 }
 
 /// What each pushed image holds: `--layers` layers of `--layer-bytes` bytes (set once in `main`).
@@ -102,6 +108,7 @@ fn args() -> anyhow::Result<Args> {
         formats: signet::signature::SignatureFormat::ALL.to_vec(),
         recheck: signer::Recheck::Events,
         acknowledge: signer::Acknowledge::Signed,
+        burst_repositories: 0,
     };
     let (mut layers, mut layer_bytes) = (1usize, 72usize);
     let mut it = std::env::args().skip(1);
@@ -115,6 +122,7 @@ fn args() -> anyhow::Result<Args> {
             "--storage" => parsed.storage = value()?,
             "--deliver" => parsed.direct = value()? == "direct",
             "--layers" => layers = value()?.parse()?,
+            "--burst-repositories" => parsed.burst_repositories = value()?.parse()?,
             "--layer-bytes" => layer_bytes = value()?.parse()?,
             "--recheck" => {
                 parsed.recheck = match value()?.as_str() {
@@ -140,6 +148,11 @@ fn args() -> anyhow::Result<Args> {
         bail!("--layers must be at least 1");
     }
     let _ = IMAGE_SHAPE.set((layers, layer_bytes.max(16)));
+    if parsed.burst_repositories > parsed.sequential {
+        bail!(
+            "--burst-repositories must be at most --sequential: the burst goes into repositories signed before"
+        );
+    }
     Ok(parsed)
 }
 
@@ -282,14 +295,14 @@ fn key_reference(kind: &str, dir: &Path) -> anyhow::Result<String> {
     }
 }
 
-/// Pushes a tiny unique image (config, one layer, OCI manifest) as `repo:v1`; returns its digest.
+/// Pushes a tiny unique image (config, one layer, OCI manifest) as `repo:tag`; returns its digest.
 async fn push_image(
     client: &RegistryClient,
     host: &str,
-    repo: &str,
+    (repo, tag): (&str, &str),
     seed: usize,
 ) -> anyhow::Result<String> {
-    let image = ImageRef::parse(&format!("{host}/{repo}:v1"))?;
+    let image = ImageRef::parse(&format!("{host}/{repo}:{tag}"))?;
     let (layers, layer_bytes) = *IMAGE_SHAPE.get_or_init(|| (1, 72));
     // Distinct content per image and layer, so that every blob is really uploaded.
     let layers: Vec<Vec<u8>> = (0..layers)
@@ -389,8 +402,24 @@ async fn wait_signed(
     }
 }
 
-/// POSTs the push event of `repo:v1` as the registry would, and checks the answer is 2xx.
-async fn deliver(url: &str, host: &str, repo: &str, digest: &str) -> anyhow::Result<()> {
+/// The repository and tag of the `i`-th burst image under `prefix`: with `repositories` = 0,
+/// each in a new repository of its own (`prefix/burst{i}:v1`); else spread over that many
+/// repositories (`prefix/seq{i % repositories}`, for `load` the ones the sequential phase signed
+/// before), each under a tag of its own (`b{i}`), as a CI pushes new builds of existing images.
+fn burst_image(prefix: &str, i: usize, repositories: usize) -> (String, String) {
+    match repositories {
+        0 => (format!("{prefix}/burst{i}"), "v1".to_string()),
+        n => (format!("{prefix}/seq{}", i % n), format!("b{i}")),
+    }
+}
+
+/// POSTs the push event of `repo:tag` as the registry would, and checks the answer is 2xx.
+async fn deliver(
+    url: &str,
+    host: &str,
+    (repo, tag): (&str, &str),
+    digest: &str,
+) -> anyhow::Result<()> {
     static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     let http = HTTP.get_or_init(|| {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -408,7 +437,7 @@ async fn deliver(url: &str, host: &str, repo: &str, digest: &str) -> anyhow::Res
         "action": "push",
         "target": {
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": digest, "repository": repo, "tag": "v1",
+            "digest": digest, "repository": repo, "tag": tag,
             "url": format!("http://{host}/v2/{repo}/manifests/{digest}"),
         },
         "request": {"host": host, "method": "PUT"},
@@ -490,9 +519,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Warm-up: connections, tokens, the registry's first writes.
     for i in 0..5 {
         let repo = format!("load/warm{i}");
-        let digest = push_image(&client, &host, &repo, 1_000_000 + i).await?;
+        let digest = push_image(&client, &host, (&repo, "v1"), 1_000_000 + i).await?;
         if args.direct {
-            deliver(&events_url, &host, &repo, &digest).await?;
+            deliver(&events_url, &host, (&repo, "v1"), &digest).await?;
         }
         wait_signed(
             &client,
@@ -512,12 +541,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut latencies = Vec::with_capacity(args.sequential);
     for i in 0..args.sequential {
         let repo = format!("load/seq{i}");
-        let digest = push_image(&client, &host, &repo, 2_000_000 + i)
+        let digest = push_image(&client, &host, (&repo, "v1"), 2_000_000 + i)
             .instrument(tracing::info_span!("loadgen"))
             .await?;
         let pushed = Instant::now();
         if args.direct {
-            deliver(&events_url, &host, &repo, &digest).await?;
+            deliver(&events_url, &host, (&repo, "v1"), &digest).await?;
         }
         let signed = wait_signed(
             &client,
@@ -539,11 +568,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let requests_before = signer_client.requests_sent();
     for i in 0..args.sequential {
         let repo = format!("load/seq{i}");
-        let digest = push_image(&client, &host, &repo, 4_000_000 + i)
+        let digest = push_image(&client, &host, (&repo, "v1"), 4_000_000 + i)
             .instrument(tracing::info_span!("loadgen"))
             .await?;
         if args.direct {
-            deliver(&events_url, &host, &repo, &digest).await?;
+            deliver(&events_url, &host, (&repo, "v1"), &digest).await?;
         }
         wait_signed(
             &client,
@@ -603,13 +632,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for _ in 0..args.concurrency.max(1) {
         let (client, host, next) = (client.clone(), host.clone(), Arc::clone(&next));
         let total = args.images;
+        let repositories = args.burst_repositories;
         pushers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= total {
                     return Ok::<_, anyhow::Error>(());
                 }
-                push_image(&client, &host, &format!("free/burst{i}"), 3_000_000 + i).await?;
+                let (repo, tag) = burst_image("free", i, repositories);
+                push_image(&client, &host, (&repo, &tag), 3_000_000 + i).await?;
             }
         }));
     }
@@ -637,17 +668,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         let direct = args.direct.then(|| events_url.clone());
         let total = args.images;
+        let repositories = args.burst_repositories;
         pushers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= total {
                     return Ok::<_, anyhow::Error>(());
                 }
-                let repo = format!("load/burst{i}");
-                let digest = push_image(&client, &host, &repo, i).await?;
+                let (repo, tag) = burst_image("load", i, repositories);
+                let digest = push_image(&client, &host, (&repo, &tag), i).await?;
                 let pushed = Instant::now();
                 if let Some(url) = &direct {
-                    deliver(url, &host, &repo, &digest).await?;
+                    deliver(url, &host, (&repo, &tag), &digest).await?;
                 }
                 let _ = pushed_tx.send((i, repo, digest, pushed));
             }
@@ -741,7 +773,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // registry, busy, links tags later than it notifies).
     tokio::time::sleep(Duration::from_millis(2500)).await;
     println!(
-        "  signer registry requests per signed image in the burst (new repositories): {:.1}",
+        "  signer registry requests per signed image in the burst ({}): {:.1}",
+        match args.burst_repositories {
+            0 => "new repositories".to_string(),
+            n => format!("{n} repositories signed before"),
+        },
         (signer_client.requests_sent() - burst_requests_before) as f64 / args.images.max(1) as f64
     );
     let metrics = signer.metrics().encode();
