@@ -10,7 +10,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use signet::crd::{SigningKeyRef, SigningRule, SigningRuleSpec, Trigger};
@@ -39,25 +39,10 @@ fn token_rule(name: &str, scope: String, uri: String, algorithm: Algorithm) -> S
 }
 
 fn start_signer(conf: &Path, pin: &Path, dir: &Path, policies: &Path, port: u16) -> Child {
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_signet"))
-        .args([
-            "signer",
-            "--plain-http",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--token-file")
-        .arg(&token_file)
-        .arg("--policy-dir")
-        .arg(policies)
-        .args(["--reconcile-interval", "0", "--log", "info"])
+    signer_process(Command::new(signet_binary()), dir, policies, port)
         .arg("--pkcs11-pin-file")
         .arg(pin)
         .env("SOFTHSM2_CONF", conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }

@@ -11,7 +11,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use signet::crd::Trigger;
@@ -371,24 +371,9 @@ async fn a_signing_that_fails_at_first_is_retried_by_the_signer_without_a_new_ev
 /// The real `signet signer --acknowledge queued` process, one worker, so that a burst of events
 /// is still queued when SIGTERM arrives.
 fn start_signer_process(dir: &Path, policies: &Path, port: u16) -> std::process::Child {
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    Command::new(signet_binary())
-        .args([
-            "signer",
-            "--plain-http",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--token-file")
-        .arg(&token_file)
-        .arg("--policy-dir")
-        .arg(policies)
-        .args(["--reconcile-interval", "0", "--log", "info"])
+    signer_process(Command::new(signet_binary()), dir, policies, port)
         .args(["--shutdown-delay", "0s", "--workers", "1"])
         .env("SIGNET_ACKNOWLEDGE", "queued")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }

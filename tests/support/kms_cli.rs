@@ -130,22 +130,7 @@ pub fn kms_rule(name: &str, scope: String, reference: String, algorithm: Algorit
 
 /// `signet signer` on `policies`, listening on `port`, with the cloud environment `env`.
 pub fn start_signer(env: &[(&str, String)], dir: &Path, policies: &Path, port: u16) -> Child {
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    command(env)
-        .args([
-            "signer",
-            "--plain-http",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--token-file")
-        .arg(&token_file)
-        .arg("--policy-dir")
-        .arg(policies)
-        .args(["--reconcile-interval", "0", "--log", "info"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+    super::signer::signer_process(command(env), dir, policies, port)
         .spawn()
         .unwrap()
 }

@@ -256,6 +256,33 @@ pub fn tail(log: &str) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
+/// `signet signer` as a process on `policies`, plain HTTP on `port`, no reconcile pass, `info`
+/// logs on a piped stderr: `cmd` is the binary (with whatever environment the caller gives it),
+/// and the caller adds its own flags before spawning. Writes the token file into `dir`.
+pub fn signer_process(
+    mut cmd: std::process::Command,
+    dir: &std::path::Path,
+    policies: &std::path::Path,
+    port: u16,
+) -> std::process::Command {
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    cmd.args([
+        "signer",
+        "--plain-http",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .arg("--token-file")
+    .arg(&token_file)
+    .arg("--policy-dir")
+    .arg(policies)
+    .args(["--reconcile-interval", "0", "--log", "info"])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    cmd
+}
+
 /// The `signet` binary Cargo built for this integration test (examples have none).
 pub fn signet_binary() -> &'static str {
     match option_env!("CARGO_BIN_EXE_signet") {
