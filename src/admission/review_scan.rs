@@ -485,11 +485,17 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn optional_string(&mut self) -> Result<Option<String>> {
+    /// `null` as `None`, anything else read by `read`.
+    #[inline]
+    fn nullable<T>(&mut self, read: impl FnOnce(&mut Self) -> Result<T>) -> Result<Option<T>> {
         if self.null()? {
             return Ok(None);
         }
-        self.string().map(Some)
+        read(self).map(Some)
+    }
+
+    fn optional_string(&mut self) -> Result<Option<String>> {
+        self.nullable(Self::string)
     }
 
     fn string_list(&mut self) -> Result<Vec<String>> {

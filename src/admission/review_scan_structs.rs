@@ -19,12 +19,7 @@ impl Scanner<'_> {
             match &*key {
                 "apiVersion" => self.once(&mut api_version, "apiVersion", Self::string)?,
                 "kind" => self.once(&mut kind, "kind", Self::string)?,
-                "request" => self.once(&mut request, "request", |s| {
-                    if s.null()? {
-                        return Ok(None);
-                    }
-                    s.request().map(Some)
-                })?,
+                "request" => self.once(&mut request, "request", |s| s.nullable(Self::request))?,
                 _ => self.skip_field()?,
             }
         }
@@ -59,12 +54,7 @@ impl Scanner<'_> {
                 "namespace" => self.once(&mut namespace, "namespace", Self::optional_string)?,
                 "operation" => self.once(&mut operation, "operation", Self::operation)?,
                 "userInfo" => self.once(&mut user_info, "userInfo", Self::user_info)?,
-                "object" => self.once(&mut object, "object", |s| {
-                    if s.null()? {
-                        return Ok(None);
-                    }
-                    s.object().map(Some)
-                })?,
+                "object" => self.once(&mut object, "object", |s| s.nullable(Self::object))?,
                 "dryRun" => self.once(&mut dry_run, "dryRun", Self::dry_run)?,
                 _ => self.skip_field()?,
             }
@@ -215,12 +205,9 @@ impl Scanner<'_> {
         let mut first = true;
         while let Some(key) = self.next_key(&mut first)? {
             match &*key {
-                "metadata" => self.once(&mut metadata, "metadata", |s| {
-                    if s.null()? {
-                        return Ok(None);
-                    }
-                    s.metadata().map(Some)
-                })?,
+                "metadata" => {
+                    self.once(&mut metadata, "metadata", |s| s.nullable(Self::metadata))?
+                }
                 "spec" => self.once(&mut spec, "spec", |s| s.pruned_optional(&SPEC))?,
                 "template" => {
                     self.once(&mut template, "template", |s| s.pruned_optional(&TEMPLATE))?
@@ -249,10 +236,7 @@ impl Scanner<'_> {
                 }
                 "namespace" => self.once(&mut namespace, "namespace", Self::optional_string)?,
                 "annotations" => self.once(&mut annotations, "annotations", |s| {
-                    if s.null()? {
-                        return Ok(None);
-                    }
-                    s.map(Self::string).map(Some)
+                    s.nullable(|s| s.map(Self::string))
                 })?,
                 _ => self.skip_field()?,
             }
