@@ -5,12 +5,16 @@
 #
 #   scripts/bench-vs-nginx.sh [SECONDS]        # default 10 s per measurement
 #
+# A third server, `examples/edge_floor.rs`, is signet's serving edge alone (the same axum-server,
+# rustls and hyper set-up) answering the same static body: what the HTTP and TLS stack costs before
+# any admission work.
+#
 # Prints, for HTTP/1.1 and HTTP/2: the maximum rate (50 connections, closed loop) of each server and
-# their ratio, then p50/p99 latency at a fixed 5,000 req/s. ROUNDS=N (default 1) measures each
+# the ratios to nginx, then p50/p99 latency at a fixed 5,000 req/s. ROUNDS=N (default 1) measures each
 # figure N times, the two servers alternating, and prints the medians (WEBHOOK_ARGS adds flags to the
 # webhook's command line, e.g. WEBHOOK_ARGS="--signature-cache-ttl 1h"): nginx's own figures move by
 # 20-50% from one run to the next on a shared 2-core machine. COST=N counts the webhook's instructions
-# per request instead (see below). Needs the Debian packages nginx-light and
+# per request instead (see below; COST_KEEP=dir keeps the callgrind dumps). Needs the Debian packages nginx-light and
 # docker-registry, openssl, python3, curl, and oha (`cargo install oha --locked`). Not part of CI: the
 # figures depend on what else the machine runs.
 set -euo pipefail
@@ -29,9 +33,10 @@ need curl "apt-get install curl"
 need python3 "apt-get install python3"
 [ -x "$OHA" ] || { echo "missing oha: cargo install oha --locked (or set OHA=/path/to/oha)" >&2; exit 2; }
 
-cargo build --release --quiet --bin signet
+cargo build --release --quiet --bin signet --example edge_floor
 BIN=$PWD/target/${CARGO_BUILD_TARGET:-}/release/signet
 [ -x "$BIN" ] || BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/signet
+FLOOR=$(dirname "$BIN")/examples/edge_floor
 
 work=$(mktemp -d)
 pids=()
@@ -155,6 +160,20 @@ nginx -c "$work/nginx.conf" -e "$work/nginx/error.log" &
 pids+=($!)
 wait_for "https://127.0.0.1:$nginx_port/"
 
+floor_port=$(free_port)
+printf '%s' "$answer" > "$work/answer.json"
+"$FLOOR" "127.0.0.1:$floor_port" "$work/tls.crt" "$work/tls.key" "$work/answer.json" > "$work/floor.log" 2>&1 &
+pids+=($!)
+wait_for "https://127.0.0.1:$floor_port/readyz"
+
+# HOLD=1: set everything up, print where it runs, and wait (Ctrl-C ends it): for profiling by hand.
+if [ -n "${HOLD:-}" ]; then
+  echo "webhook https://127.0.0.1:$hook_port/validate pid $webhook_pid"
+  echo "nginx https://127.0.0.1:$nginx_port/validate"
+  echo "review $work/review.json"
+  while sleep 3600; do :; done
+fi
+
 # COST=N: instead of rates, the webhook's own CPU work per cached admission, as user-space instructions
 # counted by callgrind (valgrind): deterministic, so two builds compare on a busy machine where rates
 # do not. N requests per protocol after a warm-up, 50 connections. Printed apart, and left out of
@@ -188,6 +207,8 @@ if [ -n "${COST:-}" ]; then
       sleep 0.5
     done
     [ -n "$dump" ] || { echo "callgrind wrote no dump" >&2; exit 1; }
+    # COST_KEEP=dir keeps each protocol's callgrind dump there, for callgrind_annotate.
+    [ -n "${COST_KEEP:-}" ] && mkdir -p "$COST_KEEP" && cp "$dump" "$COST_KEEP/callgrind.$name"
     python3 - "$dump" "$COST" "$name" <<'PY'
 import collections, re, sys
 path, n, proto = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -254,19 +275,21 @@ load() { # url http-flag [rate]
     -m POST -H 'Content-Type: application/json' -D "$work/review.json" "$1" | summary
 }
 
-# ROUNDS alternating runs of each server -> two lines of medians, "rps p50 p99 success": signet's, nginx's.
+# ROUNDS alternating runs of each server -> three lines of medians, "rps p50 p99 success": signet's,
+# its edge alone, nginx's.
 measure() { # http-flag [rate]
   local round
   for round in $(seq "$ROUNDS"); do
     echo "hook $(load "$hook" "$1" "${2:-}")"
+    echo "edge $(load "$edge" "$1" "${2:-}")"
     echo "yard $(load "$yard" "$1" "${2:-}")"
   done | python3 -c '
 import statistics, sys
-rows = {"hook": [], "yard": []}
+rows = {"hook": [], "edge": [], "yard": []}
 for line in sys.stdin:
     name, *values = line.split()
     rows[name].append([float(v) for v in values])
-for name in ("hook", "yard"):
+for name in ("hook", "edge", "yard"):
     columns = list(zip(*rows[name]))
     print("%.0f %.2f %.2f %s" % tuple(statistics.median(c) for c in columns))'
 }
@@ -287,8 +310,10 @@ print(b.get("+Inf", 0), b.get("0.00025", 0), b.get("0.001", 0))'
 
 hook="https://127.0.0.1:$hook_port/validate"
 yard="https://127.0.0.1:$nginx_port/validate"
+edge="https://127.0.0.1:$floor_port/validate"
 load "$hook" --http-version=1.1 > /dev/null   # warm both up
 load "$yard" --http-version=1.1 > /dev/null
+load "$edge" --http-version=1.1 > /dev/null
 echo "cached 3-image Pod admission, $CONNECTIONS connections, ${SECONDS_PER_RUN}s per run, median of $ROUNDS, $(nproc) cores"
 printf '%-9s %-14s %10s %9s %9s %8s\n' proto server req/s p50_ms p99_ms success
 for proto in "--http-version=1.1" "--http2"; do
@@ -298,14 +323,17 @@ for proto in "--http-version=1.1" "--http2"; do
     perf record -e cpu-clock -F 4000 -g -p "$webhook_pid" -o "$PERF_RECORD" -- sleep "$SECONDS_PER_RUN" \
       > /dev/null 2>&1 &
   fi
-  { read -r h_rps h_p50 h_p99 h_ok; read -r n_rps n_p50 n_p99 n_ok; } < <(measure "$proto")
+  { read -r h_rps h_p50 h_p99 h_ok; read -r e_rps e_p50 e_p99 e_ok; read -r n_rps n_p50 n_p99 n_ok; } < <(measure "$proto")
   printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "signet max" "$h_rps" "$h_p50" "$h_p99" "$h_ok"
+  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "edge max" "$e_rps" "$e_p50" "$e_p99" "$e_ok"
   printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "nginx max" "$n_rps" "$n_p50" "$n_p99" "$n_ok"
   python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'ratio', $h_rps / $n_rps))"
+  python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'edge ratio', $e_rps / $n_rps))"
   read -r t0 q0 m0 < <(server_times)
-  { read -r h_rps h_p50 h_p99 h_ok; read -r n_rps n_p50 n_p99 n_ok; } < <(measure "$proto" "$RATE")
+  { read -r h_rps h_p50 h_p99 h_ok; read -r e_rps e_p50 e_p99 e_ok; read -r n_rps n_p50 n_p99 n_ok; } < <(measure "$proto" "$RATE")
   read -r t1 q1 m1 < <(server_times)
   printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "signet @$RATE" "$h_rps" "$h_p50" "$h_p99" "$h_ok"
+  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "edge @$RATE" "$e_rps" "$e_p50" "$e_p99" "$e_ok"
   printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "nginx @$RATE" "$n_rps" "$n_p50" "$n_p99" "$n_ok"
   python3 -c "n = max($t1 - $t0, 1); print('%-9s %-14s %s admissions, %.2f%% answered within 0.25 ms and %.2f%% within 1 ms of their arrival' % ('$name', 'signet inside', n, 100 * ($q1 - $q0) / n, 100 * ($m1 - $m0) / n))"
 done

@@ -1,0 +1,55 @@
+//! The serving edge alone: signet's own [`Server`] (axum-server, rustls, hyper, the readiness
+//! layer) answering every `POST` with a fixed body after reading the request's body whole, as
+//! `/validate` does, and nothing else. `scripts/bench-vs-nginx.sh` runs it next to the webhook and
+//! nginx: the gap between it and nginx is what the HTTP and TLS stack costs before any admission
+//! work, the gap between it and the webhook what admission itself costs.
+//!
+//! ```text
+//! cargo run --release --example edge_floor -- LISTEN CERT KEY ANSWER_FILE
+//! ```
+// A measuring tool, not library code: a failed setup step ends the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use futures::StreamExt as _;
+use signet::serve::{Drain, Server, TlsSource, bind};
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [listen, cert, key, answer] = args.as_slice() else {
+        panic!("usage: edge_floor LISTEN CERT KEY ANSWER_FILE");
+    };
+    let answer = Bytes::from(std::fs::read(answer).expect("the answer file"));
+    let app = Router::new().fallback(post(move |body: Body| {
+        let answer = answer.clone();
+        async move {
+            // Read the body whole, as the webhook does before it parses.
+            let mut stream = body.into_data_stream();
+            let mut seen = 0usize;
+            while let Some(Ok(chunk)) = stream.next().await {
+                seen += chunk.len();
+            }
+            std::hint::black_box(seen);
+            ([(header::CONTENT_TYPE, "application/json")], answer).into_response()
+        }
+    }));
+    let tls = TlsSource::Files {
+        cert: cert.into(),
+        key: key.into(),
+        reload_interval: Duration::from_secs(3600),
+        client_ca: None,
+    };
+    let listener = bind(listen.parse().expect("LISTEN as ip:port")).expect("bind");
+    let server =
+        Server::start("edge_floor", listener, app, Some(&tls), &Drain::new()).expect("start");
+    println!("listening on {}", server.local_addr());
+    std::future::pending::<()>().await;
+}
