@@ -25,7 +25,7 @@ use super::metrics::{CacheName, GraceOutcome, Metrics};
 use super::namespaces::{Labels, NamespaceReader};
 use super::pull_secrets::PullSecrets;
 use super::signature_entry::SignatureEntry;
-use super::verdict_cache::ExpiringMap;
+use super::verdict_cache::{ExpiringMap, text_shard};
 use crate::controller::PolicyState;
 use crate::crd::Trigger;
 use crate::policy::{Governing, ImageVerdict, Lookup, NoMatch, Snapshot};
@@ -209,7 +209,7 @@ impl Judge {
 
     /// `written` parsed, from the parsed-reference cache when it is there.
     fn parse_reference(&self, written: &str) -> Result<Arc<ParsedImage>, String> {
-        let hint = reference_shard(written);
+        let hint = text_shard(written);
         if let Some(parsed) = self.references.get(hint, written) {
             return Ok(parsed);
         }
@@ -604,7 +604,13 @@ impl Judge {
             .get_or_init(|| self.request_registry(workload))
             .await;
         let image = &parsed.image;
-        let digest = match self.lookups.digest(image, registry).await {
+        // The normalised text of a reference without a digest is its `repo_with_tag`, the
+        // digest cache's key: no key built per request.
+        let digest = match self
+            .lookups
+            .digest_keyed(image, &parsed.normalised, registry)
+            .await
+        {
             Ok(digest) => digest,
             Err(reason) => return Looked::Failed(reason),
         };
@@ -684,13 +690,6 @@ fn verdict_key_of(generation: u64, namespace: &str, normalised: &str, digest: &s
     let mut key = [0u8; 16];
     key.copy_from_slice(&full[..16]);
     key
-}
-
-/// A shard hint for a reference: cheap, and the same for the same text.
-fn reference_shard(written: &str) -> u8 {
-    written
-        .bytes()
-        .fold(written.len() as u8, |acc, b| acc.rotate_left(3) ^ b)
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ use moka::future::Cache;
 
 use super::metrics::{CacheName, Metrics, RegistryOperation, RegistryOutcome};
 use super::signature_entry::SignatureEntry;
+use super::verdict_cache::{ExpiringMap, text_shard};
 use crate::reference::ImageRef;
 use crate::registry::{
     DockerConfig, LookupFailure, RegistryClient, SignatureSource, SignatureStore,
@@ -191,7 +192,11 @@ impl RequestRegistry {
 
 /// Cached, coalesced registry lookups.
 pub struct Lookups {
-    digests: Cache<String, Arc<str>>,
+    /// Tag -> digest, keyed by `repo_with_tag`; an [`ExpiringMap`] rather than moka: a cached
+    /// admission reads it once per image, and moka's read bookkeeping cost about 1,000
+    /// instructions a read (callgrind), more than the rest of the lookup.
+    digests: Arc<ExpiringMap<Box<str>, Arc<str>>>,
+    digest_ttl: Duration,
     signatures: Cache<String, Arc<SignatureEntry>>,
     failures: Cache<String, Failure>,
     digest_flights: Arc<Flights<Arc<str>>>,
@@ -214,10 +219,10 @@ impl Lookups {
         metrics: Arc<Metrics>,
     ) -> Self {
         Lookups {
-            digests: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(timings.digest_ttl)
-                .build(),
+            digests: Arc::new(ExpiringMap::new(
+                usize::try_from(capacity).unwrap_or(usize::MAX),
+            )),
+            digest_ttl: timings.digest_ttl,
             signatures: Cache::builder()
                 .weigher(|key: &String, value: &Arc<SignatureEntry>| signatures_weight(key, value))
                 .max_capacity(signature_bytes)
@@ -246,8 +251,23 @@ impl Lookups {
         if let Some(digest) = image.digest() {
             return Ok(Arc::from(digest));
         }
-        let key = image.repo_with_tag();
-        if let Some(digest) = self.digests.get(&key).await {
+        self.digest_keyed(image, &image.repo_with_tag(), registry)
+            .await
+    }
+
+    /// [`Lookups::digest`] with the cache key given: `image.repo_with_tag()` (ignored when
+    /// `image` names a digest), which a caller holding the reference's text already has.
+    pub async fn digest_keyed(
+        &self,
+        image: &ImageRef,
+        key: &str,
+        registry: &RequestRegistry,
+    ) -> Result<Arc<str>, Failure> {
+        if let Some(digest) = image.digest() {
+            return Ok(Arc::from(digest));
+        }
+        let shard = text_shard(key);
+        if let Some(digest) = self.digests.get(shard, key) {
             self.metrics.cache(CacheName::Digest, true);
             return Ok(digest);
         }
@@ -259,13 +279,15 @@ impl Lookups {
         let flight = self.digest_flights.join_or_start(flight_key.clone(), || {
             let client = registry.client().clone();
             let image = image.clone();
-            let digests = self.digests.clone();
+            let digests = Arc::clone(&self.digests);
+            let digest_ttl = self.digest_ttl;
+            let key: Box<str> = key.into();
             let failures = self.failures.clone();
             let metrics = Arc::clone(&self.metrics);
             async move {
                 // A load that finished between this request's cache miss and its join has
                 // already filled the cache (it does so before leaving the flights): use that.
-                if let Some(digest) = digests.get(&key).await {
+                if let Some(digest) = digests.get(shard, &key) {
                     return Ok(digest);
                 }
                 let result = measured(
@@ -281,7 +303,7 @@ impl Lookups {
                 match result {
                     Ok(digest) => {
                         let digest: Arc<str> = Arc::from(digest);
-                        digests.insert(key, Arc::clone(&digest)).await;
+                        digests.insert(shard, key, Arc::clone(&digest), digest_ttl);
                         Ok(digest)
                     }
                     Err(failure) => {

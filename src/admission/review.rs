@@ -16,11 +16,9 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::authentication::v1::UserInfo;
 use kube::core::admission::Operation;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// The only AdmissionReview version served (`admissionReviewVersions: ["v1"]`).
@@ -255,76 +253,18 @@ pub struct Answer {
     pub patch: Vec<serde_json::Value>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReviewOut<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    response: ResponseOut<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ResponseOut<'a> {
-    uid: &'a str,
-    allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<StatusOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    audit_annotations: &'a BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    warnings: &'a [String],
-}
-
-#[derive(Serialize)]
-struct StatusOut<'a> {
-    code: u16,
-    reason: &'static str,
-    message: &'a str,
-}
-
 impl Answer {
-    /// The AdmissionReview v1 response body.
+    /// The AdmissionReview v1 response body (written by `answer_json.rs`).
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let patch = if self.patch.is_empty() {
-            None
-        } else {
-            Some(STANDARD.encode(serde_json::to_vec(&self.patch)?))
-        };
-        let status = (!self.allowed).then(|| StatusOut {
-            code: 403,
-            reason: "Forbidden",
-            message: self.message.as_deref().unwrap_or("denied by signet"),
-        });
-        // Most answers fit in 1 KiB: one allocation instead of growing from serde_json's 128 bytes.
-        let mut body = Vec::with_capacity(1024);
-        serde_json::to_writer(
-            &mut body,
-            &ReviewOut {
-                api_version: ADMISSION_API_VERSION,
-                kind: ADMISSION_KIND,
-                response: ResponseOut {
-                    uid: &self.uid,
-                    allowed: self.allowed,
-                    status,
-                    patch_type: patch.as_ref().map(|_| "JSONPatch"),
-                    patch,
-                    audit_annotations: &self.audit_annotations,
-                    warnings: &self.warnings,
-                },
-            },
-        )?;
-        Ok(body)
+        super::answer_json::write(self)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
     use serde_json::{Value, json};
 
     fn body(value: Value) -> Vec<u8> {

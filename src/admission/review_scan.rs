@@ -539,7 +539,7 @@ impl<'a> Scanner<'a> {
 /// equal to `"` or `\`, or below 0x20, sets its top bit in the mask (borrows can only set bits
 /// above a true hit, so the lowest bit is exact).
 #[inline(always)]
-fn find_special(bytes: &[u8], from: usize) -> usize {
+pub(super) fn find_special(bytes: &[u8], from: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut at = from;

@@ -1,4 +1,4 @@
-//! A compact, bounded, expiring map for cached verdicts and parsed references.
+//! A compact, bounded, expiring map for cached verdicts, parsed references and resolved digests.
 //!
 //! Why not moka here: its per-entry bookkeeping (entry info, access and write deques, timer
 //! wheel node for per-entry expiry) costs a few hundred bytes per entry, so 100,000 verdicts of
@@ -20,6 +20,12 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// A shard hint for a text key (a reference): cheap, and the same for the same text.
+pub fn text_shard(text: &str) -> u8 {
+    text.bytes()
+        .fold(text.len() as u8, |acc, b| acc.rotate_left(3) ^ b)
+}
 
 /// Shards, so that concurrent requests rarely wait for the same lock.
 const SHARDS: usize = 16;
