@@ -15,7 +15,9 @@ pub(crate) struct GlobSlot {
 /// Globs filed by literal prefix.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PrefixIndex {
-    by_prefix: HashMap<String, Vec<GlobSlot>>,
+    /// foldhash, randomly seeded: one look-up per prefix length on every admitted image, where
+    /// SipHash was most of the index's cost.
+    by_prefix: HashMap<String, Vec<GlobSlot>, foldhash::fast::RandomState>,
     /// The distinct prefix lengths (bytes), ascending: the only lengths worth looking up.
     lengths: Vec<usize>,
 }
