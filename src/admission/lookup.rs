@@ -248,9 +248,6 @@ impl Lookups {
         image: &ImageRef,
         registry: &RequestRegistry,
     ) -> Result<Arc<str>, Failure> {
-        if let Some(digest) = image.digest() {
-            return Ok(Arc::from(digest));
-        }
         self.digest_keyed(image, &image.repo_with_tag(), registry)
             .await
     }

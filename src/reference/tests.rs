@@ -480,3 +480,25 @@ fn hostile_glob_is_fast() {
     let g = Glob::new(&"*a".repeat(50)).unwrap();
     assert!(!g.matches(&"a".repeat(49)));
 }
+
+/// Admission keys its tag -> digest cache with a reference's normalised text (`to_string`),
+/// which must then be exactly `repo_with_tag` whenever no digest is named.
+#[test]
+fn without_a_digest_the_text_is_repo_with_tag() {
+    for written in [
+        "app",
+        "app:v1",
+        "ghcr.io/o/app",
+        "r.example:5000/a/b:v2",
+        "localhost/x",
+    ] {
+        let Ok(r) = ImageRef::parse(written) else {
+            panic!("{written} parses");
+        };
+        assert_eq!(r.to_string(), r.repo_with_tag(), "{written}");
+    }
+    let Ok(pinned) = ImageRef::parse(&format!("app:v1@sha256:{}", "a".repeat(64))) else {
+        panic!("pinned reference parses");
+    };
+    assert_ne!(pinned.to_string(), pinned.repo_with_tag());
+}
