@@ -108,7 +108,8 @@ EOF
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
   -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$work/tls.key" -out "$work/tls.crt" 2> /dev/null
 
-# The review: a Pod of the three images, as the API server sends it.
+# The review: a Pod of the three images, as the API server sends it (compact JSON, no spaces after
+# `:` and `,`: the API server's encoder writes no whitespace).
 python3 - "$work" "${images[@]}" <<'EOF'
 import json, sys
 work, images = sys.argv[1], sys.argv[2:]
@@ -116,7 +117,7 @@ review = json.load(open("tests/fixtures/admission/pod-create.json"))
 spec = review["request"]["object"]["spec"]
 spec["containers"] = [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]
 spec.pop("initContainers", None)
-json.dump(review, open(f"{work}/review.json", "w"))
+json.dump(review, open(f"{work}/review.json", "w"), separators=(",", ":"))
 EOF
 
 hook_port=$(free_port)
