@@ -1,7 +1,7 @@
 //! Which images a workload runs: reads an AdmissionRequest and finds every container image, with
 //! the JSON pointer of its field so that `/mutate` can pin it in place.
 //!
-//! The object is walked as plain JSON (`ReviewObject::data`) rather than deserialised into the
+//! The object is walked as plain JSON (`ReviewObject::data`, a `PrunedTree`) rather than deserialised into the
 //! k8s-openapi types: only the pod spec matters, and a typed decode of a whole Deployment would
 //! reject objects for reasons that have nothing to do with images.
 //!
@@ -26,8 +26,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::{self, Write as _};
 
 use kube::core::admission::Operation;
-use serde_json::{Map, Value};
 
+use super::pruned_tree::NodeRef;
 use super::review::{ReviewObject, ReviewRequest};
 
 /// The Pod subresource whose requests are checked like the Pod itself (`kubectl debug`).
@@ -306,11 +306,12 @@ pub fn workload_of(request: &ReviewRequest) -> Result<Option<Workload>, ImagesEr
             kind: request.kind.kind.clone(),
         })?;
 
-    let (pod_spec, pod_spec_path) = pod_spec_of(&object.data, spec_keys)?;
+    let data = object.data.root();
+    let (pod_spec, pod_spec_path) = pod_spec_of(data, spec_keys)?;
     let images = images_of(pod_spec, &pod_spec_path)?;
     let image_pull_secrets = pull_secrets_of(pod_spec, &pod_spec_path)?;
     let service_account = service_account_of(pod_spec, &pod_spec_path)?;
-    let template_annotations = template_annotations_of(&object.data, spec_keys);
+    let template_annotations = template_annotations_of(data, spec_keys);
 
     Ok(Some(Workload {
         kind: request.kind.kind.clone(),
@@ -328,19 +329,27 @@ pub fn workload_of(request: &ReviewRequest) -> Result<Option<Workload>, ImagesEr
 /// The string annotations of every `metadata` met on the way to the pod spec (below the root,
 /// whose metadata the object carries apart), outer first; an inner value wins on the same key.
 /// Fields of the wrong type are skipped: the images, not these, decide whether the object reads.
-fn template_annotations_of(data: &Value, path: &[&str]) -> BTreeMap<String, String> {
+/// Of a key written twice in one `annotations`, the last counts, whatever its type.
+fn template_annotations_of(data: NodeRef, path: &[&str]) -> BTreeMap<String, String> {
     let mut found = BTreeMap::new();
     let mut node = data;
     for key in path {
-        let Some(child) = node.get(*key) else { break };
+        let Some(child) = node.get(key) else { break };
         node = child;
-        if let Some(Value::Object(annotations)) =
-            node.get("metadata").and_then(|m| m.get("annotations"))
-        {
-            for (name, value) in annotations {
-                if let Value::String(text) = value {
-                    found.insert(name.clone(), text.clone());
-                }
+        let Some(entries) = node
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(NodeRef::entries)
+        else {
+            continue;
+        };
+        let mut level: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+        for (name, value) in entries {
+            level.insert(name, value.as_str());
+        }
+        for (name, text) in level {
+            if let Some(text) = text {
+                found.insert(name.to_string(), text.to_string());
             }
         }
     }
@@ -395,28 +404,32 @@ fn operation_name(operation: &Operation) -> &'static str {
 /// Walks `path` from the object root to the pod spec. `data` holds every top-level field except
 /// `apiVersion`, `kind` and `metadata`, so pointers into it are pointers into the whole object.
 fn pod_spec_of<'a>(
-    data: &'a Value,
+    data: NodeRef<'a>,
     path: &'static [&'static str],
-) -> Result<(&'a Map<String, Value>, FieldPath<'static>), ImagesError> {
+) -> Result<(NodeRef<'a>, FieldPath<'static>), ImagesError> {
     let mut value = data;
     for (depth, key) in path.iter().enumerate() {
-        let object = value.as_object().ok_or_else(|| ImagesError::NotAnObject {
-            field: object_name(&FieldPath::Keys(&path[..depth])),
-        })?;
-        value = match object.get(*key) {
-            None | Some(Value::Null) => {
+        if !value.is_object() {
+            return Err(ImagesError::NotAnObject {
+                field: object_name(&FieldPath::Keys(&path[..depth])),
+            });
+        }
+        value = match value.get(key) {
+            Some(child) if !child.is_null() => child,
+            _ => {
                 return Err(ImagesError::MissingField {
                     field: FieldPath::Keys(&path[..=depth]).dotted(),
                 });
             }
-            Some(child) => child,
         };
     }
     let here = FieldPath::Keys(path);
-    let spec = value.as_object().ok_or_else(|| ImagesError::NotAnObject {
-        field: here.dotted(),
-    })?;
-    Ok((spec, here))
+    if !value.is_object() {
+        return Err(ImagesError::NotAnObject {
+            field: here.dotted(),
+        });
+    }
+    Ok((value, here))
 }
 
 /// How a message names the object root, which has no dotted path of its own.
@@ -429,51 +442,64 @@ fn object_name(path: &FieldPath) -> String {
     }
 }
 
-/// The elements of an optional array field: absent or null is empty.
+/// The elements of an optional array field of an object: absent or null is empty.
 fn optional_array<'a>(
-    object: &'a Map<String, Value>,
+    object: NodeRef<'a>,
     field: &FieldPath,
     key: &str,
-) -> Result<&'a [Value], ImagesError> {
+) -> Result<impl Iterator<Item = NodeRef<'a>>, ImagesError> {
     match object.get(key) {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(items)) => Ok(items),
-        Some(_) => Err(ImagesError::NotAnArray {
-            field: field.dotted(),
-        }),
+        None => Ok(None.into_iter().flatten()),
+        Some(value) if value.is_null() => Ok(None.into_iter().flatten()),
+        Some(value) => match value.elements() {
+            Some(items) => Ok(Some(items).into_iter().flatten()),
+            None => Err(ImagesError::NotAnArray {
+                field: field.dotted(),
+            }),
+        },
     }
 }
 
-/// An optional string field: absent or null is `None`.
+/// An optional string field of an object: absent or null is `None`.
 fn optional_string<'a>(
-    object: &'a Map<String, Value>,
+    object: NodeRef<'a>,
     field: &FieldPath,
     key: &str,
 ) -> Result<Option<&'a str>, ImagesError> {
     match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text)),
-        Some(_) => Err(ImagesError::NotAString {
+        None => Ok(None),
+        Some(value) if value.is_null() => Ok(None),
+        Some(value) => value
+            .as_str()
+            .map(Some)
+            .ok_or_else(|| ImagesError::NotAString {
+                field: field.dotted(),
+            }),
+    }
+}
+
+/// An element that must be an object.
+fn object_at<'a>(element: NodeRef<'a>, field: &FieldPath) -> Result<NodeRef<'a>, ImagesError> {
+    if element.is_object() {
+        Ok(element)
+    } else {
+        Err(ImagesError::NotAnObject {
             field: field.dotted(),
-        }),
+        })
     }
 }
 
 fn images_of(
-    pod_spec: &Map<String, Value>,
+    pod_spec: NodeRef,
     pod_spec_path: &FieldPath,
 ) -> Result<Vec<WorkloadImage>, ImagesError> {
     let mut images = Vec::new();
     for kind in ContainerKind::ALL {
         let list_path = pod_spec_path.key(kind.field_name());
         let containers = optional_array(pod_spec, &list_path, kind.field_name())?;
-        for (index, container) in containers.iter().enumerate() {
+        for (index, container) in containers.enumerate() {
             let container_path = list_path.index(index);
-            let container = container
-                .as_object()
-                .ok_or_else(|| ImagesError::NotAnObject {
-                    field: container_path.dotted(),
-                })?;
+            let container = object_at(container, &container_path)?;
             let name = optional_string(container, &container_path.key("name"), "name")?;
             let image_path = container_path.key("image");
             // The API server omits an empty image (`omitempty`), so absent and "" are one case.
@@ -497,28 +523,19 @@ fn images_of(
 /// `volumes[].image.reference` of every image volume, like a container image: absent or empty is
 /// an error (the kubelet could not pull it either, and "no image" must not mean "unchecked").
 fn image_volumes_of(
-    pod_spec: &Map<String, Value>,
+    pod_spec: NodeRef,
     pod_spec_path: &FieldPath,
 ) -> Result<Vec<WorkloadImage>, ImagesError> {
     let list_path = pod_spec_path.key("volumes");
     let mut images = Vec::new();
-    for (index, volume) in optional_array(pod_spec, &list_path, "volumes")?
-        .iter()
-        .enumerate()
-    {
+    for (index, volume) in optional_array(pod_spec, &list_path, "volumes")?.enumerate() {
         let volume_path = list_path.index(index);
-        let volume = volume.as_object().ok_or_else(|| ImagesError::NotAnObject {
-            field: volume_path.dotted(),
-        })?;
+        let volume = object_at(volume, &volume_path)?;
         let source_path = volume_path.key("image");
         let source = match volume.get("image") {
-            None | Some(Value::Null) => continue,
-            Some(Value::Object(source)) => source,
-            Some(_) => {
-                return Err(ImagesError::NotAnObject {
-                    field: source_path.dotted(),
-                });
-            }
+            None => continue,
+            Some(source) if source.is_null() => continue,
+            Some(source) => object_at(source, &source_path)?,
         };
         let name = optional_string(volume, &volume_path.key("name"), "name")?;
         let reference_path = source_path.key("reference");
@@ -539,19 +556,14 @@ fn image_volumes_of(
 
 /// `imagePullSecrets[].name`, skipping entries without a name (Kubernetes ignores them too).
 fn pull_secrets_of(
-    pod_spec: &Map<String, Value>,
+    pod_spec: NodeRef,
     pod_spec_path: &FieldPath,
 ) -> Result<Vec<String>, ImagesError> {
     let list_path = pod_spec_path.key("imagePullSecrets");
     let mut names: Vec<String> = Vec::new();
-    for (index, entry) in optional_array(pod_spec, &list_path, "imagePullSecrets")?
-        .iter()
-        .enumerate()
-    {
+    for (index, entry) in optional_array(pod_spec, &list_path, "imagePullSecrets")?.enumerate() {
         let entry_path = list_path.index(index);
-        let entry = entry.as_object().ok_or_else(|| ImagesError::NotAnObject {
-            field: entry_path.dotted(),
-        })?;
+        let entry = object_at(entry, &entry_path)?;
         if let Some(name) = optional_string(entry, &entry_path.key("name"), "name")?
             && !name.is_empty()
             && !names.iter().any(|known| known == name)
@@ -563,10 +575,7 @@ fn pull_secrets_of(
 }
 
 /// `serviceAccountName`, else the deprecated `serviceAccount` alias, else `default`.
-fn service_account_of(
-    pod_spec: &Map<String, Value>,
-    pod_spec_path: &FieldPath,
-) -> Result<String, ImagesError> {
+fn service_account_of(pod_spec: NodeRef, pod_spec_path: &FieldPath) -> Result<String, ImagesError> {
     for key in ["serviceAccountName", "serviceAccount"] {
         if let Some(name) = optional_string(pod_spec, &pod_spec_path.key(key), key)?
             && !name.is_empty()

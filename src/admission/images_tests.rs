@@ -1,8 +1,9 @@
 //! Unit tests of workload image extraction.
 
 use super::*;
+use crate::admission::pruned_tree::PrunedTree;
 use crate::admission::review::parse_review;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// An AdmissionRequest as the API server would send it, reduced to the fields that matter
 /// here. `gvk` is `group/version/Kind` (`v1/Pod` for the core group); `operation` may name a
@@ -51,6 +52,14 @@ fn deployment_request(containers: Value) -> ReviewRequest {
         "spec": {"template": {"spec": {"containers": containers}}},
     });
     request("apps/v1/Deployment", "CREATE", object)
+}
+
+/// Changes the kept parts of the request's object, as JSON.
+fn edit_data(req: &mut ReviewRequest, edit: impl FnOnce(&mut Value)) {
+    let object = req.object.as_mut().expect("object");
+    let mut data = object.data.to_value();
+    edit(&mut data);
+    object.data = PrunedTree::from_value(&data);
 }
 
 fn workload(req: &ReviewRequest) -> Workload {
@@ -328,10 +337,13 @@ fn namespace_falls_back_to_the_object() {
 #[test]
 fn annotations_are_the_objects_own_not_the_templates() {
     let mut req = deployment_request(json!([{"name": "app", "image": "nginx:1.25"}]));
-    let object = req.object.as_mut().expect("object");
     let breakglass = BTreeMap::from([("signet.dev/breakglass".into(), "INC-1234 hotfix".into())]);
-    object.metadata.annotations = Some(breakglass.clone());
-    object.data["spec"]["template"]["metadata"] = json!({"annotations": {"from": "template"}});
+    if let Some(object) = req.object.as_mut() {
+        object.metadata.annotations = Some(breakglass.clone());
+    }
+    edit_data(&mut req, |data| {
+        data["spec"]["template"]["metadata"] = json!({"annotations": {"from": "template"}})
+    });
     assert_eq!(workload(&req).annotations, breakglass);
 }
 
@@ -388,11 +400,12 @@ fn container_kind_names() {
 fn image_volumes_are_images_of_the_pod() {
     let req = deployment_request(json!([{"name": "app", "image": "r.example/app:v1"}]));
     let mut req = req;
-    let object = req.object.as_mut().expect("object");
-    object.data["spec"]["template"]["spec"]["volumes"] = json!([
-        {"name": "config", "configMap": {"name": "cfg"}},
-        {"name": "models", "image": {"reference": "r.example/models:v3", "pullPolicy": "IfNotPresent"}},
-    ]);
+    edit_data(&mut req, |data| {
+        data["spec"]["template"]["spec"]["volumes"] = json!([
+            {"name": "config", "configMap": {"name": "cfg"}},
+            {"name": "models", "image": {"reference": "r.example/models:v3", "pullPolicy": "IfNotPresent"}},
+        ])
+    });
     let found = workload(&req);
     let volume = found
         .images
@@ -408,13 +421,50 @@ fn image_volumes_are_images_of_the_pod() {
     assert_eq!(ContainerKind::ImageVolume.to_string(), "image volume");
 
     // An image volume without a reference is an error, never "nothing to check".
-    let object = req.object.as_mut().expect("object");
-    object.data["spec"]["template"]["spec"]["volumes"][1]["image"] = json!({"reference": " "});
+    edit_data(&mut req, |data| {
+        data["spec"]["template"]["spec"]["volumes"][1]["image"] = json!({"reference": " "})
+    });
     assert_eq!(
         workload_of(&req).err().map(|e| e.to_string()),
         Some("spec.template.spec.volumes[1].image.reference: missing or empty image".to_string())
     );
-    let object = req.object.as_mut().expect("object");
-    object.data["spec"]["template"]["spec"]["volumes"][1]["image"] = json!("r.example/x:1");
+    edit_data(&mut req, |data| {
+        data["spec"]["template"]["spec"]["volumes"][1]["image"] = json!("r.example/x:1")
+    });
     assert!(workload_of(&req).is_err());
+}
+
+#[test]
+fn duplicate_keys_in_the_body_read_as_the_last_one() {
+    let object = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"template": {
+            "metadata": {"annotations": {"k": "MARK-ANNOTATION"}},
+            "spec": {"containers": [{"name": "app", "image": "MARK-IMAGE"}]}}},
+    });
+    let body = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "u", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "namespace": "shop", "operation": "CREATE", "object": object,
+        },
+    })
+    .to_string()
+    // A later string replaces an earlier one; a later value of another type removes it.
+    .replace(
+        "\"MARK-ANNOTATION\"",
+        "\"first\",\"keep\":\"outer\",\"k\":7,\"keep\":\"inner\"",
+    )
+    .replace("\"MARK-IMAGE\"", "\"r/first:v1\",\"image\":\"r/last:v1\"");
+    for parse in [parse_review, crate::admission::review::parse_review_reference] {
+        let found = workload(&parse(body.as_bytes()).expect("the review parses"));
+        assert_eq!(distinct_images(&found), ["r/last:v1"]);
+        assert_eq!(
+            found.template_annotations,
+            BTreeMap::from([("keep".to_string(), "inner".to_string())])
+        );
+    }
 }

@@ -17,6 +17,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod namespaces;
 pub mod patch;
+pub mod pruned_tree;
 pub mod pull_secrets;
 pub mod review;
 mod review_prune;

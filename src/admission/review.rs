@@ -19,7 +19,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::authentication::v1::UserInfo;
 use kube::core::admission::Operation;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use super::pruned_tree::{NodeId, PrunedTree, TreeBuilder};
 
 /// The only AdmissionReview version served (`admissionReviewVersions: ["v1"]`).
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
@@ -104,8 +106,8 @@ pub struct RequestKind {
 pub struct ReviewObject {
     /// The fields of `metadata` admission reads.
     pub metadata: ObjectMetadata,
-    /// `{"spec": ..., "template": ...}`, each only when present.
-    pub data: Value,
+    /// `{"spec": ..., "template": ...}`, each only when present, pruned (`review_prune.rs`).
+    pub data: PrunedTree,
 }
 
 /// The fields of `metadata` admission reads.
@@ -145,21 +147,35 @@ fn pruned_template<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Valu
 }
 
 impl ReviewObject {
-    /// The object from what was read of it (absent metadata reads as empty).
-    pub(super) fn from_parts(
+    /// The object from what the reference reader read of it (absent metadata reads as empty).
+    fn from_parts(
         metadata: Option<ObjectMetadata>,
         spec: Option<Value>,
         template: Option<Value>,
     ) -> Self {
-        let mut data = Map::new();
-        for (key, value) in [("spec", spec), ("template", template)] {
-            if let Some(value) = value {
-                data.insert(key.to_string(), value);
+        let mut builder = TreeBuilder::new();
+        let spec = spec.map(|value| builder.value(&value));
+        let template = template.map(|value| builder.value(&value));
+        ReviewObject::from_built(metadata, builder, spec, template)
+    }
+
+    /// The object from its metadata and its `spec` and `template` nodes in `builder`.
+    pub(super) fn from_built(
+        metadata: Option<ObjectMetadata>,
+        mut builder: TreeBuilder,
+        spec: Option<NodeId>,
+        template: Option<NodeId>,
+    ) -> Self {
+        let mark = builder.open();
+        for (key, node) in [("spec", spec), ("template", template)] {
+            if let Some(node) = node {
+                builder.entry(key, node);
             }
         }
+        let root = builder.close_object(mark);
         ReviewObject {
             metadata: metadata.unwrap_or_default(),
-            data: Value::Object(data),
+            data: builder.finish(root),
         }
     }
 }
@@ -369,7 +385,7 @@ mod tests {
         let image_of = |body: &[u8]| {
             parse_review(body).map(|r| {
                 r.object
-                    .map(|o| o.data["spec"]["containers"][0]["image"].clone())
+                    .map(|o| o.data.to_value()["spec"]["containers"][0]["image"].clone())
             })
         };
         let review = pod_review(json!([{"name": "c", "image": "MARK"}]));

@@ -1,13 +1,12 @@
 //! The structures of an AdmissionReview as `review_scan.rs` reads them: each field as serde's
 //! derive (or k8s-openapi's `UserInfo`) reads it, with the JSON primitives of the parent module.
 
-use k8s_openapi::api::authentication::v1::UserInfo;
-use kube::core::admission::Operation;
-use serde_json::{Map, Value};
-
+use super::super::pruned_tree::{NodeId, TreeBuilder};
 use super::super::review::{ObjectMetadata, RequestKind, ReviewObject, ReviewRequest};
 use super::super::review_prune::{SPEC, Shape, TEMPLATE};
 use super::{Once, Result, Scanner, TopLevel};
+use k8s_openapi::api::authentication::v1::UserInfo;
+use kube::core::admission::Operation;
 
 impl Scanner<'_> {
     /// The whole AdmissionReview object.
@@ -202,22 +201,26 @@ impl Scanner<'_> {
     fn object(&mut self) -> Result<ReviewObject> {
         self.structure("an object")?;
         let (mut metadata, mut spec, mut template) = (Once::new(), Once::new(), Once::new());
+        let mut tree = TreeBuilder::for_pod_spec();
         let mut first = true;
         while let Some(key) = self.next_key(&mut first)? {
             match &*key {
                 "metadata" => {
                     self.once(&mut metadata, "metadata", |s| s.nullable(Self::metadata))?
                 }
-                "spec" => self.once(&mut spec, "spec", |s| s.pruned_optional(&SPEC))?,
-                "template" => {
-                    self.once(&mut template, "template", |s| s.pruned_optional(&TEMPLATE))?
-                }
+                "spec" => self.once(&mut spec, "spec", |s| {
+                    s.nullable(|s| s.pruned(&SPEC, &mut tree))
+                })?,
+                "template" => self.once(&mut template, "template", |s| {
+                    s.nullable(|s| s.pruned(&TEMPLATE, &mut tree))
+                })?,
                 _ => self.skip_field()?,
             }
         }
         self.leave();
-        Ok(ReviewObject::from_parts(
+        Ok(ReviewObject::from_built(
             metadata.0.flatten(),
+            tree,
             spec.0.flatten(),
             template.0.flatten(),
         ))
@@ -250,20 +253,17 @@ impl Scanner<'_> {
         })
     }
 
-    /// `spec` or `template`: `null` reads as absent.
-    fn pruned_optional(&mut self, shape: &'static Shape) -> Result<Option<Value>> {
-        let value = self.pruned(shape)?;
-        Ok((!value.is_null()).then_some(value))
-    }
-
-    /// One value keeping what `shape` says, as `review_prune::Pruned` builds it: a node of an
-    /// unexpected JSON type is kept whole.
-    fn pruned(&mut self, shape: &'static Shape) -> Result<Value> {
+    /// One value into `out`, keeping what `shape` says, as `review_prune::Pruned` builds it: a
+    /// node of an unexpected JSON type is kept whole.
+    fn pruned(&mut self, shape: &'static Shape, out: &mut TreeBuilder) -> Result<NodeId> {
         match self.peek() {
-            Some(b'"') => Ok(Value::String(self.text()?.into_owned())),
+            Some(b'"') => {
+                let text = self.text()?;
+                Ok(out.string(&text))
+            }
             Some(b'{') => {
                 self.enter()?;
-                let mut kept = Map::new();
+                let mark = out.open();
                 let mut first = true;
                 while let Some(key) = self.next_key(&mut first)? {
                     match shape {
@@ -271,21 +271,21 @@ impl Scanner<'_> {
                             match fields.iter().find(|(name, _)| *name == &*key) {
                                 Some((name, field_shape)) => {
                                     self.colon()?;
-                                    let value = self.pruned(field_shape)?;
-                                    kept.insert((*name).to_string(), value);
+                                    let node = self.pruned(field_shape, out)?;
+                                    out.entry(name, node);
                                 }
                                 None => self.skip_field()?,
                             }
                         }
                         _ => {
                             self.colon()?;
-                            let value = self.pruned(&Shape::Whole)?;
-                            kept.insert(key.into_owned(), value);
+                            let node = self.pruned(&Shape::Whole, out)?;
+                            out.entry(&key, node);
                         }
                     }
                 }
                 self.leave();
-                Ok(Value::Object(kept))
+                Ok(out.close_object(mark))
             }
             Some(b'[') => {
                 self.enter()?;
@@ -293,18 +293,19 @@ impl Scanner<'_> {
                     Shape::Each(element) => *element,
                     _ => &Shape::Whole,
                 };
-                let mut items = Vec::new();
+                let mark = out.open();
                 let mut first = true;
                 while self.next_element(&mut first)? {
-                    items.push(self.pruned(element)?);
+                    let node = self.pruned(element, out)?;
+                    out.element(node);
                 }
                 self.leave();
-                Ok(Value::Array(items))
+                Ok(out.close_array(mark))
             }
-            Some(b'n') => self.word(b"null").map(|()| Value::Null),
-            Some(b't') => self.word(b"true").map(|()| Value::Bool(true)),
-            Some(b'f') => self.word(b"false").map(|()| Value::Bool(false)),
-            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b'n') => self.word(b"null").map(|()| out.null()),
+            Some(b't') => self.word(b"true").map(|()| out.bool(true)),
+            Some(b'f') => self.word(b"false").map(|()| out.bool(false)),
+            Some(b'-' | b'0'..=b'9') => self.number().map(|number| out.value(&number)),
             Some(_) => Err(self.syntax("expected a value")),
             None => Err(self.eof()),
         }

@@ -118,7 +118,7 @@ fn tricky_values_read_as_the_reference_reads_them() {
     let image_of = |text: &str| {
         parse_review(&with_image(text)).map(|r| {
             r.object
-                .map(|o| o.data["spec"]["containers"][0]["image"].clone())
+                .map(|o| o.data.to_value()["spec"]["containers"][0]["image"].clone())
         })
     };
     assert_eq!(
