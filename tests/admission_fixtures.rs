@@ -373,7 +373,9 @@ fn image_lines(workload: &Workload) -> Vec<String> {
         };
         format!(
             "{} {} {} {kind}",
-            image.pointer, image.image, image.container
+            workload.pointer_of(image),
+            image.image,
+            image.container
         )
     };
     workload.images.iter().map(line).collect()
@@ -555,11 +557,11 @@ fn pointers_resolve_to_the_images_in_the_object() {
         };
         let name = expected.fixture;
         for image in &workload.images {
+            let pointer = workload.pointer_of(image);
             assert_eq!(
-                object.pointer(&image.pointer),
+                object.pointer(&pointer),
                 Some(&Value::String(image.image.clone())),
-                "{name}: {}",
-                image.pointer
+                "{name}: {pointer}"
             );
         }
         assert!(
@@ -637,13 +639,14 @@ fn pin_patch_rewrites_exactly_the_unpinned_images() {
         let mut patched = object.clone();
         apply_replace_patch(&mut patched, &patch);
         for image in &workload.images {
-            let now = patched.pointer(&image.pointer).and_then(Value::as_str);
+            let pointer = workload.pointer_of(image);
+            let now = patched.pointer(&pointer).and_then(Value::as_str);
             let want = if image.image.contains('@') {
                 image.image.clone()
             } else {
                 format!("{}@{}", image.image, digests[&image.image])
             };
-            assert_eq!(now, Some(want.as_str()), "{name}: {}", image.pointer);
+            assert_eq!(now, Some(want.as_str()), "{name}: {pointer}");
         }
 
         // Nothing but the image fields changed.
@@ -651,7 +654,7 @@ fn pin_patch_rewrites_exactly_the_unpinned_images() {
         let mut after = patched.clone();
         for image in &workload.images {
             for document in [&mut before, &mut after] {
-                if let Some(field) = document.pointer_mut(&image.pointer) {
+                if let Some(field) = document.pointer_mut(&workload.pointer_of(image)) {
                     *field = Value::Null;
                 }
             }

@@ -33,7 +33,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(read["response"]["uid"].as_str(), Some(answer.uid.as_str()));
     assert_eq!(read["response"]["warnings"].as_array().map_or(0, Vec::len), answer.warnings.len());
     for image in &workload.images {
-        assert!(image.pointer.starts_with('/'), "{:?}", image.pointer);
+        let pointer = workload.pointer_of(image);
+        assert!(pointer.starts_with('/'), "{pointer:?}");
         let _ = ImageRef::parse(&image.image);
     }
     let distinct = distinct_images(&workload);

@@ -18,7 +18,7 @@ fn workload() -> Workload {
             .iter()
             .enumerate()
             .map(|(i, image)| WorkloadImage {
-                pointer: format!("/spec/containers/{i}/image"),
+                index: i,
                 image: image.to_string(),
                 container: format!("c{i}"),
                 kind: ContainerKind::Container,

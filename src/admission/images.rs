@@ -36,9 +36,9 @@ pub const EPHEMERAL_CONTAINERS_SUBRESOURCE: &str = "ephemeralcontainers";
 /// One container image in a workload, as written, and where it is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkloadImage {
-    /// RFC 6901 JSON pointer to the `image` field in the object, e.g.
-    /// `/spec/template/spec/containers/0/image`: the path a JSON patch replaces.
-    pub pointer: String,
+    /// The position in its list (`containers`, `initContainers`, `ephemeralContainers` or
+    /// `volumes`): with `kind`, where [`Workload::pointer_of`] finds the field.
+    pub index: usize,
     /// The image reference exactly as the workload writes it (not normalised).
     pub image: String,
     /// The container's name, or the volume's for an image volume (empty when the object gives
@@ -120,6 +120,27 @@ pub struct Workload {
     /// gives `Some`: `"default"` when the spec names none, as Kubernetes does. `None` lets a
     /// workload built by hand (CLI, tests) say that no service account credentials apply.
     pub service_account: Option<String>,
+}
+
+impl Workload {
+    /// RFC 6901 JSON pointer to the field `image` names in the object, e.g.
+    /// `/spec/template/spec/containers/0/image`: the path a JSON patch replaces. Written only
+    /// when asked (by `/mutate`), not for every image read.
+    pub fn pointer_of(&self, image: &WorkloadImage) -> String {
+        let tail = match image.kind {
+            ContainerKind::ImageVolume => "image/reference",
+            _ => "image",
+        };
+        let mut out = String::with_capacity(self.pod_spec_pointer.len() + 40);
+        out.push_str(&self.pod_spec_pointer);
+        out.push('/');
+        out.push_str(image.kind.field_name());
+        out.push('/');
+        out.push_str(itoa::Buffer::new().format(image.index));
+        out.push('/');
+        out.push_str(tail);
+        out
+    }
 }
 
 /// Why the images of a workload cannot be read. Each names the field at fault in the form the API
@@ -509,7 +530,7 @@ fn images_of(
                     field: image_path.dotted(),
                 })?;
             images.push(WorkloadImage {
-                pointer: image_path.pointer(),
+                index,
                 image: image.to_string(),
                 container: name.unwrap_or_default().to_string(),
                 kind,
@@ -545,7 +566,7 @@ fn image_volumes_of(
                 field: reference_path.dotted(),
             })?;
         images.push(WorkloadImage {
-            pointer: reference_path.pointer(),
+            index,
             image: reference.to_string(),
             container: name.unwrap_or_default().to_string(),
             kind: ContainerKind::ImageVolume,

@@ -78,8 +78,15 @@ fn error(req: &ReviewRequest) -> String {
 
 /// One line per image: pointer, image, container, kind.
 fn images(workload: &Workload) -> Vec<String> {
-    let line =
-        |i: &WorkloadImage| format!("{} {} {} ({})", i.pointer, i.image, i.container, i.kind);
+    let line = |i: &WorkloadImage| {
+        format!(
+            "{} {} {} ({})",
+            workload.pointer_of(i),
+            i.image,
+            i.container,
+            i.kind
+        )
+    };
     workload.images.iter().map(line).collect()
 }
 
@@ -415,7 +422,7 @@ fn image_volumes_are_images_of_the_pod() {
     assert_eq!(volume.image, "r.example/models:v3");
     assert_eq!(volume.container, "models");
     assert_eq!(
-        volume.pointer,
+        found.pointer_of(volume),
         "/spec/template/spec/volumes/1/image/reference"
     );
     assert_eq!(ContainerKind::ImageVolume.to_string(), "image volume");
@@ -459,7 +466,10 @@ fn duplicate_keys_in_the_body_read_as_the_last_one() {
         "\"first\",\"keep\":\"outer\",\"k\":7,\"keep\":\"inner\"",
     )
     .replace("\"MARK-IMAGE\"", "\"r/first:v1\",\"image\":\"r/last:v1\"");
-    for parse in [parse_review, crate::admission::review::parse_review_reference] {
+    for parse in [
+        parse_review,
+        crate::admission::review::parse_review_reference,
+    ] {
         let found = workload(&parse(body.as_bytes()).expect("the review parses"));
         assert_eq!(distinct_images(&found), ["r/last:v1"]);
         assert_eq!(

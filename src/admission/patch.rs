@@ -37,7 +37,8 @@ pub fn pin_patch(workload: &Workload, digests: &BTreeMap<String, String>) -> Vec
         .filter_map(|image| {
             let digest = digests.get(&image.image)?;
             let pinned = pinned_reference(&image.image, digest)?;
-            Some(json!({"op": "replace", "path": image.pointer, "value": pinned}))
+            let path = workload.pointer_of(image);
+            Some(json!({"op": "replace", "path": path, "value": pinned}))
         })
         .collect()
 }
@@ -50,18 +51,19 @@ mod tests {
     const DIGEST: &str = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
     const OTHER: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
 
-    fn workload(images: &[(&str, &str)]) -> Workload {
+    /// A pod of `images`: (list, index in it, image as written).
+    fn workload(images: &[(ContainerKind, usize, &str)]) -> Workload {
         Workload {
             kind: "Pod".into(),
             namespace: "shop".into(),
             name: "web".into(),
             images: images
                 .iter()
-                .map(|(pointer, image)| WorkloadImage {
-                    pointer: pointer.to_string(),
+                .map(|(kind, index, image)| WorkloadImage {
+                    index: *index,
                     image: image.to_string(),
                     container: "c".into(),
-                    kind: ContainerKind::Container,
+                    kind: *kind,
                 })
                 .collect(),
             annotations: BTreeMap::new(),
@@ -111,14 +113,13 @@ mod tests {
     #[test]
     fn patch_replaces_only_unpinned_images_with_a_digest() {
         let pinned = format!("registry.example.com/prod/db@{OTHER}");
+        use ContainerKind::{Container, ImageVolume, InitContainer};
         let workload = workload(&[
-            ("/spec/containers/0/image", "nginx:1.25"),
-            ("/spec/containers/1/image", pinned.as_str()),
-            (
-                "/spec/containers/2/image",
-                "registry.example.com/prod/unverified:v2",
-            ),
-            ("/spec/initContainers/0/image", "nginx:1.25"),
+            (Container, 0, "nginx:1.25"),
+            (Container, 1, pinned.as_str()),
+            (Container, 2, "registry.example.com/prod/unverified:v2"),
+            (InitContainer, 0, "nginx:1.25"),
+            (ImageVolume, 3, "nginx:1.25"),
         ]);
         let digests = BTreeMap::from([
             ("nginx:1.25".to_string(), DIGEST.to_string()),
@@ -130,6 +131,7 @@ mod tests {
             vec![
                 json!({"op": "replace", "path": "/spec/containers/0/image", "value": expected_value}),
                 json!({"op": "replace", "path": "/spec/initContainers/0/image", "value": expected_value}),
+                json!({"op": "replace", "path": "/spec/volumes/3/image/reference", "value": expected_value}),
             ]
         );
     }
@@ -137,7 +139,7 @@ mod tests {
     #[test]
     fn nothing_to_pin_gives_an_empty_patch() {
         let pinned = format!("nginx@{DIGEST}");
-        let workload = workload(&[("/spec/containers/0/image", pinned.as_str())]);
+        let workload = workload(&[(ContainerKind::Container, 0, pinned.as_str())]);
         let digests = BTreeMap::from([(pinned.clone(), DIGEST.to_string())]);
         assert!(pin_patch(&workload, &digests).is_empty());
         assert!(pin_patch(&workload, &BTreeMap::new()).is_empty());
