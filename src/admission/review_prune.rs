@@ -4,10 +4,12 @@
 //! affinity...). Building a `serde_json::Value` of all of it was the largest cost of a cached
 //! admission; here the JSON is walked once and only the fields on the way to images, image
 //! volumes, pull secrets and the service account are built, everything else skipped without an
-//! allocation. The result is still a `Value` with the same structure and positions (an array
-//! keeps every element, so `/spec/containers/2/image` points where it did), so [`super::images`]
-//! reads it exactly as it read the whole spec. A node of an unexpected JSON type is kept whole,
-//! so type errors are reported as before.
+//! allocation. The result keeps the same structure and positions (an array keeps every element,
+//! so `/spec/containers/2/image` points where it did), so [`super::images`] reads it exactly as it
+//! would read the whole spec. A node of an unexpected JSON type is kept whole, so type errors are
+//! reported as before. This serde visitor builds a `Value` (converted to a `PrunedTree`) and is
+//! the reference reader; the one-pass reader (`review_scan.rs`) prunes by the same [`Shape`]s
+//! straight into a `PrunedTree`.
 
 use std::fmt;
 
