@@ -143,7 +143,9 @@ impl Admission {
             }
         };
         let deadline = tokio::time::Instant::from_std(started + self.settings.deadline);
-        let (answer, result) = self.decide(&request, endpoint, deadline).await;
+        // Boxed: the decision's state is a few KiB, which the futures around it (span, handler,
+        // router) would otherwise copy each time one is moved, three copies per request.
+        let (answer, result) = Box::pin(self.decide(&request, endpoint, deadline)).await;
         self.metrics
             .admission(endpoint, result, started.elapsed().as_secs_f64());
         Ok(answer)
