@@ -529,13 +529,13 @@ async fn one_push_gives_one_bundle_and_one_sig_layer_whatever_the_events() {
     )];
     let running = RunningSigner::start(listener, rules, None).await;
     let digest = registry.push_test_image("prod/app", "v1", "loop").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while bundle_count(&registry, "prod/app:v1", &digest).await < 1
-        || signature_count(&registry, "prod/app:v1", &digest).await < 1
-    {
-        assert!(std::time::Instant::now() < deadline, "not signed in 20 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    support::signer::wait_for_both_formats(
+        &registry,
+        "prod/app:v1",
+        &digest,
+        Duration::from_secs(20),
+    )
+    .await;
     // Let the events of signet's own pushes (the .sig tag, the bundle by digest, the fallback
     // index tag), the registry's retries and the recheck play out.
     tokio::time::sleep(Duration::from_secs(3)).await;

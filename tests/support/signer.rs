@@ -172,17 +172,27 @@ pub async fn try_signature_count(
 
 /// The Sigstore bundles attached to `digest` (read through the referrers discovery).
 pub async fn bundle_count(registry: &Registry, repo_tag: &str, digest: &str) -> usize {
-    store()
+    try_bundle_count(registry, repo_tag, digest).await.unwrap()
+}
+
+/// [`bundle_count`], with a failed read as an error (see [`try_signature_count`]).
+pub async fn try_bundle_count(
+    registry: &Registry,
+    repo_tag: &str,
+    digest: &str,
+) -> Result<usize, signet::registry::RegistryError> {
+    Ok(store()
         .fetch_signatures(&image(registry, repo_tag), digest)
-        .await
-        .unwrap()
+        .await?
         .signatures
         .iter()
         .filter(|s| s.format == signet::signature::SignatureFormat::SigstoreBundle)
-        .count()
+        .count())
 }
 
 /// Waits (at most `limit`) until `digest` of `repo_tag` has both a `.sig` signature and a bundle.
+/// A read that fails while the signer writes (`docker-registry`'s occasional HTTP 500, see
+/// [`try_signature_count`]) counts as "not yet"; the last such error is shown if time runs out.
 pub async fn wait_for_both_formats(
     registry: &Registry,
     repo_tag: &str,
@@ -190,12 +200,22 @@ pub async fn wait_for_both_formats(
     limit: Duration,
 ) {
     let deadline = Instant::now() + limit;
-    while bundle_count(registry, repo_tag, digest).await < 1
-        || signature_count(registry, repo_tag, digest).await < 1
-    {
+    loop {
+        let counts = async {
+            let bundles = try_bundle_count(registry, repo_tag, digest).await?;
+            let sigs = try_signature_count(registry, repo_tag, digest).await?;
+            Ok::<_, signet::registry::RegistryError>((bundles, sigs))
+        }
+        .await;
+        if let Ok((bundles, sigs)) = &counts
+            && *bundles >= 1
+            && *sigs >= 1
+        {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
-            "{repo_tag} not signed in {limit:?}"
+            "{repo_tag} not signed in {limit:?} (last read: {counts:?})"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
