@@ -1,9 +1,9 @@
 //! Which images a workload runs: reads an AdmissionRequest and finds every container image, with
 //! the JSON pointer of its field so that `/mutate` can pin it in place.
 //!
-//! The object is walked as plain JSON (`ReviewObject::data`, a `PrunedTree`) rather than deserialised into the
-//! k8s-openapi types: only the pod spec matters, and a typed decode of a whole Deployment would
-//! reject objects for reasons that have nothing to do with images.
+//! The object is walked as plain JSON (`ReviewObject::data`, a `PrunedTree`) rather than
+//! deserialised into the k8s-openapi types: only the pod spec matters, and a typed decode of a
+//! whole Deployment would reject objects for reasons that have nothing to do with images.
 //!
 //! Handled: Pod, ReplicationController, PodTemplate (core/v1), Deployment, ReplicaSet,
 //! StatefulSet, DaemonSet (apps/v1), Job, CronJob (batch/v1); operations CREATE and UPDATE. Every
@@ -435,14 +435,9 @@ fn pod_spec_of<'a>(
                 field: object_name(&FieldPath::Keys(&path[..depth])),
             });
         }
-        value = match value.get(key) {
-            Some(child) if !child.is_null() => child,
-            _ => {
-                return Err(ImagesError::MissingField {
-                    field: FieldPath::Keys(&path[..=depth]).dotted(),
-                });
-            }
-        };
+        value = present(value, key).ok_or_else(|| ImagesError::MissingField {
+            field: FieldPath::Keys(&path[..=depth]).dotted(),
+        })?;
     }
     let here = FieldPath::Keys(path);
     if !value.is_object() {
@@ -463,22 +458,25 @@ fn object_name(path: &FieldPath) -> String {
     }
 }
 
+/// The value of `key` in an object, unless absent or null (which every optional field reads as
+/// absent).
+fn present<'a>(object: NodeRef<'a>, key: &str) -> Option<NodeRef<'a>> {
+    object.get(key).filter(|value| !value.is_null())
+}
+
 /// The elements of an optional array field of an object: absent or null is empty.
 fn optional_array<'a>(
     object: NodeRef<'a>,
     field: &FieldPath,
     key: &str,
 ) -> Result<impl Iterator<Item = NodeRef<'a>>, ImagesError> {
-    match object.get(key) {
-        None => Ok(None.into_iter().flatten()),
-        Some(value) if value.is_null() => Ok(None.into_iter().flatten()),
-        Some(value) => match value.elements() {
-            Some(items) => Ok(Some(items).into_iter().flatten()),
-            None => Err(ImagesError::NotAnArray {
-                field: field.dotted(),
-            }),
-        },
-    }
+    let items = match present(object, key) {
+        Some(value) => Some(value.elements().ok_or_else(|| ImagesError::NotAnArray {
+            field: field.dotted(),
+        })?),
+        None => None,
+    };
+    Ok(items.into_iter().flatten())
 }
 
 /// An optional string field of an object: absent or null is `None`.
@@ -487,16 +485,13 @@ fn optional_string<'a>(
     field: &FieldPath,
     key: &str,
 ) -> Result<Option<&'a str>, ImagesError> {
-    match object.get(key) {
-        None => Ok(None),
-        Some(value) if value.is_null() => Ok(None),
-        Some(value) => value
-            .as_str()
-            .map(Some)
-            .ok_or_else(|| ImagesError::NotAString {
+    present(object, key)
+        .map(|value| {
+            value.as_str().ok_or_else(|| ImagesError::NotAString {
                 field: field.dotted(),
-            }),
-    }
+            })
+        })
+        .transpose()
 }
 
 /// An element that must be an object.
@@ -553,11 +548,10 @@ fn image_volumes_of(
         let volume_path = list_path.index(index);
         let volume = object_at(volume, &volume_path)?;
         let source_path = volume_path.key("image");
-        let source = match volume.get("image") {
-            None => continue,
-            Some(source) if source.is_null() => continue,
-            Some(source) => object_at(source, &source_path)?,
+        let Some(source) = present(volume, "image") else {
+            continue;
         };
+        let source = object_at(source, &source_path)?;
         let name = optional_string(volume, &volume_path.key("name"), "name")?;
         let reference_path = source_path.key("reference");
         let reference = optional_string(source, &reference_path, "reference")?
