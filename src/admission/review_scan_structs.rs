@@ -1,12 +1,13 @@
 //! The structures of an AdmissionReview as `review_scan.rs` reads them: each field as serde's
 //! derive (or k8s-openapi's `UserInfo`) reads it, with the JSON primitives of the parent module.
 
+use k8s_openapi::api::authentication::v1::UserInfo;
+use kube::core::admission::Operation;
+
 use super::super::pruned_tree::{NodeId, TreeBuilder};
 use super::super::review::{ObjectMetadata, RequestKind, ReviewObject, ReviewRequest};
 use super::super::review_prune::{SPEC, Shape, TEMPLATE};
 use super::{Once, Result, Scanner, TopLevel};
-use k8s_openapi::api::authentication::v1::UserInfo;
-use kube::core::admission::Operation;
 
 impl Scanner<'_> {
     /// The whole AdmissionReview object.
