@@ -259,6 +259,44 @@ async fn a_revoked_signature_stops_admitting_within_the_signature_cache_time() {
     );
 }
 
+/// A cached admission answers from one look-up per image (namespace and image text -> digest
+/// and verdict): that answer must end with the digest it rests on. Re-pointing the tag at an
+/// unsigned image is denied once the tag -> digest cache expires, however long the allowed
+/// verdict on the old digest still lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_moved_to_an_unsigned_image_is_denied_once_its_digest_expires() {
+    let setup = signed_registry().await;
+    let host = setup.host();
+    let state = policy_state(&host, &setup.public_key_pem, NoMatch::Allow);
+    let mut timings = settings(DEADLINE);
+    timings.timings.signatures_ttl = Duration::from_secs(600);
+    timings.timings.digest_ttl = Duration::from_millis(800);
+    let webhook = TestWebhook::start(state, timings, None).await;
+    for _ in 0..3 {
+        let response = webhook
+            .review("/validate", fixture("pod-create.json", &host, None))
+            .await;
+        assert_eq!(response["allowed"], true, "{response}");
+    }
+
+    let moved = setup
+        .registry
+        .push_test_image("prod/app", "v1", "an unsigned build")
+        .await;
+    assert_ne!(moved, setup.digest("prod/app:v1"));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let response = webhook
+        .review("/validate", fixture("pod-create.json", &host, None))
+        .await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(
+        response["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("{host}/prod/app:v1"))),
+        "{response}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_secrets_are_read_only_when_enabled() {
     let setup = signed_registry().await;

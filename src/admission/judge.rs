@@ -18,6 +18,7 @@ use futures::future::join_all;
 use sha2::Digest as _;
 use tokio::sync::OnceCell;
 
+use super::admitted::{AdmittedImages, Judged};
 use super::decide::DecisionSettings;
 use super::images::{Workload, distinct_images};
 use super::lookup::{LookupTimings, Lookups, RequestRegistry};
@@ -137,6 +138,8 @@ pub(crate) struct Judge {
     /// Shared by every image no policy governs under `--no-match allow`.
     ungoverned: Arc<CachedVerdict>,
     references: ExpiringMap<Box<str>, Arc<ParsedImage>>,
+    /// The fast path: (namespace, written image) -> digest and verdict.
+    admitted: AdmittedImages,
     pull_secrets: Option<PullSecrets>,
     /// Reads the labels of namespaces the picture has not seen yet (cluster mode).
     namespaces: Option<NamespaceReader>,
@@ -177,6 +180,7 @@ impl Judge {
                 warnings: Box::new([]),
             }),
             references: ExpiringMap::new(PARSED_REFERENCES),
+            admitted: AdmittedImages::new(usize::try_from(cache_size).unwrap_or(usize::MAX)),
             pull_secrets: kube
                 .clone()
                 .filter(|_| settings.pull_secrets)
@@ -252,6 +256,21 @@ impl Judge {
                     .collect();
             }
         };
+        // Labels read for this request are not part of the fast path's key: only images of
+        // namespaces the snapshot knows go through it.
+        let remember = labels.is_none();
+        let images = if remember {
+            let generation = snapshot.generation();
+            match self
+                .admitted
+                .outcomes(generation, &workload.namespace, images, &self.metrics)
+            {
+                Ok(outcomes) => return outcomes,
+                Err(images) => images,
+            }
+        } else {
+            images
+        };
         // Credentials are read (through the API) only if some image needs the registry, and
         // then once for all of them.
         let registry = OnceCell::new();
@@ -260,7 +279,14 @@ impl Judge {
                 Some(labels) => snapshot.governing_in(&workload.namespace, labels, image),
                 None => snapshot.governing(&workload.namespace, image),
             };
-            self.judge_image(written, workload, &snapshot, governing, &registry, deadline)
+            let request = ImageRequest {
+                workload,
+                snapshot: &snapshot,
+                registry: &registry,
+                deadline,
+                remember,
+            };
+            self.judge_image(written, governing, request)
         });
         join_all(judged).await
     }
@@ -283,12 +309,16 @@ impl Judge {
     async fn judge_image(
         &self,
         written: &str,
-        workload: &Workload,
-        snapshot: &Arc<Snapshot>,
         governing: impl Fn(&ImageRef) -> Governing,
-        registry: &OnceCell<RequestRegistry>,
-        deadline: tokio::time::Instant,
+        request: ImageRequest<'_>,
     ) -> ImageOutcome {
+        let ImageRequest {
+            workload,
+            snapshot,
+            registry,
+            deadline,
+            ..
+        } = request;
         let namespace = workload.namespace.as_str();
         let parsed = match self.parse_reference(written) {
             Ok(parsed) => parsed,
@@ -312,26 +342,34 @@ impl Judge {
                     snapshot.evaluate_governed(&governing, image, &Lookup::failed(NotLookedUp));
                 Arc::new(CachedVerdict::of(&verdict))
             };
+            // Nothing looked up, so nothing expires but the generation (and the reference's
+            // parse, which is pure).
+            let until = std::time::Instant::now() + PARSED_REFERENCE_TTL;
+            self.remember(&request, written, &parsed, None, &verdict, until);
             return ImageOutcome {
                 written: written.to_string(),
                 digest: None,
                 verdict,
             };
         }
+        // When the digest judged stops being cached (never, for a reference naming it).
+        let mut resolved_until = None;
         let looked_up = tokio::time::timeout_at(
             deadline,
             self.look_up(&parsed, workload, snapshot, &governing, registry),
         )
         .await;
         let (digest, lookup, verdict) = match looked_up {
-            Ok(Looked::Cached(digest, verdict)) => {
+            Ok(Looked::Cached(digest, verdict, until)) => {
+                self.remember(&request, written, &parsed, Some(&digest), &verdict, until);
                 return ImageOutcome {
                     written: written.to_string(),
                     digest: Some(digest),
                     verdict,
                 };
             }
-            Ok(Looked::Fetched(digest, entry)) => {
+            Ok(Looked::Fetched(digest, entry, digest_until)) => {
+                resolved_until = digest_until;
                 let (lookup, verdict) = self
                     .judge_staged(
                         written, snapshot, &governing, &parsed, &digest, entry, registry, deadline,
@@ -390,17 +428,40 @@ impl Judge {
         };
         if let (Some(digest), true) = (&digest, found) {
             let key = verdict_key_of(snapshot.generation(), namespace, &parsed.normalised, digest);
-            self.verdicts.insert(
-                key[0],
-                key,
-                Arc::clone(&verdict),
-                verdict.ttl(&self.timings),
-            );
+            let ttl = verdict.ttl(&self.timings);
+            self.verdicts.insert(key[0], key, Arc::clone(&verdict), ttl);
+            let verdict_until = std::time::Instant::now() + ttl;
+            let until =
+                resolved_until.map_or(verdict_until, |d: std::time::Instant| d.min(verdict_until));
+            self.remember(&request, written, &parsed, Some(digest), &verdict, until);
         }
         ImageOutcome {
             written: written.to_string(),
             digest: digest.or_else(|| image.digest().map(Arc::from)),
             verdict,
+        }
+    }
+
+    /// Keeps `written`'s outcome for the fast path until `until`, when the request allows.
+    fn remember(
+        &self,
+        request: &ImageRequest<'_>,
+        written: &str,
+        parsed: &ParsedImage,
+        digest: Option<&Arc<str>>,
+        verdict: &Arc<CachedVerdict>,
+        until: std::time::Instant,
+    ) {
+        if request.remember {
+            self.admitted.remember(Judged {
+                generation: request.snapshot.generation(),
+                namespace: &request.workload.namespace,
+                written,
+                digest,
+                resolved: digest.is_some() && parsed.image.digest().is_none(),
+                verdict,
+                until,
+            });
         }
     }
 
@@ -614,15 +675,26 @@ impl Judge {
             Ok(digest) => digest,
             Err(reason) => return Looked::Failed(reason),
         };
+        // A digest resolved from a tag is used until its cache entry expires (read back now;
+        // an entry already gone reads as expiring at once, so nothing is kept on it).
+        let digest_until = match image.digest() {
+            Some(_) => None,
+            None => Some(
+                self.lookups
+                    .digest_until(&parsed.normalised)
+                    .unwrap_or_else(std::time::Instant::now),
+            ),
+        };
         let key = verdict_key_of(
             snapshot.generation(),
             &workload.namespace,
             &parsed.normalised,
             &digest,
         );
-        if let Some(verdict) = self.verdicts.get(key[0], &key) {
+        if let Some((verdict, verdict_until)) = self.verdicts.get_until(key[0], &key) {
             self.metrics.cache(CacheName::Verdict, true);
-            return Looked::Cached(digest, verdict);
+            let until = digest_until.map_or(verdict_until, |d| d.min(verdict_until));
+            return Looked::Cached(digest, verdict, until);
         }
         self.metrics.cache(CacheName::Verdict, false);
         let order = snapshot.read_order(governing);
@@ -631,7 +703,7 @@ impl Judge {
             .signatures_from(image, &digest, registry, order.first_read(), None)
             .await
         {
-            Ok(entry) => Looked::Fetched(digest, entry),
+            Ok(entry) => Looked::Fetched(digest, entry, digest_until),
             Err(reason) => Looked::Failed(reason),
         }
     }
@@ -653,6 +725,17 @@ impl Judge {
     }
 }
 
+/// One image's request: what `judge_image` needs besides the image.
+#[derive(Clone, Copy)]
+struct ImageRequest<'a> {
+    workload: &'a Workload,
+    snapshot: &'a Arc<Snapshot>,
+    registry: &'a OnceCell<RequestRegistry>,
+    deadline: tokio::time::Instant,
+    /// Whether outcomes may be kept for the fast path ([`AdmittedImages`]).
+    remember: bool,
+}
+
 /// What the push-to-deploy grace waits on.
 struct Grace<'a> {
     /// The SigningRule expected to sign.
@@ -663,9 +746,11 @@ struct Grace<'a> {
 }
 
 enum Looked {
-    Cached(Arc<str>, Arc<CachedVerdict>),
-    /// The digest, and the signatures of the first store read (or more, when cached).
-    Fetched(Arc<str>, Arc<SignatureEntry>),
+    /// The digest and its verdict, both cached until the instant given.
+    Cached(Arc<str>, Arc<CachedVerdict>, std::time::Instant),
+    /// The digest, and the signatures of the first store read (or more, when cached); when
+    /// the digest stops being cached (`None`: the reference names it).
+    Fetched(Arc<str>, Arc<SignatureEntry>, Option<std::time::Instant>),
     Failed(super::lookup::Failure),
 }
 

@@ -252,6 +252,14 @@ impl Lookups {
             .await
     }
 
+    /// When the cached digest of `key` (a reference's normalised text) stops being used;
+    /// `None` when none is cached.
+    pub fn digest_until(&self, key: &str) -> Option<std::time::Instant> {
+        self.digests
+            .get_until(text_shard(key), key)
+            .map(|(_, until)| until)
+    }
+
     /// [`Lookups::digest`] with the cache key given: `image.repo_with_tag()` (ignored when
     /// `image` names a digest), which a caller holding the reference's text already has.
     pub async fn digest_keyed(

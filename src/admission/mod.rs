@@ -5,6 +5,7 @@
 //! Without a cluster (`--policy-dir`), events go to the log and registry credentials come only
 //! from `--registry-config`; with one, pull secrets are read and events posted through the API.
 
+mod admitted;
 mod answer_json;
 pub mod audit_source;
 pub mod breakglass;

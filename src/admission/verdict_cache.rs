@@ -95,10 +95,42 @@ impl<K: Hash + Eq + Clone, V: Clone> ExpiringMap<K, V> {
             .map(|stored| stored.value.clone())
     }
 
+    /// The live value for `key` and the instant it stops being live.
+    pub fn get_until<Q>(&self, hint: u8, key: &Q) -> Option<(V, Instant)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let now = self.now_ms();
+        let shard = self.shard(hint);
+        let stored = shard
+            .entries
+            .get(key)
+            .filter(|stored| stored.expires_ms > now)?;
+        // Past what `Instant` can hold, the entry outlives the process anyway.
+        let until = self
+            .epoch
+            .checked_add(Duration::from_millis(stored.expires_ms))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
+        Some((stored.value.clone(), until))
+    }
+
     /// Stores `value` for `key` for `ttl`, evicting the oldest entry of the shard when full.
     pub fn insert(&self, hint: u8, key: K, value: V, ttl: Duration) {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let expires_ms = self.now_ms().saturating_add(ttl_ms);
+        self.insert_expiring(hint, key, value, self.now_ms().saturating_add(ttl_ms));
+    }
+
+    /// Stores `value` for `key` until `until` (nothing when that has passed).
+    pub fn insert_until(&self, hint: u8, key: K, value: V, until: Instant) {
+        let ms = until.saturating_duration_since(self.epoch).as_millis();
+        let expires_ms = u64::try_from(ms).unwrap_or(u64::MAX);
+        if expires_ms > self.now_ms() {
+            self.insert_expiring(hint, key, value, expires_ms);
+        }
+    }
+
+    fn insert_expiring(&self, hint: u8, key: K, value: V, expires_ms: u64) {
         let mut shard = self.shard(hint);
         if let Some(stored) = shard.entries.get_mut(&key) {
             *stored = Stored { value, expires_ms };
@@ -170,5 +202,25 @@ mod tests {
         }
         assert_eq!(map.get(3, &7), Some(9));
         assert_eq!(map.live_entries(), 1);
+    }
+
+    #[test]
+    fn an_entry_stored_until_an_instant_reads_back_with_it() {
+        let map: ExpiringMap<u32, u32> = ExpiringMap::new(32);
+        let until = Instant::now() + Duration::from_secs(60);
+        map.insert_until(2, 4, 40, until);
+        let (value, read) = map.get_until(2, &4).unwrap();
+        assert_eq!(value, 40);
+        // Kept to the millisecond.
+        assert!(
+            read <= until && until - read < Duration::from_millis(1),
+            "{read:?} {until:?}"
+        );
+        // An instant already past stores nothing.
+        map.insert_until(2, 5, 50, Instant::now() - Duration::from_millis(5));
+        assert_eq!(map.get(2, &5), None);
+        map.insert(2, 6, 60, Duration::from_secs(10));
+        let (_, read) = map.get_until(2, &6).unwrap();
+        assert!(read > Instant::now() + Duration::from_secs(9));
     }
 }

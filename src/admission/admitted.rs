@@ -1,0 +1,240 @@
+//! The fast path of a cached admission: (namespace, image as the workload writes it) -> the
+//! digest and verdict judged for it, under one snapshot generation.
+//!
+//! A cached image otherwise costs three look-ups (parsed reference, tag -> digest, verdict) and
+//! a SHA-256 of the verdict key, each behind its own lock. An entry here lives no longer than
+//! the digest and the verdict it was made from (the earlier of their two expiries), and only
+//! while the policy generation it was judged under is current, so a hit answers exactly what
+//! the three caches would have answered: nothing is judged that the slow path would judge
+//! differently. Entries are made only where the namespace's labels come from the policy
+//! snapshot (not read from the API for this request), as the verdict cache's key assumes.
+//!
+//! The key is the namespace's length in decimal, `:`, the namespace, then the image text: the
+//! length prefix separates the two whatever they hold. Keys are compared whole, never by a
+//! hash alone: a collision cannot lend one image another's verdict.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::judge::{CachedVerdict, ImageOutcome};
+use super::metrics::{CacheName, Metrics};
+use super::verdict_cache::{ExpiringMap, text_shard};
+
+#[derive(Clone)]
+struct Admitted {
+    generation: u64,
+    /// The digest judged; `None` for an image no policy governs (nothing was looked up).
+    digest: Option<Arc<str>>,
+    /// The digest came from the tag -> digest cache (the reference names no digest).
+    resolved: bool,
+    verdict: Arc<CachedVerdict>,
+}
+
+/// Images judged recently, by namespace and written text.
+pub(crate) struct AdmittedImages {
+    map: ExpiringMap<Box<str>, Admitted>,
+}
+
+/// What [`AdmittedImages::remember`] keeps about one image.
+pub(crate) struct Judged<'a> {
+    pub generation: u64,
+    pub namespace: &'a str,
+    pub written: &'a str,
+    pub digest: Option<&'a Arc<str>>,
+    /// Whether the digest was resolved from a tag.
+    pub resolved: bool,
+    pub verdict: &'a Arc<CachedVerdict>,
+    /// When the earlier of the digest's and the verdict's cache entries expires.
+    pub until: Instant,
+}
+
+impl AdmittedImages {
+    /// Holding at most about `capacity` images.
+    pub fn new(capacity: usize) -> Self {
+        AdmittedImages {
+            map: ExpiringMap::new(capacity),
+        }
+    }
+
+    /// The outcome of every image of `images` in `namespace` when each one is here for
+    /// `generation` (counted as hits of the digest and verdict caches it stands for); else the
+    /// images back, for the slow path.
+    pub fn outcomes(
+        &self,
+        generation: u64,
+        namespace: &str,
+        images: Vec<String>,
+        metrics: &Metrics,
+    ) -> Result<Vec<ImageOutcome>, Vec<String>> {
+        let mut key = String::new();
+        let mut outcomes: Vec<ImageOutcome> = Vec::with_capacity(images.len());
+        let mut images = images.into_iter();
+        while let Some(written) = images.next() {
+            key_into(&mut key, namespace, &written);
+            match self.map.get(text_shard(&key), key.as_str()) {
+                Some(admitted) if admitted.generation == generation => {
+                    if admitted.resolved {
+                        metrics.cache(CacheName::Digest, true);
+                    }
+                    if admitted.digest.is_some() {
+                        metrics.cache(CacheName::Verdict, true);
+                    }
+                    outcomes.push(ImageOutcome {
+                        written,
+                        digest: admitted.digest,
+                        verdict: admitted.verdict,
+                    });
+                }
+                _ => {
+                    let mut all: Vec<String> = outcomes.into_iter().map(|o| o.written).collect();
+                    all.push(written);
+                    all.extend(images);
+                    return Err(all);
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Keeps one image's outcome until `judged.until`.
+    pub fn remember(&self, judged: Judged<'_>) {
+        let mut key = String::new();
+        key_into(&mut key, judged.namespace, judged.written);
+        let admitted = Admitted {
+            generation: judged.generation,
+            digest: judged.digest.cloned(),
+            resolved: judged.resolved,
+            verdict: Arc::clone(judged.verdict),
+        };
+        self.map.insert_until(
+            text_shard(&key),
+            key.into_boxed_str(),
+            admitted,
+            judged.until,
+        );
+    }
+}
+
+fn key_into(key: &mut String, namespace: &str, written: &str) {
+    key.clear();
+    key.reserve(namespace.len() + written.len() + 8);
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut length = namespace.len();
+    loop {
+        at -= 1;
+        // A digit: `length % 10` is below 10.
+        digits[at] = b'0' + (length % 10) as u8;
+        length /= 10;
+        if length == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[at..] {
+        key.push(char::from(digit));
+    }
+    key.push(':');
+    key.push_str(namespace);
+    key.push_str(written);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn verdict() -> Arc<CachedVerdict> {
+        Arc::new(CachedVerdict::plain_verified())
+    }
+
+    fn remember(images: &AdmittedImages, namespace: &str, written: &str, until: Instant) {
+        let digest: Arc<str> = Arc::from(format!("sha256:{written}"));
+        images.remember(Judged {
+            generation: 7,
+            namespace,
+            written,
+            digest: Some(&digest),
+            resolved: true,
+            verdict: &verdict(),
+            until,
+        });
+    }
+
+    fn texts(images: &[&str]) -> Vec<String> {
+        images.iter().map(|text| text.to_string()).collect()
+    }
+
+    #[test]
+    fn every_image_remembered_in_the_namespace_and_generation_is_answered() {
+        let images = AdmittedImages::new(100);
+        let metrics = Metrics::new();
+        let later = Instant::now() + Duration::from_secs(60);
+        remember(&images, "shop", "r.example/app:v1", later);
+        remember(&images, "shop", "r.example/web:v1", later);
+        let outcomes = images
+            .outcomes(
+                7,
+                "shop",
+                texts(&["r.example/web:v1", "r.example/app:v1"]),
+                &metrics,
+            )
+            .unwrap_or_else(|_| panic!("both images are remembered"));
+        let digests: Vec<_> = outcomes.iter().map(|o| o.digest.as_deref()).collect();
+        assert_eq!(
+            digests,
+            [
+                Some("sha256:r.example/web:v1"),
+                Some("sha256:r.example/app:v1")
+            ]
+        );
+        assert!(outcomes.iter().all(|o| o.verdict.allowed));
+    }
+
+    #[test]
+    fn another_namespace_generation_or_a_missing_image_falls_back_with_every_image() {
+        let images = AdmittedImages::new(100);
+        let metrics = Metrics::new();
+        let later = Instant::now() + Duration::from_secs(60);
+        remember(&images, "shop", "r.example/app:v1", later);
+        let asked = texts(&["r.example/app:v1", "r.example/new:v1", "r.example/x:v1"]);
+        // Missing image: all three come back, in order.
+        assert_eq!(
+            images.outcomes(7, "shop", asked.clone(), &metrics).err(),
+            Some(asked)
+        );
+        let one = texts(&["r.example/app:v1"]);
+        assert!(images.outcomes(7, "shop", one.clone(), &metrics).is_ok());
+        assert_eq!(
+            images.outcomes(8, "shop", one.clone(), &metrics).err(),
+            Some(one.clone())
+        );
+        assert_eq!(
+            images.outcomes(7, "other", one.clone(), &metrics).err(),
+            Some(one.clone())
+        );
+        // The length prefix keeps namespace `a` + image `bc` apart from `ab` + `c`.
+        remember(&images, "a", "bc", later);
+        assert!(images.outcomes(7, "ab", texts(&["c"]), &metrics).is_err());
+        assert!(images.outcomes(7, "a", texts(&["bc"]), &metrics).is_ok());
+    }
+
+    #[test]
+    fn an_outcome_ends_when_its_earliest_cache_entry_does() {
+        let images = AdmittedImages::new(100);
+        let metrics = Metrics::new();
+        remember(
+            &images,
+            "shop",
+            "r.example/app:v1",
+            Instant::now() + Duration::from_millis(30),
+        );
+        let one = texts(&["r.example/app:v1"]);
+        assert!(images.outcomes(7, "shop", one.clone(), &metrics).is_ok());
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(
+            images.outcomes(7, "shop", one.clone(), &metrics).err(),
+            Some(one)
+        );
+    }
+}
