@@ -36,7 +36,10 @@ need python3 "apt-get install python3"
 cargo build --release --quiet --bin signet --example edge_floor
 BIN=$PWD/target/${CARGO_BUILD_TARGET:-}/release/signet
 [ -x "$BIN" ] || BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/signet
+# SIGNET_BIN=path measures another build of the webhook (one with line tables, for
+# callgrind_annotate), the rest as built above.
 FLOOR=$(dirname "$BIN")/examples/edge_floor
+BIN=${SIGNET_BIN:-$BIN}
 
 work=$(mktemp -d)
 pids=()

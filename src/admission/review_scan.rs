@@ -147,8 +147,13 @@ impl<'a> Scanner<'a> {
         self.remaining_depth += 1;
     }
 
-    #[inline]
+    #[inline(always)]
     fn colon(&mut self) -> Result<()> {
+        // Compact JSON (what the API server writes) has the colon right after the key.
+        if self.bytes.get(self.pos) == Some(&b':') {
+            self.pos += 1;
+            return Ok(());
+        }
         match self.peek() {
             Some(b':') => {
                 self.pos += 1;
@@ -221,7 +226,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string as serde_json reads one it keeps (`pos` at the opening quote).
-    #[inline]
+    #[inline(always)]
     fn text(&mut self) -> Result<Cow<'a, str>> {
         let start = self.pos;
         self.pos += 1;
@@ -365,7 +370,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A key of a skipped object and its colon (`pos` at the opening quote).
-    #[inline]
+    #[inline(always)]
     fn skip_key(&mut self) -> Result<()> {
         self.pos += 1;
         self.scan_string()?;
@@ -373,7 +378,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// The next key of a kept object (after `enter`), or `None` at its end (consumed).
-    #[inline]
+    #[inline(always)]
     fn next_key(&mut self, first: &mut bool) -> Result<Option<Cow<'a, str>>> {
         let next = match self.peek() {
             Some(b'}') => {
