@@ -122,7 +122,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// The next byte after whitespace, not consumed.
-    #[inline]
+    #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
         while let Some(&byte) = self.bytes.get(self.pos) {
             match byte {
@@ -405,7 +405,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Whether a kept array (after `enter`) has another element; its end is consumed.
-    #[inline]
+    #[inline(always)]
     fn next_element(&mut self, first: &mut bool) -> Result<bool> {
         match self.peek() {
             Some(b']') => {
@@ -477,11 +477,13 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
+    #[inline(always)]
     fn skip_field(&mut self) -> Result<()> {
         self.colon()?;
         self.skip_value()
     }
 
+    #[inline(always)]
     fn string(&mut self) -> Result<String> {
         match self.peek() {
             Some(b'"') => Ok(self.text()?.into_owned()),
