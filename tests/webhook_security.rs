@@ -225,6 +225,20 @@ async fn revoke_signatures(client: &RegistryClient, host: &str, repo: &str, dige
     write_signature_manifest(client, &image, digest, &[layer]).await;
 }
 
+/// The fixture pod is denied, the message naming `prod/app:v1`.
+async fn assert_app_denied(webhook: &TestWebhook, host: &str) {
+    let response = webhook
+        .review("/validate", fixture("pod-create.json", host, None))
+        .await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(
+        response["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("{host}/prod/app:v1"))),
+        "{response}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_signature_stops_admitting_within_the_signature_cache_time() {
     let setup = signed_registry().await;
@@ -247,16 +261,7 @@ async fn a_revoked_signature_stops_admitting_within_the_signature_cache_time() {
     .await;
     // Before, an allowed verdict was reused for ten minutes; now for the signature cache's time.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let response = webhook
-        .review("/validate", fixture("pod-create.json", &host, None))
-        .await;
-    assert_eq!(response["allowed"], false, "{response}");
-    assert!(
-        response["status"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(&format!("{host}/prod/app:v1"))),
-        "{response}"
-    );
+    assert_app_denied(&webhook, &host).await;
 }
 
 /// A cached admission answers from one look-up per image (namespace and image text -> digest
@@ -285,16 +290,7 @@ async fn a_tag_moved_to_an_unsigned_image_is_denied_once_its_digest_expires() {
         .await;
     assert_ne!(moved, setup.digest("prod/app:v1"));
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let response = webhook
-        .review("/validate", fixture("pod-create.json", &host, None))
-        .await;
-    assert_eq!(response["allowed"], false, "{response}");
-    assert!(
-        response["status"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(&format!("{host}/prod/app:v1"))),
-        "{response}"
-    );
+    assert_app_denied(&webhook, &host).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
