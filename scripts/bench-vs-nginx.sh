@@ -180,10 +180,13 @@ fi
 
 # COST=N: instead of rates, the webhook's own CPU work per cached admission, as user-space instructions
 # counted by callgrind (valgrind): deterministic, so two builds compare on a busy machine where rates
-# do not. N requests per protocol after a warm-up, 50 connections. Printed apart, and left out of
-# "steady": the 50 TLS handshakes; the verdict key's SHA-256 (SHA-NI natively, which valgrind lacks,
-# so it counts ~10x its native cost there); re-verification and registry reads when a cache entry
-# expires during the run. The kernel's share is not counted (use `perf stat -e task-clock`).
+# do not. Per protocol, after a warm-up: one run of one request per connection (50 connections, so 50
+# TLS handshakes), one of N requests on 50 connections; "steady" is the difference per extra request
+# and "connection" what each connection cost beyond its one request (handshake, set-up). Counted by
+# difference, so it holds whatever the compiler inlined (an LTO build keeps few function names).
+# "parse" is reading the review alone, when `parse_review` is still a function of its own. A run in
+# which the webhook asked the registry anything (a cache entry expired: re-verification, not a cached
+# admission) is measured again. The kernel's share is not counted (use `perf stat -e task-clock`).
 if [ -n "${COST:-}" ]; then
   need valgrind "apt-get install valgrind"
   cost_port=$(free_port)
@@ -194,28 +197,50 @@ if [ -n "${COST:-}" ]; then
   pids+=($cost_pid)
   for _ in $(seq 300); do curl -sk -o /dev/null "https://127.0.0.1:$cost_port/readyz" && break; sleep 0.2; done
   cost_url="https://127.0.0.1:$cost_port/validate"
-  printf '%-6s %9s %11s %11s %11s %9s %9s\n' proto total handshakes verdict_key re-verify steady parse
-  for proto in --http-version=1.1 --http2; do
-    name=${proto#--}; name=${name#http-version=}
-    "$OHA" --no-tui --insecure -n 1000 -c "$CONNECTIONS" $proto -m POST -H 'Content-Type: application/json' \
-      -D "$work/review.json" "$cost_url" > /dev/null
+  registry_asked() {
+    curl -sk "https://127.0.0.1:$cost_port/metrics" |
+      awk '/^signet_webhook_registry_requests_total/ { sum += $NF } END { print sum + 0 }'
+  }
+  # counted REQUESTS PROTO -> the instructions callgrind counted while oha sent them; the dump is
+  # left in $work/counted.
+  counted() {
     callgrind_control -z "$cost_pid" > /dev/null 2>&1
     rm -f "$work/cg.$cost_pid"*
-    "$OHA" --no-tui --insecure -n "$COST" -c "$CONNECTIONS" $proto -m POST -H 'Content-Type: application/json' \
+    "$OHA" --no-tui --insecure -n "$1" -c "$CONNECTIONS" "$2" -m POST -H 'Content-Type: application/json' \
       -D "$work/review.json" "$cost_url" > /dev/null
     callgrind_control -d "$cost_pid" > /dev/null 2>&1
-    dump=""
+    local dump=""
     for _ in $(seq 240); do
       dump=$(grep -lE '^(summary|totals):' "$work/cg.$cost_pid"* 2>/dev/null | head -1) || true
       [ -n "$dump" ] && break
       sleep 0.5
     done
     [ -n "$dump" ] || { echo "callgrind wrote no dump" >&2; exit 1; }
-    # COST_KEEP=dir keeps each protocol's callgrind dump there, for callgrind_annotate.
-    [ -n "${COST_KEEP:-}" ] && mkdir -p "$COST_KEEP" && cp "$dump" "$COST_KEEP/callgrind.$name"
-    python3 - "$dump" "$COST" "$name" <<'PY'
+    mv "$dump" "$work/counted"
+    sed -nE 's/^(summary|totals): *([0-9]+).*/\2/p' "$work/counted" | head -1
+  }
+  [ "$COST" -gt "$CONNECTIONS" ] || { echo "COST must be more than $CONNECTIONS requests" >&2; exit 2; }
+  printf '%-6s %11s %9s %9s\n' proto connection steady parse
+  for proto in --http-version=1.1 --http2; do
+    name=${proto#--}; name=${name#http-version=}
+    "$OHA" --no-tui --insecure -n 1000 -c "$CONNECTIONS" $proto -m POST -H 'Content-Type: application/json' \
+      -D "$work/review.json" "$cost_url" > /dev/null
+    for attempt in 1 2 3; do
+      asked=$(registry_asked)
+      few=$(counted "$CONNECTIONS" "$proto")
+      many=$(counted "$COST" "$proto")
+      [ "$(registry_asked)" = "$asked" ] && break
+      echo "($name: the registry was asked during attempt $attempt; measuring again)" >&2
+    done
+    # COST_KEEP=dir keeps each protocol's dump of the N requests there, for callgrind_annotate.
+    [ -n "${COST_KEEP:-}" ] && mkdir -p "$COST_KEEP" && cp "$work/counted" "$COST_KEEP/callgrind.$name"
+    python3 - "$work/counted" "$COST" "$CONNECTIONS" "$few" "$many" "$name" <<'PY'
 import collections, re, sys
-path, n, proto = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+path, n, conns, few, many, proto = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+steady = (many - few) / (n - conns)
+connection = (few - conns * steady) / conns
+# Reading the review: parse_review's inclusive cost in the dump of the N requests, if it is a
+# function of its own in this build.
 names, own, calls = {}, collections.Counter(), collections.Counter()
 fn = callee = None
 after_call = False
@@ -241,23 +266,9 @@ for line in open(path, errors="replace"):
                 after_call = False
             else:
                 own[fn] += int(parts[1])
-inclusive = collections.Counter(own)
-for (caller, called), cost in calls.items():
-    if caller != called:
-        inclusive[caller] += cost
-def largest(pattern):
-    return max([inclusive[f] for f in inclusive if re.search(pattern, f)] or [0])
-total = sum(own.values())
-# The TLS handshakes: tokio-rustls' handshake future, or the axum-server acceptor future that holds
-# it when the compiler has inlined the former (either way the whole handshake, nothing else).
-handshakes = max(
-    largest(r"^<tokio_rustls::common::handshake::MidHandshake<IS> as core::future::future::Future>::poll('\d+)?$"),
-    largest(r"^<axum_server::tls_rustls::future::RustlsAcceptorFuture<F,I,S> as core::future::future::Future>::poll('\d+)?$"))
-key = largest(r"^signet::admission::judge::verdict_key_of$")
-again = largest(r"^signet::admission::judge::Judge::evaluate::\{\{closure\}\}::\{\{closure\}\}$") + largest(r"resolve_manifest")
-parse = largest(r"^signet::admission::review::parse_review$")
-steady = total - handshakes - key - again
-print("%-6s %9.0f %11.0f %11.0f %11.0f %9.0f %9.0f" % tuple([proto] + [v / n for v in (total, handshakes, key, again, steady, parse)]))
+parse_fn = "signet::admission::review::parse_review"
+parse = own[parse_fn] + sum(c for (a, b), c in calls.items() if a == parse_fn and b != a)
+print("%-6s %11.0f %9.0f %9s" % (proto, connection, steady, "%.0f" % (parse / n) if parse else "inlined"))
 PY
   done
   exit 0

@@ -17,6 +17,7 @@ pub mod cert_expiry;
 pub mod drain;
 pub mod duration;
 pub mod policy_source;
+mod readiness_gate;
 pub mod server;
 pub mod signal;
 pub mod tls;

@@ -7,16 +7,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
 use axum_server::Handle;
 use axum_server::accept::NoDelayAcceptor;
 use tokio::task::JoinHandle;
 
 use super::cert_expiry::CertificateExpiry;
 use super::drain::{Drain, DrainSettings};
+use super::readiness_gate::ReadinessGate;
 use super::tls::{Tls, TlsError, TlsSource};
 use crate::serve::format_duration;
 
@@ -108,10 +105,7 @@ impl Server {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
         })?;
-        let app = app.layer(middleware::from_fn_with_state(
-            drain.clone(),
-            readiness_gate,
-        ));
+        let app = app.layer(ReadinessGate::new(drain.clone()));
         let service = app.into_make_service();
         let handle = Handle::new();
         let bind_error = |source| ServerError::Bind { addr, source };
@@ -201,14 +195,6 @@ impl Server {
         tracing::info!(addr = %self.addr, server = self.name, "stopped");
         result
     }
-}
-
-/// Answers `GET /readyz` with 503 while draining; everything else passes through.
-async fn readiness_gate(State(drain): State<Drain>, request: Request, next: Next) -> Response {
-    if drain.is_draining() && request.uri().path() == "/readyz" {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
-    }
-    next.run(request).await
 }
 
 /// The drain sequence after SIGTERM: `/readyz` turns 503 at once on every server, they keep
