@@ -34,8 +34,8 @@ need python3 "apt-get install python3"
 [ -x "$OHA" ] || { echo "missing oha: cargo install oha --locked (or set OHA=/path/to/oha)" >&2; exit 2; }
 
 cargo build --release --quiet --bin signet --example edge_floor
-BIN=$PWD/target/${CARGO_BUILD_TARGET:-}/release/signet
-[ -x "$BIN" ] || BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/signet
+# Where cargo just built them (CARGO_TARGET_DIR and CARGO_BUILD_TARGET as cargo reads them).
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}release/signet
 # SIGNET_BIN=path measures another build of the webhook (one with line tables, for
 # callgrind_annotate), the rest as built above.
 FLOOR=$(dirname "$BIN")/examples/edge_floor
