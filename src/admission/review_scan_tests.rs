@@ -316,3 +316,24 @@ fn find_special_finds_the_first_quote_backslash_or_control_byte() {
     assert_eq!(find_special(text.as_bytes(), 0), text.len());
     assert_eq!(find_special(b" !#[]~\x7f\x20", 0), 8);
 }
+
+#[test]
+fn find_special_agrees_with_the_byte_rule_for_every_byte_at_every_offset() {
+    let plain = |byte: u8| byte != b'"' && byte != b'\\' && byte >= 0x20;
+    for byte in 0..=u8::MAX {
+        for len in [1usize, 7, 8, 9, 15, 16, 17, 31, 33] {
+            for at in 0..len {
+                let mut bytes = vec![b'a'; len];
+                bytes[at] = byte;
+                let expected = if plain(byte) { len } else { at };
+                for from in [0, at] {
+                    assert_eq!(
+                        find_special(&bytes, from),
+                        expected,
+                        "byte {byte:#x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+    }
+}
