@@ -230,7 +230,11 @@ if [ -n "${COST:-}" ]; then
       few=$(counted "$CONNECTIONS" "$proto")
       many=$(counted "$COST" "$proto")
       [ "$(registry_asked)" = "$asked" ] && break
-      echo "($name: the registry was asked during attempt $attempt; measuring again)" >&2
+      if [ "$attempt" -lt 3 ]; then
+        echo "($name: the registry was asked during attempt $attempt; measuring again)" >&2
+      else
+        echo "($name: the registry was asked in all three attempts; steady below includes it)" >&2
+      fi
     done
     # COST_KEEP=dir keeps each protocol's dump of the N requests there, for callgrind_annotate.
     [ -n "${COST_KEEP:-}" ] && mkdir -p "$COST_KEEP" && cp "$work/counted" "$COST_KEEP/callgrind.$name"
