@@ -152,8 +152,26 @@ async fn post(
     Ok(value)
 }
 
+/// The default: one serving thread per core, each with its own socket of the port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_without_losing_an_admission() {
+    drains_without_losing_an_admission(None).await;
+}
+
+/// More serving threads than this machine has cores: every socket of the port stops accepting
+/// after the delay, and every thread finishes its in-flight requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_every_serving_thread() {
+    drains_without_losing_an_admission(Some("5")).await;
+}
+
+/// `--serving-threads 0`: served on the process's shared runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_shared_runtime_server() {
+    drains_without_losing_an_admission(Some("0")).await;
+}
+
+async fn drains_without_losing_an_admission(serving_threads: Option<&str>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = certs(dir.path());
     let slow = slow_registry();
@@ -180,6 +198,12 @@ async fn sigterm_drains_without_losing_an_admission() {
             "--log",
             "info",
         ])
+        .args(
+            serving_threads
+                .map(|threads| ["--serving-threads", threads])
+                .iter()
+                .flatten(),
+        )
         .stdout(Stdio::null())
         // A file, not a pipe: nobody reads a pipe until the end, and a full one would block it.
         .stderr(std::fs::File::create(&log_path).expect("log file"))
@@ -306,6 +330,9 @@ async fn sigterm_drains_without_losing_an_admission() {
     );
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(log.contains("draining"), "{log}");
+    if let Some(threads) = serving_threads.filter(|t| *t != "0") {
+        assert!(log.contains(&format!("threads={threads}")), "{log}");
+    }
     eprintln!(
         "readyz 503 after {flipped:?}; {served} admissions during the delay; in-flight answered \
          {:?} after SIGTERM; exit {:?} after SIGTERM",

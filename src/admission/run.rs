@@ -14,6 +14,7 @@ use crate::controller::audit::{AuditConfig, run_audit};
 use crate::controller::{ControllerError, LeaderElection, StatusWrites};
 use crate::policy::EngineOptions;
 use crate::registry::{RegistryClient, RegistryError, RegistryOptions};
+use crate::serve::threads::bind_reusable;
 use crate::serve::{
     Drain, DrainSettings, PolicySource, PolicySourceConfig, PolicySourceError, Server, ServerError,
     TlsSource, bind, drain_and_stop, shutdown_signal,
@@ -60,6 +61,9 @@ pub struct WebhookConfig {
     pub leader_election: bool,
     /// How long to keep accepting after SIGTERM while `/readyz` answers 503.
     pub shutdown_delay: Duration,
+    /// Threads serving the admission port, one single-threaded runtime each
+    /// (`--serving-threads`); 0 serves it on the process's shared runtime.
+    pub serving_threads: usize,
     /// Audit running pods too (`--audit`; needs a cluster), with these settings.
     pub audit: Option<AuditConfig>,
 }
@@ -132,11 +136,20 @@ pub async fn run_webhook(
         None => None,
     };
     let drain = Drain::new();
-    let mut webhook = WebhookServer::start_on(
-        bind(config.listen)?,
+    let listener = if config.serving_threads > 1 {
+        bind_reusable(config.listen).map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?
+    } else {
+        bind(config.listen)?
+    };
+    let mut webhook = WebhookServer::start_on_threads(
+        listener,
         &config.tls,
         Arc::clone(&admission),
         &drain,
+        config.serving_threads,
     )?
     .into_server();
     let mut ops = match config.metrics_listen {

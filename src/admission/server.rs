@@ -190,9 +190,25 @@ impl WebhookServer {
         admission: Arc<Admission>,
         drain: &Drain,
     ) -> Result<Self, ServerError> {
+        Self::start_on_threads(listener, tls, admission, drain, 0)
+    }
+
+    /// [`WebhookServer::start_on`], served by `threads` threads of their own, one
+    /// single-threaded runtime each (`Server::start_per_core`); 0 serves on the calling runtime.
+    pub fn start_on_threads(
+        listener: std::net::TcpListener,
+        tls: &TlsSource,
+        admission: Arc<Admission>,
+        drain: &Drain,
+        threads: usize,
+    ) -> Result<Self, ServerError> {
         let app = router(Arc::clone(&admission));
         let expiry = admission.metrics().common().certificate_expiry().clone();
-        let server = Server::start_observed("webhook", listener, app, Some(tls), drain, &expiry)?;
+        let server = if threads == 0 {
+            Server::start_observed("webhook", listener, app, Some(tls), drain, &expiry)?
+        } else {
+            Server::start_per_core("webhook", listener, app, tls, drain, &expiry, threads)?
+        };
         Ok(WebhookServer { server, admission })
     }
 

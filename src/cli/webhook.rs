@@ -86,6 +86,11 @@ pub struct WebhookArgs {
     /// Folder of policy YAML (no cluster needed); absent: read the resources from the cluster.
     #[arg(long, env = "SIGNET_POLICY_DIR")]
     pub policy_dir: Option<PathBuf>,
+    /// Threads serving the admission port, each a single-threaded event loop with its own
+    /// socket of the port (SO_REUSEPORT). Absent: one per core this process may use; 0: serve
+    /// on the shared work-stealing runtime instead.
+    #[arg(long, env = "SIGNET_SERVING_THREADS")]
+    pub serving_threads: Option<usize>,
     /// Bound on each admission request (keep it under the webhook's timeoutSeconds).
     #[arg(long, env = "SIGNET_DEADLINE", default_value = "8s", value_parser = parse_duration)]
     pub deadline: Duration,
@@ -236,6 +241,9 @@ impl WebhookArgs {
             pod_namespace: self.pod_namespace.clone(),
             leader_election: self.leader_election,
             shutdown_delay: self.drain.shutdown_delay,
+            serving_threads: self
+                .serving_threads
+                .unwrap_or_else(|| crate::serve::serving_threads(0)),
             audit: self.audit.then(|| {
                 let lease_namespace = self.leader_election.then(|| {
                     self.pod_namespace

@@ -8,6 +8,7 @@
 //!   metrics;
 //! - [`server`]: [`Server`], a router served on a listener: local address, death detection,
 //!   graceful shutdown, and [`drain_and_stop`];
+//! - [`threads`]: serving on one single-threaded runtime per core (`--serving-threads`);
 //! - [`drain`]: the SIGTERM drain (`--shutdown-delay`: keep accepting while `/readyz` is 503);
 //! - [`signal`]: SIGTERM or Ctrl-C;
 //! - [`policy_source`]: the policy folder or the cluster feeding the picture;
@@ -20,6 +21,7 @@ pub mod policy_source;
 mod readiness_gate;
 pub mod server;
 pub mod signal;
+pub mod threads;
 pub mod tls;
 
 pub use cert_expiry::CertificateExpiry;
@@ -28,4 +30,5 @@ pub use duration::{DurationError, format_duration, parse_duration};
 pub use policy_source::{PolicySource, PolicySourceConfig, PolicySourceError};
 pub use server::{Server, ServerError, bind, drain_and_stop};
 pub use signal::shutdown_signal;
+pub use threads::serving_threads;
 pub use tls::{Tls, TlsError, TlsSource};

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::cert_expiry::CertificateExpiry;
 use super::drain::{Drain, DrainSettings};
 use super::readiness_gate::ReadinessGate;
+use super::threads::more_listeners;
 use super::tls::{Tls, TlsError, TlsSource};
 use crate::serve::format_duration;
 
@@ -133,6 +134,65 @@ impl Server {
         })
     }
 
+    /// [`Server::start_observed`] over TLS, served by `threads` threads of their own, each a
+    /// single-threaded runtime accepting on its own socket of `listener`'s port (see
+    /// [`super::threads`]; bind `listener` with [`super::threads::bind_reusable`]). TLS reloads
+    /// and the returned server's handle stay on the calling runtime.
+    pub fn start_per_core(
+        name: &'static str,
+        listener: std::net::TcpListener,
+        app: Router,
+        tls: &TlsSource,
+        drain: &Drain,
+        expiry: &CertificateExpiry,
+        threads: usize,
+    ) -> Result<Self, ServerError> {
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+        let bind_error = |source| ServerError::Bind { addr, source };
+        let service = app
+            .layer(ReadinessGate::new(drain.clone()))
+            .into_make_service();
+        let handle = Handle::new();
+        let tls = Tls::start(tls, expiry)?;
+        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.config)
+            .acceptor(NoDelayAcceptor::new());
+        let mut ends = Vec::with_capacity(threads);
+        for (index, listener) in more_listeners(listener, threads.max(1))
+            .map_err(bind_error)?
+            .into_iter()
+            .enumerate()
+        {
+            let server = axum_server::from_tcp(listener)
+                .map_err(bind_error)?
+                .handle(handle.clone())
+                .acceptor(acceptor.clone());
+            let service = service.clone();
+            let (ended, end) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("{name}-{index}"))
+                .spawn(move || {
+                    let served = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .and_then(|runtime| runtime.block_on(server.serve(service)));
+                    // Nobody listens once the process is stopping; nothing to do then.
+                    let _ = ended.send(served);
+                })
+                .map_err(|source| ServerError::Serve { addr, source })?;
+            ends.push(end);
+        }
+        tracing::info!(%addr, server = name, scheme = "HTTPS", threads = ends.len(), "listening");
+        Ok(Server {
+            addr,
+            name,
+            handle,
+            task: Some(tokio::spawn(first_failure(ends))),
+        })
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -195,6 +255,19 @@ impl Server {
         tracing::info!(addr = %self.addr, server = self.name, "stopped");
         result
     }
+}
+
+/// How the serving threads of [`Server::start_per_core`] ended: the first failure as soon as one
+/// fails (a thread that panicked counts), else `Ok` once all have stopped.
+async fn first_failure(
+    mut ends: Vec<tokio::sync::oneshot::Receiver<std::io::Result<()>>>,
+) -> std::io::Result<()> {
+    while !ends.is_empty() {
+        let (ended, _, rest) = futures::future::select_all(ends).await;
+        ended.unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked")))?;
+        ends = rest;
+    }
+    Ok(())
 }
 
 /// The drain sequence after SIGTERM: `/readyz` turns 503 at once on every server, they keep
