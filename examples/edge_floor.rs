@@ -1,5 +1,6 @@
 //! The serving edge alone: signet's own [`Server`] (axum-server, rustls, hyper, the readiness
-//! layer) answering every `POST` with a fixed body after reading the request's body whole, as
+//! layer, one single-threaded runtime per core as on the webhook's admission port) answering
+//! every `POST` with a fixed body after reading the request's body whole, as
 //! `/validate` does, and nothing else. `scripts/bench-vs-nginx.sh` runs it next to the webhook and
 //! nginx: the gap between it and nginx is what the HTTP and TLS stack costs before any admission
 //! work, the gap between it and the webhook what admission itself costs.
@@ -18,7 +19,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use futures::StreamExt as _;
-use signet::serve::{Drain, Server, TlsSource, bind};
+use signet::serve::threads::bind_reusable;
+use signet::serve::{CertificateExpiry, Drain, Server, TlsSource, serving_threads};
 
 #[tokio::main]
 async fn main() {
@@ -47,9 +49,19 @@ async fn main() {
         reload_interval: Duration::from_secs(3600),
         client_ca: None,
     };
-    let listener = bind(listen.parse().expect("LISTEN as ip:port")).expect("bind");
-    let server =
-        Server::start("edge_floor", listener, app, Some(&tls), &Drain::new()).expect("start");
+    // Served as the webhook serves its admission port: one single-threaded runtime per core.
+    let threads = serving_threads(0);
+    let listener = bind_reusable(listen.parse().expect("LISTEN as ip:port")).expect("bind");
+    let server = Server::start_per_core(
+        "edge_floor",
+        listener,
+        app,
+        &tls,
+        &Drain::new(),
+        &CertificateExpiry::default(),
+        threads,
+    )
+    .expect("start");
     println!("listening on {}", server.local_addr());
     std::future::pending::<()>().await;
 }

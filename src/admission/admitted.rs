@@ -66,7 +66,9 @@ impl AdmittedImages {
         images: Vec<String>,
         metrics: &Metrics,
     ) -> Result<Vec<ImageOutcome>, Vec<String>> {
-        let mut key = String::new();
+        // One key buffer for every image, sized for the longest.
+        let longest = images.iter().map(String::len).max().unwrap_or(0);
+        let mut key = String::with_capacity(namespace.len() + longest + 8);
         let mut outcomes: Vec<ImageOutcome> = Vec::with_capacity(images.len());
         let mut images = images.into_iter();
         while let Some(written) = images.next() {

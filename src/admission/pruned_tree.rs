@@ -12,17 +12,81 @@
 //! the order they were written in; [`NodeRef::entries`] yields duplicates too, so a caller that
 //! folds entries must let a later one replace (or remove) an earlier.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use serde_json::{Map, Number, Value};
 
 /// A JSON tree read from a review (see the module header).
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct PrunedTree {
     text: String,
     nodes: Vec<Node>,
     links: Vec<Link>,
     root: usize,
+    /// The builder's scratch buffer (empty), kept with the tree for [`SPARE`].
+    pending: Vec<Link>,
+}
+
+impl Clone for PrunedTree {
+    fn clone(&self) -> Self {
+        PrunedTree {
+            text: self.text.clone(),
+            nodes: self.nodes.clone(),
+            links: self.links.clone(),
+            root: self.root,
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// The buffers of a dropped tree, emptied.
+struct Spare {
+    text: String,
+    nodes: Vec<Node>,
+    links: Vec<Link>,
+    pending: Vec<Link>,
+}
+
+/// Trees whose buffers are larger than this many bytes are freed, not kept: one huge review
+/// must not pin its memory to the thread.
+const SPARE_LIMIT: usize = 64 * 1024;
+
+thread_local! {
+    /// The buffers of the last tree dropped on this thread, for the next
+    /// [`TreeBuilder::for_pod_spec`]. A request's tree is built and dropped on one thread (one
+    /// runtime per serving thread, `crate::serve::threads`), and its four buffers, about 3 KiB,
+    /// were among the largest allocations of a cached admission.
+    static SPARE: RefCell<Option<Spare>> = const { RefCell::new(None) };
+}
+
+impl Drop for PrunedTree {
+    fn drop(&mut self) {
+        let bytes = self.text.capacity()
+            + self.nodes.capacity() * std::mem::size_of::<Node>()
+            + (self.links.capacity() + self.pending.capacity()) * std::mem::size_of::<Link>();
+        if self.nodes.capacity() == 0 || bytes > SPARE_LIMIT {
+            return;
+        }
+        let mut spare = Spare {
+            text: std::mem::take(&mut self.text),
+            nodes: std::mem::take(&mut self.nodes),
+            links: std::mem::take(&mut self.links),
+            pending: std::mem::take(&mut self.pending),
+        };
+        spare.text.clear();
+        spare.nodes.clear();
+        spare.links.clear();
+        spare.pending.clear();
+        // At thread exit, or (never) while the slot is borrowed, the buffers are simply freed.
+        let _ = SPARE.try_with(|slot| {
+            if let Ok(mut slot) = slot.try_borrow_mut()
+                && slot.is_none()
+            {
+                *slot = Some(spare);
+            }
+        });
+    }
 }
 
 #[derive(Clone)]
@@ -78,15 +142,33 @@ impl TreeBuilder {
 
     /// An empty builder with room for a small pod spec (a few containers, volumes and pull
     /// secrets) without growing: growing four buffers step by step cost more than the tree.
+    /// The buffers of the last tree dropped on this thread are reused when there are some.
     pub fn for_pod_spec() -> Self {
-        TreeBuilder {
-            tree: PrunedTree {
-                text: String::with_capacity(512),
-                nodes: Vec::with_capacity(48),
-                links: Vec::with_capacity(48),
-                root: 0,
+        let spare = SPARE
+            .try_with(|slot| slot.try_borrow_mut().ok().and_then(|mut slot| slot.take()))
+            .ok()
+            .flatten();
+        match spare {
+            Some(spare) => TreeBuilder {
+                tree: PrunedTree {
+                    text: spare.text,
+                    nodes: spare.nodes,
+                    links: spare.links,
+                    root: 0,
+                    pending: Vec::new(),
+                },
+                pending: spare.pending,
             },
-            pending: Vec::with_capacity(24),
+            None => TreeBuilder {
+                tree: PrunedTree {
+                    text: String::with_capacity(512),
+                    nodes: Vec::with_capacity(48),
+                    links: Vec::with_capacity(48),
+                    root: 0,
+                    pending: Vec::new(),
+                },
+                pending: Vec::with_capacity(24),
+            },
         }
     }
 
@@ -171,6 +253,7 @@ impl TreeBuilder {
     /// The tree whose root is `root`.
     pub fn finish(mut self, root: NodeId) -> PrunedTree {
         self.tree.root = root.0;
+        self.tree.pending = std::mem::take(&mut self.pending);
         self.tree
     }
 

@@ -14,6 +14,11 @@
 //! source, TLS reloads, the drain, other servers). A connection's own work (a registry lookup of
 //! a cache miss, for instance) runs on its thread; the caches and the policy picture are shared.
 //!
+//! The price: a connection's requests share its thread, so one HTTP/2 connection (an API server
+//! holds one per webhook endpoint) is answered by one core. A cached admission costs about 20 µs
+//! of it, so one core still answers tens of thousands a second; `--serving-threads 0` serves on
+//! the shared work-stealing runtime where that matters more.
+//!
 //! `SO_REUSEPORT` lets another socket of the same user join the port's group; only processes of
 //! the same effective user can, which in a container is signet itself.
 
