@@ -27,6 +27,10 @@ use signet::admission::{Admission, Endpoint, Metrics};
 use signet::policy::NoMatch;
 use support::webhook::{fixture, policy_state, registry_client, settings, signed_registry};
 
+/// The webhook's allocator (`src/main.rs`), so that allocations cost what they cost there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Reads `body` `n` times.
 #[inline(never)]
 fn probe_parse(body: &[u8], n: usize) {
