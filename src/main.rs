@@ -47,8 +47,12 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(signet::cli::run(cli));
-    // Tasks still running (watchers, reload loops) are dropped, not waited for.
-    runtime.shutdown_background();
+    // Tasks still running (watchers, reload loops) are dropped, not waited for; but the worker
+    // threads are given a moment to finish dropping them. A task dropped on a worker thread while
+    // the process exits can release a PKCS#11 or KMS client as the exit handlers of the same
+    // libraries run: once in CI, `signet sign` with a SoftHSM key aborted at exit with glibc's
+    // "double free or corruption". `shutdown_background` returned without waiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::NotVerified) => ExitCode::from(1),

@@ -71,16 +71,13 @@ impl AdmittedImages {
         let mut key = String::with_capacity(namespace.len() + longest + 8);
         let mut outcomes: Vec<ImageOutcome> = Vec::with_capacity(images.len());
         let mut images = images.into_iter();
+        let (mut digest_hits, mut verdict_hits) = (0, 0);
         while let Some(written) = images.next() {
             key_into(&mut key, namespace, &written);
             match self.map.get(text_shard(&key), key.as_str()) {
                 Some(admitted) if admitted.generation == generation => {
-                    if admitted.resolved {
-                        metrics.cache(CacheName::Digest, true);
-                    }
-                    if admitted.digest.is_some() {
-                        metrics.cache(CacheName::Verdict, true);
-                    }
+                    digest_hits += u64::from(admitted.resolved);
+                    verdict_hits += u64::from(admitted.digest.is_some());
                     outcomes.push(ImageOutcome {
                         written,
                         digest: admitted.digest,
@@ -95,6 +92,10 @@ impl AdmittedImages {
                 }
             }
         }
+        // Counted once all are here: a request that falls back to the slow path counts its hits
+        // and misses there.
+        metrics.cache_hits(CacheName::Digest, digest_hits);
+        metrics.cache_hits(CacheName::Verdict, verdict_hits);
         Ok(outcomes)
     }
 
@@ -219,6 +220,32 @@ mod tests {
         remember(&images, "a", "bc", later);
         assert!(images.outcomes(7, "ab", texts(&["c"]), &metrics).is_err());
         assert!(images.outcomes(7, "a", texts(&["bc"]), &metrics).is_ok());
+    }
+
+    /// `signet_webhook_cache_hits_total{cache}` as exposed.
+    fn hits(metrics: &Metrics, cache: &str) -> f64 {
+        let text = metrics.encode().unwrap_or_default();
+        let prefix = format!("signet_webhook_cache_hits_total{{cache=\"{cache}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    #[test]
+    fn hits_count_every_image_of_an_answered_request_and_none_of_one_that_falls_back() {
+        let images = AdmittedImages::new(100);
+        let metrics = Metrics::new();
+        let later = Instant::now() + Duration::from_secs(60);
+        remember(&images, "shop", "r.example/app:v1", later);
+        remember(&images, "shop", "r.example/web:v1", later);
+        let both = texts(&["r.example/app:v1", "r.example/web:v1"]);
+        assert!(images.outcomes(7, "shop", both, &metrics).is_ok());
+        assert_eq!(hits(&metrics, "verdict"), 2.0);
+        assert_eq!(hits(&metrics, "digest"), 2.0);
+        // The slow path counts the hits and misses of a request that falls back, so none here.
+        let partly = texts(&["r.example/app:v1", "r.example/new:v1"]);
+        assert!(images.outcomes(7, "shop", partly, &metrics).is_err());
+        assert_eq!(hits(&metrics, "verdict"), 2.0);
     }
 
     #[test]

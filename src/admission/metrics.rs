@@ -412,6 +412,18 @@ impl Metrics {
         }
     }
 
+    /// Counts `hits` cache hits at once: one update of the shared counter for the images of a
+    /// request, not one per image (every update moves the counter's cache line between the
+    /// cores that serve requests).
+    pub fn cache_hits(&self, cache: CacheName, hits: u64) {
+        if hits == 0 {
+            return;
+        }
+        if let Some(counter) = self.hot.cache_hits.get(cache as usize) {
+            counter.inc_by(hits);
+        }
+    }
+
     /// A lookup started (`+1`) or ended (`-1`).
     pub fn lookups_in_flight(&self, delta: i64) {
         self.in_flight.inc_by(delta);
