@@ -168,13 +168,18 @@ mod tests {
         images.iter().map(|text| text.to_string()).collect()
     }
 
-    #[test]
-    fn every_image_remembered_in_the_namespace_and_generation_is_answered() {
+    /// Fast-path entries for `r.example/app:v1` and `r.example/web:v1` in `shop`, generation 7.
+    fn app_and_web() -> (AdmittedImages, Metrics) {
         let images = AdmittedImages::new(100);
-        let metrics = Metrics::new();
         let later = Instant::now() + Duration::from_secs(60);
         remember(&images, "shop", "r.example/app:v1", later);
         remember(&images, "shop", "r.example/web:v1", later);
+        (images, Metrics::new())
+    }
+
+    #[test]
+    fn every_image_remembered_in_the_namespace_and_generation_is_answered() {
+        let (images, metrics) = app_and_web();
         let outcomes = images
             .outcomes(
                 7,
@@ -233,11 +238,7 @@ mod tests {
 
     #[test]
     fn hits_count_every_image_of_an_answered_request_and_none_of_one_that_falls_back() {
-        let images = AdmittedImages::new(100);
-        let metrics = Metrics::new();
-        let later = Instant::now() + Duration::from_secs(60);
-        remember(&images, "shop", "r.example/app:v1", later);
-        remember(&images, "shop", "r.example/web:v1", later);
+        let (images, metrics) = app_and_web();
         let both = texts(&["r.example/app:v1", "r.example/web:v1"]);
         assert!(images.outcomes(7, "shop", both, &metrics).is_ok());
         assert_eq!(hits(&metrics, "verdict"), 2.0);
