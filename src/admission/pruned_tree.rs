@@ -18,26 +18,12 @@ use std::fmt;
 use serde_json::{Map, Number, Value};
 
 /// A JSON tree read from a review (see the module header).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct PrunedTree {
     text: String,
     nodes: Vec<Node>,
     links: Vec<Link>,
     root: usize,
-    /// The builder's scratch buffer (empty), kept with the tree for [`SPARE`].
-    pending: Vec<Link>,
-}
-
-impl Clone for PrunedTree {
-    fn clone(&self) -> Self {
-        PrunedTree {
-            text: self.text.clone(),
-            nodes: self.nodes.clone(),
-            links: self.links.clone(),
-            root: self.root,
-            pending: Vec::new(),
-        }
-    }
 }
 
 /// The buffers of a dropped tree, emptied.
@@ -45,7 +31,6 @@ struct Spare {
     text: String,
     nodes: Vec<Node>,
     links: Vec<Link>,
-    pending: Vec<Link>,
 }
 
 /// Trees whose buffers are larger than this many bytes are freed, not kept: one huge review
@@ -55,8 +40,9 @@ const SPARE_LIMIT: usize = 64 * 1024;
 thread_local! {
     /// The buffers of the last tree dropped on this thread, for the next
     /// [`TreeBuilder::for_pod_spec`]. A request's tree is built and dropped on one thread (one
-    /// runtime per serving thread, `crate::serve::threads`), and its four buffers, about 3 KiB,
-    /// were among the largest allocations of a cached admission.
+    /// runtime per serving thread, `crate::serve::threads`), and its three buffers, about 3 KiB,
+    /// were among the largest allocations of a cached admission (the builder's small scratch
+    /// buffer is not kept: it is not part of the tree).
     static SPARE: RefCell<Option<Spare>> = const { RefCell::new(None) };
 }
 
@@ -64,7 +50,7 @@ impl Drop for PrunedTree {
     fn drop(&mut self) {
         let bytes = self.text.capacity()
             + self.nodes.capacity() * std::mem::size_of::<Node>()
-            + (self.links.capacity() + self.pending.capacity()) * std::mem::size_of::<Link>();
+            + self.links.capacity() * std::mem::size_of::<Link>();
         if self.nodes.capacity() == 0 || bytes > SPARE_LIMIT {
             return;
         }
@@ -72,12 +58,10 @@ impl Drop for PrunedTree {
             text: std::mem::take(&mut self.text),
             nodes: std::mem::take(&mut self.nodes),
             links: std::mem::take(&mut self.links),
-            pending: std::mem::take(&mut self.pending),
         };
         spare.text.clear();
         spare.nodes.clear();
         spare.links.clear();
-        spare.pending.clear();
         // At thread exit, or (never) while the slot is borrowed, the buffers are simply freed.
         let _ = SPARE.try_with(|slot| {
             if let Ok(mut slot) = slot.try_borrow_mut()
@@ -148,27 +132,23 @@ impl TreeBuilder {
             .try_with(|slot| slot.try_borrow_mut().ok().and_then(|mut slot| slot.take()))
             .ok()
             .flatten();
-        match spare {
-            Some(spare) => TreeBuilder {
-                tree: PrunedTree {
-                    text: spare.text,
-                    nodes: spare.nodes,
-                    links: spare.links,
-                    root: 0,
-                    pending: Vec::new(),
-                },
-                pending: spare.pending,
+        let tree = match spare {
+            Some(spare) => PrunedTree {
+                text: spare.text,
+                nodes: spare.nodes,
+                links: spare.links,
+                root: 0,
             },
-            None => TreeBuilder {
-                tree: PrunedTree {
-                    text: String::with_capacity(512),
-                    nodes: Vec::with_capacity(48),
-                    links: Vec::with_capacity(48),
-                    root: 0,
-                    pending: Vec::new(),
-                },
-                pending: Vec::with_capacity(24),
+            None => PrunedTree {
+                text: String::with_capacity(512),
+                nodes: Vec::with_capacity(48),
+                links: Vec::with_capacity(48),
+                root: 0,
             },
+        };
+        TreeBuilder {
+            tree,
+            pending: Vec::with_capacity(24),
         }
     }
 
@@ -253,7 +233,6 @@ impl TreeBuilder {
     /// The tree whose root is `root`.
     pub fn finish(mut self, root: NodeId) -> PrunedTree {
         self.tree.root = root.0;
-        self.tree.pending = std::mem::take(&mut self.pending);
         self.tree
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum_server::Handle;
 use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::RustlsAcceptor;
 use tokio::task::JoinHandle;
 
 use super::cert_expiry::CertificateExpiry;
@@ -102,24 +103,18 @@ impl Server {
         drain: &Drain,
         expiry: &CertificateExpiry,
     ) -> Result<Self, ServerError> {
-        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source,
-        })?;
-        let app = app.layer(ReadinessGate::new(drain.clone()));
-        let service = app.into_make_service();
+        let addr = address_of(&listener)?;
+        let service = app
+            .layer(ReadinessGate::new(drain.clone()))
+            .into_make_service();
         let handle = Handle::new();
         let bind_error = |source| ServerError::Bind { addr, source };
         let server = axum_server::from_tcp(listener)
             .map_err(bind_error)?
             .handle(handle.clone());
-        // TCP_NODELAY: answers are small and latency-bound; without it, Nagle's algorithm holds
-        // the last segment of a response until the client's delayed ACK.
         let task = match tls {
             Some(source) => {
-                let tls = Tls::start(source, expiry)?;
-                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.config)
-                    .acceptor(NoDelayAcceptor::new());
+                let acceptor = tls_acceptor(source, expiry)?;
                 tokio::spawn(server.acceptor(acceptor).serve(service))
             }
             None => tokio::spawn(server.acceptor(NoDelayAcceptor::new()).serve(service)),
@@ -147,18 +142,13 @@ impl Server {
         expiry: &CertificateExpiry,
         threads: usize,
     ) -> Result<Self, ServerError> {
-        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source,
-        })?;
+        let addr = address_of(&listener)?;
         let bind_error = |source| ServerError::Bind { addr, source };
         let service = app
             .layer(ReadinessGate::new(drain.clone()))
             .into_make_service();
         let handle = Handle::new();
-        let tls = Tls::start(tls, expiry)?;
-        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.config)
-            .acceptor(NoDelayAcceptor::new());
+        let acceptor = tls_acceptor(tls, expiry)?;
         let mut ends = Vec::with_capacity(threads);
         for (index, listener) in more_listeners(listener, threads.max(1))
             .map_err(bind_error)?
@@ -255,6 +245,25 @@ impl Server {
         tracing::info!(addr = %self.addr, server = self.name, "stopped");
         result
     }
+}
+
+/// The address `listener` is bound to.
+fn address_of(listener: &std::net::TcpListener) -> Result<SocketAddr, ServerError> {
+    listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
+}
+
+/// TLS from `source` (reloaded as its files change, on the calling runtime), over TCP_NODELAY
+/// connections: answers are small and latency-bound; without it, Nagle's algorithm holds the last
+/// segment of a response until the client's delayed ACK.
+fn tls_acceptor(
+    source: &TlsSource,
+    expiry: &CertificateExpiry,
+) -> Result<RustlsAcceptor<NoDelayAcceptor>, ServerError> {
+    let tls = Tls::start(source, expiry)?;
+    Ok(RustlsAcceptor::new(tls.config).acceptor(NoDelayAcceptor::new()))
 }
 
 /// How the serving threads of [`Server::start_per_core`] ended: the first failure as soon as one
