@@ -406,12 +406,25 @@ pub async fn signatures_per_key(
     digest: &str,
     keys: &[&TestKey],
 ) -> Vec<usize> {
-    let stored = store()
-        .fetch_legacy_signatures(&image(registry, repo_tag), digest)
+    try_signatures_per_key(registry, repo_tag, digest, keys)
         .await
         .unwrap()
+}
+
+/// [`signatures_per_key`], with a failed read as an error, for loops that poll while a signer
+/// writes (see [`try_signature_count`]).
+pub async fn try_signatures_per_key(
+    registry: &Registry,
+    repo_tag: &str,
+    digest: &str,
+    keys: &[&TestKey],
+) -> Result<Vec<usize>, signet::registry::RegistryError> {
+    let stored = store()
+        .fetch_legacy_signatures(&image(registry, repo_tag), digest)
+        .await?
         .signatures;
-    keys.iter()
+    Ok(keys
+        .iter()
         .map(|k| {
             let pem = std::fs::read_to_string(&k.public).unwrap();
             let public = signet::crypto::PublicKey::from_pem(&pem, k.algorithm).unwrap();
@@ -424,7 +437,7 @@ pub async fn signatures_per_key(
                 })
                 .count()
         })
-        .collect()
+        .collect())
 }
 
 /// Writes a policy folder holding these rules as YAML.
