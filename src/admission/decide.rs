@@ -43,7 +43,8 @@ pub struct DecisionSettings {
     pub pull_secrets: bool,
     /// Entries per cache (verdicts, digests, signatures).
     pub cache_size: u64,
-    /// Decisions in progress at once; more wait (within their deadline) for a slot.
+    /// Decisions that need lookups in progress at once; more wait (within their deadline) for a
+    /// slot. A decision answered wholly from the fast path's cache takes no slot.
     pub max_in_progress: usize,
     /// Cache lifetimes of registry answers (an allowed verdict lives as long as signatures).
     pub timings: LookupTimings,
@@ -213,16 +214,18 @@ impl Admission {
                 .await;
             return compose(context, &Case::Breakglass(&answer));
         }
-        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.permits.acquire()).await
-        else {
-            return compose(
-                context,
-                &Case::Overloaded {
-                    deadline: self.settings.deadline,
-                },
-            );
+        let outcomes = match self.judge.admitted_outcomes(workload) {
+            Ok(outcomes) => outcomes,
+            // Only work that may reach a registry waits for a permit.
+            Err(images) => {
+                let permit = tokio::time::timeout_at(deadline, self.permits.acquire()).await;
+                let Ok(Ok(_permit)) = permit else {
+                    let deadline = self.settings.deadline;
+                    return compose(context, &Case::Overloaded { deadline });
+                };
+                self.judge.judge_images(workload, images, deadline).await
+            }
         };
-        let outcomes = self.judge.judge_images(workload, deadline).await;
         compose(
             context,
             &Case::Judged {

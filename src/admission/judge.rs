@@ -232,13 +232,29 @@ impl Judge {
     }
 
     /// Judges every distinct image of `workload` at once.
+    /// Every distinct image of `workload` with its outcome, when all of them were judged under
+    /// the current policy generation and are still fresh (see [`AdmittedImages`]); else the
+    /// distinct images, for [`Judge::judge_images`]. Takes no lock but the fast path's own.
+    /// A hit implies the snapshot of that generation knew the namespace's labels: entries are
+    /// made only then.
+    pub fn admitted_outcomes(&self, workload: &Workload) -> Result<Vec<ImageOutcome>, Vec<String>> {
+        self.admitted.outcomes(
+            self.policy.generation(),
+            &workload.namespace,
+            distinct_images(workload),
+            &self.metrics,
+        )
+    }
+
+    /// Judges `images` (the distinct images of `workload` that [`Judge::admitted_outcomes`]
+    /// gave back) at once.
     pub async fn judge_images(
         &self,
         workload: &Workload,
+        images: Vec<String>,
         deadline: tokio::time::Instant,
     ) -> Vec<ImageOutcome> {
         let snapshot = self.policy.snapshot();
-        let images = distinct_images(workload);
         let labels = match self
             .unknown_namespace_labels(&snapshot, &workload.namespace)
             .await
@@ -257,20 +273,8 @@ impl Judge {
             }
         };
         // Labels read for this request are not part of the fast path's key: only images of
-        // namespaces the snapshot knows go through it.
+        // namespaces the snapshot knows are remembered.
         let remember = labels.is_none();
-        let images = if remember {
-            let generation = snapshot.generation();
-            match self
-                .admitted
-                .outcomes(generation, &workload.namespace, images, &self.metrics)
-            {
-                Ok(outcomes) => return outcomes,
-                Err(images) => images,
-            }
-        } else {
-            images
-        };
         // Credentials are read (through the API) only if some image needs the registry, and
         // then once for all of them.
         let registry = OnceCell::new();

@@ -118,23 +118,26 @@ impl<K: Hash + Eq + Clone, V: Clone> ExpiringMap<K, V> {
     /// Stores `value` for `key` for `ttl`, evicting the oldest entry of the shard when full.
     pub fn insert(&self, hint: u8, key: K, value: V, ttl: Duration) {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        self.insert_expiring(hint, key, value, self.now_ms().saturating_add(ttl_ms));
+        let expires_ms = self.now_ms().saturating_add(ttl_ms);
+        self.insert_expiring(hint, key, value, expires_ms);
     }
 
-    /// Stores `value` for `key` until `until` (nothing when that has passed).
-    pub fn insert_until(&self, hint: u8, key: K, value: V, until: Instant) {
+    /// Stores `value` for `key` until `until` (nothing when that has passed). True when it
+    /// replaced an entry of `key` that was still live.
+    pub fn insert_until(&self, hint: u8, key: K, value: V, until: Instant) -> bool {
         let ms = until.saturating_duration_since(self.epoch).as_millis();
         let expires_ms = u64::try_from(ms).unwrap_or(u64::MAX);
-        if expires_ms > self.now_ms() {
-            self.insert_expiring(hint, key, value, expires_ms);
-        }
+        expires_ms > self.now_ms() && self.insert_expiring(hint, key, value, expires_ms)
     }
 
-    fn insert_expiring(&self, hint: u8, key: K, value: V, expires_ms: u64) {
+    /// True when a live entry of `key` was replaced.
+    fn insert_expiring(&self, hint: u8, key: K, value: V, expires_ms: u64) -> bool {
+        let now = self.now_ms();
         let mut shard = self.shard(hint);
         if let Some(stored) = shard.entries.get_mut(&key) {
+            let was_live = stored.expires_ms > now;
             *stored = Stored { value, expires_ms };
-            return;
+            return was_live;
         }
         while shard.entries.len() >= self.capacity_per_shard {
             let Some(oldest) = shard.order.pop_front() else {
@@ -144,6 +147,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ExpiringMap<K, V> {
         }
         shard.order.push_back(key.clone());
         shard.entries.insert(key, Stored { value, expires_ms });
+        false
     }
 
     /// Live entries now (expired ones not counted).
@@ -208,7 +212,7 @@ mod tests {
     fn an_entry_stored_until_an_instant_reads_back_with_it() {
         let map: ExpiringMap<u32, u32> = ExpiringMap::new(32);
         let until = Instant::now() + Duration::from_secs(60);
-        map.insert_until(2, 4, 40, until);
+        assert!(!map.insert_until(2, 4, 40, until), "nothing was replaced");
         let (value, read) = map.get_until(2, &4).unwrap();
         assert_eq!(value, 40);
         // Kept to the millisecond.
@@ -219,6 +223,11 @@ mod tests {
         // An instant already past stores nothing.
         map.insert_until(2, 5, 50, Instant::now() - Duration::from_millis(5));
         assert_eq!(map.get(2, &5), None);
+        // Replacing a live entry says so; replacing an expired one does not.
+        assert!(map.insert_until(2, 4, 41, until));
+        map.insert(2, 7, 70, Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!map.insert_until(2, 7, 71, until));
         map.insert(2, 6, 60, Duration::from_secs(10));
         let (_, read) = map.get_until(2, &6).unwrap();
         assert!(read > Instant::now() + Duration::from_secs(9));

@@ -76,6 +76,7 @@ pub struct Picture {
 #[derive(Clone)]
 pub struct PolicyState {
     picture: watch::Receiver<Picture>,
+    current: Arc<AtomicU64>,
     ready: watch::Receiver<bool>,
     health: Arc<Mutex<PolicyHealth>>,
 }
@@ -83,6 +84,8 @@ pub struct PolicyState {
 /// The single write side.
 pub struct PolicyPublisher {
     picture: watch::Sender<Picture>,
+    /// The published snapshot's generation, readable without the channel's lock.
+    current: Arc<AtomicU64>,
     ready: watch::Sender<bool>,
     generation: AtomicU64,
     health: Arc<Mutex<PolicyHealth>>,
@@ -97,15 +100,18 @@ pub fn policy_channel(options: EngineOptions) -> (PolicyPublisher, PolicyState) 
     });
     let (ready_tx, ready_rx) = watch::channel(false);
     let health = Arc::new(Mutex::new(PolicyHealth::default()));
+    let current = Arc::new(AtomicU64::new(0));
     (
         PolicyPublisher {
             picture: picture_tx,
+            current: Arc::clone(&current),
             ready: ready_tx,
             generation: AtomicU64::new(0),
             health: Arc::clone(&health),
         },
         PolicyState {
             picture: picture_rx,
+            current,
             ready: ready_rx,
             health,
         },
@@ -127,10 +133,13 @@ impl PolicyPublisher {
             health.last_load_ok = true;
         }
         // send_replace never fails, even with no receiver left.
+        let generation = snapshot.generation();
         self.picture.send_replace(Picture {
             snapshot: Arc::new(snapshot),
             signing_rules: Arc::new(signing_rules),
         });
+        // After the picture: a reader that sees this generation finds its snapshot published.
+        self.current.store(generation, Ordering::Release);
     }
 
     /// Records the Ready state of every object of the picture about to be published.
@@ -154,6 +163,7 @@ impl PolicyPublisher {
     pub fn subscribe(&self) -> PolicyState {
         PolicyState {
             picture: self.picture.subscribe(),
+            current: Arc::clone(&self.current),
             ready: self.ready.subscribe(),
             health: Arc::clone(&self.health),
         }
@@ -163,6 +173,7 @@ impl PolicyPublisher {
 impl PolicyState {
     /// A fixed, ready picture (tests, one-shot CLI runs).
     pub fn fixed(snapshot: Snapshot, signing_rules: Vec<SigningRule>) -> Self {
+        let current = Arc::new(AtomicU64::new(snapshot.generation()));
         let (picture_tx, picture_rx) = watch::channel(Picture {
             snapshot: Arc::new(snapshot),
             signing_rules: Arc::new(signing_rules),
@@ -178,6 +189,7 @@ impl PolicyState {
         };
         PolicyState {
             picture: picture_rx,
+            current,
             ready: ready_rx,
             health: Arc::new(Mutex::new(health)),
         }
@@ -196,6 +208,12 @@ impl PolicyState {
     /// The latest compiled snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         Arc::clone(&self.picture.borrow().snapshot)
+    }
+
+    /// The latest snapshot's generation, read without the channel's lock or a shared count:
+    /// what a fully cached admission needs, on every serving thread at once.
+    pub fn generation(&self) -> u64 {
+        self.current.load(Ordering::Acquire)
     }
 
     /// The latest signing rules.
@@ -237,6 +255,7 @@ mod tests {
         let (publisher, mut state) = policy_channel(EngineOptions::default());
         assert!(!state.is_ready());
         assert_eq!(state.snapshot().generation(), 0);
+        assert_eq!(state.generation(), 0);
         let generation = publisher.next_generation();
         let compiled = policy::compile(
             &PolicyInputs::default(),
@@ -247,6 +266,7 @@ mod tests {
         publisher.set_ready(true);
         assert!(state.changed().await);
         assert_eq!(state.snapshot().generation(), 1);
+        assert_eq!(state.generation(), 1, "the lock-free read agrees");
         assert!(state.is_ready());
         assert_eq!(publisher.next_generation(), 2);
     }
