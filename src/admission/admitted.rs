@@ -32,8 +32,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use super::judge::{CachedVerdict, ImageOutcome};
+use super::judge::ImageOutcome;
 use super::metrics::{CacheName, Metrics};
+use super::verdict::CachedVerdict;
 use super::verdict_cache::{ExpiringMap, text_shard};
 
 /// Entries a thread copies per map at most; a full copy set is dropped whole and refilled.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::admission::images::{ContainerKind, WorkloadImage};
-use crate::admission::judge::CachedVerdict;
+use crate::admission::verdict::CachedVerdict;
 
 const DIGEST: &str = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
 

@@ -26,6 +26,7 @@ pub mod review_scan;
 pub mod run;
 pub mod server;
 pub mod signature_entry;
+mod verdict;
 pub mod verdict_cache;
 
 pub use decide::{Admission, BREAKGLASS_ANNOTATION, DecisionSettings};
