@@ -17,14 +17,15 @@
 //! its own key, digest and verdict allocations, read without a lock, with one clock read per
 //! admission, and without writing the reference counts that other threads write too. Against
 //! the shared map alone, this served about 5% more cached admissions a second (five
-//! alternating maximum-rate runs of the two builds on two cores, four won). A copy carries its entry's generation and expiry, so it answers only
-//! what the shared entry would answer until then. Where the shared entry is replaced while
-//! still live (a new judgment of the same image), the map's count of such replacements moves
-//! on and every thread drops its copies before its next read. An entry the shared map evicted
-//! early may still be answered from a copy until its expiry: no later than the digest and
-//! verdict caches' own lifetimes allow. A thread keeps at most 16,384 copies per map (about
-//! 300 bytes each, so 5 MiB), made only when an entry is read, and drops them all at once when
-//! full.
+//! alternating maximum-rate runs of the two builds on two cores, four won).
+//!
+//! A copy carries its entry's generation and expiry, so it answers only what the shared entry
+//! would answer until then. Where the shared entry is replaced while still live (a new
+//! judgment of the same image), the map's count of such replacements moves on and every
+//! thread drops its copies before its next read. An entry the shared map evicted early may
+//! still be answered from a copy until its expiry: no later than the digest and verdict
+//! caches' own lifetimes allow. A thread keeps at most 16,384 copies per map (about 300 bytes
+//! each, so 5 MiB), made only when an entry is read, and drops them all at once when full.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
