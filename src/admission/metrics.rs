@@ -413,8 +413,7 @@ impl Metrics {
     }
 
     /// Counts `hits` cache hits at once: one update of the shared counter for the images of a
-    /// request, not one per image (every update moves the counter's cache line between the
-    /// cores that serve requests).
+    /// request, not one per image.
     pub fn cache_hits(&self, cache: CacheName, hits: u64) {
         if hits == 0 {
             return;
