@@ -13,8 +13,10 @@
 # the ratios to nginx, then p50/p99 latency at a fixed 5,000 req/s. ROUNDS=N (default 1) measures each
 # figure N times, the two servers alternating, and prints the medians (WEBHOOK_ARGS adds flags to the
 # webhook's command line, e.g. WEBHOOK_ARGS="--signature-cache-ttl 1h"): nginx's own figures move by
-# 20-50% from one run to the next on a shared 2-core machine. COST=N counts the webhook's instructions
-# per request instead (see below; COST_KEEP=dir keeps the callgrind dumps). Needs the Debian packages nginx-light and
+# 20-50% from one run to the next on a shared 2-core machine. Each figure carries the share of CPU
+# time the hypervisor stole during its runs; MAX_STEAL=P counts only the rounds in which no run had
+# more than P percent stolen (see `measure`). FIXED_ONLY=1 skips the maximum rates. COST=N counts
+# the webhook's instructions per request instead (see below; COST_KEEP=dir keeps the callgrind dumps). Needs the Debian packages nginx-light and
 # docker-registry, openssl, python3, curl, and oha (`cargo install oha --locked`). Not part of CI: the
 # figures depend on what else the machine runs.
 set -euo pipefail
@@ -24,6 +26,15 @@ ROUNDS=${ROUNDS:-1}
 RATE=${RATE:-5000}
 CONNECTIONS=${CONNECTIONS:-50}
 OHA=${OHA:-$(command -v oha || echo /opt/oha/bin/oha)}
+# PIN=1: the three servers on the first cores, the load generator on the last one (taskset), as
+# in a cluster where the API server does not share the webhook's cores. Each server then sizes
+# itself to the cores it may use (signet and the edge read their affinity; nginx is told).
+SERVE=() LOADGEN=() WORKERS=auto
+if [ -n "${PIN:-}" ]; then
+  last=$(($(nproc) - 1))
+  [ "$last" -ge 1 ] || { echo "PIN=1 needs at least 2 cores" >&2; exit 2; }
+  SERVE=(taskset -c "0-$((last - 1))") LOADGEN=(taskset -c "$last") WORKERS=$last
+fi
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "missing $1: $2" >&2; exit 2; }; }
 need nginx "apt-get install nginx-light"
@@ -124,7 +135,7 @@ json.dump(review, open(f"{work}/review.json", "w"), separators=(",", ":"))
 EOF
 
 hook_port=$(free_port)
-"$BIN" --log warn webhook --listen "127.0.0.1:$hook_port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
+"${SERVE[@]}" "$BIN" --log warn webhook --listen "127.0.0.1:$hook_port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
   --policy-dir "$work/policies" --mutate=false ${WEBHOOK_ARGS:-} > "$work/webhook.log" 2>&1 &
 webhook_pid=$!
 pids+=($webhook_pid)
@@ -134,12 +145,12 @@ case "$answer" in *'"allowed":true'*) ;; *) echo "the webhook did not allow the 
 
 nginx_port=$(free_port)
 mkdir -p "$work/nginx"
-python3 - "$work" "$nginx_port" "$answer" <<'EOF'
+python3 - "$work" "$nginx_port" "$answer" "$WORKERS" <<'EOF'
 import sys
-work, port, answer = sys.argv[1], sys.argv[2], sys.argv[3]
+work, port, answer, workers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 body = answer.replace("\\", "\\\\").replace("'", "\\'")
 open(f"{work}/nginx.conf", "w").write(f"""
-worker_processes auto;
+worker_processes {workers};
 pid {work}/nginx/nginx.pid;
 error_log {work}/nginx/error.log error;
 daemon off;
@@ -160,13 +171,13 @@ http {{
 }}
 """)
 EOF
-nginx -c "$work/nginx.conf" -e "$work/nginx/error.log" &
+"${SERVE[@]}" nginx -c "$work/nginx.conf" -e "$work/nginx/error.log" &
 pids+=($!)
 wait_for "https://127.0.0.1:$nginx_port/"
 
 floor_port=$(free_port)
 printf '%s' "$answer" > "$work/answer.json"
-"$FLOOR" "127.0.0.1:$floor_port" "$work/tls.crt" "$work/tls.key" "$work/answer.json" > "$work/floor.log" 2>&1 &
+"${SERVE[@]}" "$FLOOR" "127.0.0.1:$floor_port" "$work/tls.crt" "$work/tls.key" "$work/answer.json" > "$work/floor.log" 2>&1 &
 pids+=($!)
 wait_for "https://127.0.0.1:$floor_port/readyz"
 
@@ -278,7 +289,7 @@ PY
   exit 0
 fi
 
-# oha's JSON summary -> "rps p50_ms p99_ms"
+# oha's JSON summary -> "rps p50_ms p99_ms success"
 summary() {
   python3 -c '
 import json, sys
@@ -287,30 +298,46 @@ p = s["latencyPercentiles"]
 print("%.0f %.2f %.2f %s" % (s["summary"]["requestsPerSec"], p["p50"] * 1000, p["p99"] * 1000,
       s["summary"]["successRate"]))'
 }
+# The machine's CPU time so far, "steal total" in clock ticks (/proc/stat): steal is time the
+# hypervisor ran another guest while this one had work.
+cpu_ticks() { awk '/^cpu / { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+# One run -> "rps p50_ms p99_ms success steal_%".
 load() { # url http-flag [rate]
-  local rate=()
+  local rate=() line s0 t0 s1 t1
   [ -n "${3:-}" ] && rate=(-q "$3")
-  "$OHA" --no-tui --output-format json --insecure -z "${SECONDS_PER_RUN}s" -c "$CONNECTIONS" "${rate[@]}" $2 \
-    -m POST -H 'Content-Type: application/json' -D "$work/review.json" "$1" | summary
+  read -r s0 t0 < <(cpu_ticks)
+  line=$("${LOADGEN[@]}" "$OHA" --no-tui --output-format json --insecure -z "${SECONDS_PER_RUN}s" -c "$CONNECTIONS" "${rate[@]}" $2 \
+    -m POST -H 'Content-Type: application/json' -D "$work/review.json" "$1" | summary)
+  read -r s1 t1 < <(cpu_ticks)
+  echo "$line $(python3 -c "print('%.1f' % (100 * ($s1 - $s0) / max($t1 - $t0, 1)))")"
 }
 
-# ROUNDS alternating runs of each server -> three lines of medians, "rps p50 p99 success": signet's,
-# its edge alone, nginx's.
+# ROUNDS rounds of one run of each server in turn -> three lines of medians, "rps p50 p99 success
+# steal_% rounds": signet's, its edge alone, nginx's. With MAX_STEAL=P, a round in which any of
+# the three runs had more than P percent of the CPU time stolen is not counted, and rounds go on
+# until ROUNDS are counted or 4 x ROUNDS were run (then the medians are of every round, and
+# "rounds" says 0): on a shared virtual machine, the p99 at a fixed rate follows the steal (all
+# three servers measured 16-68 ms at 15-40% steal), and the steal changes from minute to minute.
 measure() { # http-flag [rate]
-  local round
-  for round in $(seq "$ROUNDS"); do
-    echo "hook $(load "$hook" "$1" "${2:-}")"
-    echo "edge $(load "$edge" "$1" "${2:-}")"
-    echo "yard $(load "$yard" "$1" "${2:-}")"
+  local attempt kept=0 h e y
+  for attempt in $(seq $((4 * ROUNDS))); do
+    h=$(load "$hook" "$1" "${2:-}")
+    e=$(load "$edge" "$1" "${2:-}")
+    y=$(load "$yard" "$1" "${2:-}")
+    echo "$h|$e|$y"
+    if python3 -c "import sys; sys.exit(0 if max(float(r.split()[-1]) for r in sys.argv[1:]) <= ${MAX_STEAL:-100} else 1)" "$h" "$e" "$y"; then
+      kept=$((kept + 1))
+      [ "$kept" -ge "$ROUNDS" ] && break
+    fi
   done | python3 -c '
 import statistics, sys
-rows = {"hook": [], "edge": [], "yard": []}
-for line in sys.stdin:
-    name, *values = line.split()
-    rows[name].append([float(v) for v in values])
-for name in ("hook", "edge", "yard"):
-    columns = list(zip(*rows[name]))
-    print("%.0f %.2f %.2f %s" % tuple(statistics.median(c) for c in columns))'
+limit = float(sys.argv[1])
+rounds = [[[float(v) for v in run.split()] for run in line.strip().split("|")] for line in sys.stdin]
+calm = [r for r in rounds if max(run[-1] for run in r) <= limit]
+used = calm or rounds
+for i in range(3):
+    columns = list(zip(*(r[i] for r in used)))
+    print("%.0f %.2f %.2f %s %.1f %d" % (*(statistics.median(c) for c in columns), len(calm)))' "${MAX_STEAL:-100}"
 }
 
 # The webhook's own time per admission (`signet_webhook_admission_duration_seconds`, from request
@@ -334,25 +361,30 @@ load "$hook" --http-version=1.1 > /dev/null   # warm both up
 load "$yard" --http-version=1.1 > /dev/null
 load "$edge" --http-version=1.1 > /dev/null
 echo "cached 3-image Pod admission, $CONNECTIONS connections, ${SECONDS_PER_RUN}s per run, median of $ROUNDS, $(nproc) cores"
-printf '%-9s %-14s %10s %9s %9s %8s\n' proto server req/s p50_ms p99_ms success
+echo "(steal: the share of the machine's CPU time the hypervisor gave to other guests during the run; MAX_STEAL=${MAX_STEAL:-none})"
+printf '%-9s %-14s %10s %9s %9s %8s %7s %7s\n' proto server req/s p50_ms p99_ms success steal% rounds
+row() { printf '%-9s %-14s %10s %9s %9s %8s %7s %7s\n' "$@"; }
 for proto in "--http-version=1.1" "--http2"; do
   name=${proto#--}; name=${name#http-version=}
-  # PERF_RECORD=file: a CPU profile of the webhook during its HTTP/1.1 maximum-rate run.
-  if [ -n "${PERF_RECORD:-}" ] && [ "$name" = 1.1 ]; then
-    perf record -e cpu-clock -F 4000 -g -p "$webhook_pid" -o "$PERF_RECORD" -- sleep "$SECONDS_PER_RUN" \
-      > /dev/null 2>&1 &
+  # FIXED_ONLY=1 measures the fixed rate alone (the p99), not the maximum rates.
+  if [ -z "${FIXED_ONLY:-}" ]; then
+    # PERF_RECORD=file: a CPU profile of the webhook during its HTTP/1.1 maximum-rate run.
+    if [ -n "${PERF_RECORD:-}" ] && [ "$name" = 1.1 ]; then
+      perf record -e cpu-clock -F 4000 -g -p "$webhook_pid" -o "$PERF_RECORD" -- sleep "$SECONDS_PER_RUN" \
+        > /dev/null 2>&1 &
+    fi
+    { read -r h_rps h_p50 h_p99 h_ok h_st h_n; read -r e_rps e_p50 e_p99 e_ok e_st e_n; read -r n_rps n_p50 n_p99 n_ok n_st n_n; } < <(measure "$proto")
+    row "$name" "signet max" "$h_rps" "$h_p50" "$h_p99" "$h_ok" "$h_st" "$h_n"
+    row "$name" "edge max" "$e_rps" "$e_p50" "$e_p99" "$e_ok" "$e_st"
+    row "$name" "nginx max" "$n_rps" "$n_p50" "$n_p99" "$n_ok" "$n_st"
+    python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'ratio', $h_rps / $n_rps))"
+    python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'edge ratio', $e_rps / $n_rps))"
   fi
-  { read -r h_rps h_p50 h_p99 h_ok; read -r e_rps e_p50 e_p99 e_ok; read -r n_rps n_p50 n_p99 n_ok; } < <(measure "$proto")
-  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "signet max" "$h_rps" "$h_p50" "$h_p99" "$h_ok"
-  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "edge max" "$e_rps" "$e_p50" "$e_p99" "$e_ok"
-  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "nginx max" "$n_rps" "$n_p50" "$n_p99" "$n_ok"
-  python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'ratio', $h_rps / $n_rps))"
-  python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'edge ratio', $e_rps / $n_rps))"
   read -r t0 q0 m0 < <(server_times)
-  { read -r h_rps h_p50 h_p99 h_ok; read -r e_rps e_p50 e_p99 e_ok; read -r n_rps n_p50 n_p99 n_ok; } < <(measure "$proto" "$RATE")
+  { read -r h_rps h_p50 h_p99 h_ok h_st h_n; read -r e_rps e_p50 e_p99 e_ok e_st e_n; read -r n_rps n_p50 n_p99 n_ok n_st n_n; } < <(measure "$proto" "$RATE")
   read -r t1 q1 m1 < <(server_times)
-  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "signet @$RATE" "$h_rps" "$h_p50" "$h_p99" "$h_ok"
-  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "edge @$RATE" "$e_rps" "$e_p50" "$e_p99" "$e_ok"
-  printf '%-9s %-14s %10s %9s %9s %8s\n' "$name" "nginx @$RATE" "$n_rps" "$n_p50" "$n_p99" "$n_ok"
+  row "$name" "signet @$RATE" "$h_rps" "$h_p50" "$h_p99" "$h_ok" "$h_st" "$h_n"
+  row "$name" "edge @$RATE" "$e_rps" "$e_p50" "$e_p99" "$e_ok" "$e_st"
+  row "$name" "nginx @$RATE" "$n_rps" "$n_p50" "$n_p99" "$n_ok" "$n_st"
   python3 -c "n = max($t1 - $t0, 1); print('%-9s %-14s %s admissions, %.2f%% answered within 0.25 ms and %.2f%% within 1 ms of their arrival' % ('$name', 'signet inside', n, 100 * ($q1 - $q0) / n, 100 * ($m1 - $m0) / n))"
 done

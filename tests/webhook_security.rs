@@ -19,14 +19,11 @@ use signet::admission::{Admission, DecisionSettings, Metrics, TlsSource, Webhook
 use signet::crypto::{Algorithm, generate_key_pair};
 use signet::policy::NoMatch;
 use signet::reference::ImageRef;
-use signet::registry::RegistryClient;
-use signet::signature::Descriptor;
 
 use support::kube_api::MockApi;
 use support::webhook::{
     ADMIN_GROUP, TestCa, TestWebhook, attestor_yaml, decoded_patch, fixture, metric, policy_state,
-    policy_state_of, policy_yaml, registry_client, settings, signed_registry,
-    write_signature_manifest,
+    policy_state_of, policy_yaml, registry_client, revoke_signatures, settings, signed_registry,
 };
 
 const DEADLINE: Duration = Duration::from_secs(8);
@@ -213,16 +210,6 @@ async fn a_failing_dry_run_policy_does_not_switch_pinning_off() {
         .await;
     assert_eq!(response["allowed"], true, "{response}");
     assert_eq!(response["auditAnnotations"]["result"], "dryrun");
-}
-
-/// Replaces the `.sig` manifest of `repo:tag` with one whose only layer verifies under no key:
-/// the image's signatures are, in effect, deleted.
-async fn revoke_signatures(client: &RegistryClient, host: &str, repo: &str, digest: &str) {
-    let image = ImageRef::parse(&format!("{host}/{repo}:latest")).expect("reference");
-    let payload = br#"{"critical":{}}"#;
-    let layer = Descriptor::for_signature(payload, b"not a signature", &BTreeMap::new());
-    client.push_blob(&image, payload).await.expect("payload");
-    write_signature_manifest(client, &image, digest, &[layer]).await;
 }
 
 /// The fixture pod is denied, the message naming `prod/app:v1`.

@@ -27,10 +27,20 @@
 //! caches' own lifetimes allow. A thread keeps at most 16,384 copies per map (about 300 bytes
 //! each, so 5 MiB), made only when an entry is read, and drops them all at once when full.
 
+//!
+//! Refresh ahead: an allowed image judged from the registry is looked up again before its entry
+//! expires, so that an image in steady use never makes its admissions wait for the registry.
+//! The first admission that reads the entry in the last sixth of its life
+//! ([`REFRESH_FRACTION`]) is answered from it as usual and hands the image back for a refresh
+//! in the background, which reads the registry and replaces the entry. One refresh per entry:
+//! if it fails, the entry still ends at its expiry, and the next admission judges the image as
+//! any missed image is judged. A refresh reads what an expiry would make the next admission
+//! read, a little earlier: a deleted signature still stops admitting within the caches' lifetime.
+
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::judge::ImageOutcome;
@@ -42,6 +52,9 @@ use super::verdict_cache::{ExpiringMap, text_shard};
 const THREAD_COPIES: usize = 16_384;
 /// Maps a thread keeps copies for (a process has one; tests start many).
 const THREAD_MAPS: usize = 4;
+
+/// An entry is refreshed in the last `1 / REFRESH_FRACTION` of its life (5 s of the default 30 s).
+const REFRESH_FRACTION: u32 = 6;
 
 /// Tells maps apart in the threads' copies.
 static NEXT_MAP_ID: AtomicU64 = AtomicU64::new(0);
@@ -66,6 +79,8 @@ struct Admitted {
     /// The digest came from the tag -> digest cache (the reference names no digest).
     resolved: bool,
     verdict: Arc<CachedVerdict>,
+    /// From when a read asks for a refresh (the expiry itself when it never does).
+    refresh_at: Instant,
 }
 
 impl Admitted {
@@ -76,6 +91,7 @@ impl Admitted {
             digest: self.digest.as_deref().map(Arc::from),
             resolved: self.resolved,
             verdict: Arc::new(CachedVerdict::clone(&self.verdict)),
+            refresh_at: self.refresh_at,
         }
     }
 }
@@ -87,6 +103,16 @@ pub(crate) struct AdmittedImages {
     /// Live entries replaced so far: threads drop their copies when it moves.
     replacements: AtomicU64,
     thread_copies: usize,
+    /// Entries handed back for a refresh, by key, with the expiry of the entry they were read
+    /// from: one refresh per entry.
+    refreshing: Mutex<HashMap<Box<str>, Instant, foldhash::fast::RandomState>>,
+}
+
+/// A cached admission: every image's outcome, and the images due for a refresh ahead of
+/// expiry (written text and digest), usually none.
+pub(crate) struct Hits {
+    pub outcomes: Vec<ImageOutcome>,
+    pub refresh: Vec<(String, Arc<str>)>,
 }
 
 /// What [`AdmittedImages::remember`] keeps about one image.
@@ -110,25 +136,27 @@ impl AdmittedImages {
             id: NEXT_MAP_ID.fetch_add(1, Ordering::Relaxed),
             replacements: AtomicU64::new(0),
             thread_copies: capacity.clamp(1, THREAD_COPIES),
+            refreshing: Mutex::new(HashMap::default()),
         }
     }
 
     /// The outcome of every image of `images` in `namespace` when each one is here for
-    /// `generation` (counted as hits of the digest and verdict caches it stands for); else the
-    /// images back, for the slow path.
+    /// `generation` (counted as hits of the digest and verdict caches it stands for), with
+    /// those this read claimed for a refresh; else the images back, for the slow path.
     pub fn outcomes(
         &self,
         generation: u64,
         namespace: &str,
         images: Vec<String>,
         metrics: &Metrics,
-    ) -> Result<Vec<ImageOutcome>, Vec<String>> {
+    ) -> Result<Hits, Vec<String>> {
         let replacements = self.replacements.load(Ordering::Acquire);
         let now = Instant::now();
         // One key buffer for every image, sized for the longest.
         let longest = images.iter().map(String::len).max().unwrap_or(0);
         let mut key = String::with_capacity(namespace.len() + longest + 8);
         let mut outcomes: Vec<ImageOutcome> = Vec::with_capacity(images.len());
+        let mut refresh = Vec::new();
         let mut images = images.into_iter();
         let (mut digest_hits, mut verdict_hits) = (0, 0);
         COPIES.with_borrow_mut(|threads| {
@@ -136,9 +164,12 @@ impl AdmittedImages {
             while let Some(written) = images.next() {
                 key_into(&mut key, namespace, &written);
                 match self.read(copies, &key, generation, now) {
-                    Some(admitted) => {
+                    Some((admitted, due)) => {
                         digest_hits += u64::from(admitted.resolved);
                         verdict_hits += u64::from(admitted.digest.is_some());
+                        if let (true, Some(digest)) = (due, &admitted.digest) {
+                            refresh.push((written.clone(), Arc::clone(digest)));
+                        }
                         outcomes.push(ImageOutcome {
                             written,
                             digest: admitted.digest,
@@ -159,7 +190,7 @@ impl AdmittedImages {
         // and misses there.
         metrics.cache_hits(CacheName::Digest, digest_hits);
         metrics.cache_hits(CacheName::Verdict, verdict_hits);
-        Ok(outcomes)
+        Ok(Hits { outcomes, refresh })
     }
 
     /// This thread's copies of this map's entries, emptied when a live entry was replaced
@@ -192,41 +223,82 @@ impl AdmittedImages {
     }
 
     /// The entry for `key` under `generation`, live at `now`: this thread's copy, else the
-    /// shared entry (copied for the next time).
+    /// shared entry (copied for the next time); and whether this read claimed its refresh.
     fn read(
         &self,
         copies: &mut ThreadCopies,
         key: &str,
         generation: u64,
         now: Instant,
-    ) -> Option<Admitted> {
-        if let Some((admitted, until)) = copies.entries.get(key)
-            && admitted.generation == generation
-            && *until > now
-        {
-            return Some(admitted.clone());
-        }
-        let (shared, until) = self.map.get_until(text_shard(key), key)?;
-        if shared.generation != generation {
-            return None;
-        }
-        let copy = shared.thread_copy();
+    ) -> Option<(Admitted, bool)> {
+        let copy = match copies.entries.get_mut(key) {
+            Some((admitted, until)) if admitted.generation == generation && *until > now => {
+                if now < admitted.refresh_at {
+                    return Some((admitted.clone(), false));
+                }
+                // Asked once per thread and entry: this thread's copy asks no more.
+                admitted.refresh_at = *until;
+                let due = self.claim_refresh(key, *until, now);
+                return Some((admitted.clone(), due));
+            }
+            _ => {
+                let (shared, until) = self.map.get_until(text_shard(key), key)?;
+                if shared.generation != generation {
+                    return None;
+                }
+                (shared.thread_copy(), until)
+            }
+        };
         if copies.entries.len() >= self.thread_copies {
             copies.entries.clear();
         }
-        copies.entries.insert(Box::from(key), (copy.clone(), until));
-        Some(copy)
+        let (mut admitted, until) = copy;
+        let due = now >= admitted.refresh_at && self.claim_refresh(key, until, now);
+        let answer = admitted.clone();
+        if now >= admitted.refresh_at {
+            admitted.refresh_at = until;
+        }
+        copies.entries.insert(Box::from(key), (admitted, until));
+        Some((answer, due))
+    }
+
+    /// True for the first reader of the entry of `key` that ends at `until`; the claims of
+    /// entries already ended are dropped as claims are made.
+    fn claim_refresh(&self, key: &str, until: Instant, now: Instant) -> bool {
+        // A poisoned lock only means a panic between two single map operations.
+        let mut refreshing = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        if refreshing.get(key) == Some(&until) {
+            return false;
+        }
+        if refreshing.len() >= 1024 {
+            refreshing.retain(|_, ends| *ends > now);
+        }
+        refreshing.insert(Box::from(key), until);
+        true
     }
 
     /// Keeps one image's outcome until `judged.until`.
     pub fn remember(&self, judged: Judged<'_>) {
         let mut key = String::new();
         key_into(&mut key, judged.namespace, judged.written);
+        // Only allowed images judged from the registry are refreshed: an image no policy
+        // governs has nothing to read, and a denial ends as it is.
+        let refresh_at = match (judged.digest, judged.verdict.allowed) {
+            (Some(_), true) => {
+                let life = judged.until.saturating_duration_since(Instant::now());
+                judged
+                    .until
+                    .checked_sub(life / REFRESH_FRACTION)
+                    .unwrap_or(judged.until)
+            }
+            _ => judged.until,
+        };
         let admitted = Admitted {
             generation: judged.generation,
             digest: judged.digest.cloned(),
             resolved: judged.resolved,
             verdict: Arc::clone(judged.verdict),
+            refresh_at,
         };
         let replaced = self.map.insert_until(
             text_shard(&key),
@@ -310,7 +382,8 @@ mod tests {
                 texts(&["r.example/web:v1", "r.example/app:v1"]),
                 &metrics,
             )
-            .unwrap_or_else(|_| panic!("both images are remembered"));
+            .unwrap_or_else(|_| panic!("both images are remembered"))
+            .outcomes;
         let digests: Vec<_> = outcomes.iter().map(|o| o.digest.as_deref()).collect();
         assert_eq!(
             digests,
@@ -353,8 +426,80 @@ mod tests {
     fn digest_of(images: &AdmittedImages, written: &str) -> Option<String> {
         let outcomes = images
             .outcomes(7, "shop", texts(&[written]), &Metrics::new())
-            .ok()?;
+            .ok()?
+            .outcomes;
         outcomes[0].digest.as_deref().map(str::to_string)
+    }
+
+    /// The images `outcomes` hands back for a refresh, read from `thread` (this one or a new
+    /// one), for `shop`, generation 7.
+    fn refresh_claims(images: &AdmittedImages, written: &str, thread: bool) -> Vec<String> {
+        let read = || {
+            let hits = images.outcomes(7, "shop", texts(&[written]), &Metrics::new());
+            let hits = hits.unwrap_or_else(|_| panic!("{written} is remembered"));
+            hits.refresh.into_iter().map(|(w, _)| w).collect()
+        };
+        if thread {
+            std::thread::scope(|s| s.spawn(read).join().unwrap())
+        } else {
+            read()
+        }
+    }
+
+    #[test]
+    fn an_allowed_entry_is_handed_back_for_one_refresh_in_the_last_sixth_of_its_life() {
+        let images = AdmittedImages::new(100);
+        let app = "r.example/app:v1";
+        remember(
+            &images,
+            "shop",
+            app,
+            Instant::now() + Duration::from_millis(1200),
+        );
+        // Read early: copied by this thread and another, no refresh yet.
+        assert!(refresh_claims(&images, app, false).is_empty());
+        assert!(refresh_claims(&images, app, true).is_empty());
+        std::thread::sleep(Duration::from_millis(1050));
+        // Past five sixths: the first reader claims it, from its thread's copy; nobody else.
+        assert_eq!(refresh_claims(&images, app, false), [app]);
+        assert!(refresh_claims(&images, app, false).is_empty());
+        assert!(refresh_claims(&images, app, true).is_empty());
+        // The refresh's judgment replaces the entry: claimable again near its own end.
+        remember(
+            &images,
+            "shop",
+            app,
+            Instant::now() + Duration::from_millis(1200),
+        );
+        assert!(refresh_claims(&images, app, false).is_empty());
+        std::thread::sleep(Duration::from_millis(1050));
+        assert_eq!(refresh_claims(&images, app, true), [app]);
+        assert!(refresh_claims(&images, app, false).is_empty());
+    }
+
+    #[test]
+    fn an_ungoverned_or_denied_entry_is_never_refreshed() {
+        let images = AdmittedImages::new(100);
+        let until = Instant::now() + Duration::from_millis(1200);
+        let denied = Arc::new(CachedVerdict::denied("no signature".to_string()));
+        let digest: Arc<str> = Arc::from("sha256:abc");
+        for (written, digest, verdict) in [
+            ("r.example/free:v1", None, verdict()),
+            ("r.example/bad:v1", Some(&digest), denied),
+        ] {
+            images.remember(Judged {
+                generation: 7,
+                namespace: "shop",
+                written,
+                digest,
+                resolved: digest.is_some(),
+                verdict: &verdict,
+                until,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1050));
+        assert!(refresh_claims(&images, "r.example/free:v1", false).is_empty());
+        assert!(refresh_claims(&images, "r.example/bad:v1", false).is_empty());
     }
 
     #[test]

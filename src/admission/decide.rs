@@ -76,12 +76,12 @@ impl Default for DecisionSettings {
 
 /// Everything a decision needs, shared by all requests.
 pub struct Admission {
-    judge: Judge,
+    judge: Arc<Judge>,
     breakglass: BreakglassAuthorizer,
     events: EventSink,
     metrics: Arc<Metrics>,
     settings: DecisionSettings,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
 }
 
 impl Admission {
@@ -96,16 +96,16 @@ impl Admission {
     ) -> Self {
         metrics.common().observe_policy(policy.clone());
         Admission {
-            judge: Judge::new(
+            judge: Arc::new(Judge::new(
                 policy,
                 registry,
                 kube.clone(),
                 &settings,
                 Arc::clone(&metrics),
-            ),
+            )),
             breakglass: BreakglassAuthorizer::new(settings.breakglass_groups.clone(), kube.clone()),
             events: EventSink::new(kube, settings.instance.clone(), Arc::clone(&metrics)),
-            permits: Semaphore::new(settings.max_in_progress.max(1)),
+            permits: Arc::new(Semaphore::new(settings.max_in_progress.max(1))),
             metrics,
             settings,
         }
@@ -215,7 +215,12 @@ impl Admission {
             return compose(context, &Case::Breakglass(&answer));
         }
         let outcomes = match self.judge.admitted_outcomes(workload) {
-            Ok(outcomes) => outcomes,
+            Ok(hits) => {
+                if !hits.refresh.is_empty() {
+                    self.refresh_in_background(workload, hits.refresh);
+                }
+                hits.outcomes
+            }
             // Only work that may reach a registry waits for a permit.
             Err(images) => {
                 let permit = tokio::time::timeout_at(deadline, self.permits.acquire()).await;
@@ -233,6 +238,24 @@ impl Admission {
                 outcomes: &outcomes,
             },
         )
+    }
+}
+
+impl Admission {
+    /// Starts the refresh of `images` ahead of their expiry (`Judge::refresh_images`), in a
+    /// task of its own under a permit, so that no admission waits for it. Without a free
+    /// permit it is not started: the entries then end at their expiry, as without refreshes.
+    fn refresh_in_background(&self, workload: &Workload, images: Vec<(String, Arc<str>)>) {
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            return;
+        };
+        let judge = Arc::clone(&self.judge);
+        let workload = workload.clone();
+        let deadline = tokio::time::Instant::now() + self.settings.deadline;
+        tokio::spawn(async move {
+            let _permit = permit;
+            judge.refresh_images(&workload, images, deadline).await;
+        });
     }
 }
 

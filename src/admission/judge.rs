@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use tokio::sync::OnceCell;
 
-use super::admitted::{AdmittedImages, Judged};
+use super::admitted::{AdmittedImages, Hits, Judged};
 use super::decide::DecisionSettings;
 use super::images::{Workload, distinct_images};
 use super::lookup::{LookupTimings, Lookups, RequestRegistry};
@@ -167,13 +167,38 @@ impl Judge {
     /// distinct images, for [`Judge::judge_images`]. Takes no lock but the fast path's own.
     /// A hit implies the snapshot of that generation knew the namespace's labels: entries are
     /// made only then.
-    pub fn admitted_outcomes(&self, workload: &Workload) -> Result<Vec<ImageOutcome>, Vec<String>> {
+    pub fn admitted_outcomes(&self, workload: &Workload) -> Result<Hits, Vec<String>> {
         self.admitted.outcomes(
             self.policy.generation(),
             &workload.namespace,
             distinct_images(workload),
             &self.metrics,
         )
+    }
+
+    /// Looks up `images` (written text and digest, as [`Judge::admitted_outcomes`] handed them
+    /// back for a refresh) in the registry again, ahead of their entries' expiry: what is cached
+    /// of each is dropped first (the fast path's entry still answers meanwhile), then they are
+    /// judged as missed images are, which replaces their entries.
+    pub async fn refresh_images(
+        &self,
+        workload: &Workload,
+        images: Vec<(String, Arc<str>)>,
+        deadline: tokio::time::Instant,
+    ) {
+        let generation = self.policy.generation();
+        for (written, digest) in &images {
+            let Ok(parsed) = self.parse_reference(written) else {
+                continue;
+            };
+            let key = verdict_key_of(generation, &workload.namespace, &parsed.normalised, digest);
+            self.verdicts.expire(key[0], &key);
+            self.lookups
+                .forget(&parsed.image, &parsed.normalised, digest)
+                .await;
+        }
+        let written = images.into_iter().map(|(written, _)| written).collect();
+        self.judge_images(workload, written, deadline).await;
     }
 
     /// Judges `images` (the distinct images of `workload` that [`Judge::admitted_outcomes`]

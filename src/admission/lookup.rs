@@ -322,6 +322,18 @@ impl Lookups {
         flight.await
     }
 
+    /// Drops what is cached of `image` at `digest` (its tag's digest, keyed by `key` as in
+    /// [`Lookups::digest_keyed`], and its signatures), so that the next lookup reads the
+    /// registry: a refresh ahead of expiry (`Judge::refresh_images`).
+    pub async fn forget(&self, image: &ImageRef, key: &str, digest: &str) {
+        if image.digest().is_none() {
+            self.digests.expire(text_shard(key), key);
+        }
+        self.signatures
+            .invalidate(&signatures_key(image, digest))
+            .await;
+    }
+
     /// [`Lookups::signatures`] read afresh: the cached answer for `digest` is dropped first (the
     /// push-to-deploy grace waits for signatures that were not there a moment ago).
     pub async fn refresh_signatures(

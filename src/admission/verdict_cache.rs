@@ -150,6 +150,18 @@ impl<K: Hash + Eq + Clone, V: Clone> ExpiringMap<K, V> {
         false
     }
 
+    /// Ends `key`'s entry now, if there is one: read as absent from here on, and replaced (not
+    /// counted as a live replacement) by the next insert.
+    pub fn expire<Q>(&self, hint: u8, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if let Some(stored) = self.shard(hint).entries.get_mut(key) {
+            stored.expires_ms = 0;
+        }
+    }
+
     /// Live entries now (expired ones not counted).
     pub fn live_entries(&self) -> u64 {
         let now = self.now_ms();
@@ -231,5 +243,18 @@ mod tests {
         map.insert(2, 6, 60, Duration::from_secs(10));
         let (_, read) = map.get_until(2, &6).unwrap();
         assert!(read > Instant::now() + Duration::from_secs(9));
+    }
+
+    #[test]
+    fn an_expired_entry_reads_as_absent_and_its_next_insert_is_no_replacement() {
+        let map: ExpiringMap<u32, u32> = ExpiringMap::new(32);
+        let until = Instant::now() + Duration::from_secs(60);
+        map.insert_until(1, 9, 90, until);
+        map.expire(1, &9);
+        map.expire(1, &8); // absent: nothing happens
+        assert_eq!(map.get(1, &9), None);
+        assert_eq!(map.live_entries(), 0);
+        assert!(!map.insert_until(1, 9, 91, until));
+        assert_eq!(map.get(1, &9), Some(91));
     }
 }

@@ -14,7 +14,7 @@ use signet::crypto::{Algorithm, FileKey, SigningKey, generate_key_pair};
 use signet::policy::{self, EngineOptions, NoMatch, PolicyInputs};
 use signet::reference::ImageRef;
 use signet::registry::{RegistryClient, RegistryOptions, SignatureStore};
-use signet::signature::SignatureType;
+use signet::signature::{Descriptor, SignatureType};
 
 use super::Registry;
 
@@ -426,6 +426,16 @@ pub fn metric(text: &str, line_prefix: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Replaces the `.sig` manifest of `repo:tag` with one whose only layer verifies under no key:
+/// the image's signatures are, in effect, deleted.
+pub async fn revoke_signatures(client: &RegistryClient, host: &str, repo: &str, digest: &str) {
+    let image = ImageRef::parse(&format!("{host}/{repo}:latest")).expect("reference");
+    let payload = br#"{"critical":{}}"#;
+    let layer = Descriptor::for_signature(payload, b"not a signature", &BTreeMap::new());
+    client.push_blob(&image, payload).await.expect("payload");
+    write_signature_manifest(client, &image, digest, &[layer]).await;
 }
 
 /// Writes the `.sig` manifest of `digest` in the repository of `image` with exactly `layers`
