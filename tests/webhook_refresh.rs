@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use support::CorruptingProxy;
 use support::webhook::{
-    TestWebhook, fixture, policy_state_simple, registry_client, revoke_signatures, settings,
-    signed_registry,
+    SignedRegistry, TestWebhook, fixture, policy_state_simple, registry_client, revoke_signatures,
+    settings, signed_registry,
 };
 
 const DEADLINE: Duration = Duration::from_secs(8);
@@ -39,19 +39,51 @@ async fn requests_beyond(proxy: &CorruptingProxy, than: usize, within: Duration)
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_image_in_steady_use_is_read_again_before_its_entry_expires_and_never_waits() {
+/// A webhook whose caches last `ttl`, over a signed registry reached through a recording
+/// proxy, that has just allowed the fixture pod once.
+struct Admitted {
+    setup: SignedRegistry,
+    proxy: CorruptingProxy,
+    webhook: TestWebhook,
+    /// The proxy's host, which the pod's images name.
+    host: String,
+    body: Vec<u8>,
+    /// When the first admission was sent.
+    start: Instant,
+}
+
+async fn admitted_once(ttl: Duration) -> Admitted {
     let setup = signed_registry().await;
     let proxy = CorruptingProxy::recording(&setup.host());
     let host = proxy.host();
     let state = policy_state_simple(&host, &setup.public_key_pem);
-    let ttl = Duration::from_secs(3);
     let webhook = TestWebhook::start(state, with_ttl(ttl), None).await;
     let body = fixture("pod-create.json", &host, None);
-
     let start = Instant::now();
     let answer = webhook.review("/validate", body.clone()).await;
     assert_eq!(answer["allowed"], true, "{answer}");
+    Admitted {
+        setup,
+        proxy,
+        webhook,
+        host,
+        body,
+        start,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_in_steady_use_is_read_again_before_its_entry_expires_and_never_waits() {
+    let ttl = Duration::from_secs(3);
+    let Admitted {
+        // Bound, not dropped: the registry and proxy live until the end.
+        setup: _setup,
+        proxy,
+        webhook,
+        host: _,
+        body,
+        start,
+    } = admitted_once(ttl).await;
     // Two governed images: the tag, the .sig manifest and its payload blob of each.
     let cold = proxy.request_lines().len();
     assert_eq!(cold, 6, "{:#?}", proxy.request_lines());
@@ -101,17 +133,15 @@ async fn an_image_in_steady_use_is_read_again_before_its_entry_expires_and_never
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signature_revoked_meanwhile_is_denied_once_the_refresh_has_read_it() {
-    let setup = signed_registry().await;
-    let proxy = CorruptingProxy::recording(&setup.host());
-    let host = proxy.host();
-    let state = policy_state_simple(&host, &setup.public_key_pem);
     let ttl = Duration::from_secs(6);
-    let webhook = TestWebhook::start(state, with_ttl(ttl), None).await;
-    let body = fixture("pod-create.json", &host, None);
-
-    let start = Instant::now();
-    let answer = webhook.review("/validate", body.clone()).await;
-    assert_eq!(answer["allowed"], true, "{answer}");
+    let Admitted {
+        setup,
+        proxy: _proxy,
+        webhook,
+        host,
+        body,
+        start,
+    } = admitted_once(ttl).await;
     // Written to the registry directly: the proxy counts the webhook's requests only.
     let digest = setup.digest("prod/app:v1");
     revoke_signatures(&registry_client(), &setup.host(), "prod/app", &digest).await;
