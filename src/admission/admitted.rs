@@ -103,9 +103,17 @@ pub(crate) struct AdmittedImages {
     /// Live entries replaced so far: threads drop their copies when it moves.
     replacements: AtomicU64,
     thread_copies: usize,
-    /// Entries handed back for a refresh, by key, with the expiry of the entry they were read
-    /// from: one refresh per entry.
-    refreshing: Mutex<HashMap<Box<str>, Instant, foldhash::fast::RandomState>>,
+    /// Entries handed back for a refresh: one refresh per entry.
+    refreshing: Mutex<Claims>,
+}
+
+/// Claimed refreshes, by key, with the expiry of the entry they were claimed for. Claims of
+/// ended entries are swept when the map reaches `sweep_at`, which then doubles what is left (at
+/// least 1,024): amortised constant time per claim, at most the live entries' number of claims.
+#[derive(Default)]
+struct Claims {
+    by_key: HashMap<Box<str>, Instant, foldhash::fast::RandomState>,
+    sweep_at: usize,
 }
 
 /// A cached admission: every image's outcome, and the images due for a refresh ahead of
@@ -136,7 +144,7 @@ impl AdmittedImages {
             id: NEXT_MAP_ID.fetch_add(1, Ordering::Relaxed),
             replacements: AtomicU64::new(0),
             thread_copies: capacity.clamp(1, THREAD_COPIES),
-            refreshing: Mutex::new(HashMap::default()),
+            refreshing: Mutex::new(Claims::default()),
         }
     }
 
@@ -266,14 +274,15 @@ impl AdmittedImages {
     /// entries already ended are dropped as claims are made.
     fn claim_refresh(&self, key: &str, until: Instant, now: Instant) -> bool {
         // A poisoned lock only means a panic between two single map operations.
-        let mut refreshing = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
-        if refreshing.get(key) == Some(&until) {
+        let mut claims = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        if claims.by_key.get(key) == Some(&until) {
             return false;
         }
-        if refreshing.len() >= 1024 {
-            refreshing.retain(|_, ends| *ends > now);
+        if claims.by_key.len() >= claims.sweep_at {
+            claims.by_key.retain(|_, ends| *ends > now);
+            claims.sweep_at = (2 * claims.by_key.len()).max(1024);
         }
-        refreshing.insert(Box::from(key), until);
+        claims.by_key.insert(Box::from(key), until);
         true
     }
 
@@ -464,6 +473,22 @@ mod tests {
             assert!(refresh_claims(&images, app, false).is_empty());
             assert!(refresh_claims(&images, app, true).is_empty());
         }
+    }
+
+    #[test]
+    fn claims_of_ended_entries_are_swept_and_live_ones_kept() {
+        let images = AdmittedImages::new(100);
+        let now = Instant::now();
+        let (ended, live) = (now - Duration::from_secs(1), now + Duration::from_secs(60));
+        assert!(images.claim_refresh("live", live, now));
+        for i in 0..1500 {
+            assert!(images.claim_refresh(&format!("ended-{i}"), ended, now));
+        }
+        // Swept once at 1,024 claims: the ended ones went, the live one stayed claimed.
+        let left = images.refreshing.lock().unwrap().by_key.len();
+        assert!(left < 1500 - 1000, "{left} claims kept");
+        assert!(!images.claim_refresh("live", live, now));
+        assert!(images.claim_refresh("live", live + Duration::from_secs(1), now));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::breakglass::{BreakglassAsk, BreakglassAuthorizer, Requester};
 use super::compose::{Case, Composed, Context, compose};
 use super::events::{EventSink, WorkloadEvent};
 use super::images::{Workload, workload_of};
-use super::judge::Judge;
+use super::judge::{ImageOutcome, Judge};
 use super::lookup::LookupTimings;
 use super::metrics::{AdmissionResult, Endpoint, Metrics};
 use super::review::{Answer, ReviewError, ReviewRequest, parse_review};
@@ -214,13 +214,8 @@ impl Admission {
                 .await;
             return compose(context, &Case::Breakglass(&answer));
         }
-        let outcomes = match self.judge.admitted_outcomes(workload) {
-            Ok(hits) => {
-                if !hits.refresh.is_empty() {
-                    self.refresh_in_background(workload, hits.refresh);
-                }
-                hits.outcomes
-            }
+        let outcomes = match self.cached_outcomes(workload) {
+            Ok(outcomes) => outcomes,
             // Only work that may reach a registry waits for a permit.
             Err(images) => {
                 let permit = tokio::time::timeout_at(deadline, self.permits.acquire()).await;
@@ -242,6 +237,16 @@ impl Admission {
 }
 
 impl Admission {
+    /// Every image's outcome from the fast path (`Judge::admitted_outcomes`), starting the
+    /// refresh of those due for one; else the images to judge.
+    fn cached_outcomes(&self, workload: &Workload) -> Result<Vec<ImageOutcome>, Vec<String>> {
+        let hits = self.judge.admitted_outcomes(workload)?;
+        if !hits.refresh.is_empty() {
+            self.refresh_in_background(workload, hits.refresh);
+        }
+        Ok(hits.outcomes)
+    }
+
     /// Starts the refresh of `images` ahead of their expiry (`Judge::refresh_images`), in a
     /// task of its own under a permit, so that no admission waits for it. Without a free
     /// permit it is not started: the entries then end at their expiry, as without refreshes.
