@@ -26,7 +26,6 @@
 //! still be answered from a copy until its expiry: no later than the digest and verdict
 //! caches' own lifetimes allow. A thread keeps at most 16,384 copies per map (about 300 bytes
 //! each, so 5 MiB), made only when an entry is read, and drops them all at once when full.
-
 //!
 //! Refresh ahead: an allowed image judged from the registry is looked up again before its entry
 //! expires, so that an image in steady use never makes its admissions wait for the registry.
@@ -241,12 +240,7 @@ impl AdmittedImages {
     ) -> Option<(Admitted, bool)> {
         let copy = match copies.entries.get_mut(key) {
             Some((admitted, until)) if admitted.generation == generation && *until > now => {
-                if now < admitted.refresh_at {
-                    return Some((admitted.clone(), false));
-                }
-                // Asked once per thread and entry: this thread's copy asks no more.
-                admitted.refresh_at = *until;
-                let due = self.claim_refresh(key, *until, now);
+                let due = self.refresh_due(admitted, key, *until, now);
                 return Some((admitted.clone(), due));
             }
             _ => {
@@ -261,13 +255,21 @@ impl AdmittedImages {
             copies.entries.clear();
         }
         let (mut admitted, until) = copy;
-        let due = now >= admitted.refresh_at && self.claim_refresh(key, until, now);
-        let answer = admitted.clone();
-        if now >= admitted.refresh_at {
-            admitted.refresh_at = until;
+        let due = self.refresh_due(&mut admitted, key, until, now);
+        copies
+            .entries
+            .insert(Box::from(key), (admitted.clone(), until));
+        Some((admitted, due))
+    }
+
+    /// Whether this read of a thread's copy claims its entry's refresh: past the refresh point,
+    /// the first on this thread asks (then the copy asks no more), and one asker in all wins.
+    fn refresh_due(&self, copy: &mut Admitted, key: &str, until: Instant, now: Instant) -> bool {
+        if now < copy.refresh_at {
+            return false;
         }
-        copies.entries.insert(Box::from(key), (admitted, until));
-        Some((answer, due))
+        copy.refresh_at = until;
+        self.claim_refresh(key, until, now)
     }
 
     /// True for the first reader of the entry of `key` that ends at `until`; the claims of

@@ -234,9 +234,7 @@ impl Admission {
             },
         )
     }
-}
 
-impl Admission {
     /// Every image's outcome from the fast path (`Judge::admitted_outcomes`), starting the
     /// refresh of those due for one; else the images to judge.
     fn cached_outcomes(&self, workload: &Workload) -> Result<Vec<ImageOutcome>, Vec<String>> {
