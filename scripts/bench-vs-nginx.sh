@@ -172,13 +172,15 @@ http {{
 """)
 EOF
 "${SERVE[@]}" nginx -c "$work/nginx.conf" -e "$work/nginx/error.log" &
-pids+=($!)
+nginx_pid=$!
+pids+=($nginx_pid)
 wait_for "https://127.0.0.1:$nginx_port/"
 
 floor_port=$(free_port)
 printf '%s' "$answer" > "$work/answer.json"
 "${SERVE[@]}" "$FLOOR" "127.0.0.1:$floor_port" "$work/tls.crt" "$work/tls.key" "$work/answer.json" > "$work/floor.log" 2>&1 &
-pids+=($!)
+floor_pid=$!
+pids+=($floor_pid)
 wait_for "https://127.0.0.1:$floor_port/readyz"
 
 # HOLD=1: set everything up, print where it runs, and wait (Ctrl-C ends it): for profiling by hand.
@@ -301,19 +303,28 @@ print("%.0f %.2f %.2f %s" % (s["summary"]["requestsPerSec"], p["p50"] * 1000, p[
 # The machine's CPU time so far, "steal total" in clock ticks (/proc/stat): steal is time the
 # hypervisor ran another guest while this one had work.
 cpu_ticks() { awk '/^cpu / { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
-# One run -> "rps p50_ms p99_ms success steal_%".
-load() { # url http-flag [rate]
-  local rate=() line s0 t0 s1 t1
+# The CPU time (user + kernel, clock ticks) the processes PIDS... and their threads have used so far.
+process_ticks() { local pid total=0; for pid in "$@"; do total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat"))); done; echo "$total"; }
+# One run -> "rps p50_ms p99_ms success steal_% cpu_us": cpu_us is the server's CPU time per request
+# (its processes PIDS, all threads). Stolen time is not charged to a process, so unlike the p99 it
+# barely moves with the steal; at a fixed rate it is what a request costs on cold caches.
+load() { # url http-flag rate-or-empty pids...
+  local rate=() line s0 t0 s1 t1 c0 c1 url=$1 flag=$2
   [ -n "${3:-}" ] && rate=(-q "$3")
+  shift 3
   read -r s0 t0 < <(cpu_ticks)
-  line=$("${LOADGEN[@]}" "$OHA" --no-tui --output-format json --insecure -z "${SECONDS_PER_RUN}s" -c "$CONNECTIONS" "${rate[@]}" $2 \
-    -m POST -H 'Content-Type: application/json' -D "$work/review.json" "$1" | summary)
+  c0=$(process_ticks "$@")
+  line=$("${LOADGEN[@]}" "$OHA" --no-tui --output-format json --insecure -z "${SECONDS_PER_RUN}s" -c "$CONNECTIONS" "${rate[@]}" $flag \
+    -m POST -H 'Content-Type: application/json' -D "$work/review.json" "$url" | summary)
+  c1=$(process_ticks "$@")
   read -r s1 t1 < <(cpu_ticks)
-  echo "$line $(python3 -c "print('%.1f' % (100 * ($s1 - $s0) / max($t1 - $t0, 1)))")"
+  echo "$line $(python3 -c "
+rps = float('$line'.split()[0])
+print('%.1f %.1f' % (100 * ($s1 - $s0) / max($t1 - $t0, 1), ($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / max(rps * $SECONDS_PER_RUN, 1)))")"
 }
 
 # ROUNDS rounds of one run of each server in turn -> three lines of medians, "rps p50 p99 success
-# steal_% rounds": signet's, its edge alone, nginx's. With MAX_STEAL=P, a round in which any of
+# steal_% cpu_us rounds": signet's, its edge alone, nginx's. With MAX_STEAL=P, a round in which any of
 # the three runs had more than P percent of the CPU time stolen is not counted, and rounds go on
 # until ROUNDS are counted or 4 x ROUNDS were run (then the medians are of every round, and
 # "rounds" says 0): on a shared virtual machine, the p99 at a fixed rate follows the steal (all
@@ -321,11 +332,11 @@ load() { # url http-flag [rate]
 measure() { # http-flag [rate]
   local attempt kept=0 h e y
   for attempt in $(seq $((4 * ROUNDS))); do
-    h=$(load "$hook" "$1" "${2:-}")
-    e=$(load "$edge" "$1" "${2:-}")
-    y=$(load "$yard" "$1" "${2:-}")
+    h=$(load "$hook" "$1" "${2:-}" "$webhook_pid")
+    e=$(load "$edge" "$1" "${2:-}" "$floor_pid")
+    y=$(load "$yard" "$1" "${2:-}" "$nginx_pid" $(pgrep -P "$nginx_pid"))
     echo "$h|$e|$y"
-    if python3 -c "import sys; sys.exit(0 if max(float(r.split()[-1]) for r in sys.argv[1:]) <= ${MAX_STEAL:-100} else 1)" "$h" "$e" "$y"; then
+    if python3 -c "import sys; sys.exit(0 if max(float(r.split()[4]) for r in sys.argv[1:]) <= ${MAX_STEAL:-100} else 1)" "$h" "$e" "$y"; then
       kept=$((kept + 1))
       [ "$kept" -ge "$ROUNDS" ] && break
     fi
@@ -333,11 +344,11 @@ measure() { # http-flag [rate]
 import statistics, sys
 limit = float(sys.argv[1])
 rounds = [[[float(v) for v in run.split()] for run in line.strip().split("|")] for line in sys.stdin]
-calm = [r for r in rounds if max(run[-1] for run in r) <= limit]
+calm = [r for r in rounds if max(run[4] for run in r) <= limit]
 used = calm or rounds
 for i in range(3):
     columns = list(zip(*(r[i] for r in used)))
-    print("%.0f %.2f %.2f %s %.1f %d" % (*(statistics.median(c) for c in columns), len(calm)))' "${MAX_STEAL:-100}"
+    print("%.0f %.2f %.2f %s %.1f %.1f %d" % (*(statistics.median(c) for c in columns), len(calm)))' "${MAX_STEAL:-100}"
 }
 
 # The webhook's own time per admission (`signet_webhook_admission_duration_seconds`, from request
@@ -357,13 +368,13 @@ print(b.get("+Inf", 0), b.get("0.00025", 0), b.get("0.001", 0))'
 hook="https://127.0.0.1:$hook_port/validate"
 yard="https://127.0.0.1:$nginx_port/validate"
 edge="https://127.0.0.1:$floor_port/validate"
-load "$hook" --http-version=1.1 > /dev/null   # warm both up
-load "$yard" --http-version=1.1 > /dev/null
-load "$edge" --http-version=1.1 > /dev/null
+load "$hook" --http-version=1.1 "" "$webhook_pid" > /dev/null   # warm them up
+load "$yard" --http-version=1.1 "" "$nginx_pid" > /dev/null
+load "$edge" --http-version=1.1 "" "$floor_pid" > /dev/null
 echo "cached 3-image Pod admission, $CONNECTIONS connections, ${SECONDS_PER_RUN}s per run, median of $ROUNDS, $(nproc) cores"
 echo "(steal: the share of the machine's CPU time the hypervisor gave to other guests during the run; MAX_STEAL=${MAX_STEAL:-none})"
-printf '%-9s %-14s %10s %9s %9s %8s %7s %7s\n' proto server req/s p50_ms p99_ms success steal% rounds
-row() { printf '%-9s %-14s %10s %9s %9s %8s %7s %7s\n' "$@"; }
+printf '%-9s %-14s %10s %9s %9s %8s %7s %9s %7s\n' proto server req/s p50_ms p99_ms success steal% cpu_us/req rounds
+row() { printf '%-9s %-14s %10s %9s %9s %8s %7s %9s %7s\n' "$@"; }
 for proto in "--http-version=1.1" "--http2"; do
   name=${proto#--}; name=${name#http-version=}
   # FIXED_ONLY=1 measures the fixed rate alone (the p99), not the maximum rates.
@@ -373,18 +384,18 @@ for proto in "--http-version=1.1" "--http2"; do
       perf record -e cpu-clock -F 4000 -g -p "$webhook_pid" -o "$PERF_RECORD" -- sleep "$SECONDS_PER_RUN" \
         > /dev/null 2>&1 &
     fi
-    { read -r h_rps h_p50 h_p99 h_ok h_st h_n; read -r e_rps e_p50 e_p99 e_ok e_st e_n; read -r n_rps n_p50 n_p99 n_ok n_st n_n; } < <(measure "$proto")
-    row "$name" "signet max" "$h_rps" "$h_p50" "$h_p99" "$h_ok" "$h_st" "$h_n"
-    row "$name" "edge max" "$e_rps" "$e_p50" "$e_p99" "$e_ok" "$e_st"
-    row "$name" "nginx max" "$n_rps" "$n_p50" "$n_p99" "$n_ok" "$n_st"
+    { read -r h_rps h_p50 h_p99 h_ok h_st h_cpu h_n; read -r e_rps e_p50 e_p99 e_ok e_st e_cpu e_n; read -r n_rps n_p50 n_p99 n_ok n_st n_cpu n_n; } < <(measure "$proto")
+    row "$name" "signet max" "$h_rps" "$h_p50" "$h_p99" "$h_ok" "$h_st" "$h_cpu" "$h_n"
+    row "$name" "edge max" "$e_rps" "$e_p50" "$e_p99" "$e_ok" "$e_st" "$e_cpu"
+    row "$name" "nginx max" "$n_rps" "$n_p50" "$n_p99" "$n_ok" "$n_st" "$n_cpu"
     python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'ratio', $h_rps / $n_rps))"
     python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'edge ratio', $e_rps / $n_rps))"
   fi
   read -r t0 q0 m0 < <(server_times)
-  { read -r h_rps h_p50 h_p99 h_ok h_st h_n; read -r e_rps e_p50 e_p99 e_ok e_st e_n; read -r n_rps n_p50 n_p99 n_ok n_st n_n; } < <(measure "$proto" "$RATE")
+  { read -r h_rps h_p50 h_p99 h_ok h_st h_cpu h_n; read -r e_rps e_p50 e_p99 e_ok e_st e_cpu e_n; read -r n_rps n_p50 n_p99 n_ok n_st n_cpu n_n; } < <(measure "$proto" "$RATE")
   read -r t1 q1 m1 < <(server_times)
-  row "$name" "signet @$RATE" "$h_rps" "$h_p50" "$h_p99" "$h_ok" "$h_st" "$h_n"
-  row "$name" "edge @$RATE" "$e_rps" "$e_p50" "$e_p99" "$e_ok" "$e_st"
-  row "$name" "nginx @$RATE" "$n_rps" "$n_p50" "$n_p99" "$n_ok" "$n_st"
+  row "$name" "signet @$RATE" "$h_rps" "$h_p50" "$h_p99" "$h_ok" "$h_st" "$h_cpu" "$h_n"
+  row "$name" "edge @$RATE" "$e_rps" "$e_p50" "$e_p99" "$e_ok" "$e_st" "$e_cpu"
+  row "$name" "nginx @$RATE" "$n_rps" "$n_p50" "$n_p99" "$n_ok" "$n_st" "$n_cpu"
   python3 -c "n = max($t1 - $t0, 1); print('%-9s %-14s %s admissions, %.2f%% answered within 0.25 ms and %.2f%% within 1 ms of their arrival' % ('$name', 'signet inside', n, 100 * ($q1 - $q0) / n, 100 * ($m1 - $m0) / n))"
 done

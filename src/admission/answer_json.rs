@@ -98,6 +98,7 @@ fn string(body: &mut Vec<u8>, text: &str) -> Result<(), serde_json::Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
     use std::collections::BTreeMap;
 
     use serde::Serialize;
@@ -126,7 +127,7 @@ mod tests {
             #[serde(skip_serializing_if = "Option::is_none")]
             patch_type: Option<&'static str>,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-            audit_annotations: &'a BTreeMap<String, String>,
+            audit_annotations: &'a BTreeMap<Cow<'static, str>, String>,
             #[serde(skip_serializing_if = "<[String]>::is_empty")]
             warnings: &'a [String],
         }
@@ -190,7 +191,7 @@ mod tests {
                 message: (i % 3 != 0).then(|| other.clone()),
                 warnings: (0..i % 3).map(|n| format!("{text}{n}")).collect(),
                 audit_annotations: (0..i % 4)
-                    .map(|n| (format!("{other}{n}"), text.clone()))
+                    .map(|n| (Cow::Owned(format!("{other}{n}")), text.clone()))
                     .collect(),
                 patch: if i % 5 == 0 {
                     vec![

@@ -11,6 +11,7 @@
 //! - Events go with `/validate` only, and never for `kubectl --dry-run=server`
 //!   (sideEffects: NoneOnDryRun).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -240,7 +241,7 @@ fn image_volumes_using(workload: &Workload, written: &str) -> String {
 }
 
 /// Sets an audit annotation, cut to [`MAX_AUDIT_VALUE`] bytes on a character boundary.
-fn set_audit(answer: &mut Answer, key: &str, value: impl Into<String>) {
+fn set_audit(answer: &mut Answer, key: &'static str, value: impl Into<String>) {
     let mut value: String = value.into();
     if value.len() > MAX_AUDIT_VALUE {
         let mut end = MAX_AUDIT_VALUE - 3;
@@ -250,7 +251,7 @@ fn set_audit(answer: &mut Answer, key: &str, value: impl Into<String>) {
         value.truncate(end);
         value.push_str("...");
     }
-    answer.audit_annotations.insert(key.to_string(), value);
+    answer.audit_annotations.insert(Cow::Borrowed(key), value);
 }
 
 #[cfg(test)]

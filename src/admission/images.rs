@@ -379,19 +379,34 @@ fn template_annotations_of(data: NodeRef, path: &[&str]) -> BTreeMap<String, Str
 
 /// The images of a workload, each once, in the order they first appear.
 pub fn distinct_images(workload: &Workload) -> Vec<String> {
-    // foldhash, randomly seeded, rather than SipHash: a third of this function's cost on a
-    // 3-image pod, and the seed keeps a crafted pod of colliding names from costing more.
-    let mut seen = HashSet::with_capacity_and_hasher(
-        workload.images.len(),
-        foldhash::fast::RandomState::default(),
+    let images = &workload.images;
+    let mut distinct: Vec<String> = Vec::with_capacity(images.len());
+    // A pod names a handful of images: comparing each with those kept so far is cheaper than
+    // hashing them, and allocates nothing besides the list.
+    if images.len() <= LINEAR_DEDUP_LIMIT {
+        for image in images {
+            if !distinct.iter().any(|kept| *kept == image.image) {
+                distinct.push(image.image.clone());
+            }
+        }
+        return distinct;
+    }
+    // foldhash, randomly seeded, rather than SipHash; the seed keeps a crafted pod of colliding
+    // names from costing more.
+    let mut seen =
+        HashSet::with_capacity_and_hasher(images.len(), foldhash::fast::RandomState::default());
+    distinct.extend(
+        images
+            .iter()
+            .filter(|image| seen.insert(image.image.as_str()))
+            .map(|image| image.image.clone()),
     );
-    workload
-        .images
-        .iter()
-        .filter(|image| seen.insert(image.image.as_str()))
-        .map(|image| image.image.clone())
-        .collect()
+    distinct
 }
+
+/// Up to this many images are told apart by comparing each with every other (at most 120
+/// comparisons); more, by hashing, so that a crafted pod of thousands of containers stays linear.
+const LINEAR_DEDUP_LIMIT: usize = 16;
 
 /// The main resource is checked; of the subresources only `pods/ephemeralcontainers`, which adds
 /// containers. The others (`status`, `binding`, `scale`...) cannot change an image.

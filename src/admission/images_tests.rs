@@ -372,6 +372,22 @@ fn distinct_images_keeps_first_appearance_order() {
 }
 
 #[test]
+fn distinct_images_of_a_large_pod_keep_first_appearance_order_too() {
+    // Past the comparison path's limit, the hashing path: the same answer.
+    for count in [16, 17, 40] {
+        let containers: Vec<_> = (0..count)
+            .map(|i| json!({"name": format!("c{i}"), "image": format!("r/app{}:v1", (i * 5) % 7)}))
+            .collect();
+        let found = workload(&pod_request(json!({ "containers": containers })));
+        let expected: Vec<String> = [0, 5, 3, 1, 6, 4, 2]
+            .iter()
+            .map(|i| format!("r/app{i}:v1"))
+            .collect();
+        assert_eq!(distinct_images(&found), expected, "{count} containers");
+    }
+}
+
+#[test]
 fn pointer_keys_are_escaped_per_rfc_6901() {
     let root = FieldPath::Keys(&[]);
     let a = root.key("a/b");

@@ -14,6 +14,7 @@
 //! `[]byte`, i.e. a base64 string (`"patch": "W3sib3AiOi...", "patchType": "JSONPatch"`); and
 //! because an allowed answer should carry no `status` at all.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::authentication::v1::UserInfo;
@@ -263,8 +264,9 @@ pub struct Answer {
     pub message: Option<String>,
     /// Admission warnings (DryRun failures, breakglass).
     pub warnings: Vec<String>,
-    /// Audit annotations (the API server prefixes the keys with the webhook's name).
-    pub audit_annotations: BTreeMap<String, String>,
+    /// Audit annotations (the API server prefixes the keys with the webhook's name). Keys are
+    /// signet's own constants, so borrowed: no allocation per key and answer.
+    pub audit_annotations: BTreeMap<Cow<'static, str>, String>,
     /// RFC 6902 operations (`/mutate` only); empty for none.
     pub patch: Vec<serde_json::Value>,
 }

@@ -200,28 +200,38 @@ impl<'a> Scanner<'a> {
                 }
                 Some(b'\\') => {
                     escaped = true;
-                    self.pos += 1;
-                    match self.bytes.get(self.pos) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                            self.pos += 1;
-                        }
-                        Some(b'u') => {
-                            self.pos += 1;
-                            match self.bytes.get(self.pos..self.pos + 4) {
-                                Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => {
-                                    self.pos += 4;
-                                }
-                                Some(_) => return Err(self.syntax("invalid escape")),
-                                None => return Err(self.eof()),
-                            }
-                        }
-                        Some(_) => return Err(self.syntax("invalid escape")),
-                        None => return Err(self.eof()),
-                    }
+                    self.escape()?;
                 }
                 Some(_) => return Err(self.syntax("control character in a string")),
                 None => return Err(self.eof()),
             }
+        }
+    }
+
+    /// One escape (`pos` at its backslash), checked. Out of line: rare in reviews, and every
+    /// string scan would otherwise carry its code.
+    #[cold]
+    #[inline(never)]
+    fn escape(&mut self) -> Result<()> {
+        self.pos += 1;
+        match self.bytes.get(self.pos) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(b'u') => {
+                self.pos += 1;
+                match self.bytes.get(self.pos..self.pos + 4) {
+                    Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => {
+                        self.pos += 4;
+                        Ok(())
+                    }
+                    Some(_) => Err(self.syntax("invalid escape")),
+                    None => Err(self.eof()),
+                }
+            }
+            Some(_) => Err(self.syntax("invalid escape")),
+            None => Err(self.eof()),
         }
     }
 
