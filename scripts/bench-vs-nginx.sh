@@ -15,7 +15,10 @@
 # webhook's command line, e.g. WEBHOOK_ARGS="--signature-cache-ttl 1h"): nginx's own figures move by
 # 20-50% from one run to the next on a shared 2-core machine. Each figure carries the share of CPU
 # time the hypervisor stole during its runs; MAX_STEAL=P counts only the rounds in which no run had
-# more than P percent stolen (see `measure`). FIXED_ONLY=1 skips the maximum rates. COST=N counts
+# more than P percent stolen (see `measure`). Each figure also carries the server's own CPU time
+# per request (`cpu_us/req`: user + kernel time of its processes, from /proc), which the steal barely
+# moves: at the fixed rate, what a request costs when it finds the caches cold.
+# FIXED_ONLY=1 skips the maximum rates. COST=N counts
 # the webhook's instructions per request instead (see below; COST_KEEP=dir keeps the callgrind dumps). Needs the Debian packages nginx-light and
 # docker-registry, openssl, python3, curl, and oha (`cargo install oha --locked`). Not part of CI: the
 # figures depend on what else the machine runs.

@@ -385,7 +385,7 @@ pub fn distinct_images(workload: &Workload) -> Vec<String> {
     // hashing them, and allocates nothing besides the list.
     if images.len() <= LINEAR_DEDUP_LIMIT {
         for image in images {
-            if !distinct.iter().any(|kept| *kept == image.image) {
+            if !distinct.contains(&image.image) {
                 distinct.push(image.image.clone());
             }
         }
