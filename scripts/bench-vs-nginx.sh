@@ -378,6 +378,17 @@ echo "cached 3-image Pod admission, $CONNECTIONS connections, ${SECONDS_PER_RUN}
 echo "(steal: the share of the machine's CPU time the hypervisor gave to other guests during the run; MAX_STEAL=${MAX_STEAL:-none})"
 printf '%-9s %-14s %10s %9s %9s %8s %7s %9s %7s\n' proto server req/s p50_ms p99_ms success steal% cpu_us/req rounds
 row() { printf '%-9s %-14s %10s %9s %9s %8s %7s %9s %7s\n' "$@"; }
+# measure's three lines on standard input -> the rows of signet, the edge and nginx, labelled "$1";
+# leaves h_rps, e_rps and n_rps set for the ratios.
+rows() {
+  local h_p50 h_p99 h_ok h_st h_cpu h_n e_p50 e_p99 e_ok e_st e_cpu e_n n_p50 n_p99 n_ok n_st n_cpu n_n
+  read -r h_rps h_p50 h_p99 h_ok h_st h_cpu h_n
+  read -r e_rps e_p50 e_p99 e_ok e_st e_cpu e_n
+  read -r n_rps n_p50 n_p99 n_ok n_st n_cpu n_n
+  row "$name" "signet $1" "$h_rps" "$h_p50" "$h_p99" "$h_ok" "$h_st" "$h_cpu" "$h_n"
+  row "$name" "edge $1" "$e_rps" "$e_p50" "$e_p99" "$e_ok" "$e_st" "$e_cpu"
+  row "$name" "nginx $1" "$n_rps" "$n_p50" "$n_p99" "$n_ok" "$n_st" "$n_cpu"
+}
 for proto in "--http-version=1.1" "--http2"; do
   name=${proto#--}; name=${name#http-version=}
   # FIXED_ONLY=1 measures the fixed rate alone (the p99), not the maximum rates.
@@ -387,18 +398,12 @@ for proto in "--http-version=1.1" "--http2"; do
       perf record -e cpu-clock -F 4000 -g -p "$webhook_pid" -o "$PERF_RECORD" -- sleep "$SECONDS_PER_RUN" \
         > /dev/null 2>&1 &
     fi
-    { read -r h_rps h_p50 h_p99 h_ok h_st h_cpu h_n; read -r e_rps e_p50 e_p99 e_ok e_st e_cpu e_n; read -r n_rps n_p50 n_p99 n_ok n_st n_cpu n_n; } < <(measure "$proto")
-    row "$name" "signet max" "$h_rps" "$h_p50" "$h_p99" "$h_ok" "$h_st" "$h_cpu" "$h_n"
-    row "$name" "edge max" "$e_rps" "$e_p50" "$e_p99" "$e_ok" "$e_st" "$e_cpu"
-    row "$name" "nginx max" "$n_rps" "$n_p50" "$n_p99" "$n_ok" "$n_st" "$n_cpu"
+    rows max < <(measure "$proto")
     python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'ratio', $h_rps / $n_rps))"
     python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'edge ratio', $e_rps / $n_rps))"
   fi
   read -r t0 q0 m0 < <(server_times)
-  { read -r h_rps h_p50 h_p99 h_ok h_st h_cpu h_n; read -r e_rps e_p50 e_p99 e_ok e_st e_cpu e_n; read -r n_rps n_p50 n_p99 n_ok n_st n_cpu n_n; } < <(measure "$proto" "$RATE")
+  rows "@$RATE" < <(measure "$proto" "$RATE")
   read -r t1 q1 m1 < <(server_times)
-  row "$name" "signet @$RATE" "$h_rps" "$h_p50" "$h_p99" "$h_ok" "$h_st" "$h_cpu" "$h_n"
-  row "$name" "edge @$RATE" "$e_rps" "$e_p50" "$e_p99" "$e_ok" "$e_st" "$e_cpu"
-  row "$name" "nginx @$RATE" "$n_rps" "$n_p50" "$n_p99" "$n_ok" "$n_st" "$n_cpu"
   python3 -c "n = max($t1 - $t0, 1); print('%-9s %-14s %s admissions, %.2f%% answered within 0.25 ms and %.2f%% within 1 ms of their arrival' % ('$name', 'signet inside', n, 100 * ($q1 - $q0) / n, 100 * ($m1 - $m0) / n))"
 done
