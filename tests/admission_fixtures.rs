@@ -342,12 +342,13 @@ fn raw(name: &str, registry_host: &str) -> Value {
 }
 
 /// The request in an AdmissionReview body, as the webhook's handler decodes it.
-fn request_of(name: &str, review: Value) -> ReviewRequest {
+fn request_of(name: &str, review: Value) -> ReviewRequest<'static> {
     parse_review(review.to_string().as_bytes())
         .unwrap_or_else(|e| panic!("{name}: not an AdmissionReview: {e}"))
+        .into_owned()
 }
 
-fn load(name: &str) -> (Value, ReviewRequest) {
+fn load(name: &str) -> (Value, ReviewRequest<'static>) {
     let review = raw(name, REGISTRY_HOST);
     let request = request_of(name, review.clone());
     (review, request)

@@ -58,12 +58,17 @@ pub struct Requester {
 
 impl Requester {
     /// The requester of an admission request.
-    pub fn of(request: &ReviewRequest) -> Self {
+    pub fn of(request: &ReviewRequest<'_>) -> Self {
         let info = &request.user_info;
         Requester {
-            username: info.username.clone().unwrap_or_default(),
-            uid: info.uid.clone().unwrap_or_default(),
-            groups: info.groups.clone().unwrap_or_default(),
+            username: info.username.as_deref().unwrap_or_default().to_string(),
+            uid: info.uid.as_deref().unwrap_or_default().to_string(),
+            groups: info
+                .groups
+                .iter()
+                .flatten()
+                .map(|group| group.to_string())
+                .collect(),
             extra: info.extra.clone().unwrap_or_default(),
         }
     }

@@ -154,7 +154,7 @@ impl Admission {
 
     async fn decide(
         &self,
-        request: &ReviewRequest,
+        request: &ReviewRequest<'_>,
         endpoint: Endpoint,
         deadline: tokio::time::Instant,
     ) -> (Answer, AdmissionResult) {
@@ -194,7 +194,7 @@ impl Admission {
     async fn decide_workload(
         &self,
         context: &Context<'_>,
-        request: &ReviewRequest,
+        request: &ReviewRequest<'_>,
         workload: &Workload,
         deadline: tokio::time::Instant,
     ) -> Composed {
@@ -263,13 +263,13 @@ impl Admission {
 }
 
 fn event_of(
-    request: &ReviewRequest,
+    request: &ReviewRequest<'_>,
     workload: &Workload,
     reason: super::events::EventReason,
     note: String,
 ) -> WorkloadEvent {
     let api_version = if request.kind.group.is_empty() {
-        request.kind.version.clone()
+        request.kind.version.to_string()
     } else {
         format!("{}/{}", request.kind.group, request.kind.version)
     };

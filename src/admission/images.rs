@@ -300,7 +300,7 @@ impl<'a> FieldPath<'a> {
 
 /// Reads the workload in an admission request: `Ok(None)` when signet does not check this request
 /// (see the module header), an error when it should but the object cannot be read.
-pub fn workload_of(request: &ReviewRequest) -> Result<Option<Workload>, ImagesError> {
+pub fn workload_of(request: &ReviewRequest<'_>) -> Result<Option<Workload>, ImagesError> {
     if !matches!(request.operation, Operation::Create | Operation::Update) {
         return Ok(None);
     }
@@ -315,7 +315,7 @@ pub fn workload_of(request: &ReviewRequest) -> Result<Option<Workload>, ImagesEr
     }
     if request.kind.version != "v1" {
         return Err(ImagesError::UnsupportedVersion {
-            kind: request.kind.kind.clone(),
+            kind: request.kind.kind.to_string(),
             api_version: api_version_of(&request.kind.group, &request.kind.version),
         });
     }
@@ -324,7 +324,7 @@ pub fn workload_of(request: &ReviewRequest) -> Result<Option<Workload>, ImagesEr
         .as_ref()
         .ok_or_else(|| ImagesError::MissingObject {
             operation: operation_name(&request.operation).to_string(),
-            kind: request.kind.kind.clone(),
+            kind: request.kind.kind.to_string(),
         })?;
 
     let data = object.data.root();
@@ -335,11 +335,17 @@ pub fn workload_of(request: &ReviewRequest) -> Result<Option<Workload>, ImagesEr
     let template_annotations = template_annotations_of(data, spec_keys);
 
     Ok(Some(Workload {
-        kind: request.kind.kind.clone(),
+        kind: request.kind.kind.to_string(),
         namespace: namespace_of(request, object),
         name: name_of(request, object),
         images,
-        annotations: object.metadata.annotations.clone().unwrap_or_default(),
+        annotations: object
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect(),
         template_annotations,
         pod_spec_pointer: pod_spec_path.pointer(),
         image_pull_secrets,
@@ -410,7 +416,7 @@ const LINEAR_DEDUP_LIMIT: usize = 16;
 
 /// The main resource is checked; of the subresources only `pods/ephemeralcontainers`, which adds
 /// containers. The others (`status`, `binding`, `scale`...) cannot change an image.
-fn subresource_is_checked(request: &ReviewRequest) -> bool {
+fn subresource_is_checked(request: &ReviewRequest<'_>) -> bool {
     match request.sub_resource.as_deref() {
         None | Some("") => true,
         Some(EPHEMERAL_CONTAINERS_SUBRESOURCE) => {
@@ -616,7 +622,7 @@ fn service_account_of(pod_spec: NodeRef, pod_spec_path: &FieldPath) -> Result<St
     Ok("default".to_string())
 }
 
-fn namespace_of(request: &ReviewRequest, object: &ReviewObject) -> String {
+fn namespace_of(request: &ReviewRequest<'_>, object: &ReviewObject<'_>) -> String {
     request
         .namespace
         .as_deref()
@@ -626,13 +632,13 @@ fn namespace_of(request: &ReviewRequest, object: &ReviewObject) -> String {
         .to_string()
 }
 
-fn name_of(request: &ReviewRequest, object: &ReviewObject) -> String {
+fn name_of(request: &ReviewRequest<'_>, object: &ReviewObject<'_>) -> String {
     let metadata = &object.metadata;
     if let Some(name) = metadata.name.as_deref().filter(|n| !n.is_empty()) {
         return name.to_string();
     }
     if !request.name.is_empty() {
-        return request.name.clone();
+        return request.name.to_string();
     }
     match metadata.generate_name.as_deref().filter(|n| !n.is_empty()) {
         Some(prefix) => format!("{prefix}*"),

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 /// An AdmissionRequest as the API server would send it, reduced to the fields that matter
 /// here. `gvk` is `group/version/Kind` (`v1/Pod` for the core group); `operation` may name a
 /// subresource after a space (`UPDATE status`).
-fn request(gvk: &str, operation: &str, object: Value) -> ReviewRequest {
+fn request(gvk: &str, operation: &str, object: Value) -> ReviewRequest<'static> {
     let (group_version, kind) = gvk.rsplit_once('/').expect("group/version/Kind");
     let (group, version) = group_version
         .rsplit_once('/')
@@ -33,18 +33,20 @@ fn request(gvk: &str, operation: &str, object: Value) -> ReviewRequest {
         "kind": "AdmissionReview",
         "request": request,
     });
-    parse_review(body.to_string().as_bytes()).expect("admission review parses")
+    parse_review(body.to_string().as_bytes())
+        .expect("admission review parses")
+        .into_owned()
 }
 
 fn pod(spec: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "shop"}, "spec": spec})
 }
 
-fn pod_request(spec: Value) -> ReviewRequest {
+fn pod_request(spec: Value) -> ReviewRequest<'static> {
     request("v1/Pod", "CREATE", pod(spec))
 }
 
-fn deployment_request(containers: Value) -> ReviewRequest {
+fn deployment_request(containers: Value) -> ReviewRequest<'static> {
     let object = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -55,21 +57,21 @@ fn deployment_request(containers: Value) -> ReviewRequest {
 }
 
 /// Changes the kept parts of the request's object, as JSON.
-fn edit_data(req: &mut ReviewRequest, edit: impl FnOnce(&mut Value)) {
+fn edit_data(req: &mut ReviewRequest<'_>, edit: impl FnOnce(&mut Value)) {
     let object = req.object.as_mut().expect("object");
     let mut data = object.data.to_value();
     edit(&mut data);
     object.data = PrunedTree::from_value(&data);
 }
 
-fn workload(req: &ReviewRequest) -> Workload {
+fn workload(req: &ReviewRequest<'_>) -> Workload {
     match workload_of(req) {
         Ok(Some(workload)) => workload,
         other => panic!("expected a workload, got {other:?}"),
     }
 }
 
-fn error(req: &ReviewRequest) -> String {
+fn error(req: &ReviewRequest<'_>) -> String {
     match workload_of(req) {
         Err(e) => e.to_string(),
         Ok(w) => panic!("expected an error, got {w:?}"),
@@ -344,9 +346,13 @@ fn namespace_falls_back_to_the_object() {
 #[test]
 fn annotations_are_the_objects_own_not_the_templates() {
     let mut req = deployment_request(json!([{"name": "app", "image": "nginx:1.25"}]));
-    let breakglass = BTreeMap::from([("signet.dev/breakglass".into(), "INC-1234 hotfix".into())]);
+    let breakglass = BTreeMap::from([(
+        "signet.dev/breakglass".to_string(),
+        "INC-1234 hotfix".to_string(),
+    )]);
     if let Some(object) = req.object.as_mut() {
-        object.metadata.annotations = Some(breakglass.clone());
+        let own = breakglass.iter().map(|(k, v)| (k.clone().into(), v.clone().into()));
+        object.metadata.annotations = Some(own.collect());
     }
     edit_data(&mut req, |data| {
         data["spec"]["template"]["metadata"] = json!({"annotations": {"from": "template"}})

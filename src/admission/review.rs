@@ -57,46 +57,125 @@ pub enum ReviewError {
     },
 }
 
-/// The request of an AdmissionReview, as far as signet reads it.
+/// The request of an AdmissionReview, as far as signet reads it. Its strings borrow from the
+/// body where they hold no escape (nearly always): a cached admission reads a few dozen of them,
+/// and each owned copy was an allocation on cold caches. [`ReviewRequest::into_owned`] detaches
+/// one from its body.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ReviewRequest {
+pub struct ReviewRequest<'a> {
     /// Echoed in the answer.
-    pub uid: String,
+    pub uid: Cow<'a, str>,
     /// The object's kind (`apps/v1 Deployment`).
-    pub kind: RequestKind,
+    pub kind: RequestKind<'a>,
     /// `status`, `ephemeralcontainers`...; absent for the main resource.
     #[serde(default)]
-    pub sub_resource: Option<String>,
+    pub sub_resource: Option<Cow<'a, str>>,
     /// The object's name (may be empty on CREATE with `generateName`).
     #[serde(default)]
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// The namespace of a namespaced object.
     #[serde(default)]
-    pub namespace: Option<String>,
+    pub namespace: Option<Cow<'a, str>>,
     /// CREATE, UPDATE, DELETE or CONNECT.
     pub operation: Operation,
     /// Who asks, as the API server authenticated them.
-    #[serde(default)]
-    pub user_info: UserInfo,
+    #[serde(default, deserialize_with = "user_of_reference")]
+    pub user_info: RequestUser<'a>,
     /// The new object (absent for DELETE).
     #[serde(default)]
-    pub object: Option<ReviewObject>,
+    pub object: Option<ReviewObject<'a>>,
     /// `kubectl --dry-run=server`: no side effects.
     #[serde(default, deserialize_with = "null_as_false")]
     pub dry_run: bool,
 }
 
+impl ReviewRequest<'_> {
+    /// The same request owning its strings.
+    pub fn into_owned(self) -> ReviewRequest<'static> {
+        ReviewRequest {
+            uid: owned(self.uid),
+            kind: RequestKind {
+                group: owned(self.kind.group),
+                version: owned(self.kind.version),
+                kind: owned(self.kind.kind),
+            },
+            sub_resource: self.sub_resource.map(owned),
+            name: owned(self.name),
+            namespace: self.namespace.map(owned),
+            operation: self.operation,
+            user_info: RequestUser {
+                username: self.user_info.username.map(owned),
+                uid: self.user_info.uid.map(owned),
+                groups: self
+                    .user_info
+                    .groups
+                    .map(|groups| groups.into_iter().map(owned).collect()),
+                extra: self.user_info.extra,
+            },
+            object: self.object.map(|object| ReviewObject {
+                metadata: ObjectMetadata {
+                    name: object.metadata.name.map(owned),
+                    generate_name: object.metadata.generate_name.map(owned),
+                    namespace: object.metadata.namespace.map(owned),
+                    annotations: object.metadata.annotations.map(|annotations| {
+                        annotations
+                            .into_iter()
+                            .map(|(key, value)| (owned(key), owned(value)))
+                            .collect()
+                    }),
+                },
+                data: object.data,
+            }),
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+fn owned(text: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(text.into_owned())
+}
+
+/// `userInfo`: who the API server says asks. Read only for breakglass, so `extra` (rare, and
+/// only passed on to a SubjectAccessReview) stays owned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestUser<'a> {
+    /// `username`.
+    pub username: Option<Cow<'a, str>>,
+    /// `uid`.
+    pub uid: Option<Cow<'a, str>>,
+    /// `groups`.
+    pub groups: Option<Vec<Cow<'a, str>>>,
+    /// `extra` (scopes, credential ids).
+    pub extra: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// The reference reader's `userInfo`: k8s-openapi's own reading (every field optional, the last
+/// of duplicates counts), converted.
+fn user_of_reference<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<RequestUser<'static>, D::Error> {
+    let info = UserInfo::deserialize(deserializer)?;
+    Ok(RequestUser {
+        username: info.username.map(Cow::Owned),
+        uid: info.uid.map(Cow::Owned),
+        groups: info
+            .groups
+            .map(|groups| groups.into_iter().map(Cow::Owned).collect()),
+        extra: info.extra,
+    })
+}
+
 /// `group`, `version` and `kind` of the request's object.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-pub struct RequestKind {
+pub struct RequestKind<'a> {
     /// API group; empty for the core group.
     #[serde(default)]
-    pub group: String,
+    pub group: Cow<'a, str>,
     /// API version within the group.
-    pub version: String,
+    pub version: Cow<'a, str>,
     /// Kind.
-    pub kind: String,
+    pub kind: Cow<'a, str>,
 }
 
 /// The object of a request: its metadata, and of the rest only `spec` and `template` (where pod
@@ -104,9 +183,9 @@ pub struct RequestKind {
 /// JSON pointers into it are pointers into the whole object.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(from = "ObjectFields")]
-pub struct ReviewObject {
+pub struct ReviewObject<'a> {
     /// The fields of `metadata` admission reads.
-    pub metadata: ObjectMetadata,
+    pub metadata: ObjectMetadata<'a>,
     /// `{"spec": ..., "template": ...}`, each only when present, pruned (`review_prune.rs`).
     pub data: PrunedTree,
 }
@@ -114,25 +193,25 @@ pub struct ReviewObject {
 /// The fields of `metadata` admission reads.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct ObjectMetadata {
+pub struct ObjectMetadata<'a> {
     /// `metadata.name`.
     #[serde(default)]
-    pub name: Option<String>,
+    pub name: Option<Cow<'a, str>>,
     /// `metadata.generateName`.
     #[serde(default)]
-    pub generate_name: Option<String>,
+    pub generate_name: Option<Cow<'a, str>>,
     /// `metadata.namespace`.
     #[serde(default)]
-    pub namespace: Option<String>,
+    pub namespace: Option<Cow<'a, str>>,
     /// `metadata.annotations`.
     #[serde(default)]
-    pub annotations: Option<BTreeMap<String, String>>,
+    pub annotations: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
 }
 
 #[derive(Deserialize)]
-struct ObjectFields {
+struct ObjectFields<'a> {
     #[serde(default)]
-    metadata: Option<ObjectMetadata>,
+    metadata: Option<ObjectMetadata<'a>>,
     #[serde(default, deserialize_with = "pruned_spec")]
     spec: Option<Value>,
     #[serde(default, deserialize_with = "pruned_template")]
@@ -147,10 +226,10 @@ fn pruned_template<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Valu
     super::review_prune::optional(&super::review_prune::TEMPLATE, d)
 }
 
-impl ReviewObject {
+impl<'a> ReviewObject<'a> {
     /// The object from what the reference reader read of it (absent metadata reads as empty).
     fn from_parts(
-        metadata: Option<ObjectMetadata>,
+        metadata: Option<ObjectMetadata<'a>>,
         spec: Option<Value>,
         template: Option<Value>,
     ) -> Self {
@@ -162,7 +241,7 @@ impl ReviewObject {
 
     /// The object from its metadata and its `spec` and `template` nodes in `builder`.
     pub(super) fn from_built(
-        metadata: Option<ObjectMetadata>,
+        metadata: Option<ObjectMetadata<'a>>,
         mut builder: TreeBuilder,
         spec: Option<NodeId>,
         template: Option<NodeId>,
@@ -181,8 +260,8 @@ impl ReviewObject {
     }
 }
 
-impl From<ObjectFields> for ReviewObject {
-    fn from(fields: ObjectFields) -> Self {
+impl<'a> From<ObjectFields<'a>> for ReviewObject<'a> {
+    fn from(fields: ObjectFields<'a>) -> Self {
         ReviewObject::from_parts(fields.metadata, fields.spec, fields.template)
     }
 }
@@ -193,13 +272,13 @@ fn null_as_false<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bo
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn {
+struct ReviewIn<'a> {
     #[serde(default)]
-    api_version: String,
+    api_version: Cow<'a, str>,
     #[serde(default)]
-    kind: String,
+    kind: Cow<'a, str>,
     #[serde(default)]
-    request: Option<ReviewRequest>,
+    request: Option<ReviewRequest<'a>>,
 }
 
 /// Reads an AdmissionReview v1 body and returns its request.
@@ -208,7 +287,7 @@ struct ReviewIn {
 /// anything else), checked once up front, so a body with invalid bytes even in a field signet
 /// skips is refused as not JSON. The body is then read in one pass (`review_scan.rs`), which reads
 /// every body as [`parse_review_reference`] does, faster.
-pub fn parse_review(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
+pub fn parse_review(body: &[u8]) -> Result<ReviewRequest<'_>, ReviewError> {
     let text = utf8(body)?;
     let review = super::review_scan::read(text)?;
     checked(review.api_version, review.kind, review.request)
@@ -218,7 +297,7 @@ pub fn parse_review(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
 /// the reference the one-pass reader is held to by the differential test and fuzz target.
 /// Strings, escapes, numbers and duplicate keys are judged by serde_json here.
 #[doc(hidden)]
-pub fn parse_review_reference(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
+pub fn parse_review_reference(body: &[u8]) -> Result<ReviewRequest<'_>, ReviewError> {
     let text = utf8(body)?;
     let review: ReviewIn = serde_json::from_str(text).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ReviewError::NotAReview(e.to_string()),
@@ -233,18 +312,18 @@ fn utf8(body: &[u8]) -> Result<&str, ReviewError> {
 }
 
 /// The checks after reading: an AdmissionReview v1 with a request that has a uid.
-fn checked(
-    api_version: String,
-    kind: String,
-    request: Option<ReviewRequest>,
-) -> Result<ReviewRequest, ReviewError> {
+fn checked<'a>(
+    api_version: Cow<'_, str>,
+    kind: Cow<'_, str>,
+    request: Option<ReviewRequest<'a>>,
+) -> Result<ReviewRequest<'a>, ReviewError> {
     if kind != ADMISSION_KIND {
         return Err(ReviewError::NotAReview(format!(
             "kind is {kind:?}, expected {ADMISSION_KIND}"
         )));
     }
     if api_version != ADMISSION_API_VERSION {
-        return Err(ReviewError::WrongApiVersion(api_version));
+        return Err(ReviewError::WrongApiVersion(api_version.into_owned()));
     }
     let request = request.ok_or(ReviewError::NoRequest)?;
     if request.uid.is_empty() {
@@ -307,7 +386,8 @@ mod tests {
 
     #[test]
     fn reads_a_v1_review() {
-        let request = parse_review(&body(minimal_review(ADMISSION_API_VERSION)));
+        let body = body(minimal_review(ADMISSION_API_VERSION));
+        let request = parse_review(&body);
         assert_eq!(request.map(|r| r.uid).ok().as_deref(), Some("u-1"));
     }
 

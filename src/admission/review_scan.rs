@@ -41,23 +41,23 @@ pub const ARRAY_FORM: &str = "written as an array";
 const DEPTH_LIMIT: u32 = 128;
 
 /// The top level of an AdmissionReview, before `parse_review`'s checks.
-pub(super) struct TopLevel {
+pub(super) struct TopLevel<'a> {
     /// `apiVersion` (empty when absent).
-    pub(super) api_version: String,
+    pub(super) api_version: Cow<'a, str>,
     /// `kind` (empty when absent).
-    pub(super) kind: String,
+    pub(super) kind: Cow<'a, str>,
     /// `request` (absent or null: `None`).
-    pub(super) request: Option<ReviewRequest>,
+    pub(super) request: Option<ReviewRequest<'a>>,
 }
 
 /// Reads a whole body (already checked to be UTF-8).
-pub(super) fn read(text: &str) -> Result<TopLevel, ReviewError> {
+pub(super) fn read(text: &str) -> Result<TopLevel<'_>, ReviewError> {
     let mut scanner = Scanner {
         text,
         bytes: text.as_bytes(),
         pos: 0,
         remaining_depth: DEPTH_LIMIT,
-        frames: Vec::new(),
+        frames: Frames::default(),
     };
     let top = scanner.review().map_err(|e| *e)?;
     match scanner.peek() {
@@ -74,8 +74,57 @@ struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
     remaining_depth: u32,
-    /// Open containers of the value being skipped (`{` or `[`), reused across skips.
-    frames: Vec<u8>,
+    /// Open containers of the value being skipped.
+    frames: Frames,
+}
+
+/// The open containers of a value being skipped, a bit each (object or not), innermost
+/// lowest: the first 64 levels in a word, so that skipping allocates nothing; deeper ones (a
+/// skipped value has no depth limit) in a vector.
+#[derive(Default)]
+struct Frames {
+    bits: u64,
+    depth: usize,
+    deeper: Vec<bool>,
+}
+
+impl Frames {
+    const IN_WORD: usize = 64;
+
+    fn clear(&mut self) {
+        self.depth = 0;
+        self.deeper.clear();
+    }
+
+    #[inline(always)]
+    fn push(&mut self, object: bool) {
+        if self.depth < Self::IN_WORD {
+            self.bits = (self.bits << 1) | u64::from(object);
+        } else {
+            self.deeper.push(object);
+        }
+        self.depth += 1;
+    }
+
+    /// Whether the innermost open container is an object; `None` when none is open.
+    #[inline(always)]
+    fn innermost_is_object(&self) -> Option<bool> {
+        match self.depth {
+            0 => None,
+            depth if depth <= Self::IN_WORD => Some(self.bits & 1 == 1),
+            _ => self.deeper.last().copied(),
+        }
+    }
+
+    #[inline(always)]
+    fn pop(&mut self) {
+        if self.depth > Self::IN_WORD {
+            self.deeper.pop();
+        } else {
+            self.bits >>= 1;
+        }
+        self.depth = self.depth.saturating_sub(1);
+    }
 }
 
 /// A field of a structure that appears at most once (serde's derive refuses a second one).
@@ -306,7 +355,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips one value, checking it as serde_json's `IgnoredAny` does (no depth limit: the open
-    /// containers are a byte each in `frames`, not a recursion).
+    /// containers are a bit each in `frames`, not a recursion).
     fn skip_value(&mut self) -> Result<()> {
         self.frames.clear();
         loop {
@@ -321,7 +370,7 @@ impl<'a> Scanner<'a> {
                     match self.peek() {
                         Some(b'}') => self.pos += 1,
                         Some(b'"') => {
-                            self.frames.push(b'{');
+                            self.frames.push(true);
                             self.skip_key()?;
                             continue;
                         }
@@ -334,7 +383,7 @@ impl<'a> Scanner<'a> {
                     match self.peek() {
                         Some(b']') => self.pos += 1,
                         Some(_) => {
-                            self.frames.push(b'[');
+                            self.frames.push(false);
                             continue;
                         }
                         None => return Err(self.eof()),
@@ -349,13 +398,13 @@ impl<'a> Scanner<'a> {
             }
             // After a value: close what ends here, then go on with the next element, if any.
             loop {
-                let Some(&frame) = self.frames.last() else {
+                let Some(in_object) = self.frames.innermost_is_object() else {
                     return Ok(());
                 };
                 match self.peek() {
                     Some(b',') => {
                         self.pos += 1;
-                        if frame == b'{' {
+                        if in_object {
                             match self.peek() {
                                 Some(b'"') => self.skip_key()?,
                                 Some(_) => return Err(self.syntax("expected a string key")),
@@ -364,11 +413,11 @@ impl<'a> Scanner<'a> {
                         }
                         break;
                     }
-                    Some(b'}') if frame == b'{' => {
+                    Some(b'}') if in_object => {
                         self.pos += 1;
                         self.frames.pop();
                     }
-                    Some(b']') if frame == b'[' => {
+                    Some(b']') if !in_object => {
                         self.pos += 1;
                         self.frames.pop();
                     }
@@ -494,9 +543,9 @@ impl<'a> Scanner<'a> {
     }
 
     #[inline(always)]
-    fn string(&mut self) -> Result<String> {
+    fn string(&mut self) -> Result<Cow<'a, str>> {
         match self.peek() {
-            Some(b'"') => Ok(self.text()?.into_owned()),
+            Some(b'"') => self.text(),
             Some(_) => Err(self.wrong_type("a string")),
             None => Err(self.eof()),
         }
@@ -511,11 +560,11 @@ impl<'a> Scanner<'a> {
         read(self).map(Some)
     }
 
-    fn optional_string(&mut self) -> Result<Option<String>> {
+    fn optional_string(&mut self) -> Result<Option<Cow<'a, str>>> {
         self.nullable(Self::string)
     }
 
-    fn string_list(&mut self) -> Result<Vec<String>> {
+    fn string_list(&mut self) -> Result<Vec<Cow<'a, str>>> {
         match self.peek() {
             Some(b'[') => self.enter()?,
             Some(_) => return Err(self.wrong_type("a list of strings")),
@@ -534,7 +583,7 @@ impl<'a> Scanner<'a> {
     fn map<T>(
         &mut self,
         mut value: impl FnMut(&mut Self) -> Result<T>,
-    ) -> Result<BTreeMap<String, T>> {
+    ) -> Result<BTreeMap<Cow<'a, str>, T>> {
         match self.peek() {
             Some(b'{') => self.enter()?,
             Some(_) => return Err(self.wrong_type("a map")),
@@ -544,7 +593,7 @@ impl<'a> Scanner<'a> {
         let mut first = true;
         while let Some(key) = self.next_key(&mut first)? {
             self.colon()?;
-            map.insert(key.into_owned(), value(self)?);
+            map.insert(key, value(self)?);
         }
         self.leave();
         Ok(map)

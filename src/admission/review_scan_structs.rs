@@ -1,17 +1,20 @@
 //! The structures of an AdmissionReview as `review_scan.rs` reads them: each field as serde's
 //! derive (or k8s-openapi's `UserInfo`) reads it, with the JSON primitives of the parent module.
 
-use k8s_openapi::api::authentication::v1::UserInfo;
+use std::borrow::Cow;
+
 use kube::core::admission::Operation;
 
 use super::super::pruned_tree::{NodeId, TreeBuilder};
-use super::super::review::{ObjectMetadata, RequestKind, ReviewObject, ReviewRequest};
+use super::super::review::{
+    ObjectMetadata, RequestKind, RequestUser, ReviewObject, ReviewRequest,
+};
 use super::super::review_prune::{SPEC, Shape, TEMPLATE};
 use super::{Once, Result, Scanner, TopLevel};
 
-impl Scanner<'_> {
+impl<'a> Scanner<'a> {
     /// The whole AdmissionReview object.
-    pub(super) fn review(&mut self) -> Result<TopLevel> {
+    pub(super) fn review(&mut self) -> Result<TopLevel<'a>> {
         self.structure("an AdmissionReview")?;
         let (mut api_version, mut kind, mut request) = (Once::new(), Once::new(), Once::new());
         let mut first = true;
@@ -31,7 +34,7 @@ impl Scanner<'_> {
         })
     }
 
-    fn request(&mut self) -> Result<ReviewRequest> {
+    fn request(&mut self) -> Result<ReviewRequest<'a>> {
         self.structure("an AdmissionRequest")?;
         let mut uid = Once::new();
         let mut kind = Once::new();
@@ -77,7 +80,7 @@ impl Scanner<'_> {
         })
     }
 
-    fn request_kind(&mut self) -> Result<RequestKind> {
+    fn request_kind(&mut self) -> Result<RequestKind<'a>> {
         self.structure("a group/version/kind")?;
         let (mut group, mut version, mut kind) = (Once::new(), Once::new(), Once::new());
         let mut first = true;
@@ -154,7 +157,7 @@ impl Scanner<'_> {
     }
 
     /// k8s-openapi's `UserInfo`: every field optional, the last of duplicates counts.
-    fn user_info(&mut self) -> Result<UserInfo> {
+    fn user_info(&mut self) -> Result<RequestUser<'a>> {
         match self.peek() {
             Some(b'{') => self.enter()?,
             Some(b'[') => {
@@ -164,7 +167,7 @@ impl Scanner<'_> {
             Some(_) => return Err(self.wrong_type("userInfo")),
             None => return Err(self.eof()),
         }
-        let mut info = UserInfo::default();
+        let mut info = RequestUser::default();
         let mut first = true;
         while let Some(key) = self.next_key(&mut first)? {
             match &*key {
@@ -189,7 +192,7 @@ impl Scanner<'_> {
                     info.extra = if self.null()? {
                         None
                     } else {
-                        Some(self.map(Self::string_list)?)
+                        Some(self.map(Self::string_list)?.into_iter().map(owned_list).collect())
                     };
                 }
                 _ => self.skip_field()?,
@@ -199,7 +202,7 @@ impl Scanner<'_> {
         Ok(info)
     }
 
-    fn object(&mut self) -> Result<ReviewObject> {
+    fn object(&mut self) -> Result<ReviewObject<'a>> {
         self.structure("an object")?;
         let (mut metadata, mut spec, mut template) = (Once::new(), Once::new(), Once::new());
         let mut tree = TreeBuilder::for_pod_spec();
@@ -227,7 +230,7 @@ impl Scanner<'_> {
         ))
     }
 
-    fn metadata(&mut self) -> Result<ObjectMetadata> {
+    fn metadata(&mut self) -> Result<ObjectMetadata<'a>> {
         self.structure("object metadata")?;
         let (mut name, mut generate_name, mut namespace, mut annotations) =
             (Once::new(), Once::new(), Once::new(), Once::new());
@@ -311,4 +314,12 @@ impl Scanner<'_> {
             None => Err(self.eof()),
         }
     }
+}
+
+/// An `extra` entry of `userInfo`, owned (rare, and only passed on to a SubjectAccessReview).
+fn owned_list((key, values): (Cow<'_, str>, Vec<Cow<'_, str>>)) -> (String, Vec<String>) {
+    (
+        key.into_owned(),
+        values.into_iter().map(Cow::into_owned).collect(),
+    )
 }

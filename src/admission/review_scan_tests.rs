@@ -284,6 +284,38 @@ fn kept_containers_count_towards_the_depth_limit_and_skipped_ones_do_not() {
 }
 
 #[test]
+fn skipped_values_nest_objects_and_arrays_past_the_first_64_levels() {
+    let body = String::from_utf8(with_image("\"r/a:v1\"")).unwrap();
+    for depth in [63, 64, 65, 66, 129, 300] {
+        let object_at = |level: usize| level % 3 != 1;
+        let open: String = (0..depth)
+            .map(|level| if object_at(level) { "{\"k\":" } else { "[" })
+            .collect();
+        let mut close: Vec<u8> = (0..depth)
+            .rev()
+            .map(|level| if object_at(level) { b'}' } else { b']' })
+            .collect();
+        let nested = format!("{open}1{}", String::from_utf8_lossy(&close));
+        let skipped = body.replacen("\"SKIPPED\"", &nested, 1);
+        assert!(parse_review(skipped.as_bytes()).is_ok(), "{depth}");
+        assert_same(skipped.as_bytes());
+        // One container closed by the other kind's bracket, innermost, outermost, around the
+        // 64th level: refused, as the reference refuses it.
+        for wrong in [0, 1, depth - 65.min(depth - 1), depth - 64.min(depth - 1), depth - 1] {
+            close[wrong] = if close[wrong] == b'}' { b']' } else { b'}' };
+            let nested = format!("{open}1{}", String::from_utf8_lossy(&close));
+            let broken = body.replacen("\"SKIPPED\"", &nested, 1);
+            assert!(
+                matches!(parse_review(broken.as_bytes()), Err(ReviewError::NotJson(_))),
+                "{depth} {wrong}"
+            );
+            assert_same(broken.as_bytes());
+            close[wrong] = if close[wrong] == b'}' { b']' } else { b'}' };
+        }
+    }
+}
+
+#[test]
 fn a_structure_written_as_an_array_is_refused_on_purpose() {
     let body = String::from_utf8(with_image("\"r/a:v1\"")).unwrap();
     let array = body.replacen(
