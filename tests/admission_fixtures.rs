@@ -382,12 +382,13 @@ fn image_lines(workload: &Workload) -> Vec<String> {
     workload.images.iter().map(line).collect()
 }
 
-fn handled(expected: &Expected) -> Option<(&ExpectedWorkload, Value, Workload)> {
+fn handled(expected: &Expected) -> Option<(&ExpectedWorkload, Value, Workload<'static>)> {
     let want = expected.workload.as_ref()?;
     let (review, request) = load(expected.fixture);
     let workload = workload_of(&request)
         .unwrap_or_else(|e| panic!("{}: {e}", expected.fixture))
-        .unwrap_or_else(|| panic!("{}: should be handled", expected.fixture));
+        .unwrap_or_else(|| panic!("{}: should be handled", expected.fixture))
+        .into_owned();
     Some((want, review["request"]["object"].clone(), workload))
 }
 
@@ -561,7 +562,7 @@ fn pointers_resolve_to_the_images_in_the_object() {
             let pointer = workload.pointer_of(image);
             assert_eq!(
                 object.pointer(&pointer),
-                Some(&Value::String(image.image.clone())),
+                Some(&Value::String(image.image.to_string())),
                 "{name}: {pointer}"
             );
         }
@@ -643,9 +644,9 @@ fn pin_patch_rewrites_exactly_the_unpinned_images() {
             let pointer = workload.pointer_of(image);
             let now = patched.pointer(&pointer).and_then(Value::as_str);
             let want = if image.image.contains('@') {
-                image.image.clone()
+                image.image.to_string()
             } else {
-                format!("{}@{}", image.image, digests[&image.image])
+                format!("{}@{}", image.image, digests[&*image.image])
             };
             assert_eq!(now, Some(want.as_str()), "{name}: {pointer}");
         }
@@ -665,7 +666,8 @@ fn pin_patch_rewrites_exactly_the_unpinned_images() {
         // Pinning is idempotent: the patched object needs no further patch.
         let (mut review, _) = load(name);
         review["request"]["object"] = patched;
-        let repinned = workload_of(&request_of(name, review))
+        let request = request_of(name, review);
+        let repinned = workload_of(&request)
             .unwrap_or_else(|e| panic!("{name}: patched object: {e}"))
             .unwrap_or_else(|| panic!("{name}: patched object should still be handled"));
         assert!(

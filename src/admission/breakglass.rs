@@ -89,7 +89,7 @@ pub enum BreakglassAsk {
 
 impl BreakglassAsk {
     /// Reads the annotation of `workload` (its own, else its templates').
-    pub fn of(workload: &Workload, enabled: bool) -> Self {
+    pub fn of(workload: &Workload<'_>, enabled: bool) -> Self {
         let value = workload
             .annotations
             .get(BREAKGLASS_ANNOTATION)
@@ -270,7 +270,7 @@ fn display_user(requester: &Requester) -> String {
 mod tests {
     use super::*;
 
-    fn workload(own: &[(&str, &str)], template: &[(&str, &str)]) -> Workload {
+    fn workload(own: &[(&str, &str)], template: &[(&str, &str)]) -> Workload<'static> {
         let map = |pairs: &[(&str, &str)]| {
             pairs
                 .iter()

@@ -66,7 +66,7 @@ pub(crate) struct Context<'a> {
     /// Whether `/mutate` pins (`--mutate`).
     pub mutate: bool,
     /// The workload, when there is one (the patch points into it).
-    pub workload: Option<&'a Workload>,
+    pub workload: Option<&'a Workload<'a>>,
 }
 
 /// The answer, the metric's result, and the event to post (if any).
@@ -230,7 +230,7 @@ fn compose_judged(
 
 /// `image volume "models", image volume "data"`: the volumes that mount `written`, so that a
 /// denial of an image no container runs says where it comes from.
-fn image_volumes_using(workload: &Workload, written: &str) -> String {
+fn image_volumes_using(workload: &Workload<'_>, written: &str) -> String {
     workload
         .images
         .iter()

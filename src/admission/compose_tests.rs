@@ -9,7 +9,7 @@ use crate::admission::verdict::CachedVerdict;
 
 const DIGEST: &str = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
 
-fn workload() -> Workload {
+fn workload() -> Workload<'static> {
     Workload {
         kind: "Pod".into(),
         namespace: "shop".into(),
@@ -19,8 +19,8 @@ fn workload() -> Workload {
             .enumerate()
             .map(|(i, image)| WorkloadImage {
                 index: i,
-                image: image.to_string(),
-                container: format!("c{i}"),
+                image: image.to_string().into(),
+                container: format!("c{i}").into(),
                 kind: ContainerKind::Container,
             })
             .collect(),

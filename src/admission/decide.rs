@@ -195,13 +195,14 @@ impl Admission {
         &self,
         context: &Context<'_>,
         request: &ReviewRequest<'_>,
-        workload: &Workload,
+        workload: &Workload<'_>,
         deadline: tokio::time::Instant,
     ) -> Composed {
         if self
             .settings
             .exempt_namespaces
-            .contains(&workload.namespace)
+            .iter()
+            .any(|exempt| *exempt == workload.namespace)
         {
             return compose(context, &Case::Exempt);
         }
@@ -237,7 +238,7 @@ impl Admission {
 
     /// Every image's outcome from the fast path (`Judge::admitted_outcomes`), starting the
     /// refresh of those due for one; else the images to judge.
-    fn cached_outcomes(&self, workload: &Workload) -> Result<Vec<ImageOutcome>, Vec<String>> {
+    fn cached_outcomes(&self, workload: &Workload<'_>) -> Result<Vec<ImageOutcome>, Vec<String>> {
         let hits = self.judge.admitted_outcomes(workload)?;
         if !hits.refresh.is_empty() {
             self.refresh_in_background(workload, hits.refresh);
@@ -248,12 +249,12 @@ impl Admission {
     /// Starts the refresh of `images` ahead of their expiry (`Judge::refresh_images`), in a
     /// task of its own under a permit, so that no admission waits for it. Without a free
     /// permit it is not started: the entries then end at their expiry, as without refreshes.
-    fn refresh_in_background(&self, workload: &Workload, images: Vec<(String, Arc<str>)>) {
+    fn refresh_in_background(&self, workload: &Workload<'_>, images: Vec<(String, Arc<str>)>) {
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
             return;
         };
         let judge = Arc::clone(&self.judge);
-        let workload = workload.clone();
+        let workload = workload.clone().into_owned();
         let deadline = tokio::time::Instant::now() + self.settings.deadline;
         tokio::spawn(async move {
             let _permit = permit;
@@ -264,7 +265,7 @@ impl Admission {
 
 fn event_of(
     request: &ReviewRequest<'_>,
-    workload: &Workload,
+    workload: &Workload<'_>,
     reason: super::events::EventReason,
     note: String,
 ) -> WorkloadEvent {
@@ -276,9 +277,9 @@ fn event_of(
     WorkloadEvent {
         reason,
         api_version,
-        kind: workload.kind.clone(),
-        namespace: workload.namespace.clone(),
-        name: workload.name.clone(),
+        kind: workload.kind.to_string(),
+        namespace: workload.namespace.to_string(),
+        name: workload.name.to_string(),
         note,
     }
 }

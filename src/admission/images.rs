@@ -22,6 +22,7 @@
 //!   `oldObject`.
 //! - UPDATE: only the new object (`request.object`) counts; what ran before does not matter.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::{self, Write as _};
 
@@ -35,15 +36,15 @@ pub const EPHEMERAL_CONTAINERS_SUBRESOURCE: &str = "ephemeralcontainers";
 
 /// One container image in a workload, as written, and where it is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WorkloadImage {
+pub struct WorkloadImage<'a> {
     /// The position in its list (`containers`, `initContainers`, `ephemeralContainers` or
     /// `volumes`): with `kind`, where [`Workload::pointer_of`] finds the field.
     pub index: usize,
     /// The image reference exactly as the workload writes it (not normalised).
-    pub image: String,
+    pub image: Cow<'a, str>,
     /// The container's name, or the volume's for an image volume (empty when the object gives
     /// none; the API server rejects that later).
-    pub container: String,
+    pub container: Cow<'a, str>,
     /// Which container list (or the volumes) the image comes from.
     pub kind: ContainerKind,
 }
@@ -93,18 +94,20 @@ impl fmt::Display for ContainerKind {
     }
 }
 
-/// What admission needs to know about one workload object.
+/// What admission needs to know about one workload object. Its strings borrow from the
+/// request it was read from (see [`super::review::ReviewRequest`]); [`Workload::into_owned`]
+/// detaches one, for work that outlives the request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Workload {
+pub struct Workload<'a> {
     /// The object's kind as the request names it (`Deployment`).
-    pub kind: String,
+    pub kind: Cow<'a, str>,
     /// The namespace the workload lives in.
-    pub namespace: String,
+    pub namespace: Cow<'a, str>,
     /// `metadata.name`, or `generateName` followed by `*` when the server has yet to pick the name
     /// (pods created by controllers), or empty when the object has neither.
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// Every container image, in pod spec order: containers, then init, then ephemeral containers.
-    pub images: Vec<WorkloadImage>,
+    pub images: Vec<WorkloadImage<'a>>,
     /// The object's own `metadata.annotations` (for a Deployment: the Deployment's, not the pod
     /// template's), where the breakglass annotation is read.
     pub annotations: BTreeMap<String, String>,
@@ -113,26 +116,51 @@ pub struct Workload {
     /// annotations of the objects a controller creates, so breakglass is read here too.
     pub template_annotations: BTreeMap<String, String>,
     /// RFC 6901 pointer to the pod spec in the object (`/spec/template/spec`).
-    pub pod_spec_pointer: String,
+    pub pod_spec_pointer: &'static str,
     /// Names of the pod spec's `imagePullSecrets`, deduplicated, in order.
     pub image_pull_secrets: Vec<String>,
     /// The pod's service account, whose `imagePullSecrets` also apply. [`workload_of`] always
     /// gives `Some`: `"default"` when the spec names none, as Kubernetes does. `None` lets a
     /// workload built by hand (CLI, tests) say that no service account credentials apply.
-    pub service_account: Option<String>,
+    pub service_account: Option<Cow<'a, str>>,
 }
 
-impl Workload {
+impl Workload<'_> {
+    /// The same workload owning its strings.
+    pub fn into_owned(self) -> Workload<'static> {
+        let owned = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
+        Workload {
+            kind: owned(self.kind),
+            namespace: owned(self.namespace),
+            name: owned(self.name),
+            images: self
+                .images
+                .into_iter()
+                .map(|image| WorkloadImage {
+                    index: image.index,
+                    image: owned(image.image),
+                    container: owned(image.container),
+                    kind: image.kind,
+                })
+                .collect(),
+            annotations: self.annotations,
+            template_annotations: self.template_annotations,
+            pod_spec_pointer: self.pod_spec_pointer,
+            image_pull_secrets: self.image_pull_secrets,
+            service_account: self.service_account.map(owned),
+        }
+    }
+
     /// RFC 6901 JSON pointer to the field `image` names in the object, e.g.
     /// `/spec/template/spec/containers/0/image`: the path a JSON patch replaces. Written only
     /// when asked (by `/mutate`), not for every image read.
-    pub fn pointer_of(&self, image: &WorkloadImage) -> String {
+    pub fn pointer_of(&self, image: &WorkloadImage<'_>) -> String {
         let tail = match image.kind {
             ContainerKind::ImageVolume => "image/reference",
             _ => "image",
         };
         let mut out = String::with_capacity(self.pod_spec_pointer.len() + 40);
-        out.push_str(&self.pod_spec_pointer);
+        out.push_str(self.pod_spec_pointer);
         out.push('/');
         out.push_str(image.kind.field_name());
         out.push('/');
@@ -196,25 +224,34 @@ pub enum ImagesError {
     },
 }
 
-/// The kinds signet checks: (API group, kind, path from the object root to the pod spec). All are
-/// in version `v1`.
-const HANDLED_KINDS: &[(&str, &str, &[&str])] = &[
-    ("", "Pod", &["spec"]),
-    ("", "ReplicationController", TEMPLATE_SPEC),
-    ("", "PodTemplate", &["template", "spec"]),
-    ("apps", "Deployment", TEMPLATE_SPEC),
-    ("apps", "ReplicaSet", TEMPLATE_SPEC),
-    ("apps", "StatefulSet", TEMPLATE_SPEC),
-    ("apps", "DaemonSet", TEMPLATE_SPEC),
-    ("batch", "Job", TEMPLATE_SPEC),
-    ("batch", "CronJob", CRONJOB_TEMPLATE_SPEC),
+/// The kinds signet checks: (API group, kind, path from the object root to the pod spec, the
+/// same path as an RFC 6901 pointer). All are in version `v1`.
+const HANDLED_KINDS: &[(&str, &str, &[&str], &str)] = &[
+    ("", "Pod", &["spec"], "/spec"),
+    (
+        "",
+        "ReplicationController",
+        TEMPLATE_SPEC,
+        "/spec/template/spec",
+    ),
+    ("", "PodTemplate", &["template", "spec"], "/template/spec"),
+    ("apps", "Deployment", TEMPLATE_SPEC, "/spec/template/spec"),
+    ("apps", "ReplicaSet", TEMPLATE_SPEC, "/spec/template/spec"),
+    ("apps", "StatefulSet", TEMPLATE_SPEC, "/spec/template/spec"),
+    ("apps", "DaemonSet", TEMPLATE_SPEC, "/spec/template/spec"),
+    ("batch", "Job", TEMPLATE_SPEC, "/spec/template/spec"),
+    (
+        "batch",
+        "CronJob",
+        CRONJOB_TEMPLATE_SPEC,
+        "/spec/jobTemplate/spec/template/spec",
+    ),
 ];
 
 const TEMPLATE_SPEC: &[&str] = &["spec", "template", "spec"];
 const CRONJOB_TEMPLATE_SPEC: &[&str] = &["spec", "jobTemplate", "spec", "template", "spec"];
 
-/// A field's location, written out only when needed: as the RFC 6901 pointer for patches and
-/// as the dotted path for messages. Built by borrowing the parent, so walking a pod spec
+/// A field's location, written out only when needed: as the dotted path for messages. Built by borrowing the parent, so walking a pod spec
 /// allocates nothing until an image's pointer or an error's path is asked for.
 #[derive(Clone, Copy)]
 enum FieldPath<'a> {
@@ -235,46 +272,10 @@ impl<'a> FieldPath<'a> {
         FieldPath::Index(self, index)
     }
 
-    fn pointer(&self) -> String {
-        let mut out = String::with_capacity(48);
-        self.write_pointer(&mut out);
-        out
-    }
-
     fn dotted(&self) -> String {
         let mut out = String::with_capacity(48);
         self.write_dotted(&mut out);
         out
-    }
-
-    fn write_pointer(&self, out: &mut String) {
-        let push_key = |out: &mut String, key: &str| {
-            out.push('/');
-            if !key.bytes().any(|b| b == b'~' || b == b'/') {
-                out.push_str(key);
-                return;
-            }
-            for c in key.chars() {
-                match c {
-                    '~' => out.push_str("~0"),
-                    '/' => out.push_str("~1"),
-                    c => out.push(c),
-                }
-            }
-        };
-        match self {
-            FieldPath::Keys(keys) => keys.iter().for_each(|key| push_key(out, key)),
-            FieldPath::Key(parent, key) => {
-                parent.write_pointer(out);
-                push_key(out, key);
-            }
-            FieldPath::Index(parent, index) => {
-                parent.write_pointer(out);
-                // itoa rather than `write!`: the formatting machinery was a third of a pointer's cost.
-                out.push('/');
-                out.push_str(itoa::Buffer::new().format(*index));
-            }
-        }
     }
 
     fn write_dotted(&self, out: &mut String) {
@@ -300,13 +301,15 @@ impl<'a> FieldPath<'a> {
 
 /// Reads the workload in an admission request: `Ok(None)` when signet does not check this request
 /// (see the module header), an error when it should but the object cannot be read.
-pub fn workload_of(request: &ReviewRequest<'_>) -> Result<Option<Workload>, ImagesError> {
+pub fn workload_of<'a>(
+    request: &'a ReviewRequest<'_>,
+) -> Result<Option<Workload<'a>>, ImagesError> {
     if !matches!(request.operation, Operation::Create | Operation::Update) {
         return Ok(None);
     }
-    let Some((_, _, spec_keys)) = HANDLED_KINDS
+    let Some((_, _, spec_keys, pod_spec_pointer)) = HANDLED_KINDS
         .iter()
-        .find(|(group, kind, _)| *group == request.kind.group && *kind == request.kind.kind)
+        .find(|(group, kind, _, _)| *group == request.kind.group && *kind == request.kind.kind)
     else {
         return Ok(None);
     };
@@ -335,7 +338,7 @@ pub fn workload_of(request: &ReviewRequest<'_>) -> Result<Option<Workload>, Imag
     let template_annotations = template_annotations_of(data, spec_keys);
 
     Ok(Some(Workload {
-        kind: request.kind.kind.to_string(),
+        kind: Cow::Borrowed(&request.kind.kind),
         namespace: namespace_of(request, object),
         name: name_of(request, object),
         images,
@@ -347,7 +350,7 @@ pub fn workload_of(request: &ReviewRequest<'_>) -> Result<Option<Workload>, Imag
             .map(|(key, value)| (key.to_string(), value.to_string()))
             .collect(),
         template_annotations,
-        pod_spec_pointer: pod_spec_path.pointer(),
+        pod_spec_pointer,
         image_pull_secrets,
         service_account: Some(service_account),
     }))
@@ -384,15 +387,15 @@ fn template_annotations_of(data: NodeRef, path: &[&str]) -> BTreeMap<String, Str
 }
 
 /// The images of a workload, each once, in the order they first appear.
-pub fn distinct_images(workload: &Workload) -> Vec<String> {
+pub fn distinct_images(workload: &Workload<'_>) -> Vec<String> {
     let images = &workload.images;
     let mut distinct: Vec<String> = Vec::with_capacity(images.len());
     // A pod names a handful of images: comparing each with those kept so far is cheaper than
     // hashing them, and allocates nothing besides the list.
     if images.len() <= LINEAR_DEDUP_LIMIT {
         for image in images {
-            if !distinct.contains(&image.image) {
-                distinct.push(image.image.clone());
+            if !distinct.iter().any(|known| *known == image.image) {
+                distinct.push(image.image.to_string());
             }
         }
         return distinct;
@@ -404,8 +407,8 @@ pub fn distinct_images(workload: &Workload) -> Vec<String> {
     distinct.extend(
         images
             .iter()
-            .filter(|image| seen.insert(image.image.as_str()))
-            .map(|image| image.image.clone()),
+            .filter(|image| seen.insert(&*image.image))
+            .map(|image| image.image.to_string()),
     );
     distinct
 }
@@ -526,10 +529,10 @@ fn object_at<'a>(element: NodeRef<'a>, field: &FieldPath) -> Result<NodeRef<'a>,
     }
 }
 
-fn images_of(
-    pod_spec: NodeRef,
+fn images_of<'a>(
+    pod_spec: NodeRef<'a>,
     pod_spec_path: &FieldPath,
-) -> Result<Vec<WorkloadImage>, ImagesError> {
+) -> Result<Vec<WorkloadImage<'a>>, ImagesError> {
     let mut images = Vec::new();
     for kind in ContainerKind::ALL {
         let list_path = pod_spec_path.key(kind.field_name());
@@ -547,8 +550,8 @@ fn images_of(
                 })?;
             images.push(WorkloadImage {
                 index,
-                image: image.to_string(),
-                container: name.unwrap_or_default().to_string(),
+                image: Cow::Borrowed(image),
+                container: Cow::Borrowed(name.unwrap_or_default()),
                 kind,
             });
         }
@@ -559,10 +562,10 @@ fn images_of(
 
 /// `volumes[].image.reference` of every image volume, like a container image: absent or empty is
 /// an error (the kubelet could not pull it either, and "no image" must not mean "unchecked").
-fn image_volumes_of(
-    pod_spec: NodeRef,
+fn image_volumes_of<'a>(
+    pod_spec: NodeRef<'a>,
     pod_spec_path: &FieldPath,
-) -> Result<Vec<WorkloadImage>, ImagesError> {
+) -> Result<Vec<WorkloadImage<'a>>, ImagesError> {
     let list_path = pod_spec_path.key("volumes");
     let mut images = Vec::new();
     for (index, volume) in optional_array(pod_spec, &list_path, "volumes")?.enumerate() {
@@ -582,8 +585,8 @@ fn image_volumes_of(
             })?;
         images.push(WorkloadImage {
             index,
-            image: reference.to_string(),
-            container: name.unwrap_or_default().to_string(),
+            image: Cow::Borrowed(reference),
+            container: Cow::Borrowed(name.unwrap_or_default()),
             kind: ContainerKind::ImageVolume,
         });
     }
@@ -611,38 +614,42 @@ fn pull_secrets_of(
 }
 
 /// `serviceAccountName`, else the deprecated `serviceAccount` alias, else `default`.
-fn service_account_of(pod_spec: NodeRef, pod_spec_path: &FieldPath) -> Result<String, ImagesError> {
+fn service_account_of<'a>(
+    pod_spec: NodeRef<'a>,
+    pod_spec_path: &FieldPath,
+) -> Result<Cow<'a, str>, ImagesError> {
     for key in ["serviceAccountName", "serviceAccount"] {
         if let Some(name) = optional_string(pod_spec, &pod_spec_path.key(key), key)?
             && !name.is_empty()
         {
-            return Ok(name.to_string());
+            return Ok(Cow::Borrowed(name));
         }
     }
-    Ok("default".to_string())
+    Ok(Cow::Borrowed("default"))
 }
 
-fn namespace_of(request: &ReviewRequest<'_>, object: &ReviewObject<'_>) -> String {
-    request
-        .namespace
-        .as_deref()
-        .filter(|ns| !ns.is_empty())
-        .or(object.metadata.namespace.as_deref())
-        .unwrap_or_default()
-        .to_string()
+fn namespace_of<'a>(request: &'a ReviewRequest<'_>, object: &'a ReviewObject<'_>) -> Cow<'a, str> {
+    Cow::Borrowed(
+        request
+            .namespace
+            .as_deref()
+            .filter(|ns| !ns.is_empty())
+            .or(object.metadata.namespace.as_deref())
+            .unwrap_or_default(),
+    )
 }
 
-fn name_of(request: &ReviewRequest<'_>, object: &ReviewObject<'_>) -> String {
+fn name_of<'a>(request: &'a ReviewRequest<'_>, object: &'a ReviewObject<'_>) -> Cow<'a, str> {
     let metadata = &object.metadata;
     if let Some(name) = metadata.name.as_deref().filter(|n| !n.is_empty()) {
-        return name.to_string();
+        return Cow::Borrowed(name);
     }
     if !request.name.is_empty() {
-        return request.name.to_string();
+        return Cow::Borrowed(&request.name);
     }
     match metadata.generate_name.as_deref().filter(|n| !n.is_empty()) {
-        Some(prefix) => format!("{prefix}*"),
-        None => String::new(),
+        Some(prefix) => Cow::Owned(format!("{prefix}*")),
+        None => Cow::Borrowed(""),
     }
 }
 

@@ -167,7 +167,7 @@ impl Judge {
     /// distinct images, for [`Judge::judge_images`]. Takes no lock but the fast path's own.
     /// A hit implies the snapshot of that generation knew the namespace's labels: entries are
     /// made only then.
-    pub fn admitted_outcomes(&self, workload: &Workload) -> Result<Hits, Vec<String>> {
+    pub fn admitted_outcomes(&self, workload: &Workload<'_>) -> Result<Hits, Vec<String>> {
         self.admitted.outcomes(
             self.policy.generation(),
             &workload.namespace,
@@ -182,7 +182,7 @@ impl Judge {
     /// judged as missed images are, which replaces their entries.
     pub async fn refresh_images(
         &self,
-        workload: &Workload,
+        workload: &Workload<'_>,
         images: Vec<(String, Arc<str>)>,
         deadline: tokio::time::Instant,
     ) {
@@ -205,7 +205,7 @@ impl Judge {
     /// gave back) at once.
     pub async fn judge_images(
         &self,
-        workload: &Workload,
+        workload: &Workload<'_>,
         images: Vec<String>,
         deadline: tokio::time::Instant,
     ) -> Vec<ImageOutcome> {
@@ -278,7 +278,7 @@ impl Judge {
             deadline,
             ..
         } = request;
-        let namespace = workload.namespace.as_str();
+        let namespace = &*workload.namespace;
         let parsed = match self.parse_reference(written) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -615,7 +615,7 @@ impl Judge {
     async fn look_up(
         &self,
         parsed: &ParsedImage,
-        workload: &Workload,
+        workload: &Workload<'_>,
         snapshot: &Snapshot,
         governing: &Governing,
         registry: &OnceCell<RequestRegistry>,
@@ -667,7 +667,7 @@ impl Judge {
         }
     }
 
-    async fn request_registry(&self, workload: &Workload) -> RequestRegistry {
+    async fn request_registry(&self, workload: &Workload<'_>) -> RequestRegistry {
         let secrets = match &self.pull_secrets {
             Some(reader) => {
                 reader
@@ -687,7 +687,7 @@ impl Judge {
 /// One image's request: what `judge_image` needs besides the image.
 #[derive(Clone, Copy)]
 struct ImageRequest<'a> {
-    workload: &'a Workload,
+    workload: &'a Workload<'a>,
     snapshot: &'a Arc<Snapshot>,
     registry: &'a OnceCell<RequestRegistry>,
     deadline: tokio::time::Instant,

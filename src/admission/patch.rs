@@ -30,12 +30,12 @@ pub fn pinned_reference(image_as_written: &str, digest: &str) -> Option<String> 
 /// as written): one `replace` per image field, in the workload's image order. Images already
 /// pinned, or absent from `digests`, are left alone. Empty when there is nothing to pin, in which
 /// case the response should carry no patch at all.
-pub fn pin_patch(workload: &Workload, digests: &BTreeMap<String, String>) -> Vec<Value> {
+pub fn pin_patch(workload: &Workload<'_>, digests: &BTreeMap<String, String>) -> Vec<Value> {
     workload
         .images
         .iter()
         .filter_map(|image| {
-            let digest = digests.get(&image.image)?;
+            let digest = digests.get(&*image.image)?;
             let pinned = pinned_reference(&image.image, digest)?;
             let path = workload.pointer_of(image);
             Some(json!({"op": "replace", "path": path, "value": pinned}))
@@ -52,7 +52,7 @@ mod tests {
     const OTHER: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
 
     /// A pod of `images`: (list, index in it, image as written).
-    fn workload(images: &[(ContainerKind, usize, &str)]) -> Workload {
+    fn workload(images: &[(ContainerKind, usize, &str)]) -> Workload<'static> {
         Workload {
             kind: "Pod".into(),
             namespace: "shop".into(),
@@ -61,7 +61,7 @@ mod tests {
                 .iter()
                 .map(|(kind, index, image)| WorkloadImage {
                     index: *index,
-                    image: image.to_string(),
+                    image: image.to_string().into(),
                     container: "c".into(),
                     kind: *kind,
                 })

@@ -6,9 +6,7 @@ use std::borrow::Cow;
 use kube::core::admission::Operation;
 
 use super::super::pruned_tree::{NodeId, TreeBuilder};
-use super::super::review::{
-    ObjectMetadata, RequestKind, RequestUser, ReviewObject, ReviewRequest,
-};
+use super::super::review::{ObjectMetadata, RequestKind, RequestUser, ReviewObject, ReviewRequest};
 use super::super::review_prune::{SPEC, Shape, TEMPLATE};
 use super::{Once, Result, Scanner, TopLevel};
 
@@ -192,7 +190,12 @@ impl<'a> Scanner<'a> {
                     info.extra = if self.null()? {
                         None
                     } else {
-                        Some(self.map(Self::string_list)?.into_iter().map(owned_list).collect())
+                        Some(
+                            self.map(Self::string_list)?
+                                .into_iter()
+                                .map(owned_list)
+                                .collect(),
+                        )
                     };
                 }
                 _ => self.skip_field()?,

@@ -301,12 +301,21 @@ fn skipped_values_nest_objects_and_arrays_past_the_first_64_levels() {
         assert_same(skipped.as_bytes());
         // One container closed by the other kind's bracket, innermost, outermost, around the
         // 64th level: refused, as the reference refuses it.
-        for wrong in [0, 1, depth - 65.min(depth - 1), depth - 64.min(depth - 1), depth - 1] {
+        for wrong in [
+            0,
+            1,
+            depth - 65.min(depth - 1),
+            depth - 64.min(depth - 1),
+            depth - 1,
+        ] {
             close[wrong] = if close[wrong] == b'}' { b']' } else { b'}' };
             let nested = format!("{open}1{}", String::from_utf8_lossy(&close));
             let broken = body.replacen("\"SKIPPED\"", &nested, 1);
             assert!(
-                matches!(parse_review(broken.as_bytes()), Err(ReviewError::NotJson(_))),
+                matches!(
+                    parse_review(broken.as_bytes()),
+                    Err(ReviewError::NotJson(_))
+                ),
                 "{depth} {wrong}"
             );
             assert_same(broken.as_bytes());
