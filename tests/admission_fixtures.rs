@@ -568,7 +568,7 @@ fn pointers_resolve_to_the_images_in_the_object() {
         }
         assert!(
             object
-                .pointer(&workload.pod_spec_pointer)
+                .pointer(workload.pod_spec_pointer)
                 .is_some_and(Value::is_object),
             "{name}: pod spec at {}",
             want.pod_spec_pointer

@@ -284,7 +284,7 @@ mod tests {
             images: vec![],
             annotations: map(own),
             template_annotations: map(template),
-            pod_spec_pointer: "/spec/template/spec".into(),
+            pod_spec_pointer: "/spec/template/spec",
             image_pull_secrets: vec![],
             service_account: None,
         }

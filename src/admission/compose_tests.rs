@@ -26,7 +26,7 @@ fn workload() -> Workload<'static> {
             .collect(),
         annotations: BTreeMap::new(),
         template_annotations: BTreeMap::new(),
-        pod_spec_pointer: "/spec".into(),
+        pod_spec_pointer: "/spec",
         image_pull_secrets: vec![],
         service_account: Some("default".into()),
     }

@@ -68,7 +68,7 @@ mod tests {
                 .collect(),
             annotations: BTreeMap::new(),
             template_annotations: BTreeMap::new(),
-            pod_spec_pointer: "/spec".into(),
+            pod_spec_pointer: "/spec",
             image_pull_secrets: vec![],
             service_account: Some("default".into()),
         }
