@@ -152,6 +152,17 @@ impl<'a> Scanner<'a> {
         )))
     }
 
+    /// The error of a primitive that stopped (the position is the primitive's).
+    #[cold]
+    #[inline(never)]
+    fn stopped(&mut self, stop: Stop) -> Box<ReviewError> {
+        self.pos = stop.at;
+        match stop.what {
+            Some(what) => self.syntax(what),
+            None => self.eof(),
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn eof(&self) -> Box<ReviewError> {
@@ -173,13 +184,8 @@ impl<'a> Scanner<'a> {
     /// The next byte after whitespace, not consumed.
     #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
-        while let Some(&byte) = self.bytes.get(self.pos) {
-            match byte {
-                b' ' | b'\n' | b'\t' | b'\r' => self.pos += 1,
-                _ => return Some(byte),
-            }
-        }
-        None
+        self.pos = after_whitespace(self.bytes, self.pos);
+        self.bytes.get(self.pos).copied()
     }
 
     /// Opens a kept container (the byte at `pos`), counting it towards the recursion limit.
@@ -198,30 +204,14 @@ impl<'a> Scanner<'a> {
 
     #[inline(always)]
     fn colon(&mut self) -> Result<()> {
-        // Compact JSON (what the API server writes) has the colon right after the key.
-        if self.bytes.get(self.pos) == Some(&b':') {
-            self.pos += 1;
-            return Ok(());
-        }
-        match self.peek() {
-            Some(b':') => {
-                self.pos += 1;
-                Ok(())
-            }
-            Some(_) => Err(self.syntax("expected `:`")),
-            None => Err(self.eof()),
-        }
+        self.pos = colon_end(self.bytes, self.pos).map_err(|stop| self.stopped(stop))?;
+        Ok(())
     }
 
     /// `null`, `true` or `false`, starting at `pos`.
-    fn word(&mut self, word: &[u8]) -> Result<()> {
-        for &expected in word {
-            match self.bytes.get(self.pos) {
-                Some(&byte) if byte == expected => self.pos += 1,
-                Some(_) => return Err(self.syntax("expected `null`, `true` or `false`")),
-                None => return Err(self.eof()),
-            }
-        }
+    #[inline(always)]
+    fn word(&mut self, word: &'static [u8]) -> Result<()> {
+        self.pos = word_end(self.bytes, self.pos, word).map_err(|stop| self.stopped(stop))?;
         Ok(())
     }
 
@@ -236,52 +226,12 @@ impl<'a> Scanner<'a> {
     }
 
     /// From just after an opening quote to just after the closing one; whether it held an
-    /// escape. Escapes are checked as serde_json checks skipped strings.
+    /// escape.
     #[inline(always)]
     fn scan_string(&mut self) -> Result<bool> {
-        let mut escaped = false;
-        loop {
-            self.pos = find_special(self.bytes, self.pos);
-            match self.bytes.get(self.pos) {
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(escaped);
-                }
-                Some(b'\\') => {
-                    escaped = true;
-                    self.escape()?;
-                }
-                Some(_) => return Err(self.syntax("control character in a string")),
-                None => return Err(self.eof()),
-            }
-        }
-    }
-
-    /// One escape (`pos` at its backslash), checked. Out of line: rare in reviews, and every
-    /// string scan would otherwise carry its code.
-    #[cold]
-    #[inline(never)]
-    fn escape(&mut self) -> Result<()> {
-        self.pos += 1;
-        match self.bytes.get(self.pos) {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                self.pos += 1;
-                Ok(())
-            }
-            Some(b'u') => {
-                self.pos += 1;
-                match self.bytes.get(self.pos..self.pos + 4) {
-                    Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => {
-                        self.pos += 4;
-                        Ok(())
-                    }
-                    Some(_) => Err(self.syntax("invalid escape")),
-                    None => Err(self.eof()),
-                }
-            }
-            Some(_) => Err(self.syntax("invalid escape")),
-            None => Err(self.eof()),
-        }
+        let (end, escaped) = string_end(self.bytes, self.pos).map_err(|stop| self.stopped(stop))?;
+        self.pos = end;
+        Ok(escaped)
     }
 
     /// A string as serde_json reads one it keeps (`pos` at the opening quote).
@@ -303,137 +253,19 @@ impl<'a> Scanner<'a> {
             .map_err(|e| Self::delegated(e, start))
     }
 
-    /// Checks a number's grammar (`pos` at `-` or a digit), as serde_json's skipping does.
-    fn scan_number(&mut self) -> Result<()> {
-        if self.bytes.get(self.pos) == Some(&b'-') {
-            self.pos += 1;
-        }
-        match self.bytes.get(self.pos) {
-            Some(b'0') => {
-                self.pos += 1;
-                if self.bytes.get(self.pos).is_some_and(u8::is_ascii_digit) {
-                    return Err(self.syntax("invalid number"));
-                }
-            }
-            Some(b'1'..=b'9') => self.digits(),
-            _ => return Err(self.syntax("invalid number")),
-        }
-        if self.bytes.get(self.pos) == Some(&b'.') {
-            self.pos += 1;
-            let start = self.pos;
-            self.digits();
-            if self.pos == start {
-                return Err(self.syntax("invalid number"));
-            }
-        }
-        if let Some(b'e' | b'E') = self.bytes.get(self.pos) {
-            self.pos += 1;
-            if let Some(b'+' | b'-') = self.bytes.get(self.pos) {
-                self.pos += 1;
-            }
-            let start = self.pos;
-            self.digits();
-            if self.pos == start {
-                return Err(self.syntax("invalid number"));
-            }
-        }
-        Ok(())
-    }
-
-    fn digits(&mut self) {
-        while self.bytes.get(self.pos).is_some_and(u8::is_ascii_digit) {
-            self.pos += 1;
-        }
-    }
-
     /// A kept number, read by serde_json from its token.
     fn number(&mut self) -> Result<Value> {
         let start = self.pos;
-        self.scan_number()?;
+        self.pos = number_end(self.bytes, start).map_err(|stop| self.stopped(stop))?;
         let token = self.text.get(start..self.pos).unwrap_or_default();
         serde_json::from_str::<Value>(token).map_err(|e| Self::delegated(e, start))
     }
 
-    /// Skips one value, checking it as serde_json's `IgnoredAny` does (no depth limit: the open
-    /// containers are a bit each in `frames`, not a recursion).
+    /// Skips one value, checking it as serde_json's `IgnoredAny` does (see [`skip_value_end`]).
     fn skip_value(&mut self) -> Result<()> {
-        self.frames.clear();
-        loop {
-            // One value.
-            match self.peek() {
-                Some(b'"') => {
-                    self.pos += 1;
-                    self.scan_string()?;
-                }
-                Some(b'{') => {
-                    self.pos += 1;
-                    match self.peek() {
-                        Some(b'}') => self.pos += 1,
-                        Some(b'"') => {
-                            self.frames.push(true);
-                            self.skip_key()?;
-                            continue;
-                        }
-                        Some(_) => return Err(self.syntax("expected a string key")),
-                        None => return Err(self.eof()),
-                    }
-                }
-                Some(b'[') => {
-                    self.pos += 1;
-                    match self.peek() {
-                        Some(b']') => self.pos += 1,
-                        Some(_) => {
-                            self.frames.push(false);
-                            continue;
-                        }
-                        None => return Err(self.eof()),
-                    }
-                }
-                Some(b'n') => self.word(b"null")?,
-                Some(b't') => self.word(b"true")?,
-                Some(b'f') => self.word(b"false")?,
-                Some(b'-' | b'0'..=b'9') => self.scan_number()?,
-                Some(_) => return Err(self.syntax("expected a value")),
-                None => return Err(self.eof()),
-            }
-            // After a value: close what ends here, then go on with the next element, if any.
-            loop {
-                let Some(in_object) = self.frames.innermost_is_object() else {
-                    return Ok(());
-                };
-                match self.peek() {
-                    Some(b',') => {
-                        self.pos += 1;
-                        if in_object {
-                            match self.peek() {
-                                Some(b'"') => self.skip_key()?,
-                                Some(_) => return Err(self.syntax("expected a string key")),
-                                None => return Err(self.eof()),
-                            }
-                        }
-                        break;
-                    }
-                    Some(b'}') if in_object => {
-                        self.pos += 1;
-                        self.frames.pop();
-                    }
-                    Some(b']') if !in_object => {
-                        self.pos += 1;
-                        self.frames.pop();
-                    }
-                    Some(_) => return Err(self.syntax("expected `,` or the container's end")),
-                    None => return Err(self.eof()),
-                }
-            }
-        }
-    }
-
-    /// A key of a skipped object and its colon (`pos` at the opening quote).
-    #[inline(always)]
-    fn skip_key(&mut self) -> Result<()> {
-        self.pos += 1;
-        self.scan_string()?;
-        self.colon()
+        self.pos = skip_value_end(self.bytes, self.pos, &mut self.frames)
+            .map_err(|stop| self.stopped(stop))?;
+        Ok(())
     }
 
     /// The next key of a kept object (after `enter`), or `None` at its end (consumed).
@@ -597,6 +429,241 @@ impl<'a> Scanner<'a> {
         }
         self.leave();
         Ok(map)
+    }
+}
+
+/// Where a primitive of the scan stopped, and why (`None`: at the end of the body). The
+/// primitives below work on a position they hold in a local, not on the scanner, so that the
+/// position stays in a register through the loops (most of a review is skipped by them).
+#[derive(Clone, Copy)]
+struct Stop {
+    at: usize,
+    what: Option<&'static str>,
+}
+
+type Scan<T = usize> = std::result::Result<T, Stop>;
+
+#[cold]
+fn stop<T>(at: usize, what: &'static str) -> Scan<T> {
+    Err(Stop {
+        at,
+        what: Some(what),
+    })
+}
+
+#[cold]
+fn end_of_body<T>(at: usize) -> Scan<T> {
+    Err(Stop { at, what: None })
+}
+
+/// The first byte at or after `at` that is not JSON whitespace.
+#[inline(always)]
+fn after_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// `word` (`null`, `true` or `false`) starting at `at`; the position after it.
+#[inline(always)]
+fn word_end(bytes: &[u8], at: usize, word: &'static [u8]) -> Scan {
+    match bytes.get(at..at + word.len()) {
+        Some(found) if found == word => Ok(at + word.len()),
+        _ => word_mismatch(bytes, at, word),
+    }
+}
+
+/// Where `word` stops matching: the first differing byte, or the end of the body.
+#[cold]
+#[inline(never)]
+fn word_mismatch(bytes: &[u8], at: usize, word: &[u8]) -> Scan {
+    for (offset, &expected) in word.iter().enumerate() {
+        match bytes.get(at + offset) {
+            Some(&byte) if byte == expected => {}
+            Some(_) => return stop(at + offset, "expected `null`, `true` or `false`"),
+            None => return end_of_body(at + offset),
+        }
+    }
+    Ok(at + word.len())
+}
+
+/// From just after an opening quote: the position after the closing one, and whether the
+/// string held an escape. Escapes are checked as serde_json checks skipped strings.
+#[inline(always)]
+fn string_end(bytes: &[u8], mut at: usize) -> Scan<(usize, bool)> {
+    let mut escaped = false;
+    loop {
+        at = find_special(bytes, at);
+        match bytes.get(at) {
+            Some(b'"') => return Ok((at + 1, escaped)),
+            Some(b'\\') => {
+                escaped = true;
+                at = escape_end(bytes, at)?;
+            }
+            Some(_) => return stop(at, "control character in a string"),
+            None => return end_of_body(at),
+        }
+    }
+}
+
+/// One escape (`at` its backslash), checked; the position after it. Out of line: rare in
+/// reviews, and every string scan would otherwise carry its code.
+#[cold]
+#[inline(never)]
+fn escape_end(bytes: &[u8], at: usize) -> Scan {
+    let at = at + 1;
+    match bytes.get(at) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(at + 1),
+        Some(b'u') => match bytes.get(at + 1..at + 5) {
+            Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => Ok(at + 5),
+            Some(_) => stop(at + 1, "invalid escape"),
+            None => end_of_body(at + 1),
+        },
+        Some(_) => stop(at, "invalid escape"),
+        None => end_of_body(at),
+    }
+}
+
+/// A number's grammar checked (`at` its `-` or first digit), as serde_json's skipping checks
+/// it; the position after it.
+#[inline(always)]
+fn number_end(bytes: &[u8], mut at: usize) -> Scan {
+    if bytes.get(at) == Some(&b'-') {
+        at += 1;
+    }
+    match bytes.get(at) {
+        Some(b'0') => {
+            at += 1;
+            if bytes.get(at).is_some_and(u8::is_ascii_digit) {
+                return stop(at, "invalid number");
+            }
+        }
+        Some(b'1'..=b'9') => at = digits_end(bytes, at + 1),
+        _ => return stop(at, "invalid number"),
+    }
+    if bytes.get(at) == Some(&b'.') {
+        let start = at + 1;
+        at = digits_end(bytes, start);
+        if at == start {
+            return stop(at, "invalid number");
+        }
+    }
+    if let Some(b'e' | b'E') = bytes.get(at) {
+        at += 1;
+        if let Some(b'+' | b'-') = bytes.get(at) {
+            at += 1;
+        }
+        let start = at;
+        at = digits_end(bytes, start);
+        if at == start {
+            return stop(at, "invalid number");
+        }
+    }
+    Ok(at)
+}
+
+#[inline(always)]
+fn digits_end(bytes: &[u8], mut at: usize) -> usize {
+    while bytes.get(at).is_some_and(u8::is_ascii_digit) {
+        at += 1;
+    }
+    at
+}
+
+/// A key of a skipped object and its colon (`at` the opening quote); the position after the
+/// colon.
+#[inline(always)]
+fn key_end(bytes: &[u8], at: usize) -> Scan {
+    let (at, _) = string_end(bytes, at + 1)?;
+    colon_end(bytes, at)
+}
+
+/// The colon after a key (whitespace before it allowed); the position after it.
+#[inline(always)]
+fn colon_end(bytes: &[u8], at: usize) -> Scan {
+    // Compact JSON (what the API server writes) has the colon right after the key.
+    if bytes.get(at) == Some(&b':') {
+        return Ok(at + 1);
+    }
+    let at = after_whitespace(bytes, at);
+    match bytes.get(at) {
+        Some(b':') => Ok(at + 1),
+        Some(_) => stop(at, "expected `:`"),
+        None => end_of_body(at),
+    }
+}
+
+/// Skips one value from `at`, checking it as serde_json's `IgnoredAny` does; the position after
+/// it. No depth limit: the open containers are a bit each in `frames`, not a recursion.
+fn skip_value_end(bytes: &[u8], mut at: usize, frames: &mut Frames) -> Scan {
+    frames.clear();
+    loop {
+        // One value.
+        at = after_whitespace(bytes, at);
+        match bytes.get(at) {
+            Some(b'"') => at = string_end(bytes, at + 1)?.0,
+            Some(b'{') => {
+                at = after_whitespace(bytes, at + 1);
+                match bytes.get(at) {
+                    Some(b'}') => at += 1,
+                    Some(b'"') => {
+                        frames.push(true);
+                        at = key_end(bytes, at)?;
+                        continue;
+                    }
+                    Some(_) => return stop(at, "expected a string key"),
+                    None => return end_of_body(at),
+                }
+            }
+            Some(b'[') => {
+                at = after_whitespace(bytes, at + 1);
+                match bytes.get(at) {
+                    Some(b']') => at += 1,
+                    Some(_) => {
+                        frames.push(false);
+                        continue;
+                    }
+                    None => return end_of_body(at),
+                }
+            }
+            Some(b'n') => at = word_end(bytes, at, b"null")?,
+            Some(b't') => at = word_end(bytes, at, b"true")?,
+            Some(b'f') => at = word_end(bytes, at, b"false")?,
+            Some(b'-' | b'0'..=b'9') => at = number_end(bytes, at)?,
+            Some(_) => return stop(at, "expected a value"),
+            None => return end_of_body(at),
+        }
+        // After a value: close what ends here, then go on with the next element, if any.
+        loop {
+            let Some(in_object) = frames.innermost_is_object() else {
+                return Ok(at);
+            };
+            at = after_whitespace(bytes, at);
+            match bytes.get(at) {
+                Some(b',') => {
+                    at = after_whitespace(bytes, at + 1);
+                    if in_object {
+                        match bytes.get(at) {
+                            Some(b'"') => at = key_end(bytes, at)?,
+                            Some(_) => return stop(at, "expected a string key"),
+                            None => return end_of_body(at),
+                        }
+                    }
+                    break;
+                }
+                Some(b'}') if in_object => {
+                    at += 1;
+                    frames.pop();
+                }
+                Some(b']') if !in_object => {
+                    at += 1;
+                    frames.pop();
+                }
+                Some(_) => return stop(at, "expected `,` or the container's end"),
+                None => return end_of_body(at),
+            }
+        }
     }
 }
 
