@@ -29,7 +29,7 @@ use std::fmt::{self, Write as _};
 use kube::core::admission::Operation;
 
 use super::pruned_tree::NodeRef;
-use super::review::{ReviewObject, ReviewRequest};
+use super::review::{ReviewObject, ReviewRequest, owned};
 
 /// The Pod subresource whose requests are checked like the Pod itself (`kubectl debug`).
 pub const EPHEMERAL_CONTAINERS_SUBRESOURCE: &str = "ephemeralcontainers";
@@ -128,7 +128,6 @@ pub struct Workload<'a> {
 impl Workload<'_> {
     /// The same workload owning its strings.
     pub fn into_owned(self) -> Workload<'static> {
-        let owned = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
         Workload {
             kind: owned(self.kind),
             namespace: owned(self.namespace),
@@ -251,8 +250,9 @@ const HANDLED_KINDS: &[(&str, &str, &[&str], &str)] = &[
 const TEMPLATE_SPEC: &[&str] = &["spec", "template", "spec"];
 const CRONJOB_TEMPLATE_SPEC: &[&str] = &["spec", "jobTemplate", "spec", "template", "spec"];
 
-/// A field's location, written out only when needed: as the dotted path for messages. Built by borrowing the parent, so walking a pod spec
-/// allocates nothing until an image's pointer or an error's path is asked for.
+/// A field's location, written out only when needed, as the dotted path of an error message.
+/// Built by borrowing the parent, so walking a pod spec allocates nothing unless an error's path
+/// is asked for.
 #[derive(Clone, Copy)]
 enum FieldPath<'a> {
     /// Keys from the object root.

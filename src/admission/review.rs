@@ -132,7 +132,8 @@ impl ReviewRequest<'_> {
     }
 }
 
-fn owned(text: Cow<'_, str>) -> Cow<'static, str> {
+/// `text` detached from what it borrowed.
+pub(super) fn owned(text: Cow<'_, str>) -> Cow<'static, str> {
     Cow::Owned(text.into_owned())
 }
 
