@@ -622,8 +622,8 @@ fn pin_patch_rewrites_exactly_the_unpinned_images() {
         let digests: BTreeMap<String, String> = distinct_images(&workload)
             .into_iter()
             .map(|image| {
-                let digest = fake_digest(&image);
-                (image, digest)
+                let digest = fake_digest(image);
+                (image.to_string(), digest)
             })
             .collect();
         let patch = pin_patch(&workload, &digests);

@@ -117,8 +117,8 @@ struct Claims {
 
 /// A cached admission: every image's outcome, and the images due for a refresh ahead of
 /// expiry (written text and digest), usually none.
-pub(crate) struct Hits {
-    pub outcomes: Vec<ImageOutcome>,
+pub(crate) struct Hits<'a> {
+    pub outcomes: Vec<ImageOutcome<'a>>,
     pub refresh: Vec<(String, Arc<str>)>,
 }
 
@@ -150,32 +150,32 @@ impl AdmittedImages {
     /// The outcome of every image of `images` in `namespace` when each one is here for
     /// `generation` (counted as hits of the digest and verdict caches it stands for), with
     /// those this read claimed for a refresh; else the images back, for the slow path.
-    pub fn outcomes(
+    pub fn outcomes<'w>(
         &self,
         generation: u64,
         namespace: &str,
-        images: Vec<String>,
+        images: Vec<&'w str>,
         metrics: &Metrics,
-    ) -> Result<Hits, Vec<String>> {
+    ) -> Result<Hits<'w>, Vec<&'w str>> {
         let replacements = self.replacements.load(Ordering::Acquire);
         let now = Instant::now();
         // One key buffer for every image, sized for the longest.
-        let longest = images.iter().map(String::len).max().unwrap_or(0);
+        let longest = images.iter().map(|image| image.len()).max().unwrap_or(0);
         let mut key = String::with_capacity(namespace.len() + longest + 8);
-        let mut outcomes: Vec<ImageOutcome> = Vec::with_capacity(images.len());
+        let mut outcomes: Vec<ImageOutcome<'w>> = Vec::with_capacity(images.len());
         let mut refresh = Vec::new();
         let mut images = images.into_iter();
         let (mut digest_hits, mut verdict_hits) = (0, 0);
         COPIES.with_borrow_mut(|threads| {
             let copies = self.copies_of_this_thread(threads, replacements);
             while let Some(written) = images.next() {
-                key_into(&mut key, namespace, &written);
+                key_into(&mut key, namespace, written);
                 match self.read(copies, &key, generation, now) {
                     Some((admitted, due)) => {
                         digest_hits += u64::from(admitted.resolved);
                         verdict_hits += u64::from(admitted.digest.is_some());
                         if let (true, Some(digest)) = (due, &admitted.digest) {
-                            refresh.push((written.clone(), Arc::clone(digest)));
+                            refresh.push((written.to_string(), Arc::clone(digest)));
                         }
                         outcomes.push(ImageOutcome {
                             written,
@@ -184,7 +184,7 @@ impl AdmittedImages {
                         });
                     }
                     None => {
-                        let mut all: Vec<String> = outcomes.drain(..).map(|o| o.written).collect();
+                        let mut all: Vec<&str> = outcomes.drain(..).map(|o| o.written).collect();
                         all.push(written);
                         all.extend(images.by_ref());
                         return Err(all);
@@ -370,8 +370,8 @@ mod tests {
         });
     }
 
-    fn texts(images: &[&str]) -> Vec<String> {
-        images.iter().map(|text| text.to_string()).collect()
+    fn texts<'a>(images: &[&'a str]) -> Vec<&'a str> {
+        images.to_vec()
     }
 
     /// Fast-path entries for `r.example/app:v1` and `r.example/web:v1` in `shop`, generation 7.

@@ -127,7 +127,7 @@ mod tests {
             #[serde(skip_serializing_if = "Option::is_none")]
             patch_type: Option<&'static str>,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-            audit_annotations: &'a BTreeMap<Cow<'static, str>, String>,
+            audit_annotations: &'a BTreeMap<Cow<'static, str>, Cow<'static, str>>,
             #[serde(skip_serializing_if = "<[String]>::is_empty")]
             warnings: &'a [String],
         }
@@ -191,7 +191,7 @@ mod tests {
                 message: (i % 3 != 0).then(|| other.clone()),
                 warnings: (0..i % 3).map(|n| format!("{text}{n}")).collect(),
                 audit_annotations: (0..i % 4)
-                    .map(|n| (Cow::Owned(format!("{other}{n}")), text.clone()))
+                    .map(|n| (Cow::Owned(format!("{other}{n}")), Cow::Owned(text.clone())))
                     .collect(),
                 patch: if i % 5 == 0 {
                     vec![

@@ -50,7 +50,7 @@ pub(crate) enum Case<'a> {
     /// Every image judged; `ask` says what became of a breakglass annotation that was ignored.
     Judged {
         ask: &'a BreakglassAsk,
-        outcomes: &'a [ImageOutcome],
+        outcomes: &'a [ImageOutcome<'a>],
     },
 }
 
@@ -119,8 +119,8 @@ pub(crate) fn compose(context: &Context<'_>, case: &Case<'_>) -> Composed {
                 "signet breakglass: images admitted without verification ({reason})"
             ));
             set_audit(answer, AUDIT_RESULT, "breakglass");
-            set_audit(answer, AUDIT_BREAKGLASS, reason);
-            set_audit(answer, AUDIT_BREAKGLASS_USER, user);
+            set_audit(answer, AUDIT_BREAKGLASS, reason.to_string());
+            set_audit(answer, AUDIT_BREAKGLASS_USER, user.to_string());
             let authority = match by {
                 Authority::Group(group) => format!("group {group:?}"),
                 Authority::Rbac => "RBAC".to_string(),
@@ -154,7 +154,7 @@ pub(crate) fn compose(context: &Context<'_>, case: &Case<'_>) -> Composed {
 fn compose_judged(
     context: &Context<'_>,
     ask: &BreakglassAsk,
-    outcomes: &[ImageOutcome],
+    outcomes: &[ImageOutcome<'_>],
     composed: &mut Composed,
 ) {
     let answer = &mut composed.answer;
@@ -163,7 +163,7 @@ fn compose_judged(
             let digests: BTreeMap<String, String> = outcomes
                 .iter()
                 .filter(|o| o.verdict.pinnable)
-                .filter_map(|o| Some((o.written.clone(), o.digest.as_deref()?.to_string())))
+                .filter_map(|o| Some((o.written.to_string(), o.digest.as_deref()?.to_string())))
                 .collect();
             answer.patch = pin_patch(workload, &digests);
         }
@@ -176,7 +176,7 @@ fn compose_judged(
         outcomes
             .iter()
             .filter(|o| o.verdict.verified)
-            .filter_map(|o| Some((o.written.as_str(), o.digest.as_deref()?)))
+            .filter_map(|o| Some((o.written, o.digest.as_deref()?)))
     };
     let mut verified = String::with_capacity(
         verified_images()
@@ -205,7 +205,7 @@ fn compose_judged(
         .filter_map(|o| {
             let denial = o.verdict.denial.as_deref()?;
             Some(
-                match context.workload.map(|w| image_volumes_using(w, &o.written)) {
+                match context.workload.map(|w| image_volumes_using(w, o.written)) {
                     Some(volumes) if !volumes.is_empty() => format!("{denial} ({volumes})"),
                     _ => denial.to_string(),
                 },
@@ -241,15 +241,17 @@ fn image_volumes_using(workload: &Workload<'_>, written: &str) -> String {
 }
 
 /// Sets an audit annotation, cut to [`MAX_AUDIT_VALUE`] bytes on a character boundary.
-fn set_audit(answer: &mut Answer, key: &'static str, value: impl Into<String>) {
-    let mut value: String = value.into();
+/// Constant values (`allowed`) are borrowed, not copied into a string per answer.
+fn set_audit(answer: &mut Answer, key: &'static str, value: impl Into<Cow<'static, str>>) {
+    let mut value = value.into();
     if value.len() > MAX_AUDIT_VALUE {
         let mut end = MAX_AUDIT_VALUE - 3;
         while !value.is_char_boundary(end) {
             end -= 1;
         }
-        value.truncate(end);
-        value.push_str("...");
+        let text = value.to_mut();
+        text.truncate(end);
+        text.push_str("...");
     }
     answer.audit_annotations.insert(Cow::Borrowed(key), value);
 }

@@ -43,7 +43,7 @@ enum Fared {
     Ungoverned,
 }
 
-fn outcome(written: &str, fared: Fared) -> ImageOutcome {
+fn outcome(written: &str, fared: Fared) -> ImageOutcome<'_> {
     let verdict = match fared {
         Fared::Verified => CachedVerdict::plain_verified(),
         Fared::DryRunFailed => CachedVerdict {
@@ -66,7 +66,7 @@ fn outcome(written: &str, fared: Fared) -> ImageOutcome {
         },
     };
     ImageOutcome {
-        written: written.to_string(),
+        written,
         digest: match fared {
             Fared::Ungoverned => None,
             _ => Some(Arc::from(DIGEST)),
@@ -122,7 +122,7 @@ fn check(row: &Row, case: &Case<'_>) {
         answer
             .audit_annotations
             .get(AUDIT_RESULT)
-            .map(String::as_str),
+            .map(|value| &**value),
         row.audit_result,
         "{name}: {answer:?}"
     );

@@ -144,8 +144,10 @@ impl Admission {
             }
         };
         let deadline = tokio::time::Instant::from_std(started + self.settings.deadline);
-        // Boxed: the decision's state is a few KiB, which the futures around it (span, handler,
-        // router) would otherwise copy each time one is moved, three copies per request.
+        // Boxed: the futures around it (span, handler, router) would otherwise copy the
+        // decision's state each time one is moved, three copies per request. The state is kept
+        // small (the I/O of the rarer branches, breakglass, the registry and events, is boxed
+        // where it is awaited), so that boxing it copies little.
         let (answer, result) = Box::pin(self.decide(&request, endpoint, deadline)).await;
         self.metrics
             .admission(endpoint, result, started.elapsed().as_secs_f64());
@@ -184,9 +186,11 @@ impl Admission {
             }
         };
         if let (Some((reason, note)), Some(workload)) = (composed.event, context.workload) {
-            self.events
-                .record(event_of(request, workload, reason, note))
-                .await;
+            Box::pin(
+                self.events
+                    .record(event_of(request, workload, reason, note)),
+            )
+            .await;
         }
         (composed.answer, composed.result)
     }
@@ -209,10 +213,12 @@ impl Admission {
         let ask = BreakglassAsk::of(workload, self.settings.breakglass);
         if let BreakglassAsk::Reason(reason) = &ask {
             let requester = Requester::of(request);
-            let answer = self
-                .breakglass
-                .authorize(&requester, &workload.namespace, reason)
-                .await;
+            let answer = Box::pin(self.breakglass.authorize(
+                &requester,
+                &workload.namespace,
+                reason,
+            ))
+            .await;
             return compose(context, &Case::Breakglass(&answer));
         }
         let outcomes = match self.cached_outcomes(workload) {
@@ -224,7 +230,7 @@ impl Admission {
                     let deadline = self.settings.deadline;
                     return compose(context, &Case::Overloaded { deadline });
                 };
-                self.judge.judge_images(workload, images, deadline).await
+                Box::pin(self.judge.judge_images(workload, images, deadline)).await
             }
         };
         compose(
@@ -238,7 +244,10 @@ impl Admission {
 
     /// Every image's outcome from the fast path (`Judge::admitted_outcomes`), starting the
     /// refresh of those due for one; else the images to judge.
-    fn cached_outcomes(&self, workload: &Workload<'_>) -> Result<Vec<ImageOutcome>, Vec<String>> {
+    fn cached_outcomes<'w>(
+        &self,
+        workload: &'w Workload<'_>,
+    ) -> Result<Vec<ImageOutcome<'w>>, Vec<&'w str>> {
         let hits = self.judge.admitted_outcomes(workload)?;
         if !hits.refresh.is_empty() {
             self.refresh_in_background(workload, hits.refresh);

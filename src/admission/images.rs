@@ -118,7 +118,7 @@ pub struct Workload<'a> {
     /// RFC 6901 pointer to the pod spec in the object (`/spec/template/spec`).
     pub pod_spec_pointer: &'static str,
     /// Names of the pod spec's `imagePullSecrets`, deduplicated, in order.
-    pub image_pull_secrets: Vec<String>,
+    pub image_pull_secrets: Vec<Cow<'a, str>>,
     /// The pod's service account, whose `imagePullSecrets` also apply. [`workload_of`] always
     /// gives `Some`: `"default"` when the spec names none, as Kubernetes does. `None` lets a
     /// workload built by hand (CLI, tests) say that no service account credentials apply.
@@ -145,7 +145,7 @@ impl Workload<'_> {
             annotations: self.annotations,
             template_annotations: self.template_annotations,
             pod_spec_pointer: self.pod_spec_pointer,
-            image_pull_secrets: self.image_pull_secrets,
+            image_pull_secrets: self.image_pull_secrets.into_iter().map(owned).collect(),
             service_account: self.service_account.map(owned),
         }
     }
@@ -387,15 +387,15 @@ fn template_annotations_of(data: NodeRef, path: &[&str]) -> BTreeMap<String, Str
 }
 
 /// The images of a workload, each once, in the order they first appear.
-pub fn distinct_images(workload: &Workload<'_>) -> Vec<String> {
+pub fn distinct_images<'w>(workload: &'w Workload<'_>) -> Vec<&'w str> {
     let images = &workload.images;
-    let mut distinct: Vec<String> = Vec::with_capacity(images.len());
+    let mut distinct: Vec<&str> = Vec::with_capacity(images.len());
     // A pod names a handful of images: comparing each with those kept so far is cheaper than
     // hashing them, and allocates nothing besides the list.
     if images.len() <= LINEAR_DEDUP_LIMIT {
         for image in images {
             if !distinct.iter().any(|known| *known == image.image) {
-                distinct.push(image.image.to_string());
+                distinct.push(&image.image);
             }
         }
         return distinct;
@@ -408,7 +408,7 @@ pub fn distinct_images(workload: &Workload<'_>) -> Vec<String> {
         images
             .iter()
             .filter(|image| seen.insert(&*image.image))
-            .map(|image| image.image.to_string()),
+            .map(|image| &*image.image),
     );
     distinct
 }
@@ -594,12 +594,12 @@ fn image_volumes_of<'a>(
 }
 
 /// `imagePullSecrets[].name`, skipping entries without a name (Kubernetes ignores them too).
-fn pull_secrets_of(
-    pod_spec: NodeRef,
+fn pull_secrets_of<'a>(
+    pod_spec: NodeRef<'a>,
     pod_spec_path: &FieldPath,
-) -> Result<Vec<String>, ImagesError> {
+) -> Result<Vec<Cow<'a, str>>, ImagesError> {
     let list_path = pod_spec_path.key("imagePullSecrets");
-    let mut names: Vec<String> = Vec::new();
+    let mut names: Vec<Cow<'a, str>> = Vec::new();
     for (index, entry) in optional_array(pod_spec, &list_path, "imagePullSecrets")?.enumerate() {
         let entry_path = list_path.index(index);
         let entry = object_at(entry, &entry_path)?;
@@ -607,7 +607,7 @@ fn pull_secrets_of(
             && !name.is_empty()
             && !names.iter().any(|known| known == name)
         {
-            names.push(name.to_string());
+            names.push(Cow::Borrowed(name));
         }
     }
     Ok(names)

@@ -47,9 +47,9 @@ pub(crate) struct ParsedImage {
 
 /// The outcome for one distinct image of a request.
 #[derive(Clone, Debug)]
-pub(crate) struct ImageOutcome {
-    /// The image as the workload writes it.
-    pub written: String,
+pub(crate) struct ImageOutcome<'a> {
+    /// The image as the workload writes it (borrowed from the review).
+    pub written: &'a str,
     /// The digest judged (resolved, or named by the reference).
     pub digest: Option<Arc<str>>,
     /// What the engine said.
@@ -167,7 +167,10 @@ impl Judge {
     /// distinct images, for [`Judge::judge_images`]. Takes no lock but the fast path's own.
     /// A hit implies the snapshot of that generation knew the namespace's labels: entries are
     /// made only then.
-    pub fn admitted_outcomes(&self, workload: &Workload<'_>) -> Result<Hits, Vec<String>> {
+    pub fn admitted_outcomes<'w>(
+        &self,
+        workload: &'w Workload<'_>,
+    ) -> Result<Hits<'w>, Vec<&'w str>> {
         self.admitted.outcomes(
             self.policy.generation(),
             &workload.namespace,
@@ -197,18 +200,18 @@ impl Judge {
                 .forget(&parsed.image, &parsed.normalised, digest)
                 .await;
         }
-        let written = images.into_iter().map(|(written, _)| written).collect();
+        let written = images.iter().map(|(written, _)| written.as_str()).collect();
         self.judge_images(workload, written, deadline).await;
     }
 
     /// Judges `images` (the distinct images of `workload` that [`Judge::admitted_outcomes`]
     /// gave back) at once.
-    pub async fn judge_images(
+    pub async fn judge_images<'w>(
         &self,
         workload: &Workload<'_>,
-        images: Vec<String>,
+        images: Vec<&'w str>,
         deadline: tokio::time::Instant,
-    ) -> Vec<ImageOutcome> {
+    ) -> Vec<ImageOutcome<'w>> {
         let snapshot = self.policy.snapshot();
         let labels = match self
             .unknown_namespace_labels(&snapshot, &workload.namespace)
@@ -265,12 +268,12 @@ impl Judge {
         }
     }
 
-    async fn judge_image(
+    async fn judge_image<'w>(
         &self,
-        written: &str,
+        written: &'w str,
         governing: impl Fn(&ImageRef) -> Governing,
         request: ImageRequest<'_>,
-    ) -> ImageOutcome {
+    ) -> ImageOutcome<'w> {
         let ImageRequest {
             workload,
             snapshot,
@@ -283,7 +286,7 @@ impl Judge {
             Ok(parsed) => parsed,
             Err(e) => {
                 return ImageOutcome {
-                    written: written.to_string(),
+                    written,
                     digest: None,
                     verdict: Arc::new(CachedVerdict::denied(format!("{written}: {e}"))),
                 };
@@ -306,7 +309,7 @@ impl Judge {
             let until = std::time::Instant::now() + PARSED_REFERENCE_TTL;
             self.remember(&request, written, &parsed, None, &verdict, until);
             return ImageOutcome {
-                written: written.to_string(),
+                written,
                 digest: None,
                 verdict,
             };
@@ -322,7 +325,7 @@ impl Judge {
             Ok(Looked::Cached(digest, verdict, until)) => {
                 self.remember(&request, written, &parsed, Some(&digest), &verdict, until);
                 return ImageOutcome {
-                    written: written.to_string(),
+                    written,
                     digest: Some(digest),
                     verdict,
                 };
@@ -395,7 +398,7 @@ impl Judge {
             self.remember(&request, written, &parsed, Some(digest), &verdict, until);
         }
         ImageOutcome {
-            written: written.to_string(),
+            written,
             digest: digest.or_else(|| image.digest().map(Arc::from)),
             verdict,
         }

@@ -291,6 +291,13 @@ impl PrunedTree {
         self.text.get(span.start..span.end).unwrap_or_default()
     }
 
+    /// Whether the text at `span` is `key`: lengths first, then bytes, without slicing the
+    /// text as a `str` (a lookup compares a handful of keys, most of another length).
+    fn text_is(&self, span: Span, key: &str) -> bool {
+        span.end.checked_sub(span.start) == Some(key.len())
+            && self.text.as_bytes().get(span.start..span.end) == Some(key.as_bytes())
+    }
+
     fn links_of(&self, span: Span) -> &[Link] {
         self.links.get(span.start..span.end).unwrap_or_default()
     }
@@ -339,7 +346,7 @@ impl<'a> NodeRef<'a> {
         tree.links_of(*span)
             .iter()
             .rev()
-            .find(|link| tree.text_of(link.key) == key)
+            .find(|link| tree.text_is(link.key, key))
             .map(|link| self.at(link.node))
     }
 

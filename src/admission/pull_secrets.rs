@@ -57,10 +57,13 @@ impl PullSecrets {
     pub async fn credentials(
         &self,
         namespace: &str,
-        pod_secrets: &[String],
+        pod_secrets: &[impl AsRef<str> + Sync],
         service_account: Option<&str>,
     ) -> Vec<DockerConfig> {
-        let mut names: Vec<String> = pod_secrets.to_vec();
+        let mut names: Vec<String> = pod_secrets
+            .iter()
+            .map(|name| name.as_ref().to_string())
+            .collect();
         if let Some(account) = service_account {
             for name in self.account_secrets(namespace, account).await.iter() {
                 if !names.contains(name) {

@@ -346,7 +346,7 @@ pub struct Answer {
     pub warnings: Vec<String>,
     /// Audit annotations (the API server prefixes the keys with the webhook's name). Keys are
     /// signet's own constants, so borrowed: no allocation per key and answer.
-    pub audit_annotations: BTreeMap<Cow<'static, str>, String>,
+    pub audit_annotations: BTreeMap<Cow<'static, str>, Cow<'static, str>>,
     /// RFC 6902 operations (`/mutate` only); empty for none.
     pub patch: Vec<serde_json::Value>,
 }
