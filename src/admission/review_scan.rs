@@ -40,18 +40,22 @@ pub const ARRAY_FORM: &str = "written as an array";
 /// serde_json's default recursion limit: the 128th nested container it builds is refused.
 const DEPTH_LIMIT: u32 = 128;
 
-/// The top level of an AdmissionReview, before `parse_review`'s checks.
+/// The top level of an AdmissionReview, before `parse_review`'s checks. Its request is written
+/// to the caller's slot instead (see [`read`]).
 pub(super) struct TopLevel<'a> {
     /// `apiVersion` (empty when absent).
     pub(super) api_version: Cow<'a, str>,
     /// `kind` (empty when absent).
     pub(super) kind: Cow<'a, str>,
-    /// `request` (absent or null: `None`).
-    pub(super) request: Option<ReviewRequest<'a>>,
 }
 
-/// Reads a whole body (already checked to be UTF-8).
-pub(super) fn read(text: &str) -> Result<TopLevel<'_>, ReviewError> {
+/// Reads a whole body (already checked to be UTF-8); its `request` (absent or null: `None`)
+/// into `request`. A request is some 460 bytes: returned inside the top level, it was copied
+/// through each layer of results on the way out.
+pub(super) fn read<'a>(
+    text: &'a str,
+    request: &mut Option<ReviewRequest<'a>>,
+) -> Result<TopLevel<'a>, ReviewError> {
     let mut scanner = Scanner {
         text,
         bytes: text.as_bytes(),
@@ -59,7 +63,7 @@ pub(super) fn read(text: &str) -> Result<TopLevel<'_>, ReviewError> {
         remaining_depth: DEPTH_LIMIT,
         frames: Frames::default(),
     };
-    let top = scanner.review().map_err(|e| *e)?;
+    let top = scanner.review(request).map_err(|e| *e)?;
     match scanner.peek() {
         None => Ok(top),
         Some(_) => Err(*scanner.syntax("trailing characters")),
@@ -271,10 +275,40 @@ impl<'a> Scanner<'a> {
     /// The next key of a kept object (after `enter`), or `None` at its end (consumed).
     #[inline(always)]
     fn next_key(&mut self, first: &mut bool) -> Result<Option<Cow<'a, str>>> {
+        if !self.key_ahead(first)? {
+            return Ok(None);
+        }
+        self.text().map(Some)
+    }
+
+    /// [`Self::next_key`] as bytes, for a key that is only compared with field names: not
+    /// sliced as text, which checks both ends for character boundaries.
+    #[inline(always)]
+    fn next_field(&mut self, first: &mut bool) -> Result<Option<Cow<'a, [u8]>>> {
+        if !self.key_ahead(first)? {
+            return Ok(None);
+        }
+        let start = self.pos;
+        self.pos += 1;
+        if !self.scan_string()? {
+            return Ok(Some(Cow::Borrowed(
+                self.bytes.get(start + 1..self.pos - 1).unwrap_or_default(),
+            )));
+        }
+        let token = self.text.get(start..self.pos).unwrap_or_default();
+        serde_json::from_str::<String>(token)
+            .map(|key| Some(Cow::Owned(key.into_bytes())))
+            .map_err(|e| Self::delegated(e, start))
+    }
+
+    /// Past the comma before the next key of a kept object: whether a key (its opening quote at
+    /// `pos`) follows, or the object ends (its `}` consumed).
+    #[inline(always)]
+    fn key_ahead(&mut self, first: &mut bool) -> Result<bool> {
         let next = match self.peek() {
             Some(b'}') => {
                 self.pos += 1;
-                return Ok(None);
+                return Ok(false);
             }
             Some(b',') if !*first => {
                 self.pos += 1;
@@ -288,7 +322,7 @@ impl<'a> Scanner<'a> {
             None => return Err(self.eof()),
         };
         match next {
-            Some(b'"') => self.text().map(Some),
+            Some(b'"') => Ok(true),
             Some(b'}') => Err(self.syntax("trailing comma")),
             Some(_) => Err(self.syntax("expected a string key")),
             None => Err(self.eof()),
@@ -368,10 +402,18 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
+    /// The colon and value of a field not read. A string or a number (most skipped fields of a
+    /// kept object) is scanned here; only a container or a word goes to [`skip_value_end`].
     #[inline(always)]
     fn skip_field(&mut self) -> Result<()> {
         self.colon()?;
-        self.skip_value()
+        let scanned = match self.bytes.get(self.pos) {
+            Some(b'"') => string_end(self.bytes, self.pos + 1).map(|(end, _)| end),
+            Some(b'-' | b'0'..=b'9') => number_end(self.bytes, self.pos),
+            _ => return self.skip_value(),
+        };
+        self.pos = scanned.map_err(|stop| self.stopped(stop))?;
+        Ok(())
     }
 
     #[inline(always)]
@@ -596,12 +638,17 @@ fn colon_end(bytes: &[u8], at: usize) -> Scan {
 
 /// Skips one value from `at`, checking it as serde_json's `IgnoredAny` does; the position after
 /// it. No depth limit: the open containers are a bit each in `frames`, not a recursion.
+/// Whitespace is an arm of each dispatch rather than a scan before it: compact JSON has none, and
+/// a separate check cost one compare chain per token.
 fn skip_value_end(bytes: &[u8], mut at: usize, frames: &mut Frames) -> Scan {
     frames.clear();
-    loop {
+    'value: loop {
         // One value.
-        at = after_whitespace(bytes, at);
         match bytes.get(at) {
+            Some(b' ' | b'\n' | b'\t' | b'\r') => {
+                at += 1;
+                continue 'value;
+            }
             Some(b'"') => at = string_end(bytes, at + 1)?.0,
             Some(b'{') => {
                 at = after_whitespace(bytes, at + 1);
@@ -610,7 +657,7 @@ fn skip_value_end(bytes: &[u8], mut at: usize, frames: &mut Frames) -> Scan {
                     Some(b'"') => {
                         frames.push(true);
                         at = key_end(bytes, at)?;
-                        continue;
+                        continue 'value;
                     }
                     Some(_) => return stop(at, "expected a string key"),
                     None => return end_of_body(at),
@@ -622,7 +669,7 @@ fn skip_value_end(bytes: &[u8], mut at: usize, frames: &mut Frames) -> Scan {
                     Some(b']') => at += 1,
                     Some(_) => {
                         frames.push(false);
-                        continue;
+                        continue 'value;
                     }
                     None => return end_of_body(at),
                 }
@@ -639,18 +686,14 @@ fn skip_value_end(bytes: &[u8], mut at: usize, frames: &mut Frames) -> Scan {
             let Some(in_object) = frames.innermost_is_object() else {
                 return Ok(at);
             };
-            at = after_whitespace(bytes, at);
             match bytes.get(at) {
+                Some(b' ' | b'\n' | b'\t' | b'\r') => at += 1,
                 Some(b',') => {
-                    at = after_whitespace(bytes, at + 1);
+                    at += 1;
                     if in_object {
-                        match bytes.get(at) {
-                            Some(b'"') => at = key_end(bytes, at)?,
-                            Some(_) => return stop(at, "expected a string key"),
-                            None => return end_of_body(at),
-                        }
+                        at = next_key_end(bytes, at)?;
                     }
-                    break;
+                    continue 'value;
                 }
                 Some(b'}') if in_object => {
                     at += 1;
@@ -667,12 +710,41 @@ fn skip_value_end(bytes: &[u8], mut at: usize, frames: &mut Frames) -> Scan {
     }
 }
 
-/// The first byte at or after `from` that ends a plain run of string text: `"`, `\` or a control
-/// character (below 0x20); `bytes.len()` if none. Eight bytes at a time: in each word, a byte
-/// equal to `"` or `\`, or below 0x20, sets its top bit in the mask (borrows can only set bits
-/// above a true hit, so the lowest bit is exact).
+/// A key of a skipped object after its comma (whitespace before it allowed) and its colon; the
+/// position after the colon.
 #[inline(always)]
-pub(super) fn find_special(bytes: &[u8], from: usize) -> usize {
+fn next_key_end(bytes: &[u8], mut at: usize) -> Scan {
+    loop {
+        match bytes.get(at) {
+            Some(b'"') => return key_end(bytes, at),
+            Some(b' ' | b'\n' | b'\t' | b'\r') => at += 1,
+            Some(_) => return stop(at, "expected a string key"),
+            None => return end_of_body(at),
+        }
+    }
+}
+
+/// The first byte at or after `from` that ends a plain run of string text: `"`, `\\` or a control
+/// character (below 0x20); `bytes.len()` if none.
+#[inline(always)]
+pub(super) fn find_special(bytes: &[u8], mut from: usize) -> usize {
+    loop {
+        let at = find_below_0x23_or_backslash(bytes, from);
+        match bytes.get(at) {
+            // Space and `!` share the test below with `"`: rare in the strings of a review.
+            Some(b' ' | b'!') => from = at + 1,
+            _ => return at,
+        }
+    }
+}
+
+/// The first byte at or after `from` below 0x23 (control characters, space, `!`, `"`) or equal to
+/// `\\`; `bytes.len()` if none. Eight bytes at a time: in each word, such a byte sets its top bit
+/// in the mask (borrows can only set bits above a true hit, so the lowest bit is exact). One
+/// "below" test covers `"` and the control characters, two fewer operations per word than
+/// testing them apart.
+#[inline(always)]
+fn find_below_0x23_or_backslash(bytes: &[u8], from: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut at = from;
@@ -680,19 +752,16 @@ pub(super) fn find_special(bytes: &[u8], from: usize) -> usize {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let word = u64::from_le_bytes(word);
-        let quote = word ^ (ONES * u64::from(b'"'));
         let backslash = word ^ (ONES * u64::from(b'\\'));
-        let mask = (quote.wrapping_sub(ONES) & !quote
-            | backslash.wrapping_sub(ONES) & !backslash
-            | word.wrapping_sub(ONES * 0x20) & !word)
-            & HIGHS;
+        let below = word.wrapping_sub(ONES * 0x23) & !word;
+        let mask = (below | backslash.wrapping_sub(ONES) & !backslash) & HIGHS;
         if mask != 0 {
             return at + (mask.trailing_zeros() / 8) as usize;
         }
         at += 8;
     }
     while let Some(&byte) = bytes.get(at) {
-        if byte == b'"' || byte == b'\\' || byte < 0x20 {
+        if byte < 0x23 || byte == b'\\' {
             return at;
         }
         at += 1;

@@ -11,16 +11,29 @@ use super::super::review_prune::{SPEC, Shape, TEMPLATE};
 use super::{Once, Result, Scanner, TopLevel};
 
 impl<'a> Scanner<'a> {
-    /// The whole AdmissionReview object.
-    pub(super) fn review(&mut self) -> Result<TopLevel<'a>> {
+    /// The whole AdmissionReview object; its request into `request` (see [`super::read`]).
+    pub(super) fn review(
+        &mut self,
+        request: &mut Option<ReviewRequest<'a>>,
+    ) -> Result<TopLevel<'a>> {
         self.structure("an AdmissionReview")?;
-        let (mut api_version, mut kind, mut request) = (Once::new(), Once::new(), Once::new());
+        let (mut api_version, mut kind) = (Once::new(), Once::new());
+        let mut seen_request = false;
         let mut first = true;
-        while let Some(key) = self.next_key(&mut first)? {
+        while let Some(key) = self.next_field(&mut first)? {
             match &*key {
-                "apiVersion" => self.once(&mut api_version, "apiVersion", Self::string)?,
-                "kind" => self.once(&mut kind, "kind", Self::string)?,
-                "request" => self.once(&mut request, "request", |s| s.nullable(Self::request))?,
+                b"apiVersion" => self.once(&mut api_version, "apiVersion", Self::string)?,
+                b"kind" => self.once(&mut kind, "kind", Self::string)?,
+                b"request" => {
+                    if seen_request {
+                        return Err(self.data("duplicate field `request`"));
+                    }
+                    seen_request = true;
+                    self.colon()?;
+                    if !self.null()? {
+                        *request = Some(self.request()?);
+                    }
+                }
                 _ => self.skip_field()?,
             }
         }
@@ -28,7 +41,6 @@ impl<'a> Scanner<'a> {
         Ok(TopLevel {
             api_version: api_version.0.unwrap_or_default(),
             kind: kind.0.unwrap_or_default(),
-            request: request.0.flatten(),
         })
     }
 
@@ -44,19 +56,19 @@ impl<'a> Scanner<'a> {
         let mut object = Once::new();
         let mut dry_run = Once::new();
         let mut first = true;
-        while let Some(key) = self.next_key(&mut first)? {
+        while let Some(key) = self.next_field(&mut first)? {
             match &*key {
-                "uid" => self.once(&mut uid, "uid", Self::string)?,
-                "kind" => self.once(&mut kind, "kind", Self::request_kind)?,
-                "subResource" => {
+                b"uid" => self.once(&mut uid, "uid", Self::string)?,
+                b"kind" => self.once(&mut kind, "kind", Self::request_kind)?,
+                b"subResource" => {
                     self.once(&mut sub_resource, "subResource", Self::optional_string)?
                 }
-                "name" => self.once(&mut name, "name", Self::string)?,
-                "namespace" => self.once(&mut namespace, "namespace", Self::optional_string)?,
-                "operation" => self.once(&mut operation, "operation", Self::operation)?,
-                "userInfo" => self.once(&mut user_info, "userInfo", Self::user_info)?,
-                "object" => self.once(&mut object, "object", |s| s.nullable(Self::object))?,
-                "dryRun" => self.once(&mut dry_run, "dryRun", Self::dry_run)?,
+                b"name" => self.once(&mut name, "name", Self::string)?,
+                b"namespace" => self.once(&mut namespace, "namespace", Self::optional_string)?,
+                b"operation" => self.once(&mut operation, "operation", Self::operation)?,
+                b"userInfo" => self.once(&mut user_info, "userInfo", Self::user_info)?,
+                b"object" => self.once(&mut object, "object", |s| s.nullable(Self::object))?,
+                b"dryRun" => self.once(&mut dry_run, "dryRun", Self::dry_run)?,
                 _ => self.skip_field()?,
             }
         }
@@ -82,11 +94,11 @@ impl<'a> Scanner<'a> {
         self.structure("a group/version/kind")?;
         let (mut group, mut version, mut kind) = (Once::new(), Once::new(), Once::new());
         let mut first = true;
-        while let Some(key) = self.next_key(&mut first)? {
+        while let Some(key) = self.next_field(&mut first)? {
             match &*key {
-                "group" => self.once(&mut group, "group", Self::string)?,
-                "version" => self.once(&mut version, "version", Self::string)?,
-                "kind" => self.once(&mut kind, "kind", Self::string)?,
+                b"group" => self.once(&mut group, "group", Self::string)?,
+                b"version" => self.once(&mut version, "version", Self::string)?,
+                b"kind" => self.once(&mut kind, "kind", Self::string)?,
                 _ => self.skip_field()?,
             }
         }
@@ -167,17 +179,17 @@ impl<'a> Scanner<'a> {
         }
         let mut info = RequestUser::default();
         let mut first = true;
-        while let Some(key) = self.next_key(&mut first)? {
+        while let Some(key) = self.next_field(&mut first)? {
             match &*key {
-                "username" => {
+                b"username" => {
                     self.colon()?;
                     info.username = self.optional_string()?;
                 }
-                "uid" => {
+                b"uid" => {
                     self.colon()?;
                     info.uid = self.optional_string()?;
                 }
-                "groups" => {
+                b"groups" => {
                     self.colon()?;
                     info.groups = if self.null()? {
                         None
@@ -185,7 +197,7 @@ impl<'a> Scanner<'a> {
                         Some(self.string_list()?)
                     };
                 }
-                "extra" => {
+                b"extra" => {
                     self.colon()?;
                     info.extra = if self.null()? {
                         None
@@ -210,15 +222,15 @@ impl<'a> Scanner<'a> {
         let (mut metadata, mut spec, mut template) = (Once::new(), Once::new(), Once::new());
         let mut tree = TreeBuilder::for_pod_spec();
         let mut first = true;
-        while let Some(key) = self.next_key(&mut first)? {
+        while let Some(key) = self.next_field(&mut first)? {
             match &*key {
-                "metadata" => {
+                b"metadata" => {
                     self.once(&mut metadata, "metadata", |s| s.nullable(Self::metadata))?
                 }
-                "spec" => self.once(&mut spec, "spec", |s| {
+                b"spec" => self.once(&mut spec, "spec", |s| {
                     s.nullable(|s| s.pruned(&SPEC, &mut tree))
                 })?,
-                "template" => self.once(&mut template, "template", |s| {
+                b"template" => self.once(&mut template, "template", |s| {
                     s.nullable(|s| s.pruned(&TEMPLATE, &mut tree))
                 })?,
                 _ => self.skip_field()?,
@@ -238,14 +250,14 @@ impl<'a> Scanner<'a> {
         let (mut name, mut generate_name, mut namespace, mut annotations) =
             (Once::new(), Once::new(), Once::new(), Once::new());
         let mut first = true;
-        while let Some(key) = self.next_key(&mut first)? {
+        while let Some(key) = self.next_field(&mut first)? {
             match &*key {
-                "name" => self.once(&mut name, "name", Self::optional_string)?,
-                "generateName" => {
+                b"name" => self.once(&mut name, "name", Self::optional_string)?,
+                b"generateName" => {
                     self.once(&mut generate_name, "generateName", Self::optional_string)?
                 }
-                "namespace" => self.once(&mut namespace, "namespace", Self::optional_string)?,
-                "annotations" => self.once(&mut annotations, "annotations", |s| {
+                b"namespace" => self.once(&mut namespace, "namespace", Self::optional_string)?,
+                b"annotations" => self.once(&mut annotations, "annotations", |s| {
                     s.nullable(|s| s.map(Self::string))
                 })?,
                 _ => self.skip_field()?,
@@ -272,10 +284,10 @@ impl<'a> Scanner<'a> {
                 self.enter()?;
                 let mark = out.open();
                 let mut first = true;
-                while let Some(key) = self.next_key(&mut first)? {
-                    match shape {
-                        Shape::Fields(fields) => {
-                            match fields.iter().find(|(name, _)| *name == &*key) {
+                match shape {
+                    Shape::Fields(fields) => {
+                        while let Some(key) = self.next_field(&mut first)? {
+                            match fields.iter().find(|(name, _)| name.as_bytes() == &*key) {
                                 Some((name, field_shape)) => {
                                     self.colon()?;
                                     let node = self.pruned(field_shape, out)?;
@@ -284,7 +296,9 @@ impl<'a> Scanner<'a> {
                                 None => self.skip_field()?,
                             }
                         }
-                        _ => {
+                    }
+                    _ => {
+                        while let Some(key) = self.next_key(&mut first)? {
                             self.colon()?;
                             let node = self.pruned(&Shape::Whole, out)?;
                             out.entry(&key, node);
