@@ -22,6 +22,12 @@ use futures::StreamExt as _;
 use signet::serve::threads::bind_reusable;
 use signet::serve::{CertificateExpiry, Drain, Server, TlsSource, serving_threads};
 
+/// The webhook's allocator (`src/main.rs`): the edge's allocations cost what they cost there
+/// (glibc's `malloc` and `free` took about 5,500 instructions per request here, mimalloc about
+/// 3,100 in the webhook).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
