@@ -4,6 +4,8 @@
 //! them.
 #![no_main]
 
+use std::borrow::Cow;
+
 use libfuzzer_sys::fuzz_target;
 use signet::admission::images::{distinct_images, workload_of};
 use signet::admission::review::{Answer, parse_review};
@@ -17,14 +19,19 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let answer = Answer {
-        uid: request.uid.clone(),
+        uid: request.uid.to_string(),
         allowed: workload.images.len() % 2 == 0,
-        message: workload.images.first().map(|image| image.container.clone()),
-        warnings: workload.images.iter().map(|image| image.image.clone()).collect(),
+        message: workload.images.first().map(|image| image.container.to_string()),
+        warnings: workload.images.iter().map(|image| image.image.to_string()).collect(),
         audit_annotations: workload
             .images
             .iter()
-            .map(|image| (image.container.clone(), image.image.clone()))
+            .map(|image| {
+                (
+                    Cow::Owned(image.container.to_string()),
+                    Cow::Owned(image.image.to_string()),
+                )
+            })
             .collect(),
         patch: Vec::new(),
     };
