@@ -35,6 +35,7 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --lib --quiet
+	@command -v c++ >/dev/null || ./scripts/test-deps.sh
 	$(CARGO) check --manifest-path fuzz/Cargo.toml --bins --locked --quiet
 
 fmt:

@@ -17,6 +17,8 @@ declare -A need=(
   [/usr/bin/htpasswd]=apache2-utils
   # `openssl ts` is the RFC 3161 TSA of the Notation timestamp tests (tests/support/tsa.rs).
   [/usr/bin/openssl]=openssl
+  # A C++ compiler for libfuzzer-sys, which `make lint` builds when it checks the fuzz targets.
+  [/usr/bin/g++]=g++
 )
 missing=()
 for bin in "${!need[@]}"; do
