@@ -23,8 +23,8 @@ use super::review_scan::find_special;
 const USUAL_SIZE: usize = 1024;
 
 /// Every answer's start, up to the uid's value: [`super::review::ADMISSION_API_VERSION`]
-/// and [`super::review::ADMISSION_KIND`] written out, one copy instead of two string writes (the test compares
-/// every answer with serde_json's, so a change of either constant shows there).
+/// and [`super::review::ADMISSION_KIND`] written out, one copy instead of two string writes
+/// (the test compares every answer with serde_json's, so a change of either constant shows).
 const PREFIX: &str =
     r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#;
 

@@ -266,9 +266,15 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips one value, checking it as serde_json's `IgnoredAny` does (see [`skip_value_end`]).
+    /// A string or a number (most skipped values) is scanned here, without the container walk.
+    #[inline(always)]
     fn skip_value(&mut self) -> Result<()> {
-        self.pos = skip_value_end(self.bytes, self.pos, &mut self.frames)
-            .map_err(|stop| self.stopped(stop))?;
+        let scanned = match self.bytes.get(self.pos) {
+            Some(b'"') => string_end(self.bytes, self.pos + 1).map(|(end, _)| end),
+            Some(b'-' | b'0'..=b'9') => number_end(self.bytes, self.pos),
+            _ => skip_value_end(self.bytes, self.pos, &mut self.frames),
+        };
+        self.pos = scanned.map_err(|stop| self.stopped(stop))?;
         Ok(())
     }
 
@@ -402,18 +408,10 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
-    /// The colon and value of a field not read. A string or a number (most skipped fields of a
-    /// kept object) is scanned here; only a container or a word goes to [`skip_value_end`].
     #[inline(always)]
     fn skip_field(&mut self) -> Result<()> {
         self.colon()?;
-        let scanned = match self.bytes.get(self.pos) {
-            Some(b'"') => string_end(self.bytes, self.pos + 1).map(|(end, _)| end),
-            Some(b'-' | b'0'..=b'9') => number_end(self.bytes, self.pos),
-            _ => return self.skip_value(),
-        };
-        self.pos = scanned.map_err(|stop| self.stopped(stop))?;
-        Ok(())
+        self.skip_value()
     }
 
     #[inline(always)]
@@ -724,7 +722,7 @@ fn next_key_end(bytes: &[u8], mut at: usize) -> Scan {
     }
 }
 
-/// The first byte at or after `from` that ends a plain run of string text: `"`, `\\` or a control
+/// The first byte at or after `from` that ends a plain run of string text: `"`, `\` or a control
 /// character (below 0x20); `bytes.len()` if none.
 #[inline(always)]
 pub(super) fn find_special(bytes: &[u8], mut from: usize) -> usize {
@@ -739,7 +737,7 @@ pub(super) fn find_special(bytes: &[u8], mut from: usize) -> usize {
 }
 
 /// The first byte at or after `from` below 0x23 (control characters, space, `!`, `"`) or equal to
-/// `\\`; `bytes.len()` if none. Eight bytes at a time: in each word, such a byte sets its top bit
+/// `\`; `bytes.len()` if none. Eight bytes at a time: in each word, such a byte sets its top bit
 /// in the mask (borrows can only set bits above a true hit, so the lowest bit is exact). One
 /// "below" test covers `"` and the control characters, two fewer operations per word than
 /// testing them apart.
