@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -118,9 +117,30 @@ impl Drop for Webhook {
     }
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+/// The address the webhook logged that it listens on. It is started on port 0 so that the kernel
+/// picks a free port: a port picked by the test and freed again could be taken by another
+/// test's server in between (the three tests here run at once), and two sockets of one user
+/// that both set `SO_REUSEPORT`, as the serving threads' do, would even share it silently.
+async fn listening_address(webhook: &mut Webhook, log_path: &Path) -> String {
+    let started = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
+        let logged = log
+            .lines()
+            .find_map(|line| line.split("listening addr=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next());
+        if let Some(addr) = logged {
+            return addr.to_string();
+        }
+        if let Ok(Some(status)) = webhook.child.try_wait() {
+            panic!("the webhook exited ({status}) before listening:\n{log}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the webhook did not listen within 20 s:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn readyz(client: &reqwest::Client, base: &str) -> Option<u16> {
@@ -179,11 +199,9 @@ async fn drains_without_losing_an_admission(serving_threads: Option<&str>) {
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).expect("mkdir");
     policy_folder(&policies, &slow_host);
-    let port = free_port();
     let log_path = dir.path().join("webhook.log");
-    let base = format!("https://127.0.0.1:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_signet"))
-        .args(["webhook", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["webhook", "--listen", "127.0.0.1:0"])
         .arg("--tls-cert")
         .arg(&certs.cert)
         .arg("--tls-key")
@@ -210,13 +228,18 @@ async fn drains_without_losing_an_admission(serving_threads: Option<&str>) {
         .spawn()
         .expect("spawn signet webhook");
     let mut webhook = Webhook { child };
+    let base = format!(
+        "https://{}",
+        listening_address(&mut webhook, &log_path).await
+    );
     let client = https_client(&certs.ca_pem);
 
     let started = Instant::now();
     while readyz(&client, &base).await != Some(200) {
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "webhook not ready"
+            "webhook not ready:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
