@@ -204,10 +204,14 @@ fi
 # "parse" is reading the review alone, when `parse_review` is still a function of its own. A run in
 # which the webhook asked the registry anything (a cache entry expired: re-verification, not a cached
 # admission) is measured again. The kernel's share is not counted (use `perf stat -e task-clock`).
+# "code_lines" is the code footprint of one steady request: the 64-byte lines of code it runs
+# (those the extra requests ran at least once per two), "of_signet" those of signet's own crate's
+# functions. What a request costs at a fixed rate, on cold caches, follows it as much as the
+# instructions.
 if [ -n "${COST:-}" ]; then
   need valgrind "apt-get install valgrind"
   cost_port=$(free_port)
-  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$BIN" --log warn webhook \
+  valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$work/cg.%p" "$BIN" --log warn webhook \
     --listen "127.0.0.1:$cost_port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
     --policy-dir "$work/policies" --mutate=false --signature-cache-ttl 1h > "$work/cost.log" 2>&1 &
   cost_pid=$!
@@ -237,7 +241,7 @@ if [ -n "${COST:-}" ]; then
     sed -nE 's/^(summary|totals): *([0-9]+).*/\2/p' "$work/counted" | head -1
   }
   [ "$COST" -gt "$CONNECTIONS" ] || { echo "COST must be more than $CONNECTIONS requests" >&2; exit 2; }
-  printf '%-6s %11s %9s %9s\n' proto connection steady parse
+  printf '%-6s %11s %9s %9s %11s %11s\n' proto connection steady parse code_lines of_signet
   for proto in --http-version=1.1 --http2; do
     name=${proto#--}; name=${name#http-version=}
     "$OHA" --no-tui --insecure -n 1000 -c "$CONNECTIONS" $proto -m POST -H 'Content-Type: application/json' \
@@ -245,6 +249,7 @@ if [ -n "${COST:-}" ]; then
     for attempt in 1 2 3; do
       asked=$(registry_asked)
       few=$(counted "$CONNECTIONS" "$proto")
+      mv "$work/counted" "$work/counted.few"
       many=$(counted "$COST" "$proto")
       [ "$(registry_asked)" = "$asked" ] && break
       if [ "$attempt" -lt 3 ]; then
@@ -255,41 +260,76 @@ if [ -n "${COST:-}" ]; then
     done
     # COST_KEEP=dir keeps each protocol's dump of the N requests there, for callgrind_annotate.
     [ -n "${COST_KEEP:-}" ] && mkdir -p "$COST_KEEP" && cp "$work/counted" "$COST_KEEP/callgrind.$name"
-    python3 - "$work/counted" "$COST" "$CONNECTIONS" "$few" "$many" "$name" <<'PY'
+    python3 - "$work/counted.few" "$work/counted" "$COST" "$CONNECTIONS" "$few" "$many" "$name" <<'PY'
 import collections, re, sys
-path, n, conns, few, many, proto = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+few_path, path, n, conns, few, many, proto = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
 steady = (many - few) / (n - conns)
 connection = (few - conns * steady) / conns
-# Reading the review: parse_review's inclusive cost in the dump of the N requests, if it is a
-# function of its own in this build.
-names, own, calls = {}, collections.Counter(), collections.Counter()
-fn = callee = None
-after_call = False
-def name(text):
-    m = re.match(r"\((\d+)\)(?: (.*))?", text)
-    if not m:
-        return text
-    if m.group(2):
-        names[m.group(1)] = m.group(2)
-    return names.get(m.group(1), text)
-for line in open(path, errors="replace"):
-    if line.startswith("fn="):
-        fn, after_call = name(line[3:].strip()), False
-    elif line.startswith(("cfn=", "cfni=")):
-        callee = name(line.split("=", 1)[1].strip())
-    elif line.startswith("calls="):
-        after_call = True
-    elif line[:1].isdigit() or line[:1] in "+-*":
-        parts = line.split()
-        if len(parts) >= 2:
+
+def read(path):
+    """A dump (`--dump-instr=yes`) -> (instructions executed per (object, address), function of
+    each address, self cost per function, inclusive cost per (caller, callee))."""
+    names, counts, function = {}, collections.Counter(), {}
+    own, calls = collections.Counter(), collections.Counter()
+    ob = fn = callee = None
+    npos, address, after_call = 1, 0, False
+    def name(kind, text):
+        m = re.match(r"\((\d+)\)(?: (.*))?", text)
+        if not m:
+            return text
+        if m.group(2):
+            names[(kind, m.group(1))] = m.group(2)
+        return names.get((kind, m.group(1)), text)
+    for line in open(path, errors="replace"):
+        if line.startswith("positions:"):
+            npos = len(line.split()) - 1
+        elif line.startswith("ob="):
+            ob = name("ob", line[3:].strip())
+        elif line.startswith("cob="):
+            name("ob", line[4:].strip())
+        elif line.startswith("fn="):
+            fn, after_call = name("fn", line[3:].strip()), False
+        elif line.startswith(("cfn=", "cfni=")):
+            callee = name("fn", line.split("=", 1)[1].strip())
+        elif line.startswith("calls="):
+            after_call = True
+        elif line[:1].isdigit() or line[:1] in "+-*":
+            parts = line.split()
+            if len(parts) <= npos:
+                continue
+            first = parts[0]
+            if first[:1] in "+-":
+                address += int(first)
+            elif first != "*":
+                address = int(first, 16) if first.startswith("0x") else int(first)
+            cost = int(parts[npos])
             if after_call:
-                calls[(fn, callee)] += int(parts[1])
+                calls[(fn, callee)] += cost
                 after_call = False
             else:
-                own[fn] += int(parts[1])
+                own[fn] += cost
+                counts[(ob, address)] += cost
+                function[(ob, address)] = fn
+    return counts, function, own, calls
+
+few_counts = read(few_path)[0]
+counts, function, own, calls = read(path)
+# Reading the review: parse_review's inclusive cost in the dump of the N requests, if it is a
+# function of its own in this build.
 parse_fn = "signet::admission::review::parse_review"
 parse = own[parse_fn] + sum(c for (a, b), c in calls.items() if a == parse_fn and b != a)
-print("%-6s %11.0f %9.0f %9s" % (proto, connection, steady, "%.0f" % (parse / n) if parse else "inlined"))
+# Code footprint: the 64-byte lines holding instructions that the extra N - CONNECTIONS requests
+# ran at least once per two requests (a dump of N requests less one of CONNECTIONS), and of them
+# the lines of functions of signet's own crate. At a fixed rate a request finds the caches cold,
+# and every line it runs is then a cache miss.
+runs = n - conns
+lines, own_lines = set(), set()
+for key, count in counts.items():
+    if count - few_counts.get(key, 0) >= runs / 2:
+        lines.add((key[0], key[1] >> 6))
+        if "signet::" in (function.get(key) or ""):
+            own_lines.add((key[0], key[1] >> 6))
+print("%-6s %11.0f %9.0f %9s %11d %11d" % (proto, connection, steady, "%.0f" % (parse / n) if parse else "inlined", len(lines), len(own_lines)))
 PY
   done
   exit 0
