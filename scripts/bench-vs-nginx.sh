@@ -206,12 +206,15 @@ fi
 # admission) is measured again. The kernel's share is not counted (use `perf stat -e task-clock`).
 # "code_lines" is the code footprint of one steady request: the 64-byte lines of code it runs
 # (those the extra requests ran at least once per two), "of_signet" those of signet's own crate's
-# functions. What a request costs at a fixed rate, on cold caches, follows it as much as the
-# instructions.
+# functions. "I1_misses" are the misses of one steady request in a simulated 32 KiB, 8-way
+# first-level instruction cache (callgrind `--cache-sim=yes`; the kernel's code, which also runs
+# between two requests, is not simulated, so the real count is higher): a request whose code does
+# not fit fetches most of it from the next level every time, about a dozen cycles a line.
 if [ -n "${COST:-}" ]; then
   need valgrind "apt-get install valgrind"
   cost_port=$(free_port)
-  valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$work/cg.%p" "$BIN" --log warn webhook \
+  valgrind --tool=callgrind --dump-instr=yes --cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 \
+    --LL=2097152,16,64 --callgrind-out-file="$work/cg.%p" "$BIN" --log warn webhook \
     --listen "127.0.0.1:$cost_port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
     --policy-dir "$work/policies" --mutate=false --signature-cache-ttl 1h > "$work/cost.log" 2>&1 &
   cost_pid=$!
@@ -241,7 +244,7 @@ if [ -n "${COST:-}" ]; then
     sed -nE 's/^(summary|totals): *([0-9]+).*/\2/p' "$work/counted" | head -1
   }
   [ "$COST" -gt "$CONNECTIONS" ] || { echo "COST must be more than $CONNECTIONS requests" >&2; exit 2; }
-  printf '%-6s %11s %9s %9s %11s %11s\n' proto connection steady parse code_lines of_signet
+  printf '%-6s %11s %9s %9s %11s %11s %9s\n' proto connection steady parse code_lines of_signet I1_misses
   for proto in --http-version=1.1 --http2; do
     name=${proto#--}; name=${name#http-version=}
     "$OHA" --no-tui --insecure -n 1000 -c "$CONNECTIONS" $proto -m POST -H 'Content-Type: application/json' \
@@ -312,6 +315,17 @@ def read(path):
                 function[(ob, address)] = fn
     return counts, function, own, calls
 
+def simulated_i1_misses(path):
+    """The dump's total of simulated first-level instruction cache misses (`I1mr`)."""
+    events = summary = None
+    for line in open(path, errors="replace"):
+        if line.startswith("events:"):
+            events = line.split()[1:]
+        elif line.startswith(("summary:", "totals:")):
+            summary = [int(v) for v in line.split()[1:]]
+            break
+    return summary[events.index("I1mr")] if events and summary and "I1mr" in events else 0
+
 few_counts = read(few_path)[0]
 counts, function, own, calls = read(path)
 # Reading the review: parse_review's inclusive cost in the dump of the N requests, if it is a
@@ -329,7 +343,8 @@ for key, count in counts.items():
         lines.add((key[0], key[1] >> 6))
         if "signet::" in (function.get(key) or ""):
             own_lines.add((key[0], key[1] >> 6))
-print("%-6s %11.0f %9.0f %9s %11d %11d" % (proto, connection, steady, "%.0f" % (parse / n) if parse else "inlined", len(lines), len(own_lines)))
+i1 = (simulated_i1_misses(path) - simulated_i1_misses(few_path)) / runs
+print("%-6s %11.0f %9.0f %9s %11d %11d %9.0f" % (proto, connection, steady, "%.0f" % (parse / n) if parse else "inlined", len(lines), len(own_lines), i1))
 PY
   done
   exit 0
