@@ -10,9 +10,9 @@
 # any admission work.
 #
 # Prints, for HTTP/1.1 and HTTP/2: the maximum rate (50 connections, closed loop) of each server and
-# the ratios to nginx, then p50/p99 latency at a fixed 5,000 req/s (after a warm-up of WARMUP seconds,
-# default 1, which leaves out the run's TLS handshakes; p99_all is that of every request). ROUNDS=N (default 1) measures each
-# figure N times, the two servers alternating, and prints the medians (WEBHOOK_ARGS adds flags to the
+# the ratios to nginx, then p50/p99 latency at a fixed 5,000 req/s (after a warm-up of WARMUP
+# seconds, default 1, which leaves out the run's TLS handshakes; p99_all is that of every request).
+# ROUNDS=N (default 1) measures each figure N times, the two servers alternating, and prints the medians (WEBHOOK_ARGS adds flags to the
 # webhook's command line, e.g. WEBHOOK_ARGS="--signature-cache-ttl 1h"): nginx's own figures move by
 # 20-50% from one run to the next on a shared 2-core machine. Each figure carries the share of CPU
 # time the hypervisor stole during its runs; MAX_STEAL=P counts only the rounds in which no run had
@@ -271,11 +271,12 @@ connection = (few - conns * steady) / conns
 
 def read(path):
     """A dump (`--dump-instr=yes`) -> (instructions executed per (object, address), function of
-    each address, self cost per function, inclusive cost per (caller, callee))."""
+    each address, self cost per function, inclusive cost per (caller, callee), total of
+    simulated first-level instruction cache misses)."""
     names, counts, function = {}, collections.Counter(), {}
     own, calls = collections.Counter(), collections.Counter()
-    ob = fn = callee = None
-    npos, address, after_call = 1, 0, False
+    ob = fn = callee = events = None
+    npos, address, after_call, i1_misses = 1, 0, False, 0
     def name(kind, text):
         m = re.match(r"\((\d+)\)(?: (.*))?", text)
         if not m:
@@ -286,6 +287,11 @@ def read(path):
     for line in open(path, errors="replace"):
         if line.startswith("positions:"):
             npos = len(line.split()) - 1
+        elif line.startswith("events:"):
+            events = line.split()[1:]
+        elif line.startswith(("summary:", "totals:")):
+            if events and "I1mr" in events:
+                i1_misses = int(line.split()[1 + events.index("I1mr")])
         elif line.startswith("ob="):
             ob = name("ob", line[3:].strip())
         elif line.startswith("cob="):
@@ -313,21 +319,10 @@ def read(path):
                 own[fn] += cost
                 counts[(ob, address)] += cost
                 function[(ob, address)] = fn
-    return counts, function, own, calls
+    return counts, function, own, calls, i1_misses
 
-def simulated_i1_misses(path):
-    """The dump's total of simulated first-level instruction cache misses (`I1mr`)."""
-    events = summary = None
-    for line in open(path, errors="replace"):
-        if line.startswith("events:"):
-            events = line.split()[1:]
-        elif line.startswith(("summary:", "totals:")):
-            summary = [int(v) for v in line.split()[1:]]
-            break
-    return summary[events.index("I1mr")] if events and summary and "I1mr" in events else 0
-
-few_counts = read(few_path)[0]
-counts, function, own, calls = read(path)
+few_counts, _, _, _, few_i1 = read(few_path)
+counts, function, own, calls, many_i1 = read(path)
 # Reading the review: parse_review's inclusive cost in the dump of the N requests, if it is a
 # function of its own in this build.
 parse_fn = "signet::admission::review::parse_review"
@@ -343,7 +338,7 @@ for key, count in counts.items():
         lines.add((key[0], key[1] >> 6))
         if "signet::" in (function.get(key) or ""):
             own_lines.add((key[0], key[1] >> 6))
-i1 = (simulated_i1_misses(path) - simulated_i1_misses(few_path)) / runs
+i1 = (many_i1 - few_i1) / runs
 print("%-6s %11.0f %9.0f %9s %11d %11d %9.0f" % (proto, connection, steady, "%.0f" % (parse / n) if parse else "inlined", len(lines), len(own_lines), i1))
 PY
   done
