@@ -77,7 +77,32 @@ fn main() {
         .map(|(i, image)| serde_json::json!({"name": format!("c{i}"), "image": format!("{host}/{image}")}))
         .collect();
     spec.insert("containers".into(), serde_json::Value::Array(containers));
-    let body = serde_json::to_vec(&review).unwrap();
+    // The request's fields in the API server's order (Go's struct order; a `Value` would write
+    // them sorted, `object` before `operation`).
+    let request = &review["request"];
+    let fields: Vec<String> = [
+        "uid",
+        "kind",
+        "resource",
+        "requestKind",
+        "requestResource",
+        "name",
+        "namespace",
+        "operation",
+        "userInfo",
+        "object",
+        "oldObject",
+        "dryRun",
+        "options",
+    ]
+    .iter()
+    .map(|key| format!("\"{key}\":{}", request[key]))
+    .collect();
+    let body = format!(
+        r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{{}}}}}"#,
+        fields.join(",")
+    )
+    .into_bytes();
     // Warm: the first review looks the images up in the registry.
     let answer = runtime
         .block_on(admission.review(&body, Endpoint::Validate))

@@ -2,10 +2,16 @@
 //! request, or both refuse with the same kind of error. The one refusal allowed to differ is the
 //! documented one (`review_scan.rs`): a structure written as a JSON array, which serde's derive reads
 //! by position and the one-pass reader refuses (never the other way round).
+//!
+//! And the workload reader (`review_scan_workload.rs`) against the general one: where it reads a
+//! body at all, the same request and the same workload as `parse_review` and `workload_of`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use signet::admission::review::{ReviewError, parse_review, parse_review_reference};
+use signet::admission::images::workload_of;
+use signet::admission::review::{
+    ReviewError, parse_review, parse_review_reference, parse_workload_review_owned,
+};
 use signet::admission::review_scan::ARRAY_FORM;
 
 fuzz_target!(|data: &[u8]| {
@@ -24,5 +30,13 @@ fuzz_target!(|data: &[u8]| {
         }
         (Err(ReviewError::NotAReview(m)), Ok(_)) if m.contains(ARRAY_FORM) => {}
         _ => panic!("one-pass {new:?} vs reference {reference:?}"),
+    }
+    if let Some((request, workload)) = parse_workload_review_owned(data) {
+        let Ok(mut general) = new else {
+            panic!("the workload reader read a body the general reader refuses: {new:?}");
+        };
+        assert_eq!(workload_of(&general), Ok(Some(workload)));
+        general.object = None;
+        assert_eq!(general, request);
     }
 });

@@ -16,11 +16,11 @@ use tokio::sync::Semaphore;
 use super::breakglass::{BreakglassAsk, BreakglassAuthorizer, Requester};
 use super::compose::{Case, Composed, Context, compose};
 use super::events::{EventSink, WorkloadEvent};
-use super::images::{Workload, workload_of};
+use super::images::{ImagesError, Workload, assemble, workload_of};
 use super::judge::{ImageOutcome, Judge};
 use super::lookup::LookupTimings;
 use super::metrics::{AdmissionResult, Endpoint, Metrics};
-use super::review::{Answer, ReviewError, ReviewRequest, parse_review};
+use super::review::{Answer, ReviewError, ReviewRequest, parse_review, parse_workload_review};
 use crate::controller::PolicyState;
 use crate::registry::RegistryClient;
 
@@ -134,41 +134,66 @@ impl Admission {
     /// Answers one AdmissionReview body. `Err` when it is not one (HTTP 400).
     pub async fn review(&self, body: &[u8], endpoint: Endpoint) -> Result<Answer, ReviewError> {
         let started = Instant::now();
-        let request = match parse_review(body) {
-            Ok(request) => request,
-            Err(e) => {
-                let seconds = started.elapsed().as_secs_f64();
-                self.metrics
-                    .admission(endpoint, AdmissionResult::Error, seconds);
-                return Err(e);
-            }
-        };
         let deadline = tokio::time::Instant::from_std(started + self.settings.deadline);
-        // Boxed: the futures around it (span, handler, router) would otherwise copy the
-        // decision's state each time one is moved, three copies per request. The state is kept
-        // small (the I/O of the rarer branches, breakglass, the registry and events, is boxed
-        // where it is awaited), so that boxing it copies little.
-        let (answer, result) = Box::pin(self.decide(&request, endpoint, deadline)).await;
+        // The common case, a checked workload, read straight into its workload; anything else
+        // is read and judged by the general reader.
+        let (answer, result) = if let Some((request, object)) = parse_workload_review(body) {
+            let workload = assemble(&request, &object.metadata, object.route, object.pod);
+            self.decide_boxed(&request, Ok(Some(&workload)), endpoint, deadline)
+                .await
+        } else {
+            let request = match parse_review(body) {
+                Ok(request) => request,
+                Err(e) => {
+                    let seconds = started.elapsed().as_secs_f64();
+                    self.metrics
+                        .admission(endpoint, AdmissionResult::Error, seconds);
+                    return Err(e);
+                }
+            };
+            let workload = workload_of(&request);
+            self.decide_boxed(
+                &request,
+                workload.as_ref().map(Option::as_ref),
+                endpoint,
+                deadline,
+            )
+            .await
+        };
         self.metrics
             .admission(endpoint, result, started.elapsed().as_secs_f64());
         Ok(answer)
     }
 
-    async fn decide(
+    /// [`Admission::decide`], boxed: the futures around it (span, handler, router) would
+    /// otherwise copy the decision's state each time one is moved, three copies per request.
+    /// The state is kept small (the I/O of the rarer branches, breakglass, the registry and
+    /// events, is boxed where it is awaited), so that boxing it copies little.
+    async fn decide_boxed(
         &self,
         request: &ReviewRequest<'_>,
+        workload: Result<Option<&Workload<'_>>, &ImagesError>,
         endpoint: Endpoint,
         deadline: tokio::time::Instant,
     ) -> (Answer, AdmissionResult) {
-        let workload = workload_of(request);
+        Box::pin(self.decide(request, workload, endpoint, deadline)).await
+    }
+
+    async fn decide(
+        &self,
+        request: &ReviewRequest<'_>,
+        workload: Result<Option<&Workload<'_>>, &ImagesError>,
+        endpoint: Endpoint,
+        deadline: tokio::time::Instant,
+    ) -> (Answer, AdmissionResult) {
         let context = Context {
             uid: &request.uid,
             endpoint,
             dry_run: request.dry_run,
             mutate: self.settings.mutate,
-            workload: workload.as_ref().ok().and_then(Option::as_ref),
+            workload: workload.ok().flatten(),
         };
-        let composed = match &workload {
+        let composed = match workload {
             Ok(None) => compose(&context, &Case::NotAWorkload),
             Err(e) => {
                 let error = e.to_string();

@@ -29,7 +29,7 @@ use std::fmt::{self, Write as _};
 use kube::core::admission::Operation;
 
 use super::pruned_tree::NodeRef;
-use super::review::{ReviewObject, ReviewRequest, owned};
+use super::review::{ObjectMetadata, RequestKind, ReviewRequest, owned};
 
 /// The Pod subresource whose requests are checked like the Pod itself (`kubectl debug`).
 pub const EPHEMERAL_CONTAINERS_SUBRESOURCE: &str = "ephemeralcontainers";
@@ -304,24 +304,14 @@ impl<'a> FieldPath<'a> {
 pub fn workload_of<'a>(
     request: &'a ReviewRequest<'_>,
 ) -> Result<Option<Workload<'a>>, ImagesError> {
-    if !matches!(request.operation, Operation::Create | Operation::Update) {
-        return Ok(None);
-    }
-    let Some((_, _, spec_keys, pod_spec_pointer)) = HANDLED_KINDS
-        .iter()
-        .find(|(group, kind, _, _)| *group == request.kind.group && *kind == request.kind.kind)
+    let Some(route) = pod_spec_route(
+        &request.kind,
+        &request.operation,
+        request.sub_resource.as_deref(),
+    )?
     else {
         return Ok(None);
     };
-    if !subresource_is_checked(request) {
-        return Ok(None);
-    }
-    if request.kind.version != "v1" {
-        return Err(ImagesError::UnsupportedVersion {
-            kind: request.kind.kind.to_string(),
-            api_version: api_version_of(&request.kind.group, &request.kind.version),
-        });
-    }
     let object = request
         .object
         .as_ref()
@@ -331,29 +321,91 @@ pub fn workload_of<'a>(
         })?;
 
     let data = object.data.root();
-    let (pod_spec, pod_spec_path) = pod_spec_of(data, spec_keys)?;
-    let images = images_of(pod_spec, &pod_spec_path)?;
-    let image_pull_secrets = pull_secrets_of(pod_spec, &pod_spec_path)?;
-    let service_account = service_account_of(pod_spec, &pod_spec_path)?;
-    let template_annotations = template_annotations_of(data, spec_keys);
+    let (pod_spec, pod_spec_path) = pod_spec_of(data, route.keys)?;
+    let pod = PodParts {
+        images: images_of(pod_spec, &pod_spec_path)?,
+        image_pull_secrets: pull_secrets_of(pod_spec, &pod_spec_path)?,
+        service_account: service_account_of(pod_spec, &pod_spec_path)?,
+        template_annotations: template_annotations_of(data, route.keys),
+    };
+    Ok(Some(assemble(request, &object.metadata, route, pod)))
+}
 
-    Ok(Some(Workload {
+/// Where a kind signet checks keeps its pod spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PodSpecRoute {
+    /// The keys from the object root to the pod spec (`["spec", "template", "spec"]`).
+    pub(super) keys: &'static [&'static str],
+    /// The same path as an RFC 6901 pointer (`/spec/template/spec`).
+    pub(super) pointer: &'static str,
+}
+
+/// Whether a request of this kind, operation and subresource is checked (`Ok(None)`: allowed
+/// untouched), and if so where its object keeps the pod spec. A handled kind in another version
+/// than `v1` is an error.
+pub(super) fn pod_spec_route(
+    kind: &RequestKind<'_>,
+    operation: &Operation,
+    sub_resource: Option<&str>,
+) -> Result<Option<PodSpecRoute>, ImagesError> {
+    if !matches!(operation, Operation::Create | Operation::Update) {
+        return Ok(None);
+    }
+    let Some((_, _, keys, pointer)) = HANDLED_KINDS
+        .iter()
+        .find(|(group, handled, _, _)| *group == kind.group && *handled == kind.kind)
+    else {
+        return Ok(None);
+    };
+    if !subresource_is_checked(kind, sub_resource) {
+        return Ok(None);
+    }
+    if kind.version != "v1" {
+        return Err(ImagesError::UnsupportedVersion {
+            kind: kind.kind.to_string(),
+            api_version: api_version_of(&kind.group, &kind.version),
+        });
+    }
+    Ok(Some(PodSpecRoute { keys, pointer }))
+}
+
+/// What a workload's pod spec, and the templates on the way to it, say: what either reader of a
+/// review (the tree walk here, or `review_scan`'s straight read) finds.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct PodParts<'a> {
+    /// Every image, in [`Workload::images`] order.
+    pub(super) images: Vec<WorkloadImage<'a>>,
+    /// [`Workload::image_pull_secrets`].
+    pub(super) image_pull_secrets: Vec<Cow<'a, str>>,
+    /// The service account (`default` when the spec names none).
+    pub(super) service_account: Cow<'a, str>,
+    /// [`Workload::template_annotations`].
+    pub(super) template_annotations: BTreeMap<String, String>,
+}
+
+/// The workload of a checked request from its object's metadata and pod parts.
+pub(super) fn assemble<'a>(
+    request: &'a ReviewRequest<'_>,
+    metadata: &'a ObjectMetadata<'_>,
+    route: PodSpecRoute,
+    pod: PodParts<'a>,
+) -> Workload<'a> {
+    Workload {
         kind: Cow::Borrowed(&request.kind.kind),
-        namespace: namespace_of(request, object),
-        name: name_of(request, object),
-        images,
-        annotations: object
-            .metadata
+        namespace: namespace_of(request, metadata),
+        name: name_of(request, metadata),
+        images: pod.images,
+        annotations: metadata
             .annotations
             .iter()
             .flatten()
             .map(|(key, value)| (key.to_string(), value.to_string()))
             .collect(),
-        template_annotations,
-        pod_spec_pointer,
-        image_pull_secrets,
-        service_account: Some(service_account),
-    }))
+        template_annotations: pod.template_annotations,
+        pod_spec_pointer: route.pointer,
+        image_pull_secrets: pod.image_pull_secrets,
+        service_account: Some(pod.service_account),
+    }
 }
 
 /// The string annotations of every `metadata` met on the way to the pod spec (below the root,
@@ -419,12 +471,10 @@ const LINEAR_DEDUP_LIMIT: usize = 16;
 
 /// The main resource is checked; of the subresources only `pods/ephemeralcontainers`, which adds
 /// containers. The others (`status`, `binding`, `scale`...) cannot change an image.
-fn subresource_is_checked(request: &ReviewRequest<'_>) -> bool {
-    match request.sub_resource.as_deref() {
+fn subresource_is_checked(kind: &RequestKind<'_>, sub_resource: Option<&str>) -> bool {
+    match sub_resource {
         None | Some("") => true,
-        Some(EPHEMERAL_CONTAINERS_SUBRESOURCE) => {
-            request.kind.group.is_empty() && request.kind.kind == "Pod"
-        }
+        Some(EPHEMERAL_CONTAINERS_SUBRESOURCE) => kind.group.is_empty() && kind.kind == "Pod",
         Some(_) => false,
     }
 }
@@ -628,19 +678,21 @@ fn service_account_of<'a>(
     Ok(Cow::Borrowed("default"))
 }
 
-fn namespace_of<'a>(request: &'a ReviewRequest<'_>, object: &'a ReviewObject<'_>) -> Cow<'a, str> {
+fn namespace_of<'a>(
+    request: &'a ReviewRequest<'_>,
+    metadata: &'a ObjectMetadata<'_>,
+) -> Cow<'a, str> {
     Cow::Borrowed(
         request
             .namespace
             .as_deref()
             .filter(|ns| !ns.is_empty())
-            .or(object.metadata.namespace.as_deref())
+            .or(metadata.namespace.as_deref())
             .unwrap_or_default(),
     )
 }
 
-fn name_of<'a>(request: &'a ReviewRequest<'_>, object: &'a ReviewObject<'_>) -> Cow<'a, str> {
-    let metadata = &object.metadata;
+fn name_of<'a>(request: &'a ReviewRequest<'_>, metadata: &'a ObjectMetadata<'_>) -> Cow<'a, str> {
     if let Some(name) = metadata.name.as_deref().filter(|n| !n.is_empty()) {
         return Cow::Borrowed(name);
     }

@@ -295,6 +295,38 @@ pub fn parse_review(body: &[u8]) -> Result<ReviewRequest<'_>, ReviewError> {
     checked(review.api_version, review.kind, request)
 }
 
+/// A review of a workload signet checks, read straight into the workload's parts without the
+/// pruned tree (`review_scan_workload.rs`): the request (its `object` left out) and what its
+/// object says, for `images::assemble`. `None` when the body is anything else or anything about
+/// it is unusual: then [`parse_review`] and `images::workload_of` read it, and judge it.
+pub(super) fn parse_workload_review(
+    body: &[u8],
+) -> Option<(ReviewRequest<'_>, super::review_scan::WorkloadObject<'_>)> {
+    let text = simdutf8::basic::from_utf8(body).ok()?;
+    let mut request = None;
+    let (top, object) = super::review_scan::read_workload(text, &mut request)?;
+    let request = checked(top.api_version, top.kind, request).ok()?;
+    // Read at the `object` from the fields before it: the whole request must agree.
+    let route = super::images::pod_spec_route(
+        &request.kind,
+        &request.operation,
+        request.sub_resource.as_deref(),
+    );
+    (route == Ok(Some(object.route))).then_some((request, object))
+}
+
+/// [`parse_workload_review`] with the workload assembled, both owned: what the differential test
+/// and fuzz target hold against [`parse_review`] and `images::workload_of`.
+#[doc(hidden)]
+pub fn parse_workload_review_owned(
+    body: &[u8],
+) -> Option<(ReviewRequest<'static>, super::images::Workload<'static>)> {
+    let (request, object) = parse_workload_review(body)?;
+    let workload =
+        super::images::assemble(&request, &object.metadata, object.route, object.pod).into_owned();
+    Some((request.into_owned(), workload))
+}
+
 /// [`parse_review`] through serde_json (derive and the pruning visitor of `review_prune.rs`):
 /// the reference the one-pass reader is held to by the differential test and fuzz target.
 /// Strings, escapes, numbers and duplicate keys are judged by serde_json here.

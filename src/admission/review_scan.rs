@@ -56,6 +56,42 @@ pub(super) fn read<'a>(
     text: &'a str,
     request: &mut Option<ReviewRequest<'a>>,
 ) -> Result<TopLevel<'a>, ReviewError> {
+    let mut read_object =
+        |scanner: &mut Scanner<'a>, _: Head<'_, 'a>| scanner.nullable(Scanner::object);
+    let mut object = ObjectSlot {
+        read: &mut read_object,
+        value: None,
+    };
+    let top = read_with(text, request, &mut object).map_err(|e| *e)?;
+    if let Some(request) = request {
+        request.object = object.value.flatten();
+    }
+    Ok(top)
+}
+
+/// The common case of a checked workload, read straight into what admission uses of it, without
+/// the pruned tree and its walk (see `review_scan_workload.rs`). `None` when the body is anything
+/// else, or anything about it is unusual: then [`read`] reads and judges it.
+pub(super) fn read_workload<'a>(
+    text: &'a str,
+    request: &mut Option<ReviewRequest<'a>>,
+) -> Option<(TopLevel<'a>, WorkloadObject<'a>)> {
+    let mut read_object =
+        |scanner: &mut Scanner<'a>, head: Head<'_, 'a>| scanner.workload_object(&head);
+    let mut object = ObjectSlot {
+        read: &mut read_object,
+        value: None,
+    };
+    let top = read_with(text, request, &mut object).ok()?;
+    Some((top, object.value?))
+}
+
+/// Reads a whole body with `object`'s reader for the request's object.
+fn read_with<'a, T>(
+    text: &'a str,
+    request: &mut Option<ReviewRequest<'a>>,
+    object: &mut ObjectSlot<'_, 'a, T>,
+) -> Result<TopLevel<'a>> {
     let mut scanner = Scanner {
         text,
         bytes: text.as_bytes(),
@@ -63,10 +99,10 @@ pub(super) fn read<'a>(
         remaining_depth: DEPTH_LIMIT,
         frames: Frames::default(),
     };
-    let top = scanner.review(request).map_err(|e| *e)?;
+    let top = scanner.review(request, object)?;
     match scanner.peek() {
         None => Ok(top),
-        Some(_) => Err(*scanner.syntax("trailing characters")),
+        Some(_) => Err(scanner.syntax("trailing characters")),
     }
 }
 
@@ -769,6 +805,11 @@ fn find_below_0x23_or_backslash(bytes: &[u8], from: usize) -> usize {
 
 #[path = "review_scan_structs.rs"]
 mod structs;
+#[path = "review_scan_workload.rs"]
+mod workload;
+
+use structs::{Head, ObjectSlot};
+pub(super) use workload::WorkloadObject;
 
 #[cfg(test)]
 #[path = "review_scan_tests.rs"]

@@ -10,11 +10,31 @@ use super::super::review::{ObjectMetadata, RequestKind, RequestUser, ReviewObjec
 use super::super::review_prune::{SPEC, Shape, TEMPLATE};
 use super::{Once, Result, Scanner, TopLevel};
 
+/// What a request said before its `object`: how a reader that needs it (the workload reader)
+/// knows what it reads.
+pub(super) struct Head<'r, 'a> {
+    /// `kind`, if read yet.
+    pub(super) kind: Option<&'r RequestKind<'a>>,
+    /// `operation`, if read yet.
+    pub(super) operation: Option<&'r Operation>,
+    /// `subResource`, if read yet (`Some(None)`: null).
+    pub(super) sub_resource: Option<&'r Option<Cow<'a, str>>>,
+}
+
+/// How a request's `object` is read (after its colon), and what was read.
+pub(super) struct ObjectSlot<'f, 'a, T> {
+    /// The reader.
+    pub(super) read: &'f mut dyn FnMut(&mut Scanner<'a>, Head<'_, 'a>) -> Result<T>,
+    /// Its value, once read (a second `object` is a duplicate field).
+    pub(super) value: Option<T>,
+}
+
 impl<'a> Scanner<'a> {
     /// The whole AdmissionReview object; its request into `request` (see [`super::read`]).
-    pub(super) fn review(
+    pub(super) fn review<T>(
         &mut self,
         request: &mut Option<ReviewRequest<'a>>,
+        object: &mut ObjectSlot<'_, 'a, T>,
     ) -> Result<TopLevel<'a>> {
         self.structure("an AdmissionReview")?;
         let (mut api_version, mut kind) = (Once::new(), Once::new());
@@ -31,7 +51,7 @@ impl<'a> Scanner<'a> {
                     seen_request = true;
                     self.colon()?;
                     if !self.null()? {
-                        *request = Some(self.request()?);
+                        *request = Some(self.request(object)?);
                     }
                 }
                 _ => self.skip_field()?,
@@ -44,7 +64,9 @@ impl<'a> Scanner<'a> {
         })
     }
 
-    fn request(&mut self) -> Result<ReviewRequest<'a>> {
+    /// The request, its `object` (absent: left out of the request) read by `object`'s reader
+    /// into its slot.
+    fn request<T>(&mut self, object: &mut ObjectSlot<'_, 'a, T>) -> Result<ReviewRequest<'a>> {
         self.structure("an AdmissionRequest")?;
         let mut uid = Once::new();
         let mut kind = Once::new();
@@ -53,7 +75,6 @@ impl<'a> Scanner<'a> {
         let mut namespace = Once::new();
         let mut operation = Once::new();
         let mut user_info = Once::new();
-        let mut object = Once::new();
         let mut dry_run = Once::new();
         let mut first = true;
         while let Some(key) = self.next_field(&mut first)? {
@@ -67,7 +88,18 @@ impl<'a> Scanner<'a> {
                 b"namespace" => self.once(&mut namespace, "namespace", Self::optional_string)?,
                 b"operation" => self.once(&mut operation, "operation", Self::operation)?,
                 b"userInfo" => self.once(&mut user_info, "userInfo", Self::user_info)?,
-                b"object" => self.once(&mut object, "object", |s| s.nullable(Self::object))?,
+                b"object" => {
+                    if object.value.is_some() {
+                        return Err(self.data("duplicate field `object`"));
+                    }
+                    self.colon()?;
+                    let head = Head {
+                        kind: kind.0.as_ref(),
+                        operation: operation.0.as_ref(),
+                        sub_resource: sub_resource.0.as_ref(),
+                    };
+                    object.value = Some((object.read)(self, head)?);
+                }
                 b"dryRun" => self.once(&mut dry_run, "dryRun", Self::dry_run)?,
                 _ => self.skip_field()?,
             }
@@ -85,7 +117,7 @@ impl<'a> Scanner<'a> {
             namespace: namespace.0.flatten(),
             operation,
             user_info: user_info.0.unwrap_or_default(),
-            object: object.0.flatten(),
+            object: None,
             dry_run: dry_run.0.unwrap_or(false),
         })
     }
@@ -217,7 +249,8 @@ impl<'a> Scanner<'a> {
         Ok(info)
     }
 
-    fn object(&mut self) -> Result<ReviewObject<'a>> {
+    /// A request's `object` as the general reader keeps it: metadata and a pruned tree.
+    pub(super) fn object(&mut self) -> Result<ReviewObject<'a>> {
         self.structure("an object")?;
         let (mut metadata, mut spec, mut template) = (Once::new(), Once::new(), Once::new());
         let mut tree = TreeBuilder::for_pod_spec();
@@ -245,7 +278,7 @@ impl<'a> Scanner<'a> {
         ))
     }
 
-    fn metadata(&mut self) -> Result<ObjectMetadata<'a>> {
+    pub(super) fn metadata(&mut self) -> Result<ObjectMetadata<'a>> {
         self.structure("object metadata")?;
         let (mut name, mut generate_name, mut namespace, mut annotations) =
             (Once::new(), Once::new(), Once::new(), Once::new());

@@ -1,12 +1,17 @@
 //! The one-pass reader against the serde_json reference: same request, or both refuse with the
 //! same kind of error.
 
-use super::super::review::{ReviewError, parse_review, parse_review_reference};
+use super::super::images::workload_of;
+use super::super::review::{
+    ReviewError, parse_review, parse_review_reference, parse_workload_review_owned,
+};
 use super::*;
 use serde_json::json;
 
-/// Same request, or the same kind of refusal (messages differ: they name bytes, not lines).
+/// Same request, or the same kind of refusal (messages differ: they name bytes, not lines); and
+/// where the workload reader reads the body, the same request and workload as the general reader.
 fn assert_same(body: &[u8]) {
+    workload_reader_agrees(body);
     let new = parse_review(body);
     let reference = parse_review_reference(body);
     match (&new, &reference) {
@@ -22,6 +27,20 @@ fn assert_same(body: &[u8]) {
             String::from_utf8_lossy(body)
         ),
     }
+}
+
+/// Whether the workload reader reads `body`; where it does, it must read what `parse_review` and
+/// `workload_of` read.
+fn workload_reader_agrees(body: &[u8]) -> bool {
+    let Some((request, workload)) = parse_workload_review_owned(body) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(body);
+    let mut general = parse_review(body).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(workload_of(&general), Ok(Some(workload)), "{text}");
+    general.object = None;
+    assert_eq!(general, request, "{text}");
+    true
 }
 
 fn fixtures() -> Vec<(String, Vec<u8>)> {
@@ -55,6 +74,35 @@ fn every_fixture_reads_as_the_reference_reads_it() {
 }
 
 #[test]
+fn the_workload_reader_reads_every_workload_fixture_as_the_general_reader_does() {
+    for (name, body) in fixtures() {
+        let general = parse_review(&body).unwrap();
+        let checked = matches!(workload_of(&general), Ok(Some(_)));
+        for body in [&body, &minified(&body)] {
+            assert_eq!(workload_reader_agrees(body), checked, "{name}");
+        }
+    }
+}
+
+/// `body` without whitespace between tokens, its keys in the order written (as the API server
+/// writes a review; `serde_json::to_vec` of a `Value` sorts them).
+fn minified(body: &[u8]) -> Vec<u8> {
+    let (mut in_string, mut escaped) = (false, false);
+    let mut out = Vec::with_capacity(body.len());
+    for &byte in body {
+        if in_string {
+            (in_string, escaped) = (escaped || byte != b'"', !escaped && byte == b'\\');
+        } else if byte.is_ascii_whitespace() {
+            continue;
+        } else {
+            in_string = byte == b'"';
+        }
+        out.push(byte);
+    }
+    out
+}
+
+#[test]
 fn every_byte_changed_reads_as_the_reference_reads_it() {
     // One fixture, each byte replaced by a few that change the grammar.
     let body = std::fs::read(concat!(
@@ -62,15 +110,19 @@ fn every_byte_changed_reads_as_the_reference_reads_it() {
         "/tests/fixtures/admission/pod-create.json"
     ))
     .unwrap();
-    let value: Value = serde_json::from_slice(&body).unwrap();
-    let compact = serde_json::to_vec(&value).unwrap();
+    // In the order written: the workload reader reads what the change leaves readable.
+    let compact = minified(&body);
+    let mut read_straight = 0;
     for at in 0..compact.len() {
-        for byte in [b'"', b'{', b']', b',', b'\\', b'1', b'n', 0x01] {
+        for byte in [b'"', b'{', b']', b',', b'\\', b'1', b'n', 0x01, b' '] {
             let mut changed = compact.clone();
             changed[at] = byte;
             assert_same(&changed);
+            read_straight += usize::from(workload_reader_agrees(&changed));
         }
     }
+    // Replacing a byte of a skipped string or a kept name by `1` or `n`, say, leaves a workload.
+    assert!(read_straight > compact.len(), "{read_straight}");
 }
 
 /// A Pod review with `marker` (JSON text) in place of the first container's image.
@@ -376,5 +428,126 @@ fn find_special_agrees_with_the_byte_rule_for_every_byte_at_every_offset() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn the_workload_reader_leaves_the_unusual_to_the_general_reader() {
+    let pod = String::from_utf8(with_image("\"r/a:v1\"")).unwrap();
+    assert!(workload_reader_agrees(pod.as_bytes()));
+    // (from, to, whether the workload reader still reads it)
+    let cases = [
+        // Read as the general reader reads them.
+        ("\"r/a:v1\"", "\"r\\u002fa:v1\"", true),
+        ("\"name\":\"c\"", "\"name\":null", true),
+        ("\"name\":\"c\",", "", true),
+        (
+            "\"env\"",
+            "\"serviceAccountName\":\"\",\"serviceAccount\":\"sa\",\"env\"",
+            true,
+        ),
+        (
+            "\"metadata\":{",
+            "\"metadata\":{\"annotations\":{\"a\":\"b\",\"a\":\"c\"},\"generateName\":\"g-\",",
+            true,
+        ),
+        (
+            "\"containers\"",
+            "\"volumes\":[{\"name\":\"v\",\"image\":{\"reference\":\"r/data:v1\",\"pullPolicy\":\"Always\"}},{\"name\":\"e\",\"emptyDir\":{}}],\"imagePullSecrets\":[{\"name\":\"s\"},{\"name\":\"s\"},{\"name\":\"\"}],\"containers\"",
+            true,
+        ),
+        ("\"spec\":{", "\"status\":{\"x\":[1e999]},\"spec\":{", true),
+        // Left to the general reader, which reads or refuses them.
+        ("\"operation\":\"CREATE\",", "", false),
+        (
+            "\"kind\":{\"group\":\"\",\"version\":\"v1\",\"kind\":\"Pod\"},",
+            "",
+            false,
+        ),
+        (
+            "\"operation\":\"CREATE\"",
+            "\"operation\":\"DELETE\"",
+            false,
+        ),
+        ("\"spec\":{", "\"spec\":null,\"x\":{", false),
+        ("\"r/a:v1\"", "\"r/a:v1\",\"image\":\"r/b:v1\"", false),
+        ("\"r/a:v1\"", "\" \"", false),
+        ("\"r/a:v1\"", "null", false),
+        ("\"r/a:v1\"", "7", false),
+        (
+            "\"containers\"",
+            "\"imagePullSecrets\":[{\"name\":\"s\",\"n\":1}],\"containers\"",
+            false,
+        ),
+        (
+            "\"containers\"",
+            "\"imagePullSecrets\":[{\"name\":\"s\",\"n\":[]}],\"containers\"",
+            false,
+        ),
+        (
+            "\"containers\"",
+            "\"volumes\":[{\"name\":\"v\",\"image\":{}}],\"containers\"",
+            false,
+        ),
+        ("\"containers\"", "\"template\":{},\"containers\"", false),
+        ("\"spec\":{", "\"template\":{},\"spec\":{", false),
+        (
+            "\"containers\":[",
+            "\"containers\":[],\"containers\":[",
+            false,
+        ),
+        ("\"kind\":{", "\"subResource\":\"status\",\"kind\":{", false),
+    ];
+    for (from, to, read) in cases {
+        assert!(pod.contains(from), "{from}");
+        let body = pod.replacen(from, to, 1);
+        assert_same(body.as_bytes());
+        assert_eq!(workload_reader_agrees(body.as_bytes()), read, "{body}");
+    }
+    // A subresource written after the object changes what is checked: read again, generally.
+    let status = pod.replacen("}}}}", "}},\"subResource\":\"status\"}}", 1);
+    assert_ne!(status, pod);
+    assert!(matches!(
+        workload_of(&parse_review(status.as_bytes()).unwrap()),
+        Ok(None)
+    ));
+    assert!(!workload_reader_agrees(status.as_bytes()));
+}
+
+#[test]
+fn the_workload_reader_merges_template_annotations_outer_first() {
+    let job = |template_metadata: &str, order_spec_first: bool| {
+        let spec = r#""spec":{"template":{"metadata":{"annotations":{"b":"pod","c":"pod"}},"spec":{"containers":[{"name":"c","image":"r/a:v1"}]}}}"#;
+        let metadata = format!(r#""metadata":{template_metadata}"#);
+        let job_template = if order_spec_first {
+            format!("{{{spec},{metadata}}}")
+        } else {
+            format!("{{{metadata},{spec}}}")
+        };
+        format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u-1","kind":{{"group":"batch","version":"v1","kind":"CronJob"}},"namespace":"n","operation":"CREATE","object":{{"metadata":{{"name":"j"}},"spec":{{"schedule":"x","jobTemplate":{job_template}}}}}}}}}"#
+        )
+    };
+    let body = job(r#"{"annotations":{"a":"job","b":"job"}}"#, false);
+    assert!(workload_reader_agrees(body.as_bytes()));
+    let (_, workload) = parse_workload_review_owned(body.as_bytes()).unwrap();
+    let annotations: Vec<_> = workload
+        .template_annotations
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    assert_eq!(annotations, ["a=job", "b=pod", "c=pod"]);
+    for (metadata, spec_first) in [
+        (r#"{"annotations":{"a":"job"}}"#, true),
+        (r#"{"annotations":{"a":1}}"#, false),
+        (r#"{"annotations":{"a":"x","a":"y"}}"#, false),
+        ("null", false),
+    ] {
+        let body = job(metadata, spec_first);
+        assert_same(body.as_bytes());
+        assert!(!workload_reader_agrees(body.as_bytes()), "{body}");
+    }
+    for metadata in [r#"{"annotations":null}"#, r#"{"labels":{"x":"y"}}"#] {
+        assert!(workload_reader_agrees(job(metadata, false).as_bytes()));
     }
 }
