@@ -3,7 +3,9 @@
 //!
 //! The object is walked as plain JSON (`ReviewObject::data`, a `PrunedTree`) rather than
 //! deserialised into the k8s-openapi types: only the pod spec matters, and a typed decode of a
-//! whole Deployment would reject objects for reasons that have nothing to do with images.
+//! whole Deployment would reject objects for reasons that have nothing to do with images. The
+//! common case of a checked workload is read without the tree (`review_scan_workload.rs`, which
+//! finds the same `PodParts`); both build the workload with `assemble`.
 //!
 //! Handled: Pod, ReplicationController, PodTemplate (core/v1), Deployment, ReplicaSet,
 //! StatefulSet, DaemonSet (apps/v1), Job, CronJob (batch/v1); operations CREATE and UPDATE. Every

@@ -9,6 +9,11 @@
 //! serde_json reading (derive plus `review_prune.rs`) stays as [`parse_review_reference`], the
 //! reference the one-pass reader is tested and fuzzed against.
 //!
+//! A review of a workload signet checks, in the common case, does not even build the pruned tree:
+//! `parse_workload_review` reads it straight into the workload's parts
+//! (`review_scan_workload.rs`), and leaves anything unusual to the general reader, against which
+//! it is tested and fuzzed in turn.
+//!
 //! Responses are written with signet's own types too, because kube's
 //! `AdmissionResponse` serialises `patch` as an array of numbers, where the API server expects a
 //! `[]byte`, i.e. a base64 string (`"patch": "W3sib3AiOi...", "patchType": "JSONPatch"`); and
