@@ -135,48 +135,81 @@ impl Admission {
     pub async fn review(&self, body: &[u8], endpoint: Endpoint) -> Result<Answer, ReviewError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.settings.deadline);
-        // The common case, a checked workload, read straight into its workload; anything else
-        // is read and judged by the general reader.
-        let (answer, result) = if let Some((request, object)) = parse_workload_review(body) {
-            let workload = assemble(&request, &object.metadata, object.route, object.pod);
-            self.decide_boxed(&request, Ok(Some(&workload)), endpoint, deadline)
-                .await
-        } else {
-            let request = match parse_review(body) {
-                Ok(request) => request,
+        // What waits (I/O) is boxed where it is awaited: the futures around this one (span,
+        // handler, router) would otherwise copy the decision's state each time one is moved.
+        let (answer, result) = match self.decide_at_once(body, endpoint) {
+            AtOnce::Answered(composed, event) => {
+                if let Some(event) = event {
+                    Box::pin(self.events.record(*event)).await;
+                }
+                (composed.answer, composed.result)
+            }
+            AtOnce::Later(read) => {
+                let (request, workload) = &*read;
+                Box::pin(self.decide(request, Ok(Some(workload)), endpoint, deadline)).await
+            }
+            AtOnce::Unread => match parse_review(body) {
+                Ok(request) => {
+                    let workload = workload_of(&request);
+                    let workload = workload.as_ref().map(Option::as_ref);
+                    Box::pin(self.decide(&request, workload, endpoint, deadline)).await
+                }
                 Err(e) => {
                     let seconds = started.elapsed().as_secs_f64();
                     self.metrics
                         .admission(endpoint, AdmissionResult::Error, seconds);
                     return Err(e);
                 }
-            };
-            let workload = workload_of(&request);
-            self.decide_boxed(
-                &request,
-                workload.as_ref().map(Option::as_ref),
-                endpoint,
-                deadline,
-            )
-            .await
+            },
         };
         self.metrics
             .admission(endpoint, result, started.elapsed().as_secs_f64());
         Ok(answer)
     }
 
-    /// [`Admission::decide`], boxed: the futures around it (span, handler, router) would
-    /// otherwise copy the decision's state each time one is moved, three copies per request.
-    /// The state is kept small (the I/O of the rarer branches, breakglass, the registry and
-    /// events, is boxed where it is awaited), so that boxing it copies little.
-    async fn decide_boxed(
-        &self,
-        request: &ReviewRequest<'_>,
-        workload: Result<Option<&Workload<'_>>, &ImagesError>,
-        endpoint: Endpoint,
-        deadline: tokio::time::Instant,
-    ) -> (Answer, AdmissionResult) {
-        Box::pin(self.decide(request, workload, endpoint, deadline)).await
+    /// The common case decided without waiting and without a future: a checked workload read
+    /// straight into its workload (`parse_workload_review`), exempt, or whose images all have
+    /// fresh verdicts. What needs I/O (breakglass, registry lookups) is handed back as read;
+    /// what the workload reader leaves (anything unusual) is read by the general reader.
+    fn decide_at_once<'b>(&self, body: &'b [u8], endpoint: Endpoint) -> AtOnce<'b> {
+        let Some((request, object)) = parse_workload_review(body) else {
+            return AtOnce::Unread;
+        };
+        let workload = assemble(&request, &object.metadata, object.route, object.pod);
+        let context = Context {
+            uid: &request.uid,
+            endpoint,
+            dry_run: request.dry_run,
+            mutate: self.settings.mutate,
+            workload: Some(&workload),
+        };
+        let mut composed = if self.is_exempt(&workload) {
+            compose(&context, &Case::Exempt)
+        } else {
+            let ask = BreakglassAsk::of(&workload, self.settings.breakglass);
+            if let BreakglassAsk::Reason(_) = ask {
+                return AtOnce::Later(Box::new((request, workload)));
+            }
+            let Ok(hits) = self.judge.admitted_outcomes(&workload) else {
+                return AtOnce::Later(Box::new((request, workload)));
+            };
+            let composed = compose(
+                &context,
+                &Case::Judged {
+                    ask: &ask,
+                    outcomes: &hits.outcomes,
+                },
+            );
+            if !hits.refresh.is_empty() {
+                self.refresh_in_background(&workload, hits.refresh);
+            }
+            composed
+        };
+        let event = composed
+            .event
+            .take()
+            .map(|(reason, note)| Box::new(event_of(&request, &workload, reason, note)));
+        AtOnce::Answered(composed, event)
     }
 
     async fn decide(
@@ -227,12 +260,7 @@ impl Admission {
         workload: &Workload<'_>,
         deadline: tokio::time::Instant,
     ) -> Composed {
-        if self
-            .settings
-            .exempt_namespaces
-            .iter()
-            .any(|exempt| *exempt == workload.namespace)
-        {
+        if self.is_exempt(workload) {
             return compose(context, &Case::Exempt);
         }
         let ask = BreakglassAsk::of(workload, self.settings.breakglass);
@@ -267,6 +295,13 @@ impl Admission {
         )
     }
 
+    fn is_exempt(&self, workload: &Workload<'_>) -> bool {
+        self.settings
+            .exempt_namespaces
+            .iter()
+            .any(|exempt| *exempt == workload.namespace)
+    }
+
     /// Every image's outcome from the fast path (`Judge::admitted_outcomes`), starting the
     /// refresh of those due for one; else the images to judge.
     fn cached_outcomes<'w>(
@@ -295,6 +330,17 @@ impl Admission {
             judge.refresh_images(&workload, images, deadline).await;
         });
     }
+}
+
+/// Where [`Admission::decide_at_once`] got to.
+enum AtOnce<'b> {
+    /// Decided: the answer, and the event to post (boxed: rare).
+    Answered(Composed, Option<Box<WorkloadEvent>>),
+    /// A workload read straight, whose decision waits on I/O (boxed: the common case returns
+    /// less).
+    Later(Box<(ReviewRequest<'b>, Workload<'b>)>),
+    /// Not read: left to the general reader.
+    Unread,
 }
 
 fn event_of(

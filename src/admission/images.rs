@@ -385,15 +385,17 @@ pub(super) struct PodParts<'a> {
     pub(super) template_annotations: BTreeMap<String, String>,
 }
 
-/// The workload of a checked request from its object's metadata and pod parts.
+/// The workload of a checked request from its object's metadata and pod parts. Its strings are
+/// the request's own (a copy of a borrowed one borrows the body): the workload does not borrow
+/// the request, and can go on without it.
 pub(super) fn assemble<'a>(
-    request: &'a ReviewRequest<'_>,
-    metadata: &'a ObjectMetadata<'_>,
+    request: &ReviewRequest<'a>,
+    metadata: &ObjectMetadata<'a>,
     route: PodSpecRoute,
     pod: PodParts<'a>,
 ) -> Workload<'a> {
     Workload {
-        kind: Cow::Borrowed(&request.kind.kind),
+        kind: request.kind.kind.clone(),
         namespace: namespace_of(request, metadata),
         name: name_of(request, metadata),
         images: pod.images,
@@ -680,26 +682,22 @@ fn service_account_of<'a>(
     Ok(Cow::Borrowed("default"))
 }
 
-fn namespace_of<'a>(
-    request: &'a ReviewRequest<'_>,
-    metadata: &'a ObjectMetadata<'_>,
-) -> Cow<'a, str> {
-    Cow::Borrowed(
-        request
-            .namespace
-            .as_deref()
-            .filter(|ns| !ns.is_empty())
-            .or(metadata.namespace.as_deref())
-            .unwrap_or_default(),
-    )
+fn namespace_of<'a>(request: &ReviewRequest<'a>, metadata: &ObjectMetadata<'a>) -> Cow<'a, str> {
+    request
+        .namespace
+        .as_ref()
+        .filter(|ns| !ns.is_empty())
+        .or(metadata.namespace.as_ref())
+        .cloned()
+        .unwrap_or_default()
 }
 
-fn name_of<'a>(request: &'a ReviewRequest<'_>, metadata: &'a ObjectMetadata<'_>) -> Cow<'a, str> {
-    if let Some(name) = metadata.name.as_deref().filter(|n| !n.is_empty()) {
-        return Cow::Borrowed(name);
+fn name_of<'a>(request: &ReviewRequest<'a>, metadata: &ObjectMetadata<'a>) -> Cow<'a, str> {
+    if let Some(name) = metadata.name.as_ref().filter(|n| !n.is_empty()) {
+        return name.clone();
     }
     if !request.name.is_empty() {
-        return Cow::Borrowed(&request.name);
+        return request.name.clone();
     }
     match metadata.generate_name.as_deref().filter(|n| !n.is_empty()) {
         Some(prefix) => Cow::Owned(format!("{prefix}*")),
