@@ -261,8 +261,9 @@ if [ -n "${COST:-}" ]; then
         echo "($name: the registry was asked in all three attempts; steady below includes it)" >&2
       fi
     done
-    # COST_KEEP=dir keeps each protocol's dump of the N requests there, for callgrind_annotate.
-    [ -n "${COST_KEEP:-}" ] && mkdir -p "$COST_KEEP" && cp "$work/counted" "$COST_KEEP/callgrind.$name"
+    # COST_KEEP=dir keeps each protocol's dumps of the N requests and of the few there (`.few`), for callgrind_annotate.
+    [ -n "${COST_KEEP:-}" ] && mkdir -p "$COST_KEEP" && cp "$work/counted" "$COST_KEEP/callgrind.$name" &&
+      cp "$work/counted.few" "$COST_KEEP/callgrind.$name.few"
     python3 - "$work/counted.few" "$work/counted" "$COST" "$CONNECTIONS" "$few" "$many" "$name" <<'PY'
 import collections, re, sys
 few_path, path, n, conns, few, many, proto = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
