@@ -313,7 +313,7 @@ impl<'a> Scanner<'a> {
                     }
                     b"image" if source.0.is_none() => {
                         self.colon()?;
-                        source.0 = Some(self.nullable(Self::image_source)?);
+                        source.0 = Some(self.nullable(|s| s.whole_object_string(b"reference"))?);
                     }
                     b"name" | b"image" => return Err(self.uncommon()),
                     _ => self.skip_field()?,
@@ -334,23 +334,24 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
-    /// An image volume's source, kept whole by the general reader: its `reference`.
-    fn image_source(&mut self) -> Result<Option<Cow<'a, str>>> {
+    /// An object the general reader keeps whole (an image volume's source, a pull secret's
+    /// entry): its string `field` (absent or null: `None`); every other value a kept scalar.
+    fn whole_object_string(&mut self, wanted: &[u8]) -> Result<Option<Cow<'a, str>>> {
         self.kept_object()?;
-        let mut reference = Once::new();
+        let mut value = Once::new();
         let mut first = true;
         while let Some(field) = self.next_field(&mut first)? {
             self.colon()?;
-            if *field != *b"reference" {
+            if *field != *wanted {
                 self.kept_scalar()?;
-            } else if reference.0.is_some() {
+            } else if value.0.is_some() {
                 return Err(self.uncommon());
             } else {
-                reference.0 = Some(self.kept_optional_string()?);
+                value.0 = Some(self.kept_optional_string()?);
             }
         }
         self.leave();
-        Ok(reference.0.flatten())
+        Ok(value.0.flatten())
     }
 
     /// `imagePullSecrets`, kept whole by the general reader: the names, non-empty, each once.
@@ -361,21 +362,7 @@ impl<'a> Scanner<'a> {
         self.kept_array()?;
         let mut first = true;
         while self.next_element(&mut first)? {
-            self.kept_object()?;
-            let mut name = Once::new();
-            let mut first_field = true;
-            while let Some(field) = self.next_field(&mut first_field)? {
-                self.colon()?;
-                if *field != *b"name" {
-                    self.kept_scalar()?;
-                } else if name.0.is_some() {
-                    return Err(self.uncommon());
-                } else {
-                    name.0 = Some(self.kept_optional_string()?);
-                }
-            }
-            self.leave();
-            if let Some(name) = name.0.flatten()
+            if let Some(name) = self.whole_object_string(b"name")?
                 && !name.is_empty()
                 && !out.contains(&name)
             {
