@@ -307,7 +307,7 @@ pub fn parse_review(body: &[u8]) -> Result<ReviewRequest<'_>, ReviewError> {
 pub(super) fn parse_workload_review(
     body: &[u8],
 ) -> Option<(ReviewRequest<'_>, super::review_scan::WorkloadObject<'_>)> {
-    let text = simdutf8::basic::from_utf8(body).ok()?;
+    let text = utf8(body).ok()?;
     let mut request = None;
     let (top, object) = super::review_scan::read_workload(text, &mut request)?;
     let request = checked(top.api_version, top.kind, request).ok()?;

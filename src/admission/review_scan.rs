@@ -60,11 +60,11 @@ pub(super) fn read<'a>(
         |scanner: &mut Scanner<'a>, _: Head<'_, 'a>| scanner.nullable(Scanner::object);
     let mut object = ObjectSlot {
         read: &mut read_object,
-        value: None,
+        value: Once::new(),
     };
     let top = read_with(text, request, &mut object).map_err(|e| *e)?;
     if let Some(request) = request {
-        request.object = object.value.flatten();
+        request.object = object.value.0.flatten();
     }
     Ok(top)
 }
@@ -80,10 +80,10 @@ pub(super) fn read_workload<'a>(
         |scanner: &mut Scanner<'a>, head: Head<'_, 'a>| scanner.workload_object(&head);
     let mut object = ObjectSlot {
         read: &mut read_object,
-        value: None,
+        value: Once::new(),
     };
     let top = read_with(text, request, &mut object).ok()?;
-    Some((top, object.value?))
+    Some((top, object.value.0?))
 }
 
 /// Reads a whole body with `object`'s reader for the request's object.

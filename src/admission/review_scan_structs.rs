@@ -26,7 +26,7 @@ pub(super) struct ObjectSlot<'f, 'a, T> {
     /// The reader.
     pub(super) read: &'f mut dyn FnMut(&mut Scanner<'a>, Head<'_, 'a>) -> Result<T>,
     /// Its value, once read (a second `object` is a duplicate field).
-    pub(super) value: Option<T>,
+    pub(super) value: Once<T>,
 }
 
 impl<'a> Scanner<'a> {
@@ -89,16 +89,13 @@ impl<'a> Scanner<'a> {
                 b"operation" => self.once(&mut operation, "operation", Self::operation)?,
                 b"userInfo" => self.once(&mut user_info, "userInfo", Self::user_info)?,
                 b"object" => {
-                    if object.value.is_some() {
-                        return Err(self.data("duplicate field `object`"));
-                    }
-                    self.colon()?;
                     let head = Head {
                         kind: kind.0.as_ref(),
                         operation: operation.0.as_ref(),
                         sub_resource: sub_resource.0.as_ref(),
                     };
-                    object.value = Some((object.read)(self, head)?);
+                    let read = &mut object.read;
+                    self.once(&mut object.value, "object", |s| read(s, head))?
                 }
                 b"dryRun" => self.once(&mut dry_run, "dryRun", Self::dry_run)?,
                 _ => self.skip_field()?,

@@ -13,7 +13,8 @@
 //!   checked, a `subResource` after the `object` that changes that;
 //! - anything the general reader would refuse or turn into an error (a missing, null or empty
 //!   image, a field of the wrong type, a null on the way to the pod spec);
-//! - a field read here written twice (where the general reader keeps the last);
+//! - a field read here written twice (where the general reader keeps the last; refused by the
+//!   shared `once`, as the request's own fields are);
 //! - a number, an array or an object where the general reader keeps a value whole (it judges
 //!   numbers with serde_json and counts kept containers towards the recursion limit);
 //! - a field the general reader keeps beside the path to the pod spec (`containers` in a
@@ -269,19 +270,11 @@ impl<'a> Scanner<'a> {
             let (mut name, mut image) = (Once::new(), Once::new());
             let mut first_field = true;
             while let Some(field) = self.next_field(&mut first_field)? {
-                let slot = match &*field {
-                    b"name" => &mut name,
-                    b"image" => &mut image,
-                    _ => {
-                        self.skip_field()?;
-                        continue;
-                    }
-                };
-                if slot.0.is_some() {
-                    return Err(self.uncommon());
+                match &*field {
+                    b"name" => self.once(&mut name, "name", Self::kept_optional_string)?,
+                    b"image" => self.once(&mut image, "image", Self::kept_optional_string)?,
+                    _ => self.skip_field()?,
                 }
-                self.colon()?;
-                slot.0 = Some(self.kept_optional_string()?);
             }
             self.leave();
             out.push(WorkloadImage {
@@ -307,15 +300,10 @@ impl<'a> Scanner<'a> {
             let mut first_field = true;
             while let Some(field) = self.next_field(&mut first_field)? {
                 match &*field {
-                    b"name" if name.0.is_none() => {
-                        self.colon()?;
-                        name.0 = Some(self.kept_optional_string()?);
-                    }
-                    b"image" if source.0.is_none() => {
-                        self.colon()?;
-                        source.0 = Some(self.nullable(|s| s.whole_object_string(b"reference"))?);
-                    }
-                    b"name" | b"image" => return Err(self.uncommon()),
+                    b"name" => self.once(&mut name, "name", Self::kept_optional_string)?,
+                    b"image" => self.once(&mut source, "image", |s| {
+                        s.nullable(|s| s.whole_object_string(b"reference"))
+                    })?,
                     _ => self.skip_field()?,
                 }
             }
@@ -341,13 +329,11 @@ impl<'a> Scanner<'a> {
         let mut value = Once::new();
         let mut first = true;
         while let Some(field) = self.next_field(&mut first)? {
-            self.colon()?;
-            if *field != *wanted {
-                self.kept_scalar()?;
-            } else if value.0.is_some() {
-                return Err(self.uncommon());
+            if *field == *wanted {
+                self.once(&mut value, "", Self::kept_optional_string)?;
             } else {
-                value.0 = Some(self.kept_optional_string()?);
+                self.colon()?;
+                self.kept_scalar()?;
             }
         }
         self.leave();
