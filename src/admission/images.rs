@@ -53,8 +53,9 @@ pub struct WorkloadImage<'a> {
 
 /// Where in a pod spec an image is named: the three container lists, and image volumes
 /// (`volumes[].image.reference`, an OCI image mounted as a volume, which the kubelet pulls like a
-/// container image: left unchecked, a pod could mount an unsigned image).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// container image: left unchecked, a pod could mount an unsigned image). Ordered as a workload
+/// lists its images: containers, init, ephemeral containers, then image volumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ContainerKind {
     /// `containers`
     Container,

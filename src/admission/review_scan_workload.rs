@@ -250,8 +250,8 @@ impl<'a> Scanner<'a> {
             }
         }
         self.leave();
-        // `workload_of`'s order: the container lists in `ContainerKind::ALL` order, then volumes.
-        pod.images.sort_by_key(|image| kind_rank(image.kind));
+        // `workload_of`'s order, `ContainerKind`'s: the container lists, then image volumes.
+        pod.images.sort_by_key(|image| image.kind);
         pod.service_account = [account_name, account]
             .into_iter()
             .flatten()
@@ -390,15 +390,5 @@ impl<'a> Scanner<'a> {
             Some(b'f') => self.word(b"false"),
             _ => Err(self.uncommon()),
         }
-    }
-}
-
-/// The place of a kind's images in a workload's list.
-fn kind_rank(kind: ContainerKind) -> usize {
-    match kind {
-        ContainerKind::Container => 0,
-        ContainerKind::InitContainer => 1,
-        ContainerKind::EphemeralContainer => 2,
-        ContainerKind::ImageVolume => 3,
     }
 }
