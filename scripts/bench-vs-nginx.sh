@@ -14,7 +14,9 @@
 # seconds, default 1, which leaves out the run's TLS handshakes; p99_all is that of every request).
 # ROUNDS=N (default 1) measures each figure N times, the two servers alternating, and prints the medians (WEBHOOK_ARGS adds flags to the
 # webhook's command line, e.g. WEBHOOK_ARGS="--signature-cache-ttl 1h"): nginx's own figures move by
-# 20-50% from one run to the next on a shared 2-core machine. Each figure carries the share of CPU
+# 20-50% from one run to the next on a shared 2-core machine, so a `paired` line also gives, per
+# protocol, the median of the ratios signet / nginx and edge / nginx taken within each round (each
+# round's in brackets): the rate's at the maximum rate, the p99's at the fixed one. Each figure carries the share of CPU
 # time the hypervisor stole during its runs; MAX_STEAL=P counts only the rounds in which no run had
 # more than P percent stolen (see `measure`). Each figure also carries the server's own CPU time
 # per request (`cpu_us/req`: user + kernel time of its processes, from /proc), which the steal barely
@@ -416,11 +418,16 @@ print('%.1f %.1f' % (100 * ($s1 - $s0) / max($t1 - $t0, 1), ($c1 - $c0) * 1e6 / 
 # "rounds" says 0): on a shared virtual machine, the p99 at a fixed rate follows the steal (all
 # three servers measured 16-68 ms at 15-40% steal), and the steal changes from minute to minute.
 measure() { # http-flag [rate]
-  local attempt kept=0 h e y
+  local attempt turn kept=0 h e y
   for attempt in $(seq $((4 * ROUNDS))); do
-    h=$(load "$hook" "$1" "${2:-}" "$webhook_pid")
-    e=$(load "$edge" "$1" "${2:-}" "$floor_pid")
-    y=$(load "$yard" "$1" "${2:-}" "$nginx_pid" $(pgrep -P "$nginx_pid"))
+    # Each round starts with another server, so that none is always measured right after the same one.
+    for turn in $(seq 0 2); do
+      case $(((attempt + turn) % 3)) in
+        1) h=$(load "$hook" "$1" "${2:-}" "$webhook_pid") ;;
+        2) e=$(load "$edge" "$1" "${2:-}" "$floor_pid") ;;
+        0) y=$(load "$yard" "$1" "${2:-}" "$nginx_pid" $(pgrep -P "$nginx_pid")) ;;
+      esac
+    done
     echo "$h|$e|$y"
     if python3 -c "import sys; sys.exit(0 if max(float(r.split()[4]) for r in sys.argv[1:]) <= ${MAX_STEAL:-100} else 1)" "$h" "$e" "$y"; then
       kept=$((kept + 1))
@@ -434,7 +441,18 @@ calm = [r for r in rounds if max(run[4] for run in r) <= limit]
 used = calm or rounds
 for i in range(3):
     columns = list(zip(*(r[i] for r in used)))
-    print("%.0f %.2f %.2f %s %.1f %.1f %.2f %d" % (*(statistics.median(c) for c in columns), len(calm)))' "${MAX_STEAL:-100}"
+    print("%.0f %.2f %.2f %s %.1f %.1f %.2f %d" % (*(statistics.median(c) for c in columns), len(calm)))
+# Paired: signet / nginx and edge / nginx within each round (rate, p99), which a change of the
+# machine from one minute to the next moves less than the medians of each server apart.
+def ratios(server, column):
+    return [r[server][column] / r[2][column] for r in used if r[2][column] > 0]
+parts = []
+for label, column in (("rate", 0), ("p99", 2)):
+    for who, server in (("signet", 0), ("edge", 1)):
+        values = ratios(server, column)
+        parts.append("%s_%s=%.2f[%s]" % (who, label, statistics.median(values) if values else float("nan"),
+                                         ",".join("%.2f" % v for v in values)))
+print(" ".join(parts))' "${MAX_STEAL:-100}"
 }
 
 # The webhook's own time per admission (`signet_webhook_admission_duration_seconds`, from request
@@ -470,9 +488,15 @@ rows() {
   read -r h_rps h_p50 h_p99 h_ok h_st h_cpu h_all h_n
   read -r e_rps e_p50 e_p99 e_ok e_st e_cpu e_all e_n
   read -r n_rps n_p50 n_p99 n_ok n_st n_cpu n_all n_n
+  read -r paired
   row "$name" "signet $1" "$h_rps" "$h_p50" "$h_p99" "$h_ok" "$h_st" "$h_cpu" "$h_all" "$h_n"
   row "$name" "edge $1" "$e_rps" "$e_p50" "$e_p99" "$e_ok" "$e_st" "$e_cpu" "$e_all"
   row "$name" "nginx $1" "$n_rps" "$n_p50" "$n_p99" "$n_ok" "$n_st" "$n_cpu" "$n_all"
+  # At the maximum rate the ratio that matters is the rate's; at the fixed rate, the p99's.
+  case $1 in
+    max) printf '%-9s %-14s %s\n' "$name" "paired" "$(tr ' ' '\n' <<< "$paired" | grep _rate= | tr '\n' ' ')" ;;
+    *) printf '%-9s %-14s %s\n' "$name" "paired" "$(tr ' ' '\n' <<< "$paired" | grep _p99= | tr '\n' ' ')" ;;
+  esac
 }
 for proto in "--http-version=1.1" "--http2"; do
   name=${proto#--}; name=${name#http-version=}
