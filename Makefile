@@ -5,11 +5,12 @@ CARGO ?= cargo
 ARGS ?= --log info webhook --tls-self-signed --listen 127.0.0.1:8443 --policy-dir examples/policies
 # `make fuzz` runs every fuzz target (fuzz/fuzz_targets/) for FUZZ_SECONDS each, with the nightly
 # toolchain cargo-fuzz needs. New inputs go to fuzz/corpus/TARGET, crashes to fuzz/artifacts/TARGET;
-# the repository's own fixtures are read as extra seed corpora. E.g. `make fuzz FUZZ_SECONDS=600
+# the repository's own fixtures are read as extra seed corpora (not for review_structured, whose
+# input chooses edits of reviews it embeds, not JSON). E.g. `make fuzz FUZZ_SECONDS=600
 # FUZZ_TARGETS=review`.
 FUZZ_SECONDS ?= 60
 FUZZ_CARGO ?= cargo +nightly
-FUZZ_TARGETS ?= reference payload review review_differential registry_event policy_yaml envelopes
+FUZZ_TARGETS ?= reference payload review review_differential review_structured registry_event policy_yaml envelopes
 # `make image` builds the container image without docker (scripts/image.py): the release binary plus the
 # Debian files it needs, as an OCI image layout in IMAGE_LAYOUT, named IMAGE (the chart's default image).
 # `make image PUSH=host/repo:tag` also pushes it (REGISTRY_USERNAME / REGISTRY_PASSWORD when the registry
