@@ -38,6 +38,13 @@ fn without_tag_polls(lines: &[String], repo: &str, tag: &str) -> (Vec<String>, u
     (kept, polls)
 }
 
+/// How many times the registry's log says a notification delivery failed (timed out).
+fn failed_deliveries(log: &str) -> usize {
+    log.lines()
+        .filter(|line| line.contains("timeout") || line.contains("deadline"))
+        .count()
+}
+
 /// A registry notifying an in-process signer (one `Default` rule over `prod/**`, both formats,
 /// key `release`) that reaches the registry through a recording proxy (the events' host mapped
 /// to the proxy's): every request the signer sends is seen.
@@ -161,7 +168,7 @@ async fn a_delivery_the_registry_gives_up_on_still_signs() {
     let digest = registry.push_test_image("prod/slow", "v1", "slow").await;
     wait_for_both_formats(&registry, "prod/slow:v1", &digest, Duration::from_secs(30)).await;
     assert!(
-        registry.log().contains("timeout") || registry.log().contains("deadline"),
+        failed_deliveries(&registry.log()) > 0,
         "the registry did not give up on a delivery: the test shows nothing"
     );
     // The registry's next delivery adds nothing.
@@ -178,6 +185,7 @@ async fn signing_a_pushed_image_in_both_formats_costs_ten_requests_eleven_in_a_n
     let release = key(dir.path(), "release", Algorithm::EcdsaP256Sha256);
     let (registry, proxy, server, _) = signer_behind_recording_proxy(&release).await;
     let mut costs = Vec::new();
+    let mut images_with_repeated_reads = 0;
     // The first image of a registry also learns that it takes no single-request upload and
     // uploads the empty config; then a new repository (the config mounted), then a second
     // image in a repository signed before (nothing for the config).
@@ -197,7 +205,19 @@ async fn signing_a_pushed_image_in_both_formats_costs_ten_requests_eleven_in_a_n
         // tell it whether another writer replaced a tag, and its own cost nothing.
         tokio::time::sleep(Duration::from_millis(2600)).await;
         let lines = proxy.request_lines()[before..].to_vec();
-        costs.push(without_tag_polls(&lines, repo, tag));
+        let (mut lines, polls) = without_tag_polls(&lines, repo, tag);
+        // A loaded machine can make the signer read again what it read (a read retried after
+        // a registry error, or the registry giving up on a delivery, its timeout is 1 s, and
+        // sending the event again): reads of the same thing, never a write. Left out here and
+        // counted; a signer that read everything twice by design would repeat in every image.
+        let mut seen = std::collections::HashSet::new();
+        let all = lines.len();
+        lines.retain(|line| !line.starts_with("GET ") || seen.insert(line.clone()));
+        if lines.len() < all {
+            eprintln!("{repo_tag}: {} repeated reads left out", all - lines.len());
+            images_with_repeated_reads += 1;
+        }
+        costs.push((lines, polls));
     }
     for (lines, polls) in &costs {
         eprintln!("{} requests (+{polls} tag polls): {lines:#?}", lines.len());
@@ -215,6 +235,7 @@ async fn signing_a_pushed_image_in_both_formats_costs_ten_requests_eleven_in_a_n
         costs[2].0
     );
     assert_eq!(uploads_started(&costs[2].0), 2, "{:#?}", costs[2].0);
+    assert!(images_with_repeated_reads <= 1, "{costs:#?}");
     // The tag asked again: one here, up to three on a loaded machine.
     for (_, polls) in &costs[1..] {
         assert!(*polls <= 3, "{costs:#?}");
