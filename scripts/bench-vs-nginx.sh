@@ -12,7 +12,7 @@
 # Prints, for HTTP/1.1 and HTTP/2: the maximum rate (50 connections, closed loop) of each server and
 # the ratios to nginx, then p50/p99 latency at a fixed 5,000 req/s (after a warm-up of WARMUP
 # seconds, default 1, which leaves out the run's TLS handshakes; p99_all is that of every request).
-# ROUNDS=N (default 1) measures each figure N times, the two servers alternating, and prints the medians (WEBHOOK_ARGS adds flags to the
+# ROUNDS=N (default 1) measures each figure N times, the three servers in turn, and prints the medians (WEBHOOK_ARGS adds flags to the
 # webhook's command line, e.g. WEBHOOK_ARGS="--signature-cache-ttl 1h"): nginx's own figures move by
 # 20-50% from one run to the next on a shared 2-core machine, so a `paired` line also gives, per
 # protocol, the median of the ratios signet / nginx and edge / nginx taken within each round (each
@@ -442,17 +442,16 @@ used = calm or rounds
 for i in range(3):
     columns = list(zip(*(r[i] for r in used)))
     print("%.0f %.2f %.2f %s %.1f %.1f %.2f %d" % (*(statistics.median(c) for c in columns), len(calm)))
-# Paired: signet / nginx and edge / nginx within each round (rate, p99), which a change of the
-# machine from one minute to the next moves less than the medians of each server apart.
-def ratios(server, column):
-    return [r[server][column] / r[2][column] for r in used if r[2][column] > 0]
+# Paired: signet / nginx and edge / nginx within each round, which a change of the machine from one
+# minute to the next moves less than the medians of each server apart; the rate at the maximum
+# rate, the p99 at a fixed one.
+label, column = ("p99", 2) if sys.argv[2] else ("rate", 0)
 parts = []
-for label, column in (("rate", 0), ("p99", 2)):
-    for who, server in (("signet", 0), ("edge", 1)):
-        values = ratios(server, column)
-        parts.append("%s_%s=%.2f[%s]" % (who, label, statistics.median(values) if values else float("nan"),
-                                         ",".join("%.2f" % v for v in values)))
-print(" ".join(parts))' "${MAX_STEAL:-100}"
+for who, server in (("signet", 0), ("edge", 1)):
+    values = [r[server][column] / r[2][column] for r in used if r[2][column] > 0]
+    median = statistics.median(values) if values else float("nan")
+    parts.append("%s_%s=%.2f[%s]" % (who, label, median, ",".join("%.2f" % v for v in values)))
+print(" ".join(parts))' "${MAX_STEAL:-100}" "${2:-}"
 }
 
 # The webhook's own time per admission (`signet_webhook_admission_duration_seconds`, from request
@@ -492,11 +491,7 @@ rows() {
   row "$name" "signet $1" "$h_rps" "$h_p50" "$h_p99" "$h_ok" "$h_st" "$h_cpu" "$h_all" "$h_n"
   row "$name" "edge $1" "$e_rps" "$e_p50" "$e_p99" "$e_ok" "$e_st" "$e_cpu" "$e_all"
   row "$name" "nginx $1" "$n_rps" "$n_p50" "$n_p99" "$n_ok" "$n_st" "$n_cpu" "$n_all"
-  # At the maximum rate the ratio that matters is the rate's; at the fixed rate, the p99's.
-  case $1 in
-    max) printf '%-9s %-14s %s\n' "$name" "paired" "$(tr ' ' '\n' <<< "$paired" | grep _rate= | tr '\n' ' ')" ;;
-    *) printf '%-9s %-14s %s\n' "$name" "paired" "$(tr ' ' '\n' <<< "$paired" | grep _p99= | tr '\n' ' ')" ;;
-  esac
+  printf '%-9s %-14s %s\n' "$name" "paired" "$paired"
 }
 for proto in "--http-version=1.1" "--http2"; do
   name=${proto#--}; name=${name#http-version=}
