@@ -19,7 +19,6 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use futures::StreamExt as _;
-use signet::serve::threads::bind_reusable;
 use signet::serve::{CertificateExpiry, Drain, Server, TlsSource, serving_threads};
 
 /// The webhook's allocator (`src/main.rs`): the edge's allocations cost what they cost there
@@ -57,7 +56,12 @@ async fn main() {
     };
     // Served as the webhook serves its admission port: one single-threaded runtime per core.
     let threads = serving_threads(0);
-    let listener = bind_reusable(listen.parse().expect("LISTEN as ip:port")).expect("bind");
+    let listener = std::net::TcpListener::bind(
+        listen
+            .parse::<std::net::SocketAddr>()
+            .expect("LISTEN as ip:port"),
+    )
+    .expect("bind");
     let server = Server::start_per_core(
         "edge_floor",
         listener,

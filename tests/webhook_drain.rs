@@ -119,8 +119,7 @@ impl Drop for Webhook {
 
 /// The address the webhook logged that it listens on. It is started on port 0 so that the kernel
 /// picks a free port: a port picked by the test and freed again could be taken by another
-/// test's server in between (the three tests here run at once), and two sockets of one user
-/// that both set `SO_REUSEPORT`, as the serving threads' do, would even share it silently.
+/// test's server in between (the three tests here run at once).
 async fn listening_address(webhook: &mut Webhook, log_path: &Path) -> String {
     let started = Instant::now();
     loop {
@@ -172,14 +171,14 @@ async fn post(
     Ok(value)
 }
 
-/// The default: one serving thread per core, each with its own socket of the port.
+/// The default: one serving thread per core, each connection handed to one of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_without_losing_an_admission() {
     drains_without_losing_an_admission(None).await;
 }
 
-/// More serving threads than this machine has cores: every socket of the port stops accepting
-/// after the delay, and every thread finishes its in-flight requests.
+/// More serving threads than this machine has cores: the port stops accepting after the delay,
+/// and every thread finishes its in-flight requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_every_serving_thread() {
     drains_without_losing_an_admission(Some("5")).await;

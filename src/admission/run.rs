@@ -14,7 +14,6 @@ use crate::controller::audit::{AuditConfig, run_audit};
 use crate::controller::{ControllerError, LeaderElection, StatusWrites};
 use crate::policy::EngineOptions;
 use crate::registry::{RegistryClient, RegistryError, RegistryOptions};
-use crate::serve::threads::bind_reusable;
 use crate::serve::{
     Drain, DrainSettings, PolicySource, PolicySourceConfig, PolicySourceError, Server, ServerError,
     TlsSource, bind, drain_and_stop, shutdown_signal,
@@ -136,14 +135,7 @@ pub async fn run_webhook(
         None => None,
     };
     let drain = Drain::new();
-    let listener = if config.serving_threads > 1 {
-        bind_reusable(config.listen).map_err(|source| ServerError::Bind {
-            addr: config.listen,
-            source,
-        })?
-    } else {
-        bind(config.listen)?
-    };
+    let listener = bind(config.listen)?;
     let mut webhook = WebhookServer::start_on_threads(
         listener,
         &config.tls,

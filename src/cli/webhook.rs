@@ -86,9 +86,9 @@ pub struct WebhookArgs {
     /// Folder of policy YAML (no cluster needed); absent: read the resources from the cluster.
     #[arg(long, env = "SIGNET_POLICY_DIR")]
     pub policy_dir: Option<PathBuf>,
-    /// Threads serving the admission port, each a single-threaded event loop with its own
-    /// socket of the port (SO_REUSEPORT). Absent: one per core this process may use; 0: serve
-    /// on the shared work-stealing runtime instead.
+    /// Threads serving the admission port, each a single-threaded event loop; each new
+    /// connection goes to the one with the fewest open connections. Absent: one per core this
+    /// process may use; 0: serve on the shared work-stealing runtime instead.
     #[arg(long, env = "SIGNET_SERVING_THREADS")]
     pub serving_threads: Option<usize>,
     /// Bound on each admission request (keep it under the webhook's timeoutSeconds).

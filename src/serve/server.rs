@@ -7,15 +7,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum_server::Handle;
 use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsAcceptor;
+use axum_server::{Control, Handle};
 use tokio::task::JoinHandle;
 
 use super::cert_expiry::CertificateExpiry;
 use super::drain::{Drain, DrainSettings};
 use super::readiness_gate::ReadinessGate;
-use super::threads::more_listeners;
+use super::threads::{Handed, balance};
 use super::tls::{Tls, TlsError, TlsSource};
 use crate::serve::format_duration;
 
@@ -66,7 +66,11 @@ pub fn bind(listen: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
 pub struct Server {
     addr: SocketAddr,
     name: &'static str,
-    handle: Handle<SocketAddr>,
+    /// Shutdown of every connection loop of the server.
+    control: Control,
+    /// Stops the accept loop of [`Server::start_per_core`] (`None` for the other servers, whose
+    /// accept loop `control` stops).
+    stop_accepting: Option<tokio::sync::watch::Sender<bool>>,
     /// `None` once the task has been awaited (by [`Server::died`]).
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -107,11 +111,11 @@ impl Server {
         let service = app
             .layer(ReadinessGate::new(drain.clone()))
             .into_make_service();
-        let handle = Handle::new();
+        let control = Control::new();
         let bind_error = |source| ServerError::Bind { addr, source };
         let server = axum_server::from_tcp(listener)
             .map_err(bind_error)?
-            .handle(handle.clone());
+            .handle(Handle::with_control(control.clone()));
         let task = match tls {
             Some(source) => {
                 let acceptor = tls_acceptor(source, expiry)?;
@@ -124,15 +128,17 @@ impl Server {
         Ok(Server {
             addr,
             name,
-            handle,
+            control,
+            stop_accepting: None,
             task: Some(task),
         })
     }
 
     /// [`Server::start_observed`] over TLS, served by `threads` threads of their own, each a
-    /// single-threaded runtime accepting on its own socket of `listener`'s port (see
-    /// [`super::threads`]; bind `listener` with [`super::threads::bind_reusable`]). TLS reloads
-    /// and the returned server's handle stay on the calling runtime.
+    /// single-threaded runtime, each connection accepted on `listener` by a loop on the calling
+    /// runtime and handed to the thread with the fewest open connections (see
+    /// [`super::threads`]). TLS reloads and the returned server's handle stay on the calling
+    /// runtime.
     pub fn start_per_core(
         name: &'static str,
         listener: std::net::TcpListener,
@@ -147,17 +153,14 @@ impl Server {
         let service = app
             .layer(ReadinessGate::new(drain.clone()))
             .into_make_service();
-        let handle = Handle::new();
-        let acceptor = tls_acceptor(tls, expiry)?;
-        let mut ends = Vec::with_capacity(threads);
-        for (index, listener) in more_listeners(listener, threads.max(1))
-            .map_err(bind_error)?
-            .into_iter()
-            .enumerate()
-        {
-            let server = axum_server::from_tcp(listener)
-                .map_err(bind_error)?
-                .handle(handle.clone())
+        let control = Control::new();
+        let acceptor = RustlsAcceptor::new(Tls::start(tls, expiry)?.config);
+        let (stop_accepting, stop) = tokio::sync::watch::channel(false);
+        let (listeners, accept_loop) = balance(listener, threads, stop).map_err(bind_error)?;
+        let mut ends = Vec::with_capacity(listeners.len());
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let server = axum_server::Server::<Handed>::from_listener(listener)
+                .handle(Handle::with_control(control.clone()))
                 .acceptor(acceptor.clone());
             let service = service.clone();
             let (ended, end) = tokio::sync::oneshot::channel();
@@ -175,11 +178,20 @@ impl Server {
             ends.push(end);
         }
         tracing::info!(%addr, server = name, scheme = "HTTPS", threads = ends.len(), "listening");
+        let task = async move {
+            let threads_ended = first_failure(ends);
+            tokio::pin!(threads_ended);
+            tokio::select! {
+                ended = &mut threads_ended => ended,
+                () = accept_loop => threads_ended.await,
+            }
+        };
         Ok(Server {
             addr,
             name,
-            handle,
-            task: Some(tokio::spawn(first_failure(ends))),
+            control,
+            stop_accepting: Some(stop_accepting),
+            task: Some(tokio::spawn(task)),
         })
     }
 
@@ -195,13 +207,21 @@ impl Server {
 
     /// Stops accepting now; open connections finish their requests within `grace`, then are cut.
     pub fn shutdown(&self, grace: Duration) {
-        self.handle.graceful_shutdown(Some(grace));
+        self.stop_accepting();
+        self.control.graceful_shutdown(Some(grace));
+    }
+
+    fn stop_accepting(&self) {
+        if let Some(stop) = &self.stop_accepting {
+            stop.send_replace(true);
+        }
     }
 
     /// Stops at once (open connections are cut) and waits for the task: for tests and one-shot
     /// tools; a serving process drains with [`drain_and_stop`] instead.
     pub async fn stop(self) -> Result<(), ServerError> {
-        self.handle.shutdown();
+        self.stop_accepting();
+        self.control.shutdown();
         self.wait().await
     }
 

@@ -1,58 +1,45 @@
-//! Serving on one single-threaded runtime per core, each accepting on its own socket of the same
-//! port (`SO_REUSEPORT`), as nginx runs one event loop per worker process.
+//! Serving on one single-threaded runtime per core, as nginx runs one event loop per worker
+//! process, with every connection handed by one accept loop to the thread that has the fewest
+//! open connections.
 //!
-//! Why: with tokio's work-stealing runtime, a cached admission cost 15 µs of user and 8 µs of
-//! system CPU (measured from `/proc/PID/stat` over a maximum-rate HTTP/1.1 run of
+//! Why threads of their own: with tokio's work-stealing runtime, a cached admission cost 15 µs of
+//! user and 8 µs of system CPU (measured from `/proc/PID/stat` over a maximum-rate HTTP/1.1 run of
 //! `scripts/bench-vs-nginx.sh`, `HOLD=1`), and 0.19 context switches; the same process on one
 //! worker thread cost 12 µs and 5 µs, 0.09 switches, and answered more requests a second on two
 //! cores shared with the load generator. What costs is the scheduler moving tasks and waking
-//! parked workers across cores, not the admission. Here a connection lives on the thread that
-//! accepted it, its requests never change thread, and the kernel spreads connections over the
-//! sockets by their addresses.
+//! parked workers across cores, not the admission. Here a connection lives on the thread it was
+//! handed to, and its requests never change thread.
 //!
-//! What stays on the process's main runtime: everything that is not a connection (the policy
-//! source, TLS reloads, the drain, other servers). A connection's own work (a registry lookup of
-//! a cache miss, for instance) runs on its thread; the caches and the policy picture are shared.
+//! Why one accept loop rather than a socket per thread (`SO_REUSEPORT`, which served here before):
+//! the kernel spreads `SO_REUSEPORT` connections by a hash of their addresses, so 50 connections
+//! split 28/22 or worse (the two serving threads' CPU time over three 4-second runs at 5,000
+//! req/s: 23/18, 17/22, 19/16 ticks), the busier thread sets the tail latency, and two API
+//! server connections land on the same core half of the time. Counting open connections and
+//! handing each new one to the least busy thread keeps them even; the hand-over (one channel
+//! send, the socket registered again on the receiving thread) is paid once per connection.
+//!
+//! What stays on the process's main runtime: the accept loop and everything that is not a
+//! connection (the policy source, TLS reloads, the drain, other servers). A connection's own work
+//! (a registry lookup of a cache miss, for instance) runs on its thread; the caches and the
+//! policy picture are shared.
 //!
 //! The price: a connection's requests share its thread, so one HTTP/2 connection (an API server
 //! holds one per webhook endpoint) is answered by one core. A cached admission costs about 20 µs
 //! of it, so one core still answers tens of thousands a second; `--serving-threads 0` serves on
 //! the shared work-stealing runtime where that matters more.
-//!
-//! `SO_REUSEPORT` lets another socket of the same user join the port's group; only processes of
-//! the same effective user can, which in a container is signet itself.
 
-use std::net::{SocketAddr, TcpListener};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use socket2::{Domain, Socket, Type};
-
-/// Binds `addr` with `SO_REUSEPORT` (and `SO_REUSEADDR`, as std's bind does), so that
-/// [`more_listeners`] can add sockets on the same port.
-pub fn bind_reusable(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
-
-/// `count` listeners for the port of `first` (`first` itself included): new sockets joining
-/// its `SO_REUSEPORT` group; where the port does not allow that (a listener bound elsewhere
-/// without the option), copies of `first` sharing its one accept queue.
-pub fn more_listeners(first: TcpListener, count: usize) -> std::io::Result<Vec<TcpListener>> {
-    let addr = first.local_addr()?;
-    let mut listeners = Vec::with_capacity(count);
-    for _ in 1..count {
-        let next = match bind_reusable(addr) {
-            Ok(next) => next,
-            Err(_) => first.try_clone()?,
-        };
-        listeners.push(next);
-    }
-    listeners.insert(0, first);
-    Ok(listeners)
-}
+use axum_server::{AddrListener, Address};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, mpsc, watch};
 
 /// The number of serving threads `requested` stands for: itself, or when 0 the cores this
 /// process may use (a container's CPU quota included), at least 1.
@@ -61,4 +48,249 @@ pub fn serving_threads(requested: usize) -> usize {
         return requested;
     }
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// The peer of a connection handed to a serving thread: axum-server's address type for the
+/// servers of [`HandedListener`]s.
+#[derive(Clone, Debug)]
+pub struct Handed(pub SocketAddr);
+
+impl Address for Handed {
+    type Stream = CountedStream;
+    type Listener = HandedListener;
+}
+
+/// One open connection of a serving thread, counted until it is dropped.
+struct Ticket(Arc<AtomicUsize>);
+
+impl Ticket {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Ticket(Arc::clone(open))
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection on its way to a serving thread.
+struct Handoff {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    ticket: Ticket,
+}
+
+/// One serving thread as the accept loop sees it: its open connections and its queue.
+struct Thread {
+    open: Arc<AtomicUsize>,
+    queue: mpsc::UnboundedSender<Handoff>,
+}
+
+/// What a serving thread accepts from: the connections the accept loop hands it.
+pub struct HandedListener {
+    local: SocketAddr,
+    /// Read by the thread's one accept loop; the lock only satisfies `&self`.
+    queue: Mutex<mpsc::UnboundedReceiver<Handoff>>,
+}
+
+impl AddrListener<CountedStream, Handed> for HandedListener {
+    async fn bind_to(_: Handed) -> io::Result<Self> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a serving thread's listener is made by `balance`, not bound",
+        ))
+    }
+
+    async fn accept_stream(&self) -> io::Result<(CountedStream, Handed)> {
+        let mut queue = self.queue.lock().await;
+        loop {
+            // The accept loop is gone only once the server stops accepting; then nothing
+            // more comes, and the server's shutdown ends this thread's loop.
+            let Some(handoff) = queue.recv().await else {
+                return std::future::pending().await;
+            };
+            // A socket that cannot join this thread's reactor is closed (dropped) here and
+            // the next one is taken; the client sees its connection reset.
+            if let Ok(stream) = TcpStream::from_std(handoff.stream) {
+                let stream = CountedStream {
+                    stream,
+                    _ticket: handoff.ticket,
+                };
+                return Ok((stream, Handed(handoff.peer)));
+            }
+        }
+    }
+
+    fn get_local_addr(&self) -> io::Result<Handed> {
+        Ok(Handed(self.local))
+    }
+}
+
+/// A TCP connection of a serving thread: counted as open until dropped.
+pub struct CountedStream {
+    stream: TcpStream,
+    _ticket: Ticket,
+}
+
+impl AsyncRead for CountedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// `threads` listeners, one per serving thread, fed by the accept loop `balance` returns: run it
+/// on the calling runtime. It accepts on `listener` until `stop` turns true (or its sender is
+/// dropped), then closes the listener.
+pub(super) fn balance(
+    listener: std::net::TcpListener,
+    threads: usize,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<(
+    Vec<HandedListener>,
+    impl std::future::Future<Output = ()> + Send,
+)> {
+    let local = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    let (threads, listeners): (Vec<Thread>, Vec<HandedListener>) = (0..threads.max(1))
+        .map(|_| {
+            let (queue, receiver) = mpsc::unbounded_channel();
+            let thread = Thread {
+                open: Arc::new(AtomicUsize::new(0)),
+                queue,
+            };
+            let listener = HandedListener {
+                local,
+                queue: Mutex::new(receiver),
+            };
+            (thread, listener)
+        })
+        .unzip();
+    let accept_loop = async move {
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => return,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => hand_over(&threads, stream, peer),
+                Err(e) => {
+                    // Out of file descriptors, typically: pause rather than spin.
+                    tracing::warn!(error = %e, addr = %local, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    };
+    Ok((listeners, accept_loop))
+}
+
+/// Hands `stream` to the thread with the fewest open connections (the first of equals). A
+/// connection that cannot be handed over is closed.
+fn hand_over(threads: &[Thread], stream: TcpStream, peer: SocketAddr) {
+    // Answers are small and latency-bound: without it, Nagle's algorithm holds the last
+    // segment of a response until the client's delayed ACK.
+    let _ = stream.set_nodelay(true);
+    let Some(thread) = threads
+        .iter()
+        .min_by_key(|thread| thread.open.load(Ordering::Relaxed))
+    else {
+        return;
+    };
+    let Ok(stream) = stream.into_std() else {
+        return;
+    };
+    let ticket = Ticket::new(&thread.open);
+    // A thread that has stopped drops what it is sent.
+    let _ = thread.queue.send(Handoff {
+        stream,
+        peer,
+        ticket,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The next connection handed to `listener` (a test fails rather than hangs when it goes
+    /// elsewhere).
+    async fn next(listener: &HandedListener) -> (CountedStream, Handed) {
+        tokio::time::timeout(Duration::from_secs(5), listener.accept_stream())
+            .await
+            .expect("a connection within 5 s")
+            .unwrap()
+    }
+
+    /// Connections go to the thread with the fewest open ones, and a closed one frees its slot;
+    /// once stopped, the port is closed.
+    #[tokio::test]
+    async fn connections_are_spread_by_open_count() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let (listeners, accept_loop) = balance(listener, 2, stop).unwrap();
+        let accepting = tokio::spawn(accept_loop);
+        let mut clients = Vec::new();
+        let mut served = [Vec::new(), Vec::new()];
+        for round in 0..4 {
+            clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+            // The first of equals takes it: thread 0, then 1, then 0, then 1.
+            let thread = round % 2;
+            let (stream, peer) = next(&listeners[thread]).await;
+            assert_eq!(peer.0, clients[round].local_addr().unwrap());
+            served[thread].push(stream);
+        }
+        // Two closed on thread 0: the next two go there.
+        served[0].clear();
+        for _ in 0..2 {
+            clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+            let (stream, _) = next(&listeners[0]).await;
+            served[0].push(stream);
+        }
+        stop_tx.send(true).unwrap();
+        accepting.await.unwrap();
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "the port still accepts after the stop"
+        );
+    }
 }
