@@ -31,6 +31,9 @@ SECONDS_PER_RUN=${1:-10}
 ROUNDS=${ROUNDS:-1}
 RATE=${RATE:-5000}
 CONNECTIONS=${CONNECTIONS:-50}
+# STREAMS=N: over HTTP/2, N requests at a time on each connection (oha's -p). CONNECTIONS=1
+# STREAMS=50 is how an API server calls a webhook: one HTTP/2 connection, many streams on it.
+STREAMS=${STREAMS:-1}
 OHA=${OHA:-$(command -v oha || echo /opt/oha/bin/oha)}
 # PIN=1: the three servers on the first cores, the load generator on the last one (taskset), as
 # in a cluster where the API server does not share the webhook's cores. Each server then sizes
@@ -400,6 +403,7 @@ load() { # url http-flag rate-or-empty pids...
   read -r s0 t0 < <(cpu_ticks)
   c0=$(process_ticks "$@")
   line=$("${LOADGEN[@]}" "$OHA" --no-tui --output-format json --insecure -z "${SECONDS_PER_RUN}s" -c "$CONNECTIONS" "${rate[@]}" $flag \
+    $([ "$flag" = --http2 ] && echo -p "$STREAMS") \
     -m POST -H 'Content-Type: application/json' -D "$work/review.json" "${db[@]}" "$url" \
     2> >(grep -v '^Storing results' >&2) | summary)
   c1=$(process_ticks "$@")
@@ -474,7 +478,7 @@ edge="https://127.0.0.1:$floor_port/validate"
 load "$hook" --http-version=1.1 "" "$webhook_pid" > /dev/null   # warm them up
 load "$yard" --http-version=1.1 "" "$nginx_pid" > /dev/null
 load "$edge" --http-version=1.1 "" "$floor_pid" > /dev/null
-echo "cached 3-image Pod admission, $CONNECTIONS connections, ${SECONDS_PER_RUN}s per run, median of $ROUNDS, $(nproc) cores"
+echo "cached 3-image Pod admission, $CONNECTIONS connections$([ "$STREAMS" -gt 1 ] && echo " ($STREAMS streams each over HTTP/2)"), ${SECONDS_PER_RUN}s per run, median of $ROUNDS, $(nproc) cores"
 echo "(steal: the share of the machine's CPU time the hypervisor gave to other guests during the run; MAX_STEAL=${MAX_STEAL:-none})"
 echo "(at ${RATE} req/s, p50 and p99 leave out the first ${WARMUP:-1} s of each run, its TLS handshakes; p99_all counts every request)"
 printf '%-9s %-14s %10s %9s %9s %8s %7s %9s %9s %7s\n' proto server req/s p50_ms p99_ms success steal% cpu_us/req p99_all rounds
