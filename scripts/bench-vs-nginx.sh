@@ -60,6 +60,14 @@ BIN=${CARGO_TARGET_DIR:-$PWD/target}/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}
 # callgrind_annotate), the rest as built above.
 FLOOR=$(dirname "$BIN")/examples/edge_floor
 BIN=${SIGNET_BIN:-$BIN}
+# VERSUS=path: the third server is `signet webhook` of that build (VERSUS_ARGS adds flags to its
+# command line) instead of the edge alone, labelled "versus": two builds, or two settings of one
+# (VERSUS=target/release/signet VERSUS_ARGS="--serving-threads 0"), compared in the same rounds,
+# each against nginx in its `paired` line, which separates a change of a few percent from the
+# machine's own drift far better than two runs apart.
+VERSUS=${VERSUS:-}
+THIRD=edge
+[ -n "$VERSUS" ] && THIRD=versus
 
 work=$(mktemp -d)
 pids=()
@@ -187,7 +195,12 @@ wait_for "https://127.0.0.1:$nginx_port/"
 
 floor_port=$(free_port)
 printf '%s' "$answer" > "$work/answer.json"
-"${SERVE[@]}" "$FLOOR" "127.0.0.1:$floor_port" "$work/tls.crt" "$work/tls.key" "$work/answer.json" > "$work/floor.log" 2>&1 &
+if [ -n "$VERSUS" ]; then
+  "${SERVE[@]}" "$VERSUS" --log warn webhook --listen "127.0.0.1:$floor_port" --tls-cert "$work/tls.crt" \
+    --tls-key "$work/tls.key" --policy-dir "$work/policies" --mutate=false ${VERSUS_ARGS:-} > "$work/floor.log" 2>&1 &
+else
+  "${SERVE[@]}" "$FLOOR" "127.0.0.1:$floor_port" "$work/tls.crt" "$work/tls.key" "$work/answer.json" > "$work/floor.log" 2>&1 &
+fi
 floor_pid=$!
 pids+=($floor_pid)
 wait_for "https://127.0.0.1:$floor_port/readyz"
@@ -451,11 +464,11 @@ for i in range(3):
 # rate, the p99 at a fixed one.
 label, column = ("p99", 2) if sys.argv[2] else ("rate", 0)
 parts = []
-for who, server in (("signet", 0), ("edge", 1)):
+for who, server in (("signet", 0), (sys.argv[3], 1)):
     values = [r[server][column] / r[2][column] for r in used if r[2][column] > 0]
     median = statistics.median(values) if values else float("nan")
     parts.append("%s_%s=%.2f[%s]" % (who, label, median, ",".join("%.2f" % v for v in values)))
-print(" ".join(parts))' "${MAX_STEAL:-100}" "${2:-}"
+print(" ".join(parts))' "${MAX_STEAL:-100}" "${2:-}" "$THIRD"
 }
 
 # The webhook's own time per admission (`signet_webhook_admission_duration_seconds`, from request
@@ -493,7 +506,7 @@ rows() {
   read -r n_rps n_p50 n_p99 n_ok n_st n_cpu n_all n_n
   read -r paired
   row "$name" "signet $1" "$h_rps" "$h_p50" "$h_p99" "$h_ok" "$h_st" "$h_cpu" "$h_all" "$h_n"
-  row "$name" "edge $1" "$e_rps" "$e_p50" "$e_p99" "$e_ok" "$e_st" "$e_cpu" "$e_all"
+  row "$name" "$THIRD $1" "$e_rps" "$e_p50" "$e_p99" "$e_ok" "$e_st" "$e_cpu" "$e_all"
   row "$name" "nginx $1" "$n_rps" "$n_p50" "$n_p99" "$n_ok" "$n_st" "$n_cpu" "$n_all"
   printf '%-9s %-14s %s\n' "$name" "paired" "$paired"
 }
@@ -508,7 +521,7 @@ for proto in "--http-version=1.1" "--http2"; do
     fi
     rows max < <(measure "$proto")
     python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'ratio', $h_rps / $n_rps))"
-    python3 -c "print('%-9s %-14s %10.2f' % ('$name', 'edge ratio', $e_rps / $n_rps))"
+    python3 -c "print('%-9s %-14s %10.2f' % ('$name', '$THIRD ratio', $e_rps / $n_rps))"
   fi
   read -r t0 q0 m0 < <(server_times)
   rows "@$RATE" < <(measure "$proto" "$RATE")
