@@ -8,7 +8,8 @@
 //!   metrics;
 //! - [`server`]: [`Server`], a router served on a listener: local address, death detection,
 //!   graceful shutdown, and [`drain_and_stop`];
-//! - [`threads`]: serving on one single-threaded runtime per core (`--serving-threads`);
+//! - [`threads`]: serving on one single-threaded runtime per core (`--serving-threads`), each
+//!   connection handed by one accept loop to the thread with the fewest open ones;
 //! - [`drain`]: the SIGTERM drain (`--shutdown-delay`: keep accepting while `/readyz` is 503);
 //! - [`signal`]: SIGTERM or Ctrl-C;
 //! - [`policy_source`]: the policy folder or the cluster feeding the picture;
