@@ -2,6 +2,8 @@
 # Cached admissions, side by side with a static yardstick: `signet webhook` answering a 3-image Pod
 # review whose verdicts are cached, and nginx-light answering the same POST with signet's own answer
 # as a static body. Both over TLS on loopback, same certificate, same load generator (oha), same run.
+# The webhook logs at `info`, as the chart runs it (until `1f16844` the script ran it at `warn`,
+# which spared it the per-request span that `info` then cost: about 5,000 instructions).
 #
 #   scripts/bench-vs-nginx.sh [SECONDS]        # default 10 s per measurement
 #
@@ -152,7 +154,7 @@ json.dump(review, open(f"{work}/review.json", "w"), separators=(",", ":"))
 EOF
 
 hook_port=$(free_port)
-"${SERVE[@]}" "$BIN" --log warn webhook --listen "127.0.0.1:$hook_port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
+"${SERVE[@]}" "$BIN" --log info webhook --listen "127.0.0.1:$hook_port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
   --policy-dir "$work/policies" --mutate=false ${WEBHOOK_ARGS:-} > "$work/webhook.log" 2>&1 &
 webhook_pid=$!
 pids+=($webhook_pid)
@@ -196,7 +198,7 @@ wait_for "https://127.0.0.1:$nginx_port/"
 floor_port=$(free_port)
 printf '%s' "$answer" > "$work/answer.json"
 if [ -n "$VERSUS" ]; then
-  "${SERVE[@]}" "$VERSUS" --log warn webhook --listen "127.0.0.1:$floor_port" --tls-cert "$work/tls.crt" \
+  "${SERVE[@]}" "$VERSUS" --log info webhook --listen "127.0.0.1:$floor_port" --tls-cert "$work/tls.crt" \
     --tls-key "$work/tls.key" --policy-dir "$work/policies" --mutate=false ${VERSUS_ARGS:-} > "$work/floor.log" 2>&1 &
 else
   "${SERVE[@]}" "$FLOOR" "127.0.0.1:$floor_port" "$work/tls.crt" "$work/tls.key" "$work/answer.json" > "$work/floor.log" 2>&1 &
@@ -232,7 +234,7 @@ if [ -n "${COST:-}" ]; then
   need valgrind "apt-get install valgrind"
   cost_port=$(free_port)
   valgrind --tool=callgrind --dump-instr=yes --cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 \
-    --LL=2097152,16,64 --callgrind-out-file="$work/cg.%p" "$BIN" --log warn webhook \
+    --LL=2097152,16,64 --callgrind-out-file="$work/cg.%p" "$BIN" --log info webhook \
     --listen "127.0.0.1:$cost_port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
     --policy-dir "$work/policies" --mutate=false --signature-cache-ttl 1h > "$work/cost.log" 2>&1 &
   cost_pid=$!

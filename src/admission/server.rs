@@ -17,7 +17,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt as _;
-use tracing::Instrument as _;
 
 use super::decide::Admission;
 use super::metrics::Endpoint;
@@ -125,15 +124,10 @@ async fn answer(admission: &Admission, body: Body, endpoint: Endpoint) -> Respon
         Ok(body) => body,
         Err((status, error)) => return error_response(status, &error.to_string()),
     };
-    let span = tracing::info_span!("admission", endpoint = %endpoint, uid = tracing::field::Empty);
-    let result = admission
-        .review(&body, endpoint)
-        .instrument(span.clone())
-        .await;
-    match result {
+    // The span of the admission's work is `Admission::review`'s: the common case runs without one.
+    match admission.review(&body, endpoint).await {
         Ok(answer) => {
-            span.record("uid", answer.uid.as_str());
-            tracing::debug!(parent: &span, allowed = answer.allowed, "answered");
+            tracing::debug!(%endpoint, uid = answer.uid, allowed = answer.allowed, "answered");
             match answer.to_json() {
                 Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
                 Err(e) => error_response(
@@ -143,7 +137,7 @@ async fn answer(admission: &Admission, body: Body, endpoint: Endpoint) -> Respon
             }
         }
         Err(e) => {
-            tracing::info!(parent: &span, error = %e, "bad admission request");
+            tracing::info!(%endpoint, error = %e, "bad admission request");
             error_response(StatusCode::BAD_REQUEST, &e.to_string())
         }
     }
