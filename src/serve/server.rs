@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum_server::accept::NoDelayAcceptor;
+use axum_server::accept::{DefaultAcceptor, NoDelayAcceptor};
 use axum_server::tls_rustls::RustlsAcceptor;
 use axum_server::{Control, Handle};
 use tokio::task::JoinHandle;
@@ -118,7 +118,7 @@ impl Server {
             .handle(Handle::with_control(control.clone()));
         let task = match tls {
             Some(source) => {
-                let acceptor = tls_acceptor(source, expiry)?;
+                let acceptor = tls_acceptor(source, expiry, NoDelayAcceptor::new())?;
                 tokio::spawn(server.acceptor(acceptor).serve(service))
             }
             None => tokio::spawn(server.acceptor(NoDelayAcceptor::new()).serve(service)),
@@ -154,7 +154,7 @@ impl Server {
             .layer(ReadinessGate::new(drain.clone()))
             .into_make_service();
         let control = Control::new();
-        let acceptor = RustlsAcceptor::new(Tls::start(tls, expiry)?.config);
+        let acceptor = tls_acceptor(tls, expiry, DefaultAcceptor::new())?;
         let (stop_accepting, stop) = tokio::sync::watch::channel(false);
         let (listeners, accept_loop) = balance(listener, threads, stop).map_err(bind_error)?;
         let mut ends = Vec::with_capacity(listeners.len());
@@ -275,15 +275,18 @@ fn address_of(listener: &std::net::TcpListener) -> Result<SocketAddr, ServerErro
     })
 }
 
-/// TLS from `source` (reloaded as its files change, on the calling runtime), over TCP_NODELAY
-/// connections: answers are small and latency-bound; without it, Nagle's algorithm holds the last
-/// segment of a response until the client's delayed ACK.
-fn tls_acceptor(
+/// TLS from `source` (reloaded as its files change, on the calling runtime) over `inner`, the
+/// acceptor under it. Every connection gets TCP_NODELAY (`NoDelayAcceptor` here; the per-core
+/// servers' accept loop sets it before the hand-over): answers are small and latency-bound, and
+/// without it Nagle's algorithm holds the last segment of a response until the client's delayed
+/// ACK.
+fn tls_acceptor<A>(
     source: &TlsSource,
     expiry: &CertificateExpiry,
-) -> Result<RustlsAcceptor<NoDelayAcceptor>, ServerError> {
+    inner: A,
+) -> Result<RustlsAcceptor<A>, ServerError> {
     let tls = Tls::start(source, expiry)?;
-    Ok(RustlsAcceptor::new(tls.config).acceptor(NoDelayAcceptor::new()))
+    Ok(RustlsAcceptor::new(tls.config).acceptor(inner))
 }
 
 /// How the serving threads of [`Server::start_per_core`] ended: the first failure as soon as one

@@ -228,8 +228,7 @@ pub(super) fn balance(
 /// Hands `stream` to the thread with the fewest open connections (the first of equals). A
 /// connection that cannot be handed over is closed.
 fn hand_over(threads: &[Thread], stream: TcpStream, peer: SocketAddr) {
-    // Answers are small and latency-bound: without it, Nagle's algorithm holds the last
-    // segment of a response until the client's delayed ACK.
+    // As every server's connections (see `server::tls_acceptor`).
     let _ = stream.set_nodelay(true);
     let Some(thread) = threads
         .iter()
