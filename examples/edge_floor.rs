@@ -1,7 +1,7 @@
-//! The serving edge alone: signet's own [`Server`] (axum-server, rustls, hyper, the readiness
-//! layer, one single-threaded runtime per core as on the webhook's admission port) answering
-//! every `POST` with a fixed body after reading the request's body whole, as
-//! `/validate` does, and nothing else. `scripts/bench-vs-nginx.sh` runs it next to the webhook and
+//! The serving edge alone: signet's own [`Server`] (rustls, hyper-util, one single-threaded
+//! runtime per core as on the webhook's admission port) answering every request with a fixed
+//! body after reading the request's body whole, as `/validate` does (before any router), and
+//! nothing else. `scripts/bench-vs-nginx.sh` runs it next to the webhook and
 //! nginx: the gap between it and nginx is what the HTTP and TLS stack costs before any admission
 //! work, the gap between it and the webhook what admission itself costs.
 //!
@@ -13,13 +13,39 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::post;
-use futures::StreamExt as _;
-use signet::serve::{CertificateExpiry, Drain, Server, TlsSource, serving_threads};
+use axum::http::{Request, Response, header};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use signet::serve::{CertificateExpiry, Routes, Server, TlsSource, serving_threads};
+
+/// Every request: its body read whole, then the fixed answer.
+#[derive(Clone)]
+struct FixedAnswer(Bytes);
+
+impl Routes for FixedAnswer {
+    fn answer(
+        &self,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Response<Body>> + Send + use<> {
+        let answer = self.0.clone();
+        async move {
+            // Read the body whole, as the webhook does before it parses.
+            let mut body = request.into_body();
+            let mut seen = 0usize;
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, Bytes::len);
+            }
+            std::hint::black_box(seen);
+            let mut response = Response::new(Body::from(answer));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+    }
+}
 
 /// The webhook's allocator (`src/main.rs`): the edge's allocations cost what they cost there
 /// (glibc's `malloc` and `free` took about 5,500 instructions per request here, mimalloc about
@@ -34,20 +60,7 @@ async fn main() {
     let [listen, cert, key, answer] = args.as_slice() else {
         panic!("usage: edge_floor LISTEN CERT KEY ANSWER_FILE");
     };
-    let answer = Bytes::from(std::fs::read(answer).expect("the answer file"));
-    let app = Router::new().fallback(post(move |body: Body| {
-        let answer = answer.clone();
-        async move {
-            // Read the body whole, as the webhook does before it parses.
-            let mut stream = body.into_data_stream();
-            let mut seen = 0usize;
-            while let Some(Ok(chunk)) = stream.next().await {
-                seen += chunk.len();
-            }
-            std::hint::black_box(seen);
-            ([(header::CONTENT_TYPE, "application/json")], answer).into_response()
-        }
-    }));
+    let answer = FixedAnswer(Bytes::from(std::fs::read(answer).expect("the answer file")));
     let tls = TlsSource::Files {
         cert: cert.into(),
         key: key.into(),
@@ -62,12 +75,11 @@ async fn main() {
             .expect("LISTEN as ip:port"),
     )
     .expect("bind");
-    let server = Server::start_per_core(
+    let server = Server::start_routes(
         "edge_floor",
         listener,
-        app,
-        &tls,
-        &Drain::new(),
+        answer,
+        Some(&tls),
         &CertificateExpiry::default(),
         threads,
     )

@@ -7,8 +7,8 @@
 #
 #   scripts/bench-vs-nginx.sh [SECONDS]        # default 10 s per measurement
 #
-# A third server, `examples/edge_floor.rs`, is signet's serving edge alone (the same axum-server,
-# rustls and hyper set-up) answering the same static body: what the HTTP and TLS stack costs before
+# A third server, `examples/edge_floor.rs`, is signet's serving edge alone (the same rustls and
+# hyper-util serving, one runtime per core) answering the same static body: what the HTTP and TLS stack costs before
 # any admission work.
 #
 # Prints, for HTTP/1.1 and HTTP/2: the maximum rate (50 connections, closed loop) of each server and

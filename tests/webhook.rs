@@ -475,6 +475,14 @@ async fn malformed_requests_get_a_clear_error_and_the_server_keeps_serving() {
         "request body is larger than the 3145728-byte limit"
     );
 
+    // The admission endpoints take POST only; other paths are not found.
+    let (status, _) = webhook.get("/validate").await;
+    assert_eq!(status, 405);
+    let (status, _) = webhook.get("/mutate").await;
+    assert_eq!(status, 405);
+    let (status, _) = webhook.get("/admit").await;
+    assert_eq!(status, 404);
+
     let (status, _) = webhook.get("/healthz").await;
     assert_eq!(status, 200);
     // Not ready: the policy channel was never published to.

@@ -2,27 +2,32 @@
 //! `GET /metrics`, all on one port, over rustls; and the same probes and metrics alone for the
 //! plain-HTTP operations port ([`ops_router`]).
 //!
-//! Layers, outside in: TLS (axum-server, certificate reloadable) -> request span -> body limit
-//! -> [`Admission::review`] (bounded concurrency, deadline, decision) -> metrics. Bodies that are
+//! Layers, outside in: TLS and HTTP (the serving edge, certificate reloadable) -> body limit ->
+//! [`Admission::review`] (bounded concurrency, deadline, decision) -> metrics. Bodies that are
 //! not AdmissionReviews get a JSON `{"error": "..."}` with 400, or 413 past the limit: without
 //! a readable `uid` no AdmissionReview answer can be written.
+//!
+//! `POST /validate` and `POST /mutate` are answered without a router (`AdmissionRoutes`): they
+//! are nearly every request the port gets, and axum's routing, handler and response layers cost
+//! a cached admission about 1,500 instructions and several allocations. The probes and metrics
+//! go through the same axum router as on the operations port.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes, HttpBody as _};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::{Bytes, HttpBody};
+use axum::http::{Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use futures::StreamExt as _;
+use futures::future::Either;
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
 
 use super::decide::Admission;
 use super::metrics::Endpoint;
 use super::review::ReviewError;
-use crate::metrics::{OpsTarget, metrics_response, readiness};
-use crate::serve::{Drain, Server, ServerError, TlsSource, bind};
+use crate::metrics::OpsTarget;
+use crate::serve::{Drain, Routes, Server, ServerError, TlsSource, bind, gated};
 use prometheus_client::registry::Registry;
 
 /// Largest AdmissionReview body read. The API server stores objects of at most ~1.5 MiB (etcd's
@@ -34,22 +39,37 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Past this, the connection is cut.
 const MAX_DRAINED_BYTES: usize = 16 * 1024 * 1024;
 
-/// The routes, over one shared [`Admission`].
-pub fn router(admission: Arc<Admission>) -> Router {
-    Router::new()
-        .route("/validate", post(validate))
-        .route("/mutate", post(mutate))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(admission)
-}
-
 /// The probe and metrics routes alone, for the plain-HTTP operations port (`--metrics-listen`):
 /// kubelet probes and Prometheus present no client certificate, so with `--client-ca` they
 /// cannot use the admission port. Served by [`Server`] without TLS.
 pub fn ops_router(admission: Arc<Admission>) -> Router {
     crate::metrics::ops_router(admission)
+}
+
+/// The admission port: `POST /validate` and `POST /mutate` answered here, the probes and
+/// metrics by the operations router ([`ops_router`], behind the readiness gate).
+#[derive(Clone)]
+struct AdmissionRoutes {
+    admission: Arc<Admission>,
+    ops: Router,
+}
+
+impl Routes for AdmissionRoutes {
+    fn answer(&self, request: Request<Incoming>) -> impl Future<Output = Response> + Send + use<> {
+        let endpoint = match request.uri().path() {
+            "/validate" => Endpoint::Validate,
+            "/mutate" => Endpoint::Mutate,
+            _ => return Either::Right(self.ops.answer(request)),
+        };
+        let admission = Arc::clone(&self.admission);
+        Either::Left(async move {
+            if request.method() != Method::POST {
+                let allow = [(header::ALLOW, "POST")];
+                return (StatusCode::METHOD_NOT_ALLOWED, allow).into_response();
+            }
+            answer(&admission, request.into_body(), endpoint).await
+        })
+    }
 }
 
 impl OpsTarget for Admission {
@@ -62,33 +82,33 @@ impl OpsTarget for Admission {
     }
 }
 
-async fn validate(State(admission): State<Arc<Admission>>, body: Body) -> Response {
-    answer(&admission, body, Endpoint::Validate).await
-}
-
-async fn mutate(State(admission): State<Arc<Admission>>, body: Body) -> Response {
-    answer(&admission, body, Endpoint::Mutate).await
-}
-
 /// The body, at most [`MAX_BODY_BYTES`]; an oversized one is drained (up to
 /// [`MAX_DRAINED_BYTES`]) so that the client reads the 413. A body that arrives in one chunk
 /// (the usual case) is used as it is; one in several is gathered into a buffer sized once from
 /// its `Content-Length`.
-async fn read_body(body: Body) -> Result<Bytes, (StatusCode, ReviewError)> {
+async fn read_body<B>(body: B) -> Result<Bytes, (StatusCode, ReviewError)>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
     let expected = usize::try_from(body.size_hint().lower())
         .unwrap_or(MAX_BODY_BYTES)
         .min(MAX_BODY_BYTES);
-    let mut stream = body.into_data_stream();
+    let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
     let mut collected: Vec<u8> = Vec::new();
     let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
             (
                 StatusCode::BAD_REQUEST,
                 ReviewError::NotJson(format!("cannot read the body: {e}")),
             )
         })?;
+        // Trailers carry nothing an AdmissionReview needs.
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
         seen = seen.saturating_add(chunk.len());
         if seen > MAX_BODY_BYTES {
             first = None;
@@ -119,7 +139,11 @@ async fn read_body(body: Body) -> Result<Bytes, (StatusCode, ReviewError)> {
     Ok(first.unwrap_or_else(|| Bytes::from(collected)))
 }
 
-async fn answer(admission: &Admission, body: Body, endpoint: Endpoint) -> Response {
+async fn answer<B>(admission: &Admission, body: B, endpoint: Endpoint) -> Response
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
     let body = match read_body(body).await {
         Ok(body) => body,
         Err((status, error)) => return error_response(status, &error.to_string()),
@@ -146,18 +170,6 @@ async fn answer(admission: &Admission, body: Body, endpoint: Endpoint) -> Respon
 fn error_response(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "error": message }).to_string();
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-async fn healthz() -> &'static str {
-    crate::metrics::healthz().await
-}
-
-async fn readyz(State(admission): State<Arc<Admission>>) -> Response {
-    readiness(admission.is_ready())
-}
-
-async fn metrics(State(admission): State<Arc<Admission>>, headers: HeaderMap) -> Response {
-    metrics_response(admission.metrics().registry(), &headers)
 }
 
 /// A running webhook server: the admission routes over one [`Admission`], served by the shared
@@ -196,13 +208,13 @@ impl WebhookServer {
         drain: &Drain,
         threads: usize,
     ) -> Result<Self, ServerError> {
-        let app = router(Arc::clone(&admission));
-        let expiry = admission.metrics().common().certificate_expiry().clone();
-        let server = if threads == 0 {
-            Server::start_observed("webhook", listener, app, Some(tls), drain, &expiry)?
-        } else {
-            Server::start_per_core("webhook", listener, app, tls, drain, &expiry, threads)?
+        let routes = AdmissionRoutes {
+            admission: Arc::clone(&admission),
+            ops: gated(ops_router(Arc::clone(&admission)), drain),
         };
+        let expiry = admission.metrics().common().certificate_expiry().clone();
+        let server =
+            Server::start_routes("webhook", listener, routes, Some(tls), &expiry, threads)?;
         Ok(WebhookServer { server, admission })
     }
 

@@ -6,8 +6,10 @@
 //!   hash), optional client CA, or a self-signed pair (`--tls-self-signed`);
 //! - [`cert_expiry`]: the served certificate's `notAfter`, followed through reloads, for the
 //!   metrics;
-//! - [`server`]: [`Server`], a router served on a listener: local address, death detection,
-//!   graceful shutdown, and [`drain_and_stop`];
+//! - [`server`]: [`Server`], a router (or any [`Routes`]) served on a listener: local address,
+//!   death detection, graceful shutdown, and [`drain_and_stop`];
+//! - `connection`: one connection served (TLS handshake, HTTP/1.1 or HTTP/2 by hyper-util, the
+//!   stop signal);
 //! - [`threads`]: serving on one single-threaded runtime per core (`--serving-threads`), each
 //!   connection handed by one accept loop to the thread with the fewest open ones;
 //! - [`drain`]: the SIGTERM drain (`--shutdown-delay`: keep accepting while `/readyz` is 503);
@@ -16,6 +18,7 @@
 //! - [`duration`]: the one duration grammar of every flag, and its printer.
 
 pub mod cert_expiry;
+mod connection;
 pub mod drain;
 pub mod duration;
 pub mod policy_source;
@@ -26,10 +29,11 @@ pub mod threads;
 pub mod tls;
 
 pub use cert_expiry::CertificateExpiry;
+pub use connection::Routes;
 pub use drain::{DEFAULT_SHUTDOWN_DELAY, Drain, DrainSettings};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use policy_source::{PolicySource, PolicySourceConfig, PolicySourceError};
-pub use server::{Server, ServerError, bind, drain_and_stop};
+pub use server::{Server, ServerError, bind, drain_and_stop, gated};
 pub use signal::shutdown_signal;
 pub use threads::serving_threads;
 pub use tls::{Tls, TlsError, TlsSource};

@@ -1,21 +1,21 @@
-//! A running HTTP(S) server on a listener: start it with an axum [`Router`], learn its address,
-//! notice when it dies, and stop it gracefully. The webhook (admission and operations ports) and
-//! the signer all serve through [`Server`], so they share one accept path (TCP_NODELAY, TLS with
-//! reload) and one drain sequence ([`drain_and_stop`]).
+//! A running HTTP(S) server on a listener: start it with an axum [`Router`] (or any [`Routes`]),
+//! learn its address, notice when it dies, and stop it gracefully. The webhook (admission and
+//! operations ports) and the signer all serve through [`Server`], so they share one accept path
+//! (TCP_NODELAY, TLS with reload, [`super::connection`]) and one drain sequence
+//! ([`drain_and_stop`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum_server::accept::{DefaultAcceptor, NoDelayAcceptor};
-use axum_server::tls_rustls::RustlsAcceptor;
-use axum_server::{Control, Handle};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::cert_expiry::CertificateExpiry;
+use super::connection::{Connections, Routes, Stop};
 use super::drain::{Drain, DrainSettings};
 use super::readiness_gate::ReadinessGate;
-use super::threads::{Handed, balance};
+use super::threads::{HandedListener, accept_until_stopped, balance};
 use super::tls::{Tls, TlsError, TlsSource};
 use crate::serve::format_duration;
 
@@ -66,20 +66,22 @@ pub fn bind(listen: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
 pub struct Server {
     addr: SocketAddr,
     name: &'static str,
-    /// Shutdown of every connection loop of the server.
-    control: Control,
-    /// Stops the accept loop of [`Server::start_per_core`] (`None` for the other servers, whose
-    /// accept loop `control` stops).
-    stop_accepting: Option<tokio::sync::watch::Sender<bool>>,
+    /// What the accept loops and the connections are told ([`Server::shutdown`], [`Server::stop`]).
+    stop: watch::Sender<Stop>,
     /// `None` once the task has been awaited (by [`Server::died`]).
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
+/// `app` behind the drain's readiness gate: while `drain` is draining, `GET /readyz` answers 503
+/// whatever `app` would say, so that load balancers stop sending before the listener closes.
+pub fn gated(app: Router, drain: &Drain) -> Router {
+    app.layer(ReadinessGate::new(drain.clone()))
+}
+
 impl Server {
     /// Serves `app` on `listener`, over TLS from `tls` (reloaded as its files change) or plain
-    /// HTTP when `None`. While `drain` is draining, `GET /readyz` answers 503 whatever `app`
-    /// would say, so that load balancers stop sending before the listener closes. `name` only
-    /// labels the log lines.
+    /// HTTP when `None`, behind the readiness gate of `drain` ([`gated`]). `name` only labels
+    /// the log lines.
     pub fn start(
         name: &'static str,
         listener: std::net::TcpListener,
@@ -107,38 +109,11 @@ impl Server {
         drain: &Drain,
         expiry: &CertificateExpiry,
     ) -> Result<Self, ServerError> {
-        let addr = address_of(&listener)?;
-        let service = app
-            .layer(ReadinessGate::new(drain.clone()))
-            .into_make_service();
-        let control = Control::new();
-        let bind_error = |source| ServerError::Bind { addr, source };
-        let server = axum_server::from_tcp(listener)
-            .map_err(bind_error)?
-            .handle(Handle::with_control(control.clone()));
-        let task = match tls {
-            Some(source) => {
-                let acceptor = tls_acceptor(source, expiry, NoDelayAcceptor::new())?;
-                tokio::spawn(server.acceptor(acceptor).serve(service))
-            }
-            None => tokio::spawn(server.acceptor(NoDelayAcceptor::new()).serve(service)),
-        };
-        let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
-        tracing::info!(%addr, server = name, scheme, "listening");
-        Ok(Server {
-            addr,
-            name,
-            control,
-            stop_accepting: None,
-            task: Some(task),
-        })
+        Self::start_routes(name, listener, gated(app, drain), tls, expiry, 0)
     }
 
-    /// [`Server::start_observed`] over TLS, served by `threads` threads of their own, each a
-    /// single-threaded runtime, each connection accepted on `listener` by a loop on the calling
-    /// runtime and handed to the thread with the fewest open connections (see
-    /// [`super::threads`]). TLS reloads and the returned server's handle stay on the calling
-    /// runtime.
+    /// [`Server::start_observed`] over TLS, served by `threads` (at least one) threads of their
+    /// own ([`Server::start_routes`]).
     pub fn start_per_core(
         name: &'static str,
         listener: std::net::TcpListener,
@@ -148,50 +123,91 @@ impl Server {
         expiry: &CertificateExpiry,
         threads: usize,
     ) -> Result<Self, ServerError> {
+        let app = gated(app, drain);
+        Self::start_routes(name, listener, app, Some(tls), expiry, threads.max(1))
+    }
+
+    /// Serves `routes` on `listener`, over TLS from `tls` (reloaded as its files change, the
+    /// expiry recorded in `expiry`) or plain HTTP when `None`. With `threads` 0 the connections
+    /// are served on the calling runtime; otherwise by that many threads of their own, each a
+    /// single-threaded runtime, each connection accepted by a loop on the calling runtime and
+    /// handed to the thread with the fewest open connections (see [`super::threads`]). TLS
+    /// reloads and the returned server's handle stay on the calling runtime.
+    pub fn start_routes<R: Routes>(
+        name: &'static str,
+        listener: std::net::TcpListener,
+        routes: R,
+        tls: Option<&TlsSource>,
+        expiry: &CertificateExpiry,
+        threads: usize,
+    ) -> Result<Self, ServerError> {
         let addr = address_of(&listener)?;
         let bind_error = |source| ServerError::Bind { addr, source };
-        let service = app
-            .layer(ReadinessGate::new(drain.clone()))
-            .into_make_service();
-        let control = Control::new();
-        let acceptor = tls_acceptor(tls, expiry, DefaultAcceptor::new())?;
-        let (stop_accepting, stop) = tokio::sync::watch::channel(false);
-        let (listeners, accept_loop) = balance(listener, threads, stop).map_err(bind_error)?;
-        let mut ends = Vec::with_capacity(listeners.len());
-        for (index, listener) in listeners.into_iter().enumerate() {
-            let server = axum_server::Server::<Handed>::from_listener(listener)
-                .handle(Handle::with_control(control.clone()))
-                .acceptor(acceptor.clone());
-            let service = service.clone();
-            let (ended, end) = tokio::sync::oneshot::channel();
-            std::thread::Builder::new()
-                .name(format!("{name}-{index}"))
-                .spawn(move || {
-                    let served = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .and_then(|runtime| runtime.block_on(server.serve(service)));
-                    // Nobody listens once the process is stopping; nothing to do then.
-                    let _ = ended.send(served);
-                })
-                .map_err(|source| ServerError::Serve { addr, source })?;
-            ends.push(end);
-        }
-        tracing::info!(%addr, server = name, scheme = "HTTPS", threads = ends.len(), "listening");
-        let task = async move {
-            let threads_ended = first_failure(ends);
-            tokio::pin!(threads_ended);
-            tokio::select! {
-                ended = &mut threads_ended => ended,
-                () = accept_loop => threads_ended.await,
-            }
+        let tls = match tls {
+            Some(source) => Some(Tls::start(source, expiry)?.config),
+            None => None,
         };
+        let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
+        let (stop, stopped) = watch::channel(Stop::No);
+        let (open, all_closed) = mpsc::channel(1);
+        let connections = Connections {
+            routes,
+            tls,
+            stop: stopped.clone(),
+            open,
+        };
+        let task = if threads == 0 {
+            listener.set_nonblocking(true).map_err(bind_error)?;
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
+            tokio::spawn(async move {
+                accept_until_stopped(listener, stopped, |stream, _| connections.spawn(stream))
+                    .await;
+                closed(connections, all_closed).await;
+                Ok(())
+            })
+        } else {
+            let (listeners, accept_loop) =
+                balance(listener, threads, stopped).map_err(bind_error)?;
+            let mut ends = Vec::with_capacity(listeners.len());
+            for (index, listener) in listeners.into_iter().enumerate() {
+                let (open, all_closed) = mpsc::channel(1);
+                let connections = Connections {
+                    open,
+                    ..connections.clone()
+                };
+                let (ended, end) = tokio::sync::oneshot::channel();
+                std::thread::Builder::new()
+                    .name(format!("{name}-{index}"))
+                    .spawn(move || {
+                        let served = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .map(|runtime| {
+                                runtime.block_on(serve_handed(listener, connections, all_closed));
+                            });
+                        // Nobody listens once the process is stopping; nothing to do then.
+                        let _ = ended.send(served);
+                    })
+                    .map_err(|source| ServerError::Serve { addr, source })?;
+                ends.push(end);
+            }
+            drop(connections);
+            let task = async move {
+                let threads_ended = first_failure(ends);
+                tokio::pin!(threads_ended);
+                tokio::select! {
+                    ended = &mut threads_ended => ended,
+                    () = accept_loop => threads_ended.await,
+                }
+            };
+            tokio::spawn(task)
+        };
+        tracing::info!(%addr, server = name, scheme, threads, "listening");
         Ok(Server {
             addr,
             name,
-            control,
-            stop_accepting: Some(stop_accepting),
-            task: Some(tokio::spawn(task)),
+            stop,
+            task: Some(task),
         })
     }
 
@@ -207,21 +223,14 @@ impl Server {
 
     /// Stops accepting now; open connections finish their requests within `grace`, then are cut.
     pub fn shutdown(&self, grace: Duration) {
-        self.stop_accepting();
-        self.control.graceful_shutdown(Some(grace));
-    }
-
-    fn stop_accepting(&self) {
-        if let Some(stop) = &self.stop_accepting {
-            stop.send_replace(true);
-        }
+        let until = tokio::time::Instant::now() + grace;
+        self.stop.send_replace(Stop::Gracefully { until });
     }
 
     /// Stops at once (open connections are cut) and waits for the task: for tests and one-shot
     /// tools; a serving process drains with [`drain_and_stop`] instead.
     pub async fn stop(self) -> Result<(), ServerError> {
-        self.stop_accepting();
-        self.control.shutdown();
+        self.stop.send_replace(Stop::Now);
         self.wait().await
     }
 
@@ -275,21 +284,32 @@ fn address_of(listener: &std::net::TcpListener) -> Result<SocketAddr, ServerErro
     })
 }
 
-/// TLS from `source` (reloaded as its files change, on the calling runtime) over `inner`, the
-/// acceptor under it. Every connection gets TCP_NODELAY (`NoDelayAcceptor` here; the per-core
-/// servers' accept loop sets it before the hand-over): answers are small and latency-bound, and
-/// without it Nagle's algorithm holds the last segment of a response until the client's delayed
-/// ACK.
-fn tls_acceptor<A>(
-    source: &TlsSource,
-    expiry: &CertificateExpiry,
-    inner: A,
-) -> Result<RustlsAcceptor<A>, ServerError> {
-    let tls = Tls::start(source, expiry)?;
-    Ok(RustlsAcceptor::new(tls.config).acceptor(inner))
+/// One serving thread: serves the connections handed to it until the server stops, then waits
+/// for them to close.
+async fn serve_handed<R: Routes>(
+    mut listener: HandedListener,
+    connections: Connections<R>,
+    all_closed: mpsc::Receiver<()>,
+) {
+    let mut stop = connections.stop.clone();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop != Stop::No) => break,
+            (stream, _) = listener.accept() => connections.spawn(stream),
+        }
+    }
+    closed(connections, all_closed).await;
 }
 
-/// How the serving threads of [`Server::start_per_core`] ended: the first failure as soon as one
+/// Waits until every connection of `connections` has ended (each holds a clone of its `open`).
+async fn closed<R>(connections: Connections<R>, mut all_closed: mpsc::Receiver<()>) {
+    drop(connections);
+    // Nothing is ever sent: `None` once the last clone is dropped.
+    let _ = all_closed.recv().await;
+}
+
+/// How the serving threads of [`Server::start_routes`] ended: the first failure as soon as one
 /// fails (a thread that panicked counts), else `Ok` once all have stopped.
 async fn first_failure(
     mut ends: Vec<tokio::sync::oneshot::Receiver<std::io::Result<()>>>,

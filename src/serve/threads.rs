@@ -38,10 +38,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum_server::{AddrListener, Address};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{mpsc, watch};
+
+use super::connection::Stop;
 
 /// The number of serving threads `requested` stands for: itself, or when 0 the cores this
 /// process may use (a container's CPU quota included), at least 1.
@@ -50,16 +51,6 @@ pub fn serving_threads(requested: usize) -> usize {
         return requested;
     }
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-}
-
-/// The peer of a connection handed to a serving thread: axum-server's address type for the
-/// servers of [`HandedListener`]s.
-#[derive(Clone, Debug)]
-pub struct Handed(pub SocketAddr);
-
-impl Address for Handed {
-    type Stream = CountedStream;
-    type Listener = HandedListener;
 }
 
 /// One open connection of a serving thread, counted until it is dropped.
@@ -92,26 +83,16 @@ struct Thread {
 }
 
 /// What a serving thread accepts from: the connections the accept loop hands it.
-pub struct HandedListener {
-    local: SocketAddr,
-    /// Read by the thread's one accept loop; the lock only satisfies `&self`.
-    queue: Mutex<mpsc::UnboundedReceiver<Handoff>>,
+pub(super) struct HandedListener {
+    queue: mpsc::UnboundedReceiver<Handoff>,
 }
 
-impl AddrListener<CountedStream, Handed> for HandedListener {
-    async fn bind_to(_: Handed) -> io::Result<Self> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "a serving thread's listener is made by `balance`, not bound",
-        ))
-    }
-
-    async fn accept_stream(&self) -> io::Result<(CountedStream, Handed)> {
-        let mut queue = self.queue.lock().await;
+impl HandedListener {
+    /// The next connection handed to this thread, registered with the calling runtime, and its
+    /// peer. Pending forever once the accept loop is gone (the server then stops this thread).
+    pub(super) async fn accept(&mut self) -> (CountedStream, SocketAddr) {
         loop {
-            // The accept loop is gone only once the server stops accepting; then nothing
-            // more comes, and the server's shutdown ends this thread's loop.
-            let Some(handoff) = queue.recv().await else {
+            let Some(handoff) = self.queue.recv().await else {
                 return std::future::pending().await;
             };
             // A socket that cannot join this thread's reactor is closed (dropped) here and
@@ -121,18 +102,14 @@ impl AddrListener<CountedStream, Handed> for HandedListener {
                     stream,
                     _ticket: handoff.ticket,
                 };
-                return Ok((stream, Handed(handoff.peer)));
+                return (stream, handoff.peer);
             }
         }
-    }
-
-    fn get_local_addr(&self) -> io::Result<Handed> {
-        Ok(Handed(self.local))
     }
 }
 
 /// A TCP connection of a serving thread: counted as open until dropped.
-pub struct CountedStream {
+pub(super) struct CountedStream {
     stream: TcpStream,
     _ticket: Ticket,
 }
@@ -177,18 +154,49 @@ impl AsyncWrite for CountedStream {
     }
 }
 
+/// Accepts on `listener` until `stop` says stop (or its sender is dropped), giving each
+/// connection, with TCP_NODELAY set, to `take`; the listener is closed when this returns.
+///
+/// TCP_NODELAY on every connection of every server: answers are small and latency-bound, and
+/// without it Nagle's algorithm holds the last segment of a response until the client's delayed
+/// ACK.
+pub(super) async fn accept_until_stopped(
+    listener: TcpListener,
+    mut stop: watch::Receiver<Stop>,
+    mut take: impl FnMut(TcpStream, SocketAddr),
+) {
+    let local = listener.local_addr().ok();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop != Stop::No) => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                take(stream, peer);
+            }
+            Err(e) => {
+                // Out of file descriptors, typically: pause rather than spin.
+                tracing::warn!(error = %e, addr = ?local, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// `threads` listeners, one per serving thread, fed by the accept loop `balance` returns: run it
-/// on the calling runtime. It accepts on `listener` until `stop` turns true (or its sender is
+/// on the calling runtime. It accepts on `listener` until `stop` says stop (or its sender is
 /// dropped), then closes the listener.
 pub(super) fn balance(
     listener: std::net::TcpListener,
     threads: usize,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Stop>,
 ) -> io::Result<(
     Vec<HandedListener>,
     impl std::future::Future<Output = ()> + Send,
 )> {
-    let local = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
     let (threads, listeners): (Vec<Thread>, Vec<HandedListener>) = (0..threads.max(1))
@@ -198,38 +206,18 @@ pub(super) fn balance(
                 open: Arc::new(AtomicUsize::new(0)),
                 queue,
             };
-            let listener = HandedListener {
-                local,
-                queue: Mutex::new(receiver),
-            };
-            (thread, listener)
+            (thread, HandedListener { queue: receiver })
         })
         .unzip();
-    let accept_loop = async move {
-        loop {
-            let accepted = tokio::select! {
-                biased;
-                _ = stop.wait_for(|stop| *stop) => return,
-                accepted = listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((stream, peer)) => hand_over(&threads, stream, peer),
-                Err(e) => {
-                    // Out of file descriptors, typically: pause rather than spin.
-                    tracing::warn!(error = %e, addr = %local, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    };
+    let accept_loop = accept_until_stopped(listener, stop, move |stream, peer| {
+        hand_over(&threads, stream, peer);
+    });
     Ok((listeners, accept_loop))
 }
 
 /// Hands `stream` to the thread with the fewest open connections (the first of equals). A
 /// connection that cannot be handed over is closed.
 fn hand_over(threads: &[Thread], stream: TcpStream, peer: SocketAddr) {
-    // As every server's connections (see `server::tls_acceptor`).
-    let _ = stream.set_nodelay(true);
     let Some(thread) = threads
         .iter()
         .min_by_key(|thread| thread.open.load(Ordering::Relaxed))
@@ -254,11 +242,10 @@ mod tests {
 
     /// The next connection handed to `listener` (a test fails rather than hangs when it goes
     /// elsewhere).
-    async fn next(listener: &HandedListener) -> (CountedStream, Handed) {
-        tokio::time::timeout(Duration::from_secs(5), listener.accept_stream())
+    async fn next(listener: &mut HandedListener) -> (CountedStream, SocketAddr) {
+        tokio::time::timeout(Duration::from_secs(5), listener.accept())
             .await
             .expect("a connection within 5 s")
-            .unwrap()
     }
 
     /// Connections go to the thread with the fewest open ones, and a closed one frees its slot;
@@ -267,8 +254,8 @@ mod tests {
     async fn connections_are_spread_by_open_count() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let (stop_tx, stop) = watch::channel(false);
-        let (listeners, accept_loop) = balance(listener, 2, stop).unwrap();
+        let (stop_tx, stop) = watch::channel(Stop::No);
+        let (mut listeners, accept_loop) = balance(listener, 2, stop).unwrap();
         let accepting = tokio::spawn(accept_loop);
         let mut clients = Vec::new();
         let mut served = [Vec::new(), Vec::new()];
@@ -276,18 +263,18 @@ mod tests {
             clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
             // The first of equals takes it: thread 0, then 1, then 0, then 1.
             let thread = round % 2;
-            let (stream, peer) = next(&listeners[thread]).await;
-            assert_eq!(peer.0, clients[round].local_addr().unwrap());
+            let (stream, peer) = next(&mut listeners[thread]).await;
+            assert_eq!(peer, clients[round].local_addr().unwrap());
             served[thread].push(stream);
         }
         // Two closed on thread 0: the next two go there.
         served[0].clear();
         for _ in 0..2 {
             clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
-            let (stream, _) = next(&listeners[0]).await;
+            let (stream, _) = next(&mut listeners[0]).await;
             served[0].push(stream);
         }
-        stop_tx.send(true).unwrap();
+        stop_tx.send(Stop::Now).unwrap();
         accepting.await.unwrap();
         assert!(
             tokio::net::TcpStream::connect(addr).await.is_err(),

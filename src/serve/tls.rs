@@ -11,10 +11,9 @@
 //! mtime can change without the contents (a touch), so the contents are the only reliable rule.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum_server::tls_rustls::RustlsConfig;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -226,8 +225,38 @@ impl TlsFiles {
 
 /// The live TLS configuration and, for files, the task that reloads it.
 pub struct Tls {
-    /// What axum-server serves; `reload_from_config` swaps it for new connections.
-    pub config: RustlsConfig,
+    /// What new connections are served with; the reload task swaps it.
+    pub config: LiveConfig,
+}
+
+/// The server configuration new connections get, swapped whole by a reload (connections already
+/// open keep theirs).
+#[derive(Clone, Debug)]
+pub struct LiveConfig(Arc<RwLock<Arc<ServerConfig>>>);
+
+impl LiveConfig {
+    fn new(config: Arc<ServerConfig>) -> Self {
+        LiveConfig(Arc::new(RwLock::new(config)))
+    }
+
+    /// The configuration in force now.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        // A writer cannot panic while holding the lock (it only moves an `Arc` in), so a
+        // poisoned lock still holds a whole configuration.
+        Arc::clone(
+            &self
+                .0
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    fn replace(&self, config: Arc<ServerConfig>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
+    }
 }
 
 impl Tls {
@@ -246,7 +275,7 @@ impl Tls {
                     None,
                 )?;
                 Ok(Tls {
-                    config: RustlsConfig::from_config(config),
+                    config: LiveConfig::new(config),
                 })
             }
             TlsSource::Files {
@@ -258,17 +287,15 @@ impl Tls {
                 let files = TlsFiles::read(cert, key, client_ca.as_deref())?;
                 let config = files.server_config(cert, key, client_ca.as_deref())?;
                 expiry.set_from_pem(&files.cert);
-                let rustls_config = RustlsConfig::from_config(config);
+                let live = LiveConfig::new(config);
                 tokio::spawn(reload_on_change(
-                    rustls_config.clone(),
+                    live.clone(),
                     source.clone(),
                     *reload_interval,
                     files.fingerprint(),
                     expiry.clone(),
                 ));
-                Ok(Tls {
-                    config: rustls_config,
-                })
+                Ok(Tls { config: live })
             }
         }
     }
@@ -276,7 +303,7 @@ impl Tls {
 
 /// Polls the files; installs a new configuration when their contents change and parse.
 async fn reload_on_change(
-    config: RustlsConfig,
+    config: LiveConfig,
     source: TlsSource,
     interval: Duration,
     mut current: [u8; 32],
@@ -308,7 +335,7 @@ async fn reload_on_change(
         }
         match files.server_config(&cert, &key, client_ca.as_deref()) {
             Ok(new_config) => {
-                config.reload_from_config(new_config);
+                config.replace(new_config);
                 expiry.set_from_pem(&files.cert);
                 current = seen;
                 tracing::info!(cert = %cert.display(), "TLS certificate reloaded");
