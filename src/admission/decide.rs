@@ -135,36 +135,15 @@ impl Admission {
     /// Answers one AdmissionReview body. `Err` when it is not one (HTTP 400).
     pub async fn review(&self, body: &[u8], endpoint: Endpoint) -> Result<Answer, ReviewError> {
         let started = Instant::now();
-        let deadline = tokio::time::Instant::from_std(started + self.settings.deadline);
-        // What waits (I/O) is boxed where it is awaited: the futures around this one (span,
-        // handler, router) would otherwise copy the decision's state each time one is moved.
-        // Only what waits (and may log) runs in the request's span: the common case logs
-        // nothing, and an enabled span (the default `--log info`) cost it about 5,000
-        // instructions (`COST=1050 scripts/bench-vs-nginx.sh` with `--log info`).
+        // The common case (answered at once, nothing to post) awaits nothing; what waits is one
+        // boxed future. This future then holds a pointer across its one await rather than the
+        // read request and workload (about 1,400 bytes), which every request's future would
+        // otherwise carry and copy: over HTTP/2 each request's future is moved into a task of
+        // its own.
         let (answer, result) = match self.decide_at_once(body, endpoint) {
-            AtOnce::Answered(composed, event) => {
-                if let Some(event) = event {
-                    let span = admission_span(endpoint, &composed.answer.uid);
-                    Box::pin(self.events.record(*event)).instrument(span).await;
-                }
-                (composed.answer, composed.result)
-            }
-            AtOnce::Later(read) => {
-                let (request, workload) = &*read;
-                let span = admission_span(endpoint, &request.uid);
-                Box::pin(self.decide(request, Ok(Some(workload)), endpoint, deadline))
-                    .instrument(span)
-                    .await
-            }
-            AtOnce::Unread => match parse_review(body) {
-                Ok(request) => {
-                    let workload = workload_of(&request);
-                    let workload = workload.as_ref().map(Option::as_ref);
-                    let span = admission_span(endpoint, &request.uid);
-                    Box::pin(self.decide(&request, workload, endpoint, deadline))
-                        .instrument(span)
-                        .await
-                }
+            AtOnce::Answered(composed, None) => (composed.answer, composed.result),
+            at_once => match Box::pin(self.decide_later(at_once, body, endpoint, started)).await {
+                Ok(decided) => decided,
                 Err(e) => {
                     let seconds = started.elapsed().as_secs_f64();
                     self.metrics
@@ -176,6 +155,46 @@ impl Admission {
         self.metrics
             .admission(endpoint, result, started.elapsed().as_secs_f64());
         Ok(answer)
+    }
+
+    /// What [`Admission::decide_at_once`] could not finish: an event to post, a decision that
+    /// waits (lookups, breakglass), or a body the workload reader left. Only this runs in the
+    /// request's span: the common case logs nothing, and an enabled span (the default `--log
+    /// info`) cost it about 5,000 instructions (`COST=1050 scripts/bench-vs-nginx.sh` with `--log
+    /// info`).
+    async fn decide_later(
+        &self,
+        at_once: AtOnce<'_>,
+        body: &[u8],
+        endpoint: Endpoint,
+        started: Instant,
+    ) -> Result<(Answer, AdmissionResult), ReviewError> {
+        let deadline = tokio::time::Instant::from_std(started + self.settings.deadline);
+        Ok(match at_once {
+            AtOnce::Answered(composed, event) => {
+                if let Some(event) = event {
+                    let span = admission_span(endpoint, &composed.answer.uid);
+                    self.events.record(*event).instrument(span).await;
+                }
+                (composed.answer, composed.result)
+            }
+            AtOnce::Later(read) => {
+                let (request, workload) = &*read;
+                let span = admission_span(endpoint, &request.uid);
+                self.decide(request, Ok(Some(workload)), endpoint, deadline)
+                    .instrument(span)
+                    .await
+            }
+            AtOnce::Unread => {
+                let request = parse_review(body)?;
+                let workload = workload_of(&request);
+                let workload = workload.as_ref().map(Option::as_ref);
+                let span = admission_span(endpoint, &request.uid);
+                self.decide(&request, workload, endpoint, deadline)
+                    .instrument(span)
+                    .await
+            }
+        })
     }
 
     /// The common case decided without waiting and without a future: a checked workload read

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use futures::FutureExt as _;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -62,13 +63,10 @@ impl Routes for Router {
     ) -> impl Future<Output = Response<Body>> + Send + use<> {
         // A router is always ready (axum's `poll_ready` returns `Ready` unconditionally), so it
         // is called without asking; its error type is `Infallible`.
-        let answer = tower::Service::call(&mut self.clone(), request);
-        async move {
-            match answer.await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            }
-        }
+        tower::Service::call(&mut self.clone(), request).map(|answer| match answer {
+            Ok(response) => response,
+            Err(never) => match never {},
+        })
     }
 }
 
@@ -148,10 +146,10 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(None);
     builder.http2().timer(TokioTimer::new());
-    let service = hyper::service::service_fn(move |request| {
-        let answer = routes.answer(request);
-        async move { Ok::<_, Infallible>(answer.await) }
-    });
+    // `map`, not an async block around the answer: that would hold the answer's future twice
+    // (before and while awaiting it), and over HTTP/2 each request's future is moved into a task.
+    let service =
+        hyper::service::service_fn(move |request| routes.answer(request).map(Ok::<_, Infallible>));
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let mut deadline: Option<Instant> = None;
