@@ -74,13 +74,30 @@ impl Routes for Router {
 /// of those still open (a clone of `open` each, dropped when the connection ends).
 #[derive(Clone)]
 pub(super) struct Connections<R> {
-    pub(super) routes: R,
-    pub(super) tls: Option<LiveConfig>,
+    routes: R,
+    tls: Option<LiveConfig>,
     pub(super) stop: watch::Receiver<Stop>,
-    pub(super) open: mpsc::Sender<()>,
+    open: mpsc::Sender<()>,
 }
 
 impl<R: Routes> Connections<R> {
+    /// Connections served with `routes` (over TLS when `tls`), told by `stop`; the receiver
+    /// yields `None` once every connection served through them (and they) are gone.
+    pub(super) fn new(
+        routes: R,
+        tls: Option<LiveConfig>,
+        stop: watch::Receiver<Stop>,
+    ) -> (Self, mpsc::Receiver<()>) {
+        let (open, all_closed) = mpsc::channel(1);
+        let connections = Connections {
+            routes,
+            tls,
+            stop,
+            open,
+        };
+        (connections, all_closed)
+    }
+
     /// Serves `stream` in a task of the current runtime.
     pub(super) fn spawn<S>(&self, stream: S)
     where

@@ -1,7 +1,7 @@
 //! A running HTTP(S) server on a listener: start it with an axum [`Router`] (or any [`Routes`]),
 //! learn its address, notice when it dies, and stop it gracefully. The webhook (admission and
 //! operations ports) and the signer all serve through [`Server`], so they share one accept path
-//! (TCP_NODELAY, TLS with reload, [`super::connection`]) and one drain sequence
+//! (TCP_NODELAY, TLS with reload, the `connection` module) and one drain sequence
 //! ([`drain_and_stop`]).
 
 use std::net::SocketAddr;
@@ -149,16 +149,10 @@ impl Server {
         };
         let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
         let (stop, stopped) = watch::channel(Stop::No);
-        let (open, all_closed) = mpsc::channel(1);
-        let connections = Connections {
-            routes,
-            tls,
-            stop: stopped.clone(),
-            open,
-        };
         let task = if threads == 0 {
             listener.set_nonblocking(true).map_err(bind_error)?;
             let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
+            let (connections, all_closed) = Connections::new(routes, tls, stopped.clone());
             tokio::spawn(async move {
                 accept_until_stopped(listener, stopped, |stream, _| connections.spawn(stream))
                     .await;
@@ -167,40 +161,21 @@ impl Server {
             })
         } else {
             let (listeners, accept_loop) =
-                balance(listener, threads, stopped).map_err(bind_error)?;
+                balance(listener, threads, stopped.clone()).map_err(bind_error)?;
             let mut ends = Vec::with_capacity(listeners.len());
             for (index, listener) in listeners.into_iter().enumerate() {
-                let (open, all_closed) = mpsc::channel(1);
-                let connections = Connections {
-                    open,
-                    ..connections.clone()
-                };
-                let (ended, end) = tokio::sync::oneshot::channel();
-                std::thread::Builder::new()
-                    .name(format!("{name}-{index}"))
-                    .spawn(move || {
-                        let served = tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                            .map(|runtime| {
-                                runtime.block_on(serve_handed(listener, connections, all_closed));
-                            });
-                        // Nobody listens once the process is stopping; nothing to do then.
-                        let _ = ended.send(served);
-                    })
-                    .map_err(|source| ServerError::Serve { addr, source })?;
-                ends.push(end);
+                let connections = Connections::new(routes.clone(), tls.clone(), stopped.clone());
+                let thread = format!("{name}-{index}");
+                ends.push(serving_thread(thread, listener, connections).map_err(bind_error)?);
             }
-            drop(connections);
-            let task = async move {
+            tokio::spawn(async move {
                 let threads_ended = first_failure(ends);
                 tokio::pin!(threads_ended);
                 tokio::select! {
                     ended = &mut threads_ended => ended,
                     () = accept_loop => threads_ended.await,
                 }
-            };
-            tokio::spawn(task)
+            })
         };
         tracing::info!(%addr, server = name, scheme, threads, "listening");
         Ok(Server {
@@ -284,22 +259,36 @@ fn address_of(listener: &std::net::TcpListener) -> Result<SocketAddr, ServerErro
     })
 }
 
-/// One serving thread: serves the connections handed to it until the server stops, then waits
-/// for them to close.
-async fn serve_handed<R: Routes>(
+/// Starts a serving thread named `name`, a single-threaded runtime serving the connections
+/// handed to `listener` until the server stops, then waiting for them to close; the receiver
+/// learns how it ended.
+fn serving_thread<R: Routes>(
+    name: String,
     mut listener: HandedListener,
-    connections: Connections<R>,
-    all_closed: mpsc::Receiver<()>,
-) {
-    let mut stop = connections.stop.clone();
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|stop| *stop != Stop::No) => break,
-            (stream, _) = listener.accept() => connections.spawn(stream),
-        }
-    }
-    closed(connections, all_closed).await;
+    (connections, all_closed): (Connections<R>, mpsc::Receiver<()>),
+) -> std::io::Result<tokio::sync::oneshot::Receiver<std::io::Result<()>>> {
+    let (ended, end) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name(name).spawn(move || {
+        let served = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|runtime| {
+                runtime.block_on(async move {
+                    let mut stop = connections.stop.clone();
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = stop.wait_for(|stop| *stop != Stop::No) => break,
+                            (stream, _) = listener.accept() => connections.spawn(stream),
+                        }
+                    }
+                    closed(connections, all_closed).await;
+                });
+            });
+        // Nobody listens once the process is stopping; nothing to do then.
+        let _ = ended.send(served);
+    })?;
+    Ok(end)
 }
 
 /// Waits until every connection of `connections` has ended (each holds a clone of its `open`).
