@@ -230,6 +230,8 @@ fi
 # first-level instruction cache (callgrind `--cache-sim=yes`; the kernel's code, which also runs
 # between two requests, is not simulated, so the real count is higher): a request whose code does
 # not fit fetches most of it from the next level every time, about a dozen cycles a line.
+# CONNECTIONS and STREAMS apply (CONNECTIONS=1 STREAMS=50 COST=1050: one HTTP/2 connection of 50
+# streams, as an API server calls).
 if [ -n "${COST:-}" ]; then
   need valgrind "apt-get install valgrind"
   cost_port=$(free_port)
@@ -250,8 +252,8 @@ if [ -n "${COST:-}" ]; then
   counted() {
     callgrind_control -z "$cost_pid" > /dev/null 2>&1
     rm -f "$work/cg.$cost_pid"*
-    "$OHA" --no-tui --insecure -n "$1" -c "$CONNECTIONS" "$2" -m POST -H 'Content-Type: application/json' \
-      -D "$work/review.json" "$cost_url" > /dev/null
+    "$OHA" --no-tui --insecure -n "$1" -c "$CONNECTIONS" "$2" $([ "$2" = --http2 ] && echo -p "$STREAMS") \
+      -m POST -H 'Content-Type: application/json' -D "$work/review.json" "$cost_url" > /dev/null
     callgrind_control -d "$cost_pid" > /dev/null 2>&1
     local dump=""
     for _ in $(seq 240); do
