@@ -156,8 +156,8 @@ where
     R: Routes,
 {
     let mut builder = Builder::new(TokioExecutor::new());
-    // No header read timeout (hyper's default needs a timer and would close an API server's idle
-    // keep-alive connection): kept as axum-server served it.
+    // No header read timeout, as axum-server served it: hyper's default (30 s) takes effect only
+    // with a timer, which axum-server set while turning the timeout off, so it never applied here.
     builder
         .http1()
         .timer(TokioTimer::new())
