@@ -132,6 +132,19 @@ impl<R: Routes> Connections<R> {
     }
 }
 
+/// What `next` yields, or `None` once `stop` says stop or its sender is gone: what every accept
+/// loop waits on (the stop checked first).
+pub(super) async fn unless_stopped<T>(
+    stop: &mut watch::Receiver<Stop>,
+    next: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        _ = stop.wait_for(|stop| *stop != Stop::No) => None,
+        value = next => Some(value),
+    }
+}
+
 /// Resolves once the server stops, gracefully or not: a handshake still under way then has no
 /// request in flight to finish. Never if the server is gone without a word, so that a dropped
 /// handle does not cut its connections.

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::cert_expiry::CertificateExpiry;
-use super::connection::{Connections, Routes, Stop};
+use super::connection::{Connections, Routes, Stop, unless_stopped};
 use super::drain::{Drain, DrainSettings};
 use super::readiness_gate::ReadinessGate;
 use super::threads::{HandedListener, accept_until_stopped, balance};
@@ -275,12 +275,9 @@ fn serving_thread<R: Routes>(
             .map(|runtime| {
                 runtime.block_on(async move {
                     let mut stop = connections.stop.clone();
-                    loop {
-                        tokio::select! {
-                            biased;
-                            _ = stop.wait_for(|stop| *stop != Stop::No) => break,
-                            (stream, _) = listener.accept() => connections.spawn(stream),
-                        }
+                    while let Some((stream, _)) = unless_stopped(&mut stop, listener.accept()).await
+                    {
+                        connections.spawn(stream);
                     }
                     closed(connections, all_closed).await;
                 });

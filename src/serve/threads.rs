@@ -42,7 +42,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use super::connection::Stop;
+use super::connection::{Stop, unless_stopped};
 
 /// The number of serving threads `requested` stands for: itself, or when 0 the cores this
 /// process may use (a container's CPU quota included), at least 1.
@@ -166,12 +166,7 @@ pub(super) async fn accept_until_stopped(
     mut take: impl FnMut(TcpStream, SocketAddr),
 ) {
     let local = listener.local_addr().ok();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.wait_for(|stop| *stop != Stop::No) => return,
-            accepted = listener.accept() => accepted,
-        };
+    while let Some(accepted) = unless_stopped(&mut stop, listener.accept()).await {
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
