@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Bytes, HttpBody};
+use axum::body::{Bytes, HttpBody as _};
 use axum::http::{Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::future::Either;
@@ -86,15 +86,10 @@ impl OpsTarget for Admission {
 /// [`MAX_DRAINED_BYTES`]) so that the client reads the 413. A body that arrives in one chunk
 /// (the usual case) is used as it is; one in several is gathered into a buffer sized once from
 /// its `Content-Length`.
-async fn read_body<B>(body: B) -> Result<Bytes, (StatusCode, ReviewError)>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: std::fmt::Display,
-{
+async fn read_body(mut body: Incoming) -> Result<Bytes, (StatusCode, ReviewError)> {
     let expected = usize::try_from(body.size_hint().lower())
         .unwrap_or(MAX_BODY_BYTES)
         .min(MAX_BODY_BYTES);
-    let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
     let mut collected: Vec<u8> = Vec::new();
     let mut seen = 0usize;
@@ -139,11 +134,7 @@ where
     Ok(first.unwrap_or_else(|| Bytes::from(collected)))
 }
 
-async fn answer<B>(admission: &Admission, body: B, endpoint: Endpoint) -> Response
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: std::fmt::Display,
-{
+async fn answer(admission: &Admission, body: Incoming, endpoint: Endpoint) -> Response {
     let body = match read_body(body).await {
         Ok(body) => body,
         Err((status, error)) => return error_response(status, &error.to_string()),
