@@ -560,7 +560,8 @@ async fn eks_pod_identity_container_credentials_sign() {
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("container credentials") && stderr.contains("401"),
+        // "HTTP 401", not digits of a random port in the line.
+        stderr.contains("container credentials") && stderr.contains("HTTP 401"),
         "{stderr}"
     );
     assert!(!stderr.contains("another-pods-token"), "{stderr}");
