@@ -17,6 +17,9 @@
 //! - [`moto`]: the moto AWS KMS emulator; [`alikms`]: a local Alibaba Cloud KMS endpoint;
 //!   [`metadata`]: a local (mocked) AWS IMDSv2 / Alibaba ECS metadata service.
 //! - [`notation`]: a test PKI, certificate Attestors, Notation referrers counted or crafted.
+//! - [`registry_client`]: the registry client under test with exactly the credentials given.
+//! - [`monitoring`]: the chart's alert rules and dashboard queries, and `promtool`;
+//!   [`metrics_servers`]: the real webhook and signer processes with their metrics ports.
 // Each test crate uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
@@ -27,10 +30,13 @@ pub mod image;
 pub mod kms_cli;
 pub mod kube_api;
 pub mod metadata;
+pub mod metrics_servers;
+pub mod monitoring;
 pub mod moto;
 pub mod notation;
 pub mod referrers_front;
 pub mod registry;
+pub mod registry_client;
 pub mod servers;
 pub mod signer;
 pub mod softhsm;
