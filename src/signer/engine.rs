@@ -40,7 +40,7 @@
 //!
 //! Registry requests per signed image (one `Default` rule, image pushed by tag, not yet signed;
 //! distribution 2.8: no referrers API, a `POST` and a `PUT` per blob; seen request by request
-//! through a recording proxy in tests/registry_cost.rs, counted by `examples/signer_load.rs`):
+//! through a recording proxy in tests/registry_cost.rs, counted by `examples/signer_load/`):
 //!
 //! | requests | `.sig` | bundle |
 //! | --- | --- | --- |
