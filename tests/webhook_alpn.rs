@@ -8,11 +8,9 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Version;
-use rustls_pki_types::pem::PemObject as _;
 use serde_json::Value;
 use signet::policy::NoMatch;
 use support::webhook::{
@@ -21,16 +19,7 @@ use support::webhook::{
 
 /// An HTTPS client trusting `ca` that offers exactly `alpn`, as the API server's client does.
 fn client_offering(ca: &TestCa, alpn: &[&[u8]]) -> reqwest::Client {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls_pki_types::CertificateDer::from_pem_slice(ca.ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut tls = support::tls_client::client_config(Some(&ca.ca_pem));
     tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)

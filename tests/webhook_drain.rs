@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rustls_pki_types::pem::PemObject as _;
 use support::{Answer, StatusServer};
 
 const DELAY: Duration = Duration::from_secs(2);
@@ -49,21 +48,7 @@ fn certs(dir: &Path) -> Certs {
 }
 
 fn https_client(ca_pem: &str) -> reqwest::Client {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls_pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA"))
-        .expect("root");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
+    support::tls_client::https_client(ca_pem, Duration::from_secs(20))
 }
 
 /// A "registry" on loopback that holds every request for [`REGISTRY_HOLD`], then answers 404:

@@ -111,14 +111,8 @@ async fn upload_blob(http: &reqwest::Client, host: &str, repo: &str, data: &[u8]
 /// A reqwest client for plain HTTP that never follows redirects. TLS is configured explicitly
 /// with aws-lc-rs (reqwest is built without a default provider) although no HTTPS is spoken.
 pub fn plain_http_client() -> reqwest::Client {
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
     reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+        .tls_backend_preconfigured(super::tls_client::client_config(None))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()

@@ -17,7 +17,8 @@
 //! - [`moto`]: the moto AWS KMS emulator; [`alikms`]: a local Alibaba Cloud KMS endpoint;
 //!   [`metadata`]: a local (mocked) AWS IMDSv2 / Alibaba ECS metadata service.
 //! - [`notation`]: a test PKI, certificate Attestors, Notation referrers counted or crafted.
-//! - [`registry_client`]: the registry client under test with exactly the credentials given.
+//! - [`registry_client`]: the registry client under test with exactly the credentials given;
+//!   [`tls_client`]: HTTPS clients trusting only a test's CA.
 //! - [`monitoring`]: the chart's alert rules and dashboard queries, and `promtool`;
 //!   [`metrics_servers`]: the real webhook and signer processes with their metrics ports.
 // Each test crate uses a different part of the harness.
@@ -40,6 +41,7 @@ pub mod registry_client;
 pub mod servers;
 pub mod signer;
 pub mod softhsm;
+pub mod tls_client;
 pub mod webhook;
 
 pub use image::{TestImage, build_test_image, plain_http_client, push_multi_arch, push_test_image};

@@ -254,25 +254,9 @@ impl TestCa {
 
     /// An HTTPS client trusting only this CA.
     pub fn client(&self) -> reqwest::Client {
-        let mut roots = rustls::RootCertStore::empty();
-        let der = rustls_pki_types::CertificateDer::from_pem_slice(self.ca_pem.as_bytes())
-            .expect("CA PEM");
-        roots.add(der).expect("CA in root store");
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("HTTPS client")
+        super::tls_client::https_client(&self.ca_pem, Duration::from_secs(30))
     }
 }
-
-use rustls_pki_types::pem::PemObject as _;
 
 /// A running webhook with its CA and client.
 pub struct TestWebhook {
