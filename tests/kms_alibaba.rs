@@ -22,8 +22,9 @@ use signet::signature::SignatureType;
 use support::Registry;
 use support::alikms::{AliKms, OIDC_PROVIDER_ARN, ROLE_ARN};
 use support::kms_cli::{
-    CloudEnv, admission_policies, admission_webhook, admitted, exit_of, judge, kms_calls, kms_rule,
-    public_key, push_signed_and_verified, signet, start_signer, wait_listening,
+    CloudEnv, admission_policies, admission_webhook, admitted,
+    assert_unusable_rules_stop_the_signer, judge, kms_calls, kms_rule, public_key,
+    push_signed_and_verified, signet, start_signer, wait_listening,
 };
 use support::metadata::{Cloud, Handed, MetadataServer};
 use support::signer::{TOKEN, policy_dir, signature_count, signet_verify, wait_for_signatures};
@@ -302,7 +303,7 @@ async fn a_signing_rule_with_a_kms_key_signs_pushes_and_unusable_rules_stop_the_
     let _ = signer.kill();
     let _ = signer.wait();
 
-    let broken = [
+    let broken = vec![
         (
             reference.clone(),
             Algorithm::EcdsaP256Sha256,
@@ -319,32 +320,14 @@ async fn a_signing_rule_with_a_kms_key_signs_pushes_and_unusable_rules_stop_the_
             "may not name a KMS endpoint",
         ),
     ];
-    for (i, (reference, algorithm, expected)) in broken.into_iter().enumerate() {
-        let folder = dir.path().join(format!("broken-{i}"));
-        std::fs::create_dir(&folder).unwrap();
-        let policies = policy_dir(
-            &folder,
-            &[kms_rule(
-                "alikms",
-                format!("{host}/alikms/**"),
-                reference.clone(),
-                algorithm,
-            )],
-        );
-        let (code, err) = exit_of(start_signer(
-            &env,
-            &folder,
-            &policies,
-            support::closed_port(),
-        ));
-        assert_eq!(code, 2, "{reference}: {err}");
-        let last = err.trim_end().lines().last().unwrap_or_default();
-        assert!(
-            last.contains(expected),
-            "{reference}: expected {expected:?}, got {err}"
-        );
-        assert!(!err.contains(&kms.secret), "{err}");
-    }
+    let scope = format!("{host}/alikms/**");
+    assert_unusable_rules_stop_the_signer(
+        &env,
+        dir.path(),
+        ("alikms", &scope),
+        broken,
+        &kms.secret,
+    );
 }
 
 /// The ECS instance RAM role (a local, mocked metadata service in its token mode: none can run

@@ -24,8 +24,9 @@ use signet::crypto::Algorithm;
 use signet::signature::SignatureType;
 use support::Registry;
 use support::kms_cli::{
-    CloudEnv, admission_policies, admission_webhook, admitted, exit_of, judge, kms_calls, kms_rule,
-    public_key, push_signed_and_verified, signet, start_signer, wait_listening,
+    CloudEnv, admission_policies, admission_webhook, admitted,
+    assert_unusable_rules_stop_the_signer, judge, kms_calls, kms_rule, public_key,
+    push_signed_and_verified, signet, start_signer, wait_listening,
 };
 use support::metadata::{Cloud, ContainerCredentials, Handed, MetadataServer};
 use support::moto::Moto;
@@ -274,7 +275,7 @@ async fn a_signing_rule_with_a_kms_key_signs_pushes_and_unusable_rules_stop_the_
     let _ = signer.wait();
 
     // A rule its key cannot serve stops the signer at start with one line.
-    let broken = [
+    let broken = vec![
         (
             "awskms:///alias/ec".to_string(),
             Algorithm::RsaPssSha256,
@@ -291,32 +292,8 @@ async fn a_signing_rule_with_a_kms_key_signs_pushes_and_unusable_rules_stop_the_
             "may not name a KMS endpoint",
         ),
     ];
-    for (i, (reference, algorithm, expected)) in broken.into_iter().enumerate() {
-        let folder = dir.path().join(format!("broken-{i}"));
-        std::fs::create_dir(&folder).unwrap();
-        let policies = policy_dir(
-            &folder,
-            &[kms_rule(
-                "kms",
-                format!("{host}/kms/**"),
-                reference.clone(),
-                algorithm,
-            )],
-        );
-        let (code, err) = exit_of(start_signer(
-            &env,
-            &folder,
-            &policies,
-            support::closed_port(),
-        ));
-        assert_eq!(code, 2, "{reference}: {err}");
-        let last = err.trim_end().lines().last().unwrap_or_default();
-        assert!(
-            last.contains(expected),
-            "{reference}: expected {expected:?}, got {err}"
-        );
-        assert!(!err.contains(&moto.secret), "{err}");
-    }
+    let scope = format!("{host}/kms/**");
+    assert_unusable_rules_stop_the_signer(&env, dir.path(), ("kms", &scope), broken, &moto.secret);
 }
 
 /// IRSA: a web identity token exchanged at STS (`AssumeRoleWithWebIdentity`) for the credentials

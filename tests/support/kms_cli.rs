@@ -10,7 +10,7 @@ use signet::crd::{SigningKeyRef, SigningRule, SigningRuleSpec, Trigger};
 use signet::crypto::Algorithm;
 use signet::signature::SignatureType;
 
-use super::signer::{TOKEN, TestKey};
+use super::signer::{TOKEN, TestKey, policy_dir};
 
 /// Cloud environment variables given to a `signet` process.
 pub type CloudEnv = [(&'static str, String)];
@@ -163,6 +163,39 @@ pub fn exit_of(mut child: Child) -> (i32, String) {
             panic!("the signer did not stop on an unusable key");
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Each of `broken` (a key reference, an algorithm and what the error must say) as the one rule
+/// `name` over `scope`: the signer refuses to start, exits 2 and its last line says what was
+/// wrong, without `secret` anywhere in what it wrote.
+pub fn assert_unusable_rules_stop_the_signer(
+    env: &CloudEnv,
+    dir: &Path,
+    (name, scope): (&str, &str),
+    broken: Vec<(String, Algorithm, &str)>,
+    secret: &str,
+) {
+    for (i, (reference, algorithm, expected)) in broken.into_iter().enumerate() {
+        let folder = dir.join(format!("broken-{i}"));
+        std::fs::create_dir(&folder).unwrap();
+        let policies = policy_dir(
+            &folder,
+            &[kms_rule(
+                name,
+                scope.to_string(),
+                reference.clone(),
+                algorithm,
+            )],
+        );
+        let (code, err) = exit_of(start_signer(env, &folder, &policies, super::closed_port()));
+        assert_eq!(code, 2, "{reference}: {err}");
+        let last = err.trim_end().lines().last().unwrap_or_default();
+        assert!(
+            last.contains(expected),
+            "{reference}: expected {expected:?}, got {err}"
+        );
+        assert!(!err.contains(secret), "{err}");
     }
 }
 
