@@ -22,6 +22,7 @@ mod connection;
 pub mod drain;
 pub mod duration;
 pub mod policy_source;
+mod read_turns;
 mod readiness_gate;
 pub mod server;
 pub mod signal;
