@@ -25,7 +25,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::read_turns::ReadTurns;
 use super::tls::LiveConfig;
 
 /// How long a client may take over its TLS handshake before the connection is dropped.
@@ -181,7 +180,7 @@ where
     // (before and while awaiting it), and over HTTP/2 each request's future is moved into a task.
     let service =
         hyper::service::service_fn(move |request| routes.answer(request).map(Ok::<_, Infallible>));
-    let connection = builder.serve_connection(TokioIo::new(ReadTurns::new(stream)), service);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let mut deadline: Option<Instant> = None;
     let mut signal = *stop.borrow_and_update();

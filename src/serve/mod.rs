@@ -22,7 +22,6 @@ mod connection;
 pub mod drain;
 pub mod duration;
 pub mod policy_source;
-mod read_turns;
 mod readiness_gate;
 pub mod server;
 pub mod signal;
