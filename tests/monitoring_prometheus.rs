@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 use support::closed_port;
 use support::metrics_servers::{Process, Servers};
-use support::monitoring::{alert_exprs, dashboard_queries, repo};
+use support::monitoring::{alert_exprs, dashboard_queries, repo, require_prometheus_tool};
 
 /// A real Prometheus (the `prometheus` binary of the same Debian package as promtool) on a
 /// loopback port, scraping the two metrics ports every second under the job names the chart's
@@ -30,16 +30,7 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(dir: &Path, webhook: &str, signer: &str) -> Prometheus {
-        let found = Command::new("prometheus")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            found,
-            "prometheus is missing: install the Debian package `prometheus` (scripts/test-deps.sh does)"
-        );
+        require_prometheus_tool("prometheus");
         let rules = repo("charts/signet/rules/signet.rules.yaml");
         let config = dir.join("prometheus.yml");
         std::fs::write(

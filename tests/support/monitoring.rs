@@ -13,9 +13,9 @@ pub fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// `promtool`, or a failure naming the package that brings it.
-pub fn promtool() -> Command {
-    let found = Command::new("promtool")
+/// Fails, naming the Debian package `prometheus`, unless `tool --version` runs.
+pub fn require_prometheus_tool(tool: &str) {
+    let found = Command::new(tool)
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -23,8 +23,13 @@ pub fn promtool() -> Command {
         .is_ok_and(|s| s.success());
     assert!(
         found,
-        "promtool is missing: install the Debian package `prometheus` (scripts/test-deps.sh does)"
+        "{tool} is missing: install the Debian package `prometheus` (scripts/test-deps.sh does)"
     );
+}
+
+/// `promtool`, or a failure naming the package that brings it.
+pub fn promtool() -> Command {
+    require_prometheus_tool("promtool");
     Command::new("promtool")
 }
 
