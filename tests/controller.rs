@@ -7,13 +7,13 @@
 // `#[test]` code).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::channel::mpsc;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use serde_json::{Value, json};
 
 use signet::controller::{PolicyState, StatusWrites, policy_channel, run_controller};
@@ -21,7 +21,7 @@ use signet::crypto::{Algorithm, generate_key_pair};
 use signet::policy::EngineOptions;
 use signet::reference::ImageRef;
 
-type WatchSender = mpsc::UnboundedSender<Result<Bytes, std::io::Error>>;
+use support::fake_kube::{Objects, client_answered_by, json_response, same_object, status_body};
 
 /// One status patch the controller sent.
 #[derive(Clone, Debug)]
@@ -32,16 +32,13 @@ struct RecordedPatch {
     body: Value,
 }
 
-#[derive(Default)]
 struct Inner {
-    /// plural -> objects (namespaces hold metadata only).
-    objects: HashMap<String, Vec<Value>>,
-    resource_version: u64,
+    /// Namespaces hold metadata only.
+    objects: Objects,
     /// plural -> status codes the next lists fail with.
     list_failures: HashMap<String, VecDeque<u16>>,
     /// Plurals whose lists are not answered until released.
     held: HashSet<String>,
-    watchers: HashMap<String, Vec<WatchSender>>,
     lists: HashMap<String, usize>,
     patches: Vec<RecordedPatch>,
     /// The one Lease leader election uses.
@@ -64,41 +61,23 @@ fn kind_of(plural: &str) -> (&'static str, &'static str) {
     }
 }
 
-fn json_response(status: u16, body: &Value) -> Response<axum::body::Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(body.to_string()))
-        .unwrap()
-}
-
-fn status_body(code: u16, reason: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "message": reason,
-           "reason": reason, "code": code})
-}
-
-fn same_object(a: &Value, b: &Value) -> bool {
-    a["metadata"]["name"] == b["metadata"]["name"]
-        && a["metadata"]["namespace"] == b["metadata"]["namespace"]
-}
-
 impl FakeApi {
     /// A client whose every request this fake answers.
     fn start() -> (kube::Client, FakeApi) {
-        let (service, mut handle) =
-            tower_test::mock::pair::<Request<kube::client::Body>, Response<axum::body::Body>>();
-        let api = FakeApi(Arc::new(Mutex::new(Inner::default())));
+        let api = FakeApi(Arc::new(Mutex::new(Inner {
+            objects: Objects::new(kind_of),
+            list_failures: HashMap::new(),
+            held: HashSet::new(),
+            lists: HashMap::new(),
+            patches: Vec::new(),
+            lease: None,
+        })));
         let server = api.clone();
-        tokio::spawn(async move {
-            while let Some((request, respond)) = handle.next_request().await {
-                let server = server.clone();
-                tokio::spawn(async move {
-                    let response = server.answer(request).await;
-                    respond.send_response(response);
-                });
-            }
+        let client = client_answered_by(move |request| {
+            let server = server.clone();
+            async move { server.answer(request).await }
         });
-        (kube::Client::new(service, "default"), api)
+        (client, api)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -136,7 +115,7 @@ impl FakeApi {
         assert_eq!(request.method(), http::Method::GET, "unexpected {path}");
         let plural = segments.last().unwrap().to_string();
         if query.contains("watch=true") {
-            return self.open_watch(&plural);
+            return self.lock().objects.open_watch(&plural);
         }
         // Lists: held ones wait for release; failures are served in order.
         while self.lock().held.contains(&plural) {
@@ -151,15 +130,7 @@ impl FakeApi {
         {
             return json_response(code, &status_body(code, "InternalError"));
         }
-        let (api_version, kind) = kind_of(&plural);
-        let items = inner.objects.get(&plural).cloned().unwrap_or_default();
-        let list = json!({
-            "apiVersion": api_version,
-            "kind": format!("{kind}List"),
-            "metadata": {"resourceVersion": inner.resource_version.to_string()},
-            "items": items,
-        });
-        json_response(200, &list)
+        inner.objects.list(&plural)
     }
 
     /// GET, create and patch (apply or strategic: both merge `spec`, null removes) of the Lease.
@@ -202,53 +173,9 @@ impl FakeApi {
             .map(str::to_string)
     }
 
-    fn open_watch(&self, plural: &str) -> Response<axum::body::Body> {
-        let (sender, receiver) = mpsc::unbounded();
-        self.lock()
-            .watchers
-            .entry(plural.to_string())
-            .or_default()
-            .push(sender);
-        Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from_stream(receiver))
-            .unwrap()
-    }
-
-    fn notify(inner: &mut Inner, plural: &str, event: &Value) {
-        let line = Bytes::from(format!("{event}\n"));
-        if let Some(watchers) = inner.watchers.get_mut(plural) {
-            watchers.retain(|w| w.unbounded_send(Ok(line.clone())).is_ok());
-        }
-    }
-
     /// Stores (or replaces) an object; with `announce`, watchers see it.
-    fn store(&self, plural: &str, mut object: Value, announce: bool) {
-        let mut inner = self.lock();
-        inner.resource_version += 1;
-        object["metadata"]["resourceVersion"] = json!(inner.resource_version.to_string());
-        let (api_version, kind) = kind_of(plural);
-        object["apiVersion"] = json!(api_version);
-        object["kind"] = json!(kind);
-        let objects = inner.objects.entry(plural.to_string()).or_default();
-        let event = match objects.iter_mut().find(|o| same_object(o, &object)) {
-            Some(old) => {
-                *old = object.clone();
-                "MODIFIED"
-            }
-            None => {
-                objects.push(object.clone());
-                "ADDED"
-            }
-        };
-        if announce {
-            Self::notify(
-                &mut inner,
-                plural,
-                &json!({"type": event, "object": object}),
-            );
-        }
+    fn store(&self, plural: &str, object: Value, announce: bool) {
+        self.lock().objects.store(plural, object, announce);
     }
 
     /// Adds or changes an object, as `kubectl apply` would.
@@ -261,6 +188,7 @@ impl FakeApi {
             let inner = self.lock();
             inner
                 .objects
+                .by_plural
                 .get(plural)?
                 .iter()
                 .find(|o| same_object(o, patch))?
@@ -273,10 +201,8 @@ impl FakeApi {
 
     /// Ends every watch of `plural` with a 410 Gone event, as after an etcd compaction.
     fn expire_watches(&self, plural: &str) {
-        let mut inner = self.lock();
         let gone = json!({"type": "ERROR", "object": status_body(410, "Expired")});
-        Self::notify(&mut inner, plural, &gone);
-        inner.watchers.remove(plural);
+        self.lock().objects.end_watches(plural, &gone);
     }
 
     fn fail_next_lists(&self, plural: &str, code: u16, times: usize) {
@@ -601,18 +527,7 @@ async fn deleting_an_attestor_makes_its_policies_not_ready() {
     })
     .await;
     let before = state.snapshot().generation();
-    {
-        let mut inner = api.lock();
-        let release = inner.objects.get_mut("attestors").unwrap().remove(0);
-        inner.resource_version += 1;
-        let mut gone = release;
-        gone["metadata"]["resourceVersion"] = json!(inner.resource_version.to_string());
-        FakeApi::notify(
-            &mut inner,
-            "attestors",
-            &json!({"type": "DELETED", "object": gone}),
-        );
-    }
+    api.lock().objects.delete("attestors", "release");
     let patch = eventually("prod AttestorNotFound", || {
         let p = api.patches();
         patch_for(&p, "/clusterverificationpolicies/prod/status")

@@ -8,18 +8,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use futures::channel::mpsc;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use serde_json::{Value, json};
 
-type WatchSender = mpsc::UnboundedSender<Result<Bytes, std::io::Error>>;
+use super::fake_kube::{Objects, client_answered_by, json_response, status_body};
 
-#[derive(Default)]
 struct Inner {
-    objects: HashMap<String, Vec<Value>>,
-    resource_version: u64,
-    watchers: HashMap<String, Vec<WatchSender>>,
+    objects: Objects,
     events: Vec<Value>,
     /// namespace -> the last PolicyReport applied.
     reports: HashMap<String, Value>,
@@ -44,48 +39,29 @@ fn kind_of(plural: &str) -> (&'static str, &'static str) {
     }
 }
 
-fn json_response(status: u16, body: &Value) -> Response<axum::body::Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(body.to_string()))
-        .unwrap()
-}
-
 fn not_found() -> Response<axum::body::Body> {
-    json_response(
-        404,
-        &json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
-                "reason": "NotFound", "code": 404, "message": "not found"}),
-    )
-}
-
-fn same_object(a: &Value, b: &Value) -> bool {
-    a["metadata"]["name"] == b["metadata"]["name"]
-        && a["metadata"]["namespace"] == b["metadata"]["namespace"]
+    let mut body = status_body(404, "NotFound");
+    body["message"] = json!("not found");
+    json_response(404, &body)
 }
 
 impl AuditApi {
     /// A client whose every request this fake answers; `reports_installed`: whether the
     /// PolicyReport API is served.
     pub fn start(reports_installed: bool) -> (kube::Client, AuditApi) {
-        let (service, mut handle) =
-            tower_test::mock::pair::<Request<kube::client::Body>, Response<axum::body::Body>>();
         let api = AuditApi(Arc::new(Mutex::new(Inner {
+            objects: Objects::new(kind_of),
+            events: Vec::new(),
+            reports: HashMap::new(),
+            report_writes: 0,
             reports_installed,
-            ..Inner::default()
         })));
         let server = api.clone();
-        tokio::spawn(async move {
-            while let Some((request, respond)) = handle.next_request().await {
-                let server = server.clone();
-                tokio::spawn(async move {
-                    let response = server.answer(request).await;
-                    respond.send_response(response);
-                });
-            }
+        let client = client_answered_by(move |request| {
+            let server = server.clone();
+            async move { server.answer(request).await }
         });
-        (kube::Client::new(service, "default"), api)
+        (client, api)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -129,81 +105,21 @@ impl AuditApi {
         }
         assert_eq!(method, http::Method::GET, "unexpected {method} {path}");
         let plural = segments.last().unwrap().to_string();
+        let mut inner = self.lock();
         if query.contains("watch=true") {
-            return self.open_watch(&plural);
+            return inner.objects.open_watch(&plural);
         }
-        let inner = self.lock();
-        let (api_version, kind) = kind_of(&plural);
-        let items = inner.objects.get(&plural).cloned().unwrap_or_default();
-        json_response(
-            200,
-            &json!({
-                "apiVersion": api_version,
-                "kind": format!("{kind}List"),
-                "metadata": {"resourceVersion": inner.resource_version.to_string()},
-                "items": items,
-            }),
-        )
-    }
-
-    fn open_watch(&self, plural: &str) -> Response<axum::body::Body> {
-        let (sender, receiver) = mpsc::unbounded();
-        self.lock()
-            .watchers
-            .entry(plural.to_string())
-            .or_default()
-            .push(sender);
-        Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from_stream(receiver))
-            .unwrap()
-    }
-
-    fn notify(inner: &mut Inner, plural: &str, event: &Value) {
-        let line = Bytes::from(format!("{event}\n"));
-        if let Some(watchers) = inner.watchers.get_mut(plural) {
-            watchers.retain(|w| w.unbounded_send(Ok(line.clone())).is_ok());
-        }
+        inner.objects.list(&plural)
     }
 
     /// Adds or changes an object, as `kubectl apply` would; watchers see it.
-    pub fn put(&self, plural: &str, mut object: Value) {
-        let mut inner = self.lock();
-        inner.resource_version += 1;
-        object["metadata"]["resourceVersion"] = json!(inner.resource_version.to_string());
-        let (api_version, kind) = kind_of(plural);
-        object["apiVersion"] = json!(api_version);
-        object["kind"] = json!(kind);
-        let objects = inner.objects.entry(plural.to_string()).or_default();
-        let event = match objects.iter_mut().find(|o| same_object(o, &object)) {
-            Some(old) => {
-                *old = object.clone();
-                "MODIFIED"
-            }
-            None => {
-                objects.push(object.clone());
-                "ADDED"
-            }
-        };
-        Self::notify(
-            &mut inner,
-            plural,
-            &json!({"type": event, "object": object}),
-        );
+    pub fn put(&self, plural: &str, object: Value) {
+        self.lock().objects.store(plural, object, true);
     }
 
     /// Puts many objects without announcing them one by one (before anything watches).
     pub fn preload(&self, plural: &str, objects: Vec<Value>) {
-        let mut inner = self.lock();
-        inner.resource_version += 1;
-        let (api_version, kind) = kind_of(plural);
-        let stored = inner.objects.entry(plural.to_string()).or_default();
-        for mut object in objects {
-            object["apiVersion"] = json!(api_version);
-            object["kind"] = json!(kind);
-            stored.push(object);
-        }
+        self.lock().objects.preload(plural, objects);
     }
 
     /// The Events posted so far.

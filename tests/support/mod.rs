@@ -12,7 +12,9 @@
 //! - [`softhsm`]: a SoftHSM2 token folder (config, tokens, PIN file).
 //! - [`webhook`]: a registry of signed fixture images, their policy picture, the webhook over TLS.
 //! - [`kube_api`]: a mocked Kubernetes API for the webhook.
-//! - [`audit_api`]: a mocked Kubernetes API for the audit (watches, Events, PolicyReports).
+//! - [`audit_api`]: a mocked Kubernetes API for the audit (watches, Events, PolicyReports);
+//!   [`fake_kube`]: what it shares with the controller's (a client over tower-test, objects,
+//!   lists and watch streams).
 //! - [`signer`]: keys, rules and an in-process signer for the signer tests.
 //! - [`moto`]: the moto AWS KMS emulator; [`alikms`]: a local Alibaba Cloud KMS endpoint;
 //!   [`metadata`]: a local (mocked) AWS IMDSv2 / Alibaba ECS metadata service.
@@ -27,6 +29,7 @@
 pub mod alikms;
 pub mod audit_api;
 pub mod bundle;
+pub mod fake_kube;
 pub mod image;
 pub mod kms_cli;
 pub mod kube_api;
