@@ -111,6 +111,15 @@ fn text_answer(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
         .body(body)
 }
 
+/// The error `client` gives resolving `prod/app:v1` on `server`, as text.
+async fn resolve_error(client: &RegistryClient, server: &StatusServer) -> String {
+    client
+        .resolve_digest(&image(&format!("{}/prod/app:v1", server.host())))
+        .await
+        .unwrap_err()
+        .to_string()
+}
+
 /// Review item 9: a hostile registry's Bearer realm pointing at another host (here a cloud
 /// metadata address) is refused before any request, in one line.
 #[tokio::test]
@@ -123,11 +132,7 @@ async fn token_realm_on_another_host_is_refused() {
         )],
         "",
     ));
-    let err = client()
-        .resolve_digest(&image(&format!("{}/prod/app:v1", evil.host())))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = resolve_error(&client(), &evil).await;
     assert!(
         err.contains("token realm host 169.254.169.254 is not the registry's own host"),
         "{err}"
@@ -156,11 +161,7 @@ async fn answers_of_other_hosts_are_not_reflected() {
         ..RegistryOptions::default()
     };
     let client = RegistryClient::with_config(&options, DockerConfig::new()).unwrap();
-    let err = client
-        .resolve_digest(&image(&format!("{}/prod/app:v1", evil.host())))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = resolve_error(&client, &evil).await;
     assert!(err.contains("HTTP 403") && !err.contains(secret), "{err}");
     assert_eq!(token_service.requests().len(), 1);
 
@@ -190,11 +191,7 @@ async fn redirect_to_the_metadata_service_is_refused() {
         "",
     ));
     let started = std::time::Instant::now();
-    let err = client()
-        .resolve_digest(&image(&format!("{}/prod/app:v1", evil.host())))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = resolve_error(&client(), &evil).await;
     assert!(
         err.contains("redirect to 169.254.169.254 refused: a link-local address"),
         "{err}"

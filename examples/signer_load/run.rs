@@ -33,6 +33,36 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// Pushes `repo:v1` (its content from `seed`), sends its event by hand under `--direct`, and
+/// waits until it is signed in every format; the time from the end of the push until then.
+async fn push_until_signed(
+    client: &RegistryClient,
+    host: &str,
+    events_url: &str,
+    args: &Args,
+    repo: &str,
+    seed: usize,
+) -> anyhow::Result<Duration> {
+    let digest = push_image(client, host, (repo, "v1"), seed)
+        .instrument(tracing::info_span!("loadgen"))
+        .await?;
+    let pushed = Instant::now();
+    if args.direct {
+        deliver(events_url, host, (repo, "v1"), &digest).await?;
+    }
+    let signed = wait_signed(
+        client,
+        host,
+        repo,
+        &digest,
+        &args.formats,
+        Duration::from_millis(2),
+    )
+    .instrument(tracing::info_span!("loadgen"))
+    .await?;
+    Ok(signed - pushed)
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let key = key_reference(&args.key, dir.path())?;
@@ -81,19 +111,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // Warm-up: connections, tokens, the registry's first writes.
     for i in 0..5 {
         let repo = format!("load/warm{i}");
-        let digest = push_image(&client, &host, (&repo, "v1"), 1_000_000 + i).await?;
-        if args.direct {
-            deliver(&events_url, &host, (&repo, "v1"), &digest).await?;
-        }
-        wait_signed(
-            &client,
-            &host,
-            &repo,
-            &digest,
-            &args.formats,
-            Duration::from_millis(2),
-        )
-        .await?;
+        push_until_signed(&client, &host, &events_url, &args, &repo, 1_000_000 + i).await?;
     }
 
     // The warm-up images' rechecks (2 s after each with `--recheck 2s`) and own events must not be
@@ -103,24 +121,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut latencies = Vec::with_capacity(args.sequential);
     for i in 0..args.sequential {
         let repo = format!("load/seq{i}");
-        let digest = push_image(&client, &host, (&repo, "v1"), 2_000_000 + i)
-            .instrument(tracing::info_span!("loadgen"))
-            .await?;
-        let pushed = Instant::now();
-        if args.direct {
-            deliver(&events_url, &host, (&repo, "v1"), &digest).await?;
-        }
-        let signed = wait_signed(
-            &client,
-            &host,
-            &repo,
-            &digest,
-            &args.formats,
-            Duration::from_millis(2),
-        )
-        .instrument(tracing::info_span!("loadgen"))
-        .await?;
-        latencies.push(signed - pushed);
+        let latency =
+            push_until_signed(&client, &host, &events_url, &args, &repo, 2_000_000 + i).await?;
+        latencies.push(latency);
     }
     // Settle: a timed recheck (2 s after each signing) is part of what a signed image costs.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -130,22 +133,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let requests_before = signer_client.requests_sent();
     for i in 0..args.sequential {
         let repo = format!("load/seq{i}");
-        let digest = push_image(&client, &host, (&repo, "v1"), 4_000_000 + i)
-            .instrument(tracing::info_span!("loadgen"))
-            .await?;
-        if args.direct {
-            deliver(&events_url, &host, (&repo, "v1"), &digest).await?;
-        }
-        wait_signed(
-            &client,
-            &host,
-            &repo,
-            &digest,
-            &args.formats,
-            Duration::from_millis(2),
-        )
-        .instrument(tracing::info_span!("loadgen"))
-        .await?;
+        push_until_signed(&client, &host, &events_url, &args, &repo, 4_000_000 + i).await?;
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let known_repository_requests = signer_client.requests_sent() - requests_before;
